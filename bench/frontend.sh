@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Measures requests per second and p50/p99 latency of function B's handler three ways, in one
+# run, on loopback only:
+#   direct    wrk -> handler
+#   frontend  wrk -> subnetlock front end (B's access restrictions, Functions host, key check) -> handler
+#   nginx     wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
+# Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64]
+# Needs nginx and wrk (Debian packages); installs them with apt-get when missing and run as root.
+set -euo pipefail
+
+duration=${1:-10}
+connections=${2:-64}
+workspace=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in nginx wrk; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
+        break
+    fi
+done
+
+cd "$workspace"
+cargo build --release --quiet -p subnetlock -p subnetlock-functions
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+wait_for() {
+    for _ in $(seq 1 100); do
+        if curl -s -o /dev/null "$1"; then return 0; fi
+        sleep 0.1
+    done
+    echo "timed out waiting for $1" >&2
+    exit 2
+}
+
+# 1. The handler alone.
+handler_port=$(free_port)
+FUNCTIONS_CUSTOMHANDLER_PORT=$handler_port RUST_LOG=warn target/release/function-app-b 2>"$work/handler.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$handler_port/"
+
+# 2. The subnetlock front end with B's rules.
+frontend_port=$(free_port)
+target/release/subnetlock up bench/frontend --no-build --http-port "$frontend_port" \
+    --state-dir "$work/state" >"$work/up.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [ -f "$work/state/state.json" ] && break; sleep 0.1; done
+read -r host key < <(python3 -c '
+import json, sys
+state = json.load(open(sys.argv[1]))
+site = state["sites"][0]
+print(site["host"], site["functions"][0]["key"])' "$work/state/state.json")
+
+# 3. nginx with the same allow/deny list in front of the handler.
+nginx_port=$(free_port)
+mkdir -p "$work/nginx/logs"
+cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream handler { server 127.0.0.1:$handler_port; keepalive 128; }
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location / {
+            deny 192.0.2.0/24;
+            allow 127.0.0.1;
+            deny all;
+            proxy_pass http://handler;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+CONF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
+pids+=($!)
+wait_for "http://127.0.0.1:$nginx_port/"
+
+run() {
+    local name=$1; shift
+    local output
+    output=$(wrk -t2 -c"$connections" -d"${duration}s" --latency "$@")
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$output")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$output")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$output")
+    local non2xx
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$output")
+    printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "wrk -t2 -c$connections -d${duration}s, $(date -u +%Y-%m-%dT%H:%MZ)"
+echo
+echo "| path | requests/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|"
+run direct "http://127.0.0.1:$handler_port/api/function-b"
+run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
+run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"

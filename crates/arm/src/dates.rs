@@ -1,0 +1,238 @@
+//! Date functions: `dateTimeAdd`, `dateTimeFromEpoch`, `dateTimeToEpoch`.
+//!
+//! Times are UTC and formatted with .NET date format strings
+//! (<https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions-date>).
+
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDateTime, TimeZone, Timelike, Utc};
+
+use crate::functions::{Args, FnError};
+use crate::value::Value;
+
+type FnResult = Result<Value, FnError>;
+
+pub(crate) fn from_epoch(call: &Args<'_>) -> FnResult {
+    call.exactly(1)?;
+    let seconds = call.int(0)?;
+    let time = Utc.timestamp_opt(seconds, 0).single().ok_or_else(|| {
+        FnError::new(
+            format!("`dateTimeFromEpoch` value `{seconds}` is out of range"),
+            "pass seconds since 1970-01-01T00:00:00Z",
+        )
+    })?;
+    Ok(Value::String(time.format("%Y-%m-%dT%H:%M:%SZ").to_string()))
+}
+
+pub(crate) fn to_epoch(call: &Args<'_>) -> FnResult {
+    call.exactly(1)?;
+    let time = parse_time(call, 0)?;
+    Ok(Value::Int(time.timestamp()))
+}
+
+pub(crate) fn add(call: &Args<'_>) -> FnResult {
+    call.between(2, 3)?;
+    let base = parse_time(call, 0)?;
+    let duration = call.str(1)?;
+    let time = add_duration(base, duration).ok_or_else(|| {
+        FnError::new(
+            format!("`dateTimeAdd` duration `{duration}` is not a valid ISO 8601 duration"),
+            "pass a duration such as `P1D`, `PT1H` or `-P9D`",
+        )
+    })?;
+    let text = if call.args.len() == 3 {
+        format_dotnet(&time, call.str(2)?)
+    } else {
+        default_text(&time)
+    };
+    Ok(Value::String(text))
+}
+
+fn default_text(time: &DateTime<Utc>) -> String {
+    if time.nanosecond() == 0 {
+        time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        time.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string()
+    }
+}
+
+fn parse_time(call: &Args<'_>, index: usize) -> Result<DateTime<Utc>, FnError> {
+    let text = call.str(index)?;
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    for pattern in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%dT%H%M%SZ"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, pattern) {
+            return Ok(Utc.from_utc_datetime(&naive));
+        }
+    }
+    Err(FnError::new(
+        format!("`{}` got `{text}`, which is not a date and time", call.name),
+        "pass an ISO 8601 time such as `2023-03-31T01:00:38Z`",
+    ))
+}
+
+/// Adds `[-]P[nY][nM][nW][nD][T[nH][nM][n[.n]S]]`.
+fn add_duration(base: DateTime<Utc>, text: &str) -> Option<DateTime<Utc>> {
+    let (negative, rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let rest = rest.strip_prefix('P')?;
+    let mut in_time = false;
+    let mut number = String::new();
+    let mut months: i64 = 0;
+    let mut seconds: f64 = 0.0;
+    let mut any = false;
+    for ch in rest.chars() {
+        if ch == 'T' {
+            in_time = true;
+            continue;
+        }
+        if ch.is_ascii_digit() || ch == '.' {
+            number.push(ch);
+            continue;
+        }
+        let amount: f64 = number.parse().ok()?;
+        number.clear();
+        any = true;
+        match (in_time, ch) {
+            (false, 'Y') => months += (amount as i64) * 12,
+            (false, 'M') => months += amount as i64,
+            (false, 'W') => seconds += amount * 7.0 * 86_400.0,
+            (false, 'D') => seconds += amount * 86_400.0,
+            (true, 'H') => seconds += amount * 3_600.0,
+            (true, 'M') => seconds += amount * 60.0,
+            (true, 'S') => seconds += amount,
+            _ => return None,
+        }
+    }
+    if !number.is_empty() || !any {
+        return None;
+    }
+    let sign = if negative { -1 } else { 1 };
+    let mut time = base;
+    let month_count = Months::new(u32::try_from(months).ok()?);
+    time = if sign > 0 {
+        time.checked_add_months(month_count)?
+    } else {
+        time.checked_sub_months(month_count)?
+    };
+    let nanos = (seconds * 1e9).round() as i64 * sign;
+    time.checked_add_signed(Duration::nanoseconds(nanos))
+}
+
+/// Formats with a .NET standard (`u`, `s`, `o`, `d`) or custom (`yyyyMMddTHHmmssZ`) format.
+pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> String {
+    let custom = match format {
+        "u" => "yyyy'-'MM'-'dd HH':'mm':'ss'Z'",
+        "s" => "yyyy'-'MM'-'dd'T'HH':'mm':'ss",
+        "o" | "O" => "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fffffff'Z'",
+        "d" => "MM/dd/yyyy",
+        other => other,
+    };
+    let chars: Vec<char> = custom.chars().collect();
+    let mut out = String::new();
+    let mut index = 0;
+    while index < chars.len() {
+        let ch = chars[index];
+        let run = chars[index..].iter().take_while(|next| **next == ch).count();
+        match ch {
+            '\'' | '"' => {
+                let closing = chars[index + 1..].iter().position(|next| *next == ch);
+                let end = closing.map_or(chars.len(), |offset| index + 1 + offset);
+                out.extend(&chars[index + 1..end]);
+                index = end + 1;
+                continue;
+            }
+            'y' => {
+                let year = time.year();
+                if run <= 2 {
+                    out.push_str(&format!("{:0>2}", year % 100));
+                } else {
+                    out.push_str(&format!("{year:0>run$}"));
+                }
+            }
+            'M' => out.push_str(&format!("{:0>width$}", time.month(), width = run.min(2))),
+            'd' => out.push_str(&format!("{:0>width$}", time.day(), width = run.min(2))),
+            'H' => out.push_str(&format!("{:0>width$}", time.hour(), width = run.min(2))),
+            'h' => {
+                let hour = match time.hour() % 12 {
+                    0 => 12,
+                    other => other,
+                };
+                out.push_str(&format!("{hour:0>width$}", width = run.min(2)));
+            }
+            'm' => out.push_str(&format!("{:0>width$}", time.minute(), width = run.min(2))),
+            's' => out.push_str(&format!("{:0>width$}", time.second(), width = run.min(2))),
+            'f' => {
+                let nanos = format!("{:09}", time.nanosecond());
+                out.push_str(&nanos[..run.min(9)]);
+            }
+            'K' | 'Z' if run == 1 && ch == 'K' => out.push('Z'),
+            other => {
+                for _ in 0..run {
+                    out.push(other);
+                }
+            }
+        }
+        index += run;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(name: &str, args: &[Value]) -> FnResult {
+        crate::functions::call_pure(name, args).unwrap()
+    }
+
+    #[test]
+    fn epoch_round_trip() {
+        // Azure/bicep EvaluationTests: dateTimeFromEpoch(1680224438) then dateTimeAdd P1D.
+        let text = call("datetimefromepoch", &[Value::Int(1_680_224_438)]).unwrap();
+        assert_eq!(text, Value::String("2023-03-31T01:00:38Z".to_owned()));
+        let back = call("datetimetoepoch", &[text.clone()]).unwrap();
+        assert_eq!(back, Value::Int(1_680_224_438));
+        let next = call("datetimeadd", &[text, Value::String("P1D".to_owned())]).unwrap();
+        assert_eq!(next, Value::String("2023-04-01T01:00:38Z".to_owned()));
+    }
+
+    #[test]
+    fn epoch_psrule_vectors() {
+        let text = call("datetimefromepoch", &[Value::Int(1_683_040_573)]).unwrap();
+        assert_eq!(text, Value::String("2023-05-02T15:16:13Z".to_owned()));
+        let seconds = call("datetimetoepoch", &[Value::String("2020-04-07T14:53:14Z".to_owned())]);
+        assert_eq!(seconds.unwrap(), Value::Int(1_586_271_194));
+    }
+
+    #[test]
+    fn add_durations() {
+        let base = Value::String("2020-04-07T14:53:14Z".to_owned());
+        let cases = [
+            ("P3Y", "2023-04-07T14:53:14Z"),
+            ("-P9D", "2020-03-29T14:53:14Z"),
+            ("PT1H", "2020-04-07T15:53:14Z"),
+            ("P1MT30M", "2020-05-07T15:23:14Z"),
+        ];
+        for (duration, expected) in cases {
+            let result = call("datetimeadd", &[base.clone(), Value::String(duration.to_owned())]);
+            assert_eq!(result.unwrap(), Value::String(expected.to_owned()), "{duration}");
+        }
+    }
+
+    #[test]
+    fn add_rejects_bad_duration() {
+        let base = Value::String("2020-04-07T14:53:14Z".to_owned());
+        assert!(call("datetimeadd", &[base, Value::String("1D".to_owned())]).is_err());
+    }
+
+    #[test]
+    fn dotnet_formats() {
+        let time = Utc.with_ymd_and_hms(2023, 3, 31, 1, 0, 38).unwrap();
+        assert_eq!(format_dotnet(&time, "yyyyMMddTHHmmssZ"), "20230331T010038Z");
+        assert_eq!(format_dotnet(&time, "u"), "2023-03-31 01:00:38Z");
+        assert_eq!(format_dotnet(&time, "yyyy-MM-dd"), "2023-03-31");
+        assert_eq!(format_dotnet(&time, "d"), "03/31/2023");
+    }
+}

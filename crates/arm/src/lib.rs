@@ -1,0 +1,86 @@
+//! The ARM template language, evaluated offline.
+//!
+//! This crate reads Azure Resource Manager templates (JSON with comments) and parameter files,
+//! evaluates their expressions, parameters, variables, copy loops, conditions, child resources
+//! and nested deployments, and returns the resources a deployment would create, in an order
+//! that respects `dependsOn`. It knows the template language, not Azure resources: what a
+//! `Microsoft.Web/sites` body means is `subnetlock-model`'s job.
+//!
+//! Runtime values (`reference()`, `list*()`) come from a [`Provider`]; what no provider can
+//! answer stays a typed [`Unknown`] that propagates instead of a guess. Every error carries the
+//! file, line and column, and the JSON path of the value at fault.
+
+mod call;
+mod cidr;
+mod dates;
+mod error;
+mod eval;
+mod expr;
+mod format;
+mod functions;
+mod hash;
+mod params;
+mod provider;
+mod resources;
+mod source;
+mod value;
+
+pub use error::{Error, Located};
+pub use eval::{
+    evaluate_file, evaluate_str, Deployment, EvalOptions, Resource, UnresolvedTemplate,
+};
+pub use hash::{guid, unique_string};
+pub use params::Parameters;
+pub use provider::{full_envelope, ListRequest, OfflineProvider, Provider, ReferenceRequest};
+pub use value::{Object, Unknown, UnknownCause, Value};
+
+use std::path::PathBuf;
+
+/// The deployment's target scope and the values of `subscription()`, `resourceGroup()` and
+/// `deployment()`.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub tenant_id: String,
+    pub deployment_name: String,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope {
+            subscription_id: "00000000-0000-0000-0000-000000000000".to_owned(),
+            resource_group: "subnetlock".to_owned(),
+            location: "westeurope".to_owned(),
+            tenant_id: "00000000-0000-0000-0000-000000000000".to_owned(),
+            deployment_name: "subnetlock".to_owned(),
+        }
+    }
+}
+
+/// Where a value is written: file, 1-based line and column, and JSON path such as
+/// `$.resources[4].properties.siteConfig`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SourceLocation {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub json_path: String,
+    /// Byte offset and length in the file, for diagnostics that underline the value.
+    pub offset: usize,
+    pub length: usize,
+}
+
+impl std::fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{} ({})",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.json_path
+        )
+    }
+}

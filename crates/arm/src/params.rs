@@ -1,0 +1,195 @@
+//! Supplied parameter values: a `deploymentParameters.json` file and inline overrides.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::error::{Error, ErrorKind};
+use crate::eval::literal_value;
+use crate::source::{path_key, Node, Source};
+use crate::value::{Unknown, UnknownCause, Value};
+
+/// Parameter values supplied to a deployment. Names match case-insensitively.
+#[derive(Clone, Debug, Default)]
+pub struct Parameters {
+    values: IndexMap<String, Value>,
+}
+
+impl Parameters {
+    pub fn new() -> Self {
+        Parameters::default()
+    }
+
+    /// Reads a parameters file: the `deploymentParameters.json` wrapper (`{"parameters":
+    /// {"name": {"value": ...}}}`) or the bare `{"name": {"value": ...}}` map, with comments.
+    ///
+    /// Values are data: `"[...]"` strings stay literal. A Key Vault `reference` becomes an
+    /// unknown secret, because only Azure can read the vault.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let source = Arc::new(Source::read(path)?);
+        Parameters::from_source(&source)
+    }
+
+    /// Like [`Parameters::from_file`], for text already in memory.
+    pub fn from_str(file_name: &str, text: &str) -> Result<Self, Error> {
+        let source = Arc::new(Source::new(file_name, text.to_owned()));
+        Parameters::from_source(&source)
+    }
+
+    /// Sets a value; it replaces a value of the same name from a file.
+    pub fn set(&mut self, name: &str, value: Value) {
+        if let Some(existing) = self
+            .values
+            .keys()
+            .find(|key| key.eq_ignore_ascii_case(name))
+            .cloned()
+        {
+            self.values.shift_remove(&existing);
+        }
+        self.values.insert(name.to_owned(), value);
+    }
+
+    /// Looks a value up, ignoring case.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.values.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    fn from_source(source: &Source) -> Result<Self, Error> {
+        let root = source.parse()?;
+        let wrapped = root.get("$schema").is_some() || root.get("contentVersion").is_some();
+        let (map, map_path) = match root.get("parameters") {
+            Some(parameters) if wrapped || parameters.get("value").is_none() => {
+                (Arc::clone(parameters), "$.parameters".to_owned())
+            }
+            _ => (Arc::clone(&root), "$".to_owned()),
+        };
+        let Some(members) = map.as_object() else {
+            return Err(file_error(source, &map, &map_path, "`parameters` must be an object"));
+        };
+
+        let mut parameters = Parameters::new();
+        for member in members {
+            let name = &member.key.text;
+            let path = path_key(&map_path, name);
+            let value = entry_value(source, &member.value, &path, name)?;
+            parameters.set(name, value);
+        }
+        Ok(parameters)
+    }
+}
+
+/// Reads one `{"value": ...}` or `{"reference": {"keyVault": ...}}` entry.
+pub(crate) fn entry_value(
+    source: &Source,
+    entry: &Node,
+    path: &str,
+    name: &str,
+) -> Result<Value, Error> {
+    if let Some(value) = entry.get("value") {
+        return Ok(literal_value(value));
+    }
+    if let Some(reference) = entry.get("reference") {
+        let vault = reference
+            .get("keyVault")
+            .and_then(|vault| vault.get("id"))
+            .and_then(|id| id.as_str())
+            .unwrap_or("");
+        let secret = reference
+            .get("secretName")
+            .and_then(|secret| secret.as_str())
+            .unwrap_or("");
+        return Ok(key_vault_unknown(vault, secret));
+    }
+    Err(file_error(
+        source,
+        entry,
+        path,
+        &format!("parameter `{name}` has neither `value` nor `reference`"),
+    ))
+}
+
+pub(crate) fn key_vault_unknown(vault: &str, secret: &str) -> Value {
+    Value::Unknown(Unknown {
+        expression: format!("keyVaultSecret('{vault}', '{secret}')"),
+        cause: UnknownCause::KeyVaultSecret,
+        secret: true,
+    })
+}
+
+fn file_error(source: &Source, node: &Node, path: &str, message: &str) -> Error {
+    Error::located(
+        ErrorKind::Parameter,
+        message.to_owned(),
+        "write each parameter as `\"name\": {\"value\": ...}`".to_owned(),
+        source,
+        source.location(node.start, node.end, path),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_form() {
+        let text = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+  "contentVersion": "1.0.0.0",
+  // comment
+  "parameters": { "a": { "value": 1 }, "b": { "value": "[not evaluated]" } }
+}"#;
+        let parameters = Parameters::from_str("p.json", text).unwrap();
+        assert_eq!(parameters.get("A"), Some(&Value::Int(1)));
+        assert_eq!(parameters.get("b"), Some(&Value::String("[not evaluated]".to_owned())));
+    }
+
+    #[test]
+    fn bare_form() {
+        let parameters = Parameters::from_str("p.json", r#"{"x": {"value": true}}"#).unwrap();
+        assert_eq!(parameters.get("x"), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn key_vault_reference_is_secret() {
+        let text = r#"{"parameters": {"pw": {"reference": {"keyVault": {"id": "/v"}, "secretName": "s"}}}}"#;
+        let parameters = Parameters::from_str("p.json", text).unwrap();
+        let Some(Value::Unknown(unknown)) = parameters.get("pw") else {
+            panic!("not unknown");
+        };
+        assert!(unknown.secret);
+        assert_eq!(unknown.cause, UnknownCause::KeyVaultSecret);
+    }
+
+    #[test]
+    fn set_overrides_file() {
+        let mut parameters = Parameters::from_str("p.json", r#"{"x": {"value": 1}}"#).unwrap();
+        parameters.set("X", Value::Int(2));
+        assert_eq!(parameters.get("x"), Some(&Value::Int(2)));
+        assert_eq!(parameters.len(), 1);
+    }
+
+    #[test]
+    fn entry_without_value_is_located() {
+        let error = Parameters::from_str("p.json", "{\"parameters\": {\n \"x\": {\"v\": 1}}}").unwrap_err();
+        let location = error.location().unwrap();
+        assert_eq!(error.message(), "parameter `x` has neither `value` nor `reference`");
+        assert_eq!((location.line, location.column), (2, 7));
+        assert_eq!(location.json_path, "$.parameters.x");
+    }
+}

@@ -1,0 +1,495 @@
+//! Template structure: parameters, variables, copy loops, conditions, child resources,
+//! dependsOn, symbolic names, nested deployments, and located errors.
+
+use subnetlock_arm::{
+    evaluate_str, Deployment, Error, EvalOptions, OfflineProvider, Parameters, Scope,
+    UnknownCause, Value,
+};
+
+const SCHEMA: &str = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
+
+fn run_with(text: &str, parameters: Parameters) -> Result<Deployment, Error> {
+    let options = EvalOptions {
+        scope: Scope::default(),
+        parameters,
+    };
+    evaluate_str("main.json", text, &options, &OfflineProvider)
+}
+
+fn run(text: &str) -> Deployment {
+    run_with(text, Parameters::new()).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn run_err(text: &str) -> Error {
+    match run_with(text, Parameters::new()) {
+        Ok(_) => panic!("evaluated without error"),
+        Err(error) => error,
+    }
+}
+
+fn names(deployment: &Deployment) -> Vec<&str> {
+    deployment.resources.iter().map(|r| r.name.as_str()).collect()
+}
+
+fn text(value: &str) -> Value {
+    Value::String(value.to_owned())
+}
+
+#[test]
+fn parameters_defaults_and_overrides() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "contentVersion": "1.0.0.0",
+  "parameters": {{
+    "prefix": {{"type": "string", "defaultValue": "app"}},
+    "name": {{"type": "string", "defaultValue": "[concat(parameters('prefix'), '-', resourceGroup().name)]"}},
+    "count": {{"type": "int", "defaultValue": 2, "minValue": 1, "maxValue": 3}}
+  }},
+  "resources": [],
+  "outputs": {{"name": {{"type": "string", "value": "[parameters('NAME')]"}},
+              "count": {{"type": "int", "value": "[parameters('count')]"}}}} }}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(deployment.outputs["name"], text("app-subnetlock"));
+
+    let mut parameters = Parameters::new();
+    parameters.set("prefix", text("web"));
+    parameters.set("count", Value::Int(3));
+    let deployment = run_with(&template, parameters).unwrap();
+    assert_eq!(deployment.outputs["name"], text("web-subnetlock"));
+    assert_eq!(deployment.outputs["count"], Value::Int(3));
+}
+
+#[test]
+fn parameter_validation_errors() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "contentVersion": "1.0.0.0",
+  "parameters": {{
+    "sku": {{"type": "string", "allowedValues": ["F1", "S1"]}}
+  }},
+  "resources": []}}"#
+    );
+    let cases = [
+        (text("P1"), "parameter `sku` value `'P1'` is not one of the allowed values 'F1', 'S1'"),
+        (Value::Int(1), "parameter `sku` must be of type `string`, found int `1`"),
+    ];
+    for (value, message) in cases {
+        let mut parameters = Parameters::new();
+        parameters.set("sku", value);
+        let error = run_with(&template, parameters).unwrap_err();
+        assert_eq!(error.message(), message);
+        assert!(matches!(error, Error::Parameter(_)));
+        assert_eq!(error.location().unwrap().json_path, "$.parameters.sku");
+    }
+}
+
+#[test]
+fn missing_parameter_is_located() {
+    let template = format!(
+        "{{\"$schema\": \"{SCHEMA}\",\n  \"parameters\": {{\n    \"siteName\": {{\"type\": \"string\"}}\n  }},\n  \"resources\": []\n}}"
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Parameter(_)));
+    assert_eq!(error.message(), "missing value for parameter `siteName`");
+    let location = error.location().unwrap();
+    assert_eq!((location.line, location.column), (3, 17));
+    assert_eq!(location.json_path, "$.parameters.siteName");
+    assert!(error.help_text().unwrap().contains("parameters file"));
+}
+
+#[test]
+fn variables_lazy_and_copy() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "variables": {{
+    "unused": "[div(1, 0)]",
+    "base": "[toUpper('x')]",
+    "derived": "[concat(variables('base'), '-y')]",
+    "copy": [{{"name": "disks", "count": 3, "input": {{"name": "[concat('d', copyIndex('disks'))]"}}}}]
+  }},
+  "resources": [],
+  "outputs": {{"derived": {{"type": "string", "value": "[variables('derived')]"}},
+              "disks": {{"type": "array", "value": "[variables('disks')]"}}}} }}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(deployment.outputs["derived"], text("X-y"));
+    let disks = deployment.outputs["disks"].as_array().unwrap();
+    assert_eq!(disks.len(), 3);
+    assert_eq!(disks[2].get("name"), Some(&text("d2")));
+}
+
+#[test]
+fn variable_cycle_is_an_error() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "variables": {{"a": "[variables('b')]", "b": "[variables('a')]"}},
+  "resources": [],
+  "outputs": {{"a": {{"type": "string", "value": "[variables('a')]"}}}} }}"#
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Cycle(_)));
+    assert_eq!(error.message(), "variable `a` depends on itself: `a` -> `b` -> `a`");
+    assert_eq!(error.location().unwrap().json_path, "$.variables.b");
+}
+
+#[test]
+fn resource_copy_condition_and_children() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01",
+      "name": "[concat('app', copyIndex(1))]",
+      "copy": {{"name": "apps", "count": 3}},
+      "condition": "[not(equals(copyIndex(), 1))]",
+      "properties": {{"index": "[copyIndex()]"}},
+      "resources": [
+        {{"type": "config", "apiVersion": "2022-03-01", "name": "web",
+          "dependsOn": ["[resourceId('Microsoft.Web/sites', concat('app', copyIndex(1)))]"],
+          "properties": {{"ftpsState": "Disabled"}}}}
+      ]}},
+    {{"type": "Microsoft.Web/sites/config", "apiVersion": "2022-03-01", "name": "app1/appsettings",
+      "dependsOn": ["apps"], "properties": {{}}}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(
+        names(&deployment),
+        ["app1", "app1/web", "app3", "app3/web", "app1/appsettings"]
+    );
+    let child = &deployment.resources[1];
+    assert_eq!(child.resource_type, "Microsoft.Web/sites/config");
+    assert_eq!(
+        child.id,
+        "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.Web/sites/app1/config/web"
+    );
+    assert_eq!(deployment.resources[2].body.get_path(&["properties", "index"]), Some(&Value::Int(2)));
+    assert!(deployment.resources[0].body.get("copy").is_none());
+    assert!(deployment.resources[0].body.get("condition").is_none());
+    let settings = &deployment.resources[4];
+    assert_eq!(settings.depends_on.len(), 2, "{:?}", settings.depends_on);
+}
+
+#[test]
+fn property_copy() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites/config", "apiVersion": "2022-03-01", "name": "app/web",
+      "properties": {{
+        "keep": true,
+        "copy": [{{"name": "ipSecurityRestrictions", "count": 2,
+                   "input": {{"ipAddress": "[format('10.0.{{0}}.0/24', copyIndex('ipSecurityRestrictions'))]",
+                              "priority": "[add(100, copyIndex('ipSecurityRestrictions'))]"}}}}]
+      }}}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    let properties = deployment.resources[0].properties().unwrap();
+    assert_eq!(properties.get("keep"), Some(&Value::Bool(true)));
+    let rules = properties.get("ipSecurityRestrictions").unwrap().as_array().unwrap();
+    assert_eq!(rules[1].get("ipAddress"), Some(&text("10.0.1.0/24")));
+    assert_eq!(rules[1].get("priority"), Some(&Value::Int(101)));
+    assert!(properties.get("copy").is_none());
+}
+
+#[test]
+fn depends_on_cycle_names_the_cycle() {
+    let template = format!(
+        "{{\"$schema\": \"{SCHEMA}\",\n  \"resources\": [\n    {{\"type\": \"Microsoft.Web/sites\", \"apiVersion\": \"2022-03-01\", \"name\": \"a\", \"dependsOn\": [\"b\"]}},\n    {{\"type\": \"Microsoft.Web/sites\", \"apiVersion\": \"2022-03-01\", \"name\": \"b\", \"dependsOn\": [\"[resourceId('Microsoft.Web/sites', 'a')]\"]}}\n  ]}}"
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Cycle(_)));
+    assert_eq!(error.message(), "resources depend on each other in a cycle: `a` -> `b` -> `a`");
+    let location = error.location().unwrap();
+    assert_eq!(location.json_path, "$.resources[0].dependsOn");
+    assert_eq!(location.line, 3);
+}
+
+#[test]
+fn reference_of_declared_resource_orders_and_reads_properties() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "front",
+      "properties": {{"backend": "[reference(resourceId('Microsoft.Web/sites', 'back')).serverFarmId]",
+                      "host": "[reference('back').defaultHostName]"}}}},
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "back",
+      "properties": {{"serverFarmId": "plan-1"}}}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(names(&deployment), ["back", "front"]);
+    let front = deployment.resources[1].properties().unwrap();
+    assert_eq!(front.get("backend"), Some(&text("plan-1")));
+    let Some(Value::Unknown(host)) = front.get("host") else {
+        panic!("host is known");
+    };
+    assert_eq!(host.cause, UnknownCause::Reference);
+    assert_eq!(host.expression, "reference('back').defaultHostName");
+}
+
+#[test]
+fn symbolic_names_and_existing() {
+    let template = r#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "languageVersion": "2.0",
+  "resources": {
+    "plan": {"existing": true, "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "shared-plan"},
+    "site": {"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+             "dependsOn": ["plan"],
+             "properties": {"serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'shared-plan')]",
+                            "planState": "[reference('plan').status]"}}
+  },
+  "outputs": {"id": {"type": "string", "value": "[reference('site', '2022-03-01', 'Full').resourceId]"}}}"#;
+    let deployment = run(template);
+    assert_eq!(names(&deployment), ["shared-plan", "app"]);
+    assert!(deployment.resources[0].existing);
+    assert_eq!(deployment.resources[1].symbolic_name.as_deref(), Some("site"));
+    let state = deployment.resources[1].properties().unwrap().get("planState").unwrap();
+    assert!(state.is_unknown());
+    assert_eq!(
+        deployment.outputs["id"],
+        text("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.Web/sites/app")
+    );
+}
+
+#[test]
+fn nested_inner_deployment_outputs() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "parameters": {{"outerName": {{"type": "string", "defaultValue": "outer-value"}}}},
+  "resources": [
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "module",
+      "properties": {{
+        "mode": "Incremental",
+        "expressionEvaluationOptions": {{"scope": "inner"}},
+        "parameters": {{"siteName": {{"value": "[parameters('outerName')]"}}}},
+        "template": {{
+          "$schema": "{SCHEMA}",
+          "parameters": {{"siteName": {{"type": "string"}}}},
+          "resources": [
+            {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[parameters('siteName')]", "properties": {{}}}}
+          ],
+          "outputs": {{"siteId": {{"type": "string", "value": "[resourceId('Microsoft.Web/sites', parameters('siteName'))]"}},
+                      "deploymentName": {{"type": "string", "value": "[deployment().name]"}}}}
+        }}
+      }}}}
+  ],
+  "outputs": {{"fromModule": {{"type": "string", "value": "[reference('module').outputs.siteId.value]"}},
+              "name": {{"type": "string", "value": "[reference('module').outputs.deploymentName.value]"}}}}}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(names(&deployment), ["module", "outer-value"]);
+    assert_eq!(deployment.resources[1].deployment_path, ["module"]);
+    assert!(deployment.resources[0].properties().unwrap().get("template").is_some());
+    assert_eq!(
+        deployment.outputs["fromModule"],
+        text("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.Web/sites/outer-value")
+    );
+    assert_eq!(deployment.outputs["name"], text("module"));
+}
+
+#[test]
+fn nested_outer_deployment_uses_parent_context() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "variables": {{"site": "from-parent"}},
+  "resources": [
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "outer",
+      "properties": {{
+        "mode": "Incremental",
+        "template": {{
+          "$schema": "{SCHEMA}",
+          "resources": [
+            {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[variables('site')]"}}
+          ]
+        }}
+      }}}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(names(&deployment), ["outer", "from-parent"]);
+}
+
+#[test]
+fn remote_template_is_reported_not_guessed() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "linked",
+      "properties": {{"mode": "Incremental",
+        "templateLink": {{"uri": "https://example.com/t.json"}}}}}}
+  ],
+  "outputs": {{"ip": {{"type": "string", "value": "[reference('linked').outputs.ip.value]"}}}}}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(deployment.unresolved_templates.len(), 1);
+    assert_eq!(deployment.unresolved_templates[0].deployment, "linked");
+    let Value::Unknown(unknown) = &deployment.outputs["ip"] else {
+        panic!("output is known");
+    };
+    assert_eq!(unknown.cause, UnknownCause::RemoteTemplate);
+}
+
+#[test]
+fn relative_path_template_is_read_from_disk() {
+    let directory = std::env::temp_dir().join(format!("subnetlock-arm-{}", std::process::id()));
+    std::fs::create_dir_all(directory.join("modules")).unwrap();
+    let child = format!(
+        r#"{{"$schema": "{SCHEMA}", "parameters": {{"n": {{"type": "string"}}}},
+  "resources": [{{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[parameters('n')]"}}]}}"#
+    );
+    std::fs::write(directory.join("modules/site.json"), child).unwrap();
+    let main = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "site",
+      "properties": {{"mode": "Incremental", "expressionEvaluationOptions": {{"scope": "inner"}},
+        "templateLink": {{"relativePath": "modules/site.json"}},
+        "parameters": {{"n": {{"value": "from-disk"}}}}}}}}
+  ]}}"#
+    );
+    std::fs::write(directory.join("main.json"), main).unwrap();
+    let options = EvalOptions::default();
+    let deployment =
+        subnetlock_arm::evaluate_file(&directory.join("main.json"), &options, &OfflineProvider)
+            .unwrap();
+    assert_eq!(names(&deployment), ["site", "from-disk"]);
+    std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn user_defined_functions() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "functions": [{{"namespace": "contoso", "members": {{
+    "uniqueName": {{"parameters": [{{"name": "namePrefix", "type": "string"}}],
+                    "output": {{"type": "string", "value": "[concat(toLower(parameters('namePrefix')), uniqueString(resourceGroup().id))]"}}}}}}}}],
+  "resources": [],
+  "outputs": {{"name": {{"type": "string", "value": "[contoso.uniqueName('ABC')]"}}}}}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(deployment.outputs["name"], text("abcyobmxbvmtplck"));
+}
+
+#[test]
+fn output_copy_and_condition() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [],
+  "outputs": {{
+    "list": {{"type": "array", "copy": {{"count": 2, "input": "[concat('n', copyIndex())]"}}}},
+    "hidden": {{"type": "string", "condition": "[false()]", "value": "x"}}
+  }}}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(deployment.outputs["list"], Value::Array(vec![text("n0"), text("n1")]));
+    assert!(!deployment.outputs.contains_key("hidden"));
+}
+
+#[test]
+fn expression_keys_are_evaluated() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [],
+  "outputs": {{"o": {{"type": "object", "value": {{"[string('copy')]": [1], "[concat('k', '1')]": 2}}}}}}}}"#
+    );
+    let deployment = run(&template);
+    let object = deployment.outputs["o"].as_object().unwrap();
+    assert_eq!(object.get("copy"), Some(&Value::Array(vec![Value::Int(1)])));
+    assert_eq!(object.get("k1"), Some(&Value::Int(2)));
+}
+
+#[test]
+fn bad_json_is_located() {
+    let error = run_err("{\n  \"a\": 1\n  \"b\": 2\n}");
+    assert!(matches!(error, Error::Syntax(_)));
+    assert_eq!(error.message(), "expected `,` or `}` after the property value");
+    let location = error.location().unwrap();
+    assert_eq!((location.line, location.column), (3, 3));
+    assert_eq!(location.json_path, "$");
+}
+
+#[test]
+fn unterminated_expression_string_is_located() {
+    let template = format!(
+        "{{\"$schema\": \"{SCHEMA}\",\n  \"resources\": [],\n  \"outputs\": {{\"o\": {{\"type\": \"string\",\n    \"value\": \"[concat('a, 'b')]\"}}}}}}"
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Expression(_)));
+    assert!(
+        error.message().starts_with("expected `,` or `)`") || error.message().contains("unterminated"),
+        "{}",
+        error.message()
+    );
+    let location = error.location().unwrap();
+    assert_eq!((location.line, location.column), (4, 14));
+    assert_eq!(location.json_path, "$.outputs.o.value");
+}
+
+#[test]
+fn unterminated_string_literal_message() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [], "outputs": {{"o": {{"type": "string", "value": "[concat('abc)]"}}}}}}"#
+    );
+    let error = run_err(&template);
+    assert_eq!(
+        error.message(),
+        "unterminated string literal in expression in `[concat('abc)]`"
+    );
+}
+
+#[test]
+fn unknown_function_is_located() {
+    let template = format!(
+        "{{\"$schema\": \"{SCHEMA}\",\n  \"resources\": [\n    {{\"type\": \"Microsoft.Web/sites\", \"apiVersion\": \"2022-03-01\",\n     \"name\": \"[fooBar(1)]\"}}]}}"
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Function(_)));
+    assert_eq!(error.message(), "unknown function `fooBar`");
+    let location = error.location().unwrap();
+    assert_eq!((location.line, location.column), (4, 14));
+    assert_eq!(location.json_path, "$.resources[0].name");
+}
+
+#[test]
+fn wrong_argument_type_is_located() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [], "outputs": {{"o": {{"type": "int", "value": "[add(1, 'x')]"}}}}}}"#
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Function(_)));
+    assert_eq!(error.message(), "argument 2 of `add` must be an int, found string `'x'`");
+    assert_eq!(error.location().unwrap().json_path, "$.outputs.o.value");
+}
+
+#[test]
+fn missing_property_is_an_error() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [], "outputs": {{"o": {{"type": "string", "value": "[resourceGroup().nope]"}}}}}}"#
+    );
+    let error = run_err(&template);
+    assert!(error.message().starts_with("property `nope` does not exist"), "{}", error.message());
+}
+
+#[test]
+fn reference_in_variables_is_rejected() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "variables": {{"v": "[reference('x').y]"}}, "resources": [],
+  "outputs": {{"o": {{"type": "string", "value": "[variables('v')]"}}}}}}"#
+    );
+    let error = run_err(&template);
+    assert_eq!(error.message(), "`reference` is not allowed in variables");
+}
+
+#[test]
+fn diagnostic_renders_source_excerpt() {
+    let template = format!(
+        "{{\"$schema\": \"{SCHEMA}\",\n  \"resources\": [],\n  \"outputs\": {{\"o\": {{\"type\": \"int\", \"value\": \"[add(1, 'x')]\"}}}}}}"
+    );
+    let error = run_err(&template);
+    let mut rendered = String::new();
+    miette::NarratableReportHandler::new()
+        .render_report(&mut rendered, &error)
+        .unwrap();
+    assert!(rendered.contains("[add(1, 'x')]"), "{rendered}");
+    assert!(rendered.contains("main.json"), "{rendered}");
+    assert!(rendered.contains("arm::function"), "{rendered}");
+}

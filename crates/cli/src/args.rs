@@ -1,0 +1,154 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Check and run Azure App Service / Functions access-restriction lockdowns from ARM templates.
+#[derive(Debug, Parser)]
+#[command(name = "subnetlock", version, about)]
+pub struct Cli {
+    /// More log output on stderr: -v for decisions, -vv for per-request detail.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report who can reach whom, which rule decided, and what Azure would reject.
+    Check(CheckArgs),
+    /// Explain one caller's request to one site, step by step.
+    Explain(ExplainArgs),
+    /// Run the template's apps locally behind an emulated App Service front end.
+    Up(UpArgs),
+    /// Send a request into a running `up` as a chosen caller.
+    Call(CallArgs),
+    /// Check, run and probe an example, then compare prediction and live results.
+    Demo(DemoArgs),
+}
+
+/// Output formats for data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+/// The template, its parameters, bindings and the deployment scope.
+#[derive(Clone, Debug, Args)]
+pub struct InputArgs {
+    /// A template file, or a directory with a `subnetlock.json` binding file (or an
+    /// `azuredeploy.json`).
+    pub input: PathBuf,
+    /// Use this template instead of the one the binding file names.
+    #[arg(long)]
+    pub template: Option<PathBuf>,
+    /// Parameters file (deploymentParameters.json); JSON with comments is accepted.
+    #[arg(long)]
+    pub parameters: Option<PathBuf>,
+    /// Parameter value as NAME=VALUE; VALUE is read as JSON when it parses, else as a string.
+    #[arg(short = 'p', long = "parameter", value_name = "NAME=VALUE")]
+    pub parameter: Vec<String>,
+    /// Binding file that maps site-name patterns to local function folders.
+    #[arg(long)]
+    pub bindings: Option<PathBuf>,
+    /// Subscription id the deployment targets.
+    #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+    pub subscription_id: String,
+    /// Resource group the deployment targets.
+    #[arg(long, default_value = "subnetlock")]
+    pub resource_group: String,
+    /// Location of the resource group (`resourceGroup().location`).
+    #[arg(long, default_value = "westeurope")]
+    pub location: String,
+    /// Azure service tags file (ServiceTags_Public_*.json) to resolve service-tag rules.
+    #[arg(long)]
+    pub service_tags: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Caller: `internet[:<address>]`, `subnet:<vnet/subnet>` or `app:<site>`.
+    #[arg(long)]
+    pub from: String,
+    /// Target site name or host name (`<site>.azurewebsites.net`, `<site>.scm.azurewebsites.net`).
+    #[arg(long)]
+    pub to: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Directory for the state file, the local CA and the decision log.
+    #[arg(long, default_value = ".subnetlock")]
+    pub state_dir: PathBuf,
+    /// Port of the plain HTTP front end (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub http_port: u16,
+    /// Port of the HTTPS front end (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub https_port: u16,
+    /// Skip the binding file's build commands.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Handler executable for sites matching PATTERN, as PATTERN=PATH.
+    #[arg(long = "handler", value_name = "PATTERN=PATH")]
+    pub handler: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Caller: `internet[:<address>]`, `subnet:<vnet/subnet>` or `app:<site>`.
+    #[arg(long)]
+    pub from: String,
+    /// URL, for example https://<site>.azurewebsites.net/api/<function>?code=<key>.
+    pub url: String,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    pub method: String,
+    /// Request header as `Name: value`; repeatable.
+    #[arg(short = 'H', long = "header")]
+    pub header: Vec<String>,
+    /// Request body.
+    #[arg(short = 'd', long)]
+    pub data: Option<String>,
+    /// Print the status line and response headers before the body.
+    #[arg(short = 'i', long)]
+    pub include: bool,
+    /// Exit with 1 unless the response has this status.
+    #[arg(long)]
+    pub expect_status: Option<u16>,
+    /// State directory of the running `up`.
+    #[arg(long, default_value = ".subnetlock")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Directory for the state file, the local CA and the decision log.
+    #[arg(long, default_value = ".subnetlock/demo")]
+    pub state_dir: PathBuf,
+    /// Skip the binding file's build commands.
+    #[arg(long)]
+    pub no_build: bool,
+    /// Handler executable for sites matching PATTERN, as PATTERN=PATH.
+    #[arg(long = "handler", value_name = "PATTERN=PATH")]
+    pub handler: Vec<String>,
+}

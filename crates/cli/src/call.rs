@@ -1,0 +1,135 @@
+//! `subnetlock call`: one request into a running emulator, as a chosen caller.
+
+use std::path::Path;
+
+use miette::{miette, IntoDiagnostic, Result, WrapErr};
+
+use crate::args::CallArgs;
+use crate::{EXIT_FINDINGS, EXIT_OK};
+
+/// The fields of the state file `call` reads.
+#[derive(serde::Deserialize)]
+struct State {
+    control_url: String,
+    token: String,
+    ca_file: std::path::PathBuf,
+}
+
+pub async fn call(args: CallArgs) -> Result<i32> {
+    let state = read_state(&args.state_dir)?;
+    let url = reqwest::Url::parse(&args.url).map_err(|error| {
+        miette!(
+            help = "write a full URL such as https://<site>.azurewebsites.net/api/<function>?code=<key>",
+            "invalid URL `{}`: {error}",
+            args.url
+        )
+    })?;
+    let proxy = source_proxy(&state, &args.from).await?;
+    let ca = std::fs::read(&state.ca_file)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the emulator CA `{}`", state.ca_file.display()))?;
+
+    let client = client_through(&proxy, &ca)?;
+    let method =
+        reqwest::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            miette!(
+                help = "use GET, POST, PUT, DELETE, ...",
+                "invalid method `{}`",
+                args.method
+            )
+        })?;
+    let mut request = client.request(method, url);
+    for header in &args.header {
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            miette!(
+                help = "write headers as `Name: value`",
+                "invalid header `{header}`"
+            )
+        })?;
+        request = request.header(name.trim(), value.trim());
+    }
+    if let Some(data) = &args.data {
+        request = request.body(data.clone());
+    }
+
+    let response = request
+        .send()
+        .await
+        .map_err(|error| miette!("request failed: {}", error.without_url()))?;
+    let status = response.status();
+    if args.include {
+        out!("{:?} {}", response.version(), status);
+        for (name, value) in response.headers() {
+            out!("{}: {}", name, value.to_str().unwrap_or("<binary>"));
+        }
+        out!();
+    }
+    let body = response.text().await.into_diagnostic()?;
+    out!("{body}");
+    match args.expect_status {
+        Some(expected) if expected != status.as_u16() => {
+            eprintln!("expected status {expected}, got {}", status.as_u16());
+            Ok(EXIT_FINDINGS)
+        }
+        _ => Ok(EXIT_OK),
+    }
+}
+
+fn read_state(state_dir: &Path) -> Result<State> {
+    let path = state_dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        miette!(
+            help = "start the emulator with `subnetlock up`, or pass its --state-dir",
+            "cannot read `{}`: {error}",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("invalid state file `{}`", path.display()))
+}
+
+/// Asks the control API for the proxy of `from`.
+async fn source_proxy(state: &State, from: &str) -> Result<String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .into_diagnostic()?;
+    let response = client
+        .post(format!("{}/v1/sources", state.control_url))
+        .bearer_auth(&state.token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::json!({ "from": from }).to_string())
+        .send()
+        .await
+        .map_err(|error| {
+            miette!(
+                help = "is `subnetlock up` still running?",
+                "cannot reach the emulator: {error}"
+            )
+        })?;
+    let status = response.status();
+    let body = response.text().await.into_diagnostic()?;
+    if !status.is_success() {
+        return Err(miette!("the emulator rejected caller `{from}`: {body}"));
+    }
+    let value: serde_json::Value = serde_json::from_str(&body).into_diagnostic()?;
+    value
+        .get("proxy")
+        .and_then(|proxy| proxy.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| miette!("the emulator answered without a proxy address: {body}"))
+}
+
+/// An HTTP client whose every request goes through `proxy` and trusts only the emulator's CA.
+pub fn client_through(proxy: &str, ca_pem: &[u8]) -> Result<reqwest::Client> {
+    let certificate = reqwest::Certificate::from_pem(ca_pem).into_diagnostic()?;
+    let proxy = reqwest::Proxy::all(format!("http://{proxy}")).into_diagnostic()?;
+    reqwest::Client::builder()
+        .proxy(proxy)
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(certificate)
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .into_diagnostic()
+}

@@ -1,0 +1,209 @@
+//! `subnetlock demo`: check, run, probe, and compare prediction with live results.
+
+use std::collections::HashMap;
+
+use miette::{IntoDiagnostic, Result};
+use serde::Serialize;
+use subnetlock_access::EngineOptions;
+use subnetlock_emulator::{Caller, Emulator};
+use subnetlock_model::egress::INTERNET_SAMPLE;
+use subnetlock_reach::{analyze, predict, Analysis, Prediction, Probe};
+
+use crate::args::DemoArgs;
+use crate::call::client_through;
+use crate::inputs::resolve_inputs;
+use crate::up::{emulator_config, start};
+use crate::{EXIT_FINDINGS, EXIT_OK};
+
+/// One probe: what `check` predicted and what the running emulator answered.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeResult {
+    /// Short description, for example `internet -> function-app-b-x/api/function-b (key)`.
+    pub label: String,
+    pub prediction: Prediction,
+    /// Status the caller got; `None` when the call never happened.
+    pub live_status: Option<u16>,
+    /// Body the caller got (bodies of 403 pages are shortened).
+    pub live_body: String,
+}
+
+impl ProbeResult {
+    pub fn matches(&self) -> bool {
+        self.live_status == Some(self.prediction.status)
+    }
+}
+
+pub async fn demo(args: DemoArgs) -> Result<i32> {
+    let inputs = resolve_inputs(&args.input)?;
+    let topology = inputs.topology()?;
+    let auth_levels = inputs.auth_levels(&topology);
+    let analysis = analyze(topology, &inputs.engine);
+    let template = inputs.template.display().to_string();
+    out!("== check (offline) ==");
+    out!(
+        "{}",
+        subnetlock_reach::output::render_human(&analysis, &template).trim_end()
+    );
+
+    let mut config = emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
+    config.run_builds = !args.no_build;
+    out!("\n== up (live, on loopback) ==");
+    let emulator = start(config).await?;
+    crate::up::print_summary(&emulator);
+
+    let results = run_probes(&emulator, &analysis, &auth_levels, &inputs.engine).await;
+    emulator.shutdown().await;
+    let results = results?;
+
+    out!("\n== check versus live ==");
+    out!("{:<72} {:>5} {:>5}  live body", "probe", "check", "live");
+    for result in &results {
+        let live = result
+            .live_status
+            .map(|status| status.to_string())
+            .unwrap_or_else(|| "none".to_owned());
+        let mark = if result.matches() { " " } else { "!" };
+        out!(
+            "{mark}{:<71} {:>5} {:>5}  {}",
+            result.label,
+            result.prediction.status,
+            live,
+            result.live_body
+        );
+    }
+    let mismatches = results.iter().filter(|r| !r.matches()).count();
+    if mismatches == 0 {
+        out!(
+            "\nall {} probes: live result equals check's prediction",
+            results.len()
+        );
+        Ok(EXIT_OK)
+    } else {
+        out!(
+            "\n{mismatches} of {} probes differ from check's prediction (marked !)",
+            results.len()
+        );
+        Ok(EXIT_FINDINGS)
+    }
+}
+
+/// Sends the probes through real HTTPS proxies into `emulator` and pairs each with its
+/// prediction: for every bound function, an internet caller with and without its key; then,
+/// for every call between apps found in app settings, the status the front end gave it.
+pub async fn run_probes(
+    emulator: &Emulator,
+    analysis: &Analysis,
+    auth_levels: &HashMap<(String, String), String>,
+    engine: &EngineOptions,
+) -> Result<Vec<ProbeResult>> {
+    let internet = Caller::Internet(INTERNET_SAMPLE);
+    let proxy = emulator.source_proxy(&internet).await?;
+    let client = client_through(&proxy.to_string(), emulator.ca_pem().as_bytes())?;
+
+    let mut internet_results = Vec::new();
+    for site in emulator.sites() {
+        for function in &site.functions {
+            for with_key in [true, false] {
+                let url = if with_key {
+                    format!("{}?code={}", function.url, function.key)
+                } else {
+                    function.url.clone()
+                };
+                let response = client.get(&url).send().await.into_diagnostic()?;
+                let status = response.status().as_u16();
+                let body = response.text().await.into_diagnostic()?;
+                let path = format!("/api/{}", function.name);
+                let prediction = predict(
+                    analysis,
+                    auth_levels,
+                    engine,
+                    &Probe {
+                        from: internet.to_string(),
+                        host: site.host.clone(),
+                        path: path.clone(),
+                        with_key,
+                    },
+                )?;
+                internet_results.push(ProbeResult {
+                    label: format!(
+                        "internet -> {}{path} ({})",
+                        site.name,
+                        if with_key { "with key" } else { "no key" }
+                    ),
+                    prediction,
+                    live_status: Some(status),
+                    live_body: shorten(&body),
+                });
+            }
+        }
+    }
+
+    let decisions = emulator.decisions();
+    let mut call_results = Vec::new();
+    for call in &analysis.calls {
+        let caller = format!("app:{}", call.from_site);
+        let live = decisions
+            .iter()
+            .rev()
+            .find(|record| {
+                record.caller.eq_ignore_ascii_case(&caller)
+                    && record
+                        .site
+                        .as_deref()
+                        .is_some_and(|site| site.eq_ignore_ascii_case(&call.to_site))
+            })
+            .map(|record| record.status);
+        let host = analysis
+            .topology
+            .site(&call.to_site)
+            .map(|site| site.default_host_name.clone())
+            .unwrap_or_default();
+        let prediction = predict(
+            analysis,
+            auth_levels,
+            engine,
+            &Probe {
+                from: caller.clone(),
+                host,
+                path: call.path.clone(),
+                with_key: call.with_key,
+            },
+        )?;
+        // What the caller app answered when the internet probe made it call out.
+        let answered = internet_results
+            .iter()
+            .find(|result| {
+                result
+                    .label
+                    .starts_with(&format!("internet -> {}/", call.from_site))
+                    && result.label.ends_with("(with key)")
+            })
+            .map(|result| format!("{} answered: {}", call.from_site, result.live_body))
+            .unwrap_or_default();
+        call_results.push(ProbeResult {
+            label: format!(
+                "app {} -> {}{} (setting `{}`)",
+                call.from_site, call.to_site, call.path, call.setting
+            ),
+            prediction,
+            live_status: live,
+            live_body: answered,
+        });
+    }
+
+    call_results.extend(internet_results);
+    Ok(call_results)
+}
+
+fn shorten(body: &str) -> String {
+    let single_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if single_line.contains("Error 403 - Forbidden") {
+        return "Error 403 - Forbidden page".to_owned();
+    }
+    if single_line.chars().count() > 60 {
+        let cut: String = single_line.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        single_line
+    }
+}

@@ -1,0 +1,184 @@
+//! Turns the input arguments into a template path, parameters, bindings and a scope.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use miette::{miette, IntoDiagnostic, Result, WrapErr};
+use subnetlock_access::{EngineOptions, ServiceTagTable};
+use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
+use subnetlock_emulator::{Bindings, BINDING_FILE_NAME};
+use subnetlock_model::{build_topology, KeyMode, SimulatedProvider, Topology};
+
+use crate::args::InputArgs;
+
+/// Template name `up` and `check` look for in a directory without a binding file.
+const DEFAULT_TEMPLATE: &str = "azuredeploy.json";
+
+/// Everything a command needs to evaluate a template.
+pub struct Inputs {
+    pub template: PathBuf,
+    pub parameters: Option<PathBuf>,
+    pub parameter_values: Vec<(String, Value)>,
+    pub bindings: Bindings,
+    pub scope: Scope,
+    pub engine: EngineOptions,
+}
+
+/// Resolves the input arguments: a directory means its binding file (or its azuredeploy.json);
+/// a file means that template, with a `subnetlock.json` beside it when there is one.
+pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
+    let input = &args.input;
+    if !input.exists() {
+        return Err(miette!(
+            help = "pass a template file or a directory that contains `subnetlock.json` or `azuredeploy.json`",
+            "input `{}` does not exist",
+            input.display()
+        ));
+    }
+
+    let binding_file = match &args.bindings {
+        Some(path) => Some(path.clone()),
+        None if input.is_dir() => Some(input.join(BINDING_FILE_NAME)).filter(|p| p.exists()),
+        None => input
+            .parent()
+            .map(|dir| dir.join(BINDING_FILE_NAME))
+            .filter(|p| p.exists()),
+    };
+    let bindings = match &binding_file {
+        Some(path) => Bindings::load(path)?,
+        None => Bindings::default(),
+    };
+
+    let template = match (&args.template, input.is_dir()) {
+        (Some(template), _) => template.clone(),
+        (None, false) => input.clone(),
+        (None, true) => bindings
+            .template
+            .clone()
+            .unwrap_or_else(|| input.join(DEFAULT_TEMPLATE)),
+    };
+    if !template.is_file() {
+        return Err(miette!(
+            help = "name the template with --template, or add `\"template\"` to the binding file",
+            "template `{}` does not exist",
+            template.display()
+        ));
+    }
+
+    // The binding file's parameters belong to its own template only.
+    let parameters = args.parameters.clone().or_else(|| {
+        if args.template.is_none() && input.is_dir() {
+            bindings.parameters.clone()
+        } else {
+            None
+        }
+    });
+
+    let mut parameter_values = Vec::new();
+    for entry in &args.parameter {
+        let (name, text) = entry.split_once('=').ok_or_else(|| {
+            miette!(
+                help = "write it as NAME=VALUE, for example -p location=westeurope",
+                "invalid parameter `{entry}`"
+            )
+        })?;
+        let value = match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(json) => json_to_value(json),
+            Err(_) => Value::String(text.to_owned()),
+        };
+        parameter_values.push((name.to_owned(), value));
+    }
+
+    let mut engine = EngineOptions::default();
+    if let Some(path) = &args.service_tags {
+        let bytes = std::fs::read(path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read service tags file `{}`", path.display()))?;
+        let table = ServiceTagTable::from_json(&bytes)
+            .wrap_err_with(|| format!("invalid service tags file `{}`", path.display()))?;
+        engine.service_tags = Some(Arc::new(table));
+    }
+
+    Ok(Inputs {
+        template,
+        parameters,
+        parameter_values,
+        bindings,
+        scope: Scope {
+            subscription_id: args.subscription_id.clone(),
+            resource_group: args.resource_group.clone(),
+            location: args.location.clone(),
+            ..Scope::default()
+        },
+        engine,
+    })
+}
+
+impl Inputs {
+    /// Evaluates the template offline with placeholder keys and builds the topology.
+    pub fn topology(&self) -> Result<Topology> {
+        let provider = SimulatedProvider::new(KeyMode::Placeholder);
+        let mut parameters = match &self.parameters {
+            Some(path) => Parameters::from_file(path)?,
+            None => Parameters::new(),
+        };
+        for (name, value) in &self.parameter_values {
+            parameters.set(name, value.clone());
+        }
+        let options = EvalOptions {
+            scope: self.scope.clone(),
+            parameters,
+        };
+        let deployment = subnetlock_arm::evaluate_file(&self.template, &options, &provider)?;
+        Ok(build_topology(&deployment)?)
+    }
+
+    /// `authLevel` of the functions in bound folders, keyed by lower-case (site, function).
+    pub fn auth_levels(&self, topology: &Topology) -> HashMap<(String, String), String> {
+        let mut levels = HashMap::new();
+        for site in &topology.sites {
+            let Some(binding) = self.bindings.for_site(&site.name) else {
+                continue;
+            };
+            let Ok(app) = subnetlock_emulator::functions_host::load_function_app(
+                &binding.function_app,
+                Some(Path::new("handler")),
+            ) else {
+                continue;
+            };
+            for function in app.functions {
+                levels.insert(
+                    (
+                        site.name.to_ascii_lowercase(),
+                        function.name.to_ascii_lowercase(),
+                    ),
+                    format!("{:?}", function.auth_level).to_ascii_lowercase(),
+                );
+            }
+        }
+        levels
+    }
+}
+
+fn json_to_value(json: serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(flag) => Value::Bool(flag),
+        serde_json::Value::Number(number) => match number.as_i64() {
+            Some(integer) => Value::Int(integer),
+            None => Value::Float(number.as_f64().unwrap_or_default()),
+        },
+        serde_json::Value::String(text) => Value::String(text),
+        serde_json::Value::Array(items) => {
+            Value::Array(items.into_iter().map(json_to_value).collect())
+        }
+        serde_json::Value::Object(map) => {
+            let mut object = subnetlock_arm::Object::new();
+            for (key, value) in map {
+                object.insert(key, json_to_value(value));
+            }
+            Value::Object(object)
+        }
+    }
+}

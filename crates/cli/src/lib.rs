@@ -1,0 +1,92 @@
+//! The commands of the `subnetlock` binary.
+//!
+//! `check` and `explain` read a template offline and report who can reach whom; `up` runs the
+//! template's apps locally behind the emulated front end; `call` sends a request into a running
+//! emulator as a chosen caller; `demo` does all of it for one example and compares what `check`
+//! predicted with what `up` did. Data goes to stdout and messages to stderr.
+//!
+//! Exit codes: 0 success; 1 findings of severity error (`check`), a mismatch between prediction
+//! and live result (`demo`), or an unexpected status (`call --expect-status`); 2 invalid input
+//! or a failure of the tool itself.
+
+/// Writes a line to stdout, ignoring write errors: a closed pipe (`subnetlock check | head`)
+/// ends the output, not the process.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Writes to stdout without a newline, ignoring write errors like [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+mod args;
+mod call;
+mod check;
+mod demo;
+mod inputs;
+mod up;
+
+pub use args::{Cli, Command, Format};
+pub use demo::{run_probes, ProbeResult};
+pub use inputs::{resolve_inputs, Inputs};
+
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for findings, mismatches or unexpected statuses.
+pub const EXIT_FINDINGS: i32 = 1;
+/// Exit code for invalid input or a tool failure.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Runs one parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return EXIT_ERROR;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check(args) => check::check(args),
+            Command::Explain(args) => check::explain(args),
+            Command::Up(args) => up::up(args).await,
+            Command::Call(args) => call::call(args).await,
+            Command::Demo(args) => demo::demo(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            EXIT_ERROR
+        }
+    }
+}
+
+/// Sends `tracing` events to stderr: warnings by default, decisions with `-v`, per-request
+/// detail with `-vv`. `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .try_init();
+}

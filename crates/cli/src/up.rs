@@ -1,0 +1,148 @@
+//! `subnetlock up`: run a template's apps locally until Ctrl-C.
+
+use std::path::PathBuf;
+
+use miette::{miette, Result};
+use subnetlock_emulator::{Emulator, EmulatorConfig, EmulatorError};
+
+use crate::args::{InputArgs, UpArgs};
+use crate::inputs::{resolve_inputs, Inputs};
+use crate::EXIT_OK;
+
+pub async fn up(args: UpArgs) -> Result<i32> {
+    let inputs = resolve_inputs(&args.input)?;
+    let mut config = emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
+    config.http_port = args.http_port;
+    config.https_port = args.https_port;
+    config.run_builds = !args.no_build;
+
+    let emulator = start(config).await?;
+    print_summary(&emulator);
+    eprintln!("running; press Ctrl-C to stop");
+    emulator
+        .wait(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    emulator.shutdown().await;
+    Ok(EXIT_OK)
+}
+
+/// Builds the emulator configuration shared by `up` and `demo`.
+pub fn emulator_config(
+    inputs: &Inputs,
+    _args: &InputArgs,
+    state_dir: PathBuf,
+    handlers: &[String],
+) -> Result<EmulatorConfig> {
+    let mut config = EmulatorConfig::new(inputs.template.clone(), state_dir);
+    config.parameters = inputs.parameters.clone();
+    config.parameter_values = inputs.parameter_values.clone();
+    config.bindings = inputs.bindings.clone();
+    config.scope = inputs.scope.clone();
+    config.engine = inputs.engine.clone();
+    for entry in handlers {
+        let (pattern, path) = entry.split_once('=').ok_or_else(|| {
+            miette!(
+                help = "write it as PATTERN=PATH, for example --handler 'function-app-a-*=target/debug/function-app-a'",
+                "invalid handler `{entry}`"
+            )
+        })?;
+        // The Functions host starts handlers in their app folder, so relative paths are made
+        // absolute against the current directory here.
+        let path = std::path::absolute(path)
+            .map_err(|error| miette!("invalid handler path `{path}`: {error}"))?;
+        config.executable_overrides.push((pattern.to_owned(), path));
+    }
+    Ok(config)
+}
+
+/// Starts the emulator; a deployment Azure would reject is shown with every finding.
+pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
+    match Emulator::start(config).await {
+        Ok(emulator) => Ok(emulator),
+        Err(EmulatorError::DeploymentRejected { findings }) => {
+            for finding in &findings {
+                eprintln!(
+                    "error {} {}: {}",
+                    finding.code,
+                    finding.code.name(),
+                    finding.message
+                );
+                if let Some(location) = &finding.location {
+                    eprintln!("  --> {location}");
+                }
+                if let Some(help) = &finding.help {
+                    eprintln!("  help: {help}");
+                }
+            }
+            Err(miette!(
+                help = "fix the findings above; `subnetlock check` shows them all",
+                "Azure would reject this deployment, so `up` does not start it"
+            ))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Prints each app's host names, function URLs and keys, and how to call them.
+pub fn print_summary(emulator: &Emulator) {
+    let http = emulator.http_addr();
+    let https = emulator.https_addr();
+    out!("front end: http://{http}  https://{https}");
+    out!("state:     {}", emulator.state_file().display());
+    for site in emulator.sites() {
+        out!();
+        out!("site {}", site.name);
+        out!(
+            "  main: https://{}   scm: https://{}",
+            site.host,
+            site.scm_host
+        );
+        out!(
+            "  scm publishing credentials: {} / {}",
+            site.publishing_user,
+            site.publishing_password
+        );
+        out!(
+            "  master key: {}   host key: {}",
+            site.master_key,
+            site.host_key
+        );
+        if !site.bound {
+            out!("  no local code bound (serves a default page)");
+        }
+        for function in &site.functions {
+            out!(
+                "  function {} (authLevel {}): {}?code={}",
+                function.name,
+                function.auth_level,
+                function.url,
+                function.key
+            );
+        }
+    }
+    if let Some(site) = emulator
+        .sites()
+        .iter()
+        .find(|site| !site.functions.is_empty())
+    {
+        if let Some(function) = site.functions.first() {
+            out!();
+            out!("try:");
+            out!(
+                "  subnetlock call --from internet:203.0.113.7 '{}?code={}'",
+                function.url,
+                function.key
+            );
+            out!(
+                "  curl --connect-to ::{}:{} --cacert {} '{}?code={}'",
+                https.ip(),
+                https.port(),
+                emulator.state_file().with_file_name("ca.pem").display(),
+                function.url,
+                function.key
+            );
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The control API of a running emulator, on loopback, for `subnetlock call` and scripts.
+//!
+//! Every request needs `Authorization: Bearer <token>`, with the token from the state file
+//! (readable by its owner only). Endpoints:
+//! - `GET /v1/state`: sites, host names, function URLs and keys;
+//! - `GET /v1/decisions?since=N`: front-end decisions after sequence number N, as JSON;
+//! - `GET /v1/findings`: what Azure would say about the deployment;
+//! - `POST /v1/sources` with `{"from": "internet:203.0.113.7"}`: a proxy address whose requests
+//!   carry that caller's source identity;
+//! - `POST /v1/shutdown`: stops the emulator.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::caller::Caller;
+use crate::frontend::read_body;
+use crate::pages;
+use crate::runtime::{source_proxy, Shared};
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "control API failed to accept a connection");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let shared = shared.clone();
+                let stop = stop.clone();
+                async move {
+                    let response = match read_body(request).await {
+                        Ok(request) => handle(&shared, &stop, request).await,
+                        Err(response) => response,
+                    };
+                    Ok::<_, std::convert::Infallible>(response.map(Full::new))
+                }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%error, %peer, "control connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(
+    shared: &Arc<Shared>,
+    stop: &watch::Sender<bool>,
+    request: Request<Bytes>,
+) -> Response<Bytes> {
+    let expected = format!("Bearer {}", shared.token);
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        return pages::text(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token; read `token` from the emulator's state.json",
+        );
+    }
+
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/v1/state") => pages::json(
+            StatusCode::OK,
+            &serde_json::json!({ "sites": shared.sites.get() }),
+        ),
+        (&Method::GET, "/v1/findings") => pages::json(
+            StatusCode::OK,
+            &serde_json::to_value(&shared.findings).unwrap_or_default(),
+        ),
+        (&Method::GET, "/v1/decisions") => {
+            let since = request
+                .uri()
+                .query()
+                .and_then(|query| {
+                    query
+                        .split('&')
+                        .find_map(|pair| pair.strip_prefix("since="))
+                        .and_then(|value| value.parse().ok())
+                })
+                .unwrap_or(0);
+            pages::json(
+                StatusCode::OK,
+                &serde_json::to_value(shared.decisions.since(since)).unwrap_or_default(),
+            )
+        }
+        (&Method::POST, "/v1/sources") => create_source(shared, request.body()).await,
+        (&Method::POST, "/v1/shutdown") => {
+            let _ = stop.send(true);
+            pages::json(StatusCode::OK, &serde_json::json!({ "stopping": true }))
+        }
+        (_, path) => pages::text(
+            StatusCode::NOT_FOUND,
+            format!("no control endpoint `{path}`; see GET /v1/state"),
+        ),
+    }
+}
+
+async fn create_source(shared: &Arc<Shared>, body: &Bytes) -> Response<Bytes> {
+    let parsed: Result<serde_json::Value, _> = serde_json::from_slice(body);
+    let Some(from) = parsed.ok().and_then(|value| {
+        value
+            .get("from")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    }) else {
+        return pages::text(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON body {\"from\": \"internet:203.0.113.7\"}",
+        );
+    };
+    let caller: Caller = match from.parse() {
+        Ok(caller) => caller,
+        Err(error) => return pages::text(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    match source_proxy(shared, &caller).await {
+        Ok(proxy) => {
+            let source = caller.egress(&shared.topology).ok();
+            pages::json(
+                StatusCode::OK,
+                &serde_json::json!({ "from": caller.to_string(), "proxy": proxy, "egress": source }),
+            )
+        }
+        Err(error) => pages::text(StatusCode::BAD_REQUEST, error.to_string()),
+    }
+}
+
+fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    left.iter()
+        .zip(right)
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
+}

@@ -1,0 +1,303 @@
+//! The emulated App Service front end.
+//!
+//! One front end serves every site of the deployment, on a plain HTTP and a TLS listener on
+//! loopback, and routes by host name (`Host`, or the TLS server name when `Host` is absent). It
+//! enforces app access and access restrictions before anything else, as Azure's front-end roles
+//! do upstream of the workers: a denied request never reaches the Functions host, so function
+//! keys are not consulted. Allowed requests go to the site's Functions host, to a minimal scm
+//! (Kudu) site, or to a default page for sites without local code.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use subnetlock_access::{Action, CompiledSiteAccess, HeaderLookup, SiteKind, Source};
+use subnetlock_model::Topology;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::decisions::{DecisionLog, DecisionRecord};
+use crate::functions_host::FunctionsHost;
+use crate::pages;
+
+/// Largest request body the front end buffers.
+const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Everything the front end needs to answer a request.
+pub struct FrontEnd {
+    pub topology: Arc<Topology>,
+    /// Compiled access per site, keyed by lower-case site name.
+    pub access: HashMap<String, CompiledSiteAccess>,
+    /// Functions hosts per site, keyed by lower-case site name.
+    pub hosts: HashMap<String, Arc<FunctionsHost>>,
+    /// scm-site publishing credentials (user, password) per site.
+    pub publishing: HashMap<String, (String, String)>,
+    pub decisions: Arc<DecisionLog>,
+}
+
+/// The request headers as the engine reads them.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl HeaderLookup for Headers<'_> {
+    fn values(&self, lower_case_name: &str) -> Vec<&str> {
+        self.0
+            .get_all(lower_case_name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect()
+    }
+}
+
+impl FrontEnd {
+    /// Answers one request that arrived from `source`. `caller` names the sender for the
+    /// decision log; `scheme` is `http` or `https`.
+    pub async fn dispatch(
+        &self,
+        mut request: Request<Bytes>,
+        source: Source,
+        caller: &str,
+        scheme: &str,
+    ) -> Response<Bytes> {
+        let host = request_host(&request).unwrap_or_default();
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let mut record = DecisionRecord {
+            sequence: 0,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            caller: caller.to_owned(),
+            source: source.clone(),
+            host: host.clone(),
+            site: None,
+            site_kind: None,
+            method,
+            path,
+            verdict: None,
+            reason: None,
+            ambiguities: Vec::new(),
+            status: 0,
+        };
+
+        let Some((site, kind)) = self.topology.site_for_host(&host) else {
+            let response = pages::site_not_found(&host);
+            record.status = response.status().as_u16();
+            self.log(record);
+            return response;
+        };
+        let site_key = site.name.to_ascii_lowercase();
+        record.site = Some(site.name.clone());
+        record.site_kind = Some(kind);
+
+        let decision = match self.access.get(&site_key) {
+            Some(access) => access.decide(&subnetlock_access::Request {
+                source: &source,
+                site: kind,
+                headers: &Headers(request.headers()),
+            }),
+            None => {
+                let response = pages::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "subnetlock: no compiled access restrictions for this site",
+                );
+                record.status = 500;
+                self.log(record);
+                return response;
+            }
+        };
+        record.verdict = Some(decision.verdict);
+        record.reason = Some(decision.reason.clone());
+        record.ambiguities = decision.ambiguities.clone();
+
+        if decision.verdict == Action::Deny {
+            let response = pages::forbidden(source.address);
+            record.status = 403;
+            self.log(record);
+            return response;
+        }
+
+        add_forwarding_headers(&mut request, &source, scheme);
+        let response = match kind {
+            SiteKind::Main => match self.hosts.get(&site_key) {
+                Some(host) => host.handle(request).await,
+                None => pages::default_site_page(&site.name),
+            },
+            SiteKind::Scm => self.kudu(&site_key, &site.name, &request),
+        };
+        record.status = response.status().as_u16();
+        self.log(record);
+        response
+    }
+
+    fn log(&self, record: DecisionRecord) {
+        tracing::info!(
+            target: "subnetlock::frontend",
+            caller = %record.caller,
+            source = %record.source.address,
+            host = %record.host,
+            verdict = ?record.verdict,
+            status = record.status,
+            "front-end decision"
+        );
+        self.decisions.push(record);
+    }
+
+    /// A minimal scm (Kudu) site: it asks for the publishing credentials with HTTP Basic, as
+    /// the real one does, and answers 200 once they are given.
+    fn kudu(&self, site_key: &str, site_name: &str, request: &Request<Bytes>) -> Response<Bytes> {
+        let Some((user, password)) = self.publishing.get(site_key) else {
+            return pages::text(StatusCode::NOT_FOUND, "no scm site");
+        };
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        if given != Some(expected.as_str()) {
+            let mut response = pages::text(StatusCode::UNAUTHORIZED, "");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"site\""),
+            );
+            return response;
+        }
+        pages::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "site": site_name,
+                "kudu": "subnetlock emulation of the scm site: only authentication is emulated",
+            }),
+        )
+    }
+}
+
+/// The host name a request addresses, without port, lower-case.
+fn request_host(request: &Request<Bytes>) -> Option<String> {
+    let from_header = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let host = from_header.or_else(|| request.uri().host().map(str::to_owned))?;
+    let without_port = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
+            name.to_owned()
+        }
+        _ => host,
+    };
+    Some(without_port.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Adds the headers App Service's front end is commonly observed to add for the worker.
+// NOTE: not verified against Microsoft documentation; see docs/fidelity.md.
+fn add_forwarding_headers(request: &mut Request<Bytes>, source: &Source, scheme: &str) {
+    let headers = request.headers_mut();
+    let address = source.address.to_string();
+    let chain = match headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(existing) if !existing.is_empty() => format!("{existing}, {address}"),
+        _ => address,
+    };
+    if let Ok(value) = HeaderValue::from_str(&chain) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(scheme) {
+        headers.insert("x-forwarded-proto", value);
+    }
+}
+
+/// Maps an IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`) to its IPv4 address, as the peer is an
+/// IPv4 client.
+pub fn canonical_peer(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Serves the front end on `listener` until `shutdown` changes. With `tls`, connections are
+/// TLS first. Each connection's source is its TCP peer: a direct caller is an internet caller.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    front_end: Arc<FrontEnd>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(%error, "front end failed to accept a connection");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let front_end = front_end.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        serve_connection(TokioIo::new(stream), peer, front_end, scheme).await
+                    }
+                    Err(error) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                },
+                None => serve_connection(TokioIo::new(stream), peer, front_end, scheme).await,
+            }
+        });
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    front_end: Arc<FrontEnd>,
+    scheme: &'static str,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let front_end = front_end.clone();
+        async move {
+            let source = Source::internet(canonical_peer(peer.ip()));
+            let caller = format!("direct:{}", source.address);
+            let response = match read_body(request).await {
+                Ok(request) => front_end.dispatch(request, source, &caller, scheme).await,
+                Err(response) => response,
+            };
+            Ok::<_, std::convert::Infallible>(response.map(Full::new))
+        }
+    });
+    if let Err(error) = http1::Builder::new().serve_connection(io, service).await {
+        tracing::debug!(%error, %peer, "front-end connection ended with an error");
+    }
+}
+
+/// Buffers the body of an incoming request, answering 413 beyond [`MAX_BODY_BYTES`].
+pub async fn read_body(request: Request<Incoming>) -> Result<Request<Bytes>, Response<Bytes>> {
+    let (parts, body) = request.into_parts();
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(Request::from_parts(parts, collected.to_bytes())),
+        Err(_) => Err(pages::text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {MAX_BODY_BYTES} bytes or unreadable"),
+        )),
+    }
+}

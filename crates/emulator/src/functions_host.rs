@@ -1,0 +1,2268 @@
+//! Functions host for custom handlers.
+//!
+//! This module plays the part of the Azure Functions host for an app whose `host.json` has a
+//! `customHandler` section. It reads `host.json` and every `function.json`, starts the handler
+//! process on a free loopback port and restarts it when it exits. It routes HTTP-triggered
+//! invocations to the handler after checking function keys. It does not run language workers,
+//! non-HTTP triggers or the `/admin` runtime APIs.
+//!
+//! The handler contract follows
+//! <https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers> and the host's
+//! `HttpWorker` implementation in `Azure/azure-functions-host`.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use indexmap::IndexMap;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Version reported to handlers in `X-Azure-Functions-HostVersion` and `User-Agent`.
+pub const HOST_VERSION: &str = "4.x-subnetlock";
+
+/// Time a handler gets to respond to its first HTTP request. The Functions docs give handlers
+/// 60 seconds to start.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Maximum handler response body that is buffered. Larger bodies become 502.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// A function app laid out on disk: `host.json` plus one folder per function.
+#[derive(Clone, Debug)]
+pub struct FunctionApp {
+    pub root: PathBuf,
+    /// Program to start: a resolved path, or a bare command name looked up in `PATH`.
+    pub executable: PathBuf,
+    /// Arguments before `%NAME%` expansion, which happens when the process starts.
+    pub arguments: Vec<String>,
+    pub working_dir: PathBuf,
+    /// `customHandler.enableForwardingHttpRequest` (or `enableProxyingHttpRequest`).
+    pub forwarding: bool,
+    /// Route prefix without slashes, or empty when the app disables the prefix.
+    pub route_prefix: String,
+    pub functions: Vec<FunctionDef>,
+}
+
+/// One HTTP-triggered function read from `<name>/function.json`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionDef {
+    /// Folder name, which is the function name.
+    pub name: String,
+    pub auth_level: AuthLevel,
+    /// Allowed methods, or `None` for all methods.
+    pub methods: Option<Vec<Method>>,
+    /// Route template, or `None` to route by the function name.
+    pub route: Option<String>,
+    /// Name of the `httpTrigger` binding, the key of the request in the invoke payload.
+    pub request_binding: String,
+    /// Name of the `http` output binding (`res`, `$return`, ...), if the function has one.
+    pub response_binding: Option<String>,
+    /// True when the bindings are exactly one HTTP trigger and one HTTP output, the only case
+    /// in which the host forwards the raw request.
+    pub http_only: bool,
+}
+
+/// `authLevel` of an HTTP trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthLevel {
+    Anonymous,
+    Function,
+    Admin,
+}
+
+/// Function keys, host keys and the master key of one app.
+#[derive(Clone)]
+pub struct FunctionKeys {
+    /// The `_master` key.
+    pub master: String,
+    /// Host keys by name (`default`, ...).
+    pub host: IndexMap<String, String>,
+    /// Function keys by function name, then by key name.
+    pub functions: HashMap<String, IndexMap<String, String>>,
+}
+
+impl FunctionKeys {
+    /// Generates a master key, a `default` host key and a `default` key for every function.
+    ///
+    /// Keys are 32 random bytes in URL-safe base64, like the keys the Functions host creates,
+    /// without its checksum suffix.
+    pub fn generate(app: &FunctionApp) -> FunctionKeys {
+        let mut host = IndexMap::new();
+        host.insert("default".to_string(), random_key());
+
+        let functions = app
+            .functions
+            .iter()
+            .map(|function| {
+                let mut keys = IndexMap::new();
+                keys.insert("default".to_string(), random_key());
+                (function.name.clone(), keys)
+            })
+            .collect();
+
+        FunctionKeys {
+            master: random_key(),
+            host,
+            functions,
+        }
+    }
+}
+
+impl fmt::Debug for FunctionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Key values are secrets, so only names are shown.
+        f.debug_struct("FunctionKeys")
+            .field("host", &self.host.keys().collect::<Vec<_>>())
+            .field("functions", &self.functions.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything needed to run one app's handler.
+pub struct HostConfig {
+    pub site_name: String,
+    pub app: FunctionApp,
+    /// App settings and other variables for the handler process (proxy, `SSL_CERT_FILE`).
+    pub env: Vec<(String, String)>,
+    pub keys: FunctionKeys,
+    pub startup_timeout: Duration,
+}
+
+/// Errors from loading a function app or starting its handler.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum HostError {
+    #[error("failed to read `{}`: {source}", path.display())]
+    #[diagnostic(help("check that the function app folder exists and is readable"))]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("invalid JSON in `{}`: {source}", path.display())]
+    #[diagnostic(help("fix the JSON syntax at the reported line and column"))]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error("missing `customHandler` section in `{}`", path.display())]
+    #[diagnostic(help(
+        "add `\"customHandler\": {{\"description\": {{\"defaultExecutablePath\": \"<program>\"}}}}`; only custom handlers can run in the emulator"
+    ))]
+    MissingCustomHandler { path: PathBuf },
+
+    #[error("invalid `{field}` in `{}`: {reason}", path.display())]
+    #[diagnostic(help("see https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers for the expected shape"))]
+    InvalidValue {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+
+    #[error("invalid route `{route}` of function `{function}`: {reason}")]
+    #[diagnostic(help(
+        "use literal segments and whole-segment parameters such as `{{id}}`, `{{id?}}`, `{{id:int}}` or `{{*rest}}`"
+    ))]
+    InvalidRoute {
+        function: String,
+        route: String,
+        reason: String,
+    },
+
+    #[error("failed to pick a free loopback port for site `{site}`: {source}")]
+    #[diagnostic(help("check that 127.0.0.1 is configured and ports are available"))]
+    Port {
+        site: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("failed to start custom handler `{}` for site `{site}`: {source}", executable.display())]
+    #[diagnostic(help(
+        "check `customHandler.description.defaultExecutablePath` and that the program is executable"
+    ))]
+    Spawn {
+        site: String,
+        executable: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("custom handler `{}` for site `{site}` exited with {status} before it responded to HTTP; last stderr lines: {stderr}", executable.display())]
+    #[diagnostic(help(
+        "the handler must listen on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT and keep running"
+    ))]
+    Exited {
+        site: String,
+        executable: PathBuf,
+        status: String,
+        stderr: String,
+    },
+
+    #[error("custom handler `{}` for site `{site}` timed out after {}s without an HTTP response on port {port} (still running); last stderr lines: {stderr}", executable.display(), timeout.as_secs_f64())]
+    #[diagnostic(help(
+        "the handler must listen on 127.0.0.1:$FUNCTIONS_CUSTOMHANDLER_PORT and answer GET / within the startup timeout"
+    ))]
+    TimedOut {
+        site: String,
+        executable: PathBuf,
+        port: u16,
+        timeout: Duration,
+        stderr: String,
+    },
+}
+
+/// Reads `host.json` (`customHandler`, legacy `httpWorker`, `extensions.http.routePrefix`) and
+/// every `<dir>/function.json` with an `httpTrigger` binding.
+///
+/// `executable_override` replaces `defaultExecutablePath`.
+pub fn load_function_app(
+    root: &Path,
+    executable_override: Option<&Path>,
+) -> Result<FunctionApp, HostError> {
+    let host_path = root.join("host.json");
+    let host = read_json(&host_path)?;
+
+    // The host accepts the legacy `httpWorker` section, but `customHandler` wins when both exist.
+    let section = host
+        .get("customHandler")
+        .or_else(|| host.get("httpWorker"))
+        .ok_or_else(|| HostError::MissingCustomHandler {
+            path: host_path.clone(),
+        })?;
+    let description = section
+        .get("description")
+        .ok_or_else(|| invalid(&host_path, "customHandler.description", "missing"))?;
+
+    let working_dir = match optional_str(description, "workingDirectory", &host_path)? {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.to_path_buf(),
+    };
+
+    let executable = match executable_override {
+        Some(path) => path.to_path_buf(),
+        None => {
+            let path = optional_str(description, "defaultExecutablePath", &host_path)?
+                .filter(|path| !path.is_empty())
+                .ok_or_else(|| {
+                    invalid(
+                        &host_path,
+                        "customHandler.description.defaultExecutablePath",
+                        "missing",
+                    )
+                })?;
+            resolve_executable(root, &working_dir, path)
+        }
+    };
+
+    let mut arguments = string_array(description, "arguments", &host_path)?;
+    if let Some(worker_path) = optional_str(description, "defaultWorkerPath", &host_path)? {
+        if !worker_path.is_empty() {
+            arguments.push(worker_path.to_string());
+        }
+    }
+    arguments.extend(string_array(description, "workerArguments", &host_path)?);
+
+    let forwarding = optional_bool(section, "enableForwardingHttpRequest", &host_path)?
+        || optional_bool(section, "enableProxyingHttpRequest", &host_path)?;
+
+    // Version 2+ reads `extensions.http.routePrefix`, and version 1 read `http.routePrefix`.
+    let prefix = host
+        .pointer("/extensions/http/routePrefix")
+        .or_else(|| host.pointer("/http/routePrefix"));
+    let route_prefix = match prefix {
+        None => "api".to_string(),
+        Some(Value::String(prefix)) => prefix.trim_matches('/').to_string(),
+        Some(_) => {
+            return Err(invalid(
+                &host_path,
+                "extensions.http.routePrefix",
+                "expected a string",
+            ))
+        }
+    };
+
+    let functions = load_functions(root)?;
+
+    Ok(FunctionApp {
+        root: root.to_path_buf(),
+        executable,
+        arguments,
+        working_dir,
+        forwarding,
+        route_prefix,
+        functions,
+    })
+}
+
+/// A running custom handler with its supervisor.
+pub struct FunctionsHost {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl FunctionsHost {
+    /// Starts the handler and waits until it responds to HTTP.
+    pub async fn start(config: HostConfig) -> Result<Arc<FunctionsHost>, HostError> {
+        let routes = compile_routes(&config.app)?;
+        // Pooling is off so that a handler exit shows up as a refused connection, which is
+        // safe to retry, rather than as a pooled connection that closes mid-request.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
+        let (state, _) = watch::channel(WorkerState::Starting);
+
+        let shared = Arc::new(Shared {
+            site: config.site_name,
+            app: config.app,
+            routes,
+            env: config.env,
+            keys: config.keys,
+            startup_timeout: config.startup_timeout,
+            state,
+            restarts: AtomicU32::new(0),
+            client,
+        });
+
+        let worker = start_worker(&shared).await?;
+        tracing::info!(site = %shared.site, port = worker.port, "custom handler ready");
+        shared
+            .state
+            .send_replace(WorkerState::Ready { port: worker.port });
+
+        let (stop, stop_rx) = watch::channel(false);
+        let supervisor = tokio::spawn(supervise(Arc::clone(&shared), worker, stop_rx));
+
+        Ok(Arc::new(FunctionsHost {
+            shared,
+            stop,
+            supervisor: Mutex::new(Some(supervisor)),
+        }))
+    }
+
+    /// Routes, authorizes and invokes one request, returning the response for the caller.
+    pub async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
+        let shared = &self.shared;
+
+        let path = request.uri().path().to_string();
+        let function = match shared.route(&path, request.method()) {
+            RouteResult::Found(function) => function,
+            RouteResult::NotFound => return empty_response(StatusCode::NOT_FOUND),
+            RouteResult::MethodNotAllowed(allowed) => {
+                let mut response = empty_response(StatusCode::METHOD_NOT_ALLOWED);
+                if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
+                return response;
+            }
+        };
+
+        let def = function.def;
+        tracing::debug!(
+            site = %shared.site,
+            function = %def.name,
+            method = %request.method(),
+            path = %path,
+            "function request",
+        );
+
+        // Keys are checked before the handler is contacted, as the Functions host does.
+        if !shared.authorize(def, &request) {
+            tracing::debug!(site = %shared.site, function = %def.name, "missing or invalid function key");
+            return empty_response(StatusCode::UNAUTHORIZED);
+        }
+
+        shared.invoke(def, function.params, &request).await
+    }
+
+    /// Returns how many times the handler was restarted after it exited.
+    pub fn restarts(&self) -> u32 {
+        self.shared.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Stops the supervisor and kills the handler process.
+    pub async fn shutdown(&self) {
+        self.stop.send_replace(true);
+        let handle = lock(&self.supervisor).take();
+        if let Some(handle) = handle {
+            if let Err(error) = handle.await {
+                tracing::warn!(
+                    site = %self.shared.site,
+                    %error,
+                    "custom handler supervisor failed",
+                );
+            }
+        }
+        self.shared.state.send_replace(WorkerState::Stopped);
+    }
+}
+
+impl Drop for FunctionsHost {
+    fn drop(&mut self) {
+        // Aborting drops the supervisor's `Child`, and `kill_on_drop` kills the process.
+        if let Some(handle) = lock(&self.supervisor).take() {
+            handle.abort();
+        }
+    }
+}
+
+impl fmt::Debug for FunctionsHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FunctionsHost")
+            .field("site", &self.shared.site)
+            .finish_non_exhaustive()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading host.json and function.json
+// ---------------------------------------------------------------------------------------------
+
+fn read_json(path: &Path) -> Result<Value, HostError> {
+    let text = std::fs::read_to_string(path).map_err(|source| HostError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| HostError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn invalid(path: &Path, field: &str, reason: &str) -> HostError {
+    HostError::InvalidValue {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn optional_str<'a>(
+    object: &'a Value,
+    field: &str,
+    path: &Path,
+) -> Result<Option<&'a str>, HostError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(invalid(path, field, "expected a string")),
+    }
+}
+
+fn optional_bool(object: &Value, field: &str, path: &Path) -> Result<bool, HostError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(value)) => Ok(*value),
+        Some(_) => Err(invalid(path, field, "expected true or false")),
+    }
+}
+
+fn string_array(object: &Value, field: &str, path: &Path) -> Result<Vec<String>, HostError> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text.clone()),
+                _ => Err(invalid(path, field, "expected an array of strings")),
+            })
+            .collect(),
+        Some(_) => Err(invalid(path, field, "expected an array of strings")),
+    }
+}
+
+/// Resolves `defaultExecutablePath` the way the host does: a relative path names a file under
+/// the app, and a bare name that is not a file there (such as `node`) is looked up in `PATH`.
+fn resolve_executable(root: &Path, working_dir: &Path, path: &str) -> PathBuf {
+    let candidate = Path::new(path);
+    if candidate.is_absolute() {
+        return candidate.to_path_buf();
+    }
+    for base in [working_dir, root] {
+        let full = base.join(candidate);
+        if full.is_file() {
+            return full;
+        }
+    }
+    if candidate.components().count() == 1 {
+        candidate.to_path_buf()
+    } else {
+        root.join(candidate)
+    }
+}
+
+fn load_functions(root: &Path) -> Result<Vec<FunctionDef>, HostError> {
+    let read_error = |source| HostError::Read {
+        path: root.to_path_buf(),
+        source,
+    };
+
+    let mut folders = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let path = entry.path();
+        if path.join("function.json").is_file() {
+            folders.push(path);
+        }
+    }
+    folders.sort();
+
+    let mut functions = Vec::new();
+    for folder in folders {
+        let Some(name) = folder.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let path = folder.join("function.json");
+        let json = read_json(&path)?;
+        if let Some(function) = parse_function(name, &json, &path)? {
+            functions.push(function);
+        }
+    }
+    Ok(functions)
+}
+
+/// Parses one function.json, returning `None` for disabled or non-HTTP functions.
+fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<FunctionDef>, HostError> {
+    if optional_bool(json, "disabled", path)? {
+        tracing::debug!(function = name, "skipping disabled function");
+        return Ok(None);
+    }
+
+    let bindings = match json.get("bindings") {
+        Some(Value::Array(bindings)) => bindings.as_slice(),
+        None => &[],
+        Some(_) => return Err(invalid(path, "bindings", "expected an array")),
+    };
+
+    let binding_type = |binding: &Value| {
+        binding
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    };
+    let direction = |binding: &Value| {
+        binding
+            .get("direction")
+            .and_then(Value::as_str)
+            .unwrap_or("in")
+            .to_ascii_lowercase()
+    };
+
+    let Some(trigger) = bindings
+        .iter()
+        .find(|binding| binding_type(binding) == "httptrigger")
+    else {
+        tracing::debug!(
+            function = name,
+            "skipping function without an httpTrigger binding"
+        );
+        return Ok(None);
+    };
+
+    // `authLevel` defaults to `function` because `HttpTriggerAttribute()` sets it.
+    let auth_level = match optional_str(trigger, "authLevel", path)? {
+        None => AuthLevel::Function,
+        Some(level) => match level.to_ascii_lowercase().as_str() {
+            "anonymous" => AuthLevel::Anonymous,
+            "function" => AuthLevel::Function,
+            "admin" => AuthLevel::Admin,
+            // `system` and `user` exist in the SDK enum but are not valid for HTTP triggers.
+            _ => {
+                return Err(invalid(
+                    path,
+                    "authLevel",
+                    &format!("`{level}` is not anonymous, function or admin"),
+                ))
+            }
+        },
+    };
+
+    let methods = match trigger.get("methods") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let mut methods = Vec::new();
+            for item in items {
+                let method = item
+                    .as_str()
+                    .and_then(|text| Method::from_bytes(text.to_ascii_uppercase().as_bytes()).ok())
+                    .ok_or_else(|| invalid(path, "methods", "expected HTTP method names"))?;
+                methods.push(method);
+            }
+            Some(methods)
+        }
+        Some(_) => return Err(invalid(path, "methods", "expected an array of strings")),
+    };
+
+    let route = optional_str(trigger, "route", path)?.map(str::to_string);
+    if let Some(route) = &route {
+        RouteTemplate::parse(name, route)?;
+    }
+
+    let request_binding = optional_str(trigger, "name", path)?
+        .unwrap_or("req")
+        .to_string();
+    let response_binding = bindings
+        .iter()
+        .find(|binding| binding_type(binding) == "http" && direction(binding) == "out")
+        .and_then(|binding| binding.get("name").and_then(Value::as_str))
+        .map(str::to_string);
+    let http_only = bindings.len() == 2 && response_binding.is_some();
+
+    Ok(Some(FunctionDef {
+        name: name.to_string(),
+        auth_level,
+        methods,
+        route,
+        request_binding,
+        response_binding,
+        http_only,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Route templates
+// ---------------------------------------------------------------------------------------------
+
+/// A parsed ASP.NET-style route template such as `products/{category:alpha}/{id:int?}`.
+#[derive(Debug)]
+struct RouteTemplate {
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug)]
+enum Segment {
+    /// Literal text, matched case-insensitively.
+    Literal(String),
+    Parameter(Parameter),
+}
+
+#[derive(Debug)]
+struct Parameter {
+    name: String,
+    optional: bool,
+    default: Option<String>,
+    catch_all: bool,
+    constraints: Vec<Constraint>,
+}
+
+#[derive(Debug)]
+enum Constraint {
+    Int,
+    Bool,
+    Alpha,
+    Guid,
+    Number,
+    DateTime,
+    MinLength(usize),
+    MaxLength(usize),
+    Length(usize, usize),
+    Min(i64),
+    Max(i64),
+    Range(i64, i64),
+}
+
+impl RouteTemplate {
+    fn parse(function: &str, route: &str) -> Result<RouteTemplate, HostError> {
+        let error = |reason: &str| HostError::InvalidRoute {
+            function: function.to_string(),
+            route: route.to_string(),
+            reason: reason.to_string(),
+        };
+
+        let trimmed = route.trim_start_matches('~').trim_matches('/');
+        let mut segments = Vec::new();
+        if !trimmed.is_empty() {
+            for text in trimmed.split('/') {
+                segments.push(parse_segment(text).map_err(|reason| error(&reason))?);
+            }
+        }
+
+        // Optional and catch-all parameters may only end the template.
+        let mut seen_optional = false;
+        for (index, segment) in segments.iter().enumerate() {
+            let (catch_all, optional) = match segment {
+                Segment::Parameter(p) => (p.catch_all, p.optional || p.default.is_some()),
+                Segment::Literal(_) => (false, false),
+            };
+            if catch_all && index + 1 != segments.len() {
+                return Err(error("a catch-all parameter must be the last segment"));
+            }
+            if optional {
+                seen_optional = true;
+            } else if seen_optional && !catch_all {
+                return Err(error(
+                    "an optional parameter must be followed only by optional parameters",
+                ));
+            }
+        }
+
+        Ok(RouteTemplate { segments })
+    }
+
+    /// Matches decoded path segments, returning the route values.
+    fn matches(&self, path: &[String]) -> Option<IndexMap<String, String>> {
+        let mut values = IndexMap::new();
+
+        for (index, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Parameter(parameter) if parameter.catch_all => {
+                    let rest = path.get(index..).unwrap_or_default().join("/");
+                    if !rest.is_empty() || parameter.default.is_some() {
+                        let value = if rest.is_empty() {
+                            parameter.default.clone().unwrap_or_default()
+                        } else {
+                            rest
+                        };
+                        values.insert(parameter.name.clone(), value);
+                    }
+                    return Some(values);
+                }
+                Segment::Literal(literal) => {
+                    let value = path.get(index)?;
+                    if !value.eq_ignore_ascii_case(literal) {
+                        return None;
+                    }
+                }
+                Segment::Parameter(parameter) => match path.get(index) {
+                    Some(value) if !value.is_empty() => {
+                        if !parameter.constraints.iter().all(|c| c.accepts(value)) {
+                            return None;
+                        }
+                        values.insert(parameter.name.clone(), value.clone());
+                    }
+                    _ if parameter.optional || parameter.default.is_some() => {
+                        if let Some(default) = &parameter.default {
+                            values.insert(parameter.name.clone(), default.clone());
+                        }
+                    }
+                    _ => return None,
+                },
+            }
+        }
+
+        (path.len() <= self.segments.len()).then_some(values)
+    }
+
+    /// Sort key where lower is more specific: literals, then constrained, plain, optional
+    /// and catch-all parameters, in the spirit of ASP.NET route precedence.
+    fn precedence(&self) -> Vec<u8> {
+        self.segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Literal(_) => 0,
+                Segment::Parameter(p) if p.catch_all => 4,
+                Segment::Parameter(p) if p.optional || p.default.is_some() => 3,
+                Segment::Parameter(p) if !p.constraints.is_empty() => 1,
+                Segment::Parameter(_) => 2,
+            })
+            .collect()
+    }
+}
+
+fn parse_segment(text: &str) -> Result<Segment, String> {
+    if text.is_empty() {
+        return Err("empty segment".to_string());
+    }
+
+    let Some(inner) = text
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+    else {
+        if text.contains(['{', '}']) {
+            return Err(format!(
+                "segment `{text}` mixes literal text and parameters, which is not supported"
+            ));
+        }
+        return Ok(Segment::Literal(text.to_string()));
+    };
+    if inner.contains(['{', '}']) {
+        return Err(format!("segment `{text}` has nested braces"));
+    }
+
+    let (catch_all, inner) = match inner.strip_prefix("**").or_else(|| inner.strip_prefix('*')) {
+        Some(rest) => (true, rest),
+        None => (false, inner),
+    };
+
+    let (inner, optional) = match inner.strip_suffix('?') {
+        Some(rest) => (rest, true),
+        None => (inner, false),
+    };
+
+    let (inner, default) = match split_outside_parens(inner, '=').as_slice() {
+        [body] => (*body, None),
+        [body, default] => (*body, Some(default.to_string())),
+        _ => return Err(format!("segment `{text}` has more than one default value")),
+    };
+
+    let parts = split_outside_parens(inner, ':');
+    let name = parts.first().copied().unwrap_or_default();
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(format!("parameter name `{name}` is invalid"));
+    }
+
+    let constraints = parts
+        .iter()
+        .skip(1)
+        .map(|text| Constraint::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    Ok(Segment::Parameter(Parameter {
+        name: name.to_string(),
+        optional,
+        default,
+        catch_all,
+        constraints,
+    }))
+}
+
+/// Splits on `separator` except inside parentheses, so `min(1)` stays whole.
+fn split_outside_parens(text: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (index, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            c if c == separator && depth == 0 => {
+                parts.push(&text[start..index]);
+                start = index + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+impl Constraint {
+    fn parse(text: &str) -> Result<Constraint, String> {
+        let (name, arguments) = match text.split_once('(') {
+            Some((name, rest)) => {
+                let arguments = rest
+                    .strip_suffix(')')
+                    .ok_or_else(|| format!("constraint `{text}` is missing `)`"))?;
+                (name, Some(arguments))
+            }
+            None => (text, None),
+        };
+
+        let length = |value: i64| {
+            usize::try_from(value)
+                .map_err(|_| format!("constraint `{text}` needs a non-negative length"))
+        };
+
+        let constraint = match name.to_ascii_lowercase().as_str() {
+            "int" | "long" => Constraint::Int,
+            "bool" => Constraint::Bool,
+            "alpha" => Constraint::Alpha,
+            "guid" => Constraint::Guid,
+            "decimal" | "double" | "float" => Constraint::Number,
+            "datetime" => Constraint::DateTime,
+            "minlength" => {
+                let [min] = integer_arguments(text, arguments)?;
+                Constraint::MinLength(length(min)?)
+            }
+            "maxlength" => {
+                let [max] = integer_arguments(text, arguments)?;
+                Constraint::MaxLength(length(max)?)
+            }
+            "length" if arguments.is_some_and(|a| a.contains(',')) => {
+                let [min, max] = integer_arguments(text, arguments)?;
+                Constraint::Length(length(min)?, length(max)?)
+            }
+            "length" => {
+                let [exact] = integer_arguments(text, arguments)?;
+                Constraint::Length(length(exact)?, length(exact)?)
+            }
+            "min" => {
+                let [min] = integer_arguments(text, arguments)?;
+                Constraint::Min(min)
+            }
+            "max" => {
+                let [max] = integer_arguments(text, arguments)?;
+                Constraint::Max(max)
+            }
+            "range" => {
+                let [min, max] = integer_arguments(text, arguments)?;
+                Constraint::Range(min, max)
+            }
+            // NOTE: `regex(...)` constraints are rejected because the crate has no regex engine.
+            other => return Err(format!("route constraint `{other}` is not supported")),
+        };
+        Ok(constraint)
+    }
+
+    fn accepts(&self, value: &str) -> bool {
+        let chars = value.chars().count();
+        match self {
+            Constraint::Int => value.parse::<i64>().is_ok(),
+            Constraint::Bool => {
+                value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+            }
+            Constraint::Alpha => value.chars().all(|c| c.is_ascii_alphabetic()),
+            Constraint::Guid => is_guid(value),
+            Constraint::Number => value.parse::<f64>().is_ok_and(f64::is_finite),
+            Constraint::DateTime => {
+                chrono::DateTime::parse_from_rfc3339(value).is_ok()
+                    || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
+                    || chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").is_ok()
+            }
+            Constraint::MinLength(min) => chars >= *min,
+            Constraint::MaxLength(max) => chars <= *max,
+            Constraint::Length(min, max) => chars >= *min && chars <= *max,
+            Constraint::Min(min) => value.parse::<i64>().is_ok_and(|v| v >= *min),
+            Constraint::Max(max) => value.parse::<i64>().is_ok_and(|v| v <= *max),
+            Constraint::Range(min, max) => {
+                value.parse::<i64>().is_ok_and(|v| v >= *min && v <= *max)
+            }
+        }
+    }
+}
+
+/// Parses exactly `N` comma-separated integers from a constraint's arguments.
+fn integer_arguments<const N: usize>(
+    constraint: &str,
+    arguments: Option<&str>,
+) -> Result<[i64; N], String> {
+    let values = arguments
+        .unwrap_or_default()
+        .split(',')
+        .map(|value| value.trim().parse::<i64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| format!("constraint `{constraint}` needs integer arguments"))?;
+    values
+        .try_into()
+        .map_err(|_| format!("constraint `{constraint}` needs {N} argument(s)"))
+}
+
+/// Accepts the hyphenated form, optionally in braces, like .NET `Guid.TryParse` does for `D`/`B`.
+fn is_guid(value: &str) -> bool {
+    let inner = value
+        .strip_prefix('{')
+        .and_then(|rest| rest.strip_suffix('}'))
+        .unwrap_or(value);
+    let groups: Vec<&str> = inner.split('-').collect();
+    let lengths = [8, 4, 4, 4, 12];
+    groups.len() == lengths.len()
+        && groups
+            .iter()
+            .zip(lengths)
+            .all(|(group, len)| group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit()))
+        || (inner.len() == 32 && inner.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn compile_routes(app: &FunctionApp) -> Result<Vec<CompiledRoute>, HostError> {
+    app.functions
+        .iter()
+        .map(|function| {
+            let route = function.route.as_deref().unwrap_or(&function.name);
+            let template = RouteTemplate::parse(&function.name, route)?;
+            Ok(CompiledRoute {
+                def: function.clone(),
+                template,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request routing, authorization and invocation
+// ---------------------------------------------------------------------------------------------
+
+/// Backoff before the first restart. It doubles up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A handler that stayed up this long is healthy again, so the next restart starts from
+/// [`INITIAL_BACKOFF`].
+const STABLE_UPTIME: Duration = Duration::from_secs(30);
+
+/// Interval between readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long a request that found the handler port closed waits for the supervisor to notice
+/// the exit before it gives up with 502.
+const EXIT_NOTICE_WAIT: Duration = Duration::from_secs(2);
+
+/// App Service front ends end requests after 230 seconds, so a handler gets no longer.
+const INVOCATION_TIMEOUT: Duration = Duration::from_secs(230);
+
+/// Number of stderr lines kept for startup error messages.
+const STDERR_TAIL_LINES: usize = 20;
+
+/// Maximum length in bytes of an output line forwarded to tracing in one event.
+const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// Hop-by-hop headers that are not copied between the caller and the handler.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WorkerState {
+    Starting,
+    Ready { port: u16 },
+    Stopped,
+}
+
+struct CompiledRoute {
+    def: FunctionDef,
+    template: RouteTemplate,
+}
+
+struct Shared {
+    site: String,
+    app: FunctionApp,
+    routes: Vec<CompiledRoute>,
+    env: Vec<(String, String)>,
+    keys: FunctionKeys,
+    startup_timeout: Duration,
+    state: watch::Sender<WorkerState>,
+    restarts: AtomicU32,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+struct RouteMatch<'a> {
+    def: &'a FunctionDef,
+    params: IndexMap<String, String>,
+}
+
+enum RouteResult<'a> {
+    Found(RouteMatch<'a>),
+    NotFound,
+    MethodNotAllowed(Vec<String>),
+}
+
+/// Outcome of one attempt to reach the handler.
+///
+/// NOTE: a request already sent when the handler exits fails with 502 and is not retried,
+/// because the handler may have acted on it. Only refused connections are retried.
+enum Attempt {
+    Done(Response<Bytes>),
+    /// The connection was refused, so the request was never sent and may be retried.
+    Unreachable(String),
+}
+
+impl Shared {
+    fn route(&self, path: &str, method: &Method) -> RouteResult<'_> {
+        let mut segments: Vec<String> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|segment| {
+                percent_encoding::percent_decode_str(segment)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        if segments.last().is_some_and(String::is_empty) {
+            segments.pop();
+        }
+
+        let prefix: Vec<&str> = self
+            .app
+            .route_prefix
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .collect();
+        if segments.len() < prefix.len()
+            || !prefix
+                .iter()
+                .zip(&segments)
+                .all(|(expected, actual)| expected.eq_ignore_ascii_case(actual))
+        {
+            return RouteResult::NotFound;
+        }
+        let rest = segments.get(prefix.len()..).unwrap_or_default();
+
+        let mut candidates: Vec<(Vec<u8>, RouteMatch)> = self
+            .routes
+            .iter()
+            .filter_map(|route| {
+                route.template.matches(rest).map(|params| {
+                    (
+                        route.template.precedence(),
+                        RouteMatch {
+                            def: &route.def,
+                            params,
+                        },
+                    )
+                })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return RouteResult::NotFound;
+        }
+
+        let mut allowed: Vec<String> = Vec::new();
+        for (_, candidate) in &candidates {
+            if let Some(methods) = &candidate.def.methods {
+                for allowed_method in methods {
+                    if !allowed.iter().any(|m| m == allowed_method.as_str()) {
+                        allowed.push(allowed_method.to_string());
+                    }
+                }
+            }
+        }
+
+        candidates.retain(|(_, candidate)| {
+            candidate
+                .def
+                .methods
+                .as_ref()
+                .is_none_or(|methods| methods.contains(method))
+        });
+        candidates.sort_by(|(a, _), (b, _)| a.cmp(b));
+        match candidates.into_iter().next() {
+            Some((_, found)) => RouteResult::Found(found),
+            None => RouteResult::MethodNotAllowed(allowed),
+        }
+    }
+
+    /// Checks the key in `x-functions-key` or `code` against the function's `authLevel`.
+    fn authorize(&self, def: &FunctionDef, request: &Request<Bytes>) -> bool {
+        if def.auth_level == AuthLevel::Anonymous {
+            return true;
+        }
+
+        // A present `x-functions-key` header wins over `code`, even when it is empty, as in
+        // the host's `AuthenticationLevelHandler` (Azure/azure-functions-host).
+        let key = match request.headers().get("x-functions-key") {
+            Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            None => query_pairs(request.uri().query())
+                .into_iter()
+                .find(|(name, _)| name == "code")
+                .map(|(_, value)| value)
+                .unwrap_or_default(),
+        };
+        if key.is_empty() {
+            return false;
+        }
+
+        let mut candidates: Vec<&str> = vec![self.keys.master.as_str()];
+        if def.auth_level == AuthLevel::Function {
+            candidates.extend(self.keys.host.values().map(String::as_str));
+            let function_keys = self.keys.functions.get(&def.name).or_else(|| {
+                self.keys
+                    .functions
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(&def.name))
+                    .map(|(_, keys)| keys)
+            });
+            if let Some(function_keys) = function_keys {
+                candidates.extend(function_keys.values().map(String::as_str));
+            }
+        }
+
+        // Every candidate is compared so the time taken does not reveal which key matched.
+        let mut accepted = false;
+        for candidate in candidates {
+            if !candidate.is_empty() {
+                accepted |= constant_time_eq(candidate.as_bytes(), key.as_bytes());
+            }
+        }
+        accepted
+    }
+
+    async fn invoke(
+        &self,
+        def: &FunctionDef,
+        params: IndexMap<String, String>,
+        request: &Request<Bytes>,
+    ) -> Response<Bytes> {
+        let forwarding = self.app.forwarding && def.http_only;
+
+        let mut retried = false;
+        loop {
+            let Some(port) = self.wait_for_worker().await else {
+                return text_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!(
+                        "the custom handler for site `{}` is not running\n",
+                        self.site
+                    ),
+                );
+            };
+
+            let attempt = if forwarding {
+                self.forward(port, request).await
+            } else {
+                self.invoke_json(port, def, &params, request).await
+            };
+
+            match attempt {
+                Attempt::Done(response) => return response,
+                Attempt::Unreachable(reason) if !retried => {
+                    // The handler may have just exited. The supervisor gets a moment to notice,
+                    // and then the request waits for the restart instead of failing.
+                    retried = true;
+                    tracing::debug!(
+                        site = %self.site,
+                        port,
+                        %reason,
+                        "custom handler unreachable, waiting for restart",
+                    );
+                    let mut state = self.state.subscribe();
+                    let changed = tokio::time::timeout(
+                        EXIT_NOTICE_WAIT,
+                        state.wait_for(|state| *state != WorkerState::Ready { port }),
+                    )
+                    .await;
+                    if changed.is_err() {
+                        return bad_gateway(&self.site, &reason);
+                    }
+                }
+                Attempt::Unreachable(reason) => return bad_gateway(&self.site, &reason),
+            }
+        }
+    }
+
+    /// Waits until the handler is ready, up to the startup timeout. `None` means 503.
+    async fn wait_for_worker(&self) -> Option<u16> {
+        let mut state = self.state.subscribe();
+        let ready = tokio::time::timeout(
+            self.startup_timeout,
+            state.wait_for(|state| *state != WorkerState::Starting),
+        )
+        .await;
+        match ready {
+            Ok(Ok(state)) => match *state {
+                WorkerState::Ready { port } => Some(port),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Sends the original request to the handler at the original path.
+    async fn forward(&self, port: u16, request: &Request<Bytes>) -> Attempt {
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+
+        let mut outbound = Request::new(Full::new(request.body().clone()));
+        *outbound.method_mut() = request.method().clone();
+        *outbound.headers_mut() = strip_hop_by_hop(request.headers().clone());
+        match format!("http://127.0.0.1:{port}{path_and_query}").parse() {
+            Ok(uri) => *outbound.uri_mut() = uri,
+            Err(_) => {
+                return Attempt::Done(text_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid request path\n",
+                ))
+            }
+        }
+        add_host_headers(outbound.headers_mut());
+
+        let response = match self.send(outbound).await {
+            Ok(response) => response,
+            Err(attempt) => return attempt,
+        };
+
+        let (mut parts, body) = response.into_parts();
+        parts.headers = strip_hop_by_hop(parts.headers);
+        Attempt::Done(Response::from_parts(parts, body))
+    }
+
+    /// Invokes the function through the JSON contract: POST `/<functionName>` with the
+    /// request under `Data.<trigger name>`, then reads the `http` output.
+    async fn invoke_json(
+        &self,
+        port: u16,
+        def: &FunctionDef,
+        params: &IndexMap<String, String>,
+        request: &Request<Bytes>,
+    ) -> Attempt {
+        let payload = invoke_payload(def, params, request);
+        let body = match serde_json::to_vec(&payload) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(
+                    site = %self.site,
+                    function = %def.name,
+                    %error,
+                    "failed to encode the invoke payload",
+                );
+                return Attempt::Done(empty_response(StatusCode::INTERNAL_SERVER_ERROR));
+            }
+        };
+
+        let function_path: String =
+            percent_encoding::utf8_percent_encode(&def.name, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        let mut outbound = Request::new(Full::new(Bytes::from(body)));
+        *outbound.method_mut() = Method::POST;
+        match format!("http://127.0.0.1:{port}/{function_path}").parse() {
+            Ok(uri) => *outbound.uri_mut() = uri,
+            Err(_) => return Attempt::Done(empty_response(StatusCode::INTERNAL_SERVER_ERROR)),
+        }
+        outbound.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        add_host_headers(outbound.headers_mut());
+
+        let response = match self.send(outbound).await {
+            Ok(response) => response,
+            Err(attempt) => return attempt,
+        };
+
+        // A non-2xx response fails the invocation, which the host reports as 500.
+        if !response.status().is_success() {
+            tracing::warn!(
+                site = %self.site,
+                function = %def.name,
+                status = %response.status(),
+                "custom handler failed the invocation",
+            );
+            return Attempt::Done(empty_response(StatusCode::INTERNAL_SERVER_ERROR));
+        }
+        let result: Value = match serde_json::from_slice(response.body()) {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::warn!(
+                    site = %self.site,
+                    function = %def.name,
+                    %error,
+                    "custom handler returned invalid JSON",
+                );
+                return Attempt::Done(empty_response(StatusCode::INTERNAL_SERVER_ERROR));
+            }
+        };
+
+        if let Some(Value::Array(logs)) = get_ignore_case(&result, "Logs") {
+            for line in logs {
+                let line = line
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| line.to_string());
+                tracing::info!(
+                    target: "subnetlock::handler",
+                    site = %self.site,
+                    function = %def.name,
+                    "{line}",
+                );
+            }
+        }
+
+        Attempt::Done(invocation_response(&self.site, def, &result))
+    }
+
+    /// Sends a request to the handler and buffers the response body.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Bytes>, Attempt> {
+        let sent = tokio::time::timeout(INVOCATION_TIMEOUT, self.client.request(request)).await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) if error.is_connect() => {
+                return Err(Attempt::Unreachable(error.to_string()));
+            }
+            Ok(Err(error)) => {
+                return Err(Attempt::Done(bad_gateway(&self.site, &error.to_string())));
+            }
+            Err(_) => {
+                // NOTE: the status App Service returns for its 230-second limit is not
+                // verified, so this uses 504, the gateway convention.
+                return Err(Attempt::Done(text_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the custom handler did not respond within 230 seconds\n",
+                )));
+            }
+        };
+
+        let (parts, body) = response.into_parts();
+        match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => Ok(Response::from_parts(parts, collected.to_bytes())),
+            Err(error) => Err(Attempt::Done(bad_gateway(&self.site, &error.to_string()))),
+        }
+    }
+}
+
+/// Builds the invoke payload for one HTTP-triggered invocation.
+fn invoke_payload(
+    def: &FunctionDef,
+    params: &IndexMap<String, String>,
+    request: &Request<Bytes>,
+) -> Value {
+    let headers = request.headers();
+
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| request.uri().scheme_str())
+        .unwrap_or("http");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| {
+            request
+                .uri()
+                .authority()
+                .map(|authority| authority.as_str())
+        })
+        .unwrap_or("localhost");
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+
+    let mut query = Map::new();
+    for (name, value) in query_pairs(request.uri().query()) {
+        query.entry(name).or_insert(Value::String(value));
+    }
+
+    let mut header_map = Map::new();
+    for (name, value) in headers {
+        let value = Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        match header_map
+            .entry(name.as_str())
+            .or_insert_with(|| Value::Array(Vec::new()))
+        {
+            Value::Array(values) => values.push(value),
+            other => *other = Value::Array(vec![value]),
+        }
+    }
+
+    let params_json: Map<String, Value> = params
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+
+    let http_request = json!({
+        "Url": format!("{scheme}://{host}{path_and_query}"),
+        "Method": request.method().as_str(),
+        "Query": query,
+        "Headers": header_map,
+        "Params": params_json,
+        "Identities": [],
+        "Body": body_value(headers, request.body()),
+    });
+
+    // Trigger metadata repeats the query, headers and route values, but not the request.
+    let mut metadata = Map::new();
+    metadata.insert("Query".to_string(), http_request["Query"].clone());
+    metadata.insert("Headers".to_string(), http_request["Headers"].clone());
+    for (name, value) in params_json {
+        metadata.insert(name, value);
+    }
+    metadata.insert(
+        "sys".to_string(),
+        json!({
+            "MethodName": def.name,
+            "UtcNow": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "RandGuid": new_uuid_v4(),
+        }),
+    );
+
+    let mut data = Map::new();
+    data.insert(def.request_binding.clone(), http_request);
+    json!({ "Data": data, "Metadata": metadata })
+}
+
+/// Encodes the body as text, or as base64 for binary content types and non-UTF-8 bytes, which
+/// is how the host serializes a byte array.
+fn body_value(headers: &HeaderMap, body: &Bytes) -> Value {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let binary = content_type.starts_with("application/octet-stream")
+        || content_type.starts_with("multipart/");
+    match std::str::from_utf8(body) {
+        Ok(text) if !binary => Value::String(text.to_string()),
+        _ => Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
+    }
+}
+
+/// Turns the handler's invocation result into the caller's response.
+fn invocation_response(site: &str, def: &FunctionDef, result: &Value) -> Response<Bytes> {
+    let output = match def.response_binding.as_deref() {
+        Some("$return") => get_ignore_case(result, "ReturnValue").map(|value| match value {
+            // A string return value that contains a JSON object is the response object.
+            Value::String(text) => serde_json::from_str::<Value>(text)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| value.clone()),
+            other => other.clone(),
+        }),
+        Some(name) => get_ignore_case(result, "Outputs")
+            .and_then(|outputs| get_ignore_case(outputs, name))
+            .cloned(),
+        None => None,
+    };
+
+    // NOTE: the status for a function without an http output is not verified against the
+    // Functions host. 204 means that the invocation succeeded with nothing to return.
+    let Some(output) = output.filter(|value| !value.is_null()) else {
+        return empty_response(StatusCode::NO_CONTENT);
+    };
+
+    let Value::Object(_) = output else {
+        return body_response(StatusCode::OK, &output, None);
+    };
+
+    let status = match get_ignore_case(&output, "statusCode")
+        .or_else(|| get_ignore_case(&output, "status"))
+    {
+        None | Some(Value::Null) => Some(StatusCode::OK),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .and_then(|code| u16::try_from(code).ok())
+            .and_then(|code| StatusCode::from_u16(code).ok()),
+        Some(Value::String(text)) => text
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok()),
+        Some(_) => None,
+    };
+    let Some(status) = status else {
+        tracing::warn!(
+            site,
+            function = %def.name,
+            "custom handler returned an invalid status code",
+        );
+        return empty_response(StatusCode::INTERNAL_SERVER_ERROR);
+    };
+
+    let body = get_ignore_case(&output, "body")
+        .cloned()
+        .unwrap_or(Value::Null);
+    body_response(status, &body, get_ignore_case(&output, "headers"))
+}
+
+fn body_response(status: StatusCode, body: &Value, headers: Option<&Value>) -> Response<Bytes> {
+    let (bytes, json_body) = match body {
+        Value::Null => (Bytes::new(), false),
+        Value::String(text) => (Bytes::from(text.clone()), false),
+        other => (Bytes::from(other.to_string()), true),
+    };
+
+    let mut response = Response::new(bytes);
+    *response.status_mut() = status;
+
+    if let Some(Value::Object(headers)) = headers {
+        for (name, value) in headers {
+            let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+                continue;
+            };
+            let values: Vec<String> = match value {
+                Value::Array(items) => items.iter().map(json_scalar_text).collect(),
+                other => vec![json_scalar_text(other)],
+            };
+            for value in values {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().append(name.clone(), value);
+                }
+            }
+        }
+    }
+
+    if json_body && !response.headers().contains_key(header::CONTENT_TYPE) {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    response
+}
+
+fn json_scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Looks up an object member ignoring case, as the host's JSON reader does.
+fn get_ignore_case<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    let object = value.as_object()?;
+    object.get(name).or_else(|| {
+        object
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    })
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
+}
+
+fn add_host_headers(headers: &mut HeaderMap) {
+    if let Ok(id) = HeaderValue::from_str(&new_uuid_v4()) {
+        headers.insert("x-azure-functions-invocationid", id);
+    }
+    headers.insert(
+        "x-azure-functions-hostversion",
+        HeaderValue::from_static(HOST_VERSION),
+    );
+    if let Ok(agent) = HeaderValue::from_str(&format!("Azure-Functions-Host/{HOST_VERSION}")) {
+        headers.insert(header::USER_AGENT, agent);
+    }
+}
+
+fn strip_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers
+}
+
+fn empty_response(status: StatusCode) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = status;
+    response
+}
+
+fn text_response(status: StatusCode, body: &str) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::copy_from_slice(body.as_bytes()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn bad_gateway(site: &str, reason: &str) -> Response<Bytes> {
+    tracing::warn!(site, %reason, "custom handler unreachable");
+    text_response(
+        StatusCode::BAD_GATEWAY,
+        "the custom handler did not return a response\n",
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // The length is not secret: every key has the same generated length.
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Formats 16 random bytes as a version 4 UUID.
+fn new_uuid_v4() -> String {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn random_key() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handler process: spawn, readiness, output capture, supervision
+// ---------------------------------------------------------------------------------------------
+
+/// One running handler process.
+struct Worker {
+    child: Child,
+    port: u16,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    output_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Worker {
+    async fn kill(&mut self) {
+        if let Err(error) = self.child.kill().await {
+            tracing::debug!(%error, "custom handler already exited");
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        let tail = lock(&self.stderr_tail);
+        if tail.is_empty() {
+            "(none)".to_string()
+        } else {
+            tail.iter().cloned().collect::<Vec<_>>().join(" | ")
+        }
+    }
+
+    /// Waits briefly for the output readers so the stderr tail contains the last lines.
+    async fn drain_output(&mut self) {
+        for task in self.output_tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+        }
+    }
+}
+
+/// Spawns a handler and waits until it responds, killing it on failure.
+async fn start_worker(shared: &Shared) -> Result<Worker, HostError> {
+    let mut worker = spawn_worker(shared)?;
+    match wait_ready(shared, &mut worker).await {
+        Ok(()) => Ok(worker),
+        Err(error) => {
+            worker.kill().await;
+            Err(error)
+        }
+    }
+}
+
+fn spawn_worker(shared: &Shared) -> Result<Worker, HostError> {
+    let app = &shared.app;
+
+    // The port is released before the handler binds it. Another process could take it in
+    // between, which shows up as a readiness timeout.
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|source| HostError::Port {
+            site: shared.site.clone(),
+            source,
+        })?;
+
+    let worker_id = new_uuid_v4();
+    let arguments: Vec<String> = app
+        .arguments
+        .iter()
+        .map(|argument| expand_variables(argument, &shared.env))
+        .collect();
+
+    let mut command = Command::new(&app.executable);
+    command
+        .args(&arguments)
+        .current_dir(&app.working_dir)
+        .envs(shared.env.iter().map(|(name, value)| (name, value)))
+        .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .env("FUNCTIONS_CUSTOMHANDLER_WORKER_ID", &worker_id)
+        .env("FUNCTIONS_HTTPWORKER_PORT", port.to_string())
+        .env("FUNCTIONS_HTTPWORKER_ID", &worker_id)
+        .env("FUNCTIONS_APP_ROOT_PATH", &app.root)
+        .env("WEBSITE_SITE_NAME", &shared.site)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+
+    let mut child = command.spawn().map_err(|source| HostError::Spawn {
+        site: shared.site.clone(),
+        executable: app.executable.clone(),
+        source,
+    })?;
+    tracing::info!(
+        site = %shared.site,
+        executable = %app.executable.display(),
+        port,
+        pid = child.id(),
+        "custom handler started",
+    );
+
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut output_tasks = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        output_tasks.push(tokio::spawn(pump_lines(
+            stdout,
+            shared.site.clone(),
+            "stdout",
+            None,
+        )));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        output_tasks.push(tokio::spawn(pump_lines(
+            stderr,
+            shared.site.clone(),
+            "stderr",
+            Some(Arc::clone(&stderr_tail)),
+        )));
+    }
+
+    Ok(Worker {
+        child,
+        port,
+        stderr_tail,
+        output_tasks,
+    })
+}
+
+/// Polls `GET /` until any HTTP response arrives, the process exits, or the timeout passes.
+async fn wait_ready(shared: &Shared, worker: &mut Worker) -> Result<(), HostError> {
+    let deadline = Instant::now() + shared.startup_timeout;
+    let executable = shared.app.executable.clone();
+
+    loop {
+        if let Ok(Some(status)) = worker.child.try_wait() {
+            worker.drain_output().await;
+            return Err(HostError::Exited {
+                site: shared.site.clone(),
+                executable,
+                status: describe_exit(status),
+                stderr: worker.stderr_tail(),
+            });
+        }
+
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(HostError::TimedOut {
+                site: shared.site.clone(),
+                executable,
+                port: worker.port,
+                timeout: shared.startup_timeout,
+                stderr: worker.stderr_tail(),
+            });
+        }
+
+        if probe(
+            &shared.client,
+            worker.port,
+            remaining.min(Duration::from_secs(2)),
+        )
+        .await
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(PROBE_INTERVAL.min(remaining)).await;
+    }
+}
+
+async fn probe(client: &Client<HttpConnector, Full<Bytes>>, port: u16, timeout: Duration) -> bool {
+    let Ok(uri) = format!("http://127.0.0.1:{port}/").parse::<http::Uri>() else {
+        return false;
+    };
+    let mut request = Request::new(Full::new(Bytes::new()));
+    *request.uri_mut() = uri;
+    add_host_headers(request.headers_mut());
+    matches!(
+        tokio::time::timeout(timeout, client.request(request)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Restarts the handler whenever it exits, until `stop` is set.
+async fn supervise(shared: Arc<Shared>, mut worker: Worker, mut stop: watch::Receiver<bool>) {
+    let mut backoff = INITIAL_BACKOFF;
+
+    loop {
+        let ready_at = Instant::now();
+        tokio::select! {
+            status = worker.child.wait() => {
+                let status = match status {
+                    Ok(status) => describe_exit(status),
+                    Err(error) => format!("unknown status ({error})"),
+                };
+                shared.state.send_replace(WorkerState::Starting);
+                worker.drain_output().await;
+                tracing::warn!(
+                    site = %shared.site,
+                    %status,
+                    stderr = %worker.stderr_tail(),
+                    "custom handler exited; restarting",
+                );
+            }
+            _ = wait_for_stop(&mut stop) => {
+                worker.kill().await;
+                shared.state.send_replace(WorkerState::Stopped);
+                tracing::info!(site = %shared.site, "custom handler stopped");
+                return;
+            }
+        }
+
+        if ready_at.elapsed() >= STABLE_UPTIME {
+            backoff = INITIAL_BACKOFF;
+        }
+
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = wait_for_stop(&mut stop) => {
+                    shared.state.send_replace(WorkerState::Stopped);
+                    return;
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            shared.restarts.fetch_add(1, Ordering::Relaxed);
+
+            let started = tokio::select! {
+                started = start_worker(&shared) => started,
+                _ = wait_for_stop(&mut stop) => {
+                    shared.state.send_replace(WorkerState::Stopped);
+                    return;
+                }
+            };
+            match started {
+                Ok(new_worker) => {
+                    worker = new_worker;
+                    tracing::info!(
+                        site = %shared.site,
+                        port = worker.port,
+                        restarts = shared.restarts.load(Ordering::Relaxed),
+                        "custom handler ready after restart",
+                    );
+                    shared
+                        .state
+                        .send_replace(WorkerState::Ready { port: worker.port });
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        site = %shared.site,
+                        %error,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "custom handler restart failed",
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn wait_for_stop(stop: &mut watch::Receiver<bool>) {
+    // A dropped sender means the host is gone, which also stops the supervisor.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!("signal {signal}");
+        }
+    }
+    "an unknown status".to_string()
+}
+
+/// Forwards each output line to tracing and keeps the last stderr lines.
+async fn pump_lines<R: AsyncRead + Unpin>(
+    reader: R,
+    site: String,
+    stream: &'static str,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+) {
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
+
+    // A read error ends the output like end of file does.
+    while let Ok(buffer) = reader.fill_buf().await {
+        if buffer.is_empty() {
+            break;
+        }
+
+        let (consumed, complete) = match buffer.iter().position(|byte| *byte == b'\n') {
+            Some(end) => {
+                line.extend_from_slice(&buffer[..end]);
+                (end + 1, true)
+            }
+            None => {
+                line.extend_from_slice(buffer);
+                (buffer.len(), line.len() >= MAX_LINE_BYTES)
+            }
+        };
+        reader.consume(consumed);
+
+        if complete {
+            emit_line(&site, stream, &line, tail.as_deref());
+            line.clear();
+        }
+    }
+
+    if !line.is_empty() {
+        emit_line(&site, stream, &line, tail.as_deref());
+    }
+}
+
+fn emit_line(
+    site: &str,
+    stream: &'static str,
+    line: &[u8],
+    tail: Option<&Mutex<VecDeque<String>>>,
+) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    tracing::info!(target: "subnetlock::handler", site, stream, "{text}");
+
+    if let Some(tail) = tail {
+        let mut tail = lock(tail);
+        if tail.len() >= STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(text.to_string());
+    }
+}
+
+/// Expands `%NAME%` from the handler's environment, then the emulator's. Unknown names stay
+/// as written, as .NET `Environment.ExpandEnvironmentVariables` leaves them.
+fn expand_variables(text: &str, env: &[(String, String)]) -> String {
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+
+    let mut output = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('%') {
+        output.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let expanded = after.find('%').and_then(|end| {
+            let name = &after[..end];
+            let value = if name.is_empty() { None } else { lookup(name) }?;
+            Some((value, &after[end + 1..]))
+        });
+        match expanded {
+            Some((value, remainder)) => {
+                output.push_str(&value);
+                rest = remainder;
+            }
+            None => {
+                output.push('%');
+                rest = after;
+            }
+        }
+    }
+    output.push_str(rest);
+    output
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn template(route: &str) -> RouteTemplate {
+        RouteTemplate::parse("f", route).expect("route")
+    }
+
+    fn segments(path: &str) -> Vec<String> {
+        path.split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn route_matches_cases() {
+        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
+        let cases: [Case; 12] = [
+            ("hello", "hello", Some(&[])),
+            ("hello", "HELLO", Some(&[])),
+            ("hello", "hello/x", None),
+            (
+                "products/{category:alpha}/{id:int?}",
+                "products/toys/5",
+                Some(&[("category", "toys"), ("id", "5")]),
+            ),
+            (
+                "products/{category:alpha}/{id:int?}",
+                "products/toys",
+                Some(&[("category", "toys")]),
+            ),
+            (
+                "products/{category:alpha}/{id:int?}",
+                "products/toys/x",
+                None,
+            ),
+            (
+                "products/{category:alpha}/{id:int?}",
+                "products/t0ys/5",
+                None,
+            ),
+            ("items/{id:min(1)}", "items/0", None),
+            ("items/{id:range(1,9)}", "items/5", Some(&[("id", "5")])),
+            ("files/{*path}", "files/a/b/c", Some(&[("path", "a/b/c")])),
+            ("files/{name=index}", "files", Some(&[("name", "index")])),
+            (
+                "users/{id:guid}",
+                "users/5f1c7a7e-3c1b-4c6e-9a4e-0d5f2b6c8a11",
+                Some(&[("id", "5f1c7a7e-3c1b-4c6e-9a4e-0d5f2b6c8a11")]),
+            ),
+        ];
+        for (route, path, expected) in cases {
+            let actual = template(route).matches(&segments(path));
+            let expected = expected.map(|pairs| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<IndexMap<_, _>>()
+            });
+            assert_eq!(actual, expected, "route `{route}` path `{path}`");
+        }
+    }
+
+    #[test]
+    fn route_parse_rejects_cases() {
+        let cases = [
+            "a/{id?}/b",
+            "{*rest}/b",
+            "x{id}",
+            "{id:regex(^a$)}",
+            "{id:unknown}",
+            "{}",
+            "a//b",
+        ];
+        for route in cases {
+            assert!(RouteTemplate::parse("f", route).is_err(), "route `{route}`");
+        }
+    }
+
+    #[test]
+    fn precedence_prefers_literal() {
+        assert!(template("items/new").precedence() < template("items/{id}").precedence());
+    }
+
+    #[test]
+    fn expand_variables_cases() {
+        let env = vec![("DB".to_string(), "conn".to_string())];
+        let cases = [
+            ("--db=%DB%", "--db=conn"),
+            ("%DB%%DB%", "connconn"),
+            ("100%", "100%"),
+            ("%SUBNETLOCK_SURELY_UNSET%", "%SUBNETLOCK_SURELY_UNSET%"),
+            ("%%DB%", "%conn"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(expand_variables(input, &env), expected, "input `{input}`");
+        }
+    }
+
+    #[test]
+    fn uuid_v4_format() {
+        let id = new_uuid_v4();
+        assert_eq!(id.len(), 36);
+        assert_eq!(id.as_bytes()[14], b'4');
+        assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+    }
+
+    #[test]
+    fn constant_time_eq_cases() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn parse_function_defaults() {
+        let json = json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req"},
+            {"type": "http", "direction": "out", "name": "res"}
+        ]});
+        let function = parse_function("hello", &json, Path::new("function.json"))
+            .expect("parse")
+            .expect("http function");
+        assert_eq!(function.auth_level, AuthLevel::Function);
+        assert_eq!(function.methods, None);
+        assert_eq!(function.response_binding.as_deref(), Some("res"));
+        assert!(function.http_only);
+    }
+
+    #[test]
+    fn parse_function_skips_queue_trigger() {
+        let json =
+            json!({"bindings": [{"type": "queueTrigger", "direction": "in", "name": "msg"}]});
+        let function = parse_function("q", &json, Path::new("function.json")).expect("parse");
+        assert_eq!(function, None);
+    }
+
+    #[test]
+    fn parse_function_rejects_auth_level() {
+        let json = json!({"bindings": [{"type": "httpTrigger", "authLevel": "system"}]});
+        let error = parse_function("f", &json, Path::new("function.json")).expect_err("invalid");
+        assert_eq!(
+            error.to_string(),
+            "invalid `authLevel` in `function.json`: `system` is not anonymous, function or admin"
+        );
+    }
+
+    #[test]
+    fn invocation_response_reads_outputs() {
+        let def = FunctionDef {
+            name: "order".to_string(),
+            auth_level: AuthLevel::Anonymous,
+            methods: None,
+            route: None,
+            request_binding: "req".to_string(),
+            response_binding: Some("res".to_string()),
+            http_only: true,
+        };
+        let result = json!({"Outputs": {"res": {"statusCode": "201", "body": "made", "headers": {"X-A": "1"}}}});
+        let response = invocation_response("site", &def, &result);
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.body().as_ref(), b"made");
+        assert_eq!(
+            response.headers().get("x-a").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+    }
+
+    #[test]
+    fn invocation_response_reads_return_value() {
+        let def = FunctionDef {
+            name: "order".to_string(),
+            auth_level: AuthLevel::Anonymous,
+            methods: None,
+            route: None,
+            request_binding: "req".to_string(),
+            response_binding: Some("$return".to_string()),
+            http_only: true,
+        };
+        let result = json!({"ReturnValue": "{\"statusCode\": 202, \"body\": {\"ok\": true}}"});
+        let response = invocation_response("site", &def, &result);
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.body().as_ref(), br#"{"ok":true}"#);
+    }
+}

@@ -1,0 +1,88 @@
+//! A local App Service runtime for one ARM template: `subnetlock up`.
+//!
+//! The emulator deploys a template on one machine the way Azure would, refusing what Azure's
+//! validation would fail, and runs it behind an emulated App Service front end on loopback:
+//!
+//! - the resource provider answers `reference()` and `list*()` with real host names and fresh
+//!   random function keys ([`subnetlock_model::SimulatedProvider`]);
+//! - the [`frontend`] routes by host name and enforces app access and access restrictions with
+//!   the same engine `check` uses, answering denials as App Service does;
+//! - a [`functions_host`] per bound function app spawns its custom handler, routes
+//!   `/api/<function>` and checks function keys;
+//! - an [`egress`] proxy per app carries the handler's outbound HTTP and HTTPS (through a local
+//!   CA the handler trusts) back to the front end, with the source identity Azure would give
+//!   the request: the integration subnet on the service-endpoint path, otherwise the plan's
+//!   shared outbound address;
+//! - every front-end decision becomes a [`decisions::DecisionRecord`].
+//!
+//! The emulator never opens a connection off the machine. It is not a Functions runtime for
+//! other languages, not Kudu, and not a DNS server.
+
+pub mod bindings;
+pub mod caller;
+mod control;
+pub mod decisions;
+pub mod egress;
+pub mod frontend;
+pub mod functions_host;
+mod pages;
+mod runtime;
+pub mod tls;
+
+pub use bindings::{AppBinding, Bindings, BINDING_FILE_NAME};
+pub use caller::{Caller, CallerError};
+pub use decisions::DecisionRecord;
+pub use runtime::{Emulator, EmulatorConfig, FunctionInfo, SiteInfo, StateFile};
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EmulatorError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Template(subnetlock_arm::Error),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Model(subnetlock_model::BuildError),
+    #[error("Azure would reject this deployment ({} finding(s))", findings.len())]
+    #[diagnostic(help("`subnetlock check` lists the findings with their locations and fixes"))]
+    DeploymentRejected {
+        findings: Vec<subnetlock_model::Finding>,
+    },
+    #[error("listen address `{0}` is not a loopback address")]
+    #[diagnostic(help("the emulator serves only 127.0.0.0/8 or ::1"))]
+    NotLoopback(IpAddr),
+    #[error("cannot listen on `{address}`: {source}")]
+    #[diagnostic(help("pick another port, or 0 for any free port"))]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot use state directory `{path}`: {source}")]
+    #[diagnostic(help("pass a writable directory with --state-dir"))]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the local certificate authority")]
+    Tls(#[source] tls::TlsError),
+    #[error("build command `{command}` failed: {detail}")]
+    #[diagnostic(help(
+        "run the command yourself to see its output, or remove `build` from the binding file"
+    ))]
+    Build { command: String, detail: String },
+    #[error("cannot load the function app bound to site `{site}`")]
+    FunctionApp {
+        site: String,
+        #[source]
+        source: functions_host::HostError,
+    },
+    #[error("the Functions host of site `{site}` did not start")]
+    FunctionsHost {
+        site: String,
+        #[source]
+        source: functions_host::HostError,
+    },
+}

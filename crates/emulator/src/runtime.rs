@@ -1,0 +1,729 @@
+//! Starting and stopping one emulated deployment.
+//!
+//! [`Emulator::start`] deploys a template the way Azure would (evaluating it with the
+//! simulated resource provider, refusing it when Azure's validation would fail it), then starts
+//! the front end, one Functions host and one egress proxy per bound app, and the control API.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde::Serialize;
+use subnetlock_access::{CompiledSiteAccess, EngineOptions};
+use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
+use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider, SiteKeys, Topology};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::bindings::Bindings;
+use crate::caller::{Caller, CallerError};
+use crate::decisions::{DecisionLog, DecisionRecord};
+use crate::egress::{start_egress_proxy, EgressContext, EgressProxy, Handoff};
+use crate::frontend::{self, FrontEnd};
+use crate::functions_host::{load_function_app, FunctionKeys, FunctionsHost, HostConfig};
+use crate::tls::LocalCa;
+use crate::{pages, EmulatorError};
+
+/// What to deploy and where to listen.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    pub template: PathBuf,
+    pub parameters: Option<PathBuf>,
+    /// Inline parameter values; they win over the parameters file.
+    pub parameter_values: Vec<(String, Value)>,
+    pub bindings: Bindings,
+    pub scope: Scope,
+    /// Address of every listener; must be a loopback address.
+    pub listen: IpAddr,
+    /// Port of the plain HTTP front end; 0 picks a free one.
+    pub http_port: u16,
+    /// Port of the TLS front end; 0 picks a free one.
+    pub https_port: u16,
+    /// Directory for the state file, the local CA and the decision log.
+    pub state_dir: PathBuf,
+    /// Run the binding file's `build` commands before starting.
+    pub run_builds: bool,
+    /// Replaces handler executables by site pattern, ahead of the binding file.
+    pub executable_overrides: Vec<(String, PathBuf)>,
+    pub engine: EngineOptions,
+    pub startup_timeout: Duration,
+}
+
+impl EmulatorConfig {
+    pub fn new(template: PathBuf, state_dir: PathBuf) -> Self {
+        EmulatorConfig {
+            template,
+            parameters: None,
+            parameter_values: Vec::new(),
+            bindings: Bindings::default(),
+            scope: Scope::default(),
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: 0,
+            https_port: 0,
+            state_dir,
+            run_builds: true,
+            executable_overrides: Vec::new(),
+            engine: EngineOptions::default(),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One function of a running app, with its invoke URL and key.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub auth_level: String,
+    /// `https://<host>/api/<function>` without the key.
+    pub url: String,
+    pub key: String,
+}
+
+/// One site of a running deployment.
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteInfo {
+    pub name: String,
+    pub host: String,
+    pub scm_host: String,
+    /// Whether local code serves the main site.
+    pub bound: bool,
+    pub functions: Vec<FunctionInfo>,
+    pub master_key: String,
+    pub host_key: String,
+    /// scm-site publishing credentials.
+    pub publishing_user: String,
+    pub publishing_password: String,
+    /// The egress proxy the app's handler uses, when bound.
+    pub egress_proxy: Option<SocketAddr>,
+}
+
+/// The state file `subnetlock call` and other tools read.
+#[derive(Clone, Debug, Serialize)]
+pub struct StateFile {
+    pub pid: u32,
+    pub control_url: String,
+    pub token: String,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub ca_file: PathBuf,
+    pub decision_log: Option<PathBuf>,
+    pub sites: Vec<SiteInfo>,
+}
+
+/// A running emulated deployment.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    http: SocketAddr,
+    https: SocketAddr,
+    control: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    state_file: PathBuf,
+}
+
+/// State shared by the listeners and the egress handoffs.
+pub(crate) struct Shared {
+    /// Set once every Functions host has started; egress before that gets 503.
+    pub(crate) front_end: std::sync::OnceLock<Arc<FrontEnd>>,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) decisions: Arc<DecisionLog>,
+    pub(crate) ca: Arc<LocalCa>,
+    pub(crate) listen: IpAddr,
+    pub(crate) sites: std::sync::OnceLock<Vec<SiteInfo>>,
+    pub(crate) token: String,
+    /// Proxies of callers created on request, by caller text.
+    pub(crate) source_proxies: tokio::sync::Mutex<HashMap<String, EgressProxy>>,
+    pub(crate) app_proxies: Mutex<Vec<EgressProxy>>,
+    pub(crate) findings: Vec<Finding>,
+}
+
+impl Emulator {
+    /// Deploys the template and starts everything.
+    pub async fn start(mut config: EmulatorConfig) -> Result<Emulator, EmulatorError> {
+        // Handlers run in their own app folder, so every path handed to them must be absolute.
+        config.state_dir =
+            std::path::absolute(&config.state_dir).map_err(|source| EmulatorError::StateDir {
+                path: config.state_dir.clone(),
+                source,
+            })?;
+        if !config.listen.is_loopback() {
+            return Err(EmulatorError::NotLoopback(config.listen));
+        }
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| EmulatorError::StateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        if config.run_builds {
+            run_builds(&config.bindings).await?;
+        }
+
+        let provider = SimulatedProvider::new(KeyMode::Random);
+        let topology = deploy(&config, &provider)?;
+        let topology = Arc::new(topology);
+
+        let ca = Arc::new(LocalCa::generate().map_err(EmulatorError::Tls)?);
+        let ca_file = config.state_dir.join("ca.pem");
+        ca.write_bundle(&ca_file).map_err(EmulatorError::Tls)?;
+
+        let mut access = HashMap::new();
+        for site in &topology.sites {
+            access.insert(
+                site.name.to_ascii_lowercase(),
+                CompiledSiteAccess::compile(&site.access, &config.engine),
+            );
+        }
+
+        let decision_path = config.state_dir.join("decisions.jsonl");
+        let decisions = Arc::new(DecisionLog::new(Some(decision_path.clone())).map_err(
+            |source| EmulatorError::StateDir {
+                path: decision_path.clone(),
+                source,
+            },
+        )?);
+
+        let (shutdown, shutdown_signal) = watch::channel(false);
+        let http_listener = bind(config.listen, config.http_port).await?;
+        let https_listener = bind(config.listen, config.https_port).await?;
+        let http = local_addr(&http_listener)?;
+        let https = local_addr(&https_listener)?;
+
+        // Sites first get keys and publishing credentials, so hosts and state agree.
+        let mut sites = Vec::new();
+        let mut publishing = HashMap::new();
+        let mut plans = Vec::new();
+        for site in &topology.sites {
+            let binding = config.bindings.for_site(&site.name);
+            let override_path = config
+                .executable_overrides
+                .iter()
+                .find(|(pattern, _)| crate::bindings::pattern_matches(pattern, &site.name))
+                .map(|(_, path)| path.clone());
+            let app = match binding {
+                Some(binding) => {
+                    let executable = override_path.or_else(|| binding.executable.clone());
+                    Some(
+                        load_function_app(&binding.function_app, executable.as_deref()).map_err(
+                            |source| EmulatorError::FunctionApp {
+                                site: site.name.clone(),
+                                source,
+                            },
+                        )?,
+                    )
+                }
+                None => None,
+            };
+            let function_names: Vec<String> = match &app {
+                Some(app) => app.functions.iter().map(|f| f.name.clone()).collect(),
+                None => site.functions.iter().map(|f| f.name.clone()).collect(),
+            };
+            let keys = provider.site_keys(&site.name, &function_names);
+            let password = random_token();
+            let user = format!("${}", site.name);
+            publishing.insert(
+                site.name.to_ascii_lowercase(),
+                (user.clone(), password.clone()),
+            );
+            let functions = function_infos(site, app.as_ref(), &keys);
+            sites.push(SiteInfo {
+                name: site.name.clone(),
+                host: site.default_host_name.clone(),
+                scm_host: site.scm_host_name.clone(),
+                bound: app.is_some(),
+                functions,
+                master_key: keys.master.clone(),
+                host_key: keys.host.get("default").cloned().unwrap_or_default(),
+                publishing_user: user,
+                publishing_password: password,
+                egress_proxy: None,
+            });
+            plans.push((site.clone(), app, keys));
+        }
+
+        let shared = Arc::new(Shared {
+            front_end: std::sync::OnceLock::new(),
+            topology: topology.clone(),
+            decisions: decisions.clone(),
+            ca: ca.clone(),
+            listen: config.listen,
+            sites: std::sync::OnceLock::new(),
+            token: random_token(),
+            source_proxies: tokio::sync::Mutex::new(HashMap::new()),
+            app_proxies: Mutex::new(Vec::new()),
+            findings: topology.findings.clone(),
+        });
+
+        // Egress proxies and Functions hosts of bound apps.
+        let mut hosts = HashMap::new();
+        for ((site, app, keys), info) in plans.into_iter().zip(sites.iter_mut()) {
+            let Some(app) = app else {
+                continue;
+            };
+            let caller = Caller::App(site.name.clone());
+            let proxy = start_egress_proxy(
+                SocketAddr::new(config.listen, 0),
+                caller.to_string(),
+                ca.clone(),
+                handoff(Arc::downgrade(&shared)),
+            )
+            .await
+            .map_err(|source| EmulatorError::Listen {
+                address: SocketAddr::new(config.listen, 0),
+                source,
+            })?;
+            info.egress_proxy = Some(proxy.addr());
+            let env = handler_environment(&site, &ca_file, proxy.addr());
+            let host_config = HostConfig {
+                site_name: site.name.clone(),
+                app,
+                env,
+                keys: FunctionKeys {
+                    master: keys.master.clone(),
+                    host: keys.host.clone(),
+                    functions: keys.functions.clone(),
+                },
+                startup_timeout: config.startup_timeout,
+            };
+            let host = FunctionsHost::start(host_config).await.map_err(|source| {
+                EmulatorError::FunctionsHost {
+                    site: site.name.clone(),
+                    source,
+                }
+            })?;
+            hosts.insert(site.name.to_ascii_lowercase(), host);
+            shared
+                .app_proxies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(proxy);
+        }
+
+        let front_end = Arc::new(FrontEnd {
+            topology: topology.clone(),
+            access,
+            hosts,
+            publishing,
+            decisions: decisions.clone(),
+        });
+        let _ = shared.front_end.set(front_end.clone());
+        let _ = shared.sites.set(sites.clone());
+
+        let tls = tokio_rustls::TlsAcceptor::from(ca.sni_server_config());
+        tokio::spawn(frontend::serve(
+            http_listener,
+            None,
+            front_end.clone(),
+            shutdown_signal.clone(),
+        ));
+        tokio::spawn(frontend::serve(
+            https_listener,
+            Some(tls),
+            front_end,
+            shutdown_signal.clone(),
+        ));
+
+        let control_listener = bind(config.listen, 0).await?;
+        let control = local_addr(&control_listener)?;
+        tokio::spawn(crate::control::serve(
+            control_listener,
+            shared.clone(),
+            shutdown.clone(),
+            shutdown_signal.clone(),
+        ));
+
+        let state = StateFile {
+            pid: std::process::id(),
+            control_url: format!("http://{control}"),
+            token: shared.token.clone(),
+            http,
+            https,
+            ca_file,
+            decision_log: Some(decision_path),
+            sites,
+        };
+        let state_file = config.state_dir.join("state.json");
+        write_state(&state_file, &state)?;
+        tracing::info!(%http, %https, %control, state = %state_file.display(), "emulator started");
+
+        Ok(Emulator {
+            shared,
+            http,
+            https,
+            control,
+            shutdown,
+            state_file,
+        })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.shared.topology
+    }
+
+    pub fn findings(&self) -> &[Finding] {
+        &self.shared.findings
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https
+    }
+
+    pub fn control_addr(&self) -> SocketAddr {
+        self.control
+    }
+
+    pub fn state_file(&self) -> &Path {
+        &self.state_file
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        self.shared.ca.ca_pem()
+    }
+
+    pub fn sites(&self) -> &[SiteInfo] {
+        self.shared
+            .sites
+            .get()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    pub fn site(&self, pattern: &str) -> Option<&SiteInfo> {
+        self.sites()
+            .iter()
+            .find(|site| crate::bindings::pattern_matches(pattern, &site.name))
+    }
+
+    pub fn decisions(&self) -> Vec<DecisionRecord> {
+        self.shared.decisions.all()
+    }
+
+    /// A proxy whose requests carry `caller`'s source identity; created once per caller.
+    pub async fn source_proxy(&self, caller: &Caller) -> Result<SocketAddr, CallerError> {
+        source_proxy(&self.shared, caller).await
+    }
+
+    /// Waits until the control API asks to stop (`POST /v1/shutdown`) or `signal` resolves.
+    pub async fn wait(&self, signal: impl std::future::Future<Output = ()>) {
+        let mut stopped = self.shutdown.subscribe();
+        tokio::select! {
+            _ = signal => {}
+            _ = stopped.changed() => {}
+        }
+    }
+
+    /// Stops listeners, proxies and handler processes, and removes the state file.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if let Some(front_end) = self.shared.front_end.get() {
+            for host in front_end.hosts.values() {
+                host.shutdown().await;
+            }
+        }
+        let proxies: Vec<EgressProxy> = std::mem::take(
+            &mut *self
+                .shared
+                .app_proxies
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        drop(proxies);
+        self.shared.source_proxies.lock().await.clear();
+        let _ = std::fs::remove_file(&self.state_file);
+        tracing::info!("emulator stopped");
+    }
+}
+
+/// Builds the egress handoff: a request from a caller's proxy becomes a front-end request with
+/// the source Azure would see for that caller.
+fn handoff(shared: std::sync::Weak<Shared>) -> Handoff {
+    Arc::new(move |request: Request<Bytes>, context: EgressContext| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            let Some(shared) = shared.upgrade() else {
+                return pages::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "subnetlock: emulator stopped",
+                );
+            };
+            egress_request(&shared, request, context).await
+        })
+    })
+}
+
+pub(crate) async fn egress_request(
+    shared: &Shared,
+    request: Request<Bytes>,
+    context: EgressContext,
+) -> Response<Bytes> {
+    let Some(front_end) = shared.front_end.get() else {
+        return pages::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "subnetlock: the deployment is still starting",
+        );
+    };
+    let topology = &shared.topology;
+    if topology.site_for_host(&context.host).is_none() {
+        return pages::text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "subnetlock egress: `{}` is not a site of this deployment; the emulator sends no traffic outside loopback",
+                context.host
+            ),
+        );
+    }
+    let caller: Caller = match context.caller.parse() {
+        Ok(caller) => caller,
+        Err(error) => return pages::text(StatusCode::BAD_GATEWAY, error.to_string()),
+    };
+    let source = match caller.source(topology) {
+        Ok(source) => source,
+        Err(error) => return pages::text(StatusCode::BAD_GATEWAY, error.to_string()),
+    };
+    let scheme = context.scheme.to_string();
+    front_end
+        .dispatch(request, source, &context.caller, &scheme)
+        .await
+}
+
+pub(crate) async fn source_proxy(
+    shared: &Arc<Shared>,
+    caller: &Caller,
+) -> Result<SocketAddr, CallerError> {
+    caller.validate(&shared.topology)?;
+    let key = caller.to_string();
+    let mut proxies = shared.source_proxies.lock().await;
+    if let Some(proxy) = proxies.get(&key) {
+        return Ok(proxy.addr());
+    }
+    let proxy = start_egress_proxy(
+        SocketAddr::new(shared.listen, 0),
+        key.clone(),
+        shared.ca.clone(),
+        handoff(Arc::downgrade(shared)),
+    )
+    .await
+    .map_err(|error| CallerError::Syntax(format!("{key}: cannot start its proxy: {error}")))?;
+    let address = proxy.addr();
+    proxies.insert(key, proxy);
+    Ok(address)
+}
+
+/// Evaluates the template with the simulated provider and builds the topology; refuses the
+/// deployment when Azure's validation would fail it.
+fn deploy(
+    config: &EmulatorConfig,
+    provider: &SimulatedProvider,
+) -> Result<Topology, EmulatorError> {
+    let mut parameters = match &config.parameters {
+        Some(path) => Parameters::from_file(path).map_err(|e| EmulatorError::Template(e))?,
+        None => Parameters::new(),
+    };
+    for (name, value) in &config.parameter_values {
+        parameters.set(name, value.clone());
+    }
+    let options = EvalOptions {
+        scope: config.scope.clone(),
+        parameters,
+    };
+    let deployment = subnetlock_arm::evaluate_file(&config.template, &options, provider)
+        .map_err(|e| EmulatorError::Template(e))?;
+    let topology = build_topology(&deployment).map_err(EmulatorError::Model)?;
+    let failures: Vec<Finding> = topology
+        .findings
+        .iter()
+        .filter(|finding| finding.fails_deployment())
+        .cloned()
+        .collect();
+    if !failures.is_empty() {
+        return Err(EmulatorError::DeploymentRejected { findings: failures });
+    }
+    Ok(topology)
+}
+
+async fn run_builds(bindings: &Bindings) -> Result<(), EmulatorError> {
+    let base = bindings
+        .file
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let mut done: Vec<Vec<String>> = Vec::new();
+    for app in &bindings.apps {
+        let Some(command) = &app.build else {
+            continue;
+        };
+        if done.contains(command) {
+            continue;
+        }
+        let (program, arguments) = command.split_first().ok_or_else(|| EmulatorError::Build {
+            command: String::new(),
+            detail: "empty command".to_owned(),
+        })?;
+        tracing::info!(command = %command.join(" "), "building handlers");
+        let status = tokio::process::Command::new(program)
+            .args(arguments)
+            .current_dir(&base)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .await
+            .map_err(|error| EmulatorError::Build {
+                command: command.join(" "),
+                detail: error.to_string(),
+            })?;
+        if !status.success() {
+            return Err(EmulatorError::Build {
+                command: command.join(" "),
+                detail: format!("exited with {status}"),
+            });
+        }
+        done.push(command.clone());
+    }
+    Ok(())
+}
+
+/// App settings as environment variables, plus what the handler needs to call out through
+/// its egress proxy and trust the local CA.
+fn handler_environment(
+    site: &subnetlock_model::Site,
+    ca_file: &Path,
+    proxy: SocketAddr,
+) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for setting in &site.app_settings {
+        let value = match &setting.value {
+            Value::String(text) => text.clone(),
+            Value::Int(number) => number.to_string(),
+            Value::Bool(flag) => if *flag { "true" } else { "false" }.to_owned(),
+            Value::Null => String::new(),
+            other => {
+                tracing::warn!(
+                    site = %site.name,
+                    setting = %setting.name,
+                    kind = other.type_name(),
+                    "app setting has no local value and is left out of the handler environment"
+                );
+                continue;
+            }
+        };
+        env.push((setting.name.clone(), value));
+    }
+    let proxy_url = format!("http://{proxy}");
+    for name in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+    ] {
+        env.push((name.to_owned(), proxy_url.clone()));
+    }
+    // Loopback stays direct; every other destination goes to the egress proxy, which never
+    // leaves the machine.
+    for name in ["NO_PROXY", "no_proxy"] {
+        env.push((name.to_owned(), "localhost,127.0.0.1,::1".to_owned()));
+    }
+    env.push(("SSL_CERT_FILE".to_owned(), ca_file.display().to_string()));
+    env.push((
+        "WEBSITE_HOSTNAME".to_owned(),
+        site.default_host_name.clone(),
+    ));
+    env
+}
+
+fn function_infos(
+    site: &subnetlock_model::Site,
+    app: Option<&crate::functions_host::FunctionApp>,
+    keys: &SiteKeys,
+) -> Vec<FunctionInfo> {
+    let mut infos = Vec::new();
+    let key_of = |name: &str| {
+        keys.functions
+            .get(&name.to_ascii_lowercase())
+            .and_then(|k| k.get("default"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    match app {
+        Some(app) => {
+            for function in &app.functions {
+                let route = function
+                    .route
+                    .clone()
+                    .unwrap_or_else(|| function.name.clone());
+                let prefix = if app.route_prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("/{}", app.route_prefix)
+                };
+                infos.push(FunctionInfo {
+                    name: function.name.clone(),
+                    auth_level: format!("{:?}", function.auth_level).to_ascii_lowercase(),
+                    url: format!("https://{}{prefix}/{route}", site.default_host_name),
+                    key: key_of(&function.name),
+                });
+            }
+        }
+        None => {
+            for function in &site.functions {
+                infos.push(FunctionInfo {
+                    name: function.name.clone(),
+                    auth_level: function.auth_level.clone(),
+                    url: format!("https://{}/api/{}", site.default_host_name, function.name),
+                    key: key_of(&function.name),
+                });
+            }
+        }
+    }
+    infos
+}
+
+async fn bind(address: IpAddr, port: u16) -> Result<TcpListener, EmulatorError> {
+    let address = SocketAddr::new(address, port);
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| EmulatorError::Listen { address, source })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
+    listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Listen {
+            address: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            source,
+        })
+}
+
+fn write_state(path: &Path, state: &StateFile) -> Result<(), EmulatorError> {
+    let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).write(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // The state file holds keys and the control token: owner only.
+            options.mode(0o600);
+        }
+        let mut file = options.open(path)?;
+        file.write_all(text.as_bytes())
+    };
+    write().map_err(|source| EmulatorError::StateDir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn random_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

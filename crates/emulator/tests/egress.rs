@@ -1,0 +1,211 @@
+//! The egress proxy hands absolute-form and CONNECT requests to the handoff with a fixed caller.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use subnetlock_emulator::egress::{
+    start_egress_proxy, EgressContext, EgressProxy, Handoff, Scheme,
+};
+use subnetlock_emulator::tls::LocalCa;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Handoff that returns the context and the rewritten request as JSON.
+fn echo_handoff() -> Handoff {
+    Arc::new(|request: http::Request<Bytes>, context: EgressContext| {
+        Box::pin(async move {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_string)
+            };
+            let scheme = match context.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            };
+            let echo = json!({
+                "caller": context.caller,
+                "scheme": scheme,
+                "host": context.host,
+                "port": context.port,
+                "method": request.method().as_str(),
+                "uri": request.uri().to_string(),
+                "host_header": header("host"),
+                "proxy_authorization": header("proxy-authorization"),
+                "proxy_connection": header("proxy-connection"),
+                "x_caller": header("x-caller"),
+                "body": String::from_utf8_lossy(request.body()),
+            });
+            http::Response::new(Bytes::from(echo.to_string()))
+        })
+    })
+}
+
+async fn start(caller: &str) -> (EgressProxy, Arc<LocalCa>) {
+    let ca = Arc::new(LocalCa::generate().expect("generate"));
+    let bind: SocketAddr = "127.0.0.1:0".parse().expect("bind addr");
+    let proxy = start_egress_proxy(bind, caller.to_string(), Arc::clone(&ca), echo_handoff())
+        .await
+        .expect("start proxy");
+    (proxy, ca)
+}
+
+fn proxied_client(proxy: &EgressProxy, ca: &LocalCa) -> reqwest::Client {
+    let proxy_url = format!("http://{}", proxy.addr());
+    let root = reqwest::Certificate::from_pem(ca.ca_pem().as_bytes()).expect("ca pem");
+    reqwest::Client::builder()
+        .proxy(
+            reqwest::Proxy::all(proxy_url)
+                .expect("proxy url")
+                .basic_auth("user", "secret"),
+        )
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root)
+        .build()
+        .expect("client")
+}
+
+async fn echo_of(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let text = response.text().await.expect("body");
+    serde_json::from_str(&text).expect("json echo")
+}
+
+/// Sends raw bytes to the proxy and returns the whole response as text.
+async fn raw_exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut buffer = vec![0u8; 4096];
+    let read = stream.read(&mut buffer).await.expect("read");
+    String::from_utf8_lossy(&buffer[..read]).into_owned()
+}
+
+#[tokio::test]
+async fn http_request_reaches_handoff() {
+    let (proxy, ca) = start("app-a").await;
+    let client = proxied_client(&proxy, &ca);
+
+    let response = client
+        .post("http://b.azurewebsites.net/api/x?code=k1")
+        .header("Proxy-Connection", "keep-alive")
+        .body("payload")
+        .send()
+        .await
+        .expect("request");
+    let echo = echo_of(response).await;
+
+    assert_eq!(echo["caller"], "app-a");
+    assert_eq!(echo["scheme"], "http");
+    assert_eq!(echo["host"], "b.azurewebsites.net");
+    assert_eq!(echo["port"], 80);
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["uri"], "/api/x?code=k1");
+    assert_eq!(echo["host_header"], "b.azurewebsites.net");
+    assert_eq!(echo["proxy_authorization"], Value::Null);
+    assert_eq!(echo["proxy_connection"], Value::Null);
+    assert_eq!(echo["body"], "payload");
+}
+
+#[tokio::test]
+async fn https_request_tunnels_through_connect() {
+    let (proxy, ca) = start("app-a").await;
+    let client = proxied_client(&proxy, &ca);
+
+    // Two requests on one client also exercise keep-alive inside the tunnel.
+    for path in ["/api/one?code=k", "/api/two"] {
+        let url = format!("https://b.azurewebsites.net{path}");
+        let response = client
+            .get(url)
+            .header("Proxy-Authorization", "Basic Zm9yZ2Vk")
+            .send()
+            .await
+            .expect("request");
+        let echo = echo_of(response).await;
+
+        assert_eq!(echo["caller"], "app-a");
+        assert_eq!(echo["scheme"], "https");
+        assert_eq!(echo["host"], "b.azurewebsites.net");
+        assert_eq!(echo["port"], 443);
+        assert_eq!(echo["uri"], path);
+        assert_eq!(echo["host_header"], "b.azurewebsites.net");
+        assert_eq!(echo["proxy_authorization"], Value::Null);
+    }
+}
+
+#[tokio::test]
+async fn forged_caller_header_ignored() {
+    let (proxy, ca) = start("app-a").await;
+    let client = proxied_client(&proxy, &ca);
+
+    for url in [
+        "http://b.azurewebsites.net/",
+        "https://b.azurewebsites.net/",
+    ] {
+        let response = client
+            .get(url)
+            .header("X-Caller", "app-b")
+            .send()
+            .await
+            .expect("request");
+        let echo = echo_of(response).await;
+        assert_eq!(echo["caller"], "app-a", "url {url}");
+        assert_eq!(echo["x_caller"], "app-b", "url {url}");
+    }
+}
+
+#[tokio::test]
+async fn connect_other_port_forbidden() {
+    let (proxy, _ca) = start("app-a").await;
+    let response = raw_exchange(
+        proxy.addr(),
+        "CONNECT db.example:5432 HTTP/1.1\r\nHost: db.example:5432\r\n\r\n",
+    )
+    .await;
+
+    assert!(response.starts_with("HTTP/1.1 403"), "response: {response}");
+    assert!(
+        response.contains("only forwards ports 80 and 443"),
+        "response: {response}"
+    );
+}
+
+#[tokio::test]
+async fn origin_form_request_rejected() {
+    let (proxy, _ca) = start("app-a").await;
+    let response = raw_exchange(
+        proxy.addr(),
+        "GET /api/x HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    )
+    .await;
+
+    assert!(response.starts_with("HTTP/1.1 400"), "response: {response}");
+    assert!(response.contains("absolute URI"), "response: {response}");
+}
+
+#[tokio::test]
+async fn connect_without_port_rejected() {
+    let (proxy, _ca) = start("app-a").await;
+    let response = raw_exchange(
+        proxy.addr(),
+        "CONNECT b.example HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    )
+    .await;
+
+    assert!(response.starts_with("HTTP/1.1 400"), "response: {response}");
+}
+
+#[tokio::test]
+async fn shutdown_closes_listener() {
+    let (proxy, _ca) = start("app-a").await;
+    let addr = proxy.addr();
+    proxy.shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    assert!(TcpStream::connect(addr).await.is_err());
+}

@@ -1,0 +1,465 @@
+//! The Functions host runs a real Python custom handler on loopback.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use subnetlock_emulator::functions_host::{
+    load_function_app, AuthLevel, FunctionKeys, FunctionsHost, HostConfig, HostError,
+};
+use tempfile::TempDir;
+
+/// Handler that echoes forwarded requests, implements the JSON invoke contract on
+/// `POST /<function>`, and exits with status 3 on `/api/die`.
+const HANDLER: &str = r#"
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def reply(self, status, payload, headers=None):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def handle_any(self):
+        if self.path.startswith("/api/die"):
+            os._exit(3)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        if self.command == "POST" and not self.path.startswith("/api/"):
+            request = json.loads(body)["Data"]["req"]
+            echo = {"function": self.path, "params": request["Params"], "query": request["Query"],
+                    "method": request["Method"], "url": request["Url"], "body": request["Body"],
+                    "headers": request["Headers"]}
+            self.reply(200, {"Outputs": {"res": {"statusCode": "201", "body": json.dumps(echo),
+                                                  "headers": {"X-Handler": "json"}}},
+                             "Logs": ["invoked " + self.path]})
+            return
+        self.reply(200, {"method": self.command, "path": self.path, "body": body,
+                         "invocation_id": self.headers.get("X-Azure-Functions-InvocationId"),
+                         "host_version": self.headers.get("X-Azure-Functions-HostVersion"),
+                         "user_agent": self.headers.get("User-Agent"),
+                         "site": os.environ.get("WEBSITE_SITE_NAME"),
+                         "worker_id": os.environ.get("FUNCTIONS_CUSTOMHANDLER_WORKER_ID"),
+                         "args": sys.argv[1:]})
+
+    do_GET = do_POST = do_PUT = do_DELETE = handle_any
+
+port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
+ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+fn write(path: &Path, text: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create dir");
+    }
+    std::fs::write(path, text).expect("write file");
+}
+
+fn function_json(auth_level: &str, methods: Option<&[&str]>, route: Option<&str>) -> String {
+    let mut trigger =
+        json!({"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": auth_level});
+    if let Some(methods) = methods {
+        trigger["methods"] = json!(methods);
+    }
+    if let Some(route) = route {
+        trigger["route"] = json!(route);
+    }
+    json!({"bindings": [trigger, {"type": "http", "direction": "out", "name": "res"}]}).to_string()
+}
+
+/// Writes an app with a forwarding Python handler and five functions.
+fn write_app(forwarding: bool) -> TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write(&root.join("handler.py"), HANDLER);
+    let host = json!({
+        "version": "2.0",
+        "customHandler": {
+            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py", "%GREETING%"]},
+            "enableForwardingHttpRequest": forwarding
+        }
+    });
+    write(&root.join("host.json"), &host.to_string());
+    write(
+        &root.join("hello/function.json"),
+        &function_json("anonymous", Some(&["get", "post"]), None),
+    );
+    write(
+        &root.join("secure/function.json"),
+        &function_json("function", None, Some("items/{id:int}")),
+    );
+    write(
+        &root.join("adminonly/function.json"),
+        &function_json("admin", None, None),
+    );
+    write(
+        &root.join("die/function.json"),
+        &function_json("anonymous", None, None),
+    );
+    write(
+        &root.join("order/function.json"),
+        &function_json(
+            "anonymous",
+            Some(&["post"]),
+            Some("orders/{id:int}/{kind?}"),
+        ),
+    );
+    dir
+}
+
+fn keys() -> FunctionKeys {
+    let mut host = IndexMap::new();
+    host.insert("default".to_string(), "host-key-1".to_string());
+    let mut secure = IndexMap::new();
+    secure.insert("default".to_string(), "secure-key-1".to_string());
+    let mut order = IndexMap::new();
+    order.insert("default".to_string(), "order-key-1".to_string());
+    FunctionKeys {
+        master: "master-key-1".to_string(),
+        host,
+        functions: [("secure".to_string(), secure), ("order".to_string(), order)]
+            .into_iter()
+            .collect(),
+    }
+}
+
+fn config(root: &Path, startup_timeout: Duration) -> HostConfig {
+    HostConfig {
+        site_name: "app-a".to_string(),
+        app: load_function_app(root, None).expect("load app"),
+        env: vec![("GREETING".to_string(), "hello-arg".to_string())],
+        keys: keys(),
+        startup_timeout,
+    }
+}
+
+async fn start(forwarding: bool) -> (Arc<FunctionsHost>, TempDir) {
+    let dir = write_app(forwarding);
+    let host = FunctionsHost::start(config(dir.path(), Duration::from_secs(20)))
+        .await
+        .expect("start host");
+    (host, dir)
+}
+
+fn request(method: Method, uri: &str) -> Request<Bytes> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "app-a.azurewebsites.net")
+        .body(Bytes::new())
+        .expect("request")
+}
+
+fn json_body(response: &http::Response<Bytes>) -> Value {
+    serde_json::from_slice(response.body()).expect("json body")
+}
+
+#[test]
+fn load_reads_functions() {
+    let dir = write_app(true);
+    let app = load_function_app(dir.path(), None).expect("load");
+
+    let names: Vec<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["adminonly", "die", "hello", "order", "secure"]);
+    assert_eq!(app.route_prefix, "api");
+    assert!(app.forwarding);
+    assert_eq!(app.executable, Path::new("python3"));
+    assert_eq!(app.arguments, vec!["handler.py", "%GREETING%"]);
+    assert_eq!(app.functions[0].auth_level, AuthLevel::Admin);
+    assert_eq!(app.functions[3].methods, Some(vec![Method::POST]));
+}
+
+#[test]
+fn load_reads_route_prefix() {
+    let dir = write_app(true);
+    let host = json!({
+        "version": "2.0",
+        "httpWorker": {"description": {"defaultExecutablePath": "python3"}},
+        "extensions": {"http": {"routePrefix": "/v1/"}}
+    });
+    write(&dir.path().join("host.json"), &host.to_string());
+    let app = load_function_app(dir.path(), Some(Path::new("/usr/bin/env"))).expect("load");
+
+    assert_eq!(app.route_prefix, "v1");
+    assert_eq!(app.executable, Path::new("/usr/bin/env"));
+}
+
+#[test]
+fn load_rejects_missing_custom_handler() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(&dir.path().join("host.json"), r#"{"version": "2.0"}"#);
+    let error = load_function_app(dir.path(), None).expect_err("no customHandler");
+
+    assert!(
+        matches!(error, HostError::MissingCustomHandler { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_routes_to_handler() {
+    let (host, _dir) = start(true).await;
+
+    let response = host.handle(request(Method::GET, "/api/hello?x=1")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let echo = json_body(&response);
+    assert_eq!(echo["method"], "GET");
+    assert_eq!(echo["path"], "/api/hello?x=1");
+    assert_eq!(echo["invocation_id"].as_str().map(str::len), Some(36));
+    assert_eq!(echo["host_version"], "4.x-subnetlock");
+    assert_eq!(echo["user_agent"], "Azure-Functions-Host/4.x-subnetlock");
+    assert_eq!(echo["site"], "app-a");
+    assert_eq!(echo["worker_id"].as_str().map(str::len), Some(36));
+    assert_eq!(echo["args"], json!(["hello-arg"]));
+
+    let response = host.handle(request(Method::GET, "/API/Hello")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut post = request(Method::POST, "/api/hello");
+    *post.body_mut() = Bytes::from_static(b"posted");
+    let response = host.handle(post).await;
+    assert_eq!(json_body(&response)["body"], "posted");
+
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_path_is_404() {
+    let (host, _dir) = start(true).await;
+
+    for uri in ["/api/nope", "/hello", "/api/items/abc", "/api/hello/extra"] {
+        let response = host.handle(request(Method::GET, uri)).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "uri {uri}");
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_method_is_405() {
+    let (host, _dir) = start(true).await;
+
+    let response = host.handle(request(Method::DELETE, "/api/hello")).await;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = response
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(allow, Some("GET, POST"));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn function_level_keys() {
+    let (host, _dir) = start(true).await;
+
+    let cases: [(&str, Option<&str>, StatusCode); 9] = [
+        ("/api/items/5", None, StatusCode::UNAUTHORIZED),
+        ("/api/items/5?code=wrong", None, StatusCode::UNAUTHORIZED),
+        (
+            "/api/items/5?code=order-key-1",
+            None,
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("/api/items/5?code=secure-key-1", None, StatusCode::OK),
+        ("/api/items/5", Some("host-key-1"), StatusCode::OK),
+        ("/api/items/5", Some("master-key-1"), StatusCode::OK),
+        (
+            "/api/items/5",
+            Some("secure-key-1x"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/items/5?code=secure-key-1",
+            Some("wrong"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/items/5?code=secure-key-1",
+            Some(""),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (uri, header_key, expected) in cases {
+        let mut request = request(Method::GET, uri);
+        if let Some(key) = header_key {
+            request
+                .headers_mut()
+                .insert("x-functions-key", key.parse().expect("header"));
+        }
+        let response = host.handle(request).await;
+        assert_eq!(
+            response.status(),
+            expected,
+            "uri {uri} header {header_key:?}"
+        );
+        if expected == StatusCode::UNAUTHORIZED {
+            assert!(response.body().is_empty(), "uri {uri} body");
+        }
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_level_needs_master() {
+    let (host, _dir) = start(true).await;
+
+    let cases = [
+        ("/api/adminonly?code=host-key-1", StatusCode::UNAUTHORIZED),
+        ("/api/adminonly?code=secure-key-1", StatusCode::UNAUTHORIZED),
+        ("/api/adminonly", StatusCode::UNAUTHORIZED),
+        ("/api/adminonly?code=master-key-1", StatusCode::OK),
+    ];
+    for (uri, expected) in cases {
+        let response = host.handle(request(Method::GET, uri)).await;
+        assert_eq!(response.status(), expected, "uri {uri}");
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn handler_restarts_after_exit() {
+    let (host, _dir) = start(true).await;
+    assert_eq!(host.restarts(), 0);
+
+    let response = host.handle(request(Method::GET, "/api/die")).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+
+    // The supervisor counts the restart when it spawns the new handler, which then needs time
+    // to start Python, so this request is likely to wait for readiness.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.restarts() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = host.handle(request(Method::GET, "/api/hello")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(host.restarts(), 1);
+
+    host.shutdown().await;
+    let response = host.handle(request(Method::GET, "/api/hello")).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn json_contract_without_forwarding() {
+    let (host, _dir) = start(false).await;
+
+    let mut post = request(Method::POST, "/api/orders/5?x=1&x=2&y=z");
+    post.headers_mut()
+        .insert("content-type", "application/json".parse().expect("header"));
+    *post.body_mut() = Bytes::from_static(br#"{"id":1005}"#);
+    let response = host.handle(post).await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let handler = response
+        .headers()
+        .get("x-handler")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(handler, Some("json"));
+    let echo = json_body(&response);
+    assert_eq!(echo["function"], "/order");
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["params"], json!({"id": "5"}));
+    assert_eq!(echo["query"], json!({"x": "1", "y": "z"}));
+    assert_eq!(
+        echo["url"],
+        "http://app-a.azurewebsites.net/api/orders/5?x=1&x=2&y=z"
+    );
+    assert_eq!(echo["body"], r#"{"id":1005}"#);
+    assert_eq!(echo["headers"]["content-type"], json!(["application/json"]));
+
+    let response = host
+        .handle(request(Method::POST, "/api/orders/5/express"))
+        .await;
+    assert_eq!(
+        json_body(&response)["params"],
+        json!({"id": "5", "kind": "express"})
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn startup_timeout_names_site() {
+    let dir = write_app(true);
+    write(
+        &dir.path().join("handler.py"),
+        "import sys, time\nprint('booting slowly', file=sys.stderr, flush=True)\ntime.sleep(30)\n",
+    );
+    let started = Instant::now();
+    let error = FunctionsHost::start(config(dir.path(), Duration::from_secs(1)))
+        .await
+        .expect_err("timeout");
+    let message = error.to_string();
+
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(error, HostError::TimedOut { .. }), "{message}");
+    assert!(message.contains("`app-a`"), "{message}");
+    assert!(message.contains("`python3`"), "{message}");
+    assert!(message.contains("timed out after 1s"), "{message}");
+    assert!(message.contains("booting slowly"), "{message}");
+}
+
+#[tokio::test]
+async fn early_exit_reports_stderr() {
+    let dir = write_app(true);
+    write(
+        &dir.path().join("handler.py"),
+        "import sys\nprint('fatal: missing setting', file=sys.stderr)\nsys.exit(7)\n",
+    );
+    let error = FunctionsHost::start(config(dir.path(), Duration::from_secs(10)))
+        .await
+        .expect_err("exit");
+    let message = error.to_string();
+
+    assert!(matches!(error, HostError::Exited { .. }), "{message}");
+    assert!(message.contains("exit code 7"), "{message}");
+    assert!(message.contains("fatal: missing setting"), "{message}");
+}
+
+#[tokio::test]
+async fn missing_executable_fails_spawn() {
+    let dir = write_app(true);
+    let mut config = config(dir.path(), Duration::from_secs(5));
+    config.app.executable = dir.path().join("no-such-handler");
+    let error = FunctionsHost::start(config).await.expect_err("spawn");
+
+    assert!(matches!(error, HostError::Spawn { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn empty_route_prefix_routes_at_root() {
+    let dir = write_app(true);
+    let host_json = json!({
+        "version": "2.0",
+        "customHandler": {
+            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+            "enableForwardingHttpRequest": true
+        },
+        "extensions": {"http": {"routePrefix": ""}}
+    });
+    write(&dir.path().join("host.json"), &host_json.to_string());
+    let host = FunctionsHost::start(config(dir.path(), Duration::from_secs(20)))
+        .await
+        .expect("start host");
+
+    let response = host.handle(request(Method::GET, "/hello")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_body(&response)["path"], "/hello");
+
+    let response = host.handle(request(Method::GET, "/api/hello")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    host.shutdown().await;
+}

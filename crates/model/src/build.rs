@@ -1,0 +1,782 @@
+//! Builds a [`Topology`] from the resources an ARM deployment creates.
+//!
+//! Resources are read in deployment order, so a later `Microsoft.Web/sites/config` resource
+//! named `web` replaces the site configuration an earlier inline `siteConfig` set, as the later
+//! PUT does in Azure.
+
+use subnetlock_access::{
+    parse_header_filters, parse_source, Action, PublicNetworkAccess, Rule, RuleList, SiteKind,
+    SourceCondition, SubnetId,
+};
+use subnetlock_arm::{Deployment, Object, Resource, Value};
+
+use crate::findings::{Finding, FindingCode, Severity};
+use crate::topology::*;
+use crate::validate;
+
+/// A problem that stops the topology from being built at all.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum BuildError {
+    #[error("the deployment contains no resources")]
+    #[diagnostic(help(
+        "check that the template's `resources` are not all disabled by `condition`"
+    ))]
+    Empty,
+}
+
+/// Priority Azure gives its synthetic "Allow all" / "Deny all" entries (Int32.MaxValue).
+const SYNTHETIC_PRIORITY: i64 = 2_147_483_647;
+
+/// Reads every resource that matters for access and returns the topology with its findings.
+pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
+    if deployment.resources.is_empty() {
+        return Err(BuildError::Empty);
+    }
+    let mut builder = Builder {
+        deployment,
+        topology: Topology::default(),
+    };
+
+    for resource in &deployment.resources {
+        builder.add_top_level(resource);
+    }
+    for resource in &deployment.resources {
+        builder.add_child(resource);
+    }
+    for resource in &deployment.resources {
+        builder.add_private_endpoint(resource);
+    }
+
+    let mut topology = builder.topology;
+    validate::validate(&mut topology);
+    Ok(topology)
+}
+
+struct Builder<'a> {
+    deployment: &'a Deployment,
+    topology: Topology,
+}
+
+impl Builder<'_> {
+    fn add_top_level(&mut self, resource: &Resource) {
+        match resource.resource_type.to_ascii_lowercase().as_str() {
+            "microsoft.network/virtualnetworks" => self.add_vnet(resource),
+            "microsoft.network/virtualnetworks/subnets" => self.add_separate_subnet(resource),
+            "microsoft.web/serverfarms" => self.add_plan(resource),
+            "microsoft.web/sites" | "microsoft.web/sites/slots" => self.add_site(resource),
+            _ => {}
+        }
+    }
+
+    fn add_child(&mut self, resource: &Resource) {
+        let resource_type = resource.resource_type.to_ascii_lowercase();
+        let child_name = resource.name.rsplit('/').next().unwrap_or_default();
+        match resource_type.as_str() {
+            "microsoft.web/sites/config" | "microsoft.web/sites/slots/config" => {
+                match child_name.to_ascii_lowercase().as_str() {
+                    "web" => self.apply_config_web(resource),
+                    "appsettings" => self.apply_config_appsettings(resource),
+                    "virtualnetwork" => self.apply_legacy_integration(
+                        resource,
+                        IntegrationSource::ConfigVirtualNetwork,
+                    ),
+                    _ => {}
+                }
+            }
+            "microsoft.web/sites/networkconfig" | "microsoft.web/sites/slots/networkconfig"
+                if child_name.eq_ignore_ascii_case("virtualNetwork") =>
+            {
+                self.apply_legacy_integration(
+                    resource,
+                    IntegrationSource::NetworkConfigVirtualNetwork,
+                )
+            }
+            "microsoft.web/sites/functions" => self.add_function(resource),
+            _ => {}
+        }
+    }
+
+    fn add_vnet(&mut self, resource: &Resource) {
+        let properties = resource.properties();
+        let address_prefixes = properties
+            .and_then(|p| p.get("addressSpace"))
+            .and_then(|space| space.get("addressPrefixes"))
+            .map(strings)
+            .unwrap_or_default();
+        let mut subnets = Vec::new();
+        let inline = properties
+            .and_then(|p| p.get("subnets"))
+            .and_then(Value::as_array)
+            .unwrap_or_default();
+        for (index, subnet) in inline.iter().enumerate() {
+            let Some(name) = subnet.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let id = SubnetId::new(format!("{}/subnets/{name}", resource.id));
+            let location = self
+                .deployment
+                .locate(resource, &["properties", "subnets", &index.to_string()]);
+            let subnet_properties = subnet.get("properties").and_then(Value::as_object);
+            subnets.push(read_subnet(id, name, subnet_properties, location));
+        }
+        if let Some(existing) = self.vnet_mut(&resource.id) {
+            // A separate subnet resource came first: keep its subnets.
+            existing.address_prefixes = address_prefixes;
+            existing.location = location_of(resource);
+            for subnet in subnets {
+                if !existing.subnets.iter().any(|known| known.id == subnet.id) {
+                    existing.subnets.push(subnet);
+                }
+            }
+            return;
+        }
+        self.topology.vnets.push(VirtualNetwork {
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+            location: location_of(resource),
+            address_prefixes,
+            subnets,
+            declared_at: resource.declared_at.clone(),
+        });
+    }
+
+    fn add_separate_subnet(&mut self, resource: &Resource) {
+        let Some((vnet_name, subnet_name)) = resource.name.split_once('/') else {
+            return;
+        };
+        let id = SubnetId::new(resource.id.clone());
+        let vnet_id = id.vnet_id().to_owned();
+        let subnet = read_subnet(
+            id,
+            subnet_name,
+            resource.properties(),
+            resource.declared_at.clone(),
+        );
+        if self.vnet_mut(&vnet_id).is_none() {
+            self.topology.vnets.push(VirtualNetwork {
+                id: vnet_id.clone(),
+                name: vnet_name.to_owned(),
+                location: None,
+                address_prefixes: Vec::new(),
+                subnets: Vec::new(),
+                declared_at: resource.declared_at.clone(),
+            });
+        }
+        if let Some(vnet) = self.vnet_mut(&vnet_id) {
+            // A later PUT of the subnet replaces the inline definition.
+            vnet.subnets.retain(|known| known.id != subnet.id);
+            vnet.subnets.push(subnet);
+        }
+    }
+
+    fn vnet_mut(&mut self, id: &str) -> Option<&mut VirtualNetwork> {
+        self.topology
+            .vnets
+            .iter_mut()
+            .find(|vnet| vnet.id.eq_ignore_ascii_case(id))
+    }
+
+    fn add_plan(&mut self, resource: &Resource) {
+        let sku = resource.body.get("sku");
+        let sku_name = sku.and_then(|s| s.get("name")).and_then(Value::as_str);
+        let sku_tier = sku.and_then(|s| s.get("tier")).and_then(Value::as_str);
+        let kind = resource
+            .body
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let reserved = resource
+            .properties()
+            .and_then(|p| p.get("reserved"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.topology.plans.push(Plan {
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+            location: location_of(resource),
+            sku_name: sku_name.map(str::to_owned),
+            sku_tier: sku_tier.map(str::to_owned),
+            family: PlanFamily::from_sku(sku_name, sku_tier),
+            is_linux: reserved || kind.to_ascii_lowercase().contains("linux"),
+            declared_at: resource.declared_at.clone(),
+        });
+    }
+
+    fn add_site(&mut self, resource: &Resource) {
+        let host_name_source = resource.name.replace('/', "-");
+        let (default_host_name, scm_host_name) = host_names(&host_name_source);
+        let properties = resource.properties();
+        let plan_id = properties
+            .and_then(|p| p.get("serverFarmId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+
+        let mut site = Site {
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+            kind: resource
+                .body
+                .get("kind")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            location: location_of(resource),
+            plan_id,
+            default_host_name,
+            scm_host_name,
+            integration: None,
+            route_all: RouteAll::default(),
+            access: Default::default(),
+            app_settings: Vec::new(),
+            functions: Vec::new(),
+            unknown_rules: Vec::new(),
+            declared_at: resource.declared_at.clone(),
+        };
+
+        if let Some(subnet_id) = properties
+            .and_then(|p| p.get("virtualNetworkSubnetId"))
+            .and_then(Value::as_str)
+        {
+            site.integration = Some(VnetIntegration {
+                subnet_id: SubnetId::new(subnet_id),
+                source: IntegrationSource::VirtualNetworkSubnetId,
+                declared_at: self
+                    .deployment
+                    .locate(resource, &["properties", "virtualNetworkSubnetId"]),
+            });
+        }
+        if let Some(properties) = properties {
+            self.read_site_properties(resource, properties, &mut site);
+        }
+        self.topology.sites.push(site);
+    }
+
+    /// Reads the site-level properties that matter: routing, app access, and the restrictions
+    /// that Azure ignores when written here instead of under `siteConfig`.
+    fn read_site_properties(&mut self, resource: &Resource, properties: &Object, site: &mut Site) {
+        if properties
+            .get("vnetRouteAllEnabled")
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            site.route_all.enabled = true;
+            site.route_all
+                .set_by
+                .push("properties.vnetRouteAllEnabled".to_owned());
+        }
+        if let Some(routing) = properties.get("outboundVnetRouting") {
+            for flag in ["allTraffic", "applicationTraffic"] {
+                if routing.get(flag).and_then(Value::as_bool) == Some(true) {
+                    site.route_all.enabled = true;
+                    site.route_all
+                        .set_by
+                        .push(format!("properties.outboundVnetRouting.{flag}"));
+                }
+            }
+        }
+        if let Some(access) = properties
+            .get("publicNetworkAccess")
+            .and_then(Value::as_str)
+        {
+            site.access.public_network_access = read_public_network_access(access);
+        }
+
+        // Azure accepts restrictions placed directly under `properties` and ignores them
+        // (https://github.com/MicrosoftDocs/azure-docs/issues/69188).
+        for misplaced in ["ipSecurityRestrictions", "scmIpSecurityRestrictions"] {
+            if properties.get(misplaced).is_some() {
+                let finding = Finding::new(
+                    FindingCode::SL002,
+                    Severity::Error,
+                    format!(
+                        "`{misplaced}` of site `{}` is under `properties`, where Azure accepts and ignores it",
+                        site.name
+                    ),
+                )
+                .outcome(subnetlock_access::Outcome::Silent)
+                .help(format!("move it to `properties.siteConfig.{misplaced}`"))
+                .at(&resource.id, self.deployment.locate(resource, &["properties", misplaced]));
+                self.topology.findings.push(finding);
+            }
+        }
+
+        if let Some(site_config) = properties.get("siteConfig").and_then(Value::as_object) {
+            self.apply_site_config(resource, &["properties", "siteConfig"], site_config, site);
+        }
+    }
+
+    /// Applies a `SiteConfig` object, from inline `siteConfig` or from a `config/web` child.
+    fn apply_site_config(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        config: &Object,
+        site: &mut Site,
+    ) {
+        if config.get("vnetRouteAllEnabled").and_then(Value::as_bool) == Some(true) {
+            site.route_all.enabled = true;
+            site.route_all
+                .set_by
+                .push(format!("{}.vnetRouteAllEnabled", base.join(".")));
+        }
+        if let Some(access) = config.get("publicNetworkAccess").and_then(Value::as_str) {
+            if site.access.public_network_access == PublicNetworkAccess::Unset {
+                site.access.public_network_access = read_public_network_access(access);
+            }
+        }
+        if let Some(settings) = config.get("appSettings").and_then(Value::as_array) {
+            site.app_settings = settings
+                .iter()
+                .filter_map(|entry| {
+                    let name = entry.get("name")?.as_str()?.to_owned();
+                    let value = entry.get("value").cloned().unwrap_or(Value::Null);
+                    Some(AppSetting { name, value })
+                })
+                .collect();
+            self.note_route_all_setting(site);
+        }
+        if let Some(use_main) = config
+            .get("scmIpSecurityRestrictionsUseMain")
+            .and_then(Value::as_bool)
+        {
+            site.access.scm_uses_main = use_main;
+        }
+        for (list_kind, rules_key, default_key) in [
+            (
+                SiteKind::Main,
+                "ipSecurityRestrictions",
+                "ipSecurityRestrictionsDefaultAction",
+            ),
+            (
+                SiteKind::Scm,
+                "scmIpSecurityRestrictions",
+                "scmIpSecurityRestrictionsDefaultAction",
+            ),
+        ] {
+            let default_action = config
+                .get(default_key)
+                .and_then(Value::as_str)
+                .and_then(read_action);
+            let rules = config.get(rules_key).and_then(Value::as_array);
+            if rules.is_none() && default_action.is_none() {
+                continue;
+            }
+            let mut path: Vec<&str> = base.to_vec();
+            path.push(rules_key);
+            let list =
+                self.read_rule_list(resource, &path, rules.unwrap_or_default(), list_kind, site);
+            let target = match list_kind {
+                SiteKind::Main => &mut site.access.main,
+                SiteKind::Scm => &mut site.access.scm,
+            };
+            if rules.is_some() {
+                target.rules = list.rules;
+            }
+            if default_action.is_some() {
+                target.default_action = default_action;
+            }
+        }
+    }
+
+    fn note_route_all_setting(&self, site: &mut Site) {
+        let route_all = site
+            .app_setting("WEBSITE_VNET_ROUTE_ALL")
+            .and_then(|value| match value {
+                Value::String(text) => {
+                    Some(text.trim() == "1" || text.eq_ignore_ascii_case("true"))
+                }
+                Value::Int(number) => Some(*number == 1),
+                Value::Bool(flag) => Some(*flag),
+                _ => None,
+            });
+        if route_all == Some(true) {
+            site.route_all.enabled = true;
+            site.route_all
+                .set_by
+                .push("app setting WEBSITE_VNET_ROUTE_ALL".to_owned());
+        }
+    }
+
+    fn read_rule_list(
+        &mut self,
+        resource: &Resource,
+        path: &[&str],
+        entries: &[Value],
+        list_kind: SiteKind,
+        site: &mut Site,
+    ) -> RuleList {
+        let mut list = RuleList::default();
+        for (index, entry) in entries.iter().enumerate() {
+            let index_text = index.to_string();
+            let mut entry_path = path.to_vec();
+            entry_path.push(&index_text);
+            let location = self.deployment.locate(resource, &entry_path);
+
+            match read_rule(entry, index) {
+                Ok(ReadRule::Rule(rule)) => {
+                    if is_synthetic_entry(&rule) {
+                        let finding = Finding::new(
+                            FindingCode::SL014,
+                            Severity::Warning,
+                            format!(
+                                "rule {index} of the {list_kind} site of `{}` (`Any`, priority 2147483647) is dropped by Azure as its own synthetic entry",
+                                site.name
+                            ),
+                        )
+                        .outcome(subnetlock_access::Outcome::Silent)
+                        .help("set `ipSecurityRestrictionsDefaultAction` (or the scm one) to choose what happens to unmatched traffic")
+                        .at(&resource.id, location);
+                        self.topology.findings.push(finding);
+                        continue;
+                    }
+                    list.rules.push(rule);
+                }
+                Ok(ReadRule::Unknown(expression)) => {
+                    let finding = Finding::new(
+                        FindingCode::SL010,
+                        Severity::Warning,
+                        format!(
+                            "rule {index} of the {list_kind} site of `{}` depends on `{expression}`, which is known only at deployment time",
+                            site.name
+                        ),
+                    )
+                    .help("verdicts that this rule could change are reported as depending on it")
+                    .at(&resource.id, location);
+                    self.topology.findings.push(finding);
+                    site.unknown_rules.push(UnknownRule {
+                        list: list_kind,
+                        index,
+                        expression,
+                    });
+                }
+                Err(error) => {
+                    let outcome = error.outcome();
+                    let severity = match outcome {
+                        subnetlock_access::Outcome::DeployFails => Severity::Error,
+                        _ => Severity::Warning,
+                    };
+                    let mut message = format!(
+                        "rule {index} of the {list_kind} site of `{}`: {error}",
+                        site.name
+                    );
+                    if let Some(azure) = error.azure_message() {
+                        message.push_str(&format!(" (Azure: {azure})"));
+                    }
+                    let finding = Finding::new(FindingCode::SL001, severity, message)
+                        .outcome(outcome)
+                        .help("write the rule as Azure documents it: a CIDR such as `203.0.113.7/32`, `vnetSubnetResourceId`, or `tag: ServiceTag` with tag names")
+                        .at(&resource.id, location);
+                    self.topology.findings.push(finding);
+                }
+            }
+        }
+        list
+    }
+
+    fn apply_config_web(&mut self, resource: &Resource) {
+        let Some(properties) = resource.properties() else {
+            return;
+        };
+        let Some(position) = self.site_position(resource) else {
+            return;
+        };
+        let mut site = self.topology.sites.remove(position);
+        self.apply_site_config(resource, &["properties"], properties, &mut site);
+        self.topology.sites.insert(position, site);
+    }
+
+    fn apply_config_appsettings(&mut self, resource: &Resource) {
+        let Some(properties) = resource.properties() else {
+            return;
+        };
+        let Some(position) = self.site_position(resource) else {
+            return;
+        };
+        let site = &mut self.topology.sites[position];
+        // A PUT of config/appsettings replaces the whole collection.
+        site.app_settings = properties
+            .iter()
+            .map(|(name, value)| AppSetting {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        let mut site = self.topology.sites.remove(position);
+        self.note_route_all_setting(&mut site);
+        self.topology.sites.insert(position, site);
+    }
+
+    fn apply_legacy_integration(&mut self, resource: &Resource, source: IntegrationSource) {
+        let subnet_id = resource
+            .properties()
+            .and_then(|p| p.get("subnetResourceId"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let declared_at = self
+            .deployment
+            .locate(resource, &["properties", "subnetResourceId"]);
+        let Some(position) = self.site_position(resource) else {
+            return;
+        };
+        if let Some(subnet_id) = subnet_id {
+            self.topology.sites[position].integration = Some(VnetIntegration {
+                subnet_id: SubnetId::new(subnet_id),
+                source,
+                declared_at,
+            });
+        }
+    }
+
+    fn add_function(&mut self, resource: &Resource) {
+        let name = resource
+            .name
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let auth_level = resource
+            .properties()
+            .and_then(|p| p.get("config"))
+            .and_then(|config| config.get("bindings"))
+            .and_then(Value::as_array)
+            .and_then(|bindings| {
+                bindings.iter().find(|binding| {
+                    binding
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|kind| kind.eq_ignore_ascii_case("httpTrigger"))
+                })
+            })
+            .and_then(|trigger| trigger.get("authLevel"))
+            .and_then(Value::as_str)
+            .unwrap_or("function")
+            .to_ascii_lowercase();
+        if let Some(position) = self.site_position(resource) {
+            self.topology.sites[position]
+                .functions
+                .push(Function { name, auth_level });
+        }
+    }
+
+    fn add_private_endpoint(&mut self, resource: &Resource) {
+        if !resource
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.Network/privateEndpoints")
+        {
+            return;
+        }
+        let Some(properties) = resource.properties() else {
+            return;
+        };
+        let subnet_id = properties
+            .get("subnet")
+            .and_then(|subnet| subnet.get("id"))
+            .and_then(Value::as_str)
+            .map(SubnetId::new);
+        for key in [
+            "privateLinkServiceConnections",
+            "manualPrivateLinkServiceConnections",
+        ] {
+            let connections = properties
+                .get(key)
+                .and_then(Value::as_array)
+                .unwrap_or_default();
+            for connection in connections {
+                let Some(connection) = connection.get("properties") else {
+                    continue;
+                };
+                let Some(target) = connection
+                    .get("privateLinkServiceId")
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                let group_ids = connection.get("groupIds").map(strings).unwrap_or_default();
+                self.topology.private_endpoints.push(PrivateEndpoint {
+                    id: resource.id.clone(),
+                    name: resource.name.clone(),
+                    subnet_id: subnet_id.clone(),
+                    target_id: target.to_owned(),
+                    group_ids: group_ids.clone(),
+                });
+                let is_sites = group_ids
+                    .iter()
+                    .any(|group| group.to_ascii_lowercase().starts_with("sites"));
+                if is_sites {
+                    if let Some(site) = self
+                        .topology
+                        .sites
+                        .iter_mut()
+                        .find(|site| site.id.eq_ignore_ascii_case(target))
+                    {
+                        site.access.has_private_endpoint = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Position of the site (or slot) that a child resource such as `config/web` belongs to:
+    /// the site whose id is the longest prefix of the child's id.
+    fn site_position(&self, child: &Resource) -> Option<usize> {
+        let lower = child.id.to_ascii_lowercase();
+        self.topology
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(_, site)| lower.starts_with(&format!("{}/", site.id.to_ascii_lowercase())))
+            .max_by_key(|(_, site)| site.id.len())
+            .map(|(position, _)| position)
+    }
+}
+
+/// The result of reading one entry of a rule list.
+enum ReadRule {
+    Rule(Rule),
+    /// The rule depends on a value unknown offline; the expression is kept for reports.
+    Unknown(String),
+}
+
+fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access::RuleError> {
+    if let Some(unknown) = first_unknown(entry) {
+        return Ok(ReadRule::Unknown(unknown));
+    }
+    let text = |key: &str| entry.get(key).and_then(Value::as_str);
+    let source = parse_source(
+        text("ipAddress"),
+        text("subnetMask"),
+        text("vnetSubnetResourceId"),
+        text("tag"),
+    )?;
+
+    let mut header_entries = Vec::new();
+    if let Some(headers) = entry.get("headers").and_then(Value::as_object) {
+        for (name, values) in headers.iter() {
+            let values = match values {
+                Value::Array(_) => strings(values),
+                Value::String(single) => vec![single.clone()],
+                _ => Vec::new(),
+            };
+            header_entries.push((name.clone(), values));
+        }
+    }
+    let headers = parse_header_filters(&header_entries)?;
+
+    // NOTE: Azure's defaults for a rule without `action` or `priority` are not documented; an
+    // App Gateway quickstart template omits both and is meant to allow its address, so a
+    // missing action reads as Allow and a missing priority as 0.
+    let action = text("action")
+        .and_then(read_action)
+        .unwrap_or(Action::Allow);
+    let priority = entry.get("priority").and_then(Value::as_i64).unwrap_or(0);
+
+    Ok(ReadRule::Rule(Rule {
+        name: text("name").map(str::to_owned),
+        priority,
+        action,
+        source,
+        headers,
+        index,
+    }))
+}
+
+fn is_synthetic_entry(rule: &Rule) -> bool {
+    rule.priority == SYNTHETIC_PRIORITY
+        && rule.source == SourceCondition::Any
+        && rule.headers.is_empty()
+}
+
+fn first_unknown(value: &Value) -> Option<String> {
+    match value {
+        Value::Unknown(unknown) => Some(unknown.expression.clone()),
+        Value::Array(items) => items.iter().find_map(first_unknown),
+        Value::Object(object) => object.iter().find_map(|(_, item)| first_unknown(item)),
+        _ => None,
+    }
+}
+
+fn read_action(text: &str) -> Option<Action> {
+    if text.eq_ignore_ascii_case("allow") {
+        Some(Action::Allow)
+    } else if text.eq_ignore_ascii_case("deny") {
+        Some(Action::Deny)
+    } else {
+        None
+    }
+}
+
+fn read_public_network_access(text: &str) -> PublicNetworkAccess {
+    if text.eq_ignore_ascii_case("enabled") {
+        PublicNetworkAccess::Enabled
+    } else if text.eq_ignore_ascii_case("disabled") {
+        PublicNetworkAccess::Disabled
+    } else {
+        PublicNetworkAccess::Unset
+    }
+}
+
+fn read_subnet(
+    id: SubnetId,
+    name: &str,
+    properties: Option<&Object>,
+    declared_at: subnetlock_arm::SourceLocation,
+) -> Subnet {
+    let get = |key: &str| properties.and_then(|p| p.get(key));
+    let mut address_prefixes = get("addressPrefixes").map(strings).unwrap_or_default();
+    if let Some(prefix) = get("addressPrefix").and_then(Value::as_str) {
+        address_prefixes.insert(0, prefix.to_owned());
+    }
+    let service_endpoints = get("serviceEndpoints")
+        .and_then(Value::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|endpoint| endpoint.get("service").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
+    let delegations = get("delegations")
+        .and_then(Value::as_array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|delegation| {
+            delegation
+                .get_path(&["properties", "serviceName"])
+                .or_else(|| delegation.get("serviceName"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned)
+        .collect();
+    let reference_id = |key: &str| {
+        get(key)
+            .and_then(|reference| reference.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Subnet {
+        id,
+        name: name.to_owned(),
+        address_prefixes,
+        service_endpoints,
+        delegations,
+        nat_gateway: reference_id("natGateway"),
+        route_table: reference_id("routeTable"),
+        network_security_group: reference_id("networkSecurityGroup"),
+        declared_at,
+    }
+}
+
+fn location_of(resource: &Resource) -> Option<String> {
+    resource
+        .body
+        .get("location")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}

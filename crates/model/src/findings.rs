@@ -1,0 +1,129 @@
+//! Findings: what Azure would reject, ignore or leave open in a deployment.
+//!
+//! Every finding has a stable code and a name that describes the flagged pattern. The catalogue
+//! with a failing example and the fix for each code is docs/rules.md.
+
+use serde::Serialize;
+use subnetlock_access::Outcome;
+use subnetlock_arm::SourceLocation;
+
+/// How serious a finding is for the person who wrote the template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// Stable finding codes. The numbers never change meaning; retired codes are not reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum FindingCode {
+    /// An access-restriction rule Azure rejects or reads differently than written.
+    SL001,
+    /// `ipSecurityRestrictions` written under `properties` instead of `properties.siteConfig`.
+    SL002,
+    /// A subnet rule whose subnet lacks the `Microsoft.Web` service endpoint: it never matches.
+    SL003,
+    /// Regional VNet integration on a plan that does not support it.
+    SL004,
+    /// Integration subnet smaller than /28, IPv6-only, or not found.
+    SL005,
+    /// Integration subnet delegated to another service.
+    SL006,
+    /// A Linux plan whose apps integrate with more than one subnet.
+    SL007,
+    /// One subnet used for regional VNet integration by more than one plan.
+    SL008,
+    /// Integration VNet in another region than the app.
+    SL009,
+    /// A conclusion that depends on a value unknown offline.
+    SL010,
+    /// A reading of ambiguous Azure documentation decided a verdict.
+    SL011,
+    /// An app reachable from the internet on its scm site while its main site is locked.
+    SL012,
+    /// A rule list that ends in the implicit deny-all: everything not allowed is denied.
+    SL013,
+    /// A rule with priority 2147483647 and `ipAddress: Any`, which Azure drops as its own
+    /// synthetic entry.
+    SL014,
+}
+
+impl FindingCode {
+    /// Kebab-case name that describes the flagged pattern.
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingCode::SL001 => "invalid-access-restriction-rule",
+            FindingCode::SL002 => "restrictions-outside-site-config",
+            FindingCode::SL003 => "subnet-rule-without-service-endpoint",
+            FindingCode::SL004 => "vnet-integration-on-unsupported-plan",
+            FindingCode::SL005 => "unusable-integration-subnet",
+            FindingCode::SL006 => "integration-subnet-delegated-elsewhere",
+            FindingCode::SL007 => "plan-vnet-limit-exceeded",
+            FindingCode::SL008 => "integration-subnet-shared-by-plans",
+            FindingCode::SL009 => "integration-vnet-in-other-region",
+            FindingCode::SL010 => "verdict-depends-on-unknown-value",
+            FindingCode::SL011 => "verdict-depends-on-ambiguous-azure-behaviour",
+            FindingCode::SL012 => "scm-site-open-while-main-site-locked",
+            FindingCode::SL013 => "implicit-deny-all",
+            FindingCode::SL014 => "synthetic-any-rule-dropped",
+        }
+    }
+}
+
+impl std::fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// One thing worth telling the template's author.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: FindingCode,
+    pub severity: Severity,
+    /// What Azure does with the template: fail the deployment, reject it only in the portal or
+    /// CLI, or accept it with no effect. `None` for findings about reachability.
+    pub outcome: Option<Outcome>,
+    pub message: String,
+    pub help: Option<String>,
+    /// The resource the finding is about, by ARM id.
+    pub resource: Option<String>,
+    pub location: Option<SourceLocation>,
+}
+
+impl Finding {
+    pub fn new(code: FindingCode, severity: Severity, message: impl Into<String>) -> Self {
+        Finding {
+            code,
+            severity,
+            outcome: None,
+            message: message.into(),
+            help: None,
+            resource: None,
+            location: None,
+        }
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = Some(outcome);
+        self
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn at(mut self, resource: &str, location: SourceLocation) -> Self {
+        self.resource = Some(resource.to_owned());
+        self.location = Some(location);
+        self
+    }
+
+    /// Whether Azure would fail the deployment because of this finding.
+    pub fn fails_deployment(&self) -> bool {
+        self.outcome == Some(Outcome::DeployFails)
+    }
+}

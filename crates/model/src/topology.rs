@@ -1,0 +1,347 @@
+//! The resources of a deployment that decide who can reach whom.
+
+use serde::Serialize;
+use subnetlock_access::{SiteAccess, SubnetId};
+use subnetlock_arm::{SourceLocation, Value};
+
+/// DNS suffix of App Service host names in Azure's public cloud.
+pub const HOST_SUFFIX: &str = "azurewebsites.net";
+
+/// Everything a deployment creates that matters for access, with what Azure would say about it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Topology {
+    pub vnets: Vec<VirtualNetwork>,
+    pub plans: Vec<Plan>,
+    pub sites: Vec<Site>,
+    pub private_endpoints: Vec<PrivateEndpoint>,
+    pub findings: Vec<crate::Finding>,
+}
+
+impl Topology {
+    pub fn site(&self, name: &str) -> Option<&Site> {
+        self.sites
+            .iter()
+            .find(|site| site.name.eq_ignore_ascii_case(name))
+    }
+
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.plans
+            .iter()
+            .find(|plan| plan.id.eq_ignore_ascii_case(id))
+    }
+
+    pub fn subnet(&self, id: &SubnetId) -> Option<(&VirtualNetwork, &Subnet)> {
+        self.vnets.iter().find_map(|vnet| {
+            vnet.subnets
+                .iter()
+                .find(|subnet| &subnet.id == id)
+                .map(|subnet| (vnet, subnet))
+        })
+    }
+
+    /// Finds a subnet by id, by `vnet/subnet` or by its bare name when that is unique.
+    pub fn find_subnet(&self, text: &str) -> Option<&Subnet> {
+        let all = || self.vnets.iter().flat_map(|vnet| vnet.subnets.iter());
+        if text.starts_with('/') {
+            let id = SubnetId::new(text);
+            return all().find(|subnet| subnet.id == id);
+        }
+        if let Some((vnet_name, subnet_name)) = text.split_once('/') {
+            return self
+                .vnets
+                .iter()
+                .filter(|vnet| vnet.name.eq_ignore_ascii_case(vnet_name))
+                .flat_map(|vnet| vnet.subnets.iter())
+                .find(|subnet| subnet.name.eq_ignore_ascii_case(subnet_name));
+        }
+        let mut matches = all().filter(|subnet| subnet.name.eq_ignore_ascii_case(text));
+        let first = matches.next()?;
+        match matches.next() {
+            Some(_) => None,
+            None => Some(first),
+        }
+    }
+
+    /// The site that serves `host` (`<name>.azurewebsites.net` or `<name>.scm.azurewebsites.net`),
+    /// and which of its two sites the host name addresses.
+    pub fn site_for_host(&self, host: &str) -> Option<(&Site, subnetlock_access::SiteKind)> {
+        let host = host.trim_end_matches('.');
+        let host = host.split(':').next().unwrap_or(host);
+        self.sites.iter().find_map(|site| {
+            if host.eq_ignore_ascii_case(&site.default_host_name) {
+                Some((site, subnetlock_access::SiteKind::Main))
+            } else if host.eq_ignore_ascii_case(&site.scm_host_name) {
+                Some((site, subnetlock_access::SiteKind::Scm))
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// A `Microsoft.Network/virtualNetworks` resource with its subnets, inline or separate.
+#[derive(Clone, Debug, Serialize)]
+pub struct VirtualNetwork {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub address_prefixes: Vec<String>,
+    pub subnets: Vec<Subnet>,
+    pub declared_at: SourceLocation,
+}
+
+/// A subnet and the settings that change how its traffic reaches App Service.
+#[derive(Clone, Debug, Serialize)]
+pub struct Subnet {
+    pub id: SubnetId,
+    pub name: String,
+    pub address_prefixes: Vec<String>,
+    /// Service names of the subnet's service endpoints, for example `Microsoft.Web`.
+    pub service_endpoints: Vec<String>,
+    /// Service names the subnet is delegated to, for example `Microsoft.Web/serverFarms`.
+    pub delegations: Vec<String>,
+    pub nat_gateway: Option<String>,
+    pub route_table: Option<String>,
+    pub network_security_group: Option<String>,
+    pub declared_at: SourceLocation,
+}
+
+impl Subnet {
+    /// Whether traffic from this subnet to App Service carries the subnet identity.
+    pub fn has_web_service_endpoint(&self) -> bool {
+        self.service_endpoints
+            .iter()
+            .any(|service| service.eq_ignore_ascii_case("Microsoft.Web"))
+    }
+
+    pub fn is_delegated_to(&self, service: &str) -> bool {
+        self.delegations
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(service))
+    }
+
+    /// The IPv4 prefix length of the first address prefix, when it is IPv4.
+    pub fn ipv4_prefix_length(&self) -> Option<u8> {
+        self.address_prefixes.iter().find_map(|prefix| {
+            let (address, length) = prefix.split_once('/')?;
+            address.parse::<std::net::Ipv4Addr>().ok()?;
+            length.parse().ok()
+        })
+    }
+}
+
+/// The pricing family of an App Service plan, from its SKU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum PlanFamily {
+    Free,
+    Shared,
+    Basic,
+    Standard,
+    Premium,
+    PremiumV2,
+    PremiumV3,
+    ElasticPremium,
+    Consumption,
+    FlexConsumption,
+    Isolated,
+    Unknown,
+}
+
+impl PlanFamily {
+    /// Reads the family from `sku.tier`, or from `sku.name` when the tier is absent or unknown.
+    pub fn from_sku(name: Option<&str>, tier: Option<&str>) -> PlanFamily {
+        if let Some(family) = tier.and_then(family_from_tier) {
+            return family;
+        }
+        name.map(family_from_sku_name)
+            .unwrap_or(PlanFamily::Unknown)
+    }
+
+    /// Whether regional VNet integration is available: Basic and above, Elastic Premium and
+    /// Flex Consumption; never Free, Shared, classic Consumption or Isolated (already in a
+    /// VNet). Source: <https://learn.microsoft.com/azure/app-service/overview-vnet-integration>
+    /// and <https://learn.microsoft.com/azure/azure-functions/functions-networking-options>.
+    pub fn supports_vnet_integration(self) -> bool {
+        matches!(
+            self,
+            PlanFamily::Basic
+                | PlanFamily::Standard
+                | PlanFamily::Premium
+                | PlanFamily::PremiumV2
+                | PlanFamily::PremiumV3
+                | PlanFamily::ElasticPremium
+                | PlanFamily::FlexConsumption
+        )
+    }
+}
+
+fn family_from_tier(tier: &str) -> Option<PlanFamily> {
+    let family = match tier.to_ascii_lowercase().as_str() {
+        "free" => PlanFamily::Free,
+        "shared" => PlanFamily::Shared,
+        "basic" => PlanFamily::Basic,
+        "standard" => PlanFamily::Standard,
+        "premium" => PlanFamily::Premium,
+        "premiumv2" => PlanFamily::PremiumV2,
+        "premiumv3" | "premium0v3" | "premiummv3" => PlanFamily::PremiumV3,
+        "elasticpremium" => PlanFamily::ElasticPremium,
+        "dynamic" => PlanFamily::Consumption,
+        "flexconsumption" => PlanFamily::FlexConsumption,
+        "isolated" | "isolatedv2" => PlanFamily::Isolated,
+        _ => return None,
+    };
+    Some(family)
+}
+
+fn family_from_sku_name(name: &str) -> PlanFamily {
+    let upper = name.to_ascii_uppercase();
+    if upper == "Y1" {
+        return PlanFamily::Consumption;
+    }
+    if upper.starts_with("FC") {
+        return PlanFamily::FlexConsumption;
+    }
+    if upper.starts_with("EP") || upper.starts_with("WS") {
+        return PlanFamily::ElasticPremium;
+    }
+    if upper.starts_with('I') {
+        return PlanFamily::Isolated;
+    }
+    if upper.ends_with("V3") {
+        return PlanFamily::PremiumV3;
+    }
+    if upper.ends_with("V2") {
+        return PlanFamily::PremiumV2;
+    }
+    match upper.chars().next() {
+        Some('F') => PlanFamily::Free,
+        Some('D') => PlanFamily::Shared,
+        Some('B') => PlanFamily::Basic,
+        Some('S') => PlanFamily::Standard,
+        Some('P') => PlanFamily::Premium,
+        _ => PlanFamily::Unknown,
+    }
+}
+
+/// A `Microsoft.Web/serverfarms` resource.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub id: String,
+    pub name: String,
+    pub location: Option<String>,
+    pub sku_name: Option<String>,
+    pub sku_tier: Option<String>,
+    pub family: PlanFamily,
+    /// `kind` contains `linux` or `properties.reserved` is true.
+    pub is_linux: bool,
+    pub declared_at: SourceLocation,
+}
+
+/// Which property set up a site's regional VNet integration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum IntegrationSource {
+    /// `properties.virtualNetworkSubnetId` on the site.
+    VirtualNetworkSubnetId,
+    /// A `Microsoft.Web/sites/config` child named `virtualNetwork` (`subnetResourceId`).
+    ConfigVirtualNetwork,
+    /// A `Microsoft.Web/sites/networkConfig` child named `virtualNetwork`.
+    NetworkConfigVirtualNetwork,
+}
+
+/// A site's regional VNet integration.
+#[derive(Clone, Debug, Serialize)]
+pub struct VnetIntegration {
+    pub subnet_id: SubnetId,
+    pub source: IntegrationSource,
+    pub declared_at: SourceLocation,
+}
+
+/// Whether all outbound traffic of a site enters its VNet, and which settings said so.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RouteAll {
+    pub enabled: bool,
+    /// The settings that turned it on: `vnetRouteAllEnabled`, `WEBSITE_VNET_ROUTE_ALL`,
+    /// `outboundVnetRouting.allTraffic` or `outboundVnetRouting.applicationTraffic`.
+    pub set_by: Vec<String>,
+}
+
+/// One HTTP-triggered function declared in the template (`Microsoft.Web/sites/functions`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Function {
+    pub name: String,
+    /// `authLevel` of the HTTP trigger; `function` when omitted.
+    pub auth_level: String,
+}
+
+/// One app setting; the value may be unknown offline (for example a `listKeys` result).
+#[derive(Clone, Debug, Serialize)]
+pub struct AppSetting {
+    pub name: String,
+    pub value: Value,
+}
+
+/// A `Microsoft.Web/sites` resource (web app or function app) or a deployment slot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    pub kind: Option<String>,
+    pub location: Option<String>,
+    pub plan_id: Option<String>,
+    pub default_host_name: String,
+    pub scm_host_name: String,
+    pub integration: Option<VnetIntegration>,
+    pub route_all: RouteAll,
+    pub access: SiteAccess,
+    pub app_settings: Vec<AppSetting>,
+    pub functions: Vec<Function>,
+    /// Rules left out of `access` because they depend on values unknown offline.
+    pub unknown_rules: Vec<UnknownRule>,
+    pub declared_at: SourceLocation,
+}
+
+/// An access-restriction rule that could not be read offline.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnknownRule {
+    pub list: subnetlock_access::SiteKind,
+    /// Position in the list as written.
+    pub index: usize,
+    /// The residual expression that made it unknown.
+    pub expression: String,
+}
+
+impl Site {
+    pub fn is_function_app(&self) -> bool {
+        self.kind
+            .as_deref()
+            .is_some_and(|kind| kind.to_ascii_lowercase().contains("functionapp"))
+    }
+
+    pub fn app_setting(&self, name: &str) -> Option<&Value> {
+        self.app_settings
+            .iter()
+            .rev()
+            .find(|setting| setting.name.eq_ignore_ascii_case(name))
+            .map(|setting| &setting.value)
+    }
+}
+
+/// A `Microsoft.Network/privateEndpoints` resource that targets a site.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrivateEndpoint {
+    pub id: String,
+    pub name: String,
+    pub subnet_id: Option<SubnetId>,
+    /// Id of the site (or other resource) the endpoint connects to.
+    pub target_id: String,
+    pub group_ids: Vec<String>,
+}
+
+/// Builds the default and scm host names of a site in Azure's public cloud.
+pub fn host_names(site_name: &str) -> (String, String) {
+    let lower = site_name.to_ascii_lowercase();
+    (
+        format!("{lower}.{HOST_SUFFIX}"),
+        format!("{lower}.scm.{HOST_SUFFIX}"),
+    )
+}

@@ -1,0 +1,268 @@
+//! Deployment-time checks on regional VNet integration and subnet rules.
+//!
+//! Sources: "Integrate your app with an Azure virtual network"
+//! (<https://learn.microsoft.com/azure/app-service/overview-vnet-integration>) for plan tiers,
+//! subnet size, delegation, region and the per-plan limit, and the GitHub reports quoted with
+//! each error text.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use subnetlock_access::{Outcome, SourceCondition, SubnetId};
+
+use crate::findings::{Finding, FindingCode, Severity};
+use crate::topology::{PlanFamily, Site, Topology};
+
+/// Smallest integration subnet Azure accepts: an IPv4 /28.
+const MIN_INTEGRATION_PREFIX_LENGTH: u8 = 28;
+
+/// Adds the findings Azure's deployment-time validation would raise.
+pub(crate) fn validate(topology: &mut Topology) {
+    let mut findings = Vec::new();
+    for site in &topology.sites {
+        check_integration(topology, site, &mut findings);
+        check_subnet_rules(topology, site, &mut findings);
+    }
+    check_plan_limits(topology, &mut findings);
+    topology.findings.extend(findings);
+}
+
+fn check_integration(topology: &Topology, site: &Site, findings: &mut Vec<Finding>) {
+    let Some(integration) = &site.integration else {
+        return;
+    };
+    let at = |finding: Finding| finding.at(&site.id, integration.declared_at.clone());
+    let plan = site.plan_id.as_deref().and_then(|id| topology.plan(id));
+
+    if let Some(plan) = plan {
+        match plan.family {
+            PlanFamily::Consumption => findings.push(at(Finding::new(
+                FindingCode::SL004,
+                Severity::Error,
+                format!(
+                    "site `{}` uses regional VNet integration on Consumption plan `{}`, which does not support it; its outbound traffic leaves from shared addresses",
+                    site.name, plan.name
+                ),
+            )
+            .outcome(Outcome::ToolingRejects)
+            .help("move the app to an Elastic Premium, Flex Consumption or Basic-or-higher plan (the Azure CLI says `Virtual network integration is not allowed for consumption plans`)"))),
+            PlanFamily::Free | PlanFamily::Shared | PlanFamily::Isolated => {
+                findings.push(at(Finding::new(
+                    FindingCode::SL004,
+                    Severity::Error,
+                    format!(
+                        "site `{}` uses regional VNet integration on plan `{}` ({:?}), which does not support it",
+                        site.name, plan.name, plan.family
+                    ),
+                )
+                .outcome(Outcome::DeployFails)
+                .help("use a Basic, Standard, Premium v2/v3, Elastic Premium or Flex Consumption plan")))
+            }
+            _ => {}
+        }
+    }
+
+    let Some((vnet, subnet)) = topology.subnet(&integration.subnet_id) else {
+        findings.push(at(Finding::new(
+            FindingCode::SL005,
+            Severity::Info,
+            format!(
+                "integration subnet `{}` of site `{}` is not declared in this template, so its service endpoints and size are not checked",
+                integration.subnet_id, site.name
+            ),
+        )
+        .help("include the virtual network in the template, or check the subnet by hand")));
+        return;
+    };
+
+    match subnet.ipv4_prefix_length() {
+        Some(length) if length > MIN_INTEGRATION_PREFIX_LENGTH => findings.push(at(Finding::new(
+            FindingCode::SL005,
+            Severity::Error,
+            format!(
+                "integration subnet `{}` of site `{}` is a /{length}; regional VNet integration needs an IPv4 /28 or larger",
+                subnet.name, site.name
+            ),
+        )
+        .outcome(Outcome::DeployFails)
+        .help("give the subnet a /28 or larger prefix (/26 is recommended)"))),
+        None if !subnet.address_prefixes.is_empty() => findings.push(at(Finding::new(
+            FindingCode::SL005,
+            Severity::Error,
+            format!(
+                "integration subnet `{}` of site `{}` has no IPv4 prefix; regional VNet integration is IPv4 only",
+                subnet.name, site.name
+            ),
+        )
+        .outcome(Outcome::DeployFails)
+        .help("give the subnet an IPv4 prefix of /28 or larger"))),
+        _ => {}
+    }
+    if vnet
+        .address_prefixes
+        .iter()
+        .any(|prefix| prefix.contains(':'))
+    {
+        findings.push(at(Finding::new(
+            FindingCode::SL005,
+            Severity::Error,
+            format!(
+                "virtual network `{}` has an IPv6 address space, which regional VNet integration does not support",
+                vnet.name
+            ),
+        )
+        .outcome(Outcome::DeployFails)
+        .help("integrate with a virtual network that has only IPv4 address space")));
+    }
+
+    let is_flex = plan.is_some_and(|plan| plan.family == PlanFamily::FlexConsumption);
+    let expected = if is_flex {
+        "Microsoft.App/environments"
+    } else {
+        "Microsoft.Web/serverFarms"
+    };
+    let other_delegation = subnet
+        .delegations
+        .iter()
+        .find(|service| !service.eq_ignore_ascii_case(expected));
+    if let Some(other) = other_delegation {
+        findings.push(at(Finding::new(
+            FindingCode::SL006,
+            Severity::Error,
+            format!(
+                "integration subnet `{}` of site `{}` is delegated to `{other}`; regional VNet integration needs a subnet delegated to `{expected}` or not delegated at all",
+                subnet.name, site.name
+            ),
+        )
+        .outcome(Outcome::DeployFails)
+        .help(format!("use a dedicated subnet delegated to `{expected}`"))));
+    }
+
+    if let (Some(site_location), Some(vnet_location)) = (&site.location, &vnet.location) {
+        if normalize_region(site_location) != normalize_region(vnet_location) {
+            findings.push(at(Finding::new(
+                FindingCode::SL009,
+                Severity::Error,
+                format!(
+                    "site `{}` in `{site_location}` integrates with virtual network `{}` in `{vnet_location}`; the app and the virtual network must be in the same region",
+                    site.name, vnet.name
+                ),
+            )
+            .outcome(Outcome::DeployFails)
+            .help("deploy the virtual network in the app's region, or peer a VNet in that region")));
+        }
+    }
+}
+
+/// Subnet rules whose subnet is in the template but lacks the `Microsoft.Web` service
+/// endpoint: ARM accepts them, and they never match, because traffic from that subnet then
+/// arrives with a public address (portal and CLI add the endpoint themselves; a template does
+/// not). Source: <https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions>.
+fn check_subnet_rules(topology: &Topology, site: &Site, findings: &mut Vec<Finding>) {
+    let lists = [("main", &site.access.main), ("scm", &site.access.scm)];
+    for (list_name, list) in lists {
+        for rule in &list.rules {
+            let SourceCondition::Subnet(subnet_id) = &rule.source else {
+                continue;
+            };
+            let Some((_, subnet)) = topology.subnet(subnet_id) else {
+                continue;
+            };
+            if subnet.has_web_service_endpoint() {
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    FindingCode::SL003,
+                    Severity::Error,
+                    format!(
+                        "rule {} of the {list_name} site of `{}` allows subnet `{}`, which has no `Microsoft.Web` service endpoint, so the rule never matches",
+                        rule.index, site.name, subnet.name
+                    ),
+                )
+                .outcome(Outcome::Silent)
+                .help(format!(
+                    "add `{{\"service\": \"Microsoft.Web\"}}` to `serviceEndpoints` of subnet `{}`",
+                    subnet.name
+                ))
+                .at(&site.id, subnet.declared_at.clone()),
+            );
+        }
+    }
+}
+
+/// One plan integrates with at most one subnet on Linux and two on Windows, and one subnet
+/// serves one plan (without multi-plan subnet join).
+fn check_plan_limits(topology: &Topology, findings: &mut Vec<Finding>) {
+    let mut subnets_by_plan: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut plans_by_subnet: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for site in &topology.sites {
+        let (Some(plan_id), Some(integration)) = (&site.plan_id, &site.integration) else {
+            continue;
+        };
+        let subnet_key = normalize_id(&integration.subnet_id);
+        subnets_by_plan
+            .entry(plan_id.to_ascii_lowercase())
+            .or_default()
+            .insert(subnet_key.clone());
+        plans_by_subnet
+            .entry(subnet_key)
+            .or_default()
+            .insert(plan_id.to_ascii_lowercase());
+    }
+
+    for (plan_id, subnets) in &subnets_by_plan {
+        let Some(plan) = topology.plan(plan_id) else {
+            continue;
+        };
+        let limit = if plan.is_linux { 1 } else { 2 };
+        if subnets.len() > limit {
+            findings.push(
+                Finding::new(
+                    FindingCode::SL007,
+                    Severity::Error,
+                    format!(
+                        "apps on plan `{}` integrate with {} subnets; Azure answers `Adding this VNET would exceed the App Service Plan VNET limit of {limit}.`",
+                        plan.name,
+                        subnets.len()
+                    ),
+                )
+                .outcome(Outcome::DeployFails)
+                .help("integrate every app of the plan with the same subnet")
+                .at(&plan.id, plan.declared_at.clone()),
+            );
+        }
+    }
+
+    // NOTE: multi-plan subnet join lets several plans of one subscription share a subnet of
+    // /26 or larger; templates do not show whether it is in use, so sharing is reported.
+    for (subnet, plans) in &plans_by_subnet {
+        if plans.len() > 1 {
+            let names: Vec<&str> = plans
+                .iter()
+                .filter_map(|id| topology.plan(id).map(|plan| plan.name.as_str()))
+                .collect();
+            findings.push(Finding::new(
+                FindingCode::SL008,
+                Severity::Warning,
+                format!(
+                    "subnet `{subnet}` is used for regional VNet integration by plans {}; without multi-plan subnet join Azure answers `Subnet ... is already occupied by service ...`",
+                    names.join(", ")
+                ),
+            )
+            .outcome(Outcome::DeployFails)
+            .help("give each plan its own integration subnet, or use multi-plan subnet join with a /26 or larger subnet"));
+        }
+    }
+}
+
+fn normalize_region(region: &str) -> String {
+    region
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn normalize_id(id: &SubnetId) -> String {
+    id.as_str().to_ascii_lowercase()
+}

@@ -1,0 +1,366 @@
+//! The reachability matrix of a topology.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::Serialize;
+use subnetlock_access::{
+    Action, Ambiguity, CompiledSiteAccess, Decision, EngineOptions, HeaderLookup, Reason, Request,
+    SiteKind, SourceCondition,
+};
+use subnetlock_arm::Value;
+use subnetlock_model::egress::{self, Egress};
+use subnetlock_model::{Finding, FindingCode, Severity, Site, Topology};
+
+/// What kind of caller a row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerKind {
+    Internet,
+    Subnet,
+    App,
+}
+
+/// A caller the analysis tries, with the text `up`'s `--from` accepts for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CallerSpec {
+    pub kind: CallerKind,
+    /// `internet:<address>`, `subnet:<vnet>/<subnet>` or `app:<site>`.
+    pub label: String,
+    /// Why this caller is in the matrix, for example the rule whose range it samples.
+    pub note: Option<String>,
+}
+
+/// A site and which of its two host names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub site: String,
+    pub kind: SiteKind,
+    pub host: String,
+}
+
+/// One cell of the matrix: what the front end does with this caller's request to this target.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reachability {
+    pub from: CallerSpec,
+    pub to: Target,
+    pub egress: Egress,
+    pub decision: Decision,
+    /// Rules that could change this verdict but depend on values unknown offline.
+    pub depends_on_unknown: Vec<String>,
+}
+
+impl Reachability {
+    pub fn allowed(&self) -> bool {
+        self.decision.verdict == Action::Allow
+    }
+}
+
+/// An app that calls another site of the deployment, found from an app setting whose value
+/// names that site's host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppCall {
+    pub from_site: String,
+    pub to_site: String,
+    pub to_kind: SiteKind,
+    /// The app setting that holds the URL.
+    pub setting: String,
+    /// The URL path, without the query string.
+    pub path: String,
+    /// Whether the URL carries a function key (`code=`).
+    pub with_key: bool,
+}
+
+/// Everything `check` reports about a deployment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    pub topology: Topology,
+    pub rows: Vec<Reachability>,
+    pub calls: Vec<AppCall>,
+    /// Model findings followed by reachability findings, sorted by severity then code.
+    pub findings: Vec<Finding>,
+}
+
+/// No request headers: the matrix asks about plain requests.
+struct NoHeaders;
+
+impl HeaderLookup for NoHeaders {
+    fn values(&self, _lower_case_name: &str) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// Builds the reachability matrix and its findings.
+pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
+    let callers = callers(&topology);
+    let mut rows = Vec::new();
+    for site in &topology.sites {
+        let compiled = CompiledSiteAccess::compile(&site.access, options);
+        for kind in [SiteKind::Main, SiteKind::Scm] {
+            let host = match kind {
+                SiteKind::Main => site.default_host_name.clone(),
+                SiteKind::Scm => site.scm_host_name.clone(),
+            };
+            for caller in &callers {
+                let Some(egress) = egress_of(&topology, caller) else {
+                    continue;
+                };
+                let decision = compiled.decide(&Request {
+                    source: &egress.source,
+                    site: kind,
+                    headers: &NoHeaders,
+                });
+                let depends_on_unknown = unknown_dependencies(site, kind, &decision);
+                rows.push(Reachability {
+                    from: caller.clone(),
+                    to: Target {
+                        site: site.name.clone(),
+                        kind,
+                        host: host.clone(),
+                    },
+                    egress,
+                    decision,
+                    depends_on_unknown,
+                });
+            }
+        }
+    }
+
+    let calls = app_calls(&topology);
+    let mut findings = topology.findings.clone();
+    findings.extend(reach_findings(&topology, &rows));
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.code.cmp(&b.code))
+            .then(a.message.cmp(&b.message))
+    });
+    Analysis {
+        topology,
+        rows,
+        calls,
+        findings,
+    }
+}
+
+/// The callers worth trying: the internet from a documentation address, one address inside
+/// each IP range a rule names, each subnet, and each app.
+fn callers(topology: &Topology) -> Vec<CallerSpec> {
+    let mut callers = vec![CallerSpec {
+        kind: CallerKind::Internet,
+        label: format!("internet:{}", egress::INTERNET_SAMPLE),
+        note: Some("any address no rule names".to_owned()),
+    }];
+
+    let mut sampled = BTreeSet::new();
+    for site in &topology.sites {
+        for list in [&site.access.main, &site.access.scm] {
+            for rule in &list.rules {
+                let SourceCondition::Ranges(ranges) = &rule.source else {
+                    continue;
+                };
+                for range in ranges {
+                    let address = sample_address(range.network, range.prefix);
+                    if sampled.insert(address) {
+                        callers.push(CallerSpec {
+                            kind: CallerKind::Internet,
+                            label: format!("internet:{address}"),
+                            note: Some(format!("inside {}/{}", range.network, range.prefix)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    for vnet in &topology.vnets {
+        for subnet in &vnet.subnets {
+            callers.push(CallerSpec {
+                kind: CallerKind::Subnet,
+                label: format!("subnet:{}/{}", vnet.name, subnet.name),
+                note: Some("a VM or gateway in the subnet".to_owned()),
+            });
+        }
+    }
+    for site in &topology.sites {
+        callers.push(CallerSpec {
+            kind: CallerKind::App,
+            label: format!("app:{}", site.name),
+            note: None,
+        });
+    }
+    callers
+}
+
+/// An address inside a range: the first host address where the range has one.
+fn sample_address(network: IpAddr, prefix: u8) -> IpAddr {
+    match network {
+        IpAddr::V4(v4) if prefix < 31 => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 1)),
+        IpAddr::V6(v6) if prefix < 127 => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) + 1)),
+        other => other,
+    }
+}
+
+fn egress_of(topology: &Topology, caller: &CallerSpec) -> Option<Egress> {
+    let (kind, value) = caller.label.split_once(':')?;
+    match kind {
+        "internet" => value.parse().ok().map(egress::from_internet),
+        "subnet" => topology
+            .find_subnet(value)
+            .map(egress::from_subnet_to_app_service),
+        "app" => topology
+            .site(value)
+            .map(|site| egress::from_site_to_app_service(topology, site)),
+        _ => None,
+    }
+}
+
+/// Unknown rules that sit before the deciding rule (or anywhere, when no rule decided) could
+/// change the verdict.
+fn unknown_dependencies(site: &Site, kind: SiteKind, decision: &Decision) -> Vec<String> {
+    let list = match kind {
+        SiteKind::Scm if !site.access.scm_uses_main => SiteKind::Scm,
+        _ => SiteKind::Main,
+    };
+    let relevant = !matches!(
+        decision.reason,
+        Reason::PrivateEndpoint | Reason::PublicNetworkAccessDisabled { .. }
+    );
+    if !relevant {
+        return Vec::new();
+    }
+    site.unknown_rules
+        .iter()
+        .filter(|rule| rule.list == list)
+        .map(|rule| format!("rule {}: {}", rule.index, rule.expression))
+        .collect()
+}
+
+/// Calls between apps, from app settings whose value is a URL on a site of the deployment.
+fn app_calls(topology: &Topology) -> Vec<AppCall> {
+    let mut calls = Vec::new();
+    for site in &topology.sites {
+        for setting in &site.app_settings {
+            let Value::String(text) = &setting.value else {
+                continue;
+            };
+            let Some(rest) = text
+                .strip_prefix("https://")
+                .or_else(|| text.strip_prefix("http://"))
+            else {
+                continue;
+            };
+            let (authority, path_and_query) = match rest.find('/') {
+                Some(at) => (&rest[..at], &rest[at..]),
+                None => (rest, "/"),
+            };
+            let Some((target, kind)) = topology.site_for_host(authority) else {
+                continue;
+            };
+            let (path, query) = path_and_query
+                .split_once('?')
+                .unwrap_or((path_and_query, ""));
+            calls.push(AppCall {
+                from_site: site.name.clone(),
+                to_site: target.name.clone(),
+                to_kind: kind,
+                setting: setting.name.clone(),
+                path: path.to_owned(),
+                with_key: query.split('&').any(|pair| pair.starts_with("code=")),
+            });
+        }
+    }
+    calls
+}
+
+fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let internet = format!("internet:{}", egress::INTERNET_SAMPLE);
+    for site in &topology.sites {
+        let cell = |kind: SiteKind| {
+            rows.iter().find(|row| {
+                row.to.site == site.name && row.to.kind == kind && row.from.label == internet
+            })
+        };
+        if let (Some(main), Some(scm)) = (cell(SiteKind::Main), cell(SiteKind::Scm)) {
+            if !main.allowed() && scm.allowed() {
+                findings.push(
+                    Finding::new(
+                        FindingCode::SL012,
+                        Severity::Warning,
+                        format!(
+                            "the scm site of `{}` is open to the internet while its main site is locked",
+                            site.name
+                        ),
+                    )
+                    .help("set `scmIpSecurityRestrictionsUseMain: true`, or give the scm site its own rules or `scmIpSecurityRestrictionsDefaultAction: Deny`")
+                    .at(&site.id, site.declared_at.clone()),
+                );
+            }
+        }
+
+        for (name, list) in [("main", &site.access.main), ("scm", &site.access.scm)] {
+            if !list.rules.is_empty() && list.default_action.is_none() {
+                findings.push(
+                    Finding::new(
+                        FindingCode::SL013,
+                        Severity::Info,
+                        format!(
+                            "the {name} site of `{}` has {} rule(s) and no default action: every request no rule matches is denied (implicit deny all)",
+                            site.name,
+                            list.rules.len()
+                        ),
+                    )
+                    .help("this is usually intended; set the default action explicitly to make it visible")
+                    .at(&site.id, site.declared_at.clone()),
+                );
+            }
+        }
+    }
+
+    let mut seen = BTreeSet::new();
+    for row in rows {
+        for ambiguity in &row.decision.ambiguities {
+            let key = (row.to.site.clone(), format!("{ambiguity:?}"));
+            if !seen.insert(key) {
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    FindingCode::SL011,
+                    Severity::Info,
+                    format!(
+                        "a verdict on `{}` depends on a reading of ambiguous Azure behaviour: {}",
+                        row.to.site,
+                        describe_ambiguity(ambiguity)
+                    ),
+                )
+                .help("docs/fidelity.md explains the reading subnetlock chose and its source"),
+            );
+        }
+    }
+    findings
+}
+
+pub(crate) fn describe_ambiguity(ambiguity: &Ambiguity) -> String {
+    match ambiguity {
+        Ambiguity::ServiceEndpointWithPublicAccessDisabled => {
+            "service-endpoint traffic is treated as blocked when public network access is disabled"
+                .to_owned()
+        }
+        Ambiguity::XffProxyUndocumented => {
+            "rules tagged `XffProxy` have undocumented semantics".to_owned()
+        }
+        Ambiguity::HeaderValueCase => "header filter values are compared ignoring case".to_owned(),
+        Ambiguity::MissingHeader => {
+            "a request without a filtered header does not match the rule".to_owned()
+        }
+        Ambiguity::SubnetRuleWithPrivateEndpoint => {
+            "subnet rules are treated as never matching on a site with a private endpoint"
+                .to_owned()
+        }
+        Ambiguity::ServiceTagUnresolved { tag } => {
+            format!("service tag `{tag}` has no prefix table; pass --service-tags to resolve it")
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Renders an analysis as text for people, JSON for programs, or SARIF for code scanning.
+//!
+//! Every format is byte-stable for the same input: rows and findings are sorted, and no time
+//! or path of the machine is included beyond the template paths the caller passed in.
+
+use std::fmt::Write;
+
+use serde_json::json;
+use subnetlock_access::{Action, Decision, Reason, SiteKind};
+use subnetlock_model::{Finding, FindingCode, Severity};
+
+use crate::analysis::{describe_ambiguity, Analysis, CallerKind, Reachability};
+
+/// One line that says what decided.
+pub fn describe_decision(decision: &Decision) -> String {
+    let verdict = match decision.verdict {
+        Action::Allow => "allowed",
+        Action::Deny => "denied",
+    };
+    let reason = match &decision.reason {
+        Reason::PrivateEndpoint => {
+            "the request came through a private endpoint, where access restrictions do not apply"
+                .to_owned()
+        }
+        Reason::PublicNetworkAccessDisabled { explicit: true } => {
+            "publicNetworkAccess is Disabled".to_owned()
+        }
+        Reason::PublicNetworkAccessDisabled { explicit: false } => {
+            "publicNetworkAccess is unset and the site has a private endpoint".to_owned()
+        }
+        Reason::Rule {
+            list,
+            index,
+            name,
+            priority,
+            action,
+        } => {
+            let name = name
+                .as_deref()
+                .map(|name| format!(" `{name}`"))
+                .unwrap_or_default();
+            format!("{list} rule {index}{name} (priority {priority}, {action}) matched")
+        }
+        Reason::DefaultAction { list, action } => {
+            format!("no {list} rule matched; the default action is {action}")
+        }
+        Reason::ImplicitAllowNoRules { list } => {
+            format!("the {list} list has no rules (allow all)")
+        }
+        Reason::ImplicitDeny { list } => {
+            format!("no {list} rule matched (implicit deny all)")
+        }
+    };
+    format!("{verdict}: {reason}")
+}
+
+/// Plain text for a terminal; `template` is shown in the header.
+pub fn render_human(analysis: &Analysis, template: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "subnetlock check: {template}");
+
+    let _ = writeln!(out, "\nsites");
+    for site in &analysis.topology.sites {
+        let plan = site
+            .plan_id
+            .as_deref()
+            .and_then(|id| analysis.topology.plan(id));
+        let plan_text = match plan {
+            Some(plan) => format!(
+                "plan `{}` {} ({:?})",
+                plan.name,
+                plan.sku_name.as_deref().unwrap_or("?"),
+                plan.family
+            ),
+            None => "plan not in template".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  [{}]  {plan_text}",
+            site.name,
+            site.kind.as_deref().unwrap_or("app")
+        );
+        match &site.integration {
+            Some(integration) => {
+                let _ = writeln!(
+                    out,
+                    "    regional VNet integration: {}{}",
+                    integration.subnet_id.name(),
+                    if site.route_all.enabled {
+                        format!(" (route-all by {})", site.route_all.set_by.join(", "))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(out, "    no regional VNet integration");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "    access restrictions: main {} rule(s), default {}; scm {}",
+            site.access.main.rules.len(),
+            default_text(
+                site.access.main.default_action,
+                site.access.main.rules.len()
+            ),
+            if site.access.scm_uses_main {
+                "uses main".to_owned()
+            } else {
+                format!(
+                    "{} rule(s), default {}",
+                    site.access.scm.rules.len(),
+                    default_text(site.access.scm.default_action, site.access.scm.rules.len())
+                )
+            }
+        );
+    }
+
+    if !analysis.calls.is_empty() {
+        let _ = writeln!(out, "\ncalls between apps (from app settings)");
+        for call in &analysis.calls {
+            let verdict = analysis
+                .rows
+                .iter()
+                .find(|row| {
+                    row.from.label == format!("app:{}", call.from_site)
+                        && row.to.site == call.to_site
+                        && row.to.kind == call.to_kind
+                })
+                .map(|row| describe_decision(&row.decision))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {} -> {}{} (setting `{}`{}): {verdict}",
+                call.from_site,
+                call.to_site,
+                call.path,
+                call.setting,
+                if call.with_key { ", with key" } else { "" }
+            );
+        }
+    }
+
+    for kind in [SiteKind::Main, SiteKind::Scm] {
+        let _ = writeln!(out, "\nreachability, {kind} sites");
+        for site in &analysis.topology.sites {
+            let host = match kind {
+                SiteKind::Main => &site.default_host_name,
+                SiteKind::Scm => &site.scm_host_name,
+            };
+            let _ = writeln!(out, "  {host}");
+            let mut rows: Vec<&Reachability> = analysis
+                .rows
+                .iter()
+                .filter(|row| row.to.site == site.name && row.to.kind == kind)
+                .collect();
+            rows.sort_by(|a, b| {
+                a.from
+                    .kind
+                    .cmp(&b.from.kind)
+                    .then(a.from.label.cmp(&b.from.label))
+            });
+            for row in rows {
+                let mark = if row.allowed() { "ALLOW" } else { "DENY " };
+                let unknown = if row.depends_on_unknown.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " [depends on unknown: {}]",
+                        row.depends_on_unknown.join("; ")
+                    )
+                };
+                let ambiguous = if row.decision.ambiguities.is_empty() {
+                    String::new()
+                } else {
+                    let readings: Vec<String> = row
+                        .decision
+                        .ambiguities
+                        .iter()
+                        .map(describe_ambiguity)
+                        .collect();
+                    format!(" [depends on a reading: {}]", readings.join("; "))
+                };
+                let _ = writeln!(
+                    out,
+                    "    {mark} {:<48} {}{unknown}{ambiguous}",
+                    row.from.label,
+                    describe_decision(&row.decision)
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(out, "\nfindings");
+    if analysis.findings.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for finding in &analysis.findings {
+        let _ = writeln!(
+            out,
+            "  {} {} {}: {}",
+            severity_text(finding.severity),
+            finding.code,
+            finding.code.name(),
+            finding.message
+        );
+        if let Some(location) = &finding.location {
+            let _ = writeln!(out, "    --> {location}");
+        }
+        if let Some(help) = &finding.help {
+            let _ = writeln!(out, "    help: {help}");
+        }
+    }
+    out
+}
+
+fn default_text(action: Option<Action>, rules: usize) -> String {
+    match (action, rules) {
+        (Some(action), _) => action.to_string(),
+        (None, 0) => "unset (allow all)".to_owned(),
+        (None, _) => "unset (implicit deny all)".to_owned(),
+    }
+}
+
+fn severity_text(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+/// JSON with the topology summary, every matrix row, calls and findings.
+pub fn render_json(analysis: &Analysis, template: &str) -> String {
+    let rows: Vec<serde_json::Value> = analysis
+        .rows
+        .iter()
+        .map(|row| {
+            json!({
+                "from": row.from,
+                "to": row.to,
+                "verdict": row.decision.verdict,
+                "reason": row.decision.reason,
+                "explanation": describe_decision(&row.decision),
+                "ambiguities": row.decision.ambiguities,
+                "egress": row.egress,
+                "depends_on_unknown": row.depends_on_unknown,
+            })
+        })
+        .collect();
+    let value = json!({
+        "template": template,
+        "sites": analysis.topology.sites,
+        "plans": analysis.topology.plans,
+        "vnets": analysis.topology.vnets,
+        "calls": analysis.calls,
+        "reachability": rows,
+        "findings": analysis.findings,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// SARIF 2.1.0 with one result per finding, for GitHub code scanning and similar tools.
+pub fn render_sarif(analysis: &Analysis, template: &str) -> String {
+    let mut codes: Vec<FindingCode> = analysis.findings.iter().map(|f| f.code).collect();
+    codes.sort();
+    codes.dedup();
+    let rules: Vec<serde_json::Value> = codes
+        .iter()
+        .map(|code| {
+            json!({
+                "id": code.to_string(),
+                "name": code.name(),
+                "shortDescription": { "text": code.name().replace('-', " ") },
+                "helpUri": format!("https://github.com/subnetlock/subnetlock/blob/main/docs/rules.md#{}", code.to_string().to_ascii_lowercase()),
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = analysis
+        .findings
+        .iter()
+        .map(|finding| sarif_result(finding, template))
+        .collect();
+    let value = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "subnetlock",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/subnetlock/subnetlock",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
+    let level = match finding.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "note",
+    };
+    let location = match &finding.location {
+        Some(location) => json!({
+            "physicalLocation": {
+                "artifactLocation": { "uri": location.file.display().to_string() },
+                "region": { "startLine": location.line, "startColumn": location.column },
+            },
+            "logicalLocations": [{ "fullyQualifiedName": location.json_path }],
+        }),
+        None => json!({
+            "physicalLocation": { "artifactLocation": { "uri": template } },
+        }),
+    };
+    let mut text = finding.message.clone();
+    if let Some(help) = &finding.help {
+        text.push_str(". Fix: ");
+        text.push_str(help);
+    }
+    json!({
+        "ruleId": finding.code.to_string(),
+        "level": level,
+        "message": { "text": text },
+        "locations": [location],
+    })
+}
+
+/// The explanation of one caller-to-target cell: routing steps, then the decision.
+pub fn render_explanation(row: &Reachability) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} -> {} ({} site)",
+        row.from.label, row.to.host, row.to.kind
+    );
+    for step in &row.egress.steps {
+        let _ = writeln!(out, "  route: {step}");
+    }
+    let _ = writeln!(
+        out,
+        "  source seen by the front end: {}",
+        row.egress.source.address
+    );
+    if let Some(subnet) = &row.egress.source.service_endpoint {
+        let _ = writeln!(out, "  service endpoint identity: {subnet}");
+    }
+    let _ = writeln!(out, "  decision: {}", describe_decision(&row.decision));
+    for ambiguity in &row.decision.ambiguities {
+        let _ = writeln!(
+            out,
+            "  depends on a reading: {}",
+            describe_ambiguity(ambiguity)
+        );
+    }
+    for unknown in &row.depends_on_unknown {
+        let _ = writeln!(out, "  depends on a value unknown offline: {unknown}");
+    }
+    if row.from.kind == CallerKind::Internet {
+        if let Some(note) = &row.from.note {
+            let _ = writeln!(out, "  caller: {note}");
+        }
+    }
+    out
+}

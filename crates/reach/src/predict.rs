@@ -1,0 +1,160 @@
+//! The HTTP status a concrete call should get, front end and Functions host together.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use subnetlock_access::{
+    Action, CompiledSiteAccess, Decision, EngineOptions, HeaderLookup, Request, SiteKind,
+};
+use subnetlock_model::egress;
+
+use crate::analysis::Analysis;
+
+/// One call to predict.
+#[derive(Clone, Debug, Serialize)]
+pub struct Probe {
+    /// Caller as `internet:<address>`, `subnet:<name>` or `app:<site>`.
+    pub from: String,
+    /// Host name the call addresses.
+    pub host: String,
+    /// Request path, for example `/api/function-b`.
+    pub path: String,
+    /// Whether the call carries a valid function key.
+    pub with_key: bool,
+}
+
+/// What the caller should receive and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    /// 403 (front end), 401 (Functions host or scm site without credentials), 404 (no site or
+    /// function), or 200 when the request reaches the app's code, which may answer otherwise.
+    pub status: u16,
+    pub reaches_code: bool,
+    pub decision: Option<Decision>,
+    pub why: Vec<String>,
+}
+
+/// Why a probe cannot be predicted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
+pub enum PredictError {
+    #[error("invalid caller `{0}`")]
+    #[diagnostic(help("write `internet:<address>`, `subnet:<name>` or `app:<site>`"))]
+    Caller(String),
+}
+
+struct NoHeaders;
+
+impl HeaderLookup for NoHeaders {
+    fn values(&self, _lower_case_name: &str) -> Vec<&str> {
+        Vec::new()
+    }
+}
+
+/// Predicts `probe`. `auth_levels` maps lower-case `(site, function)` to the function's
+/// `authLevel` where the template does not declare the function (for example from the
+/// function.json files of a binding); template declarations are used otherwise.
+pub fn predict(
+    analysis: &Analysis,
+    auth_levels: &HashMap<(String, String), String>,
+    options: &EngineOptions,
+    probe: &Probe,
+) -> Result<Prediction, PredictError> {
+    let topology = &analysis.topology;
+    let Some((site, kind)) = topology.site_for_host(&probe.host) else {
+        return Ok(Prediction {
+            status: 404,
+            reaches_code: false,
+            decision: None,
+            why: vec![format!("no site of the deployment serves `{}`", probe.host)],
+        });
+    };
+
+    let (caller_kind, value) = probe
+        .from
+        .split_once(':')
+        .ok_or_else(|| PredictError::Caller(probe.from.clone()))?;
+    let egress = match caller_kind {
+        "internet" => value
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+            .map(egress::from_internet),
+        "subnet" => topology
+            .find_subnet(value)
+            .map(egress::from_subnet_to_app_service),
+        "app" => topology
+            .site(value)
+            .map(|caller| egress::from_site_to_app_service(topology, caller)),
+        _ => None,
+    }
+    .ok_or_else(|| PredictError::Caller(probe.from.clone()))?;
+
+    let compiled = CompiledSiteAccess::compile(&site.access, options);
+    let decision = compiled.decide(&Request {
+        source: &egress.source,
+        site: kind,
+        headers: &NoHeaders,
+    });
+    let mut why = egress.steps.clone();
+    why.push(crate::output::describe_decision(&decision));
+
+    if decision.verdict == Action::Deny {
+        return Ok(Prediction {
+            status: 403,
+            reaches_code: false,
+            decision: Some(decision),
+            why,
+        });
+    }
+    if kind == SiteKind::Scm {
+        why.push("the scm site asks for publishing credentials".to_owned());
+        return Ok(Prediction {
+            status: 401,
+            reaches_code: false,
+            decision: Some(decision),
+            why,
+        });
+    }
+
+    let function = probe
+        .path
+        .trim_start_matches('/')
+        .strip_prefix("api/")
+        .map(|rest| rest.split('/').next().unwrap_or(rest).to_ascii_lowercase());
+    let auth_level = function.as_ref().and_then(|name| {
+        auth_levels
+            .get(&(site.name.to_ascii_lowercase(), name.clone()))
+            .cloned()
+            .or_else(|| {
+                site.functions
+                    .iter()
+                    .find(|f| f.name.eq_ignore_ascii_case(name))
+                    .map(|f| f.auth_level.clone())
+            })
+    });
+    match auth_level.as_deref() {
+        Some("function") | Some("admin") if !probe.with_key => {
+            why.push(format!(
+                "function `{}` has authLevel {}; without a key the Functions host answers 401",
+                function.unwrap_or_default(),
+                auth_level.unwrap_or_default()
+            ));
+            Ok(Prediction {
+                status: 401,
+                reaches_code: false,
+                decision: Some(decision),
+                why,
+            })
+        }
+        _ => {
+            why.push("the request reaches the app's code".to_owned());
+            Ok(Prediction {
+                status: 200,
+                reaches_code: true,
+                decision: Some(decision),
+                why,
+            })
+        }
+    }
+}

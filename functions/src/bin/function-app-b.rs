@@ -1,0 +1,26 @@
+//! Function app B of the reference system: `GET /api/function-b` returns `42`.
+//!
+//! Runs as an Azure Functions custom handler with `enableForwardingHttpRequest`, so the host
+//! forwards the caller's request at its original path once the function key is accepted.
+
+use std::process::ExitCode;
+
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::Router;
+
+/// The body that function B returns; function A reports it as `Function B returned 42`.
+const RESPONSE_BODY: &str = "42";
+
+fn main() -> ExitCode {
+    subnetlock_functions::run("function-app-b", || {
+        Router::new().route("/api/function-b", get(function_b))
+    })
+}
+
+/// Returns `42` as `text/plain`.
+async fn function_b(headers: HeaderMap) -> &'static str {
+    let invocation = subnetlock_functions::invocation_id(&headers);
+    tracing::info!(invocation, "function-b invoked");
+    RESPONSE_BODY
+}
