@@ -5,8 +5,9 @@
 //! that order. The source of a request then selects candidate positions from a few indexes.
 //! IP ranges and resolved service-tag prefixes go into an interval partition per address
 //! family. Subnet rules go into a map from subnet to positions, and tags without prefixes into
-//! a map from tag name to positions. `AnyVnets` and `Any` rules form two plain lists. The smallest candidate whose header filters
-//! pass decides, which is the first match of the sorted list.
+//! a map from tag name to positions. `AnyVnets` and `Any` rules form two plain lists. The
+//! smallest candidate whose header filters pass decides, which is the first match of the
+//! sorted list.
 //!
 //! [`crate::decide_reference`] states the same semantics as a plain scan; tests compare the
 //! two on random lists.

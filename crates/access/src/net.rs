@@ -142,7 +142,7 @@ pub(crate) fn canonical(address: IpAddr) -> IpAddr {
 /// Parses one element of an `X-Forwarded-For` chain: an address, optionally with a port
 /// (`1.2.3.4:5678`, `[2001:db8::1]:443`), surrounding whitespace ignored.
 pub(crate) fn parse_forwarded_address(item: &str) -> Option<IpAddr> {
-    let item = item.trim();
+    let item = item.trim_ascii();
 
     if let Some(rest) = item.strip_prefix('[') {
         let (inside, _) = rest.split_once(']')?;

@@ -55,8 +55,9 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// A context for parameter defaults and variables: no copy loop, no runtime functions.
-    pub fn for_declarations(&self, what: &'static str) -> Self {
+    /// Returns a context for parameter defaults and variables, without copy loops or runtime
+    /// functions.
+    pub fn for_declarations(&self, place: &'static str) -> Self {
         Ctx {
             engine: self.engine,
             tpl: self.tpl,
@@ -65,7 +66,7 @@ impl<'a> Ctx<'a> {
             lambdas: Vec::new(),
             udf: None,
             current: None,
-            runtime_forbidden: Some(what),
+            runtime_forbidden: Some(place),
             depth: self.depth,
         }
     }
@@ -171,7 +172,13 @@ impl<'a> Ctx<'a> {
         crate::eval::node_site(&self.tpl.source, node, path)
     }
 
-    fn site<'s>(&'s self, start: usize, end: usize, literal: &StringLit, path: &'s str) -> Site<'s> {
+    fn site<'s>(
+        &'s self,
+        start: usize,
+        end: usize,
+        literal: &StringLit,
+        path: &'s str,
+    ) -> Site<'s> {
         Site {
             source: &self.tpl.source,
             start,
@@ -192,13 +199,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn eval_expression_text(&self, inner: &str, whole: &str, site: &Site<'_>) -> Result<Value, Error> {
+    fn eval_expression_text(
+        &self,
+        inner: &str,
+        whole: &str,
+        site: &Site<'_>,
+    ) -> Result<Value, Error> {
         let expr = parse(inner).map_err(|failure| {
             site.error_at(
                 ErrorKind::Expression,
                 Some(failure.offset),
                 format!("{} in `{}`", failure.message, shorten(whole)),
-                "fix the expression syntax; string literals use single quotes and `''` for a quote".to_owned(),
+                "fix the expression syntax; string literals use single quotes and `''` for a quote"
+                    .to_owned(),
             )
         })?;
         self.eval_expr(&expr, site)
@@ -219,11 +232,19 @@ impl<'a> Ctx<'a> {
     }
 
     fn fail(&self, site: &Site<'_>, call: &Call, error: FnError) -> Error {
-        site.error_at(ErrorKind::Function, Some(call.offset), error.message, error.help)
+        site.error_at(
+            ErrorKind::Function,
+            Some(call.offset),
+            error.message,
+            error.help,
+        )
     }
 
     fn eval_args(&self, call: &Call, site: &Site<'_>) -> Result<Vec<Value>, Error> {
-        call.args.iter().map(|arg| self.eval_expr(arg, site)).collect()
+        call.args
+            .iter()
+            .map(|arg| self.eval_expr(arg, site))
+            .collect()
     }
 
     /// Calls a function; the second result is set for `reference()`/`list*()`, whose missing
@@ -233,7 +254,7 @@ impl<'a> Ctx<'a> {
         call: &Call,
         name: &str,
         site: &Site<'_>,
-    ) -> Result<(Value, Option<(UnknownCause, bool)>), Error> {
+    ) -> Result<(Value, Option<Lenient>), Error> {
         let plain = |value| Ok((value, None));
         match name {
             "if" => return plain(self.fn_if(call, site)?),
@@ -305,13 +326,14 @@ impl<'a> Ctx<'a> {
                 format!("{}()", call.name),
                 UnknownCause::DeploymentMetadata,
             )),
-            "resourceid" | "subscriptionresourceid" | "tenantresourceid"
-            | "extensionresourceid" | "managementgroupresourceid" => {
-                self.fn_resource_id(name, &arguments)
-            }
+            "resourceid"
+            | "subscriptionresourceid"
+            | "tenantresourceid"
+            | "extensionresourceid"
+            | "managementgroupresourceid" => self.fn_resource_id(name, &arguments),
             "references" => return plain(self.fn_references(call, &args, site)?),
-            "pickzones" | "providers" | "tologicalzone" | "tologicalzones"
-            | "tophysicalzone" | "tophysicalzones" | "roledefinitions" => {
+            "pickzones" | "providers" | "tologicalzone" | "tologicalzones" | "tophysicalzone"
+            | "tophysicalzones" | "roledefinitions" => {
                 Ok(unknown(render_call(call, &args), UnknownCause::Reference))
             }
             "fail" => Err(FnError::new(
@@ -336,16 +358,19 @@ impl<'a> Ctx<'a> {
 
     fn parameter(&self, name: &str, call: &Call, site: &Site<'_>) -> Result<Value, Error> {
         if let Some(bound) = &self.udf {
-            return bound.get(&name.to_ascii_lowercase()).cloned().ok_or_else(|| {
-                self.fail(
-                    site,
-                    call,
-                    FnError::new(
-                        format!("user-defined function has no parameter `{name}`"),
-                        "only the function's own parameters are visible inside it",
-                    ),
-                )
-            });
+            return bound
+                .get(&name.to_ascii_lowercase())
+                .cloned()
+                .ok_or_else(|| {
+                    self.fail(
+                        site,
+                        call,
+                        FnError::new(
+                            format!("user-defined function has no parameter `{name}`"),
+                            "only the function's own parameters are visible inside it",
+                        ),
+                    )
+                });
         }
         self.tpl.parameter(self, name, site)
     }
@@ -355,17 +380,26 @@ impl<'a> Ctx<'a> {
         value: Value,
         call: &Call,
         site: &Site<'_>,
-        lenient: Option<(UnknownCause, bool)>,
+        lenient: Option<Lenient>,
     ) -> Result<Value, Error> {
         let mut current = value;
-        for (applied, accessor) in call.accessors.iter().enumerate() {
+        // Text of `current` as an expression, for residuals of unknown values.
+        let mut rendered = match &lenient {
+            Some(lenient) => lenient.head.clone(),
+            None => plain_call_text(call),
+        };
+        for accessor in &call.accessors {
             let key = match accessor {
                 Accessor::Property(name) => Value::String(name.clone()),
                 Accessor::Index(index) => self.eval_expr(index, site)?,
             };
             if let Value::Unknown(unknown) = &key {
+                if let Value::Unknown(base) = &current {
+                    rendered.clone_from(&base.expression);
+                }
+                rendered = format!("{rendered}[{}]", unknown.expression);
                 current = Value::Unknown(Unknown {
-                    expression: format!("{}[{}]", residual_text(&current, call, applied), unknown.expression),
+                    expression: rendered.clone(),
                     cause: unknown.cause.clone(),
                     secret: unknown.secret,
                 });
@@ -413,12 +447,13 @@ impl<'a> Ctx<'a> {
                     "index arrays with ints and objects with property names",
                 )),
             };
+            rendered.push_str(&accessor_text(&key));
             current = match (next, &lenient) {
                 (Ok(value), _) => value,
-                (Err(_), Some((cause, secret))) => Value::Unknown(Unknown {
-                    expression: format!("{}{}", residual_text(&current, call, applied), accessor_text(&key)),
-                    cause: cause.clone(),
-                    secret: *secret,
+                (Err(_), Some(lenient)) => Value::Unknown(Unknown {
+                    expression: rendered.clone(),
+                    cause: lenient.cause.clone(),
+                    secret: lenient.secret,
                 }),
                 (Err(error), None) => return Err(self.fail(site, call, error)),
             };
@@ -432,7 +467,10 @@ impl<'a> Ctx<'a> {
                 site,
                 call,
                 FnError::new(
-                    format!("function `if` expects 3 argument(s), but {} were given", call.args.len()),
+                    format!(
+                        "function `if` expects 3 argument(s), but {} were given",
+                        call.args.len()
+                    ),
                     "write `if(condition, trueValue, falseValue)`",
                 ),
             ));
@@ -448,7 +486,11 @@ impl<'a> Ctx<'a> {
             other => Err(self.fail(
                 site,
                 call,
-                Args { name: &call.name, args: &[] }.type_error(0, "a bool", &other),
+                Args {
+                    name: &call.name,
+                    args: &[],
+                }
+                .type_error(0, "a bool", &other),
             )),
         }
     }
@@ -459,7 +501,11 @@ impl<'a> Ctx<'a> {
                 site,
                 call,
                 FnError::new(
-                    format!("function `{}` expects at least 2 argument(s), but {} were given", call.name, call.args.len()),
+                    format!(
+                        "function `{}` expects at least 2 argument(s), but {} were given",
+                        call.name,
+                        call.args.len()
+                    ),
                     "pass two or more bools",
                 ),
             ));
@@ -474,8 +520,15 @@ impl<'a> Ctx<'a> {
                     pending.get_or_insert(unknown);
                 }
                 other => {
-                    let arguments = Args { name: &call.name, args: &[] };
-                    return Err(self.fail(site, call, arguments.type_error(index, "a bool", &other)));
+                    let arguments = Args {
+                        name: &call.name,
+                        args: &[],
+                    };
+                    return Err(self.fail(
+                        site,
+                        call,
+                        arguments.type_error(index, "a bool", &other),
+                    ));
                 }
             }
         }
@@ -528,14 +581,15 @@ impl<'a> Ctx<'a> {
             "toobject" | "groupby" => (2, 3),
             _ => (2, 2),
         };
-        let arity = Args { name: &call.name, args: &[] };
+        // Only the argument count matters here; lambdas are not values.
+        let placeholders = vec![Value::Null; call.args.len()];
         let count_check = Args {
             name: &call.name,
-            args: &vec![Value::Null; call.args.len()],
-        }
-        .between(min, max);
-        count_check.map_err(|error| self.fail(site, call, error))?;
-        let _ = arity;
+            args: &placeholders,
+        };
+        count_check
+            .between(min, max)
+            .map_err(|error| self.fail(site, call, error))?;
 
         let input = self.eval_expr(&call.args[0], site)?;
         if let Value::Unknown(unknown) = &input {
@@ -554,7 +608,11 @@ impl<'a> Ctx<'a> {
                         site,
                         call,
                         FnError::new(
-                            format!("argument {} of `{}` must be a `lambda(...)`", position + 1, call.name),
+                            format!(
+                                "argument {} of `{}` must be a `lambda(...)`",
+                                position + 1,
+                                call.name
+                            ),
                             "write `lambda('x', <expression using lambdaVariables('x')>)`",
                         ),
                     )
@@ -564,138 +622,197 @@ impl<'a> Ctx<'a> {
             self.fail(
                 site,
                 call,
-                Args { name: &call.name, args: &[] }.type_error(0, expected, &input),
+                Args {
+                    name: &call.name,
+                    args: &[],
+                }
+                .type_error(0, expected, &input),
             )
         };
 
-        let result = match name {
-            "map" | "filter" | "sort" | "reduce" | "toobject" | "groupby" => {
-                let Value::Array(items) = &input else {
-                    return Err(wrong_input("an array"));
-                };
-                match name {
-                    "map" => {
-                        let lambda = lambda_at(1)?;
-                        let mut out = Vec::new();
-                        for (index, item) in items.iter().enumerate() {
-                            out.push(self.apply(&lambda, vec![item.clone(), Value::Int(index as i64)], site)?);
-                        }
-                        Value::Array(out)
-                    }
-                    "filter" => {
-                        let lambda = lambda_at(1)?;
-                        let mut out = Vec::new();
-                        for (index, item) in items.iter().enumerate() {
-                            match self.apply(&lambda, vec![item.clone(), Value::Int(index as i64)], site)? {
-                                Value::Bool(true) => out.push(item.clone()),
-                                Value::Bool(false) => {}
-                                Value::Unknown(unknown) => return Ok(residual_from(call, &unknown)),
-                                other => return Err(self.lambda_result_error(site, call, "a bool", &other)),
+        let result =
+            match name {
+                "map" | "filter" | "sort" | "reduce" | "toobject" | "groupby" => {
+                    let Value::Array(items) = &input else {
+                        return Err(wrong_input("an array"));
+                    };
+                    match name {
+                        "map" => {
+                            let lambda = lambda_at(1)?;
+                            let mut out = Vec::new();
+                            for (index, item) in items.iter().enumerate() {
+                                out.push(self.apply(
+                                    &lambda,
+                                    vec![item.clone(), Value::Int(index as i64)],
+                                    site,
+                                )?);
                             }
+                            Value::Array(out)
                         }
-                        Value::Array(out)
-                    }
-                    "reduce" => {
-                        let initial = self.eval_expr(&call.args[1], site)?;
-                        let lambda = lambda_at(2)?;
-                        let mut accumulator = initial;
-                        for (index, item) in items.iter().enumerate() {
-                            accumulator = self.apply(
-                                &lambda,
-                                vec![accumulator, item.clone(), Value::Int(index as i64)],
-                                site,
-                            )?;
-                        }
-                        accumulator
-                    }
-                    "sort" => {
-                        let lambda = lambda_at(1)?;
-                        // Stable insertion sort; the predicate returns true when `a` goes first.
-                        let mut sorted: Vec<Value> = Vec::with_capacity(items.len());
-                        for item in items {
-                            let mut position = sorted.len();
-                            while position > 0 {
-                                let before = self.apply(&lambda, vec![item.clone(), sorted[position - 1].clone()], site)?;
-                                match before {
-                                    Value::Bool(true) => position -= 1,
-                                    Value::Bool(false) => break,
-                                    Value::Unknown(unknown) => return Ok(residual_from(call, &unknown)),
-                                    other => return Err(self.lambda_result_error(site, call, "a bool", &other)),
+                        "filter" => {
+                            let lambda = lambda_at(1)?;
+                            let mut out = Vec::new();
+                            for (index, item) in items.iter().enumerate() {
+                                match self.apply(
+                                    &lambda,
+                                    vec![item.clone(), Value::Int(index as i64)],
+                                    site,
+                                )? {
+                                    Value::Bool(true) => out.push(item.clone()),
+                                    Value::Bool(false) => {}
+                                    Value::Unknown(unknown) => {
+                                        return Ok(residual_from(call, &unknown))
+                                    }
+                                    other => {
+                                        return Err(
+                                            self.lambda_result_error(site, call, "a bool", &other)
+                                        )
+                                    }
                                 }
                             }
-                            sorted.insert(position, item.clone());
+                            Value::Array(out)
                         }
-                        Value::Array(sorted)
-                    }
-                    "toobject" => {
-                        let key_lambda = lambda_at(1)?;
-                        let value_lambda = if call.args.len() == 3 { Some(lambda_at(2)?) } else { None };
-                        let mut object = Object::new();
-                        for item in items {
-                            let key = match self.apply(&key_lambda, vec![item.clone()], site)? {
-                                Value::String(key) => key,
-                                Value::Unknown(unknown) => return Ok(residual_from(call, &unknown)),
-                                other => return Err(self.lambda_result_error(site, call, "a string", &other)),
-                            };
-                            let value = match &value_lambda {
-                                Some(lambda) => self.apply(lambda, vec![item.clone()], site)?,
-                                None => item.clone(),
-                            };
-                            object.insert(key, value);
+                        "reduce" => {
+                            let initial = self.eval_expr(&call.args[1], site)?;
+                            let lambda = lambda_at(2)?;
+                            let mut accumulator = initial;
+                            for (index, item) in items.iter().enumerate() {
+                                accumulator = self.apply(
+                                    &lambda,
+                                    vec![accumulator, item.clone(), Value::Int(index as i64)],
+                                    site,
+                                )?;
+                            }
+                            accumulator
                         }
-                        Value::Object(object)
-                    }
-                    _ => {
-                        let key_lambda = lambda_at(1)?;
-                        let value_lambda = if call.args.len() == 3 { Some(lambda_at(2)?) } else { None };
-                        let mut groups: indexmap::IndexMap<String, Vec<Value>> = indexmap::IndexMap::new();
-                        for item in items {
-                            let key = match self.apply(&key_lambda, vec![item.clone()], site)? {
-                                Value::String(key) => key,
-                                Value::Unknown(unknown) => return Ok(residual_from(call, &unknown)),
-                                other => crate::format::to_text(&other),
-                            };
-                            let value = match &value_lambda {
-                                Some(lambda) => self.apply(lambda, vec![item.clone()], site)?,
-                                None => item.clone(),
-                            };
-                            groups.entry(key).or_default().push(value);
+                        "sort" => {
+                            let lambda = lambda_at(1)?;
+                            // Stable insertion sort; the predicate returns true when `a` goes first.
+                            let mut sorted: Vec<Value> = Vec::with_capacity(items.len());
+                            for item in items {
+                                let mut position = sorted.len();
+                                while position > 0 {
+                                    let before = self.apply(
+                                        &lambda,
+                                        vec![item.clone(), sorted[position - 1].clone()],
+                                        site,
+                                    )?;
+                                    match before {
+                                        Value::Bool(true) => position -= 1,
+                                        Value::Bool(false) => break,
+                                        Value::Unknown(unknown) => {
+                                            return Ok(residual_from(call, &unknown))
+                                        }
+                                        other => {
+                                            return Err(self
+                                                .lambda_result_error(site, call, "a bool", &other))
+                                        }
+                                    }
+                                }
+                                sorted.insert(position, item.clone());
+                            }
+                            Value::Array(sorted)
                         }
-                        let mut object = Object::new();
-                        for (key, values) in groups {
-                            object.insert(key, Value::Array(values));
+                        "toobject" => {
+                            let key_lambda = lambda_at(1)?;
+                            let value_lambda = if call.args.len() == 3 {
+                                Some(lambda_at(2)?)
+                            } else {
+                                None
+                            };
+                            let mut object = Object::new();
+                            for item in items {
+                                let key = match self.apply(&key_lambda, vec![item.clone()], site)? {
+                                    Value::String(key) => key,
+                                    Value::Unknown(unknown) => {
+                                        return Ok(residual_from(call, &unknown))
+                                    }
+                                    other => {
+                                        return Err(self
+                                            .lambda_result_error(site, call, "a string", &other))
+                                    }
+                                };
+                                let value = match &value_lambda {
+                                    Some(lambda) => self.apply(lambda, vec![item.clone()], site)?,
+                                    None => item.clone(),
+                                };
+                                object.insert(key, value);
+                            }
+                            Value::Object(object)
                         }
-                        Value::Object(object)
+                        _ => {
+                            let key_lambda = lambda_at(1)?;
+                            let value_lambda = if call.args.len() == 3 {
+                                Some(lambda_at(2)?)
+                            } else {
+                                None
+                            };
+                            let mut groups: indexmap::IndexMap<String, Vec<Value>> =
+                                indexmap::IndexMap::new();
+                            for item in items {
+                                let key = match self.apply(&key_lambda, vec![item.clone()], site)? {
+                                    Value::String(key) => key,
+                                    Value::Unknown(unknown) => {
+                                        return Ok(residual_from(call, &unknown))
+                                    }
+                                    other => crate::format::to_text(&other),
+                                };
+                                let value = match &value_lambda {
+                                    Some(lambda) => self.apply(lambda, vec![item.clone()], site)?,
+                                    None => item.clone(),
+                                };
+                                groups.entry(key).or_default().push(value);
+                            }
+                            let mut object = Object::new();
+                            for (key, values) in groups {
+                                object.insert(key, Value::Array(values));
+                            }
+                            Value::Object(object)
+                        }
                     }
                 }
-            }
-            _ => {
-                let Value::Object(object) = &input else {
-                    return Err(wrong_input("an object"));
-                };
-                let lambda = lambda_at(1)?;
-                let mut out = Object::new();
-                for (key, value) in object.iter() {
-                    out.insert(key.clone(), self.apply(&lambda, vec![value.clone()], site)?);
+                _ => {
+                    let Value::Object(object) = &input else {
+                        return Err(wrong_input("an object"));
+                    };
+                    let lambda = lambda_at(1)?;
+                    let mut out = Object::new();
+                    for (key, value) in object.iter() {
+                        out.insert(key.clone(), self.apply(&lambda, vec![value.clone()], site)?);
+                    }
+                    Value::Object(out)
                 }
-                Value::Object(out)
-            }
-        };
+            };
         Ok(result)
     }
 
-    fn lambda_result_error(&self, site: &Site<'_>, call: &Call, expected: &str, found: &Value) -> Error {
+    fn lambda_result_error(
+        &self,
+        site: &Site<'_>,
+        call: &Call,
+        expected: &str,
+        found: &Value,
+    ) -> Error {
         self.fail(
             site,
             call,
             FnError::new(
-                format!("the lambda of `{}` must return {expected}, found {}", call.name, found.type_name()),
+                format!(
+                    "the lambda of `{}` must return {expected}, found {}",
+                    call.name,
+                    found.type_name()
+                ),
                 format!("make the lambda return {expected}"),
             ),
         )
     }
 
-    fn apply(&self, lambda: &Lambda<'_>, values: Vec<Value>, site: &Site<'_>) -> Result<Value, Error> {
+    fn apply(
+        &self,
+        lambda: &Lambda<'_>,
+        values: Vec<Value>,
+        site: &Site<'_>,
+    ) -> Result<Value, Error> {
         let mut inner = self.clone();
         for (parameter, value) in lambda.parameters.iter().zip(values) {
             inner.lambdas.push((parameter.clone(), value));
@@ -732,12 +849,18 @@ impl<'a> Ctx<'a> {
                 .or_else(|| self.copy.last()),
         };
         match frame {
-            Some(frame) => frame.index.checked_add(offset).map(Value::Int).ok_or_else(|| {
-                FnError::new("`copyIndex` offset overflows", "use a smaller offset")
-            }),
+            Some(frame) => frame
+                .index
+                .checked_add(offset)
+                .map(Value::Int)
+                .ok_or_else(|| {
+                    FnError::new("`copyIndex` offset overflows", "use a smaller offset")
+                }),
             None => Err(FnError::new(
                 match loop_name {
-                    Some(name) => format!("there is no copy loop named `{name}` around this `copyIndex`"),
+                    Some(name) => {
+                        format!("there is no copy loop named `{name}` around this `copyIndex`")
+                    }
                     None => "`copyIndex()` is only valid inside a copy loop".to_owned(),
                 },
                 "use `copyIndex()` inside a resource, property, variable or output `copy`",
@@ -758,7 +881,10 @@ impl<'a> Ctx<'a> {
             )),
         );
         group.insert("name", Value::String(scope.resource_group.clone()));
-        group.insert("type", Value::String("Microsoft.Resources/resourceGroups".to_owned()));
+        group.insert(
+            "type",
+            Value::String("Microsoft.Resources/resourceGroups".to_owned()),
+        );
         group.insert("location", Value::String(scope.location.clone()));
         group.insert("properties", Value::Object(properties));
         Value::Object(group)
@@ -767,12 +893,21 @@ impl<'a> Ctx<'a> {
     fn subscription(&self) -> Value {
         let scope = &self.tpl.scope;
         let mut subscription = Object::new();
-        subscription.insert("id", Value::String(format!("/subscriptions/{}", scope.subscription_id)));
-        subscription.insert("subscriptionId", Value::String(scope.subscription_id.clone()));
+        subscription.insert(
+            "id",
+            Value::String(format!("/subscriptions/{}", scope.subscription_id)),
+        );
+        subscription.insert(
+            "subscriptionId",
+            Value::String(scope.subscription_id.clone()),
+        );
         subscription.insert("tenantId", Value::String(scope.tenant_id.clone()));
         subscription.insert(
             "displayName",
-            unknown("subscription().displayName".to_owned(), UnknownCause::DeploymentMetadata),
+            unknown(
+                "subscription().displayName".to_owned(),
+                UnknownCause::DeploymentMetadata,
+            ),
         );
         Value::Object(subscription)
     }
@@ -782,8 +917,20 @@ impl<'a> Ctx<'a> {
         let mut tenant = Object::new();
         tenant.insert("id", Value::String(format!("/tenants/{}", scope.tenant_id)));
         tenant.insert("tenantId", Value::String(scope.tenant_id.clone()));
-        tenant.insert("countryCode", unknown("tenant().countryCode".to_owned(), UnknownCause::DeploymentMetadata));
-        tenant.insert("displayName", unknown("tenant().displayName".to_owned(), UnknownCause::DeploymentMetadata));
+        tenant.insert(
+            "countryCode",
+            unknown(
+                "tenant().countryCode".to_owned(),
+                UnknownCause::DeploymentMetadata,
+            ),
+        );
+        tenant.insert(
+            "displayName",
+            unknown(
+                "tenant().displayName".to_owned(),
+                UnknownCause::DeploymentMetadata,
+            ),
+        );
         Value::Object(tenant)
     }
 
@@ -802,18 +949,27 @@ impl<'a> Ctx<'a> {
                 // not known, so the link stays unknown rather than missing.
                 properties.insert(
                     "templateLink",
-                    unknown("deployment().properties.templateLink".to_owned(), UnknownCause::DeploymentMetadata),
+                    unknown(
+                        "deployment().properties.templateLink".to_owned(),
+                        UnknownCause::DeploymentMetadata,
+                    ),
                 );
                 properties.insert("template", Value::Object(template));
                 properties.insert(
                     "templateHash",
-                    unknown("deployment().properties.templateHash".to_owned(), UnknownCause::DeploymentMetadata),
+                    unknown(
+                        "deployment().properties.templateHash".to_owned(),
+                        UnknownCause::DeploymentMetadata,
+                    ),
                 );
                 properties.insert("parameters", Value::Object(Object::new()));
                 properties.insert("mode", Value::String("Incremental".to_owned()));
                 properties.insert("provisioningState", Value::String("Accepted".to_owned()));
                 let mut deployment = Object::new();
-                deployment.insert("name", Value::String(self.tpl.scope.deployment_name.clone()));
+                deployment.insert(
+                    "name",
+                    Value::String(self.tpl.scope.deployment_name.clone()),
+                );
                 deployment.insert("properties", Value::Object(properties));
                 if self.tpl.level != crate::eval::ScopeLevel::ResourceGroup {
                     deployment.insert("location", Value::String(self.tpl.scope.location.clone()));
@@ -835,12 +991,18 @@ impl<'a> Ctx<'a> {
             }
             "tenantresourceid" => (String::new(), &strings[..]),
             _ => {
-                let type_position = strings.iter().position(|text| text.contains('/')).ok_or_else(|| {
-                    FnError::new(
-                        format!("`{}` needs a resource type such as `Microsoft.Web/sites`", arguments.name),
-                        "pass the resource type, then one name per type segment",
-                    )
-                })?;
+                let type_position = strings
+                    .iter()
+                    .position(|text| text.contains('/'))
+                    .ok_or_else(|| {
+                        FnError::new(
+                            format!(
+                                "`{}` needs a resource type such as `Microsoft.Web/sites`",
+                                arguments.name
+                            ),
+                            "pass the resource type, then one name per type segment",
+                        )
+                    })?;
                 let leading = &strings[..type_position];
                 let prefix = match (name, leading) {
                     ("resourceid", []) => scope_prefix(self.tpl, None, None),
@@ -848,8 +1010,12 @@ impl<'a> Ctx<'a> {
                     ("resourceid", [subscription, group]) => {
                         scope_prefix(self.tpl, Some(subscription), Some(group))
                     }
-                    ("subscriptionresourceid", []) => format!("/subscriptions/{}", scope.subscription_id),
-                    ("subscriptionresourceid", [subscription]) => format!("/subscriptions/{subscription}"),
+                    ("subscriptionresourceid", []) => {
+                        format!("/subscriptions/{}", scope.subscription_id)
+                    }
+                    ("subscriptionresourceid", [subscription]) => {
+                        format!("/subscriptions/{subscription}")
+                    }
                     // NOTE: the root management group's name equals the tenant id; other
                     // management groups must be named explicitly.
                     ("managementgroupresourceid", []) => format!(
@@ -859,12 +1025,13 @@ impl<'a> Ctx<'a> {
                     ("managementgroupresourceid", [group]) => {
                         format!("/providers/Microsoft.Management/managementGroups/{group}")
                     }
-                    _ => {
-                        return Err(FnError::new(
-                            format!("`{}` got too many arguments before the resource type", arguments.name),
-                            "pass at most the subscription id and resource group name before the type",
-                        ))
-                    }
+                    _ => return Err(FnError::new(
+                        format!(
+                            "`{}` got too many arguments before the resource type",
+                            arguments.name
+                        ),
+                        "pass at most the subscription id and resource group name before the type",
+                    )),
                 };
                 (prefix, &strings[type_position..])
             }
@@ -875,7 +1042,10 @@ impl<'a> Ctx<'a> {
                 "pass the resource type, then one name per type segment",
             ));
         };
-        let type_segments = resource_type.split('/').filter(|segment| !segment.is_empty()).count();
+        let type_segments = resource_type
+            .split('/')
+            .filter(|segment| !segment.is_empty())
+            .count();
         let name_segments: Vec<&str> = names
             .iter()
             .flat_map(|name| name.split('/'))
@@ -917,24 +1087,35 @@ impl<'a> Ctx<'a> {
         call: &Call,
         args: &[Value],
         site: &Site<'_>,
-    ) -> Result<(Value, Option<(UnknownCause, bool)>), Error> {
+    ) -> Result<(Value, Option<Lenient>), Error> {
         self.runtime_check(call, site)?;
-        let lenient = Some((UnknownCause::Reference, false));
+        let expression = render_call(call, args);
+        let lenient = Some(Lenient {
+            cause: UnknownCause::Reference,
+            secret: false,
+            head: expression.clone(),
+        });
         if let Some(residual) = residual_unknown(call, "reference", args) {
             return Ok((residual, lenient));
         }
-        let arguments = Args { name: &call.name, args };
-        arguments.between(1, 3).map_err(|e| self.fail(site, call, e))?;
+        let arguments = Args {
+            name: &call.name,
+            args,
+        };
+        arguments
+            .between(1, 3)
+            .map_err(|e| self.fail(site, call, e))?;
         let target = arguments.str(0).map_err(|e| self.fail(site, call, e))?;
         let api_version = args.get(1).and_then(Value::as_str);
         let full = args
             .get(2)
             .and_then(Value::as_str)
             .is_some_and(|mode| mode.eq_ignore_ascii_case("full"));
-        let expression = render_call(call, args);
 
         if let Some(index) = self.declared_target(target, call, site)? {
-            let run = self.run.map(|run| run.reference_value(index, api_version, full, &expression));
+            let run = self
+                .run
+                .map(|run| run.reference_value(index, api_version, full, &expression));
             return Ok((run.unwrap_or(Value::Null), lenient));
         }
         let request = ReferenceRequest {
@@ -953,7 +1134,12 @@ impl<'a> Ctx<'a> {
 
     /// Finds and evaluates the declared resource a `reference()`/`list*()` names, and records
     /// the implicit dependency.
-    fn declared_target(&self, target: &str, call: &Call, site: &Site<'_>) -> Result<Option<usize>, Error> {
+    fn declared_target(
+        &self,
+        target: &str,
+        call: &Call,
+        site: &Site<'_>,
+    ) -> Result<Option<usize>, Error> {
         let Some(run) = self.run else {
             return Ok(None);
         };
@@ -977,8 +1163,13 @@ impl<'a> Ctx<'a> {
 
     fn fn_references(&self, call: &Call, args: &[Value], site: &Site<'_>) -> Result<Value, Error> {
         self.runtime_check(call, site)?;
-        let arguments = Args { name: &call.name, args };
-        arguments.between(1, 2).map_err(|e| self.fail(site, call, e))?;
+        let arguments = Args {
+            name: &call.name,
+            args,
+        };
+        arguments
+            .between(1, 2)
+            .map_err(|e| self.fail(site, call, e))?;
         let symbolic = arguments.str(0).map_err(|e| self.fail(site, call, e))?;
         let full = args
             .get(1)
@@ -1007,15 +1198,24 @@ impl<'a> Ctx<'a> {
         call: &Call,
         args: &[Value],
         site: &Site<'_>,
-    ) -> Result<(Value, Option<(UnknownCause, bool)>), Error> {
+    ) -> Result<(Value, Option<Lenient>), Error> {
         self.runtime_check(call, site)?;
-        let lenient = Some((UnknownCause::List, true));
         let expression = render_call(call, args);
+        let lenient = Some(Lenient {
+            cause: UnknownCause::List,
+            secret: true,
+            head: expression.clone(),
+        });
         if args.iter().take(2).any(Value::is_unknown) {
             return Ok((unknown_secret(expression), lenient));
         }
-        let arguments = Args { name: &call.name, args };
-        arguments.between(2, 3).map_err(|e| self.fail(site, call, e))?;
+        let arguments = Args {
+            name: &call.name,
+            args,
+        };
+        arguments
+            .between(2, 3)
+            .map_err(|e| self.fail(site, call, e))?;
         let id = arguments.str(0).map_err(|e| self.fail(site, call, e))?;
         let api_version = arguments.str(1).map_err(|e| self.fail(site, call, e))?;
         let body = args.get(2);
@@ -1042,10 +1242,18 @@ impl<'a> Ctx<'a> {
                 declared: None,
             }),
         };
-        Ok((answer.unwrap_or_else(|| unknown_secret(expression)), lenient))
+        Ok((
+            answer.unwrap_or_else(|| unknown_secret(expression)),
+            lenient,
+        ))
     }
 
-    fn call_user_function(&self, call: &Call, args: Vec<Value>, site: &Site<'_>) -> Result<Value, Error> {
+    fn call_user_function(
+        &self,
+        call: &Call,
+        args: Vec<Value>,
+        site: &Site<'_>,
+    ) -> Result<Value, Error> {
         if let Some(residual) = residual_unknown(call, "", &args) {
             return Ok(residual);
         }
@@ -1062,7 +1270,9 @@ impl<'a> Ctx<'a> {
         let Some((namespace, member)) = call.name.split_once('.') else {
             return Err(not_found());
         };
-        let (definition, path) = self.find_user_function(namespace, member).ok_or_else(not_found)?;
+        let (definition, path) = self
+            .find_user_function(namespace, member)
+            .ok_or_else(not_found)?;
         if self.depth >= MAX_CALL_DEPTH {
             return Err(self.fail(
                 site,
@@ -1101,7 +1311,10 @@ impl<'a> Ctx<'a> {
             .map(|name| name.to_ascii_lowercase())
             .zip(args)
             .collect();
-        let Some(output) = definition.get("output").and_then(|output| output.get("value")) else {
+        let Some(output) = definition
+            .get("output")
+            .and_then(|output| output.get("value"))
+        else {
             return Ok(Value::Null);
         };
         let output_path = path_key(&path_key(&path, "output"), "value");
@@ -1143,6 +1356,15 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Marks the result of `reference()`/`list*()`: a property the value lacks is a runtime
+/// property, so reading it yields an unknown value instead of an error.
+struct Lenient {
+    cause: UnknownCause,
+    secret: bool,
+    /// The call rendered with evaluated arguments.
+    head: String,
+}
+
 struct Lambda<'e> {
     parameters: Vec<String>,
     body: &'e Expr,
@@ -1166,7 +1388,7 @@ fn lambda_parts(expr: &Expr) -> Option<Lambda<'_>> {
     Some(Lambda { parameters, body })
 }
 
-/// A property copy is a `copy` array whose entries have `name` and `input`.
+/// Returns true for a property copy: a `copy` array whose entries have `name` and `input`.
 fn is_property_copy(node: &Node) -> bool {
     node.as_array().is_some_and(|entries| {
         !entries.is_empty()
@@ -1196,7 +1418,9 @@ fn residual_unknown(call: &Call, name: &str, args: &[Value]) -> Option<Value> {
         Value::Unknown(unknown) => Some(unknown),
         _ => None,
     })?;
-    let secret = args.iter().any(|arg| matches!(arg, Value::Unknown(unknown) if unknown.secret));
+    let secret = args
+        .iter()
+        .any(|arg| matches!(arg, Value::Unknown(unknown) if unknown.secret));
     Some(Value::Unknown(Unknown {
         expression: render_call(call, args),
         cause: first.cause.clone(),
@@ -1212,13 +1436,13 @@ fn residual_from(call: &Call, cause: &Unknown) -> Value {
     })
 }
 
-/// The call with evaluated arguments rendered as expressions, without accessors.
+/// Renders the call with its evaluated arguments as expressions, without accessors.
 fn render_call(call: &Call, args: &[Value]) -> String {
     let parts: Vec<String> = args.iter().map(to_expression).collect();
     format!("{}({})", call.name, parts.join(", "))
 }
 
-/// The call as written, without accessors.
+/// Renders the call as written, without accessors.
 fn plain_call_text(call: &Call) -> String {
     let bare = Call {
         name: call.name.clone(),
@@ -1229,25 +1453,13 @@ fn plain_call_text(call: &Call) -> String {
     Expr::Call(Box::new(bare)).to_string()
 }
 
-/// The residual text of `current` after `applied` accessors of `call`.
-fn residual_text(current: &Value, call: &Call, applied: usize) -> String {
-    if let Value::Unknown(unknown) = current {
-        return unknown.expression.clone();
-    }
-    let partial = Call {
-        name: call.name.clone(),
-        args: call.args.clone(),
-        accessors: call.accessors[..applied].to_vec(),
-        offset: call.offset,
-    };
-    Expr::Call(Box::new(partial)).to_string()
-}
-
 fn accessor_text(key: &Value) -> String {
     match key {
         Value::String(name)
             if !name.is_empty()
-                && name.chars().all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$') =>
+                && name
+                    .chars()
+                    .all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$') =>
         {
             format!(".{name}")
         }
@@ -1259,7 +1471,11 @@ fn property_list(object: &Object) -> String {
     if object.is_empty() {
         return "none".to_owned();
     }
-    let mut names: Vec<String> = object.iter().take(10).map(|(key, _)| format!("`{key}`")).collect();
+    let mut names: Vec<String> = object
+        .iter()
+        .take(10)
+        .map(|(key, _)| format!("`{key}`"))
+        .collect();
     if object.len() > 10 {
         names.push("...".to_owned());
     }
@@ -1308,7 +1524,10 @@ fn environment() -> Value {
     let mut suffixes = Object::new();
     for (key, value) in [
         ("acrLoginServer", ".azurecr.io"),
-        ("azureDatalakeAnalyticsCatalogAndJob", "azuredatalakeanalytics.net"),
+        (
+            "azureDatalakeAnalyticsCatalogAndJob",
+            "azuredatalakeanalytics.net",
+        ),
         ("azureDatalakeStoreFileSystem", "azuredatalakestore.net"),
         ("azureFrontDoorEndpointSuffix", "azurefd.net"),
         ("keyvaultDns", ".vault.azure.net"),

@@ -20,7 +20,11 @@ impl Prefix {
         if self.length == 0 {
             return 0;
         }
-        let all = if self.width == 32 { u128::from(u32::MAX) } else { u128::MAX };
+        let all = if self.width == 32 {
+            u128::from(u32::MAX)
+        } else {
+            u128::MAX
+        };
         (all >> (self.width - self.length)) << (self.width - self.length)
     }
 
@@ -29,7 +33,11 @@ impl Prefix {
     }
 
     fn last(&self) -> u128 {
-        let all = if self.width == 32 { u128::from(u32::MAX) } else { u128::MAX };
+        let all = if self.width == 32 {
+            u128::from(u32::MAX)
+        } else {
+            u128::MAX
+        };
         self.network() | (all & !self.mask())
     }
 
@@ -73,7 +81,10 @@ pub(crate) fn parse_cidr(call: &Args<'_>) -> FnResult {
     let (network, last) = (prefix.network(), prefix.last());
     let mut object = Object::new();
     object.insert("network", Value::String(ip_text(prefix.address(network))));
-    object.insert("netmask", Value::String(ip_text(prefix.address(prefix.mask()))));
+    object.insert(
+        "netmask",
+        Value::String(ip_text(prefix.address(prefix.mask()))),
+    );
     if prefix.width == 32 {
         object.insert("broadcast", Value::String(ip_text(prefix.address(last))));
         let (first, final_usable) = if prefix.length >= 31 {
@@ -82,10 +93,16 @@ pub(crate) fn parse_cidr(call: &Args<'_>) -> FnResult {
             (network + 1, last - 1)
         };
         object.insert("firstUsable", Value::String(ip_text(prefix.address(first))));
-        object.insert("lastUsable", Value::String(ip_text(prefix.address(final_usable))));
+        object.insert(
+            "lastUsable",
+            Value::String(ip_text(prefix.address(final_usable))),
+        );
     } else {
         // IPv6 has no broadcast address; the first usable address is the network address.
-        object.insert("firstUsable", Value::String(ip_text(prefix.address(network))));
+        object.insert(
+            "firstUsable",
+            Value::String(ip_text(prefix.address(network))),
+        );
         object.insert("lastUsable", Value::String(ip_text(prefix.address(last))));
     }
     object.insert("cidr", Value::Int(i64::from(prefix.length)));
@@ -101,7 +118,10 @@ pub(crate) fn cidr_subnet(call: &Args<'_>) -> FnResult {
         .filter(|length| *length >= prefix.length && *length <= prefix.width);
     let Some(new_length) = valid_length else {
         return Err(FnError::new(
-            format!("`cidrSubnet` prefix length `{new_length}` must be between {} and {}", prefix.length, prefix.width),
+            format!(
+                "`cidrSubnet` prefix length `{new_length}` must be between {} and {}",
+                prefix.length, prefix.width
+            ),
             "pass a longer prefix than the network's",
         ));
     };
@@ -128,7 +148,9 @@ pub(crate) fn cidr_host(call: &Args<'_>) -> FnResult {
     let prefix = parse(call, 0)?;
     let index = call.int(1)?;
     // IPv4 skips the network address; IPv6 host 0 is `network + 1` as well in the docs.
-    let host = u128::try_from(index).ok().map(|index| prefix.network() + index + 1);
+    let host = u128::try_from(index)
+        .ok()
+        .and_then(|index| prefix.network().checked_add(index)?.checked_add(1));
     let usable_last = if prefix.width == 32 && prefix.length < 31 {
         prefix.last() - 1
     } else {
@@ -184,11 +206,21 @@ mod tests {
 
     #[test]
     fn cidr_subnet_vectors() {
-        for (index, expected) in ["10.144.0.0/24", "10.144.1.0/24", "10.144.3.0/24"].iter().zip([0, 1, 3]).map(|(e, i)| (i, *e)) {
-            let result = call("cidrsubnet", &[text("10.144.0.0/20"), Value::Int(24), Value::Int(index)]);
+        for (index, expected) in ["10.144.0.0/24", "10.144.1.0/24", "10.144.3.0/24"]
+            .iter()
+            .zip([0, 1, 3])
+            .map(|(e, i)| (i, *e))
+        {
+            let result = call(
+                "cidrsubnet",
+                &[text("10.144.0.0/20"), Value::Int(24), Value::Int(index)],
+            );
             assert_eq!(result.unwrap(), text(expected));
         }
-        let v6 = call("cidrsubnet", &[text("fdad:3236:5555::/48"), Value::Int(52), Value::Int(1)]);
+        let v6 = call(
+            "cidrsubnet",
+            &[text("fdad:3236:5555::/48"), Value::Int(52), Value::Int(1)],
+        );
         assert_eq!(v6.unwrap(), text("fdad:3236:5555:1000::/52"));
     }
 
@@ -198,13 +230,22 @@ mod tests {
         assert_eq!(first.unwrap(), text("10.144.3.1"));
         let fifth = call("cidrhost", &[text("10.144.3.0/24"), Value::Int(4)]);
         assert_eq!(fifth.unwrap(), text("10.144.3.5"));
-        let v6 = call("cidrhost", &[text("fdad:3236:5555:3000::/52"), Value::Int(0)]);
+        let v6 = call(
+            "cidrhost",
+            &[text("fdad:3236:5555:3000::/52"), Value::Int(0)],
+        );
         assert_eq!(v6.unwrap(), text("fdad:3236:5555:3000::1"));
         assert!(call("cidrhost", &[text("10.144.3.0/24"), Value::Int(254)]).is_err());
+        let top = text("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128");
+        assert!(call("cidrhost", &[top, Value::Int(5)]).is_err());
     }
 
     #[test]
     fn cidr_subnet_rejects_short_prefix() {
-        assert!(call("cidrsubnet", &[text("10.144.0.0/20"), Value::Int(16), Value::Int(0)]).is_err());
+        assert!(call(
+            "cidrsubnet",
+            &[text("10.144.0.0/20"), Value::Int(16), Value::Int(0)]
+        )
+        .is_err());
     }
 }

@@ -59,7 +59,11 @@ fn parse_time(call: &Args<'_>, index: usize) -> Result<DateTime<Utc>, FnError> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
-    for pattern in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y%m%dT%H%M%SZ"] {
+    for pattern in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y%m%dT%H%M%SZ",
+    ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, pattern) {
             return Ok(Utc.from_utc_datetime(&naive));
         }
@@ -134,7 +138,10 @@ pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> String {
     let mut index = 0;
     while index < chars.len() {
         let ch = chars[index];
-        let run = chars[index..].iter().take_while(|next| **next == ch).count();
+        let run = chars[index..]
+            .iter()
+            .take_while(|next| **next == ch)
+            .count();
         match ch {
             '\'' | '"' => {
                 let closing = chars[index + 1..].iter().position(|next| *next == ch);
@@ -192,7 +199,7 @@ mod tests {
         // Azure/bicep EvaluationTests: dateTimeFromEpoch(1680224438) then dateTimeAdd P1D.
         let text = call("datetimefromepoch", &[Value::Int(1_680_224_438)]).unwrap();
         assert_eq!(text, Value::String("2023-03-31T01:00:38Z".to_owned()));
-        let back = call("datetimetoepoch", &[text.clone()]).unwrap();
+        let back = call("datetimetoepoch", std::slice::from_ref(&text)).unwrap();
         assert_eq!(back, Value::Int(1_680_224_438));
         let next = call("datetimeadd", &[text, Value::String("P1D".to_owned())]).unwrap();
         assert_eq!(next, Value::String("2023-04-01T01:00:38Z".to_owned()));
@@ -202,7 +209,10 @@ mod tests {
     fn epoch_psrule_vectors() {
         let text = call("datetimefromepoch", &[Value::Int(1_683_040_573)]).unwrap();
         assert_eq!(text, Value::String("2023-05-02T15:16:13Z".to_owned()));
-        let seconds = call("datetimetoepoch", &[Value::String("2020-04-07T14:53:14Z".to_owned())]);
+        let seconds = call(
+            "datetimetoepoch",
+            &[Value::String("2020-04-07T14:53:14Z".to_owned())],
+        );
         assert_eq!(seconds.unwrap(), Value::Int(1_586_271_194));
     }
 
@@ -216,8 +226,15 @@ mod tests {
             ("P1MT30M", "2020-05-07T15:23:14Z"),
         ];
         for (duration, expected) in cases {
-            let result = call("datetimeadd", &[base.clone(), Value::String(duration.to_owned())]);
-            assert_eq!(result.unwrap(), Value::String(expected.to_owned()), "{duration}");
+            let result = call(
+                "datetimeadd",
+                &[base.clone(), Value::String(duration.to_owned())],
+            );
+            assert_eq!(
+                result.unwrap(),
+                Value::String(expected.to_owned()),
+                "{duration}"
+            );
         }
     }
 

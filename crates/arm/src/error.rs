@@ -61,7 +61,7 @@ pub struct Located {
     pub code: &'static str,
     /// Lowercase one-line description naming the value in backticks.
     pub message: String,
-    /// What to do next.
+    /// Next step for the user.
     pub help: String,
     pub location: SourceLocation,
     pub source_code: NamedSource<Arc<String>>,
@@ -122,7 +122,7 @@ impl Error {
         }
     }
 
-    /// The located payload, or `None` for [`Error::Io`].
+    /// Returns the located payload, or `None` for [`Error::Io`].
     pub fn located_payload(&self) -> Option<&Located> {
         match self {
             Error::Io { .. } => None,
@@ -135,12 +135,12 @@ impl Error {
         }
     }
 
-    /// Where the error points, or `None` for [`Error::Io`].
+    /// Returns the location the error points at, or `None` for [`Error::Io`].
     pub fn location(&self) -> Option<&SourceLocation> {
         self.located_payload().map(|located| &located.location)
     }
 
-    /// The message without the location suffix.
+    /// Returns the message without the location suffix.
     pub fn message(&self) -> String {
         match self.located_payload() {
             Some(located) => located.message.clone(),
@@ -148,7 +148,7 @@ impl Error {
         }
     }
 
-    /// The `help` text shown under the message.
+    /// Returns the `help` text shown under the message.
     pub fn help_text(&self) -> Option<&str> {
         self.located_payload().map(|located| located.help.as_str())
     }
@@ -169,10 +169,9 @@ impl miette::Diagnostic for Located {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(miette::LabeledSpan::new_with_span(
-            Some("here".to_owned()),
-            self.span,
-        ))))
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(Some("here".to_owned()), self.span),
+        )))
     }
 }
 

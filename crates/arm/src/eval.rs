@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind};
 use crate::params::{key_vault_unknown, Parameters};
 use crate::provider::Provider;
 use crate::source::{path_index, path_key, Member, Node, NodeKind, Source};
-use crate::value::{Object, Unknown, UnknownCause, Value};
+use crate::value::{Object, Unknown, Value};
 use crate::{Scope, SourceLocation};
 
 /// Inputs of an evaluation.
@@ -42,7 +42,7 @@ pub struct Resource {
     pub body: Value,
     /// Full ids of the resources this one depends on, explicitly or through `reference()`.
     pub depends_on: Vec<String>,
-    /// Where the resource object is written.
+    /// Location of the resource object in the source.
     pub declared_at: SourceLocation,
     /// `existing: true` in a languageVersion 2.0 template: a reference, never deployed.
     pub existing: bool,
@@ -51,7 +51,7 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// The evaluated `properties` object, when present.
+    /// Returns the evaluated `properties` object, when present.
     pub fn properties(&self) -> Option<&Object> {
         self.body.get("properties").and_then(Value::as_object)
     }
@@ -78,8 +78,12 @@ pub struct Deployment {
     pub outputs: IndexMap<String, Value>,
     /// Nested deployments whose template is behind a URI or a template spec.
     pub unresolved_templates: Vec<UnresolvedTemplate>,
-    declarations: HashMap<(PathBuf, String), (Arc<Source>, Arc<Node>)>,
+    declarations: Declarations,
 }
+
+/// Syntax nodes of resource declarations, keyed by file and JSON path, for
+/// [`Deployment::locate`].
+type Declarations = HashMap<(PathBuf, String), (Arc<Source>, Arc<Node>)>;
 
 impl Deployment {
     /// Returns the location of the value at `path` (object keys and array indices as strings)
@@ -188,7 +192,9 @@ pub(crate) fn literal_value(node: &Node) -> Value {
         NodeKind::Int(number) => Value::Int(*number),
         NodeKind::Float(number) => Value::Float(*number),
         NodeKind::String(literal) => Value::String(literal.text.clone()),
-        NodeKind::Array(items) => Value::Array(items.iter().map(|item| literal_value(item)).collect()),
+        NodeKind::Array(items) => {
+            Value::Array(items.iter().map(|item| literal_value(item)).collect())
+        }
         NodeKind::Object(members) => {
             let mut object = Object::new();
             for member in members {
@@ -202,7 +208,7 @@ pub(crate) fn literal_value(node: &Node) -> Value {
 /// State shared by every template of one evaluation.
 pub(crate) struct Engine<'p> {
     pub provider: &'p dyn Provider,
-    declarations: RefCell<HashMap<(PathBuf, String), (Arc<Source>, Arc<Node>)>>,
+    declarations: RefCell<Declarations>,
     unresolved: RefCell<Vec<UnresolvedTemplate>>,
 }
 
@@ -263,7 +269,7 @@ pub(crate) struct TemplateInit<'a> {
     pub base_copy: Vec<CopyFrame>,
 }
 
-/// Where an expression is written, for errors.
+/// Location of an expression, for errors.
 #[derive(Clone, Debug)]
 pub(crate) struct Site<'s> {
     pub source: &'s Source,
@@ -280,7 +286,7 @@ impl Site<'_> {
         self.error_at(kind, None, message, help)
     }
 
-    /// Builds an error whose line and column are the string's; the underline points at
+    /// Builds an error whose line and column are those of the string. The underline points at
     /// `offset` inside the expression when the string maps one-to-one onto the file.
     pub fn error_at(
         &self,
@@ -351,7 +357,13 @@ impl<'a> Template<'a> {
     pub fn execute(
         &self,
         engine: &Engine<'_>,
-    ) -> Result<(Vec<Resource>, IndexMap<String, crate::resources::OutputValue>), Error> {
+    ) -> Result<
+        (
+            Vec<Resource>,
+            IndexMap<String, crate::resources::OutputValue>,
+        ),
+        Error,
+    > {
         if self.outer.is_none() {
             self.resolve_all_parameters(engine)?;
         }
@@ -434,14 +446,12 @@ impl<'a> Template<'a> {
             None => {}
         }
 
-        let declaration = self
-            .section("parameters")
-            .and_then(|(section, path)| {
-                section
-                    .value
-                    .member(name)
-                    .map(|member| (Arc::clone(&member.value), path_key(&path, &member.key.text)))
-            });
+        let declaration = self.section("parameters").and_then(|(section, path)| {
+            section
+                .value
+                .member(name)
+                .map(|member| (Arc::clone(&member.value), path_key(&path, &member.key.text)))
+        });
         let Some((declaration, declaration_path)) = declaration else {
             return Err(site.error(
                 ErrorKind::Function,
@@ -450,13 +460,17 @@ impl<'a> Template<'a> {
             ));
         };
 
-        self.params.borrow_mut().insert(key.clone(), Slot::InProgress);
+        self.params
+            .borrow_mut()
+            .insert(key.clone(), Slot::InProgress);
         self.resolving.borrow_mut().push(name.to_owned());
         let result = self.resolve_parameter(ctx, name, &declaration, &declaration_path);
         self.resolving.borrow_mut().pop();
         match result {
             Ok(value) => {
-                self.params.borrow_mut().insert(key, Slot::Done(value.clone()));
+                self.params
+                    .borrow_mut()
+                    .insert(key, Slot::Done(value.clone()));
                 Ok(value)
             }
             Err(error) => {
@@ -510,7 +524,9 @@ impl<'a> Template<'a> {
 
     /// Follows `$ref: "#/definitions/x"` (languageVersion 2.0) to the type definition.
     fn parameter_definition<'n>(&'n self, declaration: &'n Arc<Node>) -> &'n Arc<Node> {
-        let reference = declaration.get("$ref").and_then(|reference| reference.as_str());
+        let reference = declaration
+            .get("$ref")
+            .and_then(|reference| reference.as_str());
         let target = reference
             .and_then(|reference| reference.strip_prefix("#/definitions/"))
             .and_then(|name| self.root.get("definitions")?.get(name));
@@ -525,8 +541,8 @@ impl<'a> Template<'a> {
         site: &Site<'_>,
     ) -> Result<Value, Error> {
         if let Some(outer) = self.outer {
-            // NOTE: in outer scope the parent's variables apply; a variable declared only in
-            // the nested template is looked up there as a fallback, which is unverified.
+            // NOTE: in outer scope the parent's variables apply. A variable declared only in
+            // the nested template is looked up there as a fallback, and that is unverified.
             let outer_ctx = crate::call::Ctx::new(ctx.engine, outer, None);
             if outer.has_variable(name) || !self.has_variable(name) {
                 return outer.variable(&outer_ctx, name, site);
@@ -557,7 +573,9 @@ impl<'a> Template<'a> {
         self.resolving.borrow_mut().pop();
         match result {
             Ok(value) => {
-                self.vars.borrow_mut().insert(key, Slot::Done(value.clone()));
+                self.vars
+                    .borrow_mut()
+                    .insert(key, Slot::Done(value.clone()));
                 Ok(value)
             }
             Err(error) => {
@@ -633,9 +651,9 @@ fn variable_definition(section: &Node, name: &str, path: &str) -> Option<Variabl
     let entries = copy.value.as_array()?;
     entries.iter().enumerate().find_map(|(index, entry)| {
         let entry_name = entry.get("name")?.as_str()?;
-        entry_name.eq_ignore_ascii_case(name).then(|| {
-            VariableDefinition::Copy(Arc::clone(entry), path_index(&copy_path, index))
-        })
+        entry_name
+            .eq_ignore_ascii_case(name)
+            .then(|| VariableDefinition::Copy(Arc::clone(entry), path_index(&copy_path, index)))
     })
 }
 

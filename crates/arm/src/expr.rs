@@ -5,7 +5,7 @@
 //! (`.name` or `[expression]`). `true`, `false` and `null` are functions, not keywords.
 //! Source: <https://learn.microsoft.com/azure/azure-resource-manager/templates/template-expressions>.
 
-/// How a JSON string value is read.
+/// Kind of a JSON string value: literal text or an expression.
 #[derive(Debug, PartialEq)]
 pub(crate) enum StringForm<'s> {
     /// A plain string, after removing the `[[` escape when present.
@@ -14,8 +14,8 @@ pub(crate) enum StringForm<'s> {
     Expression(&'s str),
 }
 
-/// Classifies a JSON string: an expression starts with `[` and ends with `]`; a string that
-/// starts with `[[` is a literal without its first character (`"[[x]"` is `"[x]"`).
+/// Classifies a JSON string. An expression starts with `[` and ends with `]`. A string that
+/// starts with `[[` is a literal without its first character, so `"[[x]"` is `"[x]"`.
 pub(crate) fn classify(text: &str) -> StringForm<'_> {
     if text.len() < 2 || !text.starts_with('[') || !text.ends_with(']') {
         return StringForm::Literal(text.into());
@@ -212,7 +212,8 @@ fn scan(text: &str) -> Result<Vec<Token>, ParseError> {
                 end = index + 1;
             }
             let rest = &text[end..];
-            let float = (rest.starts_with('.') && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
+            let float = (rest.starts_with('.')
+                && rest[1..].starts_with(|c: char| c.is_ascii_digit()))
                 || rest.starts_with(['e', 'E']);
             if float {
                 return Err(ParseError {
@@ -459,20 +460,76 @@ mod tests {
     fn error_cases() {
         let cases = [
             ("concat('a", 7, "unterminated string literal in expression"),
-            ("add(1.5, 2)", 4, "floating point literals are not supported in expressions"),
-            ("f(", 2, "expected a string, an integer or a function call, found the end of the expression"),
-            ("'abc'[0]", 5, "unexpected `[` after the end of the expression"),
-            ("f() g()", 4, "unexpected identifier `g` after the end of the expression"),
+            (
+                "add(1.5, 2)",
+                4,
+                "floating point literals are not supported in expressions",
+            ),
+            (
+                "f(",
+                2,
+                "expected a string, an integer or a function call, found the end of the expression",
+            ),
+            (
+                "'abc'[0]",
+                5,
+                "unexpected `[` after the end of the expression",
+            ),
+            (
+                "f() g()",
+                4,
+                "unexpected identifier `g` after the end of the expression",
+            ),
             ("f(12a)", 2, "invalid number `12a`"),
-            ("f(99999999999)", 2, "integer literal `99999999999` is out of the 32-bit range"),
+            (
+                "f(99999999999)",
+                2,
+                "integer literal `99999999999` is out of the 32-bit range",
+            ),
             ("f(#)", 2, "unexpected character `#` in expression"),
-            ("f", 1, "expected `(` after the function name `f`, found the end of the expression"),
-            ("", 0, "expected a string, an integer or a function call, found the end of the expression"),
+            (
+                "f",
+                1,
+                "expected `(` after the function name `f`, found the end of the expression",
+            ),
+            (
+                "",
+                0,
+                "expected a string, an integer or a function call, found the end of the expression",
+            ),
         ];
         for (input, offset, message) in cases {
             let error = parse(input).unwrap_err();
             assert_eq!(error.message, message, "{input}");
             assert_eq!(error.offset, offset, "{input}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,64}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parse_never_panics_on_expression_alphabet(text in "[a-zA-Z0-9_$.,()\\[\\]' +-]{0,48}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn parsed_expressions_render_and_reparse(text in "[a-z]{1,6}\\(('[a-z ]{0,4}'|-?[0-9]{1,4})?\\)(\\.[a-z]{1,4})?") {
+            // Whatever parses renders back to text that parses to the same tree.
+            if let Ok(expr) = parse(&text) {
+                proptest::prop_assert_eq!(parse(&expr.to_string()).ok(), Some(expr));
+            }
+        }
+
+        #[test]
+        fn error_offsets_stay_inside_the_text(text in "\\PC{0,64}") {
+            if let Err(error) = parse(&text) {
+                proptest::prop_assert!(error.offset <= text.len());
+                proptest::prop_assert!(text.is_char_boundary(error.offset));
+            }
         }
     }
 

@@ -151,9 +151,9 @@ fn format_item(pattern: &str, item: &str, args: &[Value]) -> Result<String, Stri
     };
 
     if let Some(alignment) = alignment {
-        let width: i64 = alignment
-            .parse()
-            .map_err(|_| format!("format string `{pattern}` has an invalid alignment `{alignment}`"))?;
+        let width: i64 = alignment.parse().map_err(|_| {
+            format!("format string `{pattern}` has an invalid alignment `{alignment}`")
+        })?;
         let length = text.chars().count() as i64;
         let pad = (width.unsigned_abs() as i64 - length).max(0) as usize;
         if width > 0 {
@@ -207,7 +207,10 @@ fn format_float(number: f64, spec: &str) -> Result<String, String> {
     let text = match kind {
         'N' | 'n' => group_thousands(number, precision.unwrap_or(2)),
         'F' | 'f' => format!("{:.*}", precision.unwrap_or(2), number),
-        'P' | 'p' => format!("{} %", group_thousands(number * 100.0, precision.unwrap_or(2))),
+        'P' | 'p' => format!(
+            "{} %",
+            group_thousands(number * 100.0, precision.unwrap_or(2))
+        ),
         _ => float_text(number),
     };
     Ok(text)
@@ -250,7 +253,10 @@ fn group_thousands(number: f64, decimals: usize) -> String {
 }
 
 fn fixed_is_nonzero(integer: &str, fraction: Option<&str>) -> bool {
-    integer.chars().chain(fraction.unwrap_or("").chars()).any(|ch| ch.is_ascii_digit() && ch != '0')
+    integer
+        .chars()
+        .chain(fraction.unwrap_or("").chars())
+        .any(|ch| ch.is_ascii_digit() && ch != '0')
 }
 
 #[cfg(test)]
@@ -272,16 +278,31 @@ mod tests {
             Value::Int(12948),
             Value::String("hello!".to_owned()),
             object(&[("a", Value::String("b".to_owned())), ("!c", Value::Int(2))]),
-            Value::Array(vec![Value::Bool(true), Value::Int(2893), Value::String("abc".to_owned())]),
+            Value::Array(vec![
+                Value::Bool(true),
+                Value::Int(2893),
+                Value::String("abc".to_owned()),
+            ]),
         ];
         let text = composite_format(">{0}<>{1}<>{2}<>{3}<>{4}<", &args).unwrap();
-        assert_eq!(text, ">False<>12948<>hello!<>{'a':'b','!c':2}<>[true,2893,'abc']<");
+        assert_eq!(
+            text,
+            ">False<>12948<>hello!<>{'a':'b','!c':2}<>[true,2893,'abc']<"
+        );
     }
 
     #[test]
     fn format_numbers_and_bool() {
-        let args = [Value::Int(1), Value::Int(2), Value::Int(3), Value::Bool(true)];
-        assert_eq!(composite_format("{0}/{1}/{2}/{3}", &args).unwrap(), "1/2/3/True");
+        let args = [
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3),
+            Value::Bool(true),
+        ];
+        assert_eq!(
+            composite_format("{0}/{1}/{2}/{3}", &args).unwrap(),
+            "1/2/3/True"
+        );
     }
 
     #[test]
@@ -316,7 +337,10 @@ mod tests {
     fn text_renderings() {
         assert_eq!(to_text(&Value::Null), "");
         assert_eq!(to_text(&Value::Bool(true)), "True");
-        assert_eq!(to_text(&object(&[("valueA", Value::Int(10))])), "{\"valueA\":10}");
+        assert_eq!(
+            to_text(&object(&[("valueA", Value::Int(10))])),
+            "{\"valueA\":10}"
+        );
         assert_eq!(to_text(&Value::Float(1.5)), "1.5");
     }
 

@@ -82,7 +82,9 @@ pub(crate) fn call_pure(name: &str, args: &[Value]) -> Option<FnResult> {
             let mut keys: Vec<&String> = call.object(0)?.0.keys().collect();
             keys.sort_by_key(|key| ordinal_ignore_case_key(key));
             Ok(Value::Array(
-                keys.into_iter().map(|key| Value::String(key.clone())).collect(),
+                keys.into_iter()
+                    .map(|key| Value::String(key.clone()))
+                    .collect(),
             ))
         }),
         "items" => items(&call),
@@ -113,7 +115,9 @@ pub(crate) fn call_pure(name: &str, args: &[Value]) -> Option<FnResult> {
         "lessorequals" => compare(&call, |ordering| ordering.is_le()),
         "greater" => compare(&call, |ordering| ordering.is_gt()),
         "greaterorequals" => compare(&call, |ordering| ordering.is_ge()),
-        "not" => call.exactly(1).and_then(|()| Ok(Value::Bool(!call.bool(0)?))),
+        "not" => call
+            .exactly(1)
+            .and_then(|()| Ok(Value::Bool(!call.bool(0)?))),
         "bool" => to_bool(&call),
         "true" => call.exactly(0).map(|()| Value::Bool(true)),
         "false" => call.exactly(0).map(|()| Value::Bool(false)),
@@ -204,6 +208,13 @@ pub(crate) fn call_pure(name: &str, args: &[Value]) -> Option<FnResult> {
             cause: UnknownCause::Nondeterministic,
             secret: false,
         })),
+        "like" => call.exactly(2).and_then(|()| {
+            let (text, pattern) = (call.str(0)?, call.str(1)?);
+            Ok(Value::Bool(wildcard_match(
+                &fold_case(text).chars().collect::<Vec<_>>(),
+                &fold_case(pattern).chars().collect::<Vec<_>>(),
+            )))
+        }),
         "datetimefromepoch" => crate::dates::from_epoch(&call),
         "datetimetoepoch" => crate::dates::to_epoch(&call),
         "datetimeadd" => crate::dates::add(&call),
@@ -225,10 +236,8 @@ pub(crate) fn deep_equals(left: &Value, right: &Value) -> bool {
         }
         (Value::Object(a), Value::Object(b)) => {
             a.len() == b.len()
-                && a.iter().all(|(key, value)| {
-                    b.0.get(key)
-                        .is_some_and(|other| deep_equals(value, other))
-                })
+                && a.iter()
+                    .all(|(key, value)| b.0.get(key).is_some_and(|other| deep_equals(value, other)))
         }
         _ => left == right,
     }
@@ -379,7 +388,10 @@ fn concat(call: &Args<'_>) -> FnResult {
             "pass the arrays or strings to join",
         ));
     }
-    if call.args.iter().all(|arg| matches!(arg, Value::Array(_) | Value::Null))
+    if call
+        .args
+        .iter()
+        .all(|arg| matches!(arg, Value::Array(_) | Value::Null))
         && call.args.iter().any(|arg| matches!(arg, Value::Array(_)))
     {
         let mut out = Vec::new();
@@ -410,7 +422,7 @@ fn concat(call: &Args<'_>) -> FnResult {
 }
 
 fn create_object(call: &Args<'_>) -> FnResult {
-    if call.args.len() % 2 != 0 {
+    if !call.args.len().is_multiple_of(2) {
         return Err(FnError::new(
             format!(
                 "function `createObject` expects key/value pairs, but {} arguments were given",
@@ -456,7 +468,9 @@ fn first_or_last(call: &Args<'_>, first: bool) -> FnResult {
         Value::String(text) => {
             let units = utf16(text);
             let unit = if first { units.first() } else { units.last() };
-            Ok(Value::String(unit.map_or(String::new(), |unit| from_utf16(&[*unit]))))
+            Ok(Value::String(
+                unit.map_or(String::new(), |unit| from_utf16(&[*unit])),
+            ))
         }
         Value::Null => Ok(Value::Null),
         other => Err(call.type_error(0, "an array or a string", other)),
@@ -491,7 +505,11 @@ fn index_of(call: &Args<'_>, last: bool) -> FnResult {
                 .enumerate()
                 .filter(|(_, item)| deep_equals(item, &call.args[1]))
                 .map(|(index, _)| index as i64);
-            let found = if last { positions.last() } else { positions.next() };
+            let found = if last {
+                positions.next_back()
+            } else {
+                positions.next()
+            };
             Ok(Value::Int(found.unwrap_or(-1)))
         }
         Value::String(text) => {
@@ -499,7 +517,11 @@ fn index_of(call: &Args<'_>, last: bool) -> FnResult {
             let haystack = utf16(&fold_case(text));
             let needle = utf16(&fold_case(call.str(1)?));
             if needle.is_empty() {
-                let position = if last { haystack.len().saturating_sub(1) } else { 0 };
+                let position = if last {
+                    haystack.len().saturating_sub(1)
+                } else {
+                    0
+                };
                 return Ok(Value::Int(position as i64));
             }
             let mut matches = haystack
@@ -507,7 +529,11 @@ fn index_of(call: &Args<'_>, last: bool) -> FnResult {
                 .enumerate()
                 .filter(|(_, window)| *window == needle.as_slice())
                 .map(|(index, _)| index as i64);
-            let found = if last { matches.last() } else { matches.next() };
+            let found = if last {
+                matches.next_back()
+            } else {
+                matches.next()
+            };
             Ok(Value::Int(found.unwrap_or(-1)))
         }
         other => Err(call.type_error(0, "an array or a string", other)),
@@ -557,10 +583,7 @@ fn intersection(call: &Args<'_>) -> FnResult {
 
 fn union(call: &Args<'_>) -> FnResult {
     call.between(1, usize::MAX)?;
-    let arrays = call
-        .args
-        .iter()
-        .any(|arg| matches!(arg, Value::Array(_)));
+    let arrays = call.args.iter().any(|arg| matches!(arg, Value::Array(_)));
     if arrays {
         let mut out: Vec<Value> = Vec::new();
         for (index, arg) in call.args.iter().enumerate() {
@@ -612,13 +635,21 @@ fn skip_take(call: &Args<'_>, skip: bool) -> FnResult {
     match &call.args[0] {
         Value::Array(items) => {
             let count = count.min(items.len());
-            let slice = if skip { &items[count..] } else { &items[..count] };
+            let slice = if skip {
+                &items[count..]
+            } else {
+                &items[..count]
+            };
             Ok(Value::Array(slice.to_vec()))
         }
         Value::String(text) => {
             let units = utf16(text);
             let count = count.min(units.len());
-            let slice = if skip { &units[count..] } else { &units[..count] };
+            let slice = if skip {
+                &units[count..]
+            } else {
+                &units[..count]
+            };
             Ok(Value::String(from_utf16(slice)))
         }
         Value::Null => Ok(Value::Null),
@@ -635,13 +666,16 @@ fn range(call: &Args<'_>) -> FnResult {
             "pass a count between 0 and 10000",
         ));
     }
-    if start + count - 1 > i64::from(i32::MAX) {
+    let past_end = start.checked_add(count).unwrap_or(i64::MAX);
+    if past_end - 1 > i64::from(i32::MAX) {
         return Err(FnError::new(
             format!("`range({start}, {count})` goes past 2147483647"),
             "lower the start index or the count",
         ));
     }
-    Ok(Value::Array((start..start + count).map(Value::Int).collect()))
+    Ok(Value::Array(
+        (start..start + count).map(Value::Int).collect(),
+    ))
 }
 
 fn min_max(call: &Args<'_>, max: bool) -> FnResult {
@@ -665,7 +699,9 @@ fn min_max(call: &Args<'_>, max: bool) -> FnResult {
         };
         let better = match best {
             None => true,
-            Some(Value::Int(current)) => (number > *current as f64) == max && number != *current as f64,
+            Some(Value::Int(current)) => {
+                (number > *current as f64) == max && number != *current as f64
+            }
             Some(Value::Float(current)) => (number > *current) == max && number != *current,
             Some(_) => false,
         };
@@ -734,9 +770,10 @@ fn try_get(call: &Args<'_>) -> FnResult {
 fn step(base: &Value, key: &Value) -> Option<Value> {
     match (base, key) {
         (Value::Object(object), Value::String(name)) => object.get(name).cloned(),
-        (Value::Array(items), Value::Int(index)) => {
-            usize::try_from(*index).ok().and_then(|index| items.get(index)).cloned()
-        }
+        (Value::Array(items), Value::Int(index)) => usize::try_from(*index)
+            .ok()
+            .and_then(|index| items.get(index))
+            .cloned(),
         _ => None,
     }
 }
@@ -744,13 +781,11 @@ fn step(base: &Value, key: &Value) -> Option<Value> {
 fn index_from_end(call: &Args<'_>, lenient: bool) -> FnResult {
     call.exactly(2)?;
     let found = match (&call.args[0], &call.args[1]) {
-        (Value::Array(items), Value::Int(from_end)) if *from_end >= 1 => {
-            usize::try_from(*from_end)
-                .ok()
-                .and_then(|from_end| items.len().checked_sub(from_end))
-                .and_then(|index| items.get(index))
-                .cloned()
-        }
+        (Value::Array(items), Value::Int(from_end)) if *from_end >= 1 => usize::try_from(*from_end)
+            .ok()
+            .and_then(|from_end| items.len().checked_sub(from_end))
+            .and_then(|index| items.get(index))
+            .cloned(),
         _ => None,
     };
     match found {
@@ -888,7 +923,13 @@ fn json(call: &Args<'_>) -> FnResult {
 
 fn parse_json_text(call: &Args<'_>, text: &str) -> FnResult {
     // Newtonsoft, which the engine uses, also accepts single-quoted strings.
-    let node = parse_text(text, ReadOptions { single_quotes: true }).map_err(|failure| {
+    let node = parse_text(
+        text,
+        ReadOptions {
+            single_quotes: true,
+        },
+    )
+    .map_err(|failure| {
         FnError::new(
             format!(
                 "`{}` got invalid JSON `{}`: {}",
@@ -919,7 +960,10 @@ fn data_uri_to_string(call: &Args<'_>) -> FnResult {
     let text = call.str(0)?;
     let invalid = || {
         FnError::new(
-            format!("`dataUriToString` got an invalid data URI `{}`", shorten(text)),
+            format!(
+                "`dataUriToString` got an invalid data URI `{}`",
+                shorten(text)
+            ),
             "pass a URI such as `data:;base64,SGVsbG8=`",
         )
     };
@@ -998,6 +1042,14 @@ fn pad_left(call: &Args<'_>) -> FnResult {
     } else {
         ' '
     };
+    // NOTE: the engine's own limit on the width is not documented; this bound only keeps a
+    // template from exhausting memory.
+    if width > MAX_PAD_WIDTH {
+        return Err(FnError::new(
+            format!("`padLeft` width `{width}` is larger than {MAX_PAD_WIDTH}"),
+            "use a smaller total length",
+        ));
+    }
     let length = text.encode_utf16().count() as i64;
     let missing = (width - length).max(0) as usize;
     Ok(Value::String(format!(
@@ -1005,6 +1057,8 @@ fn pad_left(call: &Args<'_>) -> FnResult {
         pad.to_string().repeat(missing)
     )))
 }
+
+const MAX_PAD_WIDTH: i64 = 1_000_000;
 
 fn substring(call: &Args<'_>) -> FnResult {
     call.between(2, 3)?;
@@ -1062,6 +1116,28 @@ fn split(call: &Args<'_>) -> FnResult {
     }
     parts.push(Value::String(text[start..].to_owned()));
     Ok(Value::Array(parts))
+}
+
+/// Matches `*` wildcards (any run of characters) iteratively, backtracking to the last `*`.
+fn wildcard_match(text: &[char], pattern: &[char]) -> bool {
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|ch| *ch == '*')
 }
 
 /// Formats an IP address for CIDR results.

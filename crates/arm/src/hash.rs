@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn unique_string_azapi_provider() {
         // Azure/terraform-provider-azapi unique_string_function_test.go.
-        let parts = ["/subscriptions/00000000-0000-0000-0000-000000000000", "resource-id"];
+        let parts = [
+            "/subscriptions/00000000-0000-0000-0000-000000000000",
+            "resource-id",
+        ];
         assert_eq!(unique_string(&parts), "cwvxuqg24sifi");
     }
 
@@ -181,7 +184,10 @@ mod tests {
     #[test]
     fn guid_real_engine() {
         // Azure/bicep FunctionResolverTests.cs and baselines_bicepparam parameters.json.
-        assert_eq!(guid(&["foo", "bar", "baz"]), "2ed86837-7c7c-5eaa-9864-dd077fd19b0d");
+        assert_eq!(
+            guid(&["foo", "bar", "baz"]),
+            "2ed86837-7c7c-5eaa-9864-dd077fd19b0d"
+        );
         assert_eq!(guid(&["asdf"]), "228d27cc-6fdb-5934-b7ac-1efccebade04");
     }
 
@@ -214,13 +220,32 @@ mod tests {
     fn uuid_v5_known_answers() {
         // RFC 4122 v5 vectors from the OpenTofu `uuidv5` documentation page.
         let cases = [
-            (uuid::Uuid::NAMESPACE_DNS, "www.opentofu.org", "df1e675d-b743-5f6c-9952-6311d0f141df"),
-            (uuid::Uuid::NAMESPACE_URL, "https://www.opentofu.org/", "ace93eea-1a2c-5eed-b41b-718be15d2e50"),
-            (uuid::Uuid::NAMESPACE_OID, "1.3.6.1.4", "af9d40a5-7a36-5c07-b23a-851cd99fbfa5"),
-            (uuid::Uuid::NAMESPACE_X500, "CN=Example,C=GB", "84e09961-4aa4-57f8-95b7-03edb1073253"),
+            (
+                uuid::Uuid::NAMESPACE_DNS,
+                "www.opentofu.org",
+                "df1e675d-b743-5f6c-9952-6311d0f141df",
+            ),
+            (
+                uuid::Uuid::NAMESPACE_URL,
+                "https://www.opentofu.org/",
+                "ace93eea-1a2c-5eed-b41b-718be15d2e50",
+            ),
+            (
+                uuid::Uuid::NAMESPACE_OID,
+                "1.3.6.1.4",
+                "af9d40a5-7a36-5c07-b23a-851cd99fbfa5",
+            ),
+            (
+                uuid::Uuid::NAMESPACE_X500,
+                "CN=Example,C=GB",
+                "84e09961-4aa4-57f8-95b7-03edb1073253",
+            ),
         ];
         for (namespace, name, expected) in cases {
-            assert_eq!(uuid::Uuid::new_v5(&namespace, name.as_bytes()).to_string(), expected);
+            assert_eq!(
+                uuid::Uuid::new_v5(&namespace, name.as_bytes()).to_string(),
+                expected
+            );
         }
     }
 }

@@ -9,6 +9,34 @@
 //! Runtime values (`reference()`, `list*()`) come from a [`Provider`]; what no provider can
 //! answer stays a typed [`Unknown`] that propagates instead of a guess. Every error carries the
 //! file, line and column, and the JSON path of the value at fault.
+//!
+//! ```
+//! use subnetlock_arm::{evaluate_str, EvalOptions, OfflineProvider, Value};
+//!
+//! let template = r#"{
+//!   "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+//!   "resources": [{
+//!     "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01",
+//!     "name": "[concat('app-', uniqueString(resourceGroup().id))]",
+//!     "resources": [{ "type": "config", "apiVersion": "2022-03-01", "name": "web",
+//!                     "properties": { "ftpsState": "Disabled" } }]
+//!   }]
+//! }"#;
+//! let deployment =
+//!     evaluate_str("main.json", template, &EvalOptions::default(), &OfflineProvider).unwrap();
+//! let config = &deployment.resources[1];
+//! assert_eq!(config.resource_type, "Microsoft.Web/sites/config");
+//! assert_eq!(config.name, "app-yobmxbvmtplck/web");
+//! let ftps = config.properties().and_then(|properties| properties.get("ftpsState"));
+//! assert_eq!(ftps, Some(&Value::String("Disabled".to_owned())));
+//! ```
+//!
+//! Not in scope: fetching linked templates from URIs (they are listed in
+//! [`Deployment::unresolved_templates`]), deployment-time values such as `utcNow()`, and
+//! resource semantics.
+
+// Tests may unwrap: a panic there is a test failure with its message.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod call;
 mod cidr;

@@ -32,7 +32,7 @@ impl Parameters {
     }
 
     /// Like [`Parameters::from_file`], for text already in memory.
-    pub fn from_str(file_name: &str, text: &str) -> Result<Self, Error> {
+    pub fn parse(file_name: &str, text: &str) -> Result<Self, Error> {
         let source = Arc::new(Source::new(file_name, text.to_owned()));
         Parameters::from_source(&source)
     }
@@ -80,7 +80,12 @@ impl Parameters {
             _ => (Arc::clone(&root), "$".to_owned()),
         };
         let Some(members) = map.as_object() else {
-            return Err(file_error(source, &map, &map_path, "`parameters` must be an object"));
+            return Err(file_error(
+                source,
+                &map,
+                &map_path,
+                "`parameters` must be an object",
+            ));
         };
 
         let mut parameters = Parameters::new();
@@ -154,21 +159,24 @@ mod tests {
   // comment
   "parameters": { "a": { "value": 1 }, "b": { "value": "[not evaluated]" } }
 }"#;
-        let parameters = Parameters::from_str("p.json", text).unwrap();
+        let parameters = Parameters::parse("p.json", text).unwrap();
         assert_eq!(parameters.get("A"), Some(&Value::Int(1)));
-        assert_eq!(parameters.get("b"), Some(&Value::String("[not evaluated]".to_owned())));
+        assert_eq!(
+            parameters.get("b"),
+            Some(&Value::String("[not evaluated]".to_owned()))
+        );
     }
 
     #[test]
     fn bare_form() {
-        let parameters = Parameters::from_str("p.json", r#"{"x": {"value": true}}"#).unwrap();
+        let parameters = Parameters::parse("p.json", r#"{"x": {"value": true}}"#).unwrap();
         assert_eq!(parameters.get("x"), Some(&Value::Bool(true)));
     }
 
     #[test]
     fn key_vault_reference_is_secret() {
         let text = r#"{"parameters": {"pw": {"reference": {"keyVault": {"id": "/v"}, "secretName": "s"}}}}"#;
-        let parameters = Parameters::from_str("p.json", text).unwrap();
+        let parameters = Parameters::parse("p.json", text).unwrap();
         let Some(Value::Unknown(unknown)) = parameters.get("pw") else {
             panic!("not unknown");
         };
@@ -178,7 +186,7 @@ mod tests {
 
     #[test]
     fn set_overrides_file() {
-        let mut parameters = Parameters::from_str("p.json", r#"{"x": {"value": 1}}"#).unwrap();
+        let mut parameters = Parameters::parse("p.json", r#"{"x": {"value": 1}}"#).unwrap();
         parameters.set("X", Value::Int(2));
         assert_eq!(parameters.get("x"), Some(&Value::Int(2)));
         assert_eq!(parameters.len(), 1);
@@ -186,9 +194,13 @@ mod tests {
 
     #[test]
     fn entry_without_value_is_located() {
-        let error = Parameters::from_str("p.json", "{\"parameters\": {\n \"x\": {\"v\": 1}}}").unwrap_err();
+        let error =
+            Parameters::parse("p.json", "{\"parameters\": {\n \"x\": {\"v\": 1}}}").unwrap_err();
         let location = error.location().unwrap();
-        assert_eq!(error.message(), "parameter `x` has neither `value` nor `reference`");
+        assert_eq!(
+            error.message(),
+            "parameter `x` has neither `value` nor `reference`"
+        );
         assert_eq!((location.line, location.column), (2, 7));
         assert_eq!(location.json_path, "$.parameters.x");
     }

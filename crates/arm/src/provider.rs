@@ -39,9 +39,9 @@ pub struct ListRequest<'a> {
     pub declared: Option<&'a Resource>,
 }
 
-/// A provider without a cloud: `reference()` of a resource the template declares returns its
-/// evaluated `properties` (or the `'Full'` envelope built from its body); everything else,
-/// including every `list*()` call, is unknown.
+/// Provider without a cloud. `reference()` of a resource the template declares returns its
+/// evaluated `properties`, or the `'Full'` envelope built from its body. Everything else,
+/// including every `list*()` call, stays unknown.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OfflineProvider;
 
@@ -60,7 +60,11 @@ impl Provider for OfflineProvider {
         if !request.full {
             return Some(properties);
         }
-        Some(Value::Object(full_envelope(resource, request.api_version, properties)))
+        Some(Value::Object(full_envelope(
+            resource,
+            request.api_version,
+            properties,
+        )))
     }
 
     fn list(&self, _request: &ListRequest<'_>) -> Option<Value> {
@@ -74,7 +78,9 @@ pub fn full_envelope(resource: &Resource, api_version: Option<&str>, properties:
     let mut envelope = Object::new();
     let api_version = api_version.unwrap_or(&resource.api_version);
     envelope.insert("apiVersion", Value::String(api_version.to_owned()));
-    for key in ["location", "sku", "tags", "kind", "identity", "zones", "plan"] {
+    for key in [
+        "location", "sku", "tags", "kind", "identity", "zones", "plan",
+    ] {
         if let Some(value) = resource.body.get(key) {
             envelope.insert(key, value.clone());
         }

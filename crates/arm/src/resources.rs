@@ -17,7 +17,7 @@ use crate::provider::ReferenceRequest;
 use crate::source::{path_index, path_key, Node, NodeKind, Source};
 use crate::value::{Object, Unknown, UnknownCause, Value};
 
-/// The most instances a copy loop may create
+/// Maximum number of instances one copy loop may create
 /// (<https://learn.microsoft.com/azure/azure-resource-manager/templates/copy-resources>).
 pub(crate) const MAX_COPY_COUNT: i64 = 800;
 
@@ -63,7 +63,7 @@ struct Done {
     nested: Option<Nested>,
 }
 
-/// What a nested deployment produced.
+/// Result of a nested deployment: its resources and outputs.
 #[derive(Debug)]
 struct Nested {
     resources: Vec<Resource>,
@@ -126,7 +126,8 @@ fn declare(
         return Err(site.error(
             ErrorKind::Template,
             "a resource must be a JSON object".to_owned(),
-            "write the resource as `{\"type\": ..., \"name\": ..., \"apiVersion\": ...}`".to_owned(),
+            "write the resource as `{\"type\": ..., \"name\": ..., \"apiVersion\": ...}`"
+                .to_owned(),
         ));
     }
     let Some(copy) = node.member("copy") else {
@@ -206,7 +207,12 @@ fn text_of(value: Value) -> String {
     }
 }
 
-fn optional_text(ctx: &Ctx<'_>, node: &Node, path: &str, key: &str) -> Result<Option<String>, Error> {
+fn optional_text(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    path: &str,
+    key: &str,
+) -> Result<Option<String>, Error> {
     match node.member(key) {
         Some(member) => {
             let member_path = path_key(path, &member.key.text);
@@ -323,8 +329,8 @@ fn rg_prefix(tpl: &Template<'_>) -> String {
     )
 }
 
-/// The id prefix of a resource: the template's scope, or the `subscriptionId` /
-/// `resourceGroup` a resource (usually a nested deployment) targets.
+/// Returns the id prefix of a resource. It is the template's scope, or the `subscriptionId`
+/// and `resourceGroup` that a resource (usually a nested deployment) targets.
 pub(crate) fn scope_prefix(
     tpl: &Template<'_>,
     subscription: Option<&str>,
@@ -457,11 +463,16 @@ impl<'a> Run<'a> {
         let help = "remove one `reference()`/`list*()` call from the cycle".to_owned();
         match (site, self.decls.get(index)) {
             (Some(site), _) => site.error(ErrorKind::Cycle, message, help),
-            (None, Some(decl)) => {
-                node_site(&self.tpl.source, &decl.node, &decl.path).error(ErrorKind::Cycle, message, help)
-            }
-            (None, None) => node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path)
-                .error(ErrorKind::Cycle, message, help),
+            (None, Some(decl)) => node_site(&self.tpl.source, &decl.node, &decl.path).error(
+                ErrorKind::Cycle,
+                message,
+                help,
+            ),
+            (None, None) => node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path).error(
+                ErrorKind::Cycle,
+                message,
+                help,
+            ),
         }
     }
 
@@ -488,7 +499,10 @@ impl<'a> Run<'a> {
                     let site = node_site(source, &condition.value, &condition_path);
                     return Err(site.error(
                         ErrorKind::Template,
-                        format!("resource `condition` must be a bool, found {}", other.type_name()),
+                        format!(
+                            "resource `condition` must be a bool, found {}",
+                            other.type_name()
+                        ),
                         "use a bool expression such as `[equals(parameters('x'), 'y')]`".to_owned(),
                     ));
                 }
@@ -498,7 +512,10 @@ impl<'a> Run<'a> {
         let mut body = Object::new();
         for member in decl.node.as_object().unwrap_or(&[]) {
             let key = member.key.text.to_ascii_lowercase();
-            if matches!(key.as_str(), "resources" | "copy" | "condition" | "dependson") {
+            if matches!(
+                key.as_str(),
+                "resources" | "copy" | "condition" | "dependson"
+            ) {
                 continue;
             }
             let member_path = path_key(&decl.path, &member.key.text);
@@ -531,7 +548,8 @@ impl<'a> Run<'a> {
             existing: decl.existing,
             deployment_path: self.tpl.deployment_path.clone(),
         };
-        self.tpl.register_declaration(self.engine, &decl.path, &decl.node);
+        self.tpl
+            .register_declaration(self.engine, &decl.path, &decl.node);
 
         let nested = if decl.is_deployment() && !decl.existing {
             Some(self.run_nested(decl, &resource)?)
@@ -680,7 +698,7 @@ impl<'a> Run<'a> {
         matches!(self.states.borrow().get(index), Some(State::Omitted))
     }
 
-    /// The full id of a declared resource.
+    /// Returns the full id of a declared resource.
     pub fn id_of(&self, index: usize) -> Option<&str> {
         self.decls.get(index).map(|decl| decl.id.as_str())
     }
@@ -951,11 +969,17 @@ impl<'a> Run<'a> {
         );
         let help = "remove one of these `dependsOn` entries".to_owned();
         let Some(decl) = self.decls.get(first) else {
-            return node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path)
-                .error(ErrorKind::Cycle, message, help);
+            return node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path).error(
+                ErrorKind::Cycle,
+                message,
+                help,
+            );
         };
         let (node, path) = match decl.node.member("dependsOn") {
-            Some(member) => (Arc::clone(&member.value), path_key(&decl.path, &member.key.text)),
+            Some(member) => (
+                Arc::clone(&member.value),
+                path_key(&decl.path, &member.key.text),
+            ),
             None => (Arc::clone(&decl.node), decl.path.clone()),
         };
         node_site(&self.tpl.source, &node, &path).error(ErrorKind::Cycle, message, help)
@@ -1047,13 +1071,23 @@ pub(crate) fn validate_parameter(
     if value.is_unknown() {
         return Ok(());
     }
-    let field = |key: &str| declaration.get(key).or_else(|| definition.get(key)).cloned();
-    let nullable = matches!(field("nullable").map(|node| matches!(node.kind, NodeKind::Bool(true))), Some(true));
+    let field = |key: &str| {
+        declaration
+            .get(key)
+            .or_else(|| definition.get(key))
+            .cloned()
+    };
+    let nullable = matches!(
+        field("nullable").map(|node| matches!(node.kind, NodeKind::Bool(true))),
+        Some(true)
+    );
     if matches!(value, Value::Null) && nullable {
         return Ok(());
     }
 
-    if let Some(type_name) = field("type").and_then(|node| node.as_str().map(str::to_ascii_lowercase)) {
+    if let Some(type_name) =
+        field("type").and_then(|node| node.as_str().map(str::to_ascii_lowercase))
+    {
         let matches_type = match type_name.as_str() {
             "string" | "securestring" => matches!(value, Value::String(_)),
             "int" => matches!(value, Value::Int(_)),
@@ -1076,10 +1110,21 @@ pub(crate) fn validate_parameter(
 
     if let Some(allowed) = field("allowedValues") {
         if let Some(items) = allowed.as_array() {
-            let allowed_values: Vec<Value> = items.iter().map(|item| crate::eval::literal_value(item)).collect();
-            let is_allowed = |candidate: &Value| allowed_values.iter().any(|entry| deep_equals(entry, candidate));
+            let allowed_values: Vec<Value> = items
+                .iter()
+                .map(|item| crate::eval::literal_value(item))
+                .collect();
+            let is_allowed = |candidate: &Value| {
+                allowed_values
+                    .iter()
+                    .any(|entry| deep_equals(entry, candidate))
+            };
             let ok = match value {
-                Value::Array(elements) if !allowed_values.iter().any(|entry| matches!(entry, Value::Array(_))) => {
+                Value::Array(elements)
+                    if !allowed_values
+                        .iter()
+                        .any(|entry| matches!(entry, Value::Array(_))) =>
+                {
                     elements.iter().all(is_allowed)
                 }
                 other => is_allowed(other),

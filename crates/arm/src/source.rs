@@ -288,7 +288,9 @@ impl Reader<'_> {
             }
         }
         let found = self.text[self.pos..].chars().next().unwrap_or(' ');
-        Err(self.fail(format!("unexpected character `{found}`, expected a JSON value")))
+        Err(self.fail(format!(
+            "unexpected character `{found}`, expected a JSON value"
+        )))
     }
 
     fn enter(&mut self) -> Result<(), SyntaxFailure> {
@@ -535,7 +537,10 @@ mod tests {
     #[test]
     fn parse_multiline_string() {
         let node = parse("{\"a\": \"[concat('x',\n  'y')]\"}").unwrap();
-        assert_eq!(node.get("a").unwrap().as_str(), Some("[concat('x',\n  'y')]"));
+        assert_eq!(
+            node.get("a").unwrap().as_str(),
+            Some("[concat('x',\n  'y')]")
+        );
     }
 
     #[test]
@@ -563,13 +568,19 @@ mod tests {
     fn parse_spans() {
         let node = parse("{\n  \"k\": \"v\"\n}").unwrap();
         let member = node.member("k").unwrap();
-        assert_eq!((member.key_start, member.value.start, member.value.end), (4, 9, 12));
+        assert_eq!(
+            (member.key_start, member.value.start, member.value.end),
+            (4, 9, 12)
+        );
     }
 
     #[test]
     fn error_unterminated_string() {
         let failure = parse("{\"a\": \"abc}").unwrap_err();
-        assert_eq!((failure.offset, failure.message.as_str()), (6, "unterminated string"));
+        assert_eq!(
+            (failure.offset, failure.message.as_str()),
+            (6, "unterminated string")
+        );
     }
 
     #[test]
@@ -586,7 +597,9 @@ mod tests {
     #[test]
     fn single_quotes_only_when_enabled() {
         assert!(parse("{'a': 'b'}").is_err());
-        let lenient = ReadOptions { single_quotes: true };
+        let lenient = ReadOptions {
+            single_quotes: true,
+        };
         assert!(parse_text("{'a': 'b'}", lenient).is_ok());
     }
 
@@ -594,6 +607,20 @@ mod tests {
     fn line_column_counts_characters() {
         let source = Source::new("t.json", "ab\néx".to_owned());
         assert_eq!(source.line_column(5), (2, 2));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reader_never_panics(text in "\\PC{0,80}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn reader_never_panics_on_json_alphabet(text in "[{}\\[\\]:,\"'/*\\\\ntrufalse0-9.eE+-u ]{0,60}") {
+            if let Err(failure) = parse(&text) {
+                proptest::prop_assert!(failure.offset <= text.len());
+            }
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! `FunctionResolverTests.cs`, `baselines_bicepparam/Expressions/parameters.json` and the
 //! snapshot command tests), plus documented examples from Microsoft Learn.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use subnetlock_arm::{evaluate_str, EvalOptions, OfflineProvider, Parameters, Scope, Value};
 
 /// Evaluates one expression as the value of an output.
@@ -70,7 +72,10 @@ fn comparison_and_logic_vectors() {
         ("[greater('Test2', 'Test1')]", "true"),
         ("[bool('TRUE')]", "true"),
         ("[bool(0)]", "false"),
-        ("[equals(createObject('a', 1), createObject('a', 1))]", "true"),
+        (
+            "[equals(createObject('a', 1), createObject('a', 1))]",
+            "true",
+        ),
     ]);
 }
 
@@ -151,10 +156,22 @@ fn string_vectors() {
 #[test]
 fn hash_vectors() {
     check(&[
-        ("[uniqueString('snap', 'crackle', 'pop')]", r#""byghxckddilkc""#),
-        ("[guid('foo', 'bar', 'baz')]", r#""2ed86837-7c7c-5eaa-9864-dd077fd19b0d""#),
-        ("[uniqueString('asd', 'asdf', 'asdf')]", r#""iizpqit7ih3cc""#),
-        ("[guid('asdf')]", r#""228d27cc-6fdb-5934-b7ac-1efccebade04""#),
+        (
+            "[uniqueString('snap', 'crackle', 'pop')]",
+            r#""byghxckddilkc""#,
+        ),
+        (
+            "[guid('foo', 'bar', 'baz')]",
+            r#""2ed86837-7c7c-5eaa-9864-dd077fd19b0d""#,
+        ),
+        (
+            "[uniqueString('asd', 'asdf', 'asdf')]",
+            r#""iizpqit7ih3cc""#,
+        ),
+        (
+            "[guid('asdf')]",
+            r#""228d27cc-6fdb-5934-b7ac-1efccebade04""#,
+        ),
     ]);
 }
 
@@ -165,7 +182,11 @@ fn storage_name_snapshot_vector() {
         resource_group: "myRg".to_owned(),
         ..Scope::default()
     };
-    let name = eval_with("[format('store{0}', uniqueString(resourceGroup().id))]", scope.clone()).unwrap();
+    let name = eval_with(
+        "[format('store{0}', uniqueString(resourceGroup().id))]",
+        scope.clone(),
+    )
+    .unwrap();
     assert_eq!(name, Value::String("storejs26ofeqkqeve".to_owned()));
     let id = eval_with(
         "[resourceId('Microsoft.Storage/storageAccounts', format('store{0}', uniqueString(resourceGroup().id)))]",
@@ -231,35 +252,58 @@ fn resource_id_vectors() {
 #[test]
 fn collection_vectors() {
     check(&[
-        ("[concat(createArray('abc'), createArray('def'))]", r#"["abc","def"]"#),
+        (
+            "[concat(createArray('abc'), createArray('def'))]",
+            r#"["abc","def"]"#,
+        ),
         ("[empty(createArray())]", "true"),
         ("[first(createArray(124, 25))]", "124"),
         ("[last(createArray(1, 2))]", "2"),
-        ("[flatten(createArray(createArray('abc'), createArray('def')))]", r#"["abc","def"]"#),
+        (
+            "[flatten(createArray(createArray('abc'), createArray('def')))]",
+            r#"["abc","def"]"#,
+        ),
         ("[flatten(createArray())]", "[]"),
-        ("[intersection(createArray(1, 2, 3), createArray(2, 3, 4))]", "[2,3]"),
+        (
+            "[intersection(createArray(1, 2, 3), createArray(2, 3, 4))]",
+            "[2,3]",
+        ),
         (
             "[intersection(createArray('fizz','buzz','pop'), createArray('snap','crackle','pop'))]",
             r#"["pop"]"#,
         ),
-        ("[union(createArray('fizz', 'buzz'), createArray('pop'))]", r#"["fizz","buzz","pop"]"#),
+        (
+            "[union(createArray('fizz', 'buzz'), createArray('pop'))]",
+            r#"["fizz","buzz","pop"]"#,
+        ),
         ("[skip(createArray(1, 2, 3), 1)]", "[2,3]"),
         ("[take(createArray(1, 2, 3), 2)]", "[1,2]"),
         (
             "[items(createObject('foo', 'abc', 'bar', 123))]",
             r#"[{"key":"bar","value":123},{"key":"foo","value":"abc"}]"#,
         ),
-        ("[shallowMerge(createArray(createObject('a', 123), createObject('b', 456)))]", r#"{"a":123,"b":456}"#),
-        ("[objectKeys(createObject('a', 123, 'b', 456))]", r#"["a","b"]"#),
+        (
+            "[shallowMerge(createArray(createObject('a', 123), createObject('b', 456)))]",
+            r#"{"a":123,"b":456}"#,
+        ),
+        (
+            "[objectKeys(createObject('a', 123, 'b', 456))]",
+            r#"["a","b"]"#,
+        ),
         ("[tryGet(createObject('a', 1), 'b')]", "null"),
         ("[tryGet(createArray(1, 2), 10)]", "null"),
-        ("[tryGet(createObject('a', createObject('b', 2)), 'a', 'b')]", "2"),
+        (
+            "[tryGet(createObject('a', createObject('b', 2)), 'a', 'b')]",
+            "2",
+        ),
         ("[tryIndexFromEnd(createArray(1, 2, 3), 1)]", "3"),
         ("[tryIndexFromEnd(createArray(1, 2, 3), 5)]", "null"),
         ("[array('a')]", r#"["a"]"#),
         ("[createObject()]", "{}"),
         ("[length(createObject('a', 1, 'b', 2))]", "2"),
         ("[contains(createObject('Key', 1), 'key')]", "true"),
+        ("[like('abcdef', 'A*D*')]", "true"),
+        ("[like('abc', 'a*x')]", "false"),
     ]);
 }
 
@@ -275,7 +319,10 @@ fn items_sort_order() {
         .iter()
         .map(|item| item.get("key").unwrap().as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["123Key", "456Key", "abcKey", "ABCKey", "defKey", "DEFKey", "ghiKey", "GHIKey"]);
+    assert_eq!(
+        keys,
+        ["123Key", "456Key", "abcKey", "ABCKey", "defKey", "DEFKey", "ghiKey", "GHIKey"]
+    );
 }
 
 #[test]
@@ -338,11 +385,20 @@ fn lambda_vectors() {
 #[test]
 fn date_and_cidr_vectors() {
     check(&[
-        ("[dateTimeAdd(dateTimeFromEpoch(1680224438), 'P1D')]", r#""2023-04-01T01:00:38Z""#),
-        ("[dateTimeToEpoch(dateTimeFromEpoch(1680224438))]", "1680224438"),
+        (
+            "[dateTimeAdd(dateTimeFromEpoch(1680224438), 'P1D')]",
+            r#""2023-04-01T01:00:38Z""#,
+        ),
+        (
+            "[dateTimeToEpoch(dateTimeFromEpoch(1680224438))]",
+            "1680224438",
+        ),
         ("[cidrSubnet('10.144.0.0/20', 24, 3)]", r#""10.144.3.0/24""#),
         ("[cidrHost('10.144.3.0/24', 0)]", r#""10.144.3.1""#),
-        ("[parseCidr('10.144.0.0/20').broadcast]", r#""10.144.15.255""#),
+        (
+            "[parseCidr('10.144.0.0/20').broadcast]",
+            r#""10.144.15.255""#,
+        ),
     ]);
 }
 

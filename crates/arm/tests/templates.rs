@@ -1,12 +1,15 @@
 //! Template structure: parameters, variables, copy loops, conditions, child resources,
 //! dependsOn, symbolic names, nested deployments, and located errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use subnetlock_arm::{
-    evaluate_str, Deployment, Error, EvalOptions, OfflineProvider, Parameters, Scope,
-    UnknownCause, Value,
+    evaluate_str, Deployment, Error, EvalOptions, OfflineProvider, Parameters, Scope, UnknownCause,
+    Value,
 };
 
-const SCHEMA: &str = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
+const SCHEMA: &str =
+    "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
 
 fn run_with(text: &str, parameters: Parameters) -> Result<Deployment, Error> {
     let options = EvalOptions {
@@ -28,7 +31,11 @@ fn run_err(text: &str) -> Error {
 }
 
 fn names(deployment: &Deployment) -> Vec<&str> {
-    deployment.resources.iter().map(|r| r.name.as_str()).collect()
+    deployment
+        .resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect()
 }
 
 fn text(value: &str) -> Value {
@@ -69,8 +76,14 @@ fn parameter_validation_errors() {
   "resources": []}}"#
     );
     let cases = [
-        (text("P1"), "parameter `sku` value `'P1'` is not one of the allowed values 'F1', 'S1'"),
-        (Value::Int(1), "parameter `sku` must be of type `string`, found int `1`"),
+        (
+            text("P1"),
+            "parameter `sku` value `'P1'` is not one of the allowed values 'F1', 'S1'",
+        ),
+        (
+            Value::Int(1),
+            "parameter `sku` must be of type `string`, found int `1`",
+        ),
     ];
     for (value, message) in cases {
         let mut parameters = Parameters::new();
@@ -127,7 +140,10 @@ fn variable_cycle_is_an_error() {
     );
     let error = run_err(&template);
     assert!(matches!(error, Error::Cycle(_)));
-    assert_eq!(error.message(), "variable `a` depends on itself: `a` -> `b` -> `a`");
+    assert_eq!(
+        error.message(),
+        "variable `a` depends on itself: `a` -> `b` -> `a`"
+    );
     assert_eq!(error.location().unwrap().json_path, "$.variables.b");
 }
 
@@ -161,7 +177,12 @@ fn resource_copy_condition_and_children() {
         child.id,
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.Web/sites/app1/config/web"
     );
-    assert_eq!(deployment.resources[2].body.get_path(&["properties", "index"]), Some(&Value::Int(2)));
+    assert_eq!(
+        deployment.resources[2]
+            .body
+            .get_path(&["properties", "index"]),
+        Some(&Value::Int(2))
+    );
     assert!(deployment.resources[0].body.get("copy").is_none());
     assert!(deployment.resources[0].body.get("condition").is_none());
     let settings = &deployment.resources[4];
@@ -185,7 +206,11 @@ fn property_copy() {
     let deployment = run(&template);
     let properties = deployment.resources[0].properties().unwrap();
     assert_eq!(properties.get("keep"), Some(&Value::Bool(true)));
-    let rules = properties.get("ipSecurityRestrictions").unwrap().as_array().unwrap();
+    let rules = properties
+        .get("ipSecurityRestrictions")
+        .unwrap()
+        .as_array()
+        .unwrap();
     assert_eq!(rules[1].get("ipAddress"), Some(&text("10.0.1.0/24")));
     assert_eq!(rules[1].get("priority"), Some(&Value::Int(101)));
     assert!(properties.get("copy").is_none());
@@ -198,7 +223,10 @@ fn depends_on_cycle_names_the_cycle() {
     );
     let error = run_err(&template);
     assert!(matches!(error, Error::Cycle(_)));
-    assert_eq!(error.message(), "resources depend on each other in a cycle: `a` -> `b` -> `a`");
+    assert_eq!(
+        error.message(),
+        "resources depend on each other in a cycle: `a` -> `b` -> `a`"
+    );
     let location = error.location().unwrap();
     assert_eq!(location.json_path, "$.resources[0].dependsOn");
     assert_eq!(location.line, 3);
@@ -228,6 +256,45 @@ fn reference_of_declared_resource_orders_and_reads_properties() {
 }
 
 #[test]
+fn reference_cycle_is_an_error() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "a",
+      "properties": {{"peer": "[reference('b').x]"}}}},
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "b",
+      "properties": {{"peer": "[reference('a').x]"}}}}
+  ]}}"#
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Cycle(_)));
+    assert_eq!(
+        error.message(),
+        "resources refer to each other in a cycle: `a` -> `b` -> `a`"
+    );
+    assert_eq!(
+        error.location().unwrap().json_path,
+        "$.resources[1].properties.peer"
+    );
+}
+
+#[test]
+fn depends_on_by_type_and_name() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "late",
+      "dependsOn": ["Microsoft.Web/serverfarms/plan"]}},
+    {{"type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan"}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(names(&deployment), ["plan", "late"]);
+    let plan_id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.Web/serverfarms/plan";
+    assert_eq!(deployment.resources[1].depends_on, [plan_id]);
+}
+
+#[test]
 fn symbolic_names_and_existing() {
     let template = r#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
   "languageVersion": "2.0",
@@ -242,8 +309,15 @@ fn symbolic_names_and_existing() {
     let deployment = run(template);
     assert_eq!(names(&deployment), ["shared-plan", "app"]);
     assert!(deployment.resources[0].existing);
-    assert_eq!(deployment.resources[1].symbolic_name.as_deref(), Some("site"));
-    let state = deployment.resources[1].properties().unwrap().get("planState").unwrap();
+    assert_eq!(
+        deployment.resources[1].symbolic_name.as_deref(),
+        Some("site")
+    );
+    let state = deployment.resources[1]
+        .properties()
+        .unwrap()
+        .get("planState")
+        .unwrap();
     assert!(state.is_unknown());
     assert_eq!(
         deployment.outputs["id"],
@@ -279,7 +353,11 @@ fn nested_inner_deployment_outputs() {
     let deployment = run(&template);
     assert_eq!(names(&deployment), ["module", "outer-value"]);
     assert_eq!(deployment.resources[1].deployment_path, ["module"]);
-    assert!(deployment.resources[0].properties().unwrap().get("template").is_some());
+    assert!(deployment.resources[0]
+        .properties()
+        .unwrap()
+        .get("template")
+        .is_some());
     assert_eq!(
         deployment.outputs["fromModule"],
         text("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.Web/sites/outer-value")
@@ -381,7 +459,10 @@ fn output_copy_and_condition() {
   }}}}"#
     );
     let deployment = run(&template);
-    assert_eq!(deployment.outputs["list"], Value::Array(vec![text("n0"), text("n1")]));
+    assert_eq!(
+        deployment.outputs["list"],
+        Value::Array(vec![text("n0"), text("n1")])
+    );
     assert!(!deployment.outputs.contains_key("hidden"));
 }
 
@@ -401,7 +482,10 @@ fn expression_keys_are_evaluated() {
 fn bad_json_is_located() {
     let error = run_err("{\n  \"a\": 1\n  \"b\": 2\n}");
     assert!(matches!(error, Error::Syntax(_)));
-    assert_eq!(error.message(), "expected `,` or `}` after the property value");
+    assert_eq!(
+        error.message(),
+        "expected `,` or `}` after the property value"
+    );
     let location = error.location().unwrap();
     assert_eq!((location.line, location.column), (3, 3));
     assert_eq!(location.json_path, "$");
@@ -415,7 +499,8 @@ fn unterminated_expression_string_is_located() {
     let error = run_err(&template);
     assert!(matches!(error, Error::Expression(_)));
     assert!(
-        error.message().starts_with("expected `,` or `)`") || error.message().contains("unterminated"),
+        error.message().starts_with("expected `,` or `)`")
+            || error.message().contains("unterminated"),
         "{}",
         error.message()
     );
@@ -456,7 +541,10 @@ fn wrong_argument_type_is_located() {
     );
     let error = run_err(&template);
     assert!(matches!(error, Error::Function(_)));
-    assert_eq!(error.message(), "argument 2 of `add` must be an int, found string `'x'`");
+    assert_eq!(
+        error.message(),
+        "argument 2 of `add` must be an int, found string `'x'`"
+    );
     assert_eq!(error.location().unwrap().json_path, "$.outputs.o.value");
 }
 
@@ -466,7 +554,13 @@ fn missing_property_is_an_error() {
         r#"{{"$schema": "{SCHEMA}", "resources": [], "outputs": {{"o": {{"type": "string", "value": "[resourceGroup().nope]"}}}}}}"#
     );
     let error = run_err(&template);
-    assert!(error.message().starts_with("property `nope` does not exist"), "{}", error.message());
+    assert!(
+        error
+            .message()
+            .starts_with("property `nope` does not exist"),
+        "{}",
+        error.message()
+    );
 }
 
 #[test]

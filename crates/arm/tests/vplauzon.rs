@@ -1,5 +1,7 @@
 //! The reference template: two function apps, B locked to a subnet that A integrates with.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use subnetlock_arm::{
@@ -60,26 +62,53 @@ fn suffix_matches_unique_string() {
 #[test]
 fn vplauzon_resource_names() {
     let Some(deployment) = evaluate() else { return };
-    let names: Vec<&str> = deployment.resources.iter().map(|r| r.name.as_str()).collect();
-    assert!(names.contains(&format!("function-app-a-{SUFFIX}").as_str()), "{names:?}");
-    assert!(names.contains(&format!("function-app-b-{SUFFIX}").as_str()), "{names:?}");
-    assert!(names.contains(&format!("funcsto{SUFFIX}").as_str()), "{names:?}");
+    let names: Vec<&str> = deployment
+        .resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        names.contains(&format!("function-app-a-{SUFFIX}").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("function-app-b-{SUFFIX}").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("funcsto{SUFFIX}").as_str()),
+        "{names:?}"
+    );
     assert_eq!(deployment.resources.len(), 10);
 }
 
 #[test]
 fn vplauzon_b_web_config_has_subnet_rule() {
     let Some(deployment) = evaluate() else { return };
-    let web = find(&deployment, "Microsoft.Web/sites/config", &format!("function-app-b-{SUFFIX}/web"));
+    let web = find(
+        &deployment,
+        "Microsoft.Web/sites/config",
+        &format!("function-app-b-{SUFFIX}/web"),
+    );
     assert_eq!(
         web.id,
         format!("{RG_ID}/providers/Microsoft.Web/sites/function-app-b-{SUFFIX}/config/web")
     );
-    let rule = web.body.get_path(&["properties", "ipSecurityRestrictions"]).unwrap();
+    let rule = web
+        .body
+        .get_path(&["properties", "ipSecurityRestrictions"])
+        .unwrap();
     let first = &rule.as_array().unwrap()[0];
-    let subnet = format!("{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default");
-    assert_eq!(first.get("vnetSubnetResourceId"), Some(&Value::String(subnet)));
-    assert_eq!(first.get("action"), Some(&Value::String("Allow".to_owned())));
+    let subnet =
+        format!("{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default");
+    assert_eq!(
+        first.get("vnetSubnetResourceId"),
+        Some(&Value::String(subnet))
+    );
+    assert_eq!(
+        first.get("action"),
+        Some(&Value::String("Allow".to_owned()))
+    );
     assert_eq!(first.get("priority"), Some(&Value::Int(100)));
 }
 
@@ -88,13 +117,21 @@ fn vplauzon_a_virtual_network_config() {
     let Some(deployment) = evaluate() else { return };
     let name = format!("function-app-a-{SUFFIX}/virtualNetwork");
     let config = find(&deployment, "Microsoft.Web/sites/config", &name);
-    let subnet = format!("{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default");
+    let subnet =
+        format!("{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default");
     let properties = config.properties().unwrap();
-    assert_eq!(properties.get("subnetResourceId"), Some(&Value::String(subnet)));
+    assert_eq!(
+        properties.get("subnetResourceId"),
+        Some(&Value::String(subnet))
+    );
     assert_eq!(properties.get("swiftSupported"), Some(&Value::Bool(true)));
     assert_eq!(config.api_version, "2018-02-01");
     let vnet_id = format!("{RG_ID}/providers/Microsoft.Network/virtualNetworks/vnet");
-    assert!(config.depends_on.contains(&vnet_id), "{:?}", config.depends_on);
+    assert!(
+        config.depends_on.contains(&vnet_id),
+        "{:?}",
+        config.depends_on
+    );
 }
 
 #[test]
@@ -114,8 +151,15 @@ fn vplauzon_order_respects_depends_on() {
 #[test]
 fn vplauzon_list_secrets_is_unknown_secret() {
     let Some(deployment) = evaluate() else { return };
-    let app_a = find(&deployment, "Microsoft.Web/sites", &format!("function-app-a-{SUFFIX}"));
-    let settings = app_a.body.get_path(&["properties", "siteConfig", "appSettings"]).unwrap();
+    let app_a = find(
+        &deployment,
+        "Microsoft.Web/sites",
+        &format!("function-app-a-{SUFFIX}"),
+    );
+    let settings = app_a
+        .body
+        .get_path(&["properties", "siteConfig", "appSettings"])
+        .unwrap();
     let target = settings
         .as_array()
         .unwrap()
@@ -127,17 +171,36 @@ fn vplauzon_list_secrets_is_unknown_secret() {
     };
     assert_eq!(unknown.cause, UnknownCause::List);
     assert!(unknown.secret);
-    assert!(unknown.expression.starts_with("listSecrets('"), "{}", unknown.expression);
-    assert!(unknown.expression.ends_with(".trigger_url"), "{}", unknown.expression);
-    let function_b = format!("{RG_ID}/providers/Microsoft.Web/sites/function-app-b-{SUFFIX}/functions/function-b");
+    assert!(
+        unknown.expression.starts_with("listSecrets('"),
+        "{}",
+        unknown.expression
+    );
+    assert!(
+        unknown.expression.ends_with(".trigger_url"),
+        "{}",
+        unknown.expression
+    );
+    let function_b = format!(
+        "{RG_ID}/providers/Microsoft.Web/sites/function-app-b-{SUFFIX}/functions/function-b"
+    );
     assert!(app_a.depends_on.contains(&function_b));
 }
 
 #[test]
 fn vplauzon_locate_subnet_rule() {
     let Some(deployment) = evaluate() else { return };
-    let web = find(&deployment, "Microsoft.Web/sites/config", &format!("function-app-b-{SUFFIX}/web"));
-    let path = ["properties", "ipSecurityRestrictions", "0", "vnetSubnetResourceId"];
+    let web = find(
+        &deployment,
+        "Microsoft.Web/sites/config",
+        &format!("function-app-b-{SUFFIX}/web"),
+    );
+    let path = [
+        "properties",
+        "ipSecurityRestrictions",
+        "0",
+        "vnetSubnetResourceId",
+    ];
     let location = deployment.locate(web, &path);
     assert_eq!((location.line, location.column), (293, 57));
     assert_eq!(
@@ -149,7 +212,11 @@ fn vplauzon_locate_subnet_rule() {
 #[test]
 fn vplauzon_locate_falls_back_to_ancestor() {
     let Some(deployment) = evaluate() else { return };
-    let web = find(&deployment, "Microsoft.Web/sites/config", &format!("function-app-b-{SUFFIX}/web"));
+    let web = find(
+        &deployment,
+        "Microsoft.Web/sites/config",
+        &format!("function-app-b-{SUFFIX}/web"),
+    );
     let location = deployment.locate(web, &["properties", "missing", "deeper"]);
     assert_eq!(location.json_path, "$.resources[5].resources[1].properties");
     assert_eq!(web.declared_at.json_path, "$.resources[5].resources[1]");

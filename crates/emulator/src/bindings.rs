@@ -105,7 +105,12 @@ impl Bindings {
                 column: error.column(),
                 message: error.to_string(),
             })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Handlers run in their app folder, so every path is made absolute here.
+        let absolute = std::path::absolute(path).map_err(|source| BindingError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = absolute.parent().unwrap_or(Path::new("/")).to_owned();
         let resolve = |relative: &str| base.join(relative);
 
         let mut apps = Vec::new();
@@ -127,7 +132,7 @@ impl Bindings {
             });
         }
         Ok(Bindings {
-            file: Some(path.to_owned()),
+            file: Some(absolute.clone()),
             template: raw.template.as_deref().map(resolve),
             parameters: raw.parameters.as_deref().map(resolve),
             apps,
@@ -191,6 +196,21 @@ mod tests {
                 "{pattern} ~ {name}"
             );
         }
+    }
+
+    #[test]
+    fn load_makes_paths_absolute() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("subnetlock.json");
+        std::fs::write(
+            &path,
+            r#"{"apps": [{"site": "a-*", "functionApp": "app", "executable": "bin/handler"}]}"#,
+        )
+        .expect("write");
+        let bindings = Bindings::load(&path).expect("valid binding file");
+        let app = bindings.for_site("a-1").expect("pattern matches");
+        assert!(app.function_app.is_absolute());
+        assert!(app.executable.as_ref().is_some_and(|p| p.is_absolute()));
     }
 
     #[test]

@@ -1,15 +1,15 @@
 //! Who sends a request through the emulated network, and the source Azure would see.
 //!
 //! A caller is fixed when its proxy listener starts (`app:<site>` for each bound app,
-//! `internet:<address>` or `subnet:<name>` on request through the control API); the front end
-//! never reads it from the request.
+//! `internet:<address>`, `subnet:<name>` or `servicetag:<tag>` on request through the control
+//! API); the front end never reads it from the request.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use subnetlock_access::Source;
-use subnetlock_model::egress::{self, Egress};
+use subnetlock_access::{ServiceTagTable, Source};
+use subnetlock_model::egress::{self, Destination, Egress, EgressPath};
 use subnetlock_model::Topology;
 
 /// A sender of requests.
@@ -22,6 +22,9 @@ pub enum Caller {
     /// A machine (VM, API Management, Application Gateway) in this subnet: id, `vnet/subnet`
     /// or a unique subnet name.
     Subnet(String),
+    /// A service on the Azure backbone that belongs to this service tag, for example an
+    /// Azure Front Door profile in `AzureFrontDoor.Backend`.
+    ServiceTag(String),
 }
 
 /// Why a caller text cannot be used.
@@ -29,7 +32,7 @@ pub enum Caller {
 pub enum CallerError {
     #[error("invalid caller `{0}`")]
     #[diagnostic(help(
-        "write `internet`, `internet:<address>` (for example internet:203.0.113.7 or internet:2001:db8::5), `app:<site name>` or `subnet:<name, vnet/name or id>`"
+        "write `internet`, `internet:<address>` (for example internet:203.0.113.7 or internet:2001:db8::5), `app:<site name>`, `subnet:<name, vnet/name or id>` or `servicetag:<tag>`"
     ))]
     Syntax(String),
     #[error("invalid address `{address}` in caller `{caller}`")]
@@ -41,6 +44,15 @@ pub enum CallerError {
     #[error("no subnet `{0}` in this deployment, or the name is not unique")]
     #[diagnostic(help("name the subnet as `vnet/subnet` or by its full id"))]
     UnknownSubnet(String),
+    #[error("outbound rule `{rule}` of network security group `{network_security_group}` on the subnet of caller `{caller}` drops the request")]
+    #[diagnostic(help(
+        "allow outbound TCP 443 to the `AppService` service tag (or `VirtualNetwork` for private endpoints) in the network security group"
+    ))]
+    BlockedByNsg {
+        caller: String,
+        network_security_group: String,
+        rule: String,
+    },
 }
 
 impl FromStr for Caller {
@@ -68,6 +80,7 @@ impl FromStr for Caller {
             }
             "app" => Ok(Caller::App(value.to_owned())),
             "subnet" => Ok(Caller::Subnet(value.to_owned())),
+            "servicetag" => Ok(Caller::ServiceTag(value.to_owned())),
             _ => Err(CallerError::Syntax(text.to_owned())),
         }
     }
@@ -79,6 +92,7 @@ impl fmt::Display for Caller {
             Caller::App(site) => write!(f, "app:{site}"),
             Caller::Internet(address) => write!(f, "internet:{address}"),
             Caller::Subnet(subnet) => write!(f, "subnet:{subnet}"),
+            Caller::ServiceTag(tag) => write!(f, "servicetag:{tag}"),
         }
     }
 }
@@ -97,28 +111,70 @@ impl Caller {
         }
     }
 
-    /// The source and routing steps of a request from this caller to an App Service host.
+    /// The source and routing steps of a request from this caller to the public address of an
+    /// App Service host, without knowing which one.
     pub fn egress(&self, topology: &Topology) -> Result<Egress, CallerError> {
+        self.egress_to(topology, None, None)
+    }
+
+    /// The source and routing steps of a request from this caller to `host`, which selects
+    /// the private-endpoint and App Service Environment paths, with the service-tag table the
+    /// front end uses (a `servicetag:` caller takes its address from it).
+    pub fn egress_to(
+        &self,
+        topology: &Topology,
+        host: Option<&str>,
+        service_tags: Option<&ServiceTagTable>,
+    ) -> Result<Egress, CallerError> {
+        let target = host
+            .and_then(|host| topology.site_for_host(host))
+            .map(|(site, kind)| Destination { site, kind });
         match self {
             Caller::Internet(address) => Ok(egress::from_internet(*address)),
             Caller::App(name) => {
                 let site = topology
                     .site(name)
                     .ok_or_else(|| CallerError::UnknownSite(name.clone()))?;
-                Ok(egress::from_site_to_app_service(topology, site))
+                Ok(egress::from_site_to_site(topology, site, target))
             }
             Caller::Subnet(text) => {
                 let subnet = topology
                     .find_subnet(text)
                     .ok_or_else(|| CallerError::UnknownSubnet(text.clone()))?;
-                Ok(egress::from_subnet_to_app_service(subnet))
+                Ok(egress::from_subnet_to_site(topology, subnet, target))
             }
+            Caller::ServiceTag(tag) => Ok(egress::from_service_tag(tag, service_tags)),
         }
     }
 
-    /// The source of a request from this caller to an App Service host.
+    /// The source of a request from this caller to the public address of an App Service
+    /// host. Fails with [`CallerError::BlockedByNsg`] when the request never reaches the
+    /// front end.
     pub fn source(&self, topology: &Topology) -> Result<Source, CallerError> {
-        self.egress(topology).map(|egress| egress.source)
+        self.source_to(topology, None, None)
+    }
+
+    /// The source of a request from this caller to `host`; see [`Caller::egress_to`]. Fails
+    /// with [`CallerError::BlockedByNsg`] when the request never reaches the front end.
+    pub fn source_to(
+        &self,
+        topology: &Topology,
+        host: Option<&str>,
+        service_tags: Option<&ServiceTagTable>,
+    ) -> Result<Source, CallerError> {
+        let egress = self.egress_to(topology, host, service_tags)?;
+        match egress.path {
+            EgressPath::BlockedByNsg {
+                network_security_group,
+                rule,
+                ..
+            } => Err(CallerError::BlockedByNsg {
+                caller: self.to_string(),
+                network_security_group,
+                rule,
+            }),
+            _ => Ok(egress.source),
+        }
     }
 }
 
@@ -144,6 +200,10 @@ mod tests {
         assert_eq!(
             "subnet:vnet/default".parse::<Caller>(),
             Ok(Caller::Subnet("vnet/default".to_owned()))
+        );
+        assert_eq!(
+            "servicetag:AzureFrontDoor.Backend".parse::<Caller>(),
+            Ok(Caller::ServiceTag("AzureFrontDoor.Backend".to_owned()))
         );
     }
 

@@ -54,6 +54,21 @@ impl HeaderLookup for Headers<'_> {
             .filter_map(|value| value.to_str().ok())
             .collect()
     }
+
+    fn visit_values(&self, lower_case_name: &str, visit: &mut dyn FnMut(&str) -> bool) -> bool {
+        let mut present = false;
+        for value in self.0.get_all(lower_case_name) {
+            // A value that is not visible ASCII cannot match a filter, but it still counts
+            // as the header being present.
+            present = true;
+            if let Ok(text) = value.to_str() {
+                if visit(text) {
+                    break;
+                }
+            }
+        }
+        present
+    }
 }
 
 impl FrontEnd {

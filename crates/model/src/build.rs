@@ -46,6 +46,9 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     for resource in &deployment.resources {
         builder.add_private_endpoint(resource);
     }
+    for resource in &deployment.resources {
+        builder.add_network_child(resource);
+    }
 
     let mut topology = builder.topology;
     validate::validate(&mut topology);
@@ -64,6 +67,9 @@ impl Builder<'_> {
             "microsoft.network/virtualnetworks/subnets" => self.add_separate_subnet(resource),
             "microsoft.web/serverfarms" => self.add_plan(resource),
             "microsoft.web/sites" | "microsoft.web/sites/slots" => self.add_site(resource),
+            "microsoft.network/privatednszones" => self.add_private_dns_zone(resource),
+            "microsoft.network/networksecuritygroups" => self.add_network_security_group(resource),
+            "microsoft.web/hostingenvironments" => self.add_hosting_environment(resource),
             _ => {}
         }
     }
@@ -198,6 +204,7 @@ impl Builder<'_> {
             sku_tier: sku_tier.map(str::to_owned),
             family: PlanFamily::from_sku(sku_name, sku_tier),
             is_linux: reserved || kind.to_ascii_lowercase().contains("linux"),
+            hosting_environment: hosting_environment_of(resource),
             declared_at: resource.declared_at.clone(),
         });
     }
@@ -221,6 +228,11 @@ impl Builder<'_> {
                 .map(str::to_owned),
             location: location_of(resource),
             plan_id,
+            hosting_environment: hosting_environment_of(resource),
+            ip_mode: properties
+                .and_then(|p| p.get("ipMode"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             default_host_name,
             scm_host_name,
             integration: None,
@@ -279,6 +291,7 @@ impl Builder<'_> {
         {
             site.access.public_network_access = read_public_network_access(access);
         }
+        self.check_public_network_access_copies(resource, properties, site);
 
         // Azure accepts restrictions placed directly under `properties` and ignores them
         // (https://github.com/MicrosoftDocs/azure-docs/issues/69188).
@@ -302,6 +315,52 @@ impl Builder<'_> {
         if let Some(site_config) = properties.get("siteConfig").and_then(Value::as_object) {
             self.apply_site_config(resource, &["properties", "siteConfig"], site_config, site);
         }
+    }
+
+    /// Since the 2023-24 resource-provider change the site-level `publicNetworkAccess` is the
+    /// authoritative one: a site PUT that sets only the `siteConfig` copy, or sets the two to
+    /// different values, is rejected with HTTP 400. Sources:
+    /// <https://github.com/hashicorp/terraform-provider-azurerm/issues/25818>,
+    /// <https://github.com/Azure/azure-rest-api-specs/issues/29043>.
+    fn check_public_network_access_copies(
+        &mut self,
+        resource: &Resource,
+        properties: &Object,
+        site: &Site,
+    ) {
+        let site_level = properties.get("publicNetworkAccess").and_then(Value::as_str);
+        let in_config = properties
+            .get("siteConfig")
+            .and_then(|config| config.get("publicNetworkAccess"))
+            .and_then(Value::as_str);
+        let Some(in_config) = in_config else {
+            return;
+        };
+        let problem = match site_level {
+            None => format!(
+                "site `{}` sets `publicNetworkAccess` only in `siteConfig` (`{in_config}`); Azure rejects the request with HTTP 400",
+                site.name
+            ),
+            Some(site_level)
+                if read_public_network_access(site_level)
+                    != read_public_network_access(in_config) =>
+            {
+                format!(
+                    "site `{}` sets `publicNetworkAccess` to `{site_level}` in `properties` and to `{in_config}` in `siteConfig`; Azure rejects the request with HTTP 400",
+                    site.name
+                )
+            }
+            Some(_) => return,
+        };
+        let finding = Finding::new(FindingCode::SL015, Severity::Error, problem)
+            .outcome(subnetlock_access::Outcome::DeployFails)
+            .help("set `properties.publicNetworkAccess`, and give `siteConfig.publicNetworkAccess` the same value or leave it out")
+            .at(
+                &resource.id,
+                self.deployment
+                    .locate(resource, &["properties", "siteConfig", "publicNetworkAccess"]),
+            );
+        self.topology.findings.push(finding);
     }
 
     /// Applies a `SiteConfig` object, from inline `siteConfig` or from a `config/web` child.
@@ -597,6 +656,7 @@ impl Builder<'_> {
                     subnet_id: subnet_id.clone(),
                     target_id: target.to_owned(),
                     group_ids: group_ids.clone(),
+                    dns_zone_ids: Vec::new(),
                 });
                 let is_sites = group_ids
                     .iter()
@@ -613,6 +673,124 @@ impl Builder<'_> {
                 }
             }
         }
+    }
+
+    fn add_private_dns_zone(&mut self, resource: &Resource) {
+        self.topology.private_dns_zones.push(PrivateDnsZone {
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+            linked_vnets: Vec::new(),
+            a_records: Vec::new(),
+        });
+    }
+
+    fn add_network_security_group(&mut self, resource: &Resource) {
+        let rules = resource
+            .properties()
+            .and_then(|p| p.get("securityRules"))
+            .and_then(Value::as_array)
+            .unwrap_or_default();
+        let outbound_rules = rules
+            .iter()
+            .filter_map(|rule| {
+                let name = rule.get("name").and_then(Value::as_str).unwrap_or_default();
+                read_security_rule(name, rule.get("properties")?.as_object()?)
+            })
+            .collect();
+        self.topology
+            .network_security_groups
+            .push(NetworkSecurityGroup {
+                id: resource.id.clone(),
+                name: resource.name.clone(),
+                outbound_rules,
+            });
+    }
+
+    fn add_hosting_environment(&mut self, resource: &Resource) {
+        let subnet_id = resource
+            .properties()
+            .and_then(|p| p.get("virtualNetwork"))
+            .and_then(|network| network.get("id"))
+            .and_then(Value::as_str)
+            .map(SubnetId::new);
+        self.topology.hosting_environments.push(HostingEnvironment {
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+            subnet_id,
+        });
+    }
+
+    /// Children of network resources that refer to their parent by id: virtual network links
+    /// and `A` records of private DNS zones, DNS zone groups of private endpoints, and security
+    /// rules written as separate resources.
+    fn add_network_child(&mut self, resource: &Resource) {
+        let resource_type = resource.resource_type.to_ascii_lowercase();
+        let parent = resource
+            .id
+            .rsplit_once('/')
+            .and_then(|(rest, _)| rest.rsplit_once('/'))
+            .map(|(parent, _)| parent.to_owned())
+            .unwrap_or_default();
+        let child_name = resource.name.rsplit('/').next().unwrap_or_default();
+        let properties = resource.properties();
+        match resource_type.as_str() {
+            "microsoft.network/privatednszones/virtualnetworklinks" => {
+                let vnet = properties
+                    .and_then(|p| p.get("virtualNetwork"))
+                    .and_then(|network| network.get("id"))
+                    .and_then(Value::as_str);
+                if let (Some(zone), Some(vnet)) = (self.zone_mut(&parent), vnet) {
+                    zone.linked_vnets.push(vnet.to_owned());
+                }
+            }
+            "microsoft.network/privatednszones/a" => {
+                if let Some(zone) = self.zone_mut(&parent) {
+                    zone.a_records.push(child_name.to_ascii_lowercase());
+                }
+            }
+            "microsoft.network/privateendpoints/privatednszonegroups" => {
+                let zone_ids: Vec<String> = properties
+                    .and_then(|p| p.get("privateDnsZoneConfigs"))
+                    .and_then(Value::as_array)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|config| {
+                        config
+                            .get_path(&["properties", "privateDnsZoneId"])
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect();
+                for endpoint in self
+                    .topology
+                    .private_endpoints
+                    .iter_mut()
+                    .filter(|endpoint| endpoint.id.eq_ignore_ascii_case(&parent))
+                {
+                    endpoint.dns_zone_ids.extend(zone_ids.iter().cloned());
+                }
+            }
+            "microsoft.network/networksecuritygroups/securityrules" => {
+                let rule = properties.and_then(|p| read_security_rule(child_name, p));
+                if let (Some(rule), Some(nsg)) = (
+                    rule,
+                    self.topology
+                        .network_security_groups
+                        .iter_mut()
+                        .find(|nsg| nsg.id.eq_ignore_ascii_case(&parent)),
+                ) {
+                    nsg.outbound_rules.push(rule);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn zone_mut(&mut self, id: &str) -> Option<&mut PrivateDnsZone> {
+        self.topology
+            .private_dns_zones
+            .iter_mut()
+            .find(|zone| zone.id.eq_ignore_ascii_case(id))
     }
 
     /// Position of the site (or slot) that a child resource such as `config/web` belongs to:
@@ -761,6 +939,39 @@ fn read_subnet(
         network_security_group: reference_id("networkSecurityGroup"),
         declared_at,
     }
+}
+
+/// Reads one security rule; `None` for inbound rules, which do not affect egress.
+fn read_security_rule(name: &str, properties: &Object) -> Option<SecurityRule> {
+    let text = |key: &str| properties.get(key).and_then(Value::as_str);
+    if !text("direction").is_some_and(|direction| direction.eq_ignore_ascii_case("Outbound")) {
+        return None;
+    }
+    let both = |single: &str, plural: &str| {
+        let mut values: Vec<String> = text(single).map(str::to_owned).into_iter().collect();
+        values.extend(properties.get(plural).map(strings).unwrap_or_default());
+        values
+    };
+    Some(SecurityRule {
+        name: name.to_owned(),
+        priority: properties
+            .get("priority")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MAX),
+        allow: text("access").is_some_and(|access| access.eq_ignore_ascii_case("Allow")),
+        protocol: text("protocol").unwrap_or("*").to_owned(),
+        destination_prefixes: both("destinationAddressPrefix", "destinationAddressPrefixes"),
+        destination_ports: both("destinationPortRange", "destinationPortRanges"),
+    })
+}
+
+fn hosting_environment_of(resource: &Resource) -> Option<String> {
+    resource
+        .properties()
+        .and_then(|p| p.get("hostingEnvironmentProfile"))
+        .and_then(|profile| profile.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 fn location_of(resource: &Resource) -> Option<String> {

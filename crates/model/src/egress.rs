@@ -8,13 +8,23 @@
 //! Sources: <https://learn.microsoft.com/azure/app-service/overview-vnet-integration> (routing),
 //! <https://learn.microsoft.com/azure/virtual-network/virtual-network-service-endpoints-overview>
 //! (service endpoint routes bypass NAT gateways and forced tunnelling).
+//!
+//! When the target is known, two more paths exist. A caller whose VNet is linked to the
+//! `privatelink.azurewebsites.net` private DNS zone resolves a target with a private endpoint
+//! to that endpoint, and the front end skips access restrictions for it
+//! (<https://learn.microsoft.com/azure/app-service/overview-private-endpoint>). A caller inside
+//! the VNet of the App Service Environment that hosts the target reaches it on its private
+//! address, which IP rules do match there
+//! (<https://learn.microsoft.com/azure/app-service/overview-access-restrictions>). Outbound
+//! rules of the network security group on the caller's subnet apply to everything that enters
+//! the VNet (<https://learn.microsoft.com/azure/app-service/overview-vnet-integration>).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
-use subnetlock_access::{Source, SubnetId};
+use subnetlock_access::{Entry, ServiceTagTable, SiteKind, Source, SubnetId};
 
-use crate::topology::{Site, Subnet, Topology};
+use crate::topology::{Site, Subnet, Topology, PRIVATE_LINK_ZONE};
 
 /// How a request travelled from its caller to an App Service front end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,6 +43,21 @@ pub enum EgressPath {
     SharedOutbound { plan: Option<String> },
     /// A caller outside Azure, from the given address.
     Internet,
+    /// Into the VNet to the target's private endpoint, found through a private DNS zone
+    /// linked to the caller's VNet.
+    PrivateEndpoint { endpoint: String, zone: String },
+    /// Inside the VNet of the App Service Environment that hosts the target, from the
+    /// caller's private address.
+    EnvironmentVnet { subnet: SubnetId },
+    /// A service on the Azure backbone that belongs to a service tag.
+    ServiceTag { tag: String },
+    /// An outbound rule of the network security group on the caller's subnet drops the
+    /// request before it reaches the front end.
+    BlockedByNsg {
+        subnet: SubnetId,
+        network_security_group: String,
+        rule: String,
+    },
 }
 
 /// The source a request arrives with, the path it took, and why.
@@ -42,6 +67,369 @@ pub struct Egress {
     pub path: EgressPath,
     /// Plain sentences that explain each routing step, for `explain` and the decision log.
     pub steps: Vec<String>,
+}
+
+impl Egress {
+    /// Whether the request reaches the front end at all. A request a network security group
+    /// drops never does; the caller sees a connection failure.
+    pub fn reaches_front_end(&self) -> bool {
+        !matches!(self.path, EgressPath::BlockedByNsg { .. })
+    }
+}
+
+/// The site and host name a request addresses, when the caller knows it.
+#[derive(Clone, Copy, Debug)]
+pub struct Destination<'a> {
+    pub site: &'a Site,
+    pub kind: SiteKind,
+}
+
+/// Computes the source identity of a request from `caller` to `target`: private endpoint,
+/// App Service Environment VNet, or the public path of [`from_site_to_app_service`], after the
+/// outbound rules of the caller's network security group.
+pub fn from_site_to_site(
+    topology: &Topology,
+    caller: &Site,
+    target: Option<Destination<'_>>,
+) -> Egress {
+    let integrated = caller.integration.as_ref().and_then(|integration| {
+        let plan_supports = caller
+            .plan_id
+            .as_deref()
+            .and_then(|id| topology.plan(id))
+            .map_or(true, |plan| plan.family.supports_vnet_integration());
+        plan_supports
+            .then(|| topology.subnet(&integration.subnet_id))
+            .flatten()
+            .map(|(_, subnet)| subnet)
+    });
+    let Some(subnet) = integrated else {
+        return from_site_to_app_service(topology, caller);
+    };
+    let steps = vec![format!(
+        "`{}` sends through its regional VNet integration subnet `{}`",
+        caller.name, subnet.name
+    )];
+    let public = || from_site_to_app_service(topology, caller);
+    through_vnet(topology, subnet, target, steps, public)
+}
+
+/// Computes the source identity of a request from a machine in `subnet` to `target`, like
+/// [`from_site_to_site`]; such callers always send through their VNet.
+pub fn from_subnet_to_site(
+    topology: &Topology,
+    subnet: &Subnet,
+    target: Option<Destination<'_>>,
+) -> Egress {
+    let steps = vec![format!("the caller sits in subnet `{}`", subnet.name)];
+    through_vnet(topology, subnet, target, steps, || {
+        from_subnet_to_app_service(subnet)
+    })
+}
+
+/// A caller on the Azure backbone that belongs to service tag `tag`, for example an Azure
+/// Front Door profile (`AzureFrontDoor.Backend`). With a prefix table the address is the first
+/// address of the tag's first prefix; without one it is a synthetic address in 192.0.2.0/24
+/// (TEST-NET-1, RFC 5737) and the source names the tag, which the engine then matches by name.
+pub fn from_service_tag(tag: &str, table: Option<&ServiceTagTable>) -> Egress {
+    let from_table = table
+        .and_then(|table| table.prefixes(tag))
+        .and_then(|prefixes| prefixes.first())
+        .map(|prefix| prefix.network);
+    let address = from_table.unwrap_or_else(|| {
+        let hash = fnv1a(tag.to_ascii_lowercase().as_bytes());
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, (hash as u8).max(1)))
+    });
+    let mut steps = vec![format!(
+        "the caller is a service on the Azure backbone in service tag `{tag}`"
+    )];
+    if from_table.is_some() {
+        steps.push(format!(
+            "its address {address} is the first address of the tag's first prefix"
+        ));
+    }
+    Egress {
+        source: Source {
+            address,
+            service_endpoint: None,
+            entry: Entry::PublicEndpoint,
+            service_tags: vec![tag.to_owned()],
+        },
+        path: EgressPath::ServiceTag {
+            tag: tag.to_owned(),
+        },
+        steps,
+    }
+}
+
+/// The path of a request that leaves from `subnet`: to a private endpoint or an App Service
+/// Environment inside the VNet, else the public path `public` computes; then the subnet's
+/// network security group.
+fn through_vnet(
+    topology: &Topology,
+    subnet: &Subnet,
+    target: Option<Destination<'_>>,
+    mut steps: Vec<String>,
+    public: impl FnOnce() -> Egress,
+) -> Egress {
+    let private_address = first_host(subnet);
+    if let Some(target) = target {
+        if let Some((endpoint, zone)) = private_endpoint_seen_from(topology, subnet, target) {
+            steps.push(format!(
+                "private DNS zone `{zone}` is linked to the caller's VNet and resolves `{}` to private endpoint `{endpoint}`",
+                host_of(target)
+            ));
+            steps.push(
+                "the request enters through the private endpoint, where access restrictions do not apply"
+                    .to_owned(),
+            );
+            let egress = Egress {
+                source: Source {
+                    address: private_address,
+                    service_endpoint: None,
+                    entry: Entry::PrivateEndpoint,
+                    service_tags: Vec::new(),
+                },
+                path: EgressPath::PrivateEndpoint { endpoint, zone },
+                steps,
+            };
+            return apply_nsg(topology, subnet, NsgDestination::Vnet(None), egress);
+        }
+        if let Some(environment) = environment_seen_from(topology, subnet, target) {
+            steps.push(format!(
+                "`{}` runs in App Service Environment `{environment}` in the caller's VNet, so the request stays in the VNet and arrives from the caller's private address {private_address}",
+                target.site.name
+            ));
+            let egress = Egress {
+                source: Source::internet(private_address),
+                path: EgressPath::EnvironmentVnet {
+                    subnet: subnet.id.clone(),
+                },
+                steps,
+            };
+            return apply_nsg(topology, subnet, NsgDestination::Vnet(None), egress);
+        }
+    }
+    let mut egress = public();
+    steps.append(&mut egress.steps);
+    egress.steps = steps;
+    // Only a request that entered the VNet meets the subnet's network security group.
+    let enters_vnet = matches!(
+        egress.path,
+        EgressPath::ServiceEndpoint { .. }
+            | EgressPath::NatGateway { .. }
+            | EgressPath::VnetInternet { .. }
+    );
+    if enters_vnet {
+        apply_nsg(topology, subnet, NsgDestination::AppServicePublic, egress)
+    } else {
+        egress
+    }
+}
+
+/// Where a request from a subnet goes, as network security group rules see it.
+#[derive(Clone, Copy, Debug)]
+enum NsgDestination {
+    /// The public address of an App Service front end (service tags `AppService`, `Internet`).
+    AppServicePublic,
+    /// An address inside the virtual network (service tag `VirtualNetwork`).
+    Vnet(Option<IpAddr>),
+}
+
+/// HTTPS port every emulated call uses.
+const HTTPS_PORT: u32 = 443;
+
+/// Applies the outbound rules of the subnet's network security group: the lowest priority
+/// number that matches decides; without a match Azure's default rules `AllowVnetOutBound` and
+/// `AllowInternetOutBound` let the request through.
+/// Source: <https://learn.microsoft.com/azure/virtual-network/network-security-groups-overview>.
+fn apply_nsg(
+    topology: &Topology,
+    subnet: &Subnet,
+    destination: NsgDestination,
+    mut egress: Egress,
+) -> Egress {
+    let Some(nsg) = subnet
+        .network_security_group
+        .as_deref()
+        .and_then(|id| topology.network_security_group(id))
+    else {
+        return egress;
+    };
+    let mut rules: Vec<_> = nsg.outbound_rules.iter().collect();
+    rules.sort_by_key(|rule| rule.priority);
+    let deciding = rules.into_iter().find(|rule| {
+        protocol_matches(&rule.protocol)
+            && rule.destination_ports.iter().any(|ports| port_matches(ports))
+            && rule
+                .destination_prefixes
+                .iter()
+                .any(|prefix| prefix_matches(prefix, destination))
+    });
+    match deciding {
+        Some(rule) if !rule.allow => {
+            egress.steps.push(format!(
+                "outbound rule `{}` (priority {}) of network security group `{}` on subnet `{}` denies it, so the request never reaches the front end",
+                rule.name, rule.priority, nsg.name, subnet.name
+            ));
+            egress.path = EgressPath::BlockedByNsg {
+                subnet: subnet.id.clone(),
+                network_security_group: nsg.name.clone(),
+                rule: rule.name.clone(),
+            };
+            egress
+        }
+        Some(rule) => {
+            egress.steps.push(format!(
+                "outbound rule `{}` of network security group `{}` allows it",
+                rule.name, nsg.name
+            ));
+            egress
+        }
+        None => egress,
+    }
+}
+
+fn protocol_matches(protocol: &str) -> bool {
+    protocol == "*" || protocol.eq_ignore_ascii_case("tcp")
+}
+
+fn port_matches(ports: &str) -> bool {
+    let ports = ports.trim();
+    if ports == "*" {
+        return true;
+    }
+    match ports.split_once('-') {
+        Some((low, high)) => match (low.trim().parse::<u32>(), high.trim().parse::<u32>()) {
+            (Ok(low), Ok(high)) => (low..=high).contains(&HTTPS_PORT),
+            _ => false,
+        },
+        None => ports.parse::<u32>() == Ok(HTTPS_PORT),
+    }
+}
+
+fn prefix_matches(prefix: &str, destination: NsgDestination) -> bool {
+    let prefix = prefix.trim();
+    if prefix == "*" || prefix == "0.0.0.0/0" {
+        return true;
+    }
+    let tag = prefix.split('.').next().unwrap_or(prefix);
+    match destination {
+        // NOTE: the emulated front-end address is synthetic, so a CIDR other than 0.0.0.0/0
+        // is taken as not covering it.
+        NsgDestination::AppServicePublic => ["Internet", "AppService", "AzureCloud"]
+            .iter()
+            .any(|known| tag.eq_ignore_ascii_case(known)),
+        NsgDestination::Vnet(address) => {
+            prefix.eq_ignore_ascii_case("VirtualNetwork")
+                || address.is_some_and(|address| cidr_contains(prefix, address))
+        }
+    }
+}
+
+fn cidr_contains(prefix: &str, address: IpAddr) -> bool {
+    let Some((network, length)) = prefix.split_once('/') else {
+        return prefix.parse::<IpAddr>() == Ok(address);
+    };
+    let (Ok(network), Ok(length)) = (network.parse::<IpAddr>(), length.parse::<u32>()) else {
+        return false;
+    };
+    match (network, address) {
+        (IpAddr::V4(network), IpAddr::V4(address)) if length <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - length).unwrap_or(0);
+            u32::from(network) & mask == u32::from(address) & mask
+        }
+        (IpAddr::V6(network), IpAddr::V6(address)) if length <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - length).unwrap_or(0);
+            u128::from(network) & mask == u128::from(address) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The private endpoint of `target` that a caller in `subnet` resolves to, with the zone that
+/// resolves it: the caller's VNet is linked to a `privatelink.azurewebsites.net` zone that
+/// holds the target's record, written by the endpoint's DNS zone group (which registers both
+/// the main and the scm name) or as a separate `A` record.
+fn private_endpoint_seen_from(
+    topology: &Topology,
+    subnet: &Subnet,
+    target: Destination<'_>,
+) -> Option<(String, String)> {
+    let vnet_id = subnet.id.vnet_id();
+    let endpoints: Vec<_> = topology
+        .private_endpoints
+        .iter()
+        .filter(|endpoint| endpoint.target_id.eq_ignore_ascii_case(&target.site.id))
+        .filter(|endpoint| {
+            endpoint
+                .group_ids
+                .iter()
+                .any(|group| group.to_ascii_lowercase().starts_with("sites"))
+        })
+        .collect();
+    let record = match target.kind {
+        SiteKind::Main => target.site.name.to_ascii_lowercase(),
+        SiteKind::Scm => format!("{}.scm", target.site.name.to_ascii_lowercase()),
+    };
+    topology
+        .private_dns_zones
+        .iter()
+        .filter(|zone| zone.name.eq_ignore_ascii_case(PRIVATE_LINK_ZONE))
+        .filter(|zone| zone.is_linked_to(vnet_id))
+        .find_map(|zone| {
+            let by_group = endpoints.iter().find(|endpoint| {
+                endpoint
+                    .dns_zone_ids
+                    .iter()
+                    .any(|id| id.eq_ignore_ascii_case(&zone.id))
+            });
+            let by_record = zone
+                .a_records
+                .iter()
+                .any(|name| name == &record)
+                .then(|| endpoints.first())
+                .flatten();
+            by_group
+                .or(by_record)
+                .map(|endpoint| (endpoint.name.clone(), zone.name.clone()))
+        })
+}
+
+/// The App Service Environment hosting `target` when it sits in the caller's VNet.
+fn environment_seen_from(
+    topology: &Topology,
+    subnet: &Subnet,
+    target: Destination<'_>,
+) -> Option<String> {
+    let environment = topology.hosting_environment_of(target.site)?;
+    let environment_subnet = environment.subnet_id.as_ref()?;
+    environment_subnet
+        .vnet_id()
+        .eq_ignore_ascii_case(subnet.id.vnet_id())
+        .then(|| environment.name.clone())
+}
+
+fn host_of(target: Destination<'_>) -> &str {
+    match target.kind {
+        SiteKind::Main => &target.site.default_host_name,
+        SiteKind::Scm => &target.site.scm_host_name,
+    }
+}
+
+/// The caller's private address inside `subnet`: the first host address of its first IPv4
+/// prefix (10.0.0.1 for 10.0.0.0/24). Azure hands out the fourth address first, but any
+/// address of the subnet stands for the caller; the first host is easy to predict.
+pub fn first_host(subnet: &Subnet) -> IpAddr {
+    subnet
+        .address_prefixes
+        .iter()
+        .find_map(|prefix| {
+            let (network, _) = prefix.split_once('/')?;
+            let network: Ipv4Addr = network.parse().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from(network).saturating_add(1))))
+        })
+        .unwrap_or(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
 }
 
 /// Computes the source identity of a request from `caller` to the public host name of an App
@@ -178,6 +566,10 @@ pub fn from_internet(address: IpAddr) -> Egress {
 /// documentation range TEST-NET-3 (RFC 5737), which no rule in a real template allows by
 /// accident.
 pub const INTERNET_SAMPLE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+
+/// The IPv6 address `check` uses for "any IPv6 client on the internet": 2001:db8::10 from the
+/// documentation range (RFC 3849).
+pub const INTERNET_SAMPLE_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
 
 /// The synthetic shared outbound address of a plan, in 198.18.0.0/15 (RFC 2544, never routed).
 ///

@@ -48,6 +48,15 @@ pub enum FindingCode {
     /// A rule with priority 2147483647 and `ipAddress: Any`, which Azure drops as its own
     /// synthetic entry.
     SL014,
+    /// `publicNetworkAccess` set only in `siteConfig`, or set differently in `properties` and
+    /// `siteConfig`: Azure rejects the site with HTTP 400.
+    SL015,
+    /// A subnet (service-endpoint) rule on a site where Azure does not support it: a site with
+    /// a private endpoint, or a site in an App Service Environment.
+    SL016,
+    /// A private endpoint on a site whose plan does not support inbound private endpoints
+    /// (classic Consumption, Free, Shared).
+    SL017,
 }
 
 impl FindingCode {
@@ -68,6 +77,9 @@ impl FindingCode {
             FindingCode::SL012 => "scm-site-open-while-main-site-locked",
             FindingCode::SL013 => "implicit-deny-all",
             FindingCode::SL014 => "synthetic-any-rule-dropped",
+            FindingCode::SL015 => "public-network-access-copies-disagree",
+            FindingCode::SL016 => "subnet-rule-not-supported-on-site",
+            FindingCode::SL017 => "private-endpoint-on-unsupported-plan",
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct Topology {
     pub plans: Vec<Plan>,
     pub sites: Vec<Site>,
     pub private_endpoints: Vec<PrivateEndpoint>,
+    pub private_dns_zones: Vec<PrivateDnsZone>,
+    pub network_security_groups: Vec<NetworkSecurityGroup>,
+    pub hosting_environments: Vec<HostingEnvironment>,
     pub findings: Vec<crate::Finding>,
 }
 
@@ -37,6 +40,26 @@ impl Topology {
                 .find(|subnet| &subnet.id == id)
                 .map(|subnet| (vnet, subnet))
         })
+    }
+
+    pub fn network_security_group(&self, id: &str) -> Option<&NetworkSecurityGroup> {
+        self.network_security_groups
+            .iter()
+            .find(|nsg| nsg.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The App Service Environment that hosts `site`, through the site's own
+    /// `hostingEnvironmentProfile` or its plan's.
+    pub fn hosting_environment_of(&self, site: &Site) -> Option<&HostingEnvironment> {
+        let plan_environment = site
+            .plan_id
+            .as_deref()
+            .and_then(|id| self.plan(id))
+            .and_then(|plan| plan.hosting_environment.as_deref());
+        let id = site.hosting_environment.as_deref().or(plan_environment)?;
+        self.hosting_environments
+            .iter()
+            .find(|environment| environment.id.eq_ignore_ascii_case(id))
     }
 
     /// Finds a subnet by id, by `vnet/subnet` or by its bare name when that is unique.
@@ -234,6 +257,8 @@ pub struct Plan {
     pub family: PlanFamily,
     /// `kind` contains `linux` or `properties.reserved` is true.
     pub is_linux: bool,
+    /// `properties.hostingEnvironmentProfile.id`: the App Service Environment of the plan.
+    pub hosting_environment: Option<String>,
     pub declared_at: SourceLocation,
 }
 
@@ -288,6 +313,10 @@ pub struct Site {
     pub kind: Option<String>,
     pub location: Option<String>,
     pub plan_id: Option<String>,
+    /// `properties.hostingEnvironmentProfile.id`: the App Service Environment of the site.
+    pub hosting_environment: Option<String>,
+    /// `properties.ipMode` (`IPv4`, `IPv6` or `IPv4AndIPv6`) as written.
+    pub ip_mode: Option<String>,
     pub default_host_name: String,
     pub scm_host_name: String,
     pub integration: Option<VnetIntegration>,
@@ -335,6 +364,66 @@ pub struct PrivateEndpoint {
     /// Id of the site (or other resource) the endpoint connects to.
     pub target_id: String,
     pub group_ids: Vec<String>,
+    /// Ids of the private DNS zones the endpoint's DNS zone groups register it in.
+    pub dns_zone_ids: Vec<String>,
+}
+
+/// Name of the private DNS zone that resolves App Service host names to private endpoints.
+/// Source: <https://learn.microsoft.com/azure/app-service/overview-private-endpoint>.
+pub const PRIVATE_LINK_ZONE: &str = "privatelink.azurewebsites.net";
+
+/// A `Microsoft.Network/privateDnsZones` resource with its virtual network links and the
+/// record names written into it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PrivateDnsZone {
+    pub id: String,
+    pub name: String,
+    /// Ids of the virtual networks linked to the zone (`virtualNetworkLinks`).
+    pub linked_vnets: Vec<String>,
+    /// Relative names of `A` records written as separate resources, for example `app` or
+    /// `app.scm`.
+    pub a_records: Vec<String>,
+}
+
+impl PrivateDnsZone {
+    pub fn is_linked_to(&self, vnet_id: &str) -> bool {
+        self.linked_vnets
+            .iter()
+            .any(|linked| linked.eq_ignore_ascii_case(vnet_id))
+    }
+}
+
+/// A `Microsoft.Network/networkSecurityGroups` resource; only its outbound rules matter here.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkSecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub outbound_rules: Vec<SecurityRule>,
+}
+
+/// One outbound security rule of a network security group.
+#[derive(Clone, Debug, Serialize)]
+pub struct SecurityRule {
+    pub name: String,
+    pub priority: i64,
+    /// `true` for `Allow`, `false` for `Deny`.
+    pub allow: bool,
+    /// `Tcp`, `Udp`, `Icmp` or `*`.
+    pub protocol: String,
+    /// `destinationAddressPrefix` and `destinationAddressPrefixes` together: CIDRs, service
+    /// tags such as `AppService` or `Internet`, or `*`.
+    pub destination_prefixes: Vec<String>,
+    /// `destinationPortRange` and `destinationPortRanges` together: `*`, `443` or `1-1024`.
+    pub destination_ports: Vec<String>,
+}
+
+/// A `Microsoft.Web/hostingEnvironments` resource (App Service Environment).
+#[derive(Clone, Debug, Serialize)]
+pub struct HostingEnvironment {
+    pub id: String,
+    pub name: String,
+    /// The subnet the environment is deployed into (`virtualNetwork.id`).
+    pub subnet_id: Option<SubnetId>,
 }
 
 /// Builds the default and scm host names of a site in Azure's public cloud.

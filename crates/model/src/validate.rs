@@ -21,6 +21,8 @@ pub(crate) fn validate(topology: &mut Topology) {
     for site in &topology.sites {
         check_integration(topology, site, &mut findings);
         check_subnet_rules(topology, site, &mut findings);
+        check_unsupported_subnet_rules(topology, site, &mut findings);
+        check_private_endpoint_plan(topology, site, &mut findings);
     }
     check_plan_limits(topology, &mut findings);
     topology.findings.extend(findings);
@@ -188,6 +190,83 @@ fn check_subnet_rules(topology: &Topology, site: &Site, findings: &mut Vec<Findi
             );
         }
     }
+}
+
+/// Subnet rules are not supported on apps with a private endpoint
+/// (<https://learn.microsoft.com/azure/app-service/overview-access-restrictions>) nor on apps
+/// in an App Service Environment, which see VNet traffic by its private address
+/// (<https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions>). Whether Azure
+/// rejects such a rule is not documented; reports show it simply never admits the traffic
+/// (<https://github.com/MicrosoftDocs/azure-docs/issues/99623>).
+fn check_unsupported_subnet_rules(topology: &Topology, site: &Site, findings: &mut Vec<Finding>) {
+    let why = if site.access.has_private_endpoint {
+        "has a private endpoint"
+    } else if topology.hosting_environment_of(site).is_some() {
+        "runs in an App Service Environment"
+    } else {
+        return;
+    };
+    let lists = [("main", &site.access.main), ("scm", &site.access.scm)];
+    for (list_name, list) in lists {
+        for rule in &list.rules {
+            if !matches!(
+                rule.source,
+                SourceCondition::Subnet(_) | SourceCondition::AnyVnets
+            ) {
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    FindingCode::SL016,
+                    Severity::Warning,
+                    format!(
+                        "rule {} of the {list_name} site of `{}` is a service-endpoint rule, which Azure does not support on a site that {why}; it never matches",
+                        rule.index, site.name
+                    ),
+                )
+                .outcome(Outcome::Silent)
+                .help(if site.access.has_private_endpoint {
+                    "reach the site through its private endpoint, and filter that traffic with a network security group on the endpoint's subnet"
+                } else {
+                    "write an IP rule for the caller's private address range instead"
+                })
+                .at(&site.id, site.declared_at.clone()),
+            );
+        }
+    }
+}
+
+/// Inbound private endpoints need a Basic, Standard, Premium v2/v3, Isolated v2, Elastic
+/// Premium or Flex Consumption plan; classic Consumption, Free and Shared have none.
+/// Source: <https://learn.microsoft.com/azure/app-service/overview-private-endpoint> and
+/// <https://learn.microsoft.com/azure/azure-functions/functions-networking-options>.
+fn check_private_endpoint_plan(topology: &Topology, site: &Site, findings: &mut Vec<Finding>) {
+    if !site.access.has_private_endpoint {
+        return;
+    }
+    let Some(plan) = site.plan_id.as_deref().and_then(|id| topology.plan(id)) else {
+        return;
+    };
+    if !matches!(
+        plan.family,
+        PlanFamily::Consumption | PlanFamily::Free | PlanFamily::Shared
+    ) {
+        return;
+    }
+    // NOTE: the error text Azure returns here is not documented.
+    findings.push(
+        Finding::new(
+            FindingCode::SL017,
+            Severity::Error,
+            format!(
+                "site `{}` has a private endpoint, but its plan `{}` ({:?}) does not support inbound private endpoints",
+                site.name, plan.name, plan.family
+            ),
+        )
+        .outcome(Outcome::DeployFails)
+        .help("move the app to a Basic-or-higher, Elastic Premium or Flex Consumption plan")
+        .at(&site.id, site.declared_at.clone()),
+    );
 }
 
 /// One plan integrates with at most one subnet on Linux and two on Windows, and one subnet

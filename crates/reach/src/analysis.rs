@@ -19,13 +19,14 @@ pub enum CallerKind {
     Internet,
     Subnet,
     App,
+    ServiceTag,
 }
 
 /// A caller the analysis tries, with the text `up`'s `--from` accepts for it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CallerSpec {
     pub kind: CallerKind,
-    /// `internet:<address>`, `subnet:<vnet>/<subnet>` or `app:<site>`.
+    /// `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`.
     pub label: String,
     /// Why this caller is in the matrix, for example the rule whose range it samples.
     pub note: Option<String>,
@@ -51,8 +52,9 @@ pub struct Reachability {
 }
 
 impl Reachability {
+    /// Whether the request reaches the front end and the front end lets it through.
     pub fn allowed(&self) -> bool {
-        self.decision.verdict == Action::Allow
+        self.egress.reaches_front_end() && self.decision.verdict == Action::Allow
     }
 }
 
@@ -101,8 +103,9 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
                 SiteKind::Main => site.default_host_name.clone(),
                 SiteKind::Scm => site.scm_host_name.clone(),
             };
+            let target = egress::Destination { site, kind };
             for caller in &callers {
-                let Some(egress) = egress_of(&topology, caller) else {
+                let Some(egress) = egress_of(&topology, caller, Some(target), options) else {
                     continue;
                 };
                 let decision = compiled.decide(&Request {
@@ -152,10 +155,29 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         note: Some("any address no rule names".to_owned()),
     }];
 
+    // A site that accepts IPv6 clients gets an IPv6 internet caller from the documentation
+    // range 2001:db8::/32 (RFC 3849), so rules written only for IPv4 show what they do to it.
+    let accepts_ipv6 = topology.sites.iter().any(|site| {
+        site.ip_mode
+            .as_deref()
+            .is_some_and(|mode| mode.to_ascii_lowercase().contains("ipv6"))
+    });
+    if accepts_ipv6 {
+        callers.push(CallerSpec {
+            kind: CallerKind::Internet,
+            label: format!("internet:{}", egress::INTERNET_SAMPLE_V6),
+            note: Some("an IPv6 client no rule names".to_owned()),
+        });
+    }
+
     let mut sampled = BTreeSet::new();
+    let mut tags = BTreeSet::new();
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
             for rule in &list.rules {
+                if let SourceCondition::ServiceTags(names) = &rule.source {
+                    tags.extend(names.iter().cloned());
+                }
                 let SourceCondition::Ranges(ranges) = &rule.source else {
                     continue;
                 };
@@ -171,6 +193,14 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                 }
             }
         }
+    }
+
+    for tag in tags {
+        callers.push(CallerSpec {
+            kind: CallerKind::ServiceTag,
+            label: format!("servicetag:{tag}"),
+            note: Some("a service in the tag a rule names".to_owned()),
+        });
     }
 
     for vnet in &topology.vnets {
@@ -201,16 +231,30 @@ fn sample_address(network: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-fn egress_of(topology: &Topology, caller: &CallerSpec) -> Option<Egress> {
+pub(crate) fn egress_of(
+    topology: &Topology,
+    caller: &CallerSpec,
+    target: Option<egress::Destination<'_>>,
+    options: &EngineOptions,
+) -> Option<Egress> {
     let (kind, value) = caller.label.split_once(':')?;
     match kind {
-        "internet" => value.parse().ok().map(egress::from_internet),
+        "internet" => value
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+            .map(egress::from_internet),
         "subnet" => topology
             .find_subnet(value)
-            .map(egress::from_subnet_to_app_service),
+            .map(|subnet| egress::from_subnet_to_site(topology, subnet, target)),
         "app" => topology
             .site(value)
-            .map(|site| egress::from_site_to_app_service(topology, site)),
+            .map(|site| egress::from_site_to_site(topology, site, target)),
+        "servicetag" if !value.is_empty() => Some(egress::from_service_tag(
+            value,
+            options.service_tags.as_deref(),
+        )),
         _ => None,
     }
 }

@@ -16,4 +16,4 @@ pub mod output;
 mod predict;
 
 pub use analysis::{analyze, Analysis, AppCall, CallerKind, CallerSpec, Reachability, Target};
-pub use predict::{predict, Prediction, Probe};
+pub use predict::{predict, predict_with_headers, Prediction, Probe};

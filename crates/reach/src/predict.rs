@@ -3,17 +3,15 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use subnetlock_access::{
-    Action, CompiledSiteAccess, Decision, EngineOptions, HeaderLookup, Request, SiteKind,
-};
+use subnetlock_access::{Action, CompiledSiteAccess, Decision, EngineOptions, Request, SiteKind};
 use subnetlock_model::egress;
 
-use crate::analysis::Analysis;
+use crate::analysis::{egress_of, Analysis, CallerKind, CallerSpec};
 
 /// One call to predict.
 #[derive(Clone, Debug, Serialize)]
 pub struct Probe {
-    /// Caller as `internet:<address>`, `subnet:<name>` or `app:<site>`.
+    /// Caller as `internet:<address>`, `subnet:<name>`, `app:<site>` or `servicetag:<tag>`.
     pub from: String,
     /// Host name the call addresses.
     pub host: String,
@@ -27,7 +25,9 @@ pub struct Probe {
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     /// 403 (front end), 401 (Functions host or scm site without credentials), 404 (no site or
-    /// function), or 200 when the request reaches the app's code, which may answer otherwise.
+    /// function), 502 (a network security group drops the request before the front end; the
+    /// emulator's egress proxy answers 502), or 200 when the request reaches the app's code,
+    /// which may answer otherwise.
     pub status: u16,
     pub reaches_code: bool,
     pub decision: Option<Decision>,
@@ -38,16 +38,10 @@ pub struct Prediction {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum PredictError {
     #[error("invalid caller `{0}`")]
-    #[diagnostic(help("write `internet:<address>`, `subnet:<name>` or `app:<site>`"))]
+    #[diagnostic(help(
+        "write `internet:<address>`, `subnet:<name>`, `app:<site>` or `servicetag:<tag>`"
+    ))]
     Caller(String),
-}
-
-struct NoHeaders;
-
-impl HeaderLookup for NoHeaders {
-    fn values(&self, _lower_case_name: &str) -> Vec<&str> {
-        Vec::new()
-    }
 }
 
 /// Predicts `probe`. `auth_levels` maps lower-case `(site, function)` to the function's
@@ -59,6 +53,18 @@ pub fn predict(
     options: &EngineOptions,
     probe: &Probe,
 ) -> Result<Prediction, PredictError> {
+    predict_with_headers(analysis, auth_levels, options, probe, &[])
+}
+
+/// Predicts `probe` sent with request `headers` (name, value), which header filters of the
+/// rules read, for example `x-azure-fdid` or `x-forwarded-for`.
+pub fn predict_with_headers(
+    analysis: &Analysis,
+    auth_levels: &HashMap<(String, String), String>,
+    options: &EngineOptions,
+    probe: &Probe,
+    headers: &[(String, String)],
+) -> Result<Prediction, PredictError> {
     let topology = &analysis.topology;
     let Some((site, kind)) = topology.site_for_host(&probe.host) else {
         return Ok(Prediction {
@@ -69,32 +75,29 @@ pub fn predict(
         });
     };
 
-    let (caller_kind, value) = probe
-        .from
-        .split_once(':')
+    let caller = CallerSpec {
+        kind: CallerKind::Internet,
+        label: probe.from.clone(),
+        note: None,
+    };
+    let target = egress::Destination { site, kind };
+    let egress = egress_of(topology, &caller, Some(target), options)
         .ok_or_else(|| PredictError::Caller(probe.from.clone()))?;
-    let egress = match caller_kind {
-        "internet" => value
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()
-            .map(egress::from_internet),
-        "subnet" => topology
-            .find_subnet(value)
-            .map(egress::from_subnet_to_app_service),
-        "app" => topology
-            .site(value)
-            .map(|caller| egress::from_site_to_app_service(topology, caller)),
-        _ => None,
+    if !egress.reaches_front_end() {
+        return Ok(Prediction {
+            status: 502,
+            reaches_code: false,
+            decision: None,
+            why: egress.steps,
+        });
     }
-    .ok_or_else(|| PredictError::Caller(probe.from.clone()))?;
 
     let compiled = CompiledSiteAccess::compile(&site.access, options);
+    let headers = headers.to_vec();
     let decision = compiled.decide(&Request {
         source: &egress.source,
         site: kind,
-        headers: &NoHeaders,
+        headers: &headers,
     });
     let mut why = egress.steps.clone();
     why.push(crate::output::describe_decision(&decision));

@@ -1,0 +1,306 @@
+//! The `subnetlock` binary as a user runs it: output formats, exit codes and errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+fn example() -> PathBuf {
+    workspace_root().join("examples/lock-in-subnet")
+}
+
+fn subnetlock(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+        .args(args)
+        .current_dir(workspace_root())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("subnetlock runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Writes `text` as a template in a fresh temporary directory.
+fn template(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("azuredeploy.json");
+    std::fs::write(&path, text).expect("write template");
+    (dir, path)
+}
+
+/// A site on a Standard plan whose main site has the given rules.
+fn site_with_rules(rules: &str) -> String {
+    format!(
+        r#"{{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    {{ "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+       "location": "westeurope", "sku": {{ "name": "S1", "tier": "Standard" }} }},
+    {{ "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+       "location": "westeurope", "kind": "app",
+       "properties": {{
+         "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+         "siteConfig": {{ "ipSecurityRestrictions": {rules} }}
+       }} }}
+  ]
+}}"#
+    )
+}
+
+#[test]
+fn check_example_human() {
+    let output = subnetlock(&["check", example().to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("function-app-b-yobmxbvmtplck.azurewebsites.net"));
+    assert!(text.contains("ALLOW app:function-app-a-yobmxbvmtplck"));
+    assert!(text.contains("DENY  internet:203.0.113.10"));
+    assert!(text.contains("main rule 0 `lock-to-subnet` (priority 100, Allow) matched"));
+    assert!(text.contains("SL012"), "scm site open while main locked");
+}
+
+#[test]
+fn check_example_json() {
+    let output = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        example().to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let rows = value["reachability"].as_array().expect("rows");
+    let a_to_b = rows
+        .iter()
+        .find(|row| {
+            row["from"]["label"] == "app:function-app-a-yobmxbvmtplck"
+                && row["to"]["site"] == "function-app-b-yobmxbvmtplck"
+                && row["to"]["kind"] == "Main"
+        })
+        .expect("A -> B row");
+    assert_eq!(a_to_b["verdict"], "Allow");
+    assert_eq!(a_to_b["reason"]["kind"], "rule");
+    assert_eq!(a_to_b["reason"]["name"], "lock-to-subnet");
+    assert_eq!(a_to_b["egress"]["path"]["kind"], "service_endpoint");
+    let calls = value["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["setting"], "target-url");
+}
+
+#[test]
+fn check_json_is_byte_stable() {
+    let first = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        example().to_str().expect("path"),
+    ]);
+    let second = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        example().to_str().expect("path"),
+    ]);
+    assert_eq!(first.stdout, second.stdout);
+}
+
+#[test]
+fn check_sarif_has_rules_and_locations() {
+    let output = subnetlock(&[
+        "check",
+        "--format",
+        "sarif",
+        example().to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(value["version"], "2.1.0");
+    let results = value["runs"][0]["results"].as_array().expect("results");
+    let scm = results
+        .iter()
+        .find(|result| result["ruleId"] == "SL012")
+        .expect("SL012 result");
+    let region = &scm["locations"][0]["physicalLocation"]["region"];
+    assert!(region["startLine"].as_u64().expect("line") > 1);
+    let rules = value["runs"][0]["tool"]["driver"]["rules"]
+        .as_array()
+        .expect("rules");
+    assert!(rules
+        .iter()
+        .any(|rule| rule["name"] == "scm-site-open-while-main-site-locked"));
+}
+
+#[test]
+fn check_bare_ip_rule_fails_with_azure_text() {
+    let (_dir, path) = template(&site_with_rules(
+        r#"[{ "ipAddress": "123.123.123.123", "action": "Allow", "priority": 100 }]"#,
+    ));
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(text.contains("SL001"), "{text}");
+    assert!(text.contains("is an invalid CIDR!"), "{text}");
+    assert!(text.contains("azuredeploy.json:"), "{text}");
+}
+
+#[test]
+fn up_refuses_what_azure_rejects() {
+    let (dir, path) = template(&site_with_rules(
+        r#"[{ "ipAddress": "123.123.123.123", "action": "Allow", "priority": 100 }]"#,
+    ));
+    let state = dir.path().join("state");
+    let output = subnetlock(&[
+        "up",
+        path.to_str().expect("path"),
+        "--state-dir",
+        state.to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("Azure would reject this deployment"),
+        "{text}"
+    );
+    assert!(text.contains("SL001"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn malformed_json_is_located() {
+    let (_dir, path) = template("{\n  \"resources\": [\n    { \"type\": \"x\", }\n  ,\n");
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(text.contains("azuredeploy.json"), "{text}");
+    assert!(
+        text.contains(":3:") || text.contains(":4:") || text.contains(":5:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_function_is_located() {
+    let (_dir, path) = template(
+        r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "variables": { "name": "[noSuchFunction('x')]" },
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01",
+      "name": "[variables('name')]", "location": "westeurope" }
+  ]
+}"#,
+    );
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("noSuchFunction"), "{text}");
+    assert!(text.contains("azuredeploy.json:4"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+#[test]
+fn missing_input_names_the_path() {
+    let output = subnetlock(&["check", "no/such/template.json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("no/such/template.json"), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+}
+
+#[test]
+fn invalid_parameter_flag() {
+    let output = subnetlock(&["check", example().to_str().expect("path"), "-p", "novalue"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid parameter `novalue`"));
+}
+
+#[test]
+fn explain_names_route_and_rule() {
+    let output = subnetlock(&[
+        "explain",
+        example().to_str().expect("path"),
+        "--from",
+        "app:function-app-a-yobmxbvmtplck",
+        "--to",
+        "function-app-b-yobmxbvmtplck",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("`Microsoft.Web` service endpoint"), "{text}");
+    assert!(text.contains("lock-to-subnet"), "{text}");
+}
+
+#[test]
+fn explain_unknown_caller_lists_callers() {
+    let output = subnetlock(&[
+        "explain",
+        example().to_str().expect("path"),
+        "--from",
+        "app:nope",
+        "--to",
+        "function-app-b-yobmxbvmtplck",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("internet:203.0.113.10"));
+}
+
+#[test]
+fn call_without_emulator_says_how() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = subnetlock(&[
+        "call",
+        "--from",
+        "internet",
+        "--state-dir",
+        dir.path().to_str().expect("path"),
+        "https://x.azurewebsites.net/",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("subnetlock up"));
+}
+
+#[test]
+fn check_corpus_templates_without_panic() {
+    let corpus = workspace_root().join("../shared/corpus/arm");
+    if !corpus.is_dir() {
+        println!("skipped: {} is absent", corpus.display());
+        return;
+    }
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&corpus).expect("corpus") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !name.ends_with(".json") || name.contains(".parameters.") {
+            continue;
+        }
+        let output = subnetlock(&["check", "--format", "json", path.to_str().expect("path")]);
+        let text = stderr(&output);
+        assert!(!text.contains("panicked"), "{name}: {text}");
+        assert!(
+            matches!(output.status.code(), Some(0..=2)),
+            "{name}: {:?}",
+            output.status
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "checked {checked} templates");
+}

@@ -1,0 +1,394 @@
+//! The numbered ground-truth scenarios of App Service access restrictions, each run through
+//! `check` (static analysis and prediction) and `up` (the emulator, real HTTPS on loopback),
+//! with both answers held to the outcome Azure gives.
+//!
+//! One JSON file per scenario in `tests/scenarios/`: an ARM template, the calls to make and
+//! the expected outcome of each (an HTTP status, a deployment failure with its finding code,
+//! or a silently accepted template with its finding code and the status that follows). The
+//! emulator runs with no bindings, so an allowed main site answers its default page (200) and
+//! an allowed scm site asks for publishing credentials (401).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use subnetlock_access::{EngineOptions, IpNet, Outcome, ServiceTagTable};
+use subnetlock_arm::{EvalOptions, Parameters, Scope};
+use subnetlock_emulator::{Caller, Emulator, EmulatorConfig, EmulatorError};
+use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider};
+use subnetlock_reach::{analyze, predict_with_headers, Probe};
+
+/// Scenarios that need something this machine cannot emulate, with the reason. Every other
+/// scenario file runs.
+const KNOWN_GAPS: &[(u32, &str)] = &[
+    (
+        56,
+        "old scale unit: Azure's answer depends on which stamp the plan lands on, which no template states",
+    ),
+    (
+        58,
+        "plan SKU change across two deployments: needs the state left by a first deployment",
+    ),
+    (
+        61,
+        "needs a bound Functions custom handler to answer 401 without a key; functions/tests/e2e.rs covers it with the reference handlers",
+    ),
+    (
+        62,
+        "Terraform plan JSON input: subnetlock reads ARM templates only",
+    ),
+];
+
+#[derive(Clone, Debug, Deserialize)]
+struct Scenario {
+    id: u32,
+    title: String,
+    #[allow(dead_code)]
+    sources: Vec<String>,
+    template: serde_json::Value,
+    /// Service tag name to CIDR prefixes, loaded as the engine's service-tag table.
+    #[serde(default)]
+    service_tags: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    request: Option<Call>,
+    #[serde(default)]
+    requests: Vec<Call>,
+    /// Expected outcome of `request`, or of the deployment when there is no call.
+    #[serde(default)]
+    expect: Option<Expect>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Call {
+    from: String,
+    to: String,
+    #[serde(default = "main_site")]
+    site: String,
+    #[serde(default = "root_path")]
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    expect: Option<Expect>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Expect {
+    #[serde(default)]
+    status: Option<u16>,
+    /// `fails`, `silent` or `tooling`.
+    #[serde(default)]
+    deployment: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+}
+
+fn main_site() -> String {
+    "main".to_owned()
+}
+
+fn root_path() -> String {
+    "/".to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_check_and_up() {
+    let files = scenario_files();
+    assert!(!files.is_empty(), "no scenario files in tests/scenarios");
+    for (id, reason) in KNOWN_GAPS {
+        println!("known gap: scenario {id}: {reason}");
+    }
+
+    let mut seen = Vec::new();
+    let mut failed = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read scenario file");
+        let scenario: Scenario = serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+        assert!(
+            !KNOWN_GAPS.iter().any(|(id, _)| *id == scenario.id),
+            "scenario {} is listed as a known gap but has a file",
+            scenario.id
+        );
+        assert!(
+            !seen.contains(&scenario.id),
+            "scenario {} has two files",
+            scenario.id
+        );
+        seen.push(scenario.id);
+        println!("scenario {}: {}", scenario.id, scenario.title);
+        // Each scenario runs in its own task, so one failure does not hide the others.
+        let id = scenario.id;
+        if let Err(error) = tokio::spawn(async move { run(&scenario).await }).await {
+            failed.push((id, error.to_string()));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} scenario(s) failed (messages above): {:?}",
+        failed.len(),
+        failed.iter().map(|(id, _)| id).collect::<Vec<_>>()
+    );
+}
+
+/// Runs one scenario: static side first, then the emulator.
+async fn run(scenario: &Scenario) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("azuredeploy.json");
+    std::fs::write(
+        &template,
+        serde_json::to_string_pretty(&scenario.template).expect("template json"),
+    )
+    .expect("write template");
+    let engine = engine_options(scenario);
+    let calls = calls(scenario);
+    let deployment_expect = scenario
+        .expect
+        .as_ref()
+        .filter(|_| scenario.request.is_none());
+
+    check_side(scenario, &template, &engine, &calls, deployment_expect);
+    up_side(scenario, &template, &engine, &calls, deployment_expect, dir.path()).await;
+}
+
+fn check_side(
+    scenario: &Scenario,
+    template: &Path,
+    engine: &EngineOptions,
+    calls: &[(Call, Expect)],
+    deployment_expect: Option<&Expect>,
+) {
+    let id = scenario.id;
+    let provider = SimulatedProvider::new(KeyMode::Placeholder);
+    let options = EvalOptions {
+        scope: Scope::default(),
+        parameters: Parameters::new(),
+    };
+    let deployment = subnetlock_arm::evaluate_file(template, &options, &provider)
+        .unwrap_or_else(|error| panic!("scenario {id} (check): template does not evaluate: {error}"));
+    let topology = build_topology(&deployment)
+        .unwrap_or_else(|error| panic!("scenario {id} (check): no topology: {error}"));
+    let analysis = analyze(topology, engine);
+
+    for expect in deployment_expect
+        .into_iter()
+        .chain(calls.iter().map(|(_, expect)| expect))
+    {
+        assert_finding(id, "check", &analysis.findings, expect);
+    }
+    let fails = deployment_expect.is_some_and(|expect| expect.deployment.as_deref() == Some("fails"));
+    if !fails {
+        let failing: Vec<&Finding> = analysis
+            .findings
+            .iter()
+            .filter(|finding| finding.fails_deployment())
+            .collect();
+        assert!(
+            failing.is_empty(),
+            "scenario {id} (check): unexpected deployment failure: {failing:?}"
+        );
+    }
+
+    for (call, expect) in calls {
+        let Some(status) = expect.status else {
+            continue;
+        };
+        let site = analysis
+            .topology
+            .site(&call.to)
+            .unwrap_or_else(|| panic!("scenario {id} (check): no site `{}`", call.to));
+        let host = host_of(site, &call.site);
+        let probe = Probe {
+            from: call.from.clone(),
+            host,
+            path: call.path.clone(),
+            with_key: false,
+        };
+        let headers: Vec<(String, String)> = call
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        let prediction =
+            predict_with_headers(&analysis, &HashMap::new(), engine, &probe, &headers)
+                .unwrap_or_else(|error| panic!("scenario {id} (check): {error}"));
+        assert_eq!(
+            prediction.status,
+            status,
+            "scenario {id} (check): {} -> {} {} {}: why: {:?}",
+            call.from,
+            call.to,
+            call.site,
+            call.path,
+            prediction.why
+        );
+    }
+}
+
+async fn up_side(
+    scenario: &Scenario,
+    template: &Path,
+    engine: &EngineOptions,
+    calls: &[(Call, Expect)],
+    deployment_expect: Option<&Expect>,
+    dir: &Path,
+) {
+    let id = scenario.id;
+    let mut config = EmulatorConfig::new(template.to_owned(), dir.join("state"));
+    config.run_builds = false;
+    config.engine = engine.clone();
+    let started = Emulator::start(config).await;
+
+    if let Some(expect) =
+        deployment_expect.filter(|expect| expect.deployment.as_deref() == Some("fails"))
+    {
+        match started {
+            Err(EmulatorError::DeploymentRejected { findings }) => {
+                assert_finding(id, "up", &findings, expect);
+            }
+            Err(error) => panic!("scenario {id} (up): rejected for another reason: {error}"),
+            Ok(emulator) => {
+                emulator.shutdown().await;
+                panic!("scenario {id} (up): the emulator deployed a template Azure rejects");
+            }
+        }
+        return;
+    }
+    let emulator =
+        started.unwrap_or_else(|error| panic!("scenario {id} (up): emulator did not start: {error}"));
+    for expect in calls.iter().map(|(_, expect)| expect) {
+        if expect.deployment.is_some() {
+            assert_finding(id, "up", emulator.findings(), expect);
+        }
+    }
+
+    for (call, expect) in calls {
+        let Some(status) = expect.status else {
+            continue;
+        };
+        let host = {
+            let site = emulator
+                .topology()
+                .site(&call.to)
+                .unwrap_or_else(|| panic!("scenario {id} (up): no site `{}`", call.to));
+            host_of(site, &call.site)
+        };
+        let live = send(&emulator, call, &host).await;
+        assert_eq!(
+            live,
+            Some(status),
+            "scenario {id} (up): {} -> {} {} {} (None: the request failed before any response)",
+            call.from,
+            call.to,
+            call.site,
+            call.path
+        );
+    }
+    emulator.shutdown().await;
+}
+
+/// Sends `call` through the caller's source proxy over HTTPS; `None` when no response came.
+async fn send(emulator: &Emulator, call: &Call, host: &str) -> Option<u16> {
+    let caller: Caller = call.from.parse().expect("caller text");
+    let proxy = emulator
+        .source_proxy(&caller)
+        .await
+        .expect("source proxy starts");
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{proxy}")).expect("proxy url"))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(emulator.ca_pem().as_bytes()).expect("ca"),
+        )
+        .build()
+        .expect("client");
+    let mut request = client.get(format!("https://{host}{}", call.path));
+    for (name, value) in &call.headers {
+        request = request.header(name, value);
+    }
+    match request.send().await {
+        Ok(response) => Some(response.status().as_u16()),
+        Err(error) => {
+            println!("request failed: {error}");
+            None
+        }
+    }
+}
+
+fn assert_finding(id: u32, side: &str, findings: &[Finding], expect: &Expect) {
+    let (Some(deployment), Some(code)) = (&expect.deployment, &expect.code) else {
+        return;
+    };
+    let outcome = match deployment.as_str() {
+        "fails" => Outcome::DeployFails,
+        "silent" => Outcome::Silent,
+        "tooling" => Outcome::ToolingRejects,
+        other => panic!("scenario {id}: unknown deployment outcome `{other}`"),
+    };
+    let found = findings
+        .iter()
+        .any(|finding| finding.code.to_string() == *code && finding.outcome == Some(outcome));
+    let codes: Vec<String> = findings
+        .iter()
+        .map(|finding| format!("{} {:?}", finding.code, finding.outcome))
+        .collect();
+    assert!(
+        found,
+        "scenario {id} ({side}): expected finding {code} ({deployment}), got {codes:?}"
+    );
+}
+
+fn host_of(site: &subnetlock_model::Site, kind: &str) -> String {
+    match kind {
+        "scm" => site.scm_host_name.clone(),
+        _ => site.default_host_name.clone(),
+    }
+}
+
+/// The scenario's calls, each with its expectation.
+fn calls(scenario: &Scenario) -> Vec<(Call, Expect)> {
+    let mut calls = Vec::new();
+    if let Some(call) = &scenario.request {
+        let expect = call
+            .expect
+            .clone()
+            .or_else(|| scenario.expect.clone())
+            .unwrap_or_else(|| panic!("scenario {}: request without expect", scenario.id));
+        calls.push((call.clone(), expect));
+    }
+    for call in &scenario.requests {
+        let expect = call
+            .expect
+            .clone()
+            .unwrap_or_else(|| panic!("scenario {}: request without expect", scenario.id));
+        calls.push((call.clone(), expect));
+    }
+    calls
+}
+
+fn engine_options(scenario: &Scenario) -> EngineOptions {
+    let mut options = EngineOptions::default();
+    if !scenario.service_tags.is_empty() {
+        let entries = scenario.service_tags.iter().map(|(tag, prefixes)| {
+            let prefixes: Vec<IpNet> = prefixes
+                .iter()
+                .map(|prefix| IpNet::parse(prefix).expect("service tag prefix"))
+                .collect();
+            (tag.clone(), prefixes)
+        });
+        options.service_tags = Some(Arc::new(ServiceTagTable::from_prefixes(entries)));
+    }
+    options
+}
+
+fn scenario_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/scenarios exists")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
+}
