@@ -50,7 +50,7 @@ wait_for "http://127.0.0.1:$handler_port/"
 
 # 2. The subnetlock front end with B's rules.
 frontend_port=$(free_port)
-target/release/subnetlock up bench/frontend --no-build --http-port "$frontend_port" \
+RUST_LOG=warn target/release/subnetlock up bench/frontend --no-build --http-port "$frontend_port" \
     --state-dir "$work/state" >"$work/up.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do [ -f "$work/state/state.json" ] && break; sleep 0.1; done

@@ -4,6 +4,9 @@
 //! Every request here is real HTTP over loopback: HTTPS through per-caller egress proxies
 //! into the front end, then to the Functions host and the handler process.
 
+// Tests fail loudly on broken fixtures.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -162,7 +165,9 @@ async fn assert_reference_results(template: &Path) {
     assert_eq!(status, 403, "internet -> B: {body}");
     assert!(body.contains("Error 403 - Forbidden"));
     assert_eq!(
-        headers.get("x-ms-forbidden-ip").and_then(|v| v.to_str().ok()),
+        headers
+            .get("x-ms-forbidden-ip")
+            .and_then(|v| v.to_str().ok()),
         Some("203.0.113.7")
     );
 
@@ -177,11 +182,20 @@ async fn assert_reference_results(template: &Path) {
         .expect("A called B");
     assert_eq!(a_to_b.verdict, Some(Action::Allow));
     assert_eq!(a_to_b.status, 200);
-    let subnet = a_to_b.source.service_endpoint.as_ref().expect("subnet identity");
+    let subnet = a_to_b
+        .source
+        .service_endpoint
+        .as_ref()
+        .expect("subnet identity");
     assert_eq!(subnet.name(), "default");
     assert!(matches!(
         &a_to_b.reason,
-        Some(Reason::Rule { list: SiteKind::Main, priority: 100, action: Action::Allow, .. })
+        Some(Reason::Rule {
+            list: SiteKind::Main,
+            priority: 100,
+            action: Action::Allow,
+            ..
+        })
     ));
 
     // `check` predicted every one of these, and `up` did each of them.
@@ -232,12 +246,18 @@ fn edited_example(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> Path
     let mut template: serde_json::Value = serde_json::from_str(&text).expect("json");
     edit(&mut template);
     let path = dir.join("azuredeploy.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&template).expect("json")).expect("write");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&template).expect("json"),
+    )
+    .expect("write");
     path
 }
 
 fn resources(template: &mut serde_json::Value) -> &mut Vec<serde_json::Value> {
-    template["resources"].as_array_mut().expect("resources array")
+    template["resources"]
+        .as_array_mut()
+        .expect("resources array")
 }
 
 fn site_a(template: &mut serde_json::Value) -> &mut serde_json::Value {
@@ -256,7 +276,9 @@ fn site_a(template: &mut serde_json::Value) -> &mut serde_json::Value {
 async fn app_not_integrated_gets_403_from_b() {
     let dir = tempfile::tempdir().expect("temp dir");
     let template = edited_example(dir.path(), |template| {
-        let properties = site_a(template)["properties"].as_object_mut().expect("properties");
+        let properties = site_a(template)["properties"]
+            .as_object_mut()
+            .expect("properties");
         properties.remove("virtualNetworkSubnetId");
     });
     std::fs::copy(
@@ -268,7 +290,11 @@ async fn app_not_integrated_gets_403_from_b() {
     let a_to_b = analysis
         .rows
         .iter()
-        .find(|row| row.from.label.starts_with("app:function-app-a-") && row.to.site.starts_with("function-app-b-") && row.to.kind == SiteKind::Main)
+        .find(|row| {
+            row.from.label.starts_with("app:function-app-a-")
+                && row.to.site.starts_with("function-app-b-")
+                && row.to.kind == SiteKind::Main
+        })
         .expect("row A -> B");
     assert_eq!(a_to_b.decision.verdict, Action::Deny);
 
@@ -312,7 +338,13 @@ async fn subnet_without_service_endpoint_denies_and_check_says_why() {
         .iter()
         .find(|finding| finding.code == FindingCode::SL003)
         .expect("SL003 finding");
-    assert!(finding.message.contains("no `Microsoft.Web` service endpoint"), "{}", finding.message);
+    assert!(
+        finding
+            .message
+            .contains("no `Microsoft.Web` service endpoint"),
+        "{}",
+        finding.message
+    );
     let location = finding.location.as_ref().expect("located");
     assert!(location.line > 1);
 
@@ -376,7 +408,10 @@ async fn forged_identity_headers_from_internet_get_403() {
     let response = request.send().await.expect("response");
     assert_eq!(response.status().as_u16(), 403);
     assert_eq!(
-        response.headers().get("x-ms-forbidden-ip").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("x-ms-forbidden-ip")
+            .and_then(|v| v.to_str().ok()),
         Some("127.0.0.1")
     );
 }

@@ -81,6 +81,7 @@ fn add_duration(base: DateTime<Utc>, text: &str) -> Option<DateTime<Utc>> {
         None => (false, text),
     };
     let rest = rest.strip_prefix('P')?;
+
     let mut in_time = false;
     let mut number = String::new();
     let mut months: i64 = 0;
@@ -98,9 +99,11 @@ fn add_duration(base: DateTime<Utc>, text: &str) -> Option<DateTime<Utc>> {
         let amount: f64 = number.parse().ok()?;
         number.clear();
         any = true;
+        // `as` saturates, and the checked operations reject durations beyond any date.
+        let whole = amount as i64;
         match (in_time, ch) {
-            (false, 'Y') => months += (amount as i64) * 12,
-            (false, 'M') => months += amount as i64,
+            (false, 'Y') => months = months.checked_add(whole.checked_mul(12)?)?,
+            (false, 'M') => months = months.checked_add(whole)?,
             (false, 'W') => seconds += amount * 7.0 * 86_400.0,
             (false, 'D') => seconds += amount * 86_400.0,
             (true, 'H') => seconds += amount * 3_600.0,
@@ -112,15 +115,19 @@ fn add_duration(base: DateTime<Utc>, text: &str) -> Option<DateTime<Utc>> {
     if !number.is_empty() || !any {
         return None;
     }
-    let sign = if negative { -1 } else { 1 };
-    let mut time = base;
+
     let month_count = Months::new(u32::try_from(months).ok()?);
-    time = if sign > 0 {
-        time.checked_add_months(month_count)?
+    let time = if negative {
+        base.checked_sub_months(month_count)?
     } else {
-        time.checked_sub_months(month_count)?
+        base.checked_add_months(month_count)?
     };
-    let nanos = (seconds * 1e9).round() as i64 * sign;
+    let nanos = (seconds * 1e9).round() as i64;
+    let nanos = if negative {
+        nanos.checked_neg()?
+    } else {
+        nanos
+    };
     time.checked_add_signed(Duration::nanoseconds(nanos))
 }
 
@@ -241,7 +248,13 @@ mod tests {
     #[test]
     fn add_rejects_bad_duration() {
         let base = Value::String("2020-04-07T14:53:14Z".to_owned());
-        assert!(call("datetimeadd", &[base, Value::String("1D".to_owned())]).is_err());
+        assert!(call(
+            "datetimeadd",
+            &[base.clone(), Value::String("1D".to_owned())]
+        )
+        .is_err());
+        let huge = Value::String("P99999999999999999999Y".to_owned());
+        assert!(call("datetimeadd", &[base, huge]).is_err());
     }
 
     #[test]

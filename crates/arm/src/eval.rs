@@ -1,8 +1,8 @@
-//! Template structure: parameters, variables, resources (copy loops, conditions, child
-//! resources, `dependsOn`), nested deployments and outputs.
+//! Evaluation entry points, the public result types, and templates with their parameters
+//! and lazily evaluated variables.
 //!
-//! Expressions themselves are evaluated in `call.rs`; this module decides what is evaluated,
-//! in which context and in which order.
+//! Resources are declared in `resources.rs` and evaluated in `run.rs`. Expressions are
+//! evaluated in `call.rs`.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
@@ -172,7 +172,7 @@ fn evaluate_source(
         deployment_path: Vec::new(),
         base_copy: Vec::new(),
     })?;
-    let (resources, outputs) = template.execute(&engine)?;
+    let (resources, outputs) = template.execute(&engine, None)?;
     Ok(Deployment {
         resources,
         outputs: outputs
@@ -357,13 +357,8 @@ impl<'a> Template<'a> {
     pub fn execute(
         &self,
         engine: &Engine<'_>,
-    ) -> Result<
-        (
-            Vec<Resource>,
-            IndexMap<String, crate::resources::OutputValue>,
-        ),
-        Error,
-    > {
+        parent: Option<(&crate::run::Run<'_>, usize)>,
+    ) -> Result<(Vec<Resource>, IndexMap<String, crate::run::OutputValue>), Error> {
         if self.outer.is_none() {
             self.resolve_all_parameters(engine)?;
         }
@@ -371,7 +366,7 @@ impl<'a> Template<'a> {
             let ctx = crate::call::Ctx::new(engine, self, None);
             crate::resources::enumerate(&ctx)?
         };
-        let run = crate::resources::Run::new(engine, self, declarations);
+        let run = crate::run::Run::new(engine, self, declarations, parent);
         run.evaluate_all()?;
         let resources = run.ordered_resources()?;
         let outputs = run.outputs()?;
@@ -517,7 +512,9 @@ impl<'a> Template<'a> {
                 ),
             ));
         };
-        crate::resources::validate_parameter(name, &value, declaration, definition)
+        // NOTE: a known `securestring`/`secureObject` value is returned as a plain value; only
+        // Key Vault references arrive as secret unknowns.
+        crate::params::validate_parameter(name, &value, declaration, definition)
             .map_err(|(message, help)| site.error(ErrorKind::Parameter, message, help))?;
         Ok(value)
     }

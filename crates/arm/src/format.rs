@@ -154,6 +154,12 @@ fn format_item(pattern: &str, item: &str, args: &[Value]) -> Result<String, Stri
         let width: i64 = alignment.parse().map_err(|_| {
             format!("format string `{pattern}` has an invalid alignment `{alignment}`")
         })?;
+        // .NET rejects alignments of one million or more (`FormatException`).
+        if width.unsigned_abs() >= 1_000_000 {
+            return Err(format!(
+                "format string `{pattern}` has an alignment `{width}` beyond 999999"
+            ));
+        }
         let length = text.chars().count() as i64;
         let pad = (width.unsigned_abs() as i64 - length).max(0) as usize;
         if width > 0 {
@@ -164,6 +170,10 @@ fn format_item(pattern: &str, item: &str, args: &[Value]) -> Result<String, Stri
     }
     Ok(text)
 }
+
+// NOTE: .NET accepts precisions up to 999999999; this bound only keeps a template from
+// exhausting memory.
+const MAX_PRECISION: usize = 1_000;
 
 /// Standard numeric format strings for integers (invariant culture).
 fn format_integer(number: i64, spec: &str) -> Result<String, String> {
@@ -178,6 +188,11 @@ fn format_integer(number: i64, spec: &str) -> Result<String, String> {
                 .map_err(|_| format!("unsupported numeric format `{spec}`"))?,
         ),
     };
+    if precision.is_some_and(|precision| precision > MAX_PRECISION) {
+        return Err(format!(
+            "numeric format `{spec}` asks for more than {MAX_PRECISION} digits"
+        ));
+    }
     let text = match kind {
         'D' | 'd' => {
             let digits = number.unsigned_abs().to_string();
@@ -203,7 +218,10 @@ fn format_float(number: f64, spec: &str) -> Result<String, String> {
     let Some(kind) = spec.chars().next() else {
         return Ok(float_text(number));
     };
-    let precision: Option<usize> = spec[kind.len_utf8()..].parse().ok();
+    let precision: Option<usize> = spec[kind.len_utf8()..]
+        .parse()
+        .ok()
+        .map(|precision: usize| precision.min(MAX_PRECISION));
     let text = match kind {
         'N' | 'n' => group_thousands(number, precision.unwrap_or(2)),
         'F' | 'f' => format!("{:.*}", precision.unwrap_or(2), number),
@@ -331,6 +349,8 @@ mod tests {
         assert!(composite_format("{1}", &[Value::Int(1)]).is_err());
         assert!(composite_format("{0", &[Value::Int(1)]).is_err());
         assert!(composite_format("a}b", &[]).is_err());
+        assert!(composite_format("{0,1000000}", &[Value::Int(1)]).is_err());
+        assert!(composite_format("{0:D100000}", &[Value::Int(1)]).is_err());
     }
 
     #[test]

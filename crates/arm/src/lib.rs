@@ -50,6 +50,7 @@ mod hash;
 mod params;
 mod provider;
 mod resources;
+mod run;
 mod source;
 mod value;
 

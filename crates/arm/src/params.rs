@@ -7,6 +7,8 @@ use indexmap::IndexMap;
 
 use crate::error::{Error, ErrorKind};
 use crate::eval::literal_value;
+use crate::functions::deep_equals;
+use crate::source::NodeKind;
 use crate::source::{path_key, Node, Source};
 use crate::value::{Unknown, UnknownCause, Value};
 
@@ -145,6 +147,141 @@ fn file_error(source: &Source, node: &Node, path: &str, message: &str) -> Error 
         source,
         source.location(node.start, node.end, path),
     )
+}
+
+/// Checks a parameter value against its declaration: type, `allowedValues`,
+/// `minValue`/`maxValue`, `minLength`/`maxLength`. Returns message and help on failure.
+pub(crate) fn validate_parameter(
+    name: &str,
+    value: &Value,
+    declaration: &Node,
+    definition: &Node,
+) -> Result<(), (String, String)> {
+    if value.is_unknown() {
+        return Ok(());
+    }
+    let field = |key: &str| {
+        declaration
+            .get(key)
+            .or_else(|| definition.get(key))
+            .cloned()
+    };
+    let nullable = matches!(
+        field("nullable").map(|node| matches!(node.kind, NodeKind::Bool(true))),
+        Some(true)
+    );
+    if matches!(value, Value::Null) && nullable {
+        return Ok(());
+    }
+
+    if let Some(type_name) =
+        field("type").and_then(|node| node.as_str().map(str::to_ascii_lowercase))
+    {
+        let matches_type = match type_name.as_str() {
+            "string" | "securestring" => matches!(value, Value::String(_)),
+            "int" => matches!(value, Value::Int(_)),
+            "bool" => matches!(value, Value::Bool(_)),
+            "object" | "secureobject" => matches!(value, Value::Object(_)),
+            "array" => matches!(value, Value::Array(_)),
+            _ => true,
+        };
+        if !matches_type {
+            return Err((
+                format!(
+                    "parameter `{name}` must be of type `{type_name}`, found {} `{}`",
+                    value.type_name(),
+                    short_value(value)
+                ),
+                format!("supply a {type_name} value for `{name}`"),
+            ));
+        }
+    }
+
+    if let Some(allowed) = field("allowedValues") {
+        if let Some(items) = allowed.as_array() {
+            let allowed_values: Vec<Value> = items
+                .iter()
+                .map(|item| crate::eval::literal_value(item))
+                .collect();
+            let is_allowed = |candidate: &Value| {
+                allowed_values
+                    .iter()
+                    .any(|entry| deep_equals(entry, candidate))
+            };
+            let ok = match value {
+                Value::Array(elements)
+                    if !allowed_values
+                        .iter()
+                        .any(|entry| matches!(entry, Value::Array(_))) =>
+                {
+                    elements.iter().all(is_allowed)
+                }
+                other => is_allowed(other),
+            };
+            if !ok {
+                let shown: Vec<String> = allowed_values.iter().map(short_value).collect();
+                return Err((
+                    format!(
+                        "parameter `{name}` value `{}` is not one of the allowed values {}",
+                        short_value(value),
+                        shown.join(", ")
+                    ),
+                    format!("use one of the values listed in `allowedValues` of `{name}`"),
+                ));
+            }
+        }
+    }
+
+    let bound = |key: &str| match field(key).map(|node| crate::eval::literal_value(&node)) {
+        Some(Value::Int(number)) => Some(number),
+        _ => None,
+    };
+    if let Value::Int(number) = value {
+        if let Some(min) = bound("minValue").filter(|min| number < min) {
+            return Err((
+                format!("parameter `{name}` value `{number}` is less than `minValue` {min}"),
+                format!("use a value of at least {min}"),
+            ));
+        }
+        if let Some(max) = bound("maxValue").filter(|max| number > max) {
+            return Err((
+                format!("parameter `{name}` value `{number}` is greater than `maxValue` {max}"),
+                format!("use a value of at most {max}"),
+            ));
+        }
+    }
+    let length = match value {
+        Value::String(text) => Some(text.encode_utf16().count() as i64),
+        Value::Array(items) => Some(items.len() as i64),
+        _ => None,
+    };
+    if let Some(length) = length {
+        if let Some(min) = bound("minLength").filter(|min| length < *min) {
+            return Err((
+                format!("parameter `{name}` has length {length}, less than `minLength` {min}"),
+                format!("supply at least {min} characters or elements"),
+            ));
+        }
+        if let Some(max) = bound("maxLength").filter(|max| length > *max) {
+            return Err((
+                format!("parameter `{name}` has length {length}, more than `maxLength` {max}"),
+                format!("supply at most {max} characters or elements"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn short_value(value: &Value) -> String {
+    let text = match value {
+        Value::String(text) => format!("'{text}'"),
+        other => crate::format::to_json_text(other),
+    };
+    if text.chars().count() > 60 {
+        let head: String = text.chars().take(57).collect();
+        return format!("{head}...");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,21 +1,13 @@
-//! Resources of one template: declaration (copy loops, child resources, ids), on-demand
-//! evaluation for `reference()`, nested deployments, `dependsOn` ordering and outputs.
+//! Resource declarations of one template: copy loops expanded, child resources flattened
+//! with composed types and names, and resource ids.
 
-use std::cell::RefCell;
 use std::sync::Arc;
-
-use indexmap::IndexMap;
 
 use crate::call::Ctx;
 use crate::error::{Error, ErrorKind};
-use crate::eval::{
-    nested_parameters, node_site, CopyFrame, Engine, Resource, ScopeLevel, Site, Template,
-    TemplateInit, UnresolvedTemplate,
-};
-use crate::functions::deep_equals;
-use crate::provider::ReferenceRequest;
-use crate::source::{path_index, path_key, Node, NodeKind, Source};
-use crate::value::{Object, Unknown, UnknownCause, Value};
+use crate::eval::{node_site, CopyFrame, ScopeLevel, Template};
+use crate::source::{path_index, path_key, Node, NodeKind};
+use crate::value::Value;
 
 /// Maximum number of instances one copy loop may create
 /// (<https://learn.microsoft.com/azure/azure-resource-manager/templates/copy-resources>).
@@ -35,47 +27,19 @@ pub(crate) struct Decl {
     pub api_version: String,
     pub existing: bool,
     pub parent: Option<usize>,
+    /// Instances of the previous batch of a serial copy loop, which this one waits for.
+    pub serial_after: Vec<usize>,
 }
 
 impl Decl {
-    fn is_deployment(&self) -> bool {
+    pub fn is_deployment(&self) -> bool {
         self.resource_type
             .eq_ignore_ascii_case("Microsoft.Resources/deployments")
     }
 
-    fn display_name(&self) -> String {
+    pub fn display_name(&self) -> String {
         self.symbolic.clone().unwrap_or_else(|| self.name.clone())
     }
-}
-
-#[derive(Debug)]
-enum State {
-    Pending,
-    Evaluating,
-    Omitted,
-    Done(Box<Done>),
-}
-
-#[derive(Debug)]
-struct Done {
-    resource: Resource,
-    explicit: Vec<usize>,
-    nested: Option<Nested>,
-}
-
-/// Result of a nested deployment: its resources and outputs.
-#[derive(Debug)]
-struct Nested {
-    resources: Vec<Resource>,
-    /// `None` when the template could not be read offline.
-    outputs: Option<IndexMap<String, OutputValue>>,
-}
-
-/// An output with its declared type.
-#[derive(Clone, Debug)]
-pub(crate) struct OutputValue {
-    pub type_name: String,
-    pub value: Value,
 }
 
 /// Lists the resource instances of a template: copy loops expanded, child resources
@@ -143,7 +107,12 @@ fn declare(
         None => symbolic.clone().unwrap_or_default(),
     };
     let count = copy_count(ctx, &copy.value, &copy_path)?;
+    let batch_size = serial_batch_size(ctx, &copy.value, &copy_path)?;
+
+    // Declaration index of each instance; `None` when its condition is false.
+    let mut instances: Vec<Option<usize>> = Vec::new();
     for index in 0..count {
+        let first_declared = decls.len();
         let mut instance = ctx.clone();
         instance.copy.push(CopyFrame {
             name: Some(name.to_ascii_lowercase()),
@@ -159,8 +128,49 @@ fn declare(
             parent,
             decls,
         )?;
+        let declared = (decls.len() > first_declared).then_some(first_declared);
+        instances.push(declared);
+
+        // In serial mode each batch of `batchSize` instances waits for the batch before it
+        // (https://learn.microsoft.com/azure/azure-resource-manager/templates/copy-resources#serial-or-parallel).
+        if let (Some(batch), Some(current)) = (batch_size, declared) {
+            let position = instances.len() - 1;
+            let batch_start = (position / batch) * batch;
+            let previous = batch_start.saturating_sub(batch)..batch_start;
+            let waits_for: Vec<usize> = instances[previous].iter().flatten().copied().collect();
+            decls[current].serial_after = waits_for;
+        }
     }
     Ok(())
+}
+
+/// Returns the batch size of a `mode: serial` copy loop (default 1), or `None` when the loop
+/// runs in parallel.
+fn serial_batch_size(
+    ctx: &Ctx<'_>,
+    copy: &Arc<Node>,
+    copy_path: &str,
+) -> Result<Option<usize>, Error> {
+    let mode = match copy.get("mode") {
+        Some(mode) => ctx.eval_node(mode, &path_key(copy_path, "mode"))?,
+        None => return Ok(None),
+    };
+    if !mode
+        .as_str()
+        .is_some_and(|mode| mode.eq_ignore_ascii_case("serial"))
+    {
+        return Ok(None);
+    }
+    let batch = match copy.get("batchSize") {
+        Some(batch) => ctx.eval_node(batch, &path_key(copy_path, "batchSize"))?,
+        None => Value::Int(1),
+    };
+    let size = batch
+        .as_i64()
+        .and_then(|size| usize::try_from(size).ok())
+        .filter(|size| *size >= 1)
+        .unwrap_or(1);
+    Ok(Some(size))
 }
 
 /// Evaluates `count` of a copy object; it must be known before deployment.
@@ -307,6 +317,7 @@ fn declare_instance(
         api_version,
         existing,
         parent,
+        serial_after: Vec::new(),
     });
     let index = decls.len() - 1;
 
@@ -351,6 +362,11 @@ pub(crate) fn scope_prefix(
 /// Builds `<prefix>/providers/<ns>/<type1>/<name1>/<type2>/<name2>...` by zipping the type
 /// segments with the `/`-separated name segments.
 pub(crate) fn build_resource_id(prefix: &str, resource_type: &str, name: &str) -> String {
+    // A name that is unknown offline is a residual expression in brackets; its slashes are
+    // not name separators, so it follows the full type unsplit.
+    if name.starts_with('[') && name.ends_with(']') {
+        return format!("{prefix}/providers/{resource_type}/{name}");
+    }
     let segments: Vec<&str> = resource_type.split('/').filter(|s| !s.is_empty()).collect();
     let names: Vec<&str> = name.split('/').filter(|s| !s.is_empty()).collect();
     let Some((namespace, types)) = segments.split_first() else {
@@ -368,829 +384,37 @@ pub(crate) fn build_resource_id(prefix: &str, resource_type: &str, name: &str) -
     id
 }
 
-/// Evaluation of the resources of one template.
-pub(crate) struct Run<'a> {
-    pub engine: &'a Engine<'a>,
-    pub tpl: &'a Template<'a>,
-    pub decls: Vec<Decl>,
-    states: RefCell<Vec<State>>,
-    implicit: RefCell<Vec<Vec<usize>>>,
-    stack: RefCell<Vec<usize>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<'a> Run<'a> {
-    pub fn new(engine: &'a Engine<'a>, tpl: &'a Template<'a>, decls: Vec<Decl>) -> Self {
-        let count = decls.len();
-        Run {
-            engine,
-            tpl,
-            decls,
-            states: RefCell::new((0..count).map(|_| State::Pending).collect()),
-            implicit: RefCell::new(vec![Vec::new(); count]),
-            stack: RefCell::new(Vec::new()),
-        }
-    }
-
-    fn ctx(&self, copy: Vec<CopyFrame>, current: Option<usize>) -> Ctx<'_> {
-        let mut ctx = Ctx::new(self.engine, self.tpl, Some(self));
-        ctx.copy = copy;
-        ctx.current = current;
-        ctx
-    }
-
-    pub fn evaluate_all(&self) -> Result<(), Error> {
-        for index in 0..self.decls.len() {
-            self.evaluate(index, None)?;
-        }
-        Ok(())
-    }
-
-    /// Evaluates one resource (once); `site` is the `reference()` call that needs it.
-    pub fn evaluate(&self, index: usize, site: Option<&Site<'_>>) -> Result<(), Error> {
-        match self.states.borrow().get(index) {
-            Some(State::Pending) => {}
-            Some(State::Evaluating) => return Err(self.reference_cycle(index, site)),
-            _ => return Ok(()),
-        }
-        let Some(decl) = self.decls.get(index) else {
-            return Ok(());
-        };
-        if let Some(parent) = decl.parent {
-            self.evaluate(parent, site)?;
-            if matches!(self.states.borrow().get(parent), Some(State::Omitted)) {
-                self.set_state(index, State::Omitted);
-                return Ok(());
-            }
-        }
-
-        self.set_state(index, State::Evaluating);
-        self.stack.borrow_mut().push(index);
-        let result = self.evaluate_body(index);
-        self.stack.borrow_mut().pop();
-        match result {
-            Ok(state) => {
-                self.set_state(index, state);
-                Ok(())
-            }
-            Err(error) => {
-                self.set_state(index, State::Pending);
-                Err(error)
-            }
-        }
-    }
-
-    fn set_state(&self, index: usize, state: State) {
-        if let Some(slot) = self.states.borrow_mut().get_mut(index) {
-            *slot = state;
-        }
-    }
-
-    fn reference_cycle(&self, index: usize, site: Option<&Site<'_>>) -> Error {
-        let stack = self.stack.borrow();
-        let start = stack.iter().position(|entry| *entry == index).unwrap_or(0);
-        let mut chain: Vec<String> = stack[start..]
-            .iter()
-            .filter_map(|entry| self.decls.get(*entry))
-            .map(|decl| format!("`{}`", decl.display_name()))
-            .collect();
-        if let Some(decl) = self.decls.get(index) {
-            chain.push(format!("`{}`", decl.display_name()));
-        }
-        let message = format!(
-            "resources refer to each other in a cycle: {}",
-            chain.join(" -> ")
-        );
-        let help = "remove one `reference()`/`list*()` call from the cycle".to_owned();
-        match (site, self.decls.get(index)) {
-            (Some(site), _) => site.error(ErrorKind::Cycle, message, help),
-            (None, Some(decl)) => node_site(&self.tpl.source, &decl.node, &decl.path).error(
-                ErrorKind::Cycle,
-                message,
-                help,
+    #[test]
+    fn build_resource_id_cases() {
+        let prefix = "/subscriptions/s/resourceGroups/rg";
+        let cases = [
+            ("Microsoft.Web/sites", "app", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app"),
+            (
+                "Microsoft.Web/sites/config",
+                "app/web",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/app/config/web",
             ),
-            (None, None) => node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path).error(
-                ErrorKind::Cycle,
-                message,
-                help,
+            (
+                "Microsoft.Network/virtualNetworks/",
+                "vnet",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet",
             ),
-        }
-    }
-
-    fn evaluate_body(&self, index: usize) -> Result<State, Error> {
-        let Some(decl) = self.decls.get(index) else {
-            return Ok(State::Omitted);
-        };
-        let ctx = self.ctx(decl.copy.clone(), Some(index));
-        let source = &self.tpl.source;
-
-        if let Some(condition) = decl.node.member("condition") {
-            let condition_path = path_key(&decl.path, &condition.key.text);
-            match ctx.eval_node(&condition.value, &condition_path)? {
-                Value::Bool(false) => return Ok(State::Omitted),
-                Value::Bool(true) => {}
-                Value::Unknown(unknown) => {
-                    tracing::debug!(
-                        resource = %decl.name,
-                        condition = %unknown.expression,
-                        "condition is unknown offline; the resource is kept"
-                    );
-                }
-                other => {
-                    let site = node_site(source, &condition.value, &condition_path);
-                    return Err(site.error(
-                        ErrorKind::Template,
-                        format!(
-                            "resource `condition` must be a bool, found {}",
-                            other.type_name()
-                        ),
-                        "use a bool expression such as `[equals(parameters('x'), 'y')]`".to_owned(),
-                    ));
-                }
-            }
-        }
-
-        let mut body = Object::new();
-        for member in decl.node.as_object().unwrap_or(&[]) {
-            let key = member.key.text.to_ascii_lowercase();
-            if matches!(
-                key.as_str(),
-                "resources" | "copy" | "condition" | "dependson"
-            ) {
-                continue;
-            }
-            let member_path = path_key(&decl.path, &member.key.text);
-            // A nested template is evaluated in its own context below, not as part of the body.
-            let value = match (&member.value.kind, key.as_str()) {
-                (NodeKind::Object(members), "properties") if decl.is_deployment() => {
-                    let inline_template = member
-                        .value
-                        .get("template")
-                        .is_some_and(|template| template.as_object().is_some());
-                    let skip = inline_template.then_some("template");
-                    ctx.eval_object(members, &member_path, skip)?
-                }
-                _ => ctx.eval_node(&member.value, &member_path)?,
-            };
-            let name = ctx.eval_key(member, &decl.path)?;
-            body.insert(name, value);
-        }
-
-        let explicit = self.explicit_dependencies(&ctx, index, decl)?;
-        let resource = Resource {
-            id: decl.id.clone(),
-            resource_type: decl.resource_type.clone(),
-            name: decl.name.clone(),
-            api_version: decl.api_version.clone(),
-            symbolic_name: decl.symbolic.clone(),
-            body: Value::Object(body),
-            depends_on: Vec::new(),
-            declared_at: source.location(decl.node.start, decl.node.end, &decl.path),
-            existing: decl.existing,
-            deployment_path: self.tpl.deployment_path.clone(),
-        };
-        self.tpl
-            .register_declaration(self.engine, &decl.path, &decl.node);
-
-        let nested = if decl.is_deployment() && !decl.existing {
-            Some(self.run_nested(decl, &resource)?)
-        } else {
-            None
-        };
-        Ok(State::Done(Box::new(Done {
-            resource,
-            explicit,
-            nested,
-        })))
-    }
-
-    fn explicit_dependencies(
-        &self,
-        ctx: &Ctx<'_>,
-        index: usize,
-        decl: &Decl,
-    ) -> Result<Vec<usize>, Error> {
-        let mut explicit = Vec::new();
-        let Some(member) = decl.node.member("dependsOn") else {
-            return Ok(explicit);
-        };
-        let path = path_key(&decl.path, &member.key.text);
-        let items = match ctx.eval_node(&member.value, &path)? {
-            Value::Array(items) => items,
-            Value::Null => Vec::new(),
-            other => {
-                let site = node_site(&self.tpl.source, &member.value, &path);
-                return Err(site.error(
-                    ErrorKind::Template,
-                    format!("`dependsOn` must be an array, found {}", other.type_name()),
-                    "list resource names or ids in an array".to_owned(),
-                ));
-            }
-        };
-        for item in items {
-            match item {
-                Value::String(text) => {
-                    let targets = self.resolve_dependency(&text);
-                    if targets.is_empty() {
-                        tracing::debug!(resource = %decl.name, depends_on = %text, "dependsOn names no resource of this template");
-                    }
-                    explicit.extend(targets.into_iter().filter(|target| *target != index));
-                }
-                Value::Unknown(unknown) => {
-                    tracing::debug!(resource = %decl.name, depends_on = %unknown.expression, "dependsOn entry is unknown offline");
-                }
-                _ => {}
-            }
-        }
-        Ok(explicit)
-    }
-
-    /// Resolves a `dependsOn` entry: a full id, a symbolic name, a copy loop name, a name or
-    /// `type/name`.
-    fn resolve_dependency(&self, text: &str) -> Vec<usize> {
-        let text = text.trim_end_matches('/');
-        let matching = |test: &dyn Fn(&Decl) -> bool| -> Vec<usize> {
-            self.decls
-                .iter()
-                .enumerate()
-                .filter(|(_, decl)| test(decl))
-                .map(|(index, _)| index)
-                .collect()
-        };
-        if text.starts_with('/') {
-            return matching(&|decl| decl.id.eq_ignore_ascii_case(text));
-        }
-        let mut found = Vec::new();
-        if self.tpl.language_v2 {
-            found = matching(&|decl| {
-                decl.symbolic
-                    .as_deref()
-                    .is_some_and(|symbolic| symbolic.eq_ignore_ascii_case(text))
-            });
-        }
-        if found.is_empty() {
-            found = matching(&|decl| {
-                decl.copy_name
-                    .as_deref()
-                    .is_some_and(|name| name.eq_ignore_ascii_case(text))
-                    || decl.name.eq_ignore_ascii_case(text)
-                    || format!("{}/{}", decl.resource_type, decl.name).eq_ignore_ascii_case(text)
-            });
-        }
-        found
-    }
-
-    /// Finds the resource a `reference()`/`list*()` argument names: a symbolic name, an id,
-    /// a name or `type/name`.
-    pub fn find_target(&self, text: &str) -> Option<usize> {
-        let text = text.trim_end_matches('/');
-        if self.tpl.language_v2 {
-            let symbolic = self.decls.iter().position(|decl| {
-                decl.symbolic
-                    .as_deref()
-                    .is_some_and(|symbolic| symbolic.eq_ignore_ascii_case(text))
-            });
-            if symbolic.is_some() {
-                return symbolic;
-            }
-        }
-        if text.starts_with('/') {
-            return self
-                .decls
-                .iter()
-                .position(|decl| decl.id.eq_ignore_ascii_case(text));
-        }
-        self.decls
-            .iter()
-            .position(|decl| decl.name.eq_ignore_ascii_case(text))
-            .or_else(|| {
-                self.decls.iter().position(|decl| {
-                    format!("{}/{}", decl.resource_type, decl.name).eq_ignore_ascii_case(text)
-                })
-            })
-    }
-
-    /// Indices of the instances of a symbolic name (`references()`).
-    pub fn instances(&self, symbolic: &str) -> Vec<usize> {
-        self.decls
-            .iter()
-            .enumerate()
-            .filter(|(_, decl)| {
-                decl.symbolic
-                    .as_deref()
-                    .is_some_and(|name| name.eq_ignore_ascii_case(symbolic))
-            })
-            .map(|(index, _)| index)
-            .collect()
-    }
-
-    pub fn record_implicit(&self, from: usize, to: usize) {
-        if from == to {
-            return;
-        }
-        if let Some(list) = self.implicit.borrow_mut().get_mut(from) {
-            if !list.contains(&to) {
-                list.push(to);
-            }
-        }
-    }
-
-    pub fn is_omitted(&self, index: usize) -> bool {
-        matches!(self.states.borrow().get(index), Some(State::Omitted))
-    }
-
-    /// Returns the full id of a declared resource.
-    pub fn id_of(&self, index: usize) -> Option<&str> {
-        self.decls.get(index).map(|decl| decl.id.as_str())
-    }
-
-    /// Calls `f` with the evaluated resource, if it was deployed.
-    pub fn with_resource<R>(&self, index: usize, f: impl FnOnce(&Resource) -> R) -> Option<R> {
-        match self.states.borrow().get(index) {
-            Some(State::Done(done)) => Some(f(&done.resource)),
-            _ => None,
-        }
-    }
-
-    /// The value `reference()` returns for a declared resource.
-    pub fn reference_value(
-        &self,
-        index: usize,
-        api_version: Option<&str>,
-        full: bool,
-        expression: &str,
-    ) -> Value {
-        let unknown = |cause| {
-            Value::Unknown(Unknown {
-                expression: expression.to_owned(),
-                cause,
-                secret: false,
-            })
-        };
-        let states = self.states.borrow();
-        let Some(State::Done(done)) = states.get(index) else {
-            return unknown(UnknownCause::Reference);
-        };
-        if let Some(nested) = &done.nested {
-            let Some(outputs) = &nested.outputs else {
-                return unknown(UnknownCause::RemoteTemplate);
-            };
-            let mut wrapped = Object::new();
-            for (name, output) in outputs {
-                let mut entry = Object::new();
-                entry.insert("type", Value::String(output.type_name.clone()));
-                entry.insert("value", output.value.clone());
-                wrapped.insert(name.clone(), Value::Object(entry));
-            }
-            let mut properties = Object::new();
-            properties.insert("outputs", Value::Object(wrapped));
-            properties.insert("provisioningState", Value::String("Succeeded".to_owned()));
-            let properties = Value::Object(properties);
-            if full {
-                let envelope =
-                    crate::provider::full_envelope(&done.resource, api_version, properties);
-                return Value::Object(envelope);
-            }
-            return properties;
-        }
-        let request = ReferenceRequest {
-            id: &done.resource.id,
-            api_version,
-            full,
-            declared: Some(&done.resource),
-        };
-        self.engine
-            .provider
-            .reference(&request)
-            .unwrap_or_else(|| unknown(UnknownCause::Reference))
-    }
-
-    fn run_nested(&self, decl: &Decl, resource: &Resource) -> Result<Nested, Error> {
-        let properties = resource.body.get("properties");
-        let inner = properties
-            .and_then(|properties| properties.get("expressionEvaluationOptions"))
-            .and_then(|options| options.get("scope"))
-            .and_then(Value::as_str)
-            .is_some_and(|scope| scope.eq_ignore_ascii_case("inner"));
-
-        let properties_member = decl.node.member("properties");
-        let inline = properties_member.and_then(|member| {
-            let member_path = path_key(&decl.path, &member.key.text);
-            member.value.member("template").map(|template| {
-                (
-                    Arc::clone(&template.value),
-                    path_key(&member_path, &template.key.text),
-                )
-            })
-        });
-        let computed = properties
-            .and_then(|properties| properties.get("template"))
-            .filter(|template| matches!(template, Value::Object(_)));
-        let (source, root, path) = match (inline, computed) {
-            (Some((root, path)), _) if root.as_object().is_some() => {
-                (Arc::clone(&self.tpl.source), root, path)
-            }
-            (Some((_, path)), Some(template)) => {
-                // The template is itself an expression (Bicep writes `json(variables(...))`):
-                // its value is read again as a template of its own.
-                // NOTE: locations inside it point into this synthetic text, not the file.
-                let name = format!("{}#{path}", self.tpl.source.name.display());
-                let text = serde_json::to_string_pretty(&crate::format::to_json(template))
-                    .unwrap_or_default();
-                let source = Arc::new(Source::new(name, text));
-                let root = source.parse()?;
-                (source, root, "$".to_owned())
-            }
-            _ => {
-                let link = properties
-                    .and_then(|properties| properties.get("templateLink"))
-                    .cloned();
-                let relative = link
-                    .as_ref()
-                    .and_then(|link| link.get("relativePath"))
-                    .and_then(Value::as_str);
-                match relative {
-                    Some(relative) => {
-                        let directory = self
-                            .tpl
-                            .source
-                            .name
-                            .parent()
-                            .map(std::path::Path::to_path_buf)
-                            .unwrap_or_default();
-                        let source = Arc::new(Source::read(&directory.join(relative))?);
-                        let root = source.parse()?;
-                        (source, root, "$".to_owned())
-                    }
-                    None => {
-                        self.tpl.push_unresolved(
-                            self.engine,
-                            UnresolvedTemplate {
-                                deployment: decl.name.clone(),
-                                link: link.unwrap_or(Value::Null),
-                                declared_at: resource.declared_at.clone(),
-                            },
-                        );
-                        return Ok(Nested {
-                            resources: Vec::new(),
-                            outputs: None,
-                        });
-                    }
-                }
-            }
-        };
-
-        let mut scope = self.tpl.scope.clone();
-        let target_group = resource.body.get("resourceGroup").and_then(Value::as_str);
-        if let Some(group) = target_group {
-            scope.resource_group = group.to_owned();
-        }
-        if let Some(subscription) = resource.body.get("subscriptionId").and_then(Value::as_str) {
-            scope.subscription_id = subscription.to_owned();
-        }
-        let level = ScopeLevel::from_schema_of(&root).unwrap_or(match target_group {
-            Some(_) => ScopeLevel::ResourceGroup,
-            None => self.tpl.level,
-        });
-        if inner {
-            scope.deployment_name = decl.name.clone();
-        }
-        let supplied =
-            nested_parameters(properties.and_then(|properties| properties.get("parameters")));
-        let mut deployment_path = self.tpl.deployment_path.clone();
-        deployment_path.push(decl.name.clone());
-
-        let child = Template::new(TemplateInit {
-            source,
-            root,
-            path,
-            scope,
-            level,
-            supplied,
-            outer: if inner { None } else { Some(self.tpl) },
-            deployment_path,
-            base_copy: if inner { Vec::new() } else { decl.copy.clone() },
-        })?;
-        let (resources, outputs) = child.execute(self.engine)?;
-        Ok(Nested {
-            resources,
-            outputs: Some(outputs),
-        })
-    }
-
-    /// Returns the deployed resources in dependency order (depth-first, declaration order
-    /// among independent resources); a `dependsOn` cycle is an error.
-    pub fn ordered_resources(&self) -> Result<Vec<Resource>, Error> {
-        let states = self.states.borrow();
-        let implicit = self.implicit.borrow();
-        let deployed = |index: usize| matches!(states.get(index), Some(State::Done(_)));
-        let edges: Vec<Vec<usize>> = (0..self.decls.len())
-            .map(|index| {
-                let mut targets: Vec<usize> = Vec::new();
-                if let Some(State::Done(done)) = states.get(index) {
-                    targets.extend(done.explicit.iter().copied());
-                }
-                if let Some(list) = implicit.get(index) {
-                    targets.extend(list.iter().copied());
-                }
-                let mut unique = Vec::new();
-                for target in targets {
-                    if deployed(target) && !unique.contains(&target) {
-                        unique.push(target);
-                    }
-                }
-                unique
-            })
-            .collect();
-
-        let mut marks = vec![Mark::New; self.decls.len()];
-        let mut order = Vec::new();
-        for index in 0..self.decls.len() {
-            if deployed(index) {
-                self.visit(index, &edges, &mut marks, &mut Vec::new(), &mut order)?;
-            }
-        }
-
-        let mut resources = Vec::new();
-        for index in order {
-            let Some(State::Done(done)) = states.get(index) else {
-                continue;
-            };
-            let mut resource = done.resource.clone();
-            resource.depends_on = edges[index]
-                .iter()
-                .filter_map(|target| self.id_of(*target).map(str::to_owned))
-                .collect();
-            resources.push(resource);
-            if let Some(nested) = &done.nested {
-                resources.extend(nested.resources.iter().cloned());
-            }
-        }
-        Ok(resources)
-    }
-
-    fn visit(
-        &self,
-        index: usize,
-        edges: &[Vec<usize>],
-        marks: &mut [Mark],
-        stack: &mut Vec<usize>,
-        order: &mut Vec<usize>,
-    ) -> Result<(), Error> {
-        match marks[index] {
-            Mark::Done => return Ok(()),
-            Mark::Visiting => return Err(self.dependency_cycle(index, stack)),
-            Mark::New => {}
-        }
-        marks[index] = Mark::Visiting;
-        stack.push(index);
-        for target in &edges[index] {
-            self.visit(*target, edges, marks, stack, order)?;
-        }
-        stack.pop();
-        marks[index] = Mark::Done;
-        order.push(index);
-        Ok(())
-    }
-
-    fn dependency_cycle(&self, index: usize, stack: &[usize]) -> Error {
-        let start = stack.iter().position(|entry| *entry == index).unwrap_or(0);
-        let mut chain: Vec<String> = stack[start..]
-            .iter()
-            .filter_map(|entry| self.decls.get(*entry))
-            .map(|decl| format!("`{}`", decl.display_name()))
-            .collect();
-        let first = stack.get(start).copied().unwrap_or(index);
-        if let Some(decl) = self.decls.get(first) {
-            chain.push(format!("`{}`", decl.display_name()));
-        }
-        let message = format!(
-            "resources depend on each other in a cycle: {}",
-            chain.join(" -> ")
-        );
-        let help = "remove one of these `dependsOn` entries".to_owned();
-        let Some(decl) = self.decls.get(first) else {
-            return node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path).error(
-                ErrorKind::Cycle,
-                message,
-                help,
+            (
+                "Microsoft.Web/sites/config",
+                "[concat('a/', x())]",
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/config/[concat('a/', x())]",
+            ),
+        ];
+        for (resource_type, name, expected) in cases {
+            assert_eq!(
+                build_resource_id(prefix, resource_type, name),
+                expected,
+                "{name}"
             );
-        };
-        let (node, path) = match decl.node.member("dependsOn") {
-            Some(member) => (
-                Arc::clone(&member.value),
-                path_key(&decl.path, &member.key.text),
-            ),
-            None => (Arc::clone(&decl.node), decl.path.clone()),
-        };
-        node_site(&self.tpl.source, &node, &path).error(ErrorKind::Cycle, message, help)
-    }
-
-    /// Evaluates the `outputs` section.
-    pub fn outputs(&self) -> Result<IndexMap<String, OutputValue>, Error> {
-        let mut outputs = IndexMap::new();
-        let Some(section) = self.tpl.root.member("outputs") else {
-            return Ok(outputs);
-        };
-        let section_path = path_key(&self.tpl.path, &section.key.text);
-        let Some(members) = section.value.as_object() else {
-            return Ok(outputs);
-        };
-        for member in members {
-            let path = path_key(&section_path, &member.key.text);
-            let node = &member.value;
-            let ctx = self.ctx(self.tpl.base_copy.clone(), None);
-            if let Some(condition) = node.member("condition") {
-                let condition_path = path_key(&path, &condition.key.text);
-                if ctx.eval_node(&condition.value, &condition_path)? == Value::Bool(false) {
-                    continue;
-                }
-            }
-            let type_name = node
-                .get("type")
-                .and_then(|type_node| type_node.as_str())
-                .unwrap_or("")
-                .to_owned();
-            let value = if let Some(copy) = node.member("copy") {
-                let copy_path = path_key(&path, &copy.key.text);
-                let count = copy_count(&ctx, &copy.value, &copy_path)?;
-                let mut items = Vec::new();
-                if let Some(input) = copy.value.get("input") {
-                    let input_path = path_key(&copy_path, "input");
-                    for index in 0..count {
-                        let mut instance = ctx.clone();
-                        instance.copy.push(CopyFrame {
-                            name: None,
-                            index,
-                            unnamed_target: true,
-                        });
-                        items.push(instance.eval_node(input, &input_path)?);
-                    }
-                }
-                Value::Array(items)
-            } else if let Some(value) = node.member("value") {
-                ctx.eval_node(&value.value, &path_key(&path, &value.key.text))?
-            } else {
-                Value::Null
-            };
-            outputs.insert(member.key.text.clone(), OutputValue { type_name, value });
-        }
-        Ok(outputs)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mark {
-    New,
-    Visiting,
-    Done,
-}
-
-impl ScopeLevel {
-    pub(crate) fn from_schema_of(root: &Node) -> Option<ScopeLevel> {
-        let schema = root.get("$schema")?.as_str()?.to_ascii_lowercase();
-        if schema.contains("subscriptiondeploymenttemplate") {
-            Some(ScopeLevel::Subscription)
-        } else if schema.contains("managementgroupdeploymenttemplate") {
-            Some(ScopeLevel::ManagementGroup)
-        } else if schema.contains("tenantdeploymenttemplate") {
-            Some(ScopeLevel::Tenant)
-        } else {
-            Some(ScopeLevel::ResourceGroup)
         }
     }
-}
-
-/// Checks a parameter value against its declaration: type, `allowedValues`,
-/// `minValue`/`maxValue`, `minLength`/`maxLength`. Returns message and help on failure.
-pub(crate) fn validate_parameter(
-    name: &str,
-    value: &Value,
-    declaration: &Node,
-    definition: &Node,
-) -> Result<(), (String, String)> {
-    if value.is_unknown() {
-        return Ok(());
-    }
-    let field = |key: &str| {
-        declaration
-            .get(key)
-            .or_else(|| definition.get(key))
-            .cloned()
-    };
-    let nullable = matches!(
-        field("nullable").map(|node| matches!(node.kind, NodeKind::Bool(true))),
-        Some(true)
-    );
-    if matches!(value, Value::Null) && nullable {
-        return Ok(());
-    }
-
-    if let Some(type_name) =
-        field("type").and_then(|node| node.as_str().map(str::to_ascii_lowercase))
-    {
-        let matches_type = match type_name.as_str() {
-            "string" | "securestring" => matches!(value, Value::String(_)),
-            "int" => matches!(value, Value::Int(_)),
-            "bool" => matches!(value, Value::Bool(_)),
-            "object" | "secureobject" => matches!(value, Value::Object(_)),
-            "array" => matches!(value, Value::Array(_)),
-            _ => true,
-        };
-        if !matches_type {
-            return Err((
-                format!(
-                    "parameter `{name}` must be of type `{type_name}`, found {} `{}`",
-                    value.type_name(),
-                    short_value(value)
-                ),
-                format!("supply a {type_name} value for `{name}`"),
-            ));
-        }
-    }
-
-    if let Some(allowed) = field("allowedValues") {
-        if let Some(items) = allowed.as_array() {
-            let allowed_values: Vec<Value> = items
-                .iter()
-                .map(|item| crate::eval::literal_value(item))
-                .collect();
-            let is_allowed = |candidate: &Value| {
-                allowed_values
-                    .iter()
-                    .any(|entry| deep_equals(entry, candidate))
-            };
-            let ok = match value {
-                Value::Array(elements)
-                    if !allowed_values
-                        .iter()
-                        .any(|entry| matches!(entry, Value::Array(_))) =>
-                {
-                    elements.iter().all(is_allowed)
-                }
-                other => is_allowed(other),
-            };
-            if !ok {
-                let shown: Vec<String> = allowed_values.iter().map(short_value).collect();
-                return Err((
-                    format!(
-                        "parameter `{name}` value `{}` is not one of the allowed values {}",
-                        short_value(value),
-                        shown.join(", ")
-                    ),
-                    format!("use one of the values listed in `allowedValues` of `{name}`"),
-                ));
-            }
-        }
-    }
-
-    let bound = |key: &str| match field(key).map(|node| crate::eval::literal_value(&node)) {
-        Some(Value::Int(number)) => Some(number),
-        _ => None,
-    };
-    if let Value::Int(number) = value {
-        if let Some(min) = bound("minValue").filter(|min| number < min) {
-            return Err((
-                format!("parameter `{name}` value `{number}` is less than `minValue` {min}"),
-                format!("use a value of at least {min}"),
-            ));
-        }
-        if let Some(max) = bound("maxValue").filter(|max| number > max) {
-            return Err((
-                format!("parameter `{name}` value `{number}` is greater than `maxValue` {max}"),
-                format!("use a value of at most {max}"),
-            ));
-        }
-    }
-    let length = match value {
-        Value::String(text) => Some(text.encode_utf16().count() as i64),
-        Value::Array(items) => Some(items.len() as i64),
-        _ => None,
-    };
-    if let Some(length) = length {
-        if let Some(min) = bound("minLength").filter(|min| length < *min) {
-            return Err((
-                format!("parameter `{name}` has length {length}, less than `minLength` {min}"),
-                format!("supply at least {min} characters or elements"),
-            ));
-        }
-        if let Some(max) = bound("maxLength").filter(|max| length > *max) {
-            return Err((
-                format!("parameter `{name}` has length {length}, more than `maxLength` {max}"),
-                format!("supply at most {max} characters or elements"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn short_value(value: &Value) -> String {
-    let text = match value {
-        Value::String(text) => format!("'{text}'"),
-        other => crate::format::to_json_text(other),
-    };
-    if text.chars().count() > 60 {
-        let head: String = text.chars().take(57).collect();
-        return format!("{head}...");
-    }
-    text
 }

@@ -28,12 +28,10 @@ fn synthetic_parameters(file_name: &str, parameters: &mut Parameters) {
             );
         }
         "avm-ptn-appsvc-lza-hosting-env.json" => {
-            parameters.set("workloadName", text("synthetic"));
             parameters.set(
                 "logAnalyticsWorkspaceResourceId",
                 text("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/subnetlock/providers/Microsoft.OperationalInsights/workspaces/log"),
             );
-            parameters.set("vmAdminPassword", text("synthetic-Passw0rd"));
         }
         "bicep-func-create.json" | "bicep-func-create.symbolicnames.json" => {
             parameters.set(
@@ -92,6 +90,7 @@ fn corpus_templates_evaluate_offline() {
         let result = evaluate_file(&template, &options, &OfflineProvider)
             .map(|deployment| deployment.resources.len());
         match result {
+            Ok(0) => failures.push(format!("{name}: no resources")),
             Ok(count) => eprintln!("{name}: {count} resources"),
             Err(error) => failures.push(format!("{name}: {error}")),
         }

@@ -433,3 +433,23 @@ fn unknowns_propagate() {
     let guid = eval("[newGuid()]");
     assert!(guid.is_unknown());
 }
+
+#[test]
+fn out_of_range_arguments_are_errors() {
+    let cases = [
+        "[substring('abc', 1, int('9223372036854775807'))]",
+        "[range(int('9223372036854775800'), 100)]",
+        "[add(int('9223372036854775807'), 1)]",
+        "[mul(int('9223372036854775807'), 2)]",
+        "[div(1, 0)]",
+        "[mod(int('-9223372036854775808'), -1)]",
+        "[padLeft('a', 2000000)]",
+        "[copyIndex(int('9223372036854775807'))]",
+    ];
+    for expression in cases {
+        assert!(
+            eval_with(expression, Scope::default()).is_err(),
+            "{expression}"
+        );
+    }
+}

@@ -190,6 +190,24 @@ fn resource_copy_condition_and_children() {
 }
 
 #[test]
+fn serial_copy_waits_for_previous_batch() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01",
+      "name": "[concat('app', copyIndex())]",
+      "copy": {{"name": "apps", "count": 4, "mode": "serial", "batchSize": 2}}}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    let ids: Vec<&str> = deployment.resources.iter().map(|r| r.id.as_str()).collect();
+    assert!(deployment.resources[0].depends_on.is_empty());
+    assert!(deployment.resources[1].depends_on.is_empty());
+    assert_eq!(deployment.resources[2].depends_on, [ids[0], ids[1]]);
+    assert_eq!(deployment.resources[3].depends_on, [ids[0], ids[1]]);
+}
+
+#[test]
 fn property_copy() {
     let template = format!(
         r#"{{"$schema": "{SCHEMA}",
@@ -388,6 +406,32 @@ fn nested_outer_deployment_uses_parent_context() {
 }
 
 #[test]
+fn nested_outer_deployment_reads_parent_resources() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "outer",
+      "properties": {{
+        "mode": "Incremental",
+        "template": {{
+          "$schema": "{SCHEMA}",
+          "resources": [
+            {{"type": "Microsoft.Web/sites/config", "apiVersion": "2022-03-01", "name": "app/web",
+              "properties": {{"plan": "[reference('app').serverFarmId]"}}}}
+          ]
+        }}
+      }}}},
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "properties": {{"serverFarmId": "plan-7"}}}}
+  ]}}"#
+    );
+    let deployment = run(&template);
+    assert_eq!(names(&deployment), ["app", "outer", "app/web"]);
+    let config = deployment.resources[2].properties().unwrap();
+    assert_eq!(config.get("plan"), Some(&text("plan-7")));
+}
+
+#[test]
 fn remote_template_is_reported_not_guessed() {
     let template = format!(
         r#"{{"$schema": "{SCHEMA}",
@@ -432,6 +476,28 @@ fn relative_path_template_is_read_from_disk() {
             .unwrap();
     assert_eq!(names(&deployment), ["site", "from-disk"]);
     std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn missing_relative_path_template_is_located() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "site",
+      "properties": {{"mode": "Incremental",
+        "templateLink": {{"relativePath": "does-not-exist/site.json"}}}}}}
+  ]}}"#
+    );
+    let error = run_err(&template);
+    assert!(matches!(error, Error::Template(_)));
+    assert!(
+        error
+            .message()
+            .starts_with("cannot read the linked template `does-not-exist/site.json`"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(error.location().unwrap().json_path, "$.resources[0]");
 }
 
 #[test]
@@ -586,4 +652,38 @@ fn diagnostic_renders_source_excerpt() {
     assert!(rendered.contains("[add(1, 'x')]"), "{rendered}");
     assert!(rendered.contains("main.json"), "{rendered}");
     assert!(rendered.contains("arm::function"), "{rendered}");
+}
+
+#[test]
+fn locate_inside_nested_template() {
+    let template = format!(
+        "{{\"$schema\": \"{SCHEMA}\",\n  \"resources\": [\n    {{\"type\": \"Microsoft.Resources/deployments\", \"apiVersion\": \"2022-09-01\", \"name\": \"m\",\n      \"properties\": {{\"mode\": \"Incremental\", \"expressionEvaluationOptions\": {{\"scope\": \"inner\"}},\n        \"template\": {{\"resources\": [\n          {{\"type\": \"Microsoft.Web/sites/config\", \"apiVersion\": \"2022-03-01\", \"name\": \"a/web\",\n            \"properties\": {{\"ipSecurityRestrictions\": [{{\"ipAddress\": \"10.0.0.0/8\"}}]}}}}]}}}}}}\n  ]}}"
+    );
+    let deployment = run(&template);
+    let config = &deployment.resources[1];
+    assert_eq!(config.deployment_path, ["m"]);
+    assert_eq!(
+        config.declared_at.json_path,
+        "$.resources[0].properties.template.resources[0]"
+    );
+    let location = deployment.locate(
+        config,
+        &["properties", "ipSecurityRestrictions", "0", "ipAddress"],
+    );
+    assert_eq!(location.line, 7);
+    assert_eq!(
+        location.json_path,
+        "$.resources[0].properties.template.resources[0].properties.ipSecurityRestrictions[0].ipAddress"
+    );
+}
+
+#[test]
+fn missing_template_file_is_io_error() {
+    let path = std::path::Path::new("/nonexistent/subnetlock/template.json");
+    let error =
+        subnetlock_arm::evaluate_file(path, &EvalOptions::default(), &OfflineProvider).unwrap_err();
+    assert!(matches!(error, Error::Io { .. }));
+    assert!(error
+        .to_string()
+        .starts_with("cannot read `/nonexistent/subnetlock/template.json`"));
 }

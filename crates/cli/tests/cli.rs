@@ -1,5 +1,8 @@
 //! The `subnetlock` binary as a user runs it: output formats, exit codes and errors.
 
+// Tests fail loudly on broken fixtures.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -6,7 +6,11 @@
 //! the expected outcome of each (an HTTP status, a deployment failure with its finding code,
 //! or a silently accepted template with its finding code and the status that follows). The
 //! emulator runs with no bindings, so an allowed main site answers its default page (200) and
-//! an allowed scm site asks for publishing credentials (401).
+//! an allowed scm site asks for publishing credentials (401). A scenario that needs the
+//! Functions host (function keys) names its functions in `functions`; the runner then binds
+//! those sites to a small Python custom handler that answers 200 to every forwarded request.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use subnetlock_access::{EngineOptions, IpNet, Outcome, ServiceTagTable};
 use subnetlock_arm::{EvalOptions, Parameters, Scope};
-use subnetlock_emulator::{Caller, Emulator, EmulatorConfig, EmulatorError};
+use subnetlock_emulator::{AppBinding, Bindings, Caller, Emulator, EmulatorConfig, EmulatorError};
 use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider};
 use subnetlock_reach::{analyze, predict_with_headers, Probe};
 
@@ -29,10 +33,6 @@ const KNOWN_GAPS: &[(u32, &str)] = &[
     (
         58,
         "plan SKU change across two deployments: needs the state left by a first deployment",
-    ),
-    (
-        61,
-        "needs a bound Functions custom handler to answer 401 without a key; functions/tests/e2e.rs covers it with the reference handlers",
     ),
     (
         62,
@@ -50,6 +50,9 @@ struct Scenario {
     /// Service tag name to CIDR prefixes, loaded as the engine's service-tag table.
     #[serde(default)]
     service_tags: BTreeMap<String, Vec<String>>,
+    /// Site name to function name to `authLevel`: these sites get a bound custom handler.
+    #[serde(default)]
+    functions: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     request: Option<Call>,
     #[serde(default)]
@@ -69,6 +72,9 @@ struct Call {
     path: String,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Send the function's key as `code=`.
+    #[serde(default)]
+    key: bool,
     #[serde(default)]
     expect: Option<Expect>,
 }
@@ -149,7 +155,15 @@ async fn run(scenario: &Scenario) {
         .filter(|_| scenario.request.is_none());
 
     check_side(scenario, &template, &engine, &calls, deployment_expect);
-    up_side(scenario, &template, &engine, &calls, deployment_expect, dir.path()).await;
+    up_side(
+        scenario,
+        &template,
+        &engine,
+        &calls,
+        deployment_expect,
+        dir.path(),
+    )
+    .await;
 }
 
 fn check_side(
@@ -165,8 +179,10 @@ fn check_side(
         scope: Scope::default(),
         parameters: Parameters::new(),
     };
-    let deployment = subnetlock_arm::evaluate_file(template, &options, &provider)
-        .unwrap_or_else(|error| panic!("scenario {id} (check): template does not evaluate: {error}"));
+    let deployment =
+        subnetlock_arm::evaluate_file(template, &options, &provider).unwrap_or_else(|error| {
+            panic!("scenario {id} (check): template does not evaluate: {error}")
+        });
     let topology = build_topology(&deployment)
         .unwrap_or_else(|error| panic!("scenario {id} (check): no topology: {error}"));
     let analysis = analyze(topology, engine);
@@ -177,7 +193,8 @@ fn check_side(
     {
         assert_finding(id, "check", &analysis.findings, expect);
     }
-    let fails = deployment_expect.is_some_and(|expect| expect.deployment.as_deref() == Some("fails"));
+    let fails =
+        deployment_expect.is_some_and(|expect| expect.deployment.as_deref() == Some("fails"));
     if !fails {
         let failing: Vec<&Finding> = analysis
             .findings
@@ -203,7 +220,7 @@ fn check_side(
             from: call.from.clone(),
             host,
             path: call.path.clone(),
-            with_key: false,
+            with_key: call.key,
         };
         let headers: Vec<(String, String)> = call
             .headers
@@ -211,17 +228,12 @@ fn check_side(
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
         let prediction =
-            predict_with_headers(&analysis, &HashMap::new(), engine, &probe, &headers)
+            predict_with_headers(&analysis, &auth_levels(scenario), engine, &probe, &headers)
                 .unwrap_or_else(|error| panic!("scenario {id} (check): {error}"));
         assert_eq!(
-            prediction.status,
-            status,
+            prediction.status, status,
             "scenario {id} (check): {} -> {} {} {}: why: {:?}",
-            call.from,
-            call.to,
-            call.site,
-            call.path,
-            prediction.why
+            call.from, call.to, call.site, call.path, prediction.why
         );
     }
 }
@@ -238,6 +250,7 @@ async fn up_side(
     let mut config = EmulatorConfig::new(template.to_owned(), dir.join("state"));
     config.run_builds = false;
     config.engine = engine.clone();
+    config.bindings = bind_handlers(scenario, dir);
     let started = Emulator::start(config).await;
 
     if let Some(expect) =
@@ -255,8 +268,8 @@ async fn up_side(
         }
         return;
     }
-    let emulator =
-        started.unwrap_or_else(|error| panic!("scenario {id} (up): emulator did not start: {error}"));
+    let emulator = started
+        .unwrap_or_else(|error| panic!("scenario {id} (up): emulator did not start: {error}"));
     for expect in calls.iter().map(|(_, expect)| expect) {
         if expect.deployment.is_some() {
             assert_finding(id, "up", emulator.findings(), expect);
@@ -274,11 +287,17 @@ async fn up_side(
                 .unwrap_or_else(|| panic!("scenario {id} (up): no site `{}`", call.to));
             host_of(site, &call.site)
         };
-        let live = send(&emulator, call, &host).await;
+        let key = if call.key {
+            function_key(&emulator, call)
+                .unwrap_or_else(|| panic!("scenario {id} (up): no key for {}", call.path))
+        } else {
+            String::new()
+        };
+        let live = send(&emulator, call, &host, &key).await;
         assert_eq!(
             live,
             Some(status),
-            "scenario {id} (up): {} -> {} {} {} (None: the request failed before any response)",
+            "scenario {id} (up): {} -> {} {} {} (live status; None means no response came)",
             call.from,
             call.to,
             call.site,
@@ -289,7 +308,7 @@ async fn up_side(
 }
 
 /// Sends `call` through the caller's source proxy over HTTPS; `None` when no response came.
-async fn send(emulator: &Emulator, call: &Call, host: &str) -> Option<u16> {
+async fn send(emulator: &Emulator, call: &Call, host: &str, key: &str) -> Option<u16> {
     let caller: Caller = call.from.parse().expect("caller text");
     let proxy = emulator
         .source_proxy(&caller)
@@ -304,6 +323,9 @@ async fn send(emulator: &Emulator, call: &Call, host: &str) -> Option<u16> {
         .build()
         .expect("client");
     let mut request = client.get(format!("https://{host}{}", call.path));
+    if !key.is_empty() {
+        request = request.query(&[("code", key)]);
+    }
     for (name, value) in &call.headers {
         request = request.header(name, value);
     }
@@ -314,6 +336,84 @@ async fn send(emulator: &Emulator, call: &Call, host: &str) -> Option<u16> {
             None
         }
     }
+}
+
+/// Handler that answers 200 to every request the Functions host forwards to it.
+const HANDLER: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = b"handler reached"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])), Handler).serve_forever()
+"#;
+
+/// Writes one function app folder per site in `functions` and binds the site to it.
+fn bind_handlers(scenario: &Scenario, dir: &Path) -> Bindings {
+    let mut bindings = Bindings::default();
+    for (site, functions) in &scenario.functions {
+        let root = dir.join("apps").join(site);
+        std::fs::create_dir_all(&root).expect("app dir");
+        std::fs::write(root.join("handler.py"), HANDLER).expect("handler");
+        let host = serde_json::json!({
+            "version": "2.0",
+            "customHandler": {
+                "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+                "enableForwardingHttpRequest": true
+            }
+        });
+        std::fs::write(root.join("host.json"), host.to_string()).expect("host.json");
+        for (function, auth_level) in functions {
+            let folder = root.join(function);
+            std::fs::create_dir_all(&folder).expect("function dir");
+            let binding = serde_json::json!({"bindings": [
+                {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": auth_level, "methods": ["get"]},
+                {"type": "http", "direction": "out", "name": "res"}
+            ]});
+            std::fs::write(folder.join("function.json"), binding.to_string())
+                .expect("function.json");
+        }
+        bindings.apps.push(AppBinding {
+            site_pattern: site.clone(),
+            function_app: root,
+            executable: None,
+            build: None,
+        });
+    }
+    bindings
+}
+
+/// `authLevel` by lower-case (site, function), as `check` reads it from bound folders.
+fn auth_levels(scenario: &Scenario) -> HashMap<(String, String), String> {
+    let mut levels = HashMap::new();
+    for (site, functions) in &scenario.functions {
+        for (function, level) in functions {
+            levels.insert(
+                (site.to_ascii_lowercase(), function.to_ascii_lowercase()),
+                level.to_ascii_lowercase(),
+            );
+        }
+    }
+    levels
+}
+
+/// The key of the function `call.path` names, from the running emulator.
+fn function_key(emulator: &Emulator, call: &Call) -> Option<String> {
+    let name = call.path.trim_start_matches("/api/");
+    emulator
+        .site(&call.to)?
+        .functions
+        .iter()
+        .find(|function| function.name.eq_ignore_ascii_case(name))
+        .map(|function| function.key.clone())
 }
 
 fn assert_finding(id: u32, side: &str, findings: &[Finding], expect: &Expect) {

@@ -111,15 +111,15 @@ impl Caller {
         }
     }
 
-    /// The source and routing steps of a request from this caller to the public address of an
-    /// App Service host, without knowing which one.
+    /// Returns the source and routing steps of a request from this caller to the public address
+    /// of an App Service host when the target is not known.
     pub fn egress(&self, topology: &Topology) -> Result<Egress, CallerError> {
         self.egress_to(topology, None, None)
     }
 
-    /// The source and routing steps of a request from this caller to `host`, which selects
-    /// the private-endpoint and App Service Environment paths, with the service-tag table the
-    /// front end uses (a `servicetag:` caller takes its address from it).
+    /// Returns the source and routing steps of a request from this caller to `host`. The host
+    /// selects the private-endpoint and App Service Environment paths. A `servicetag:` caller
+    /// takes its address from `service_tags`, the table the front end uses.
     pub fn egress_to(
         &self,
         topology: &Topology,
@@ -147,14 +147,15 @@ impl Caller {
         }
     }
 
-    /// The source of a request from this caller to the public address of an App Service
-    /// host. Fails with [`CallerError::BlockedByNsg`] when the request never reaches the
+    /// Returns the source of a request from this caller to the public address of an App
+    /// Service host. Fails with [`CallerError::BlockedByNsg`] when the request never reaches the
     /// front end.
     pub fn source(&self, topology: &Topology) -> Result<Source, CallerError> {
         self.source_to(topology, None, None)
     }
 
-    /// The source of a request from this caller to `host`; see [`Caller::egress_to`]. Fails
+    /// Returns the source of a request from this caller to `host`, as [`Caller::egress_to`]
+    /// computes it. Fails
     /// with [`CallerError::BlockedByNsg`] when the request never reaches the front end.
     pub fn source_to(
         &self,
@@ -179,6 +180,7 @@ impl Caller {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
 

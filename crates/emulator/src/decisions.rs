@@ -1,12 +1,16 @@
 //! The record of every front-end decision.
 //!
 //! Each request the front end sees becomes one [`DecisionRecord`]: when, from which source, to
-//! which site, which rule decided and what the caller got back. The log is kept in memory for
-//! the control API and tests, and appended to a JSON Lines file when one is configured.
+//! which site, which rule decided and what the caller got back. The newest
+//! [`MAX_RECORDS_IN_MEMORY`] records are kept in memory for the control API and tests; every
+//! record is appended to a JSON Lines file when one is configured. File writes are buffered
+//! and flushed at least every [`FLUSH_INTERVAL`], and when the log is dropped.
 
-use std::io::Write;
+use std::collections::VecDeque;
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use subnetlock_access::{Action, Ambiguity, Reason, SiteKind, Source};
@@ -36,11 +40,23 @@ pub struct DecisionRecord {
     pub status: u16,
 }
 
+/// Records kept in memory; older ones remain only in the file.
+pub const MAX_RECORDS_IN_MEMORY: usize = 100_000;
+
+/// Longest time a record waits in the file buffer.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
+
 /// Thread-safe decision log.
 pub struct DecisionLog {
-    records: Mutex<Vec<DecisionRecord>>,
-    file: Mutex<Option<std::fs::File>>,
+    inner: Mutex<Inner>,
     path: Option<PathBuf>,
+}
+
+struct Inner {
+    records: VecDeque<DecisionRecord>,
+    next_sequence: u64,
+    file: Option<BufWriter<std::fs::File>>,
+    last_flush: Instant,
 }
 
 impl DecisionLog {
@@ -56,8 +72,12 @@ impl DecisionLog {
             None => None,
         };
         Ok(DecisionLog {
-            records: Mutex::new(Vec::new()),
-            file: Mutex::new(file),
+            inner: Mutex::new(Inner {
+                records: VecDeque::new(),
+                next_sequence: 1,
+                file: file.map(BufWriter::new),
+                last_flush: Instant::now(),
+            }),
             path,
         })
     }
@@ -68,23 +88,51 @@ impl DecisionLog {
 
     /// Appends a record, numbering it; returns the sequence number.
     pub fn push(&self, mut record: DecisionRecord) -> u64 {
-        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        record.sequence = records.len() as u64 + 1;
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        record.sequence = inner.next_sequence;
+        inner.next_sequence += 1;
         let sequence = record.sequence;
-        if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+
+        if inner.file.is_some() {
             let line = serde_json::to_string(&record).unwrap_or_default();
-            if let Err(error) = writeln!(file, "{line}") {
-                tracing::warn!(%error, "cannot append to the decision log file");
+            let flush_due = inner.last_flush.elapsed() >= FLUSH_INTERVAL;
+            if let Some(file) = inner.file.as_mut() {
+                let mut written = writeln!(file, "{line}");
+                if written.is_ok() && flush_due {
+                    written = file.flush();
+                }
+                if let Err(error) = written {
+                    tracing::warn!(%error, "cannot append to the decision log file");
+                }
+            }
+            if flush_due {
+                inner.last_flush = Instant::now();
             }
         }
-        records.push(record);
+
+        if inner.records.len() == MAX_RECORDS_IN_MEMORY {
+            inner.records.pop_front();
+        }
+        inner.records.push_back(record);
         sequence
     }
 
-    /// Records after `since` (a sequence number; 0 for all).
+    /// Writes buffered records to the file.
+    pub fn flush(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = inner.file.as_mut() {
+            if let Err(error) = file.flush() {
+                tracing::warn!(%error, "cannot flush the decision log file");
+            }
+        }
+        inner.last_flush = Instant::now();
+    }
+
+    /// Records in memory after `since` (a sequence number; 0 for all).
     pub fn since(&self, since: u64) -> Vec<DecisionRecord> {
-        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        records
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner
+            .records
             .iter()
             .filter(|record| record.sequence > since)
             .cloned()
@@ -93,5 +141,11 @@ impl DecisionLog {
 
     pub fn all(&self) -> Vec<DecisionRecord> {
         self.since(0)
+    }
+}
+
+impl Drop for DecisionLog {
+    fn drop(&mut self) {
+        self.flush();
     }
 }

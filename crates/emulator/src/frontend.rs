@@ -264,6 +264,9 @@ pub async fn serve(
             },
             _ = shutdown.changed() => return,
         };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
+        }
         let front_end = front_end.clone();
         let tls = tls.clone();
         tokio::spawn(async move {

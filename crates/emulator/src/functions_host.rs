@@ -324,11 +324,16 @@ impl FunctionsHost {
     /// Starts the handler and waits until it responds to HTTP.
     pub async fn start(config: HostConfig) -> Result<Arc<FunctionsHost>, HostError> {
         let routes = compile_routes(&config.app)?;
-        // Pooling is off so that a handler exit shows up as a refused connection, which is
-        // safe to retry, rather than as a pooled connection that closes mid-request.
+        // Connections to the handler are pooled: opening one per request costs most of the
+        // front end's throughput. A restarted handler listens on a new port, so the pool never
+        // reuses a connection to a dead one; a pooled connection that the handler closes while
+        // idle is retried by the client before the request is sent.
+        // Nagle's algorithm would hold back small writes on these keep-alive connections.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build_http();
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
         let (state, _) = watch::channel(WorkerState::Starting);
 
         let shared = Arc::new(Shared {

@@ -18,6 +18,10 @@
 //! The emulator never opens a connection off the machine. It is not a Functions runtime for
 //! other languages, not Kudu, and not a DNS server.
 
+// `EmulatorError` carries a located template error by value; it is returned once per start,
+// so its size costs nothing worth boxing for.
+#![allow(clippy::result_large_err)]
+
 pub mod bindings;
 pub mod caller;
 mod control;

@@ -138,6 +138,8 @@ pub(crate) struct Shared {
     pub(crate) source_proxies: tokio::sync::Mutex<HashMap<String, EgressProxy>>,
     pub(crate) app_proxies: Mutex<Vec<EgressProxy>>,
     pub(crate) findings: Vec<Finding>,
+    /// The engine's service-tag table; `servicetag:` callers take their address from it.
+    pub(crate) service_tags: Option<Arc<subnetlock_access::ServiceTagTable>>,
 }
 
 impl Emulator {
@@ -253,6 +255,7 @@ impl Emulator {
             source_proxies: tokio::sync::Mutex::new(HashMap::new()),
             app_proxies: Mutex::new(Vec::new()),
             findings: topology.findings.clone(),
+            service_tags: config.engine.service_tags.clone(),
         });
 
         // Egress proxies and Functions hosts of bound apps.
@@ -323,6 +326,22 @@ impl Emulator {
             front_end,
             shutdown_signal.clone(),
         ));
+
+        // Buffered decisions reach the file within one flush interval even when traffic stops.
+        let flushing = decisions.clone();
+        let mut flush_stop = shutdown_signal.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(crate::decisions::FLUSH_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => flushing.flush(),
+                    _ = flush_stop.changed() => {
+                        flushing.flush();
+                        return;
+                    }
+                }
+            }
+        });
 
         let control_listener = bind(config.listen, 0).await?;
         let control = local_addr(&control_listener)?;
@@ -420,6 +439,7 @@ impl Emulator {
     /// Stops listeners, proxies and handler processes, and removes the state file.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.shared.decisions.flush();
         if let Some(front_end) = self.shared.front_end.get() {
             for host in front_end.hosts.values() {
                 host.shutdown().await;
@@ -481,7 +501,12 @@ pub(crate) async fn egress_request(
         Ok(caller) => caller,
         Err(error) => return pages::text(StatusCode::BAD_GATEWAY, error.to_string()),
     };
-    let source = match caller.source(topology) {
+    // The destination decides the private-endpoint and App Service Environment paths.
+    let source = match caller.source_to(
+        topology,
+        Some(&context.host),
+        shared.service_tags.as_deref(),
+    ) {
         Ok(source) => source,
         Err(error) => return pages::text(StatusCode::BAD_GATEWAY, error.to_string()),
     };
@@ -521,7 +546,7 @@ fn deploy(
     provider: &SimulatedProvider,
 ) -> Result<Topology, EmulatorError> {
     let mut parameters = match &config.parameters {
-        Some(path) => Parameters::from_file(path).map_err(|e| EmulatorError::Template(e))?,
+        Some(path) => Parameters::from_file(path).map_err(EmulatorError::Template)?,
         None => Parameters::new(),
     };
     for (name, value) in &config.parameter_values {
@@ -532,7 +557,7 @@ fn deploy(
         parameters,
     };
     let deployment = subnetlock_arm::evaluate_file(&config.template, &options, provider)
-        .map_err(|e| EmulatorError::Template(e))?;
+        .map_err(EmulatorError::Template)?;
     let topology = build_topology(&deployment).map_err(EmulatorError::Model)?;
     let failures: Vec<Finding> = topology
         .findings

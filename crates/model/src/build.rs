@@ -328,7 +328,9 @@ impl Builder<'_> {
         properties: &Object,
         site: &Site,
     ) {
-        let site_level = properties.get("publicNetworkAccess").and_then(Value::as_str);
+        let site_level = properties
+            .get("publicNetworkAccess")
+            .and_then(Value::as_str);
         let in_config = properties
             .get("siteConfig")
             .and_then(|config| config.get("publicNetworkAccess"))

@@ -97,7 +97,7 @@ pub fn from_site_to_site(
             .plan_id
             .as_deref()
             .and_then(|id| topology.plan(id))
-            .map_or(true, |plan| plan.family.supports_vnet_integration());
+            .is_none_or(|plan| plan.family.supports_vnet_integration());
         plan_supports
             .then(|| topology.subnet(&integration.subnet_id))
             .flatten()
@@ -106,12 +106,12 @@ pub fn from_site_to_site(
     let Some(subnet) = integrated else {
         return from_site_to_app_service(topology, caller);
     };
-    let steps = vec![format!(
+    let intro = format!(
         "`{}` sends through its regional VNet integration subnet `{}`",
         caller.name, subnet.name
-    )];
+    );
     let public = || from_site_to_app_service(topology, caller);
-    through_vnet(topology, subnet, target, steps, public)
+    through_vnet(topology, subnet, target, intro, public)
 }
 
 /// Computes the source identity of a request from a machine in `subnet` to `target`, like
@@ -121,8 +121,8 @@ pub fn from_subnet_to_site(
     subnet: &Subnet,
     target: Option<Destination<'_>>,
 ) -> Egress {
-    let steps = vec![format!("the caller sits in subnet `{}`", subnet.name)];
-    through_vnet(topology, subnet, target, steps, || {
+    let intro = format!("the caller sits in subnet `{}`", subnet.name);
+    through_vnet(topology, subnet, target, intro, || {
         from_subnet_to_app_service(subnet)
     })
 }
@@ -169,9 +169,10 @@ fn through_vnet(
     topology: &Topology,
     subnet: &Subnet,
     target: Option<Destination<'_>>,
-    mut steps: Vec<String>,
+    intro: String,
     public: impl FnOnce() -> Egress,
 ) -> Egress {
+    let mut steps = vec![intro];
     let private_address = first_host(subnet);
     if let Some(target) = target {
         if let Some((endpoint, zone)) = private_endpoint_seen_from(topology, subnet, target) {
@@ -211,8 +212,11 @@ fn through_vnet(
         }
     }
     let mut egress = public();
-    steps.append(&mut egress.steps);
-    egress.steps = steps;
+    // The public path may open with the same sentence (subnet callers do).
+    if egress.steps.first() != steps.first() {
+        steps.append(&mut egress.steps);
+        egress.steps = steps;
+    }
     // Only a request that entered the VNet meets the subnet's network security group.
     let enters_vnet = matches!(
         egress.path,
@@ -236,7 +240,9 @@ enum NsgDestination {
     Vnet(Option<IpAddr>),
 }
 
-/// HTTPS port every emulated call uses.
+/// Destination port that network security group rules are matched against.
+// NOTE: every call is taken to be HTTPS; a plain HTTP call to port 80 is judged as if it were
+// sent to 443.
 const HTTPS_PORT: u32 = 443;
 
 /// Applies the outbound rules of the subnet's network security group: the lowest priority
@@ -260,7 +266,10 @@ fn apply_nsg(
     rules.sort_by_key(|rule| rule.priority);
     let deciding = rules.into_iter().find(|rule| {
         protocol_matches(&rule.protocol)
-            && rule.destination_ports.iter().any(|ports| port_matches(ports))
+            && rule
+                .destination_ports
+                .iter()
+                .any(|ports| port_matches(ports))
             && rule
                 .destination_prefixes
                 .iter()
@@ -356,6 +365,8 @@ fn private_endpoint_seen_from(
     subnet: &Subnet,
     target: Destination<'_>,
 ) -> Option<(String, String)> {
+    // NOTE: VNet peering and custom DNS servers are not modelled: only a zone linked to the
+    // caller's own VNet resolves the target.
     let vnet_id = subnet.id.vnet_id();
     let endpoints: Vec<_> = topology
         .private_endpoints
@@ -427,7 +438,9 @@ pub fn first_host(subnet: &Subnet) -> IpAddr {
         .find_map(|prefix| {
             let (network, _) = prefix.split_once('/')?;
             let network: Ipv4Addr = network.parse().ok()?;
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from(network).saturating_add(1))))
+            Some(IpAddr::V4(Ipv4Addr::from(
+                u32::from(network).saturating_add(1),
+            )))
         })
         .unwrap_or(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
 }
@@ -569,7 +582,8 @@ pub const INTERNET_SAMPLE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
 
 /// The IPv6 address `check` uses for "any IPv6 client on the internet": 2001:db8::10 from the
 /// documentation range (RFC 3849).
-pub const INTERNET_SAMPLE_V6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
+pub const INTERNET_SAMPLE_V6: IpAddr =
+    IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
 
 /// The synthetic shared outbound address of a plan, in 198.18.0.0/15 (RFC 2544, never routed).
 ///
@@ -616,8 +630,244 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::{build_topology, KeyMode, SimulatedProvider};
+
+    /// VNet `vnet` with subnets `se` (service endpoint), `plain` (no service endpoint, NSG
+    /// denying 443 to `AppService`), `pe` and `ase`; VNet `other` with subnet `se2`; site `b`
+    /// with a private endpoint registered in `privatelink.azurewebsites.net` linked to `vnet`
+    /// only; site `c` in an App Service Environment in `vnet`; site `d` with nothing.
+    fn topology() -> Topology {
+        let subnet_id = |vnet: &str, name: &str| {
+            format!("[resourceId('Microsoft.Network/virtualNetworks/subnets', '{vnet}', '{name}')]")
+        };
+        let web_endpoint = serde_json::json!([{ "service": "Microsoft.Web" }]);
+        let template = serde_json::json!({
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "resources": [
+                { "type": "Microsoft.Network/networkSecurityGroups", "apiVersion": "2023-09-01", "name": "nsg",
+                  "properties": { "securityRules": [{ "name": "deny-app-service", "properties": {
+                      "priority": 100, "direction": "Outbound", "access": "Deny", "protocol": "Tcp",
+                      "destinationAddressPrefix": "AppService", "destinationPortRanges": ["80", "443"] } }] } },
+                { "type": "Microsoft.Network/virtualNetworks", "apiVersion": "2023-09-01", "name": "vnet",
+                  "properties": { "addressSpace": { "addressPrefixes": ["10.0.0.0/16"] }, "subnets": [
+                      { "name": "se", "properties": { "addressPrefix": "10.0.0.0/24", "serviceEndpoints": web_endpoint } },
+                      { "name": "plain", "properties": { "addressPrefix": "10.0.1.0/24", "networkSecurityGroup": {
+                          "id": "[resourceId('Microsoft.Network/networkSecurityGroups', 'nsg')]" } } },
+                      { "name": "pe", "properties": { "addressPrefix": "10.0.2.0/24" } },
+                      { "name": "nat", "properties": { "addressPrefix": "10.0.4.0/24", "natGateway": {
+                          "id": "[resourceId('Microsoft.Network/natGateways', 'nat')]" } } },
+                      { "name": "ase", "properties": { "addressPrefix": "10.0.3.0/24" } } ] } },
+                { "type": "Microsoft.Network/virtualNetworks", "apiVersion": "2023-09-01", "name": "other",
+                  "properties": { "addressSpace": { "addressPrefixes": ["10.1.0.0/16"] }, "subnets": [
+                      { "name": "se2", "properties": { "addressPrefix": "10.1.0.0/24", "serviceEndpoints": web_endpoint } } ] } },
+                { "type": "Microsoft.Web/hostingEnvironments", "apiVersion": "2022-09-01", "name": "env",
+                  "properties": { "virtualNetwork": { "id": subnet_id("vnet", "ase") } } },
+                { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
+                  "sku": { "name": "S1", "tier": "Standard" } },
+                { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "isolated",
+                  "sku": { "name": "I1v2", "tier": "IsolatedV2" }, "properties": { "hostingEnvironmentProfile": {
+                      "id": "[resourceId('Microsoft.Web/hostingEnvironments', 'env')]" } } },
+                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "b",
+                  "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]" } },
+                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "c",
+                  "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'isolated')]" } },
+                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "d",
+                  "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]" } },
+                { "type": "Microsoft.Network/privateEndpoints", "apiVersion": "2023-09-01", "name": "pe-b",
+                  "properties": { "subnet": { "id": subnet_id("vnet", "pe") }, "privateLinkServiceConnections": [
+                      { "name": "sites", "properties": { "groupIds": ["sites"],
+                        "privateLinkServiceId": "[resourceId('Microsoft.Web/sites', 'b')]" } } ] } },
+                { "type": "Microsoft.Network/privateDnsZones", "apiVersion": "2020-06-01",
+                  "name": "privatelink.azurewebsites.net", "location": "global" },
+                { "type": "Microsoft.Network/privateDnsZones/virtualNetworkLinks", "apiVersion": "2020-06-01",
+                  "name": "privatelink.azurewebsites.net/link", "location": "global", "properties": {
+                      "virtualNetwork": { "id": "[resourceId('Microsoft.Network/virtualNetworks', 'vnet')]" } } },
+                { "type": "Microsoft.Network/privateEndpoints/privateDnsZoneGroups", "apiVersion": "2023-09-01",
+                  "name": "pe-b/default", "properties": { "privateDnsZoneConfigs": [{ "name": "zone", "properties": {
+                      "privateDnsZoneId": "[resourceId('Microsoft.Network/privateDnsZones', 'privatelink.azurewebsites.net')]" } }] } }
+            ]
+        });
+        let provider = SimulatedProvider::new(KeyMode::Placeholder);
+        let deployment = subnetlock_arm::evaluate_str(
+            "egress.json",
+            &template.to_string(),
+            &subnetlock_arm::EvalOptions::default(),
+            &provider,
+        )
+        .expect("template evaluates");
+        build_topology(&deployment).expect("topology")
+    }
+
+    #[test]
+    fn subnet_paths_by_target() {
+        let topology = topology();
+        // (caller subnet, target site, target kind, expected path kind, expected entry)
+        let cases = [
+            (
+                "vnet/se",
+                "b",
+                SiteKind::Main,
+                "private_endpoint",
+                Entry::PrivateEndpoint,
+            ),
+            (
+                "vnet/se",
+                "b",
+                SiteKind::Scm,
+                "private_endpoint",
+                Entry::PrivateEndpoint,
+            ),
+            (
+                "vnet/plain",
+                "b",
+                SiteKind::Main,
+                "private_endpoint",
+                Entry::PrivateEndpoint,
+            ),
+            (
+                "other/se2",
+                "b",
+                SiteKind::Main,
+                "service_endpoint",
+                Entry::PublicEndpoint,
+            ),
+            (
+                "vnet/se",
+                "d",
+                SiteKind::Main,
+                "service_endpoint",
+                Entry::PublicEndpoint,
+            ),
+            (
+                "vnet/plain",
+                "d",
+                SiteKind::Main,
+                "blocked_by_nsg",
+                Entry::PublicEndpoint,
+            ),
+            (
+                "vnet/se",
+                "c",
+                SiteKind::Main,
+                "environment_vnet",
+                Entry::PublicEndpoint,
+            ),
+            (
+                "other/se2",
+                "c",
+                SiteKind::Main,
+                "service_endpoint",
+                Entry::PublicEndpoint,
+            ),
+            (
+                "vnet/nat",
+                "d",
+                SiteKind::Main,
+                "nat_gateway",
+                Entry::PublicEndpoint,
+            ),
+        ];
+        for (subnet, site, kind, path, entry) in cases {
+            let subnet_ref = topology.find_subnet(subnet).expect("subnet");
+            let site_ref = topology.site(site).expect("site");
+            let target = Destination {
+                site: site_ref,
+                kind,
+            };
+            let egress = from_subnet_to_site(&topology, subnet_ref, Some(target));
+            let json = serde_json::to_value(&egress.path).expect("path json");
+            assert_eq!(
+                json["kind"], path,
+                "{subnet} -> {site} {kind}: {:?}",
+                egress.steps
+            );
+            assert_eq!(egress.source.entry, entry, "{subnet} -> {site} {kind}");
+        }
+    }
+
+    #[test]
+    fn environment_vnet_uses_private_address() {
+        let topology = topology();
+        let subnet = topology.find_subnet("vnet/se").expect("subnet");
+        let target = Destination {
+            site: topology.site("c").expect("site"),
+            kind: SiteKind::Main,
+        };
+        let egress = from_subnet_to_site(&topology, subnet, Some(target));
+        assert_eq!(
+            egress.source.address,
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+        );
+        assert_eq!(egress.source.service_endpoint, None);
+    }
+
+    #[test]
+    fn blocked_never_reaches_front_end() {
+        let topology = topology();
+        let subnet = topology.find_subnet("vnet/plain").expect("subnet");
+        let egress = from_subnet_to_site(&topology, subnet, None);
+        assert!(!egress.reaches_front_end());
+    }
+
+    #[test]
+    fn nsg_port_and_prefix_matching() {
+        let public = NsgDestination::AppServicePublic;
+        let private = NsgDestination::Vnet(Some(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 4))));
+        let cases = [
+            ("*", public, true),
+            ("AppService", public, true),
+            ("AppService.WestEurope", public, true),
+            ("Internet", public, true),
+            ("VirtualNetwork", public, false),
+            ("20.0.0.0/8", public, false),
+            ("VirtualNetwork", private, true),
+            ("10.0.2.0/24", private, true),
+            ("10.0.3.0/24", private, false),
+            ("AppService", private, false),
+        ];
+        for (prefix, destination, expected) in cases {
+            assert_eq!(
+                prefix_matches(prefix, destination),
+                expected,
+                "{prefix} {destination:?}"
+            );
+        }
+        for (ports, expected) in [
+            ("*", true),
+            ("443", true),
+            ("80", false),
+            ("1-1024", true),
+            ("444-500", false),
+        ] {
+            assert_eq!(port_matches(ports), expected, "{ports}");
+        }
+    }
+
+    #[test]
+    fn service_tag_address() {
+        let table = ServiceTagTable::from_prefixes([(
+            "AzureCloud",
+            vec![subnetlock_access::IpNet::parse("20.33.0.0/16").expect("cidr")],
+        )]);
+        let with_table = from_service_tag("AzureCloud", Some(&table));
+        assert_eq!(
+            with_table.source.address,
+            IpAddr::V4(Ipv4Addr::new(20, 33, 0, 0))
+        );
+        let without = from_service_tag("AzureFrontDoor.Backend", None);
+        let IpAddr::V4(address) = without.source.address else {
+            panic!("expected IPv4");
+        };
+        assert_eq!(&address.octets()[..3], &[192, 0, 2]);
+        assert_eq!(
+            without.source.service_tags,
+            vec!["AzureFrontDoor.Backend".to_owned()]
+        );
+    }
 
     #[test]
     fn shared_address_in_benchmark_range() {

@@ -48,8 +48,8 @@ impl Topology {
             .find(|nsg| nsg.id.eq_ignore_ascii_case(id))
     }
 
-    /// The App Service Environment that hosts `site`, through the site's own
-    /// `hostingEnvironmentProfile` or its plan's.
+    /// Finds the App Service Environment that hosts `site`, named by the site's own
+    /// `hostingEnvironmentProfile` or by its plan's.
     pub fn hosting_environment_of(&self, site: &Site) -> Option<&HostingEnvironment> {
         let plan_environment = site
             .plan_id

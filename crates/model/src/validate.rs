@@ -345,3 +345,101 @@ fn normalize_region(region: &str) -> String {
 fn normalize_id(id: &SubnetId) -> String {
     id.as_str().to_ascii_lowercase()
 }
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use crate::{build_topology, FindingCode, KeyMode, SimulatedProvider, Topology};
+
+    /// A template with plan `plan` of SKU `sku` and site `app` with `site_properties`, plus
+    /// `extra` resources.
+    fn topology(
+        sku: &str,
+        site_properties: serde_json::Value,
+        extra: &[serde_json::Value],
+    ) -> Topology {
+        let mut properties = site_properties;
+        properties["serverFarmId"] = "[resourceId('Microsoft.Web/serverfarms', 'plan')]".into();
+        let mut resources = vec![
+            serde_json::json!({ "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01",
+                                "name": "plan", "sku": { "name": sku } }),
+            serde_json::json!({ "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01",
+                                "name": "app", "properties": properties }),
+        ];
+        resources.extend(extra.iter().cloned());
+        let template = serde_json::json!({
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "resources": resources
+        });
+        let provider = SimulatedProvider::new(KeyMode::Placeholder);
+        let deployment = subnetlock_arm::evaluate_str(
+            "validate.json",
+            &template.to_string(),
+            &subnetlock_arm::EvalOptions::default(),
+            &provider,
+        )
+        .expect("template evaluates");
+        build_topology(&deployment).expect("topology")
+    }
+
+    fn has(topology: &Topology, code: FindingCode) -> bool {
+        topology.findings.iter().any(|finding| finding.code == code)
+    }
+
+    #[test]
+    fn public_network_access_copies() {
+        let cases = [
+            (
+                serde_json::json!({ "siteConfig": { "publicNetworkAccess": "Disabled" } }),
+                true,
+            ),
+            (
+                serde_json::json!({ "publicNetworkAccess": "Enabled",
+                                    "siteConfig": { "publicNetworkAccess": "Disabled" } }),
+                true,
+            ),
+            (
+                serde_json::json!({ "publicNetworkAccess": "Disabled",
+                                    "siteConfig": { "publicNetworkAccess": "disabled" } }),
+                false,
+            ),
+            (
+                serde_json::json!({ "publicNetworkAccess": "Disabled" }),
+                false,
+            ),
+        ];
+        for (properties, expected) in cases {
+            let topology = topology("S1", properties.clone(), &[]);
+            assert_eq!(has(&topology, FindingCode::SL015), expected, "{properties}");
+        }
+    }
+
+    #[test]
+    fn private_endpoint_plan_support() {
+        let endpoint = serde_json::json!({
+            "type": "Microsoft.Network/privateEndpoints", "apiVersion": "2023-09-01", "name": "pe",
+            "properties": { "privateLinkServiceConnections": [{ "name": "sites", "properties": {
+                "groupIds": ["sites"], "privateLinkServiceId": "[resourceId('Microsoft.Web/sites', 'app')]" } }] }
+        });
+        for (sku, expected) in [("Y1", true), ("F1", true), ("S1", false), ("EP1", false)] {
+            let topology = topology(sku, serde_json::json!({}), std::slice::from_ref(&endpoint));
+            assert_eq!(has(&topology, FindingCode::SL017), expected, "{sku}");
+        }
+    }
+
+    #[test]
+    fn subnet_rule_with_private_endpoint() {
+        let endpoint = serde_json::json!({
+            "type": "Microsoft.Network/privateEndpoints", "apiVersion": "2023-09-01", "name": "pe",
+            "properties": { "privateLinkServiceConnections": [{ "name": "sites", "properties": {
+                "groupIds": ["sites"], "privateLinkServiceId": "[resourceId('Microsoft.Web/sites', 'app')]" } }] }
+        });
+        let rules = serde_json::json!({ "siteConfig": { "ipSecurityRestrictions": [
+            { "ipAddress": "AnyVnets", "action": "Allow", "priority": 100 } ] } });
+        let with_endpoint = topology("S1", rules.clone(), std::slice::from_ref(&endpoint));
+        assert!(has(&with_endpoint, FindingCode::SL016));
+        let without_endpoint = topology("S1", rules, &[]);
+        assert!(!has(&without_endpoint, FindingCode::SL016));
+    }
+}

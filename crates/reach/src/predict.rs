@@ -26,7 +26,7 @@ pub struct Probe {
 pub struct Prediction {
     /// 403 (front end), 401 (Functions host or scm site without credentials), 404 (no site or
     /// function), 502 (a network security group drops the request before the front end; the
-    /// emulator's egress proxy answers 502), or 200 when the request reaches the app's code,
+    /// emulator's egress proxy returns 502), or 200 when the request reaches the app's code,
     /// which may answer otherwise.
     pub status: u16,
     pub reaches_code: bool,
