@@ -65,6 +65,61 @@ pub use value::{Object, Unknown, UnknownCause, Value};
 
 use std::path::PathBuf;
 
+/// Entry points for the fuzz targets in `crates/arm/fuzz`. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::expr::{self, Accessor, Expr};
+
+    /// Parses `text` as the inside of an expression and checks the parser's invariants.
+    ///
+    /// Returns `Ok(true)` when the text parses and its printed form parses to the same tree
+    /// (byte offsets aside, because printing normalises whitespace), `Ok(false)` when the text
+    /// is rejected with an error offset on a character boundary inside the text, and `Err`
+    /// describing the broken invariant otherwise.
+    pub fn check_expression(text: &str) -> Result<bool, String> {
+        let parsed = match expr::parse(text) {
+            Ok(parsed) => parsed,
+            Err(error) if error.offset <= text.len() && text.is_char_boundary(error.offset) => {
+                return Ok(false);
+            }
+            Err(error) => {
+                return Err(format!("error offset {} is outside `{text}`", error.offset));
+            }
+        };
+
+        let printed = parsed.to_string();
+        match expr::parse(&printed) {
+            Ok(reparsed) if same_tree(&parsed, &reparsed) => Ok(true),
+            Ok(reparsed) => Err(format!(
+                "`{text}` printed as `{printed}` re-parses to a different tree: {reparsed:?}"
+            )),
+            Err(error) => Err(format!(
+                "`{text}` printed as `{printed}` does not re-parse: {}",
+                error.message
+            )),
+        }
+    }
+
+    fn same_tree(left: &Expr, right: &Expr) -> bool {
+        match (left, right) {
+            (Expr::String(a), Expr::String(b)) => a == b,
+            (Expr::Int(a), Expr::Int(b)) => a == b,
+            (Expr::Call(a), Expr::Call(b)) => {
+                a.name == b.name
+                    && a.args.len() == b.args.len()
+                    && a.args.iter().zip(&b.args).all(|(x, y)| same_tree(x, y))
+                    && a.accessors.len() == b.accessors.len()
+                    && a.accessors.iter().zip(&b.accessors).all(|pair| match pair {
+                        (Accessor::Property(x), Accessor::Property(y)) => x == y,
+                        (Accessor::Index(x), Accessor::Index(y)) => same_tree(x, y),
+                        _ => false,
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The deployment's target scope and the values of `subscription()`, `resourceGroup()` and
 /// `deployment()`.
 #[derive(Clone, Debug)]

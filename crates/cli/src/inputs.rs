@@ -66,14 +66,26 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         ));
     }
 
-    // The binding file's parameters belong to its own template only.
-    let parameters = args.parameters.clone().or_else(|| {
-        if args.template.is_none() && input.is_dir() {
-            bindings.parameters.clone()
-        } else {
-            None
-        }
-    });
+    // The binding file's parameters belong to its own template only. Without either, a
+    // `<name>.parameters.json` beside the template is used, the convention of the Azure
+    // quickstart templates.
+    let parameters = args
+        .parameters
+        .clone()
+        .or_else(|| {
+            if args.template.is_none() && input.is_dir() {
+                bindings.parameters.clone()
+            } else {
+                None
+            }
+        })
+        .or_else(|| {
+            let found = sibling_parameters(&template);
+            if let Some(path) = &found {
+                eprintln!("note: using parameters file `{}`", path.display());
+            }
+            found
+        });
 
     let mut parameter_values = Vec::new();
     for entry in &args.parameter {
@@ -113,6 +125,16 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         },
         engine,
     })
+}
+
+/// `<stem>.parameters.json` (or `.jsonc`) beside `template`, when it exists.
+fn sibling_parameters(template: &Path) -> Option<PathBuf> {
+    let stem = template.file_stem()?.to_str()?;
+    let dir = template.parent()?;
+    ["json", "jsonc"]
+        .iter()
+        .map(|extension| dir.join(format!("{stem}.parameters.{extension}")))
+        .find(|path| path.is_file())
 }
 
 impl Inputs {

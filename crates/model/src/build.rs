@@ -5,8 +5,8 @@
 //! PUT does in Azure.
 
 use subnetlock_access::{
-    parse_header_filters, parse_source, Action, PublicNetworkAccess, Rule, RuleList, SiteKind,
-    SourceCondition, SubnetId,
+    parse_header_filters_with_warnings, parse_source_with_warnings, Action, PublicNetworkAccess,
+    Rule, RuleList, SiteKind, SourceCondition, SubnetId,
 };
 use subnetlock_arm::{Deployment, Object, Resource, Value};
 
@@ -473,7 +473,12 @@ impl Builder<'_> {
             let location = self.deployment.locate(resource, &entry_path);
 
             match read_rule(entry, index) {
-                Ok(ReadRule::Rule(rule)) => {
+                Ok(ReadRule::Rule(rule, warnings)) => {
+                    for warning in &warnings {
+                        let finding = rule_finding(warning, index, list_kind, &site.name)
+                            .at(&resource.id, location.clone());
+                        self.topology.findings.push(finding);
+                    }
                     if is_synthetic_entry(&rule) {
                         let finding = Finding::new(
                             FindingCode::SL014,
@@ -508,23 +513,13 @@ impl Builder<'_> {
                         index,
                         expression,
                     });
+                    // The rule exists even though it cannot be read: it keeps the list
+                    // non-empty, so unmatched traffic still meets the implicit deny all. Offline
+                    // it matches nothing; the rows it could change say so.
+                    list.rules.push(unknown_placeholder(entry, index));
                 }
                 Err(error) => {
-                    let outcome = error.outcome();
-                    let severity = match outcome {
-                        subnetlock_access::Outcome::DeployFails => Severity::Error,
-                        _ => Severity::Warning,
-                    };
-                    let mut message = format!(
-                        "rule {index} of the {list_kind} site of `{}`: {error}",
-                        site.name
-                    );
-                    if let Some(azure) = error.azure_message() {
-                        message.push_str(&format!(" (Azure: {azure})"));
-                    }
-                    let finding = Finding::new(FindingCode::SL001, severity, message)
-                        .outcome(outcome)
-                        .help("write the rule as Azure documents it: a CIDR such as `203.0.113.7/32`, `vnetSubnetResourceId`, or `tag: ServiceTag` with tag names")
+                    let finding = rule_finding(&error, index, list_kind, &site.name)
                         .at(&resource.id, location);
                     self.topology.findings.push(finding);
                 }
@@ -809,9 +804,36 @@ impl Builder<'_> {
     }
 }
 
+/// Builds the SL001 finding for a problem with one rule, with Azure's outcome class and error
+/// text where known.
+fn rule_finding(
+    error: &subnetlock_access::RuleError,
+    index: usize,
+    list_kind: SiteKind,
+    site_name: &str,
+) -> Finding {
+    let outcome = error.outcome();
+    let severity = match outcome {
+        subnetlock_access::Outcome::DeployFails => Severity::Error,
+        _ => Severity::Warning,
+    };
+    let mut message = format!("rule {index} of the {list_kind} site of `{site_name}`: {error}");
+    if let Some(azure) = error.azure_message() {
+        message.push_str(&format!(" (Azure: {azure})"));
+    }
+    let help = match miette::Diagnostic::help(error) {
+        Some(help) => help.to_string(),
+        None => "write the rule as Azure documents it: a CIDR such as `203.0.113.7/32`, `vnetSubnetResourceId`, or `tag: ServiceTag` with tag names".to_owned(),
+    };
+    Finding::new(FindingCode::SL001, severity, message)
+        .outcome(outcome)
+        .help(help)
+}
+
 /// The result of reading one entry of a rule list.
 enum ReadRule {
-    Rule(Rule),
+    /// A rule and the warning-class problems Azure accepts silently (host bits set, `XffProxy`).
+    Rule(Rule, Vec<subnetlock_access::RuleError>),
     /// The rule depends on a value unknown offline; the expression is kept for reports.
     Unknown(String),
 }
@@ -821,7 +843,7 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
         return Ok(ReadRule::Unknown(unknown));
     }
     let text = |key: &str| entry.get(key).and_then(Value::as_str);
-    let source = parse_source(
+    let (source, mut warnings) = parse_source_with_warnings(
         text("ipAddress"),
         text("subnetMask"),
         text("vnetSubnetResourceId"),
@@ -839,7 +861,8 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
             header_entries.push((name.clone(), values));
         }
     }
-    let headers = parse_header_filters(&header_entries)?;
+    let (headers, header_warnings) = parse_header_filters_with_warnings(&header_entries)?;
+    warnings.extend(header_warnings);
 
     // NOTE: Azure's defaults for a rule without `action` or `priority` are not documented; an
     // App Gateway quickstart template omits both and is meant to allow its address, so a
@@ -849,14 +872,32 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
         .unwrap_or(Action::Allow);
     let priority = entry.get("priority").and_then(Value::as_i64).unwrap_or(0);
 
-    Ok(ReadRule::Rule(Rule {
+    let rule = Rule {
         name: text("name").map(str::to_owned),
         priority,
         action,
         source,
         headers,
         index,
-    }))
+    };
+    Ok(ReadRule::Rule(rule, warnings))
+}
+
+/// A rule that stands for one whose source is unknown offline: it never matches, and keeps the
+/// priority, action and name when those are known.
+fn unknown_placeholder(entry: &Value, index: usize) -> Rule {
+    Rule {
+        name: entry.get("name").and_then(Value::as_str).map(str::to_owned),
+        priority: entry.get("priority").and_then(Value::as_i64).unwrap_or(0),
+        action: entry
+            .get("action")
+            .and_then(Value::as_str)
+            .and_then(read_action)
+            .unwrap_or(Action::Allow),
+        source: SourceCondition::Ranges(Vec::new()),
+        headers: Default::default(),
+        index,
+    }
 }
 
 fn is_synthetic_entry(rule: &Rule) -> bool {

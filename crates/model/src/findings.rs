@@ -57,6 +57,9 @@ pub enum FindingCode {
     /// A private endpoint on a site whose plan does not support inbound private endpoints
     /// (classic Consumption, Free, Shared).
     SL017,
+    /// An Allow rule open to every address whose only gate is a header filter, which any
+    /// client can send.
+    SL018,
 }
 
 impl FindingCode {
@@ -80,6 +83,7 @@ impl FindingCode {
             FindingCode::SL015 => "public-network-access-copies-disagree",
             FindingCode::SL016 => "subnet-rule-not-supported-on-site",
             FindingCode::SL017 => "private-endpoint-on-unsupported-plan",
+            FindingCode::SL018 => "spoofable-header-only-rule",
         }
     }
 }

@@ -116,6 +116,26 @@ fn check_integration(topology: &Topology, site: &Site, findings: &mut Vec<Findin
         .help("integrate with a virtual network that has only IPv4 address space")));
     }
 
+    // Regional VNet integration needs an unused subnet: the platform cannot delegate a subnet
+    // that already holds a private endpoint's NIC
+    // (https://github.com/MicrosoftDocs/azure-docs/issues/88108).
+    if let Some(endpoint) = topology
+        .private_endpoints
+        .iter()
+        .find(|endpoint| endpoint.subnet_id.as_ref() == Some(&integration.subnet_id))
+    {
+        findings.push(at(Finding::new(
+            FindingCode::SL005,
+            Severity::Error,
+            format!(
+                "integration subnet `{}` of site `{}` also holds private endpoint `{}`; Azure answers `Delegations of subnet cannot be changed from [] to [Microsoft.Web/serverFarms] because it is being used by the resource ...`",
+                subnet.name, site.name, endpoint.name
+            ),
+        )
+        .outcome(Outcome::DeployFails)
+        .help("put private endpoints in their own subnet and keep the integration subnet empty")));
+    }
+
     let is_flex = plan.is_some_and(|plan| plan.family == PlanFamily::FlexConsumption);
     let expected = if is_flex {
         "Microsoft.App/environments"

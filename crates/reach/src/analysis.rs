@@ -362,6 +362,10 @@ fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
         }
     }
 
+    for site in &topology.sites {
+        findings.extend(spoofable_rules(site));
+    }
+
     let mut seen = BTreeSet::new();
     for row in rows {
         for ambiguity in &row.decision.ambiguities {
@@ -380,6 +384,44 @@ fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
                     ),
                 )
                 .help("docs/fidelity.md explains the reading subnetlock chose and its source"),
+            );
+        }
+    }
+    findings
+}
+
+/// Allow rules whose source admits every address and whose only gate is a header filter:
+/// headers are set by the client, so anyone can send them. A header filter is meaningful only
+/// behind a source condition that guarantees a trusted proxy set the header, such as
+/// `AzureFrontDoor.Backend` with `X-Azure-FDID`
+/// (<https://learn.microsoft.com/azure/app-service/overview-access-restrictions>).
+fn spoofable_rules(site: &Site) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let lists = [
+        (SiteKind::Main, &site.access.main),
+        (SiteKind::Scm, &site.access.scm),
+    ];
+    for (kind, list) in lists {
+        for rule in &list.rules {
+            let open_source = match &rule.source {
+                SourceCondition::Any => true,
+                SourceCondition::Ranges(ranges) => ranges.iter().any(|range| range.prefix == 0),
+                _ => false,
+            };
+            if rule.action != Action::Allow || !open_source || rule.headers.is_empty() {
+                continue;
+            }
+            findings.push(
+                Finding::new(
+                    FindingCode::SL018,
+                    Severity::Warning,
+                    format!(
+                        "{kind} rule {} of `{}` allows every address and is gated only by header filters, which any client can send",
+                        rule.index, site.name
+                    ),
+                )
+                .help("combine the header filter with a source that only a trusted proxy has, for example service tag `AzureFrontDoor.Backend` with `x-azure-fdid`")
+                .at(&site.id, site.declared_at.clone()),
             );
         }
     }

@@ -54,6 +54,16 @@ pub fn describe_decision(decision: &Decision) -> String {
     format!("{verdict}: {reason}")
 }
 
+/// One line that says what happens to a matrix row's request: the front end's decision, or
+/// that the request never reached the front end.
+pub fn describe_row(row: &Reachability) -> String {
+    if row.egress.reaches_front_end() {
+        describe_decision(&row.decision)
+    } else {
+        "blocked before the front end: an outbound rule of the network security group on the caller's subnet drops the request".to_owned()
+    }
+}
+
 /// Plain text for a terminal; `template` is shown in the header.
 pub fn render_human(analysis: &Analysis, template: &str) -> String {
     let mut out = String::new();
@@ -128,7 +138,7 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
                         && row.to.site == call.to_site
                         && row.to.kind == call.to_kind
                 })
-                .map(|row| describe_decision(&row.decision))
+                .map(describe_row)
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
@@ -162,7 +172,11 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
                     .then(a.from.label.cmp(&b.from.label))
             });
             for row in rows {
-                let mark = if row.allowed() { "ALLOW" } else { "DENY " };
+                let mark = match (row.egress.reaches_front_end(), row.allowed()) {
+                    (false, _) => "BLOCK",
+                    (true, true) => "ALLOW",
+                    (true, false) => "DENY ",
+                };
                 let unknown = if row.depends_on_unknown.is_empty() {
                     String::new()
                 } else {
@@ -186,7 +200,7 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
                     out,
                     "    {mark} {:<48} {}{unknown}{ambiguous}",
                     row.from.label,
-                    describe_decision(&row.decision)
+                    describe_row(row)
                 );
             }
         }
@@ -242,7 +256,8 @@ pub fn render_json(analysis: &Analysis, template: &str) -> String {
                 "to": row.to,
                 "verdict": row.decision.verdict,
                 "reason": row.decision.reason,
-                "explanation": describe_decision(&row.decision),
+                "reaches_front_end": row.egress.reaches_front_end(),
+                "explanation": describe_row(row),
                 "ambiguities": row.decision.ambiguities,
                 "egress": row.egress,
                 "depends_on_unknown": row.depends_on_unknown,
@@ -347,6 +362,10 @@ pub fn render_explanation(row: &Reachability) -> String {
     );
     if let Some(subnet) = &row.egress.source.service_endpoint {
         let _ = writeln!(out, "  service endpoint identity: {subnet}");
+    }
+    if !row.egress.reaches_front_end() {
+        let _ = writeln!(out, "  decision: {}", describe_row(row));
+        return out;
     }
     let _ = writeln!(out, "  decision: {}", describe_decision(&row.decision));
     for ambiguity in &row.decision.ambiguities {
