@@ -13,6 +13,22 @@ use crate::{Action, IpNet};
 /// behaves unexpectedly.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
 pub enum RuleError {
+    /// An `action` other than `Allow` or `Deny`.
+    #[error("`action` value `{value}` is neither `Allow` nor `Deny`")]
+    #[diagnostic(
+        code(access::invalid_action),
+        help("write `Allow` or `Deny`, without spaces")
+    )]
+    InvalidAction { value: String },
+
+    /// A `priority` that is not a 32-bit integer.
+    #[error("`priority` value `{value}` is not a 32-bit integer")]
+    #[diagnostic(
+        code(access::invalid_priority),
+        help("write a whole number from -2147483648 to 2147483647; lower numbers are evaluated first")
+    )]
+    InvalidPriority { value: String },
+
     /// A single address with neither `/n` nor `subnetMask`.
     #[error("`ipAddress` value `{ip_address}` is a single address without a prefix length")]
     #[diagnostic(
@@ -224,12 +240,15 @@ impl RuleError {
     ///
     /// NOTE: only the bare-address case and the `ipAddress` plus `vnetSubnetResourceId` case
     /// were observed failing deployments. Malformed CIDR, bad `subnetMask`, unreadable subnet
-    /// ids, unknown `tag` values and more than 512 rules are presumed to fail the same way.
+    /// ids, unknown `tag` values, an `action` other than Allow or Deny, a priority outside
+    /// Int32 and more than 512 rules are presumed to fail the same way.
     /// Limits that only the CLI and PowerShell are known to enforce (8 sources, 8 header
     /// values, header names, service-tag names) are classed as tooling-only.
     pub fn outcome(&self) -> Outcome {
         match self {
             RuleError::BareIpWithoutMask { .. }
+            | RuleError::InvalidAction { .. }
+            | RuleError::InvalidPriority { .. }
             | RuleError::InvalidCidr { .. }
             | RuleError::InvalidSubnetMask { .. }
             | RuleError::SubnetMaskNotApplicable { .. }

@@ -17,6 +17,12 @@ use crate::resources::{copy_count, Decl};
 use crate::source::{path_key, Node, NodeKind, Source};
 use crate::value::{Object, Unknown, UnknownCause, Value};
 
+/// Deepest chain of nested deployments evaluated. Real templates nest a few levels (the
+/// deepest in the corpus, four); the bound turns a linked template that links back to itself
+/// into an error instead of exhausting the stack.
+// NOTE: Azure's own limit on nesting depth is not known here; this bound is subnetlock's.
+const MAX_NESTING_DEPTH: usize = 16;
+
 #[derive(Debug)]
 enum State {
     Pending,
@@ -506,6 +512,24 @@ impl<'a> Run<'a> {
                             .map(std::path::Path::to_path_buf)
                             .unwrap_or_default();
                         let file = directory.join(relative);
+                        let is_template = file
+                            .extension()
+                            .and_then(|extension| extension.to_str())
+                            .is_some_and(|extension| {
+                                extension.eq_ignore_ascii_case("json")
+                                    || extension.eq_ignore_ascii_case("jsonc")
+                            });
+                        if !is_template {
+                            let site = node_site(&self.tpl.source, &decl.node, &decl.path);
+                            return Err(site.error(
+                                ErrorKind::Template,
+                                format!(
+                                    "linked template `{}` is not a `.json` or `.jsonc` file",
+                                    file.display()
+                                ),
+                                "point `templateLink.relativePath` at a JSON template".to_owned(),
+                            ));
+                        }
                         let source = Source::read(&file).map_err(|error| {
                             let site =
                                 node_site(&self.tpl.source, &decl.node, &decl.path);
@@ -559,6 +583,17 @@ impl<'a> Run<'a> {
             nested_parameters(properties.and_then(|properties| properties.get("parameters")));
         let mut deployment_path = self.tpl.deployment_path.clone();
         deployment_path.push(decl.name.clone());
+        if deployment_path.len() > MAX_NESTING_DEPTH {
+            let site = node_site(&self.tpl.source, &decl.node, &decl.path);
+            return Err(site.error(
+                ErrorKind::Template,
+                format!(
+                    "nested deployments are more than {MAX_NESTING_DEPTH} levels deep: {}",
+                    deployment_path.join(" -> ")
+                ),
+                "check for a linked template that links back to itself or to a template that links to it".to_owned(),
+            ));
+        }
 
         let child = Template::new(TemplateInit {
             source,

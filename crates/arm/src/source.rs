@@ -115,7 +115,19 @@ impl Source {
     /// Parses the whole text as one JSON value (comments allowed).
     pub fn parse(&self) -> Result<Arc<Node>, Error> {
         parse_text(&self.text, ReadOptions::default()).map_err(|failure| {
-            let location = self.location(failure.offset, failure.offset + 1, "$");
+            // Underline the character at the failure, or nothing at the end of the text: a
+            // one-byte span would point past the end of an empty text or into the middle of
+            // a multi-byte character.
+            let mut start = failure.offset.min(self.text.len());
+            while !self.text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let width = self
+                .text
+                .get(start..)
+                .and_then(|rest| rest.chars().next())
+                .map_or(0, char::len_utf8);
+            let location = self.location(start, start + width, "$");
             Error::located(
                 ErrorKind::Syntax,
                 failure.message,
@@ -621,6 +633,31 @@ mod tests {
                 proptest::prop_assert!(failure.offset <= text.len());
             }
         }
+    }
+
+    /// Found by the `template` fuzz target: the span of an error at the end of the text
+    /// ended one byte past it.
+    #[test]
+    fn syntax_error_span_empty_input() {
+        let source = Source::new("t.json", String::new());
+        let error = source.parse().unwrap_err();
+        let location = error.location().unwrap();
+        assert_eq!((location.offset, location.length), (0, 0));
+        assert_eq!((location.line, location.column), (1, 1));
+    }
+
+    #[test]
+    fn syntax_error_span_end_of_text() {
+        let source = Source::new("t.json", "{\"a\": ".to_owned());
+        let location = source.parse().unwrap_err().location().cloned().unwrap();
+        assert_eq!((location.offset, location.length), (6, 0));
+    }
+
+    #[test]
+    fn syntax_error_span_multibyte_character() {
+        let source = Source::new("t.json", "{\"a\": é}".to_owned());
+        let location = source.parse().unwrap_err().location().cloned().unwrap();
+        assert_eq!((location.offset, location.length), (6, 2));
     }
 
     #[test]

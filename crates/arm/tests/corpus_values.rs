@@ -81,7 +81,7 @@ fn find<'d>(deployment: &'d Deployment, resource_type: &str, name: &str) -> &'d 
         })
 }
 
-/// The value at `path` in the resource body; an array index is written as a number.
+/// Returns the value at `path` in the resource body. An array index is written as a number.
 fn at<'r>(resource: &'r Resource, path: &[&str]) -> &'r Value {
     path.iter()
         .try_fold(&resource.body, |value, step| match step.parse::<usize>() {
@@ -103,12 +103,12 @@ fn flag(resource: &Resource, path: &[&str]) -> bool {
         .unwrap_or_else(|| panic!("{path:?} of {} is not a bool", resource.id))
 }
 
-/// `resourceId()` in the test resource group.
+/// Builds what `resourceId()` returns in the test resource group for `Namespace/type/name`.
 fn id(provider_path: &str) -> String {
     format!("{RG}/providers/{provider_path}")
 }
 
-/// The value of the app setting `name` in `properties.siteConfig.appSettings`.
+/// Returns the value of the app setting `name` in `properties.siteConfig.appSettings`.
 fn app_setting<'r>(site: &'r Resource, name: &str) -> &'r Value {
     at(site, &["properties", "siteConfig", "appSettings"])
         .as_array()
@@ -119,6 +119,7 @@ fn app_setting<'r>(site: &'r Resource, name: &str) -> &'r Value {
         .unwrap_or_else(|| panic!("no app setting {name} on {}", site.id))
 }
 
+/// Returns the cause and the secret flag of an unknown value, or `None` for a known one.
 fn unknown_cause(value: &Value) -> Option<(UnknownCause, bool)> {
     match value {
         Value::Unknown(unknown) => Some((unknown.cause.clone(), unknown.secret)),
@@ -280,7 +281,7 @@ fn qs_func_vnet_integration() {
         app_setting(site, "WEBSITE_CONTENTSHARE"),
         &Value::String("func-yobmxbvmtplck".to_owned())
     );
-    // listKeys() has no offline answer: the connection string is a secret unknown.
+    // listKeys() has no offline value, so the connection string is a secret unknown.
     assert_eq!(
         unknown_cause(app_setting(site, "AzureWebJobsStorage")),
         Some((UnknownCause::List, true))
@@ -1036,7 +1037,10 @@ fn qs_webapp_appgw_v2() {
         "myAppGatewaySubnet"
     );
     assert_eq!(
-        text(vnet, &[&subnet[..], &["properties", "addressPrefix"]].concat()),
+        text(
+            vnet,
+            &[&subnet[..], &["properties", "addressPrefix"]].concat()
+        ),
         "10.0.0.0/24"
     );
     let endpoint = [&subnet[..], &["properties", "serviceEndpoints", "0"]].concat();
@@ -1052,11 +1056,7 @@ fn qs_webapp_appgw_v2() {
     // The subnet id comes from resourceId('Microsoft.Network/virtualNetworks/subnets/', ...):
     // the trailing `/` of the type adds no empty segment.
     let subnet_id = id("Microsoft.Network/virtualNetworks/myVirtualNetwork-yobmxbvmtplck/subnets/myAppGatewaySubnet");
-    let site = find(
-        &deployment,
-        "Microsoft.Web/sites",
-        "myWebApp-yobmxbvmtplck",
-    );
+    let site = find(&deployment, "Microsoft.Web/sites", "myWebApp-yobmxbvmtplck");
     let rule = ["properties", "siteConfig", "ipSecurityRestrictions", "0"];
     assert_eq!(
         text(site, &[&rule[..], &["vnetSubnetResourceId"]].concat()),
@@ -1075,9 +1075,9 @@ fn qs_webapp_appgw_v2() {
     // The template writes httpsOnly as the string "false"; the evaluator keeps JSON types.
     assert_eq!(text(site, &["properties", "httpsOnly"]), "false");
     // dependsOn [variables('virtualNetworkId')] built with the type 'Microsoft.Network/virtualNetworks/'.
-    assert!(site
-        .depends_on
-        .contains(&id("Microsoft.Network/virtualNetworks/myVirtualNetwork-yobmxbvmtplck")));
+    assert!(site.depends_on.contains(&id(
+        "Microsoft.Network/virtualNetworks/myVirtualNetwork-yobmxbvmtplck"
+    )));
 
     let gateway = find(
         &deployment,
@@ -1087,7 +1087,14 @@ fn qs_webapp_appgw_v2() {
     assert_eq!(
         text(
             gateway,
-            &["properties", "gatewayIPConfigurations", "0", "properties", "subnet", "id"]
+            &[
+                "properties",
+                "gatewayIPConfigurations",
+                "0",
+                "properties",
+                "subnet",
+                "id"
+            ]
         ),
         subnet_id
     );
@@ -1130,14 +1137,28 @@ fn vplauzon_lock_in_subnet() {
     assert_eq!(
         text(
             vnet,
-            &[&subnet[..], &["properties", "serviceEndpoints", "0", "service"]].concat()
+            &[
+                &subnet[..],
+                &["properties", "serviceEndpoints", "0", "service"]
+            ]
+            .concat()
         ),
         "Microsoft.Web"
     );
     assert_eq!(
         text(
             vnet,
-            &[&subnet[..], &["properties", "delegations", "0", "properties", "serviceName"]].concat()
+            &[
+                &subnet[..],
+                &[
+                    "properties",
+                    "delegations",
+                    "0",
+                    "properties",
+                    "serviceName"
+                ]
+            ]
+            .concat()
         ),
         "Microsoft.Web/serverfarms"
     );
@@ -1184,7 +1205,10 @@ fn vplauzon_lock_in_subnet() {
         at(lock, &[&rule[..], &["priority"]].concat()),
         &Value::Int(100)
     );
-    assert_eq!(text(lock, &[&rule[..], &["name"]].concat()), "lock-to-subnet");
+    assert_eq!(
+        text(lock, &[&rule[..], &["name"]].concat()),
+        "lock-to-subnet"
+    );
 
     // A calls B through listSecrets(functions id).trigger_url: a secret unknown offline.
     let site_a = find(
@@ -1204,12 +1228,125 @@ fn vplauzon_lock_in_subnet() {
 }
 
 #[test]
-#[ignore]
-fn dump() {
-    let name = std::env::var("DUMP").unwrap();
-    let deployment = evaluate(&name).unwrap();
-    for resource in &deployment.resources {
-        println!("== {} | {} | {} | {:?} | {:?}", resource.id, resource.resource_type, resource.name, resource.deployment_path, resource.depends_on);
-        println!("{}", serde_json::to_string(&resource.body).unwrap());
-    }
+fn qs_demo_pe_sql_from_appservice() {
+    let Some(deployment) = evaluate("qs-demo-pe-sql-from-appservice.json") else {
+        return;
+    };
+    assert_eq!(deployment.resources.len(), 12);
+
+    // sqlServerName = concat('sqlserver', uniqueString(resourceGroup().id)).
+    let server = find(
+        &deployment,
+        "Microsoft.Sql/servers",
+        "sqlserveryobmxbvmtplck",
+    );
+    assert_eq!(
+        text(server, &["properties", "publicNetworkAccess"]),
+        "Disabled"
+    );
+    // databaseName = concat(sqlServerName, '/sample-db').
+    let database = find(
+        &deployment,
+        "Microsoft.Sql/servers/databases",
+        "sqlserveryobmxbvmtplck/sample-db",
+    );
+    assert_eq!(
+        database.id,
+        id("Microsoft.Sql/servers/sqlserveryobmxbvmtplck/databases/sample-db")
+    );
+
+    let endpoint = find(
+        &deployment,
+        "Microsoft.Network/privateEndpoints",
+        "myPrivateEndpoint",
+    );
+    assert_eq!(
+        text(endpoint, &["properties", "subnet", "id"]),
+        id("Microsoft.Network/virtualNetworks/myVirtualNetwork/subnets/mySubnet")
+    );
+    let connection = [
+        "properties",
+        "privateLinkServiceConnections",
+        "0",
+        "properties",
+    ];
+    assert_eq!(
+        text(
+            endpoint,
+            &[&connection[..], &["privateLinkServiceId"]].concat()
+        ),
+        id("Microsoft.Sql/servers/sqlserveryobmxbvmtplck")
+    );
+    assert_eq!(
+        at(endpoint, &[&connection[..], &["groupIds"]].concat()),
+        &Value::Array(vec![Value::String("sqlServer".to_owned())])
+    );
+    // dependsOn [variables('vnetName'), variables('sqlServerName')] are bare names.
+    let mut depends = endpoint.depends_on.clone();
+    depends.sort();
+    assert_eq!(
+        depends,
+        vec![
+            id("Microsoft.Network/virtualNetworks/myVirtualNetwork"),
+            id("Microsoft.Sql/servers/sqlserveryobmxbvmtplck"),
+        ]
+    );
+
+    let vnet = find(
+        &deployment,
+        "Microsoft.Network/virtualNetworks",
+        "myVirtualNetwork",
+    );
+    assert_eq!(
+        text(
+            vnet,
+            &["properties", "subnets", "1", "properties", "addressPrefix"]
+        ),
+        "10.0.1.0/24"
+    );
+
+    // websitename = take(concat('webapppvl', uniqueString(resourceGroup().id)), 15): nine
+    // letters of prefix and the first six of the hash.
+    let site = find(&deployment, "Microsoft.Web/sites", "webapppvlyobmxb");
+    assert_eq!(
+        text(site, &["properties", "serverFarmId"]),
+        id("Microsoft.Web/serverfarms/appSrvPlnyobmxb")
+    );
+    // The connection string embeds reference(sqlServerName).fullyQualifiedDomainName.
+    let connection_string = at(
+        site,
+        &[
+            "properties",
+            "siteConfig",
+            "connectionStrings",
+            "0",
+            "connectionString",
+        ],
+    );
+    assert_eq!(
+        unknown_cause(connection_string).map(|(cause, _)| cause),
+        Some(UnknownCause::Reference)
+    );
+
+    // Child resources of the site: the `appsettings` config routes all traffic through the
+    // VNet, and `networkConfig/virtualNetwork` integrates with subnetAppService.
+    let settings = find(
+        &deployment,
+        "Microsoft.Web/sites/config",
+        "webapppvlyobmxb/appsettings",
+    );
+    assert_eq!(
+        text(settings, &["properties", "WEBSITE_VNET_ROUTE_ALL"]),
+        "1"
+    );
+    let network = find(
+        &deployment,
+        "Microsoft.Web/sites/networkConfig",
+        "webapppvlyobmxb/virtualNetwork",
+    );
+    assert_eq!(
+        text(network, &["properties", "subnetResourceId"]),
+        id("Microsoft.Network/virtualNetworks/myVirtualNetwork/subnets/subnetAppService")
+    );
+    assert!(flag(network, &["properties", "swiftSupported"]));
 }

@@ -1,5 +1,7 @@
 //! `subnetlock check` and `subnetlock explain`.
 
+use std::collections::HashMap;
+
 use miette::{miette, Result};
 use subnetlock_model::Severity;
 use subnetlock_reach::{analyze, output};
@@ -44,25 +46,67 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
         })
         .collect();
     if rows.is_empty() {
-        let callers: Vec<&str> = {
-            let mut labels: Vec<&str> = analysis
-                .rows
-                .iter()
-                .map(|r| r.from.label.as_str())
-                .collect();
-            labels.sort();
-            labels.dedup();
-            labels
-        };
-        return Err(miette!(
-            help = format!("callers in this deployment: {}", callers.join(", ")),
-            "no caller `{}` with target `{}` in this deployment",
-            args.from,
-            args.to
-        ));
+        return explain_any_caller(&analysis, &inputs, &from, &target, &args);
     }
     for row in rows {
         out_raw!("{}", output::render_explanation(row));
+    }
+    Ok(EXIT_OK)
+}
+
+/// Explains a caller that is not a row of the matrix, such as an internet address that no rule
+/// names, through the same prediction `demo` uses.
+fn explain_any_caller(
+    analysis: &subnetlock_reach::Analysis,
+    inputs: &crate::inputs::Inputs,
+    from: &str,
+    target: &str,
+    args: &ExplainArgs,
+) -> Result<i32> {
+    let topology = &analysis.topology;
+    let host = match topology.site(target) {
+        Some(site) => site.default_host_name.clone(),
+        None => target.to_owned(),
+    };
+    let known_callers = || {
+        let mut labels: Vec<&str> = analysis
+            .rows
+            .iter()
+            .map(|r| r.from.label.as_str())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        labels.join(", ")
+    };
+    if topology.site_for_host(&host).is_none() {
+        let mut sites: Vec<&str> = topology.sites.iter().map(|s| s.name.as_str()).collect();
+        sites.sort();
+        return Err(miette!(
+            help = format!("sites in this deployment: {}", sites.join(", ")),
+            "no site `{}` in this deployment",
+            args.to
+        ));
+    }
+    let probe = subnetlock_reach::Probe {
+        from: from.to_owned(),
+        host: host.clone(),
+        path: "/".to_owned(),
+        with_key: true,
+    };
+    let prediction = subnetlock_reach::predict(analysis, &HashMap::new(), &inputs.engine, &probe)
+        .map_err(|_| {
+            miette!(
+                help = format!(
+                    "write `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`; callers in this deployment: {}",
+                    known_callers()
+                ),
+                "invalid caller `{}`",
+                args.from
+            )
+        })?;
+    out!("{from} -> {host}");
+    for step in &prediction.why {
+        out!("  {step}");
     }
     Ok(EXIT_OK)
 }

@@ -1,4 +1,5 @@
-//! Turns the input arguments into a template path, parameters, bindings and a scope.
+//! Turns the input arguments into a template path (an ARM template or a Terraform plan in
+//! JSON form), parameters, bindings and a scope.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,19 @@ use crate::args::InputArgs;
 /// Template name `up` and `check` look for in a directory without a binding file.
 const DEFAULT_TEMPLATE: &str = "azuredeploy.json";
 
+/// The two input formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    ArmTemplate,
+    /// `terraform show -json <planfile>` output.
+    TerraformPlan,
+}
+
 /// Everything a command needs to evaluate a template.
 pub struct Inputs {
+    /// The ARM template or the Terraform plan file.
     pub template: PathBuf,
+    pub format: InputFormat,
     pub parameters: Option<PathBuf>,
     pub parameter_values: Vec<(String, Value)>,
     pub bindings: Bindings,
@@ -31,7 +42,7 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
     let input = &args.input;
     if !input.exists() {
         return Err(miette!(
-            help = "pass a template file or a directory that contains `subnetlock.json` or `azuredeploy.json`",
+            help = "pass an ARM template, a Terraform plan in JSON form (`terraform show -json <planfile>`), or a directory that contains `subnetlock.json` or `azuredeploy.json`",
             "input `{}` does not exist",
             input.display()
         ));
@@ -66,9 +77,20 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         ));
     }
 
+    let format = detect_format(&template)?;
+    if format == InputFormat::TerraformPlan
+        && (args.parameters.is_some() || !args.parameter.is_empty())
+    {
+        return Err(miette!(
+            help = "set Terraform variables when you create the plan (`terraform plan -var ...`), then run `terraform show -json` again",
+            "`{}` is a Terraform plan, which takes no ARM parameters",
+            template.display()
+        ));
+    }
+
     // The binding file's parameters belong to its own template only. Without either, a
     // `<name>.parameters.json` beside the template is used, the convention of the Azure
-    // quickstart templates.
+    // quickstart templates. A Terraform plan has its variables applied already.
     let parameters = args
         .parameters
         .clone()
@@ -79,7 +101,11 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
                 None
             }
         })
+        .filter(|_| format == InputFormat::ArmTemplate)
         .or_else(|| {
+            if format == InputFormat::TerraformPlan {
+                return None;
+            }
             let found = sibling_parameters(&template);
             if let Some(path) = &found {
                 eprintln!("note: using parameters file `{}`", path.display());
@@ -114,6 +140,7 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
 
     Ok(Inputs {
         template,
+        format,
         parameters,
         parameter_values,
         bindings,
@@ -127,6 +154,32 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
     })
 }
 
+/// A `.json` file whose top level has `format_version` and `planned_values` (or
+/// `terraform_version`) is a Terraform plan; everything else is read as an ARM template.
+fn detect_format(template: &Path) -> Result<InputFormat> {
+    let is_json = template
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("json"));
+    if !is_json {
+        return Ok(InputFormat::ArmTemplate);
+    }
+    let text = std::fs::read_to_string(template)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read `{}`", template.display()))?;
+    if subnetlock_terraform::is_plan_text(&text) {
+        return Ok(InputFormat::TerraformPlan);
+    }
+    // A plan with a syntax error is still reported by the plan reader, whose message names
+    // the plan, when its top-level keys are visible in the text.
+    let parses = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+    let plan_keys = text.contains("\"format_version\"")
+        && (text.contains("\"planned_values\"") || text.contains("\"terraform_version\""));
+    if !parses && plan_keys {
+        return Ok(InputFormat::TerraformPlan);
+    }
+    Ok(InputFormat::ArmTemplate)
+}
+
 /// `<stem>.parameters.json` (or `.jsonc`) beside `template`, when it exists.
 fn sibling_parameters(template: &Path) -> Option<PathBuf> {
     let stem = template.file_stem()?.to_str()?;
@@ -138,8 +191,12 @@ fn sibling_parameters(template: &Path) -> Option<PathBuf> {
 }
 
 impl Inputs {
-    /// Evaluates the template offline with placeholder keys and builds the topology.
+    /// Builds the topology: a Terraform plan is read as it is, an ARM template is evaluated
+    /// offline with placeholder keys.
     pub fn topology(&self) -> Result<Topology> {
+        if self.format == InputFormat::TerraformPlan {
+            return Ok(subnetlock_terraform::topology_from_plan(&self.template)?);
+        }
         let provider = SimulatedProvider::new(KeyMode::Placeholder);
         let mut parameters = match &self.parameters {
             Some(path) => Parameters::from_file(path)?,
@@ -154,6 +211,15 @@ impl Inputs {
         };
         let deployment = subnetlock_arm::evaluate_file(&self.template, &options, &provider)?;
         Ok(build_topology(&deployment)?)
+    }
+
+    /// The topology `up` deploys instead of evaluating the template: `Some` for a Terraform
+    /// plan, which the emulator cannot evaluate itself.
+    pub fn prebuilt_topology(&self) -> Result<Option<Topology>> {
+        match self.format {
+            InputFormat::TerraformPlan => self.topology().map(Some),
+            InputFormat::ArmTemplate => Ok(None),
+        }
     }
 
     /// `authLevel` of the functions in bound folders, keyed by lower-case (site, function).

@@ -1,9 +1,9 @@
 //! The commands of the `subnetlock` binary.
 //!
-//! `check` and `explain` read a template offline and report who can reach whom; `up` runs the
-//! template's apps locally behind the emulated front end; `call` sends a request into a running
-//! emulator as a chosen caller; `demo` does all of it for one example and compares what `check`
-//! predicted with what `up` did. Data goes to stdout and messages to stderr.
+//! `check` and `explain` read a template offline and report who can reach whom. `up` runs the
+//! template's apps locally behind the emulated front end, and `call` sends a request into a
+//! running emulator as a chosen caller. `demo` does all of it for one example and compares what
+//! `check` predicted with what `up` did. Data goes to stdout and messages to stderr.
 //!
 //! Exit codes: 0 success; 1 findings of severity error (`check`), a mismatch between prediction
 //! and live result (`demo`), or an unexpected status (`call --expect-status`); 2 invalid input

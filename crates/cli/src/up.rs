@@ -19,13 +19,29 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     let emulator = start(config).await?;
     print_summary(&emulator);
     eprintln!("running; press Ctrl-C to stop");
-    emulator
-        .wait(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
+    emulator.wait(stop_signal()).await;
     emulator.shutdown().await;
     Ok(EXIT_OK)
+}
+
+/// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, so that `kill` and a closed terminal stop the
+/// handler processes too. SIGKILL cannot be caught; its handlers outlive `up`.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = signal(SignalKind::terminate());
+        let hangup = signal(SignalKind::hangup());
+        if let (Ok(mut terminate), Ok(mut hangup)) = (terminate, hangup) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+                _ = hangup.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Builds the emulator configuration shared by `up` and `demo`.
@@ -36,6 +52,7 @@ pub fn emulator_config(
     handlers: &[String],
 ) -> Result<EmulatorConfig> {
     let mut config = EmulatorConfig::new(inputs.template.clone(), state_dir);
+    config.topology = inputs.prebuilt_topology()?;
     config.parameters = inputs.parameters.clone();
     config.parameter_values = inputs.parameter_values.clone();
     config.bindings = inputs.bindings.clone();
@@ -78,7 +95,7 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
             }
             Err(miette!(
                 help = "fix the findings above; `subnetlock check` shows them all",
-                "Azure would reject this deployment, so `up` does not start it"
+                "this deployment would be rejected, so `up` does not start it"
             ))
         }
         Err(error) => Err(error.into()),

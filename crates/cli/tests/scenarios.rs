@@ -2,7 +2,8 @@
 //! `check` (static analysis and prediction) and `up` (the emulator, real HTTPS on loopback),
 //! with both answers held to the outcome Azure gives.
 //!
-//! One JSON file per scenario in `tests/scenarios/`: an ARM template, the calls to make and
+//! One JSON file per scenario in `tests/scenarios/`: an ARM template (`template`) or a
+//! Terraform plan in `terraform show -json` form (`terraform_plan`), the calls to make and
 //! the expected outcome of each (an HTTP status, a deployment failure with its finding code,
 //! or a silently accepted template with its finding code and the status that follows). The
 //! emulator runs with no bindings, so an allowed main site answers its default page (200) and
@@ -20,7 +21,7 @@ use serde::Deserialize;
 use subnetlock_access::{EngineOptions, IpNet, Outcome, ServiceTagTable};
 use subnetlock_arm::{EvalOptions, Parameters, Scope};
 use subnetlock_emulator::{AppBinding, Bindings, Caller, Emulator, EmulatorConfig, EmulatorError};
-use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider};
+use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider, Topology};
 use subnetlock_reach::{analyze, predict_with_headers, Probe};
 
 /// Scenarios that need something this machine cannot emulate, with the reason. Every other
@@ -34,10 +35,6 @@ const KNOWN_GAPS: &[(u32, &str)] = &[
         58,
         "plan SKU change across two deployments: needs the state left by a first deployment",
     ),
-    (
-        62,
-        "Terraform plan JSON input: subnetlock reads ARM templates only",
-    ),
 ];
 
 #[derive(Clone, Debug, Deserialize)]
@@ -46,7 +43,12 @@ struct Scenario {
     title: String,
     #[allow(dead_code)]
     sources: Vec<String>,
-    template: serde_json::Value,
+    /// An ARM template; exactly one of `template` and `terraform_plan` is set.
+    #[serde(default)]
+    template: Option<serde_json::Value>,
+    /// Terraform plan JSON, read by `subnetlock-terraform` on both sides.
+    #[serde(default)]
+    terraform_plan: Option<serde_json::Value>,
     /// Service tag name to CIDR prefixes, loaded as the engine's service-tag table.
     #[serde(default)]
     service_tags: BTreeMap<String, Vec<String>>,
@@ -141,10 +143,18 @@ async fn every_scenario_check_and_up() {
 /// Runs one scenario: static side first, then the emulator.
 async fn run(scenario: &Scenario) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let template = dir.path().join("azuredeploy.json");
+    let (file_name, document) = match (&scenario.template, &scenario.terraform_plan) {
+        (Some(template), None) => ("azuredeploy.json", template),
+        (None, Some(plan)) => ("plan.json", plan),
+        _ => panic!(
+            "scenario {}: set exactly one of `template` and `terraform_plan`",
+            scenario.id
+        ),
+    };
+    let template = dir.path().join(file_name);
     std::fs::write(
         &template,
-        serde_json::to_string_pretty(&scenario.template).expect("template json"),
+        serde_json::to_string_pretty(document).expect("template json"),
     )
     .expect("write template");
     let engine = engine_options(scenario);
@@ -174,17 +184,22 @@ fn check_side(
     deployment_expect: Option<&Expect>,
 ) {
     let id = scenario.id;
-    let provider = SimulatedProvider::new(KeyMode::Placeholder);
-    let options = EvalOptions {
-        scope: Scope::default(),
-        parameters: Parameters::new(),
+    let topology = match plan_topology(scenario, template) {
+        Some(topology) => topology,
+        None => {
+            let provider = SimulatedProvider::new(KeyMode::Placeholder);
+            let options = EvalOptions {
+                scope: Scope::default(),
+                parameters: Parameters::new(),
+            };
+            let deployment = subnetlock_arm::evaluate_file(template, &options, &provider)
+                .unwrap_or_else(|error| {
+                    panic!("scenario {id} (check): template does not evaluate: {error}")
+                });
+            build_topology(&deployment)
+                .unwrap_or_else(|error| panic!("scenario {id} (check): no topology: {error}"))
+        }
     };
-    let deployment =
-        subnetlock_arm::evaluate_file(template, &options, &provider).unwrap_or_else(|error| {
-            panic!("scenario {id} (check): template does not evaluate: {error}")
-        });
-    let topology = build_topology(&deployment)
-        .unwrap_or_else(|error| panic!("scenario {id} (check): no topology: {error}"));
     let analysis = analyze(topology, engine);
 
     for expect in deployment_expect
@@ -199,7 +214,7 @@ fn check_side(
         let failing: Vec<&Finding> = analysis
             .findings
             .iter()
-            .filter(|finding| finding.fails_deployment())
+            .filter(|finding| finding.blocks_local_deployment())
             .collect();
         assert!(
             failing.is_empty(),
@@ -251,6 +266,7 @@ async fn up_side(
     config.run_builds = false;
     config.engine = engine.clone();
     config.bindings = bind_handlers(scenario, dir);
+    config.topology = plan_topology(scenario, template);
     let started = Emulator::start(config).await;
 
     if let Some(expect) =
@@ -414,6 +430,15 @@ fn function_key(emulator: &Emulator, call: &Call) -> Option<String> {
         .iter()
         .find(|function| function.name.eq_ignore_ascii_case(name))
         .map(|function| function.key.clone())
+}
+
+/// Reads the topology of a `terraform_plan` scenario from the plan file, as `check` and `up`
+/// do. Returns `None` for ARM scenarios.
+fn plan_topology(scenario: &Scenario, plan: &Path) -> Option<Topology> {
+    scenario.terraform_plan.as_ref()?;
+    let topology = subnetlock_terraform::topology_from_plan(plan)
+        .unwrap_or_else(|error| panic!("scenario {}: plan does not read: {error}", scenario.id));
+    Some(topology)
 }
 
 fn assert_finding(id: u32, side: &str, findings: &[Finding], expect: &Expect) {

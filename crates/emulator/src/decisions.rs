@@ -63,12 +63,7 @@ impl DecisionLog {
     /// Creates a log that also appends to `path` when given.
     pub fn new(path: Option<PathBuf>) -> std::io::Result<DecisionLog> {
         let file = match &path {
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            Some(path) => Some(open_log_file(path)?),
             None => None,
         };
         Ok(DecisionLog {
@@ -142,6 +137,27 @@ impl DecisionLog {
     pub fn all(&self) -> Vec<DecisionRecord> {
         self.since(0)
     }
+}
+
+/// Opens the log for appending, owner-only, refusing a symbolic link in its place so that the
+/// log cannot be redirected into another file.
+fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Ok(metadata) = std::fs::symlink_metadata(path) {
+        if metadata.file_type().is_symlink() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("`{}` is a symbolic link; remove it", path.display()),
+            ));
+        }
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 impl Drop for DecisionLog {

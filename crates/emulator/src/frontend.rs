@@ -31,7 +31,7 @@ use crate::pages;
 /// Largest request body the front end buffers.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// Everything the front end needs to answer a request.
+/// Everything the front end needs to handle a request.
 pub struct FrontEnd {
     pub topology: Arc<Topology>,
     /// Compiled access per site, keyed by lower-case site name.
@@ -72,7 +72,7 @@ impl HeaderLookup for Headers<'_> {
 }
 
 impl FrontEnd {
-    /// Answers one request that arrived from `source`. `caller` names the sender for the
+    /// Handles one request that arrived from `source`. `caller` names the sender for the
     /// decision log; `scheme` is `http` or `https`.
     pub async fn dispatch(
         &self,
@@ -163,8 +163,8 @@ impl FrontEnd {
         self.decisions.push(record);
     }
 
-    /// A minimal scm (Kudu) site: it asks for the publishing credentials with HTTP Basic, as
-    /// the real one does, and answers 200 once they are given.
+    /// Serves a minimal scm (Kudu) site: it requests the publishing credentials with HTTP Basic,
+    /// as the real one does, and returns 200 once they are given.
     fn kudu(&self, site_key: &str, site_name: &str, request: &Request<Bytes>) -> Response<Bytes> {
         let Some((user, password)) = self.publishing.get(site_key) else {
             return pages::text(StatusCode::NOT_FOUND, "no scm site");
@@ -195,7 +195,7 @@ impl FrontEnd {
     }
 }
 
-/// The host name a request addresses, without port, lower-case.
+/// Returns the host name a request addresses, without port, lower-case.
 fn request_host(request: &Request<Bytes>) -> Option<String> {
     let from_header = request
         .headers()
@@ -308,7 +308,7 @@ async fn serve_connection<I>(
     }
 }
 
-/// Buffers the body of an incoming request, answering 413 beyond [`MAX_BODY_BYTES`].
+/// Buffers the body of an incoming request, returning 413 beyond [`MAX_BODY_BYTES`].
 pub async fn read_body(request: Request<Incoming>) -> Result<Request<Bytes>, Response<Bytes>> {
     let (parts, body) = request.into_parts();
     match Limited::new(body, MAX_BODY_BYTES).collect().await {

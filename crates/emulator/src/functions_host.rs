@@ -1252,6 +1252,10 @@ impl Shared {
 
     /// Waits until the handler is ready, up to the startup timeout. `None` means 503.
     async fn wait_for_worker(&self) -> Option<u16> {
+        // The common case needs no timer: the handler is already up.
+        if let WorkerState::Ready { port } = *self.state.borrow() {
+            return Some(port);
+        }
         let mut state = self.state.subscribe();
         let ready = tokio::time::timeout(
             self.startup_timeout,

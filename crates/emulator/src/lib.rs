@@ -3,7 +3,7 @@
 //! The emulator deploys a template on one machine the way Azure would, refusing what Azure's
 //! validation would fail, and runs it behind an emulated App Service front end on loopback:
 //!
-//! - the resource provider answers `reference()` and `list*()` with real host names and fresh
+//! - the resource provider returns `reference()` and `list*()` results with real host names and fresh
 //!   random function keys ([`subnetlock_model::SimulatedProvider`]);
 //! - the [`frontend`] routes by host name and enforces app access and access restrictions with
 //!   the same engine `check` uses, answering denials as App Service does;
@@ -41,7 +41,7 @@ pub use runtime::{Emulator, EmulatorConfig, FunctionInfo, SiteInfo, StateFile};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-/// Why the emulator could not start.
+/// Errors that stop the emulator from starting.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum EmulatorError {
     #[error(transparent)]
@@ -50,11 +50,14 @@ pub enum EmulatorError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Model(subnetlock_model::BuildError),
-    #[error("Azure would reject this deployment ({} finding(s))", findings.len())]
+    #[error("Azure or its tooling would reject this deployment ({} finding(s))", findings.len())]
     #[diagnostic(help("`subnetlock check` lists the findings with their locations and fixes"))]
     DeploymentRejected {
         findings: Vec<subnetlock_model::Finding>,
     },
+    #[error("state directory `{path}` is in use by another emulator (process {pid})")]
+    #[diagnostic(help("stop that emulator, or pass another directory with --state-dir"))]
+    StateDirInUse { path: PathBuf, pid: u32 },
     #[error("listen address `{0}` is not a loopback address")]
     #[diagnostic(help("the emulator serves only 127.0.0.0/8 or ::1"))]
     NotLoopback(IpAddr),

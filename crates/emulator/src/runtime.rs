@@ -1,7 +1,8 @@
 //! Starting and stopping one emulated deployment.
 //!
 //! [`Emulator::start`] deploys a template the way Azure would (evaluating it with the
-//! simulated resource provider, refusing it when Azure's validation would fail it), then starts
+//! simulated resource provider, or taking a topology built from a Terraform plan, and refusing
+//! it when Azure's validation would fail it), then starts
 //! the front end, one Functions host and one egress proxy per bound app, and the control API.
 
 use std::collections::HashMap;
@@ -28,10 +29,14 @@ use crate::functions_host::{load_function_app, FunctionKeys, FunctionsHost, Host
 use crate::tls::LocalCa;
 use crate::{pages, EmulatorError};
 
-/// What to deploy and where to listen.
+/// Configuration of one emulated deployment: what to deploy and where to listen.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
+    /// The ARM template to deploy; its path also names the deployment when `topology` is set.
     pub template: PathBuf,
+    /// A topology another input format already built (a Terraform plan); when set it is
+    /// deployed instead of evaluating `template`, and the parameters are not read.
+    pub topology: Option<Topology>,
     pub parameters: Option<PathBuf>,
     /// Inline parameter values; they win over the parameters file.
     pub parameter_values: Vec<(String, Value)>,
@@ -57,6 +62,7 @@ impl EmulatorConfig {
     pub fn new(template: PathBuf, state_dir: PathBuf) -> Self {
         EmulatorConfig {
             template,
+            topology: None,
             parameters: None,
             parameter_values: Vec::new(),
             bindings: Bindings::default(),
@@ -122,6 +128,8 @@ pub struct Emulator {
     control: SocketAddr,
     shutdown: watch::Sender<bool>,
     state_file: PathBuf,
+    /// Held while the emulator runs; dropping it removes the lock file.
+    _lock: StateLock,
 }
 
 /// State shared by the listeners and the egress handoffs.
@@ -158,6 +166,7 @@ impl Emulator {
             path: config.state_dir.clone(),
             source,
         })?;
+        let lock = StateLock::acquire(&config.state_dir)?;
         if config.run_builds {
             run_builds(&config.bindings).await?;
         }
@@ -373,6 +382,7 @@ impl Emulator {
             control,
             shutdown,
             state_file,
+            _lock: lock,
         })
     }
 
@@ -422,12 +432,12 @@ impl Emulator {
         self.shared.decisions.all()
     }
 
-    /// A proxy whose requests carry `caller`'s source identity; created once per caller.
+    /// Returns a proxy whose requests carry `caller`'s source identity, creating it on first use.
     pub async fn source_proxy(&self, caller: &Caller) -> Result<SocketAddr, CallerError> {
         source_proxy(&self.shared, caller).await
     }
 
-    /// Waits until the control API asks to stop (`POST /v1/shutdown`) or `signal` resolves.
+    /// Waits until the control API requests a stop (`POST /v1/shutdown`) or `signal` resolves.
     pub async fn wait(&self, signal: impl std::future::Future<Output = ()>) {
         let mut stopped = self.shutdown.subscribe();
         tokio::select! {
@@ -539,9 +549,29 @@ pub(crate) async fn source_proxy(
     Ok(address)
 }
 
-/// Evaluates the template with the simulated provider and builds the topology; refuses the
-/// deployment when Azure's validation would fail it.
+/// Evaluates the template with the simulated provider and builds the topology, or takes the
+/// prebuilt one; refuses the deployment when Azure's validation would fail it.
 fn deploy(
+    config: &EmulatorConfig,
+    provider: &SimulatedProvider,
+) -> Result<Topology, EmulatorError> {
+    let topology = match &config.topology {
+        Some(topology) => topology.clone(),
+        None => evaluate_template(config, provider)?,
+    };
+    let failures: Vec<Finding> = topology
+        .findings
+        .iter()
+        .filter(|finding| finding.blocks_local_deployment())
+        .cloned()
+        .collect();
+    if !failures.is_empty() {
+        return Err(EmulatorError::DeploymentRejected { findings: failures });
+    }
+    Ok(topology)
+}
+
+fn evaluate_template(
     config: &EmulatorConfig,
     provider: &SimulatedProvider,
 ) -> Result<Topology, EmulatorError> {
@@ -558,17 +588,7 @@ fn deploy(
     };
     let deployment = subnetlock_arm::evaluate_file(&config.template, &options, provider)
         .map_err(EmulatorError::Template)?;
-    let topology = build_topology(&deployment).map_err(EmulatorError::Model)?;
-    let failures: Vec<Finding> = topology
-        .findings
-        .iter()
-        .filter(|finding| finding.fails_deployment())
-        .cloned()
-        .collect();
-    if !failures.is_empty() {
-        return Err(EmulatorError::DeploymentRejected { findings: failures });
-    }
-    Ok(topology)
+    build_topology(&deployment).map_err(EmulatorError::Model)
 }
 
 async fn run_builds(bindings: &Bindings) -> Result<(), EmulatorError> {
@@ -724,24 +744,87 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
         })
 }
 
+/// A lock file (`lock`, containing the owner's process id) that keeps two emulators from
+/// sharing one state directory. A lock whose process no longer exists is taken over.
+struct StateLock {
+    path: PathBuf,
+}
+
+impl StateLock {
+    fn acquire(state_dir: &Path) -> Result<StateLock, EmulatorError> {
+        let path = state_dir.join("lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    let _ = write!(file, "{}", std::process::id());
+                    return Ok(StateLock { path });
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|text| text.trim().parse::<u32>().ok());
+                    match owner {
+                        Some(pid) if Path::new(&format!("/proc/{pid}")).exists() => {
+                            return Err(EmulatorError::StateDirInUse {
+                                path: state_dir.to_owned(),
+                                pid,
+                            });
+                        }
+                        // The owner is gone: take the lock over.
+                        _ => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(source) => {
+                    return Err(EmulatorError::StateDir { path, source });
+                }
+            }
+        }
+        Err(EmulatorError::StateDir {
+            path: path.clone(),
+            source: std::io::Error::other("cannot take over the stale lock file"),
+        })
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 fn write_state(path: &Path, state: &StateFile) -> Result<(), EmulatorError> {
     let text = serde_json::to_string_pretty(state).unwrap_or_default();
+    // A fresh file renamed over the old one: an existing state file with a wider mode, or a
+    // symbolic link in its place, never receives the keys.
+    let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut options = std::fs::OpenOptions::new();
-        options.create(true).write(true).truncate(true);
+        options.create_new(true).write(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            // The state file holds keys and the control token: owner only.
+            // The state file contains keys and the control token, so only its owner may read it.
             options.mode(0o600);
         }
-        let mut file = options.open(path)?;
-        file.write_all(text.as_bytes())
+        let mut file = options.open(&temporary)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
     };
-    write().map_err(|source| EmulatorError::StateDir {
-        path: path.to_owned(),
-        source,
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&temporary);
+        EmulatorError::StateDir {
+            path: path.to_owned(),
+            source,
+        }
     })
 }
 

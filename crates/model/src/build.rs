@@ -4,6 +4,7 @@
 //! named `web` replaces the site configuration an earlier inline `siteConfig` set, as the later
 //! PUT does in Azure.
 
+use subnetlock_access::RuleError;
 use subnetlock_access::{
     parse_header_filters_with_warnings, parse_source_with_warnings, Action, PublicNetworkAccess,
     Rule, RuleList, SiteKind, SourceCondition, SubnetId,
@@ -51,6 +52,34 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     }
 
     let mut topology = builder.topology;
+    for unresolved in &deployment.unresolved_templates {
+        let shown = |value: &Value| match value {
+            Value::Unknown(unknown) => format!("`[{}]`", unknown.expression),
+            Value::String(text) => format!("`{text}`"),
+            other => format!("`{}`", serde_json::to_string(other).unwrap_or_default()),
+        };
+        let link = ["uri", "id"]
+            .iter()
+            .find_map(|key| {
+                unresolved
+                    .link
+                    .get(key)
+                    .map(|value| format!("by {key} {}", shown(value)))
+            })
+            .unwrap_or_else(|| shown(&unresolved.link));
+        topology.findings.push(
+            Finding::new(
+                FindingCode::SL010,
+                Severity::Warning,
+                format!(
+                    "nested deployment `{}` links template {link}, which is not read offline, so the resources it deploys are not analysed",
+                    unresolved.deployment
+                ),
+            )
+            .help("use `templateLink.relativePath` to a local file, or inline the template, to have it analysed")
+            .at(&unresolved.deployment, unresolved.declared_at.clone()),
+        );
+    }
     validate::validate(&mut topology);
     Ok(topology)
 }
@@ -373,15 +402,15 @@ impl Builder<'_> {
         config: &Object,
         site: &mut Site,
     ) {
-        if config.get("vnetRouteAllEnabled").and_then(Value::as_bool) == Some(true) {
+        if self.setting_bool(resource, base, config, "vnetRouteAllEnabled") == Some(true) {
             site.route_all.enabled = true;
             site.route_all
                 .set_by
                 .push(format!("{}.vnetRouteAllEnabled", base.join(".")));
         }
-        if let Some(access) = config.get("publicNetworkAccess").and_then(Value::as_str) {
+        if let Some(access) = self.setting_public_network_access(resource, base, config) {
             if site.access.public_network_access == PublicNetworkAccess::Unset {
-                site.access.public_network_access = read_public_network_access(access);
+                site.access.public_network_access = access;
             }
         }
         if let Some(settings) = config.get("appSettings").and_then(Value::as_array) {
@@ -395,9 +424,8 @@ impl Builder<'_> {
                 .collect();
             self.note_route_all_setting(site);
         }
-        if let Some(use_main) = config
-            .get("scmIpSecurityRestrictionsUseMain")
-            .and_then(Value::as_bool)
+        if let Some(use_main) =
+            self.setting_bool(resource, base, config, "scmIpSecurityRestrictionsUseMain")
         {
             site.access.scm_uses_main = use_main;
         }
@@ -413,10 +441,7 @@ impl Builder<'_> {
                 "scmIpSecurityRestrictionsDefaultAction",
             ),
         ] {
-            let default_action = config
-                .get(default_key)
-                .and_then(Value::as_str)
-                .and_then(read_action);
+            let default_action = self.setting_action(resource, base, config, default_key);
             let rules = config.get(rules_key).and_then(Value::as_array);
             if rules.is_none() && default_action.is_none() {
                 continue;
@@ -436,6 +461,113 @@ impl Builder<'_> {
                 target.default_action = default_action;
             }
         }
+    }
+
+    /// Reads a boolean site setting. ARM's JSON reader also takes the strings `"true"` and
+    /// `"false"`; any other value is reported, because Azure rejects it.
+    fn setting_bool(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        config: &Object,
+        key: &str,
+    ) -> Option<bool> {
+        match config.get(key)? {
+            Value::Bool(flag) => Some(*flag),
+            Value::Null => None,
+            Value::Unknown(_) => None,
+            Value::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+            Value::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+            other => {
+                self.invalid_setting(resource, base, key, other, "`true` or `false`");
+                None
+            }
+        }
+    }
+
+    /// Reads `publicNetworkAccess`: `Enabled`, `Disabled` or empty. An invalid value is
+    /// reported and read as `Disabled`, so that `check` never shows a failing deployment as open.
+    fn setting_public_network_access(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        config: &Object,
+    ) -> Option<PublicNetworkAccess> {
+        let value = config.get("publicNetworkAccess")?;
+        match value {
+            Value::Null | Value::Unknown(_) => None,
+            Value::String(text) if text.is_empty() => Some(PublicNetworkAccess::Unset),
+            Value::String(text) if text.eq_ignore_ascii_case("enabled") => {
+                Some(PublicNetworkAccess::Enabled)
+            }
+            Value::String(text) if text.eq_ignore_ascii_case("disabled") => {
+                Some(PublicNetworkAccess::Disabled)
+            }
+            other => {
+                self.invalid_setting(
+                    resource,
+                    base,
+                    "publicNetworkAccess",
+                    other,
+                    "`Enabled`, `Disabled` or an empty string",
+                );
+                Some(PublicNetworkAccess::Disabled)
+            }
+        }
+    }
+
+    /// Reads a default action: `Allow` or `Deny`. An invalid value is reported and read as
+    /// `Deny`, for the same reason as an invalid `publicNetworkAccess`.
+    fn setting_action(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        config: &Object,
+        key: &str,
+    ) -> Option<Action> {
+        let value = config.get(key)?;
+        match value {
+            Value::Null | Value::Unknown(_) => None,
+            Value::String(text) => match read_action(text) {
+                Some(action) => Some(action),
+                None => {
+                    self.invalid_setting(resource, base, key, value, "`Allow` or `Deny`");
+                    Some(Action::Deny)
+                }
+            },
+            other => {
+                self.invalid_setting(resource, base, key, other, "`Allow` or `Deny`");
+                Some(Action::Deny)
+            }
+        }
+    }
+
+    // NOTE: that Azure fails the deployment on these values is presumed from the REST schema's
+    // types and enums; no error text was found.
+    fn invalid_setting(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        key: &str,
+        value: &Value,
+        expected: &str,
+    ) {
+        let mut path: Vec<&str> = base.to_vec();
+        path.push(key);
+        let shown = serde_json::to_string(value).unwrap_or_else(|_| value.type_name().to_owned());
+        let finding = Finding::new(
+            FindingCode::SL020,
+            Severity::Error,
+            format!(
+                "`{}` of `{}` is {shown}, which is not a valid value",
+                path.join("."),
+                resource.name
+            ),
+        )
+        .outcome(subnetlock_access::Outcome::DeployFails)
+        .help(format!("write {expected}"))
+        .at(&resource.id, self.deployment.locate(resource, &path));
+        self.topology.findings.push(finding);
     }
 
     fn note_route_all_setting(&self, site: &mut Site) {
@@ -522,6 +654,9 @@ impl Builder<'_> {
                     let finding = rule_finding(&error, index, list_kind, &site.name)
                         .at(&resource.id, location);
                     self.topology.findings.push(finding);
+                    // A rejected rule must not open the site: it still counts for the
+                    // implicit deny all, and offline it matches nothing.
+                    list.rules.push(unknown_placeholder(entry, index));
                 }
             }
         }
@@ -813,9 +948,10 @@ fn rule_finding(
     site_name: &str,
 ) -> Finding {
     let outcome = error.outcome();
+    // Rules that Azure or its tooling rejects are errors; silent ones are warnings.
     let severity = match outcome {
-        subnetlock_access::Outcome::DeployFails => Severity::Error,
-        _ => Severity::Warning,
+        subnetlock_access::Outcome::Silent => Severity::Warning,
+        _ => Severity::Error,
     };
     let mut message = format!("rule {index} of the {list_kind} site of `{site_name}`: {error}");
     if let Some(azure) = error.azure_message() {
@@ -867,10 +1003,8 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
     // NOTE: Azure's defaults for a rule without `action` or `priority` are not documented; an
     // App Gateway quickstart template omits both and is meant to allow its address, so a
     // missing action reads as Allow and a missing priority as 0.
-    let action = text("action")
-        .and_then(read_action)
-        .unwrap_or(Action::Allow);
-    let priority = entry.get("priority").and_then(Value::as_i64).unwrap_or(0);
+    let action = read_rule_action(entry.get("action"))?;
+    let priority = read_rule_priority(entry.get("priority"))?;
 
     let rule = Rule {
         name: text("name").map(str::to_owned),
@@ -883,17 +1017,45 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
     Ok(ReadRule::Rule(rule, warnings))
 }
 
+/// Reads a rule's `action`: `Allow` or `Deny`, ignoring case; missing means `Allow`.
+fn read_rule_action(value: Option<&Value>) -> Result<Action, RuleError> {
+    match value {
+        None | Some(Value::Null) => Ok(Action::Allow),
+        Some(Value::String(text)) => read_action(text).ok_or_else(|| RuleError::InvalidAction {
+            value: text.clone(),
+        }),
+        Some(other) => Err(RuleError::InvalidAction {
+            value: serde_json::to_string(other).unwrap_or_default(),
+        }),
+    }
+}
+
+/// Reads a rule's `priority`, an Int32 in the REST schema. ARM's JSON reader also takes a
+/// string of digits; anything else fails the deployment (presumed from the schema type).
+fn read_rule_priority(value: Option<&Value>) -> Result<i64, RuleError> {
+    let number = match value {
+        None | Some(Value::Null) => return Ok(0),
+        Some(Value::Int(number)) => Some(*number),
+        Some(Value::String(text)) => text.trim().parse::<i64>().ok(),
+        Some(_) => None,
+    };
+    match number {
+        Some(number) if i32::try_from(number).is_ok() => Ok(number),
+        _ => Err(RuleError::InvalidPriority {
+            value: value
+                .map(|v| serde_json::to_string(v).unwrap_or_default())
+                .unwrap_or_default(),
+        }),
+    }
+}
+
 /// A rule that stands for one whose source is unknown offline: it never matches, and keeps the
 /// priority, action and name when those are known.
 fn unknown_placeholder(entry: &Value, index: usize) -> Rule {
     Rule {
         name: entry.get("name").and_then(Value::as_str).map(str::to_owned),
-        priority: entry.get("priority").and_then(Value::as_i64).unwrap_or(0),
-        action: entry
-            .get("action")
-            .and_then(Value::as_str)
-            .and_then(read_action)
-            .unwrap_or(Action::Allow),
+        priority: read_rule_priority(entry.get("priority")).unwrap_or(0),
+        action: read_rule_action(entry.get("action")).unwrap_or(Action::Deny),
         source: SourceCondition::Ranges(Vec::new()),
         headers: Default::default(),
         index,

@@ -60,6 +60,10 @@ pub enum FindingCode {
     /// An Allow rule open to every address whose only gate is a header filter, which any
     /// client can send.
     SL018,
+    /// A site setting with a value of the wrong type or outside its enum.
+    SL020,
+    /// A rule list of Allow rules whose default action is Allow, so the rules restrict nothing.
+    SL019,
 }
 
 impl FindingCode {
@@ -84,6 +88,8 @@ impl FindingCode {
             FindingCode::SL016 => "subnet-rule-not-supported-on-site",
             FindingCode::SL017 => "private-endpoint-on-unsupported-plan",
             FindingCode::SL018 => "spoofable-header-only-rule",
+            FindingCode::SL020 => "invalid-site-setting",
+            FindingCode::SL019 => "allow-list-with-default-allow",
         }
     }
 }
@@ -141,5 +147,14 @@ impl Finding {
     /// Whether Azure would fail the deployment because of this finding.
     pub fn fails_deployment(&self) -> bool {
         self.outcome == Some(Outcome::DeployFails)
+    }
+
+    /// Whether `up` refuses to deploy because of this finding: Azure fails the deployment, or
+    /// the finding is an access-restriction rule that Azure's tooling rejects. The server's
+    /// handling of such rules (a ninth range, an unsupported header) is undocumented, so the
+    /// emulator rejects them rather than guess what they match.
+    pub fn blocks_local_deployment(&self) -> bool {
+        self.fails_deployment()
+            || (self.code == FindingCode::SL001 && self.outcome == Some(Outcome::ToolingRejects))
     }
 }

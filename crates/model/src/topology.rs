@@ -7,7 +7,7 @@ use subnetlock_arm::{SourceLocation, Value};
 /// DNS suffix of App Service host names in Azure's public cloud.
 pub const HOST_SUFFIX: &str = "azurewebsites.net";
 
-/// Everything a deployment creates that matters for access, with what Azure would say about it.
+/// Everything a deployment creates that matters for access, with the findings Azure would raise.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Topology {
     pub vnets: Vec<VirtualNetwork>,

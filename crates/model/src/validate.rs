@@ -15,8 +15,10 @@ use crate::topology::{PlanFamily, Site, Topology};
 /// Smallest integration subnet Azure accepts: an IPv4 /28.
 const MIN_INTEGRATION_PREFIX_LENGTH: u8 = 28;
 
-/// Adds the findings Azure's deployment-time validation would raise.
-pub(crate) fn validate(topology: &mut Topology) {
+/// Adds the findings Azure's deployment-time validation would raise to `topology.findings`.
+///
+/// Every input format runs it once on the topology it built.
+pub fn validate(topology: &mut Topology) {
     let mut findings = Vec::new();
     for site in &topology.sites {
         check_integration(topology, site, &mut findings);

@@ -3,15 +3,27 @@
 //! Every format is byte-stable for the same input: rows and findings are sorted, and no time
 //! or path of the machine is included beyond the template paths the caller passed in.
 
-use std::fmt::Write;
-
 use serde_json::json;
 use subnetlock_access::{Action, Decision, Reason, SiteKind};
 use subnetlock_model::{Finding, FindingCode, Severity};
 
 use crate::analysis::{describe_ambiguity, Analysis, CallerKind, Reachability};
 
-/// One line that says what decided.
+/// Appends one line of human output. Control characters inside it (a newline or an escape
+/// sequence in a name written in a template) are shown escaped, so a template cannot forge
+/// output lines or drive the terminal.
+fn push_line(out: &mut String, line: String) {
+    for character in line.chars() {
+        if character.is_control() {
+            out.extend(character.escape_default());
+        } else {
+            out.push(character);
+        }
+    }
+    out.push('\n');
+}
+
+/// Describes the deciding step in one line.
 pub fn describe_decision(decision: &Decision) -> String {
     let verdict = match decision.verdict {
         Action::Allow => "allowed",
@@ -54,8 +66,8 @@ pub fn describe_decision(decision: &Decision) -> String {
     format!("{verdict}: {reason}")
 }
 
-/// One line that says what happens to a matrix row's request: the front end's decision, or
-/// that the request never reached the front end.
+/// Describes what happens to a matrix row's request: the front end's decision, or that the
+/// request never reached the front end.
 pub fn describe_row(row: &Reachability) -> String {
     if row.egress.reaches_front_end() {
         describe_decision(&row.decision)
@@ -67,9 +79,10 @@ pub fn describe_row(row: &Reachability) -> String {
 /// Plain text for a terminal; `template` is shown in the header.
 pub fn render_human(analysis: &Analysis, template: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "subnetlock check: {template}");
+    push_line(&mut out, format!("subnetlock check: {template}"));
 
-    let _ = writeln!(out, "\nsites");
+    push_line(&mut out, String::new());
+    push_line(&mut out, "sites".to_owned());
     for site in &analysis.topology.sites {
         let plan = site
             .plan_id
@@ -84,51 +97,61 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
             ),
             None => "plan not in template".to_owned(),
         };
-        let _ = writeln!(
-            out,
-            "  {}  [{}]  {plan_text}",
-            site.name,
-            site.kind.as_deref().unwrap_or("app")
+        push_line(
+            &mut out,
+            format!(
+                "  {}  [{}]  {plan_text}",
+                site.name,
+                site.kind.as_deref().unwrap_or("app")
+            ),
         );
         match &site.integration {
             Some(integration) => {
-                let _ = writeln!(
-                    out,
-                    "    regional VNet integration: {}{}",
-                    integration.subnet_id.name(),
-                    if site.route_all.enabled {
-                        format!(" (route-all by {})", site.route_all.set_by.join(", "))
-                    } else {
-                        String::new()
-                    }
+                push_line(
+                    &mut out,
+                    format!(
+                        "    regional VNet integration: {}{}",
+                        integration.subnet_id.name(),
+                        if site.route_all.enabled {
+                            format!(" (route-all by {})", site.route_all.set_by.join(", "))
+                        } else {
+                            String::new()
+                        }
+                    ),
                 );
             }
             None => {
-                let _ = writeln!(out, "    no regional VNet integration");
+                push_line(&mut out, "    no regional VNet integration".to_owned());
             }
         }
-        let _ = writeln!(
-            out,
-            "    access restrictions: main {} rule(s), default {}; scm {}",
-            site.access.main.rules.len(),
-            default_text(
-                site.access.main.default_action,
-                site.access.main.rules.len()
+        push_line(
+            &mut out,
+            format!(
+                "    access restrictions: main {} rule(s), default {}; scm {}",
+                site.access.main.rules.len(),
+                default_text(
+                    site.access.main.default_action,
+                    site.access.main.rules.len()
+                ),
+                if site.access.scm_uses_main {
+                    "uses main".to_owned()
+                } else {
+                    format!(
+                        "{} rule(s), default {}",
+                        site.access.scm.rules.len(),
+                        default_text(site.access.scm.default_action, site.access.scm.rules.len())
+                    )
+                }
             ),
-            if site.access.scm_uses_main {
-                "uses main".to_owned()
-            } else {
-                format!(
-                    "{} rule(s), default {}",
-                    site.access.scm.rules.len(),
-                    default_text(site.access.scm.default_action, site.access.scm.rules.len())
-                )
-            }
         );
     }
 
     if !analysis.calls.is_empty() {
-        let _ = writeln!(out, "\ncalls between apps (from app settings)");
+        push_line(&mut out, String::new());
+        push_line(
+            &mut out,
+            "calls between apps (from app settings)".to_owned(),
+        );
         for call in &analysis.calls {
             let verdict = analysis
                 .rows
@@ -140,26 +163,29 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
                 })
                 .map(describe_row)
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {} -> {}{} (setting `{}`{}): {verdict}",
-                call.from_site,
-                call.to_site,
-                call.path,
-                call.setting,
-                if call.with_key { ", with key" } else { "" }
+            push_line(
+                &mut out,
+                format!(
+                    "  {} -> {}{} (setting `{}`{}): {verdict}",
+                    call.from_site,
+                    call.to_site,
+                    call.path,
+                    call.setting,
+                    if call.with_key { ", with key" } else { "" }
+                ),
             );
         }
     }
 
     for kind in [SiteKind::Main, SiteKind::Scm] {
-        let _ = writeln!(out, "\nreachability, {kind} sites");
+        push_line(&mut out, String::new());
+        push_line(&mut out, format!("reachability, {kind} sites"));
         for site in &analysis.topology.sites {
             let host = match kind {
                 SiteKind::Main => &site.default_host_name,
                 SiteKind::Scm => &site.scm_host_name,
             };
-            let _ = writeln!(out, "  {host}");
+            push_line(&mut out, format!("  {host}"));
             let mut rows: Vec<&Reachability> = analysis
                 .rows
                 .iter()
@@ -196,34 +222,39 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
                         .collect();
                     format!(" [depends on a reading: {}]", readings.join("; "))
                 };
-                let _ = writeln!(
-                    out,
-                    "    {mark} {:<48} {}{unknown}{ambiguous}",
-                    row.from.label,
-                    describe_row(row)
+                push_line(
+                    &mut out,
+                    format!(
+                        "    {mark} {:<48} {}{unknown}{ambiguous}",
+                        row.from.label,
+                        describe_row(row)
+                    ),
                 );
             }
         }
     }
 
-    let _ = writeln!(out, "\nfindings");
+    push_line(&mut out, String::new());
+    push_line(&mut out, "findings".to_owned());
     if analysis.findings.is_empty() {
-        let _ = writeln!(out, "  none");
+        push_line(&mut out, "  none".to_owned());
     }
     for finding in &analysis.findings {
-        let _ = writeln!(
-            out,
-            "  {} {} {}: {}",
-            severity_text(finding.severity),
-            finding.code,
-            finding.code.name(),
-            finding.message
+        push_line(
+            &mut out,
+            format!(
+                "  {} {} {}: {}",
+                severity_text(finding.severity),
+                finding.code,
+                finding.code.name(),
+                finding.message
+            ),
         );
         if let Some(location) = &finding.location {
-            let _ = writeln!(out, "    --> {location}");
+            push_line(&mut out, format!("    --> {location}"));
         }
         if let Some(help) = &finding.help {
-            let _ = writeln!(out, "    help: {help}");
+            push_line(&mut out, format!("    help: {help}"));
         }
     }
     out
@@ -344,43 +375,52 @@ fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
     })
 }
 
-/// The explanation of one caller-to-target cell: routing steps, then the decision.
+/// Renders the explanation of one caller-to-target cell: routing steps, then the decision.
 pub fn render_explanation(row: &Reachability) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} -> {} ({} site)",
-        row.from.label, row.to.host, row.to.kind
+    push_line(
+        &mut out,
+        format!(
+            "{} -> {} ({} site)",
+            row.from.label, row.to.host, row.to.kind
+        ),
     );
     for step in &row.egress.steps {
-        let _ = writeln!(out, "  route: {step}");
+        push_line(&mut out, format!("  route: {step}"));
     }
-    let _ = writeln!(
-        out,
-        "  source seen by the front end: {}",
-        row.egress.source.address
+    push_line(
+        &mut out,
+        format!(
+            "  source seen by the front end: {}",
+            row.egress.source.address
+        ),
     );
     if let Some(subnet) = &row.egress.source.service_endpoint {
-        let _ = writeln!(out, "  service endpoint identity: {subnet}");
+        push_line(&mut out, format!("  service endpoint identity: {subnet}"));
     }
     if !row.egress.reaches_front_end() {
-        let _ = writeln!(out, "  decision: {}", describe_row(row));
+        push_line(&mut out, format!("  decision: {}", describe_row(row)));
         return out;
     }
-    let _ = writeln!(out, "  decision: {}", describe_decision(&row.decision));
+    push_line(
+        &mut out,
+        format!("  decision: {}", describe_decision(&row.decision)),
+    );
     for ambiguity in &row.decision.ambiguities {
-        let _ = writeln!(
-            out,
-            "  depends on a reading: {}",
-            describe_ambiguity(ambiguity)
+        push_line(
+            &mut out,
+            format!("  depends on a reading: {}", describe_ambiguity(ambiguity)),
         );
     }
     for unknown in &row.depends_on_unknown {
-        let _ = writeln!(out, "  depends on a value unknown offline: {unknown}");
+        push_line(
+            &mut out,
+            format!("  depends on a value unknown offline: {unknown}"),
+        );
     }
     if row.from.kind == CallerKind::Internet {
         if let Some(note) = &row.from.note {
-            let _ = writeln!(out, "  caller: {note}");
+            push_line(&mut out, format!("  caller: {note}"));
         }
     }
     out

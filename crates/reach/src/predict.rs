@@ -21,7 +21,7 @@ pub struct Probe {
     pub with_key: bool,
 }
 
-/// What the caller should receive and why.
+/// The status a caller should receive, with the reasons.
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
     /// 403 (front end), 401 (Functions host or scm site without credentials), 404 (no site or
@@ -34,7 +34,7 @@ pub struct Prediction {
     pub why: Vec<String>,
 }
 
-/// Why a probe cannot be predicted.
+/// Errors that stop a probe from being predicted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum PredictError {
     #[error("invalid caller `{0}`")]

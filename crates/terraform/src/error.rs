@@ -1,0 +1,47 @@
+//! Errors that stop a Terraform plan from being read at all.
+
+use std::path::PathBuf;
+
+use miette::{NamedSource, SourceSpan};
+
+/// A plan file that cannot be read, is not JSON, or is not a Terraform plan.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum Error {
+    #[error("cannot read Terraform plan `{path}`: {source}")]
+    #[diagnostic(help(
+        "check the path; create the file with `terraform show -json <planfile> > plan.json`"
+    ))]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Syntax(Box<SyntaxError>),
+
+    #[error("`{file}` is not a Terraform plan: {reason}")]
+    #[diagnostic(help("pass the output of `terraform show -json <planfile>`; `terraform show -json` without a plan file prints state, which has no `planned_values`"))]
+    NotAPlan { file: PathBuf, reason: String },
+
+    #[error("Terraform plan `{file}` creates no azurerm resources that decide access")]
+    #[diagnostic(help("subnetlock reads virtual networks, subnets, service plans, web and function apps, VNet integration and private endpoints; check that the plan includes them"))]
+    NoResources { file: PathBuf },
+}
+
+/// Plan text that is not valid JSON, with the place serde_json stopped.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("invalid JSON in Terraform plan `{file}` at line {line}, column {column}: {message}")]
+#[diagnostic(help(
+    "write the plan again with `terraform show -json <planfile>`; a hand-edited plan must be strict JSON"
+))]
+pub struct SyntaxError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    #[label("here")]
+    pub span: SourceSpan,
+}

@@ -1,0 +1,154 @@
+//! Reads a Terraform plan in JSON form (`terraform show -json <planfile>`) into the same
+//! [`Topology`] an ARM template produces, so `check`, `explain` and `up` work on azurerm
+//! configurations.
+//!
+//! It reads `planned_values` (root module and child modules) for virtual networks, subnets,
+//! service plans, web and function apps with their slots, regional VNet integration and
+//! private endpoints. Values that are known only after apply, such as the id of a subnet the
+//! same plan creates, are resolved through the `references` of the plan's `configuration`
+//! and ARM-style ids built from names and resource groups.
+//!
+//! It does not read HCL (`.tf` files), state files or the azapi provider, and it does not run
+//! Terraform.
+
+mod build;
+mod error;
+mod plan;
+mod rules;
+
+use std::path::Path;
+
+use miette::{NamedSource, SourceSpan};
+use serde_json::Value as Json;
+use subnetlock_model::Topology;
+
+pub use error::{Error, SyntaxError};
+
+/// Reads the plan JSON file at `path` and builds its topology, with findings.
+pub fn topology_from_plan(path: &Path) -> Result<Topology, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    from_str(path, &text)
+}
+
+/// Builds the topology of plan JSON `text`; `name` is the file name used in locations.
+pub fn from_str(name: impl AsRef<Path>, text: &str) -> Result<Topology, Error> {
+    let name = name.as_ref();
+    let root: Json =
+        serde_json::from_str(text).map_err(|error| syntax_error(name, text, &error))?;
+    if let Some(reason) = not_a_plan(&root) {
+        return Err(Error::NotAPlan {
+            file: name.to_owned(),
+            reason,
+        });
+    }
+
+    let plan = plan::Plan::new(name, text, &root);
+    let mut topology = build::build(&plan);
+    if topology.vnets.is_empty() && topology.plans.is_empty() && topology.sites.is_empty() {
+        return Err(Error::NoResources {
+            file: name.to_owned(),
+        });
+    }
+    subnetlock_model::validate(&mut topology);
+    Ok(topology)
+}
+
+/// Returns whether `text` is Terraform plan JSON: an object with `format_version` and
+/// `planned_values` or `terraform_version`. ARM templates have neither.
+pub fn is_plan_text(text: &str) -> bool {
+    match serde_json::from_str::<Json>(text) {
+        Ok(root) => looks_like_plan(&root),
+        Err(_) => false,
+    }
+}
+
+/// Returns whether a parsed JSON document is Terraform plan JSON (see [`is_plan_text`]).
+pub fn looks_like_plan(root: &Json) -> bool {
+    root.get("format_version").is_some()
+        && (root.get("planned_values").is_some() || root.get("terraform_version").is_some())
+}
+
+/// Returns the reason a JSON document cannot be read as a plan, if there is one.
+fn not_a_plan(root: &Json) -> Option<String> {
+    if !root.is_object() {
+        return Some("the top level is not a JSON object".to_owned());
+    }
+    if root.get("format_version").is_none() {
+        return Some("it has no `format_version`".to_owned());
+    }
+    if root.get("planned_values").is_none() {
+        return Some(
+            "it has no `planned_values` (state output, or a plan without changes)".to_owned(),
+        );
+    }
+    None
+}
+
+fn syntax_error(name: &Path, text: &str, error: &serde_json::Error) -> Error {
+    let (line, column) = (error.line(), error.column());
+    let offset = offset_of(text, line, column);
+    let message = error.to_string();
+    // serde_json appends " at line L column C"; the error names the place itself.
+    let message = match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message,
+    };
+    Error::Syntax(Box::new(SyntaxError {
+        file: name.to_owned(),
+        line,
+        column,
+        message,
+        source_code: NamedSource::new(name.display().to_string(), text.to_owned()),
+        span: SourceSpan::from((offset, 1usize.min(text.len().saturating_sub(offset)))),
+    }))
+}
+
+/// Byte offset of 1-based `line` and `column` (serde_json counts columns in bytes).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    (line_start + column.saturating_sub(1)).min(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_detection_cases() {
+        let cases = [
+            (
+                r#"{"format_version":"1.2","terraform_version":"1.7.5","planned_values":{}}"#,
+                true,
+            ),
+            (r#"{"format_version":"1.2","planned_values":{}}"#, true),
+            (
+                r#"{"format_version":"1.0","terraform_version":"1.7.5","values":{}}"#,
+                true,
+            ),
+            (
+                r#"{"$schema":"x","contentVersion":"1.0.0.0","resources":[]}"#,
+                false,
+            ),
+            ("[1, 2]", false),
+            ("not json", false),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(is_plan_text(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn offset_of_cases() {
+        let text = "ab\ncd\n";
+        assert_eq!(offset_of(text, 1, 1), 0);
+        assert_eq!(offset_of(text, 2, 2), 4);
+        assert_eq!(offset_of(text, 9, 9), text.len());
+    }
+}
