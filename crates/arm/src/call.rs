@@ -295,7 +295,14 @@ impl<'a> Ctx<'a> {
         if name.starts_with("list") {
             return self.fn_list(call, &args, site);
         }
-        if let Some(residual) = residual_unknown(call, name, &args) {
+        if let Some(mut residual) = residual_unknown(call, name, &args) {
+            // A known secure value is a plain string by now, so the residual text may contain
+            // it: mark the unknown secret when the call reads a secure parameter.
+            if let Value::Unknown(unknown) = &mut residual {
+                if !unknown.secret && self.reads_secure_parameter(call) {
+                    unknown.secret = true;
+                }
+            }
             return plain(residual);
         }
 
@@ -584,6 +591,54 @@ fn keeps_unknown_arguments(name: &str) -> bool {
     matches!(name, "createarray" | "array")
 }
 
+impl Ctx<'_> {
+    /// Returns whether `call` or a call nested in its arguments or index accessors is
+    /// `parameters('<name>')` of a `securestring` or `secureObject` parameter.
+    // NOTE: a secure value that reaches the call through a variable is not detected.
+    fn reads_secure_parameter(&self, call: &Call) -> bool {
+        let reads_here = call.name.eq_ignore_ascii_case("parameters")
+            && self.udf.is_none()
+            && matches!(call.args.as_slice(), [Expr::String(name)] if self.is_secure_parameter(name));
+        if reads_here {
+            return true;
+        }
+        let nested = |expr: &Expr| match expr {
+            Expr::Call(inner) => self.reads_secure_parameter(inner),
+            Expr::String(_) | Expr::Int(_) => false,
+        };
+        call.args.iter().any(nested)
+            || call.accessors.iter().any(|accessor| match accessor {
+                Accessor::Index(index) => nested(index),
+                Accessor::Property(_) => false,
+            })
+    }
+
+    /// Returns whether the template declares parameter `name` as `securestring` or
+    /// `secureObject`, directly or through a `$ref` to `definitions` (languageVersion 2.0).
+    fn is_secure_parameter(&self, name: &str) -> bool {
+        let Some(declaration) = self
+            .tpl
+            .root
+            .get("parameters")
+            .and_then(|parameters| parameters.get(name))
+        else {
+            return false;
+        };
+        let definition = declaration
+            .get("$ref")
+            .and_then(|reference| reference.as_str())
+            .and_then(|reference| reference.strip_prefix("#/definitions/"))
+            .and_then(|definition| self.tpl.root.get("definitions")?.get(definition));
+        [Some(declaration), definition]
+            .into_iter()
+            .flatten()
+            .filter_map(|node| node.get("type").and_then(|kind| kind.as_str()))
+            .any(|kind| {
+                kind.eq_ignore_ascii_case("securestring") || kind.eq_ignore_ascii_case("secureobject")
+            })
+    }
+}
+
 /// When an argument is unknown, the call's result is unknown too; returns the residual.
 fn residual_unknown(call: &Call, name: &str, args: &[Value]) -> Option<Value> {
     if keeps_unknown_arguments(name) {
@@ -685,4 +740,56 @@ fn shorten(text: &str) -> String {
     }
     let head: String = text.chars().take(77).collect();
     format!("{head}...")
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{evaluate_str, EvalOptions, OfflineProvider, Value};
+
+    /// Evaluates output `o` of a template with a `securestring` parameter `pw` and a resource
+    /// `vnet` whose runtime properties are unknown offline.
+    fn output(expression: &str) -> Value {
+        let template = format!(
+            r#"{{
+              "parameters": {{
+                "pw": {{ "type": "securestring", "defaultValue": "hunter2" }},
+                "name": {{ "type": "string", "defaultValue": "plain" }}
+              }},
+              "resources": [{{ "type": "Microsoft.Network/virtualNetworks",
+                               "apiVersion": "2020-06-01", "name": "vnet" }}],
+              "outputs": {{ "o": {{ "type": "string", "value": "{expression}" }} }}
+            }}"#
+        );
+        let deployment =
+            evaluate_str("t.json", &template, &EvalOptions::default(), &OfflineProvider).unwrap();
+        deployment.outputs["o"].clone()
+    }
+
+    fn secret(value: &Value) -> Option<bool> {
+        match value {
+            Value::Unknown(unknown) => Some(unknown.secret),
+            _ => None,
+        }
+    }
+
+    /// Found by a corpus template (a SQL connection string built with concat() from
+    /// reference().fullyQualifiedDomainName and a securestring password): the residual text
+    /// contained the password while the unknown was not marked secret.
+    #[test]
+    fn residual_with_secure_parameter_is_secret() {
+        let value = output("[concat(reference('vnet').x, ';Password=', parameters('pw'))]");
+        assert_eq!(secret(&value), Some(true));
+    }
+
+    #[test]
+    fn residual_with_nested_secure_parameter_is_secret() {
+        let value = output("[format('{0}{1}', reference('vnet').x, toUpper(parameters('PW')))]");
+        assert_eq!(secret(&value), Some(true));
+    }
+
+    #[test]
+    fn residual_with_plain_parameter_is_not_secret() {
+        let value = output("[concat(reference('vnet').x, parameters('name'))]");
+        assert_eq!(secret(&value), Some(false));
+    }
 }

@@ -109,6 +109,9 @@ pub struct UpArgs {
     /// Handler executable for sites matching PATTERN, as PATTERN=PATH.
     #[arg(long = "handler", value_name = "PATTERN=PATH")]
     pub handler: Vec<String>,
+    /// Worker threads of the emulator's async runtime; 0 means one per CPU core.
+    #[arg(long, default_value_t = 0)]
+    pub worker_threads: usize,
 }
 
 #[derive(Debug, Args)]

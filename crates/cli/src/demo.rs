@@ -48,8 +48,9 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let mut config = emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
     config.run_builds = !args.no_build;
     out!("\n== up (live, on loopback) ==");
+    let bindings = config.bindings.clone();
     let emulator = start(config).await?;
-    crate::up::print_summary(&emulator);
+    crate::up::print_summary(&emulator, &bindings);
 
     let results = run_probes(&emulator, &analysis, &auth_levels, &inputs.engine).await;
     emulator.shutdown().await;

@@ -46,10 +46,13 @@ pub const EXIT_ERROR: i32 = 2;
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Up(args) = &cli.command {
+        if args.worker_threads > 0 {
+            builder.worker_threads(args.worker_threads);
+        }
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> i32 {
 /// Sends `tracing` events to stderr: warnings by default, decisions with `-v`, per-request
 /// detail with `-vv`. `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -87,6 +91,6 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
         .try_init();
 }

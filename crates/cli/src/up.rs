@@ -16,8 +16,9 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     config.https_port = args.https_port;
     config.run_builds = !args.no_build;
 
+    let bindings = config.bindings.clone();
     let emulator = start(config).await?;
-    print_summary(&emulator);
+    print_summary(&emulator, &bindings);
     eprintln!("running; press Ctrl-C to stop");
     emulator.wait(stop_signal()).await;
     emulator.shutdown().await;
@@ -103,7 +104,18 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
 }
 
 /// Prints each app's host names, function URLs and keys, and how to call them.
-pub fn print_summary(emulator: &Emulator) {
+pub fn print_summary(emulator: &Emulator, bindings: &subnetlock_emulator::Bindings) {
+    for app in &bindings.apps {
+        let used = emulator.sites().iter().any(|site| {
+            subnetlock_emulator::bindings::pattern_matches(&app.site_pattern, &site.name)
+        });
+        if !used {
+            eprintln!(
+                "warning: binding `{}` matches no site of this deployment; its code is not started",
+                app.site_pattern
+            );
+        }
+    }
     let http = emulator.http_addr();
     let https = emulator.https_addr();
     out!("front end: http://{http}  https://{https}");

@@ -81,6 +81,11 @@ impl FrontEnd {
         caller: &str,
         scheme: &str,
     ) -> Response<Bytes> {
+        // Two Host headers make the addressed site ambiguous; HTTP/1.1 requires a 400
+        // (RFC 9112, section 3.2).
+        if request.headers().get_all(header::HOST).iter().count() > 1 {
+            return pages::text(StatusCode::BAD_REQUEST, "more than one Host header");
+        }
         let host = request_host(&request).unwrap_or_default();
         let method = request.method().to_string();
         let path = request.uri().path().to_owned();
