@@ -118,7 +118,7 @@ struct CompiledList {
 struct CompiledRule {
     action: Action,
     index: usize,
-    name: Option<String>,
+    name: Option<std::sync::Arc<str>>,
     priority: i64,
     headers: HeaderMatcher,
     /// The `XffProxy` ranges, empty for other kinds.
@@ -148,7 +148,7 @@ impl CompiledList {
             .map(|rule| CompiledRule {
                 action: rule.action,
                 index: rule.index,
-                name: rule.name.clone(),
+                name: rule.name.as_deref().map(std::sync::Arc::from),
                 priority: rule.priority,
                 headers: HeaderMatcher::new(&rule.headers),
                 xff_proxy_nets: match &rule.source {

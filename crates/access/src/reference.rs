@@ -87,7 +87,7 @@ pub fn decide_reference(
             reason: Reason::Rule {
                 list: list_kind,
                 index: rule.index,
-                name: rule.name.clone(),
+                name: rule.name.as_deref().map(std::sync::Arc::from),
                 priority: rule.priority,
                 action: rule.action,
             },

@@ -305,7 +305,8 @@ pub enum Reason {
     Rule {
         list: SiteKind,
         index: usize,
-        name: Option<String>,
+        /// Shared with the compiled rule, so that a decision allocates nothing for it.
+        name: Option<std::sync::Arc<str>>,
         priority: i64,
         action: Action,
     },

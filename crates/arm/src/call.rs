@@ -297,7 +297,7 @@ impl<'a> Ctx<'a> {
         }
         if let Some(mut residual) = residual_unknown(call, name, &args) {
             // A known secure value is a plain string by now, so the residual text may contain
-            // it: mark the unknown secret when the call reads a secure parameter.
+            // it. The unknown is marked secret when the call reads a secure parameter.
             if let Value::Unknown(unknown) = &mut residual {
                 if !unknown.secret && self.reads_secure_parameter(call) {
                     unknown.secret = true;
@@ -634,7 +634,8 @@ impl Ctx<'_> {
             .flatten()
             .filter_map(|node| node.get("type").and_then(|kind| kind.as_str()))
             .any(|kind| {
-                kind.eq_ignore_ascii_case("securestring") || kind.eq_ignore_ascii_case("secureobject")
+                kind.eq_ignore_ascii_case("securestring")
+                    || kind.eq_ignore_ascii_case("secureobject")
             })
     }
 }
@@ -760,8 +761,13 @@ mod tests {
               "outputs": {{ "o": {{ "type": "string", "value": "{expression}" }} }}
             }}"#
         );
-        let deployment =
-            evaluate_str("t.json", &template, &EvalOptions::default(), &OfflineProvider).unwrap();
+        let deployment = evaluate_str(
+            "t.json",
+            &template,
+            &EvalOptions::default(),
+            &OfflineProvider,
+        )
+        .unwrap();
         deployment.outputs["o"].clone()
     }
 

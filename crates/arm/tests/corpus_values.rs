@@ -1312,7 +1312,8 @@ fn qs_demo_pe_sql_from_appservice() {
         text(site, &["properties", "serverFarmId"]),
         id("Microsoft.Web/serverfarms/appSrvPlnyobmxb")
     );
-    // The connection string embeds reference(sqlServerName).fullyQualifiedDomainName.
+    // The connection string embeds reference(sqlServerName).fullyQualifiedDomainName and the
+    // securestring sqlAdministratorLoginPassword, so the unknown is secret.
     let connection_string = at(
         site,
         &[
@@ -1324,8 +1325,8 @@ fn qs_demo_pe_sql_from_appservice() {
         ],
     );
     assert_eq!(
-        unknown_cause(connection_string).map(|(cause, _)| cause),
-        Some(UnknownCause::Reference)
+        unknown_cause(connection_string),
+        Some((UnknownCause::Reference, true))
     );
 
     // Child resources of the site: the `appsettings` config routes all traffic through the
