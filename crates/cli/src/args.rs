@@ -67,6 +67,10 @@ pub struct InputArgs {
     /// Azure service tags file (ServiceTags_Public_*.json) to resolve service-tag rules.
     #[arg(long)]
     pub service_tags: Option<PathBuf>,
+    /// The template (or Terraform plan) deployed before this one, to check what Azure rejects
+    /// when this one is deployed over it; read with the same scope and parameters.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

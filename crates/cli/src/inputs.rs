@@ -34,6 +34,8 @@ pub struct Inputs {
     pub bindings: Bindings,
     pub scope: Scope,
     pub engine: EngineOptions,
+    /// The deployment already in place, for redeploy checks.
+    pub previous: Option<PathBuf>,
 }
 
 /// Resolves the input arguments: a directory means its binding file (or its azuredeploy.json);
@@ -128,6 +130,16 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         parameter_values.push((name.to_owned(), value));
     }
 
+    if let Some(previous) = &args.previous {
+        if !previous.is_file() {
+            return Err(miette!(
+                help = "pass the template (or plan) of the deployment already in place",
+                "previous deployment `{}` does not exist",
+                previous.display()
+            ));
+        }
+    }
+
     let mut engine = EngineOptions::default();
     if let Some(path) = &args.service_tags {
         let bytes = std::fs::read(path)
@@ -151,6 +163,7 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
             ..Scope::default()
         },
         engine,
+        previous: args.previous.clone(),
     })
 }
 
@@ -194,8 +207,24 @@ impl Inputs {
     /// Builds the topology: a Terraform plan is read as it is, an ARM template is evaluated
     /// offline with placeholder keys.
     pub fn topology(&self) -> Result<Topology> {
-        if self.format == InputFormat::TerraformPlan {
-            return Ok(subnetlock_terraform::topology_from_plan(&self.template)?);
+        let mut topology = self.topology_of(&self.template)?;
+        if let Some(previous) = self.previous_topology()? {
+            subnetlock_model::validate_redeploy(&previous, &mut topology);
+        }
+        Ok(topology)
+    }
+
+    /// The topology of the deployment already in place, when `--previous` names one.
+    pub fn previous_topology(&self) -> Result<Option<Topology>> {
+        match &self.previous {
+            Some(path) => self.topology_of(path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn topology_of(&self, template: &Path) -> Result<Topology> {
+        if detect_format(template)? == InputFormat::TerraformPlan {
+            return Ok(subnetlock_terraform::topology_from_plan(template)?);
         }
         let provider = SimulatedProvider::new(KeyMode::Placeholder);
         let mut parameters = match &self.parameters {
@@ -209,7 +238,7 @@ impl Inputs {
             scope: self.scope.clone(),
             parameters,
         };
-        let deployment = subnetlock_arm::evaluate_file(&self.template, &options, &provider)?;
+        let deployment = subnetlock_arm::evaluate_file(template, &options, &provider)?;
         Ok(build_topology(&deployment)?)
     }
 
@@ -217,7 +246,7 @@ impl Inputs {
     /// plan, which the emulator cannot evaluate itself.
     pub fn prebuilt_topology(&self) -> Result<Option<Topology>> {
         match self.format {
-            InputFormat::TerraformPlan => self.topology().map(Some),
+            InputFormat::TerraformPlan => self.topology_of(&self.template).map(Some),
             InputFormat::ArmTemplate => Ok(None),
         }
     }

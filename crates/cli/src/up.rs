@@ -54,6 +54,7 @@ pub fn emulator_config(
 ) -> Result<EmulatorConfig> {
     let mut config = EmulatorConfig::new(inputs.template.clone(), state_dir);
     config.topology = inputs.prebuilt_topology()?;
+    config.previous = inputs.previous_topology()?;
     config.parameters = inputs.parameters.clone();
     config.parameter_values = inputs.parameter_values.clone();
     config.bindings = inputs.bindings.clone();

@@ -304,3 +304,35 @@ fn check_corpus_templates_without_panic() {
     }
     assert!(checked >= 20, "checked {checked} templates");
 }
+
+#[test]
+fn check_previous_reports_sku_change() {
+    let scenario: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/58.json"),
+        )
+        .expect("scenario 58"),
+    )
+    .expect("json");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let previous = dir.path().join("previous.json");
+    let next = dir.path().join("next.json");
+    std::fs::write(&previous, scenario["previous_template"].to_string()).expect("write");
+    std::fs::write(&next, scenario["template"].to_string()).expect("write");
+
+    let with_previous = subnetlock(&[
+        "check",
+        next.to_str().expect("path"),
+        "--previous",
+        previous.to_str().expect("path"),
+    ]);
+    assert_eq!(with_previous.status.code(), Some(1));
+    assert!(
+        stdout(&with_previous).contains("SL021"),
+        "{}",
+        stdout(&with_previous)
+    );
+
+    let without = subnetlock(&["check", next.to_str().expect("path")]);
+    assert!(!stdout(&without).contains("SL021"));
+}

@@ -31,10 +31,6 @@ const KNOWN_GAPS: &[(u32, &str)] = &[
         56,
         "old scale unit: Azure's answer depends on which stamp the plan lands on, which no template states",
     ),
-    (
-        58,
-        "plan SKU change across two deployments: needs the state left by a first deployment",
-    ),
 ];
 
 #[derive(Clone, Debug, Deserialize)]
@@ -49,6 +45,9 @@ struct Scenario {
     /// Terraform plan JSON, read by `subnetlock-terraform` on both sides.
     #[serde(default)]
     terraform_plan: Option<serde_json::Value>,
+    /// An ARM template deployed before `template`, for redeploy scenarios.
+    #[serde(default)]
+    previous_template: Option<serde_json::Value>,
     /// Service tag name to CIDR prefixes, loaded as the engine's service-tag table.
     #[serde(default)]
     service_tags: BTreeMap<String, Vec<String>>,
@@ -164,7 +163,24 @@ async fn run(scenario: &Scenario) {
         .as_ref()
         .filter(|_| scenario.request.is_none());
 
-    check_side(scenario, &template, &engine, &calls, deployment_expect);
+    let previous = scenario.previous_template.as_ref().map(|previous| {
+        let path = dir.path().join("previous.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(previous).expect("previous json"),
+        )
+        .expect("write previous template");
+        arm_topology(scenario.id, &path)
+    });
+
+    check_side(
+        scenario,
+        &template,
+        &engine,
+        &calls,
+        deployment_expect,
+        previous.as_ref(),
+    );
     up_side(
         scenario,
         &template,
@@ -172,8 +188,24 @@ async fn run(scenario: &Scenario) {
         &calls,
         deployment_expect,
         dir.path(),
+        previous,
     )
     .await;
+}
+
+/// Evaluates an ARM template offline, as `check` does.
+fn arm_topology(id: u32, template: &Path) -> Topology {
+    let provider = SimulatedProvider::new(KeyMode::Placeholder);
+    let options = EvalOptions {
+        scope: Scope::default(),
+        parameters: Parameters::new(),
+    };
+    let deployment =
+        subnetlock_arm::evaluate_file(template, &options, &provider).unwrap_or_else(|error| {
+            panic!("scenario {id} (check): template does not evaluate: {error}")
+        });
+    build_topology(&deployment)
+        .unwrap_or_else(|error| panic!("scenario {id} (check): no topology: {error}"))
 }
 
 fn check_side(
@@ -182,24 +214,16 @@ fn check_side(
     engine: &EngineOptions,
     calls: &[(Call, Expect)],
     deployment_expect: Option<&Expect>,
+    previous: Option<&Topology>,
 ) {
     let id = scenario.id;
-    let topology = match plan_topology(scenario, template) {
+    let mut topology = match plan_topology(scenario, template) {
         Some(topology) => topology,
-        None => {
-            let provider = SimulatedProvider::new(KeyMode::Placeholder);
-            let options = EvalOptions {
-                scope: Scope::default(),
-                parameters: Parameters::new(),
-            };
-            let deployment = subnetlock_arm::evaluate_file(template, &options, &provider)
-                .unwrap_or_else(|error| {
-                    panic!("scenario {id} (check): template does not evaluate: {error}")
-                });
-            build_topology(&deployment)
-                .unwrap_or_else(|error| panic!("scenario {id} (check): no topology: {error}"))
-        }
+        None => arm_topology(id, template),
     };
+    if let Some(previous) = previous {
+        subnetlock_model::validate_redeploy(previous, &mut topology);
+    }
     let analysis = analyze(topology, engine);
 
     for expect in deployment_expect
@@ -260,9 +284,11 @@ async fn up_side(
     calls: &[(Call, Expect)],
     deployment_expect: Option<&Expect>,
     dir: &Path,
+    previous: Option<Topology>,
 ) {
     let id = scenario.id;
     let mut config = EmulatorConfig::new(template.to_owned(), dir.join("state"));
+    config.previous = previous;
     config.run_builds = false;
     config.engine = engine.clone();
     config.bindings = bind_handlers(scenario, dir);

@@ -37,6 +37,9 @@ pub struct EmulatorConfig {
     /// A topology another input format already built (a Terraform plan); when set it is
     /// deployed instead of evaluating `template`, and the parameters are not read.
     pub topology: Option<Topology>,
+    /// The deployment already in place, when this one redeploys over it; transitions Azure
+    /// rejects (such as a plan SKU that drops regional VNet integration) stop the start.
+    pub previous: Option<Topology>,
     pub parameters: Option<PathBuf>,
     /// Inline parameter values; they win over the parameters file.
     pub parameter_values: Vec<(String, Value)>,
@@ -63,6 +66,7 @@ impl EmulatorConfig {
         EmulatorConfig {
             template,
             topology: None,
+            previous: None,
             parameters: None,
             parameter_values: Vec::new(),
             bindings: Bindings::default(),
@@ -555,10 +559,13 @@ fn deploy(
     config: &EmulatorConfig,
     provider: &SimulatedProvider,
 ) -> Result<Topology, EmulatorError> {
-    let topology = match &config.topology {
+    let mut topology = match &config.topology {
         Some(topology) => topology.clone(),
         None => evaluate_template(config, provider)?,
     };
+    if let Some(previous) = &config.previous {
+        subnetlock_model::validate_redeploy(previous, &mut topology);
+    }
     let failures: Vec<Finding> = topology
         .findings
         .iter()

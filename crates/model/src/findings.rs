@@ -62,6 +62,9 @@ pub enum FindingCode {
     SL018,
     /// A site setting with a value of the wrong type or outside its enum.
     SL020,
+    /// A redeploy that moves a plan with integrated apps to a SKU without regional VNet
+    /// integration.
+    SL021,
     /// A rule list of Allow rules whose default action is Allow, so the rules restrict nothing.
     SL019,
 }
@@ -89,6 +92,7 @@ impl FindingCode {
             FindingCode::SL017 => "private-endpoint-on-unsupported-plan",
             FindingCode::SL018 => "spoofable-header-only-rule",
             FindingCode::SL020 => "invalid-site-setting",
+            FindingCode::SL021 => "sku-change-breaks-vnet-integration",
             FindingCode::SL019 => "allow-list-with-default-allow",
         }
     }

@@ -26,4 +26,4 @@ pub use build::{build_topology, BuildError};
 pub use findings::{Finding, FindingCode, Severity};
 pub use provider::{KeyMode, SimulatedProvider, SiteKeys};
 pub use topology::*;
-pub use validate::validate;
+pub use validate::{validate, validate_redeploy};
