@@ -368,6 +368,56 @@ fn normalize_id(id: &SubnetId) -> String {
     id.as_str().to_ascii_lowercase()
 }
 
+/// Adds the findings of deploying `next` over `previous`, the deployment already in place.
+///
+/// A plan whose apps use regional VNet integration cannot move to a SKU without it: the plan is
+/// updated while its apps are still integrated, and Azure answers `The new SKU does not support
+/// Regional VNET integration which some apps are still using. Please disconnect apps from
+/// Regional VNET integration and try again` (<https://github.com/Azure/bicep/issues/6725>).
+pub fn validate_redeploy(previous: &Topology, next: &mut Topology) {
+    let mut findings = Vec::new();
+    for plan in &next.plans {
+        if plan.family.supports_vnet_integration() {
+            continue;
+        }
+        let Some(before) = previous.plan(&plan.id) else {
+            continue;
+        };
+        let integrated: Vec<&str> = previous
+            .sites
+            .iter()
+            .filter(|site| {
+                site.integration.is_some()
+                    && site
+                        .plan_id
+                        .as_deref()
+                        .is_some_and(|id| id.eq_ignore_ascii_case(&plan.id))
+            })
+            .map(|site| site.name.as_str())
+            .collect();
+        if integrated.is_empty() || !before.family.supports_vnet_integration() {
+            continue;
+        }
+        findings.push(
+            Finding::new(
+                FindingCode::SL021,
+                Severity::Error,
+                format!(
+                    "plan `{}` moves from {} to {}, which has no regional VNet integration, while {} still use it; Azure answers `The new SKU does not support Regional VNET integration which some apps are still using.`",
+                    plan.name,
+                    before.sku_name.as_deref().unwrap_or("its SKU"),
+                    plan.sku_name.as_deref().unwrap_or("a new SKU"),
+                    integrated.join(", ")
+                ),
+            )
+            .outcome(Outcome::DeployFails)
+            .help("disconnect the apps from regional VNet integration first, or keep a SKU that supports it")
+            .at(&plan.id, plan.declared_at.clone()),
+        );
+    }
+    next.findings.extend(findings);
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
@@ -464,54 +514,4 @@ mod tests {
         let without_endpoint = topology("S1", rules, &[]);
         assert!(!has(&without_endpoint, FindingCode::SL016));
     }
-}
-
-/// Adds the findings of deploying `next` over `previous`, the deployment already in place.
-///
-/// A plan whose apps use regional VNet integration cannot move to a SKU without it: the plan is
-/// updated while its apps are still integrated, and Azure answers `The new SKU does not support
-/// Regional VNET integration which some apps are still using. Please disconnect apps from
-/// Regional VNET integration and try again` (<https://github.com/Azure/bicep/issues/6725>).
-pub fn validate_redeploy(previous: &Topology, next: &mut Topology) {
-    let mut findings = Vec::new();
-    for plan in &next.plans {
-        if plan.family.supports_vnet_integration() {
-            continue;
-        }
-        let Some(before) = previous.plan(&plan.id) else {
-            continue;
-        };
-        let integrated: Vec<&str> = previous
-            .sites
-            .iter()
-            .filter(|site| {
-                site.integration.is_some()
-                    && site
-                        .plan_id
-                        .as_deref()
-                        .is_some_and(|id| id.eq_ignore_ascii_case(&plan.id))
-            })
-            .map(|site| site.name.as_str())
-            .collect();
-        if integrated.is_empty() || !before.family.supports_vnet_integration() {
-            continue;
-        }
-        findings.push(
-            Finding::new(
-                FindingCode::SL021,
-                Severity::Error,
-                format!(
-                    "plan `{}` moves from {} to {}, which has no regional VNet integration, while {} still use it; Azure answers `The new SKU does not support Regional VNET integration which some apps are still using.`",
-                    plan.name,
-                    before.sku_name.as_deref().unwrap_or("its SKU"),
-                    plan.sku_name.as_deref().unwrap_or("a new SKU"),
-                    integrated.join(", ")
-                ),
-            )
-            .outcome(Outcome::DeployFails)
-            .help("disconnect the apps from regional VNet integration first, or keep a SKU that supports it")
-            .at(&plan.id, plan.declared_at.clone()),
-        );
-    }
-    next.findings.extend(findings);
 }
