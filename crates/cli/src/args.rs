@@ -6,7 +6,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Check and run Azure App Service / Functions access-restriction lockdowns from ARM templates.
 #[derive(Debug, Parser)]
-#[command(name = "subnetlock", version, about)]
+#[command(
+    name = "subnetlock",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 1 `check` found errors, `demo` saw a live result that \
+differs from the prediction, or `call --expect-status` got another status; 2 invalid input or \
+a failure of the tool itself."
+)]
 pub struct Cli {
     /// More log output on stderr: -v for decisions, -vv for per-request detail.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
