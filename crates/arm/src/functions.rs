@@ -172,6 +172,8 @@ pub(crate) fn call_pure(name: &str, args: &[Value]) -> Option<FnResult> {
             ))
         }),
         "uri" => uri(&call),
+        "parseuri" => parse_uri(&call),
+        "builduri" => build_uri(&call),
         "format" => format(&call),
         "guid" => hash_strings(&call).map(|parts| Value::String(crate::hash::guid(&parts))),
         "uniquestring" => {

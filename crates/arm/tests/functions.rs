@@ -453,3 +453,37 @@ fn out_of_range_arguments_are_errors() {
         );
     }
 }
+
+#[test]
+fn parse_uri_and_build_uri() {
+    // `buildUri({scheme:'https',host:'example.com'})` is the documented example; the other
+    // values follow .NET `System.Uri` (default port, query with its `?`).
+    check(&[
+        (
+            "[buildUri(createObject('scheme', 'https', 'host', 'example.com'))]",
+            r#""https://example.com/""#,
+        ),
+        (
+            "[parseUri('https://example.com:8443/a/b?x=1')]",
+            r#"{"scheme":"https","host":"example.com","port":8443,"path":"/a/b","query":"?x=1"}"#,
+        ),
+        (
+            "[parseUri('https://example.com')]",
+            r#"{"scheme":"https","host":"example.com","port":443,"path":"/","query":""}"#,
+        ),
+        (
+            "[buildUri(parseUri('http://contoso.org:8080/path?q=2'))]",
+            r#""http://contoso.org:8080/path?q=2""#,
+        ),
+        (
+            "[buildUri(parseUri('https://contoso.org/p'))]",
+            r#""https://contoso.org/p""#,
+        ),
+    ]);
+}
+
+#[test]
+fn parse_uri_rejects_relative() {
+    let error = eval_with("[parseUri('relative/path')]", Scope::default()).expect_err("relative");
+    assert!(error.to_string().contains("not an absolute URI"), "{error}");
+}

@@ -302,7 +302,17 @@ pub struct Function {
 #[derive(Clone, Debug, Serialize)]
 pub struct AppSetting {
     pub name: String,
+    /// Never serialized: app settings carry connection strings and keys, often from secure
+    /// parameters, and reports must not print them.
+    #[serde(serialize_with = "redact")]
     pub value: Value,
+}
+
+fn redact<S: serde::Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Value::Null => serializer.serialize_none(),
+        _ => serializer.serialize_str("<redacted>"),
+    }
 }
 
 /// A `Microsoft.Web/sites` resource (web app or function app) or a deployment slot.

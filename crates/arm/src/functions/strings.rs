@@ -119,6 +119,115 @@ pub(super) fn uri(call: &Args<'_>) -> FnResult {
     Ok(Value::String(joined.to_string()))
 }
 
+/// `parseUri(uri)`: the object `{scheme, host, port, path, query}` of an absolute URI.
+///
+/// NOTE: the field set follows the documented shape; the port (the scheme's default when the
+/// URI has none) and the query with its leading `?` follow .NET `System.Uri`, which the engine
+/// is built on, and are not verified against real-engine output.
+pub(super) fn parse_uri(call: &Args<'_>) -> FnResult {
+    call.exactly(1)?;
+    let text = call.str(0)?;
+    let parsed = url::Url::parse(text).map_err(|_| {
+        FnError::new(
+            format!(
+                "`parseUri` got `{}`, which is not an absolute URI",
+                shorten(text)
+            ),
+            "pass an absolute URI such as `https://example.com/path?query`",
+        )
+    })?;
+    let mut object = Object::new();
+    object.insert("scheme", Value::String(parsed.scheme().to_owned()));
+    object.insert(
+        "host",
+        Value::String(parsed.host_str().unwrap_or_default().to_owned()),
+    );
+    match parsed.port_or_known_default() {
+        Some(port) => object.insert("port", Value::Int(i64::from(port))),
+        None => object.insert("port", Value::Null),
+    }
+    object.insert("path", Value::String(parsed.path().to_owned()));
+    let query = parsed
+        .query()
+        .map(|query| format!("?{query}"))
+        .unwrap_or_default();
+    object.insert("query", Value::String(query));
+    Ok(Value::Object(object))
+}
+
+/// `buildUri(components)`: the URI of an object shaped like `parseUri`'s result; `scheme` and
+/// `host` are required, a port equal to the scheme's default is left out, and a missing path
+/// becomes `/`.
+pub(super) fn build_uri(call: &Args<'_>) -> FnResult {
+    call.exactly(1)?;
+    let components = call.object(0)?;
+    let field = |name: &str| {
+        components
+            .get(name)
+            .filter(|value| !matches!(value, Value::Null))
+    };
+    let text_field = |name: &str| -> Result<Option<&str>, FnError> {
+        match field(name) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_str())),
+            Some(other) => Err(FnError::new(
+                format!(
+                    "`buildUri` field `{name}` is {}, not a string",
+                    other.type_name()
+                ),
+                format!("give `{name}` a string value"),
+            )),
+        }
+    };
+    let missing = |name: &str| {
+        FnError::new(
+            format!("`buildUri` needs the field `{name}`"),
+            "pass an object with at least `scheme` and `host`",
+        )
+    };
+    let scheme = text_field("scheme")?.ok_or_else(|| missing("scheme"))?;
+    let host = text_field("host")?.ok_or_else(|| missing("host"))?;
+    let mut built = url::Url::parse(&format!("{scheme}://{host}/")).map_err(|_| {
+        FnError::new(
+            format!(
+                "`buildUri` cannot build a URI from scheme `{}` and host `{}`",
+                shorten(scheme),
+                shorten(host)
+            ),
+            "pass a scheme such as `https` and a host name",
+        )
+    })?;
+    match field("port") {
+        None => {}
+        Some(Value::Int(port)) => {
+            let port = u16::try_from(*port).map_err(|_| {
+                FnError::new(
+                    format!("`buildUri` port `{port}` is out of range"),
+                    "pass a port from 0 to 65535",
+                )
+            })?;
+            let _ = built.set_port(Some(port));
+        }
+        Some(other) => {
+            return Err(FnError::new(
+                format!(
+                    "`buildUri` field `port` is {}, not an int",
+                    other.type_name()
+                ),
+                "give `port` an int value",
+            ))
+        }
+    }
+    if let Some(path) = text_field("path")? {
+        built.set_path(path);
+    }
+    if let Some(query) = text_field("query")? {
+        let query = query.strip_prefix('?').unwrap_or(query);
+        built.set_query((!query.is_empty()).then_some(query));
+    }
+    Ok(Value::String(built.to_string()))
+}
+
 pub(super) fn format(call: &Args<'_>) -> FnResult {
     call.between(1, usize::MAX)?;
     let pattern = call.str(0)?;
