@@ -54,6 +54,7 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     let mut topology = builder.topology;
     for unresolved in &deployment.unresolved_templates {
         let shown = |value: &Value| match value {
+            Value::Unknown(unknown) if unknown.secret => "a secret value".to_owned(),
             Value::Unknown(unknown) => format!("`[{}]`", unknown.expression),
             Value::String(text) => format!("`{text}`"),
             other => format!("`{}`", serde_json::to_string(other).unwrap_or_default()),
@@ -1068,8 +1069,11 @@ fn is_synthetic_entry(rule: &Rule) -> bool {
         && rule.headers.is_empty()
 }
 
+/// The residual expression of the first unknown part of `value`, for reports. A secret one
+/// (from a secure parameter, a Key Vault reference or a `list*` call) is not shown.
 fn first_unknown(value: &Value) -> Option<String> {
     match value {
+        Value::Unknown(unknown) if unknown.secret => Some("<secret value>".to_owned()),
         Value::Unknown(unknown) => Some(unknown.expression.clone()),
         Value::Array(items) => items.iter().find_map(first_unknown),
         Value::Object(object) => object.iter().find_map(|(_, item)| first_unknown(item)),
