@@ -166,10 +166,7 @@ impl Emulator {
         if !config.listen.is_loopback() {
             return Err(EmulatorError::NotLoopback(config.listen));
         }
-        std::fs::create_dir_all(&config.state_dir).map_err(|source| EmulatorError::StateDir {
-            path: config.state_dir.clone(),
-            source,
-        })?;
+        create_state_dir(&config.state_dir)?;
         let lock = StateLock::acquire(&config.state_dir)?;
         if config.run_builds {
             run_builds(&config.bindings).await?;
@@ -181,7 +178,17 @@ impl Emulator {
 
         let ca = Arc::new(LocalCa::generate().map_err(EmulatorError::Tls)?);
         let ca_file = config.state_dir.join("ca.pem");
-        ca.write_bundle(&ca_file).map_err(EmulatorError::Tls)?;
+        // Written under a fresh name and renamed into place, so that a symbolic link named
+        // `ca.pem` is replaced instead of followed.
+        let ca_temporary = config
+            .state_dir
+            .join(format!("ca.pem.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&ca_temporary);
+        ca.write_bundle(&ca_temporary).map_err(EmulatorError::Tls)?;
+        std::fs::rename(&ca_temporary, &ca_file).map_err(|source| EmulatorError::StateDir {
+            path: ca_file.clone(),
+            source,
+        })?;
 
         let mut access = HashMap::new();
         for site in &topology.sites {
@@ -747,6 +754,23 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
         .local_addr()
         .map_err(|source| EmulatorError::Listen {
             address: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            source,
+        })
+}
+
+/// Creates the state directory readable by its owner only; an existing one is left as it is.
+fn create_state_dir(path: &Path) -> Result<(), EmulatorError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(path)
+        .map_err(|source| EmulatorError::StateDir {
+            path: path.to_owned(),
             source,
         })
 }

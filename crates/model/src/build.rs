@@ -295,9 +295,7 @@ impl Builder<'_> {
     /// Reads the site-level properties that matter: routing, app access, and the restrictions
     /// that Azure ignores when written here instead of under `siteConfig`.
     fn read_site_properties(&mut self, resource: &Resource, properties: &Object, site: &mut Site) {
-        if properties
-            .get("vnetRouteAllEnabled")
-            .and_then(Value::as_bool)
+        if self.setting_bool(resource, &["properties"], properties, "vnetRouteAllEnabled")
             == Some(true)
         {
             site.route_all.enabled = true;
@@ -315,11 +313,10 @@ impl Builder<'_> {
                 }
             }
         }
-        if let Some(access) = properties
-            .get("publicNetworkAccess")
-            .and_then(Value::as_str)
+        if let Some(access) =
+            self.setting_public_network_access(resource, &["properties"], properties)
         {
-            site.access.public_network_access = read_public_network_access(access);
+            site.access.public_network_access = access;
         }
         self.check_public_network_access_copies(resource, properties, site);
 
@@ -443,7 +440,21 @@ impl Builder<'_> {
             ),
         ] {
             let default_action = self.setting_action(resource, base, config, default_key);
-            let rules = config.get(rules_key).and_then(Value::as_array);
+            let rules = match config.get(rules_key) {
+                None | Some(Value::Null) | Some(Value::Unknown(_)) => None,
+                Some(Value::Array(items)) => Some(items.as_slice()),
+                Some(other) => {
+                    // Azure reads the list into an array and fails on anything else. The list
+                    // still exists, so unmatched traffic meets the implicit deny all here.
+                    self.invalid_setting(resource, base, rules_key, other, "an array of rules");
+                    let target = match list_kind {
+                        SiteKind::Main => &mut site.access.main,
+                        SiteKind::Scm => &mut site.access.scm,
+                    };
+                    target.rules = vec![unknown_placeholder(other, 0)];
+                    continue;
+                }
+            };
             if rules.is_none() && default_action.is_none() {
                 continue;
             }

@@ -403,7 +403,7 @@ pub fn validate_redeploy(previous: &Topology, next: &mut Topology) {
                 FindingCode::SL021,
                 Severity::Error,
                 format!(
-                    "plan `{}` moves from {} to {}, which has no regional VNet integration, while {} still use it; Azure answers `The new SKU does not support Regional VNET integration which some apps are still using.`",
+                    "plan `{}` moves from {} to {}, which has no regional VNet integration, while apps {} still use it; Azure answers `The new SKU does not support Regional VNET integration which some apps are still using.`",
                     plan.name,
                     before.sku_name.as_deref().unwrap_or("its SKU"),
                     plan.sku_name.as_deref().unwrap_or("a new SKU"),

@@ -282,15 +282,12 @@ fn add_site(plan: &Plan, resource: &PlanResource, topology: &mut Topology) {
             declared_at: plan.locate(resource, "virtual_network_subnet_id"),
         });
     }
-    site.access.public_network_access = match resource
-        .values
-        .get("public_network_access_enabled")
-        .and_then(Json::as_bool)
-    {
-        Some(true) => PublicNetworkAccess::Enabled,
-        Some(false) => PublicNetworkAccess::Disabled,
-        None => PublicNetworkAccess::Unset,
-    };
+    site.access.public_network_access =
+        match flag(resource.values.get("public_network_access_enabled")) {
+            Some(true) => PublicNetworkAccess::Enabled,
+            Some(false) => PublicNetworkAccess::Disabled,
+            None => PublicNetworkAccess::Unset,
+        };
 
     read_app_settings(resource, &mut site);
     read_site_config(plan, resource, &mut site, &mut topology.findings);
@@ -339,16 +336,13 @@ fn read_site_config(
     let Some(config) = blocks(resource.values, "site_config").first().copied() else {
         return;
     };
-    if config.get("vnet_route_all_enabled").and_then(Json::as_bool) == Some(true) {
+    if flag(config.get("vnet_route_all_enabled")) == Some(true) {
         site.route_all.enabled = true;
         site.route_all
             .set_by
             .push("site_config.vnet_route_all_enabled".to_owned());
     }
-    if let Some(use_main) = config
-        .get("scm_use_main_ip_restriction")
-        .and_then(Json::as_bool)
-    {
+    if let Some(use_main) = flag(config.get("scm_use_main_ip_restriction")) {
         site.access.scm_uses_main = use_main;
     }
     for kind in [SiteKind::Main, SiteKind::Scm] {
@@ -507,11 +501,24 @@ fn delegations(values: &Map<String, Json>) -> Vec<String> {
 
 /// Returns the objects of a nested block, which Terraform writes as a list of objects.
 pub(crate) fn blocks<'j>(values: &'j Map<String, Json>, key: &str) -> Vec<&'j Map<String, Json>> {
-    values
-        .get(key)
-        .and_then(Json::as_array)
-        .map(|items| items.iter().filter_map(Json::as_object).collect())
-        .unwrap_or_default()
+    match values.get(key) {
+        Some(Json::Array(items)) => items.iter().filter_map(Json::as_object).collect(),
+        // `terraform show -json` writes nested blocks as arrays; a hand-edited plan may hold
+        // one block as an object, which reads as that single block rather than as nothing.
+        Some(Json::Object(block)) => vec![block],
+        _ => Vec::new(),
+    }
+}
+
+/// Reads a boolean attribute; the strings `"true"` and `"false"` count too, as an edited plan
+/// may carry them.
+pub(crate) fn flag(value: Option<&Json>) -> Option<bool> {
+    match value? {
+        Json::Bool(flag) => Some(*flag),
+        Json::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+        Json::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
 }
 
 pub(crate) fn strings(value: Option<&Json>) -> Vec<String> {

@@ -40,13 +40,31 @@ pub(crate) fn read_list(
         SiteKind::Main => ("ip_restriction", "ip_restriction_default_action"),
         SiteKind::Scm => ("scm_ip_restriction", "scm_ip_restriction_default_action"),
     };
+    // Absent before azurerm 3.95.0: then the implicit rule applies. Any value other than Allow
+    // or Deny is reported and read as Deny, so that a failing plan is never shown as open.
+    let default_action = match config.get(default_key) {
+        None | Some(Json::Null) => None,
+        Some(Json::String(text)) if read_action(text).is_some() => read_action(text),
+        Some(other) => {
+            findings.push(
+                Finding::new(
+                    FindingCode::SL020,
+                    Severity::Error,
+                    format!(
+                        "`site_config[0].{default_key}` of `{}` is {other}, which is neither `Allow` nor `Deny`",
+                        site.name
+                    ),
+                )
+                .outcome(Outcome::DeployFails)
+                .help("write `Allow` or `Deny`")
+                .at(&site.id, plan.locate(resource, &format!("site_config[0].{default_key}"))),
+            );
+            Some(Action::Deny)
+        }
+    };
     let mut list = RuleList {
         rules: Vec::new(),
-        // Absent before azurerm 3.95.0: then the implicit rule applies.
-        default_action: config
-            .get(default_key)
-            .and_then(Json::as_str)
-            .and_then(read_action),
+        default_action,
     };
 
     let entries = blocks(config, block);
@@ -113,6 +131,9 @@ pub(crate) fn read_list(
             }
             Err(error) => {
                 findings.push(rule_finding(&error, index, kind, &site.name).at(&site.id, location));
+                // A rejected rule must not open the site: it still counts for the implicit
+                // deny all, and offline it matches nothing.
+                list.rules.push(placeholder(entry, index));
             }
         }
     }
@@ -230,14 +251,8 @@ fn read_rule(
 
     let rule = Rule {
         name: text(entry, "name"),
-        priority: entry
-            .get("priority")
-            .and_then(Json::as_i64)
-            .unwrap_or(DEFAULT_PRIORITY),
-        action: text(entry, "action")
-            .as_deref()
-            .and_then(read_action)
-            .unwrap_or(Action::Allow),
+        priority: read_priority(entry.get("priority"))?,
+        action: read_rule_action(entry.get("action"))?,
         source,
         headers,
         index,
@@ -282,9 +297,10 @@ fn note_unknown_list(
 
 fn rule_finding(error: &RuleError, index: usize, kind: SiteKind, site_name: &str) -> Finding {
     let outcome = error.outcome();
+    // Rules that Azure or its tooling rejects are errors; silent ones are warnings.
     let severity = match outcome {
-        Outcome::DeployFails => Severity::Error,
-        _ => Severity::Warning,
+        Outcome::Silent => Severity::Warning,
+        _ => Severity::Error,
     };
     let mut message = format!("rule {index} of the {kind} site of `{site_name}`: {error}");
     if let Some(azure) = error.azure_message() {
@@ -299,17 +315,41 @@ fn rule_finding(error: &RuleError, index: usize, kind: SiteKind, site_name: &str
         .help(help)
 }
 
+/// Reads a rule's `action`: `Allow` or `Deny`, ignoring case; absent means `Allow`, the
+/// provider's default.
+fn read_rule_action(value: Option<&Json>) -> Result<Action, RuleError> {
+    match value {
+        None | Some(Json::Null) => Ok(Action::Allow),
+        Some(Json::String(text)) => read_action(text).ok_or_else(|| RuleError::InvalidAction {
+            value: text.clone(),
+        }),
+        Some(other) => Err(RuleError::InvalidAction {
+            value: other.to_string(),
+        }),
+    }
+}
+
+/// Reads a rule's `priority`, an Int32; absent means the provider's default.
+fn read_priority(value: Option<&Json>) -> Result<i64, RuleError> {
+    let number = match value {
+        None | Some(Json::Null) => return Ok(DEFAULT_PRIORITY),
+        Some(Json::Number(number)) => number.as_i64(),
+        Some(Json::String(text)) => text.trim().parse::<i64>().ok(),
+        Some(_) => None,
+    };
+    match number {
+        Some(number) if i32::try_from(number).is_ok() => Ok(number),
+        _ => Err(RuleError::InvalidPriority {
+            value: value.map(Json::to_string).unwrap_or_default(),
+        }),
+    }
+}
+
 fn placeholder(entry: &Map<String, Json>, index: usize) -> Rule {
     Rule {
         name: text(entry, "name"),
-        priority: entry
-            .get("priority")
-            .and_then(Json::as_i64)
-            .unwrap_or(DEFAULT_PRIORITY),
-        action: text(entry, "action")
-            .as_deref()
-            .and_then(read_action)
-            .unwrap_or(Action::Allow),
+        priority: read_priority(entry.get("priority")).unwrap_or(DEFAULT_PRIORITY),
+        action: read_rule_action(entry.get("action")).unwrap_or(Action::Deny),
         source: SourceCondition::Ranges(Vec::new()),
         headers: Default::default(),
         index,
