@@ -405,13 +405,33 @@ impl<'a> Template<'a> {
             let site = node_site(&self.source, &member.value, &self.path);
             self.parameter(&ctx, &member.key.text, &site)?;
         }
-        for name in self.supplied.keys() {
-            let declared = members
-                .iter()
-                .any(|member| member.key.text.eq_ignore_ascii_case(name));
-            if !declared {
-                tracing::warn!(parameter = %name, "supplied parameter is not declared by the template");
+        let mut undeclared: Vec<&String> = self
+            .supplied
+            .keys()
+            .filter(|name| {
+                !members
+                    .iter()
+                    .any(|member| member.key.text.eq_ignore_ascii_case(name))
+            })
+            .collect();
+        undeclared.sort();
+        if let Some(name) = undeclared.first() {
+            // ARM rejects the top-level deployment: "The template parameters '<name>' in the
+            // parameters file are not valid; they are not present in the original template".
+            // NOTE: values passed to nested deployments are only warned about, because the
+            // evaluator's outer-scope handling passes the parent's parameters down.
+            if self.deployment_path.is_empty() {
+                let section_path = format!("{}.parameters", self.path);
+                let site = node_site(&self.source, &section.value, &section_path);
+                return Err(site.error(
+                    ErrorKind::Parameter,
+                    format!(
+                        "parameter `{name}` is supplied but the template does not declare it"
+                    ),
+                    "remove it from the parameters file or the command line, or declare it in `parameters`".to_owned(),
+                ));
             }
+            tracing::warn!(parameter = %name, "supplied parameter is not declared by the nested template");
         }
         Ok(())
     }

@@ -96,6 +96,25 @@ fn parameter_validation_errors() {
 }
 
 #[test]
+fn undeclared_parameter_is_rejected() {
+    // ARM fails such a deployment: the parameters file names a parameter the template lacks.
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "contentVersion": "1.0.0.0",
+  "parameters": {{ "sku": {{"type": "string", "defaultValue": "S1"}} }},
+  "resources": []}}"#
+    );
+    let mut parameters = Parameters::new();
+    parameters.set("skuu", text("S1"));
+    let error = run_with(&template, parameters).unwrap_err();
+    assert!(matches!(error, Error::Parameter(_)));
+    assert_eq!(
+        error.message(),
+        "parameter `skuu` is supplied but the template does not declare it"
+    );
+    assert_eq!(error.location().unwrap().json_path, "$.parameters");
+}
+
+#[test]
 fn missing_parameter_is_located() {
     let template = format!(
         "{{\"$schema\": \"{SCHEMA}\",\n  \"parameters\": {{\n    \"siteName\": {{\"type\": \"string\"}}\n  }},\n  \"resources\": []\n}}"
