@@ -25,9 +25,6 @@ pub enum BuildError {
     Empty,
 }
 
-/// Priority Azure gives its synthetic "Allow all" / "Deny all" entries (Int32.MaxValue).
-const SYNTHETIC_PRIORITY: i64 = 2_147_483_647;
-
 /// Reads every resource that matters for access and returns the topology with its findings.
 pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     if deployment.resources.is_empty() {
@@ -540,7 +537,7 @@ impl Builder<'_> {
         let value = config.get(key)?;
         match value {
             Value::Null | Value::Unknown(_) => None,
-            Value::String(text) => match read_action(text) {
+            Value::String(text) => match parse_action(text) {
                 Some(action) => Some(action),
                 None => {
                     self.invalid_setting(resource, base, key, value, "`Allow` or `Deny`");
@@ -623,7 +620,7 @@ impl Builder<'_> {
                             .at(&resource.id, location.clone());
                         self.topology.findings.push(finding);
                     }
-                    if is_synthetic_entry(&rule) {
+                    if is_synthetic_rule(&rule) {
                         let finding = Finding::new(
                             FindingCode::SL014,
                             Severity::Warning,
@@ -952,8 +949,8 @@ impl Builder<'_> {
 }
 
 /// Builds the SL001 finding for a problem with one rule, with Azure's outcome class and error
-/// text where known.
-fn rule_finding(
+/// text where known. Every input format reports rule problems through this one function.
+pub fn rule_finding(
     error: &subnetlock_access::RuleError,
     index: usize,
     list_kind: SiteKind,
@@ -971,7 +968,7 @@ fn rule_finding(
     }
     let help = match miette::Diagnostic::help(error) {
         Some(help) => help.to_string(),
-        None => "write the rule as Azure documents it: a CIDR such as `203.0.113.7/32`, `vnetSubnetResourceId`, or `tag: ServiceTag` with tag names".to_owned(),
+        None => "write the rule as Azure documents it: a CIDR such as `203.0.113.7/32`, a subnet, or service tag names".to_owned(),
     };
     Finding::new(FindingCode::SL001, severity, message)
         .outcome(outcome)
@@ -1033,7 +1030,7 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
 fn read_rule_action(value: Option<&Value>) -> Result<Action, RuleError> {
     match value {
         None | Some(Value::Null) => Ok(Action::Allow),
-        Some(Value::String(text)) => read_action(text).ok_or_else(|| RuleError::InvalidAction {
+        Some(Value::String(text)) => parse_action(text).ok_or_else(|| RuleError::InvalidAction {
             value: text.clone(),
         }),
         Some(other) => Err(RuleError::InvalidAction {
@@ -1074,8 +1071,10 @@ fn unknown_placeholder(entry: &Value, index: usize) -> Rule {
     }
 }
 
-fn is_synthetic_entry(rule: &Rule) -> bool {
-    rule.priority == SYNTHETIC_PRIORITY
+/// Whether `rule` is what Azure treats as its own synthetic "Allow all"/"Deny all" entry
+/// (`Any` at priority 2147483647, no header filters), which it drops from a written list.
+pub fn is_synthetic_rule(rule: &Rule) -> bool {
+    rule.priority == subnetlock_access::SYNTHETIC_RULE_PRIORITY
         && rule.source == SourceCondition::Any
         && rule.headers.is_empty()
 }
@@ -1092,7 +1091,8 @@ fn first_unknown(value: &Value) -> Option<String> {
     }
 }
 
-fn read_action(text: &str) -> Option<Action> {
+/// Reads `Allow` or `Deny`, ignoring case; anything else is `None`.
+pub fn parse_action(text: &str) -> Option<Action> {
     if text.eq_ignore_ascii_case("allow") {
         Some(Action::Allow)
     } else if text.eq_ignore_ascii_case("deny") {

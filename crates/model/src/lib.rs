@@ -22,7 +22,7 @@ mod provider;
 mod topology;
 mod validate;
 
-pub use build::{build_topology, BuildError};
+pub use build::{build_topology, is_synthetic_rule, parse_action, rule_finding, BuildError};
 pub use findings::{Finding, FindingCode, Severity};
 pub use provider::{KeyMode, SimulatedProvider, SiteKeys};
 pub use topology::*;

@@ -8,9 +8,12 @@
 use serde_json::{Map, Value as Json};
 use subnetlock_access::{
     parse_header_filters_with_warnings, parse_source_with_warnings, Action, Outcome, Rule,
-    RuleError, RuleList, SiteKind, SourceCondition, SYNTHETIC_RULE_PRIORITY,
+    RuleError, RuleList, SiteKind, SourceCondition,
 };
-use subnetlock_model::{Finding, FindingCode, Severity, Site, UnknownRule};
+use subnetlock_model::{
+    is_synthetic_rule, parse_action, rule_finding, Finding, FindingCode, Severity, Site,
+    UnknownRule,
+};
 
 use crate::build::{blocks, strings};
 use crate::plan::{Plan, PlanResource, Resolved, Step};
@@ -44,7 +47,7 @@ pub(crate) fn read_list(
     // or Deny is reported and read as Deny, so that a failing plan is never shown as open.
     let default_action = match config.get(default_key) {
         None | Some(Json::Null) => None,
-        Some(Json::String(text)) if read_action(text).is_some() => read_action(text),
+        Some(Json::String(text)) if parse_action(text).is_some() => parse_action(text),
         Some(other) => {
             findings.push(
                 Finding::new(
@@ -88,7 +91,7 @@ pub(crate) fn read_list(
                             .at(&site.id, location.clone()),
                     );
                 }
-                if is_synthetic_entry(&rule) {
+                if is_synthetic_rule(&rule) {
                     findings.push(
                         Finding::new(
                             FindingCode::SL014,
@@ -295,32 +298,12 @@ fn note_unknown_list(
     });
 }
 
-fn rule_finding(error: &RuleError, index: usize, kind: SiteKind, site_name: &str) -> Finding {
-    let outcome = error.outcome();
-    // Rules that Azure or its tooling rejects are errors; silent ones are warnings.
-    let severity = match outcome {
-        Outcome::Silent => Severity::Warning,
-        _ => Severity::Error,
-    };
-    let mut message = format!("rule {index} of the {kind} site of `{site_name}`: {error}");
-    if let Some(azure) = error.azure_message() {
-        message.push_str(&format!(" (Azure: {azure})"));
-    }
-    let help = match miette::Diagnostic::help(error) {
-        Some(help) => help.to_string(),
-        None => "write the rule as azurerm documents it: `ip_address` in CIDR form, `service_tag`, or `virtual_network_subnet_id`".to_owned(),
-    };
-    Finding::new(FindingCode::SL001, severity, message)
-        .outcome(outcome)
-        .help(help)
-}
-
 /// Reads a rule's `action`: `Allow` or `Deny`, ignoring case; absent means `Allow`, the
 /// provider's default.
 fn read_rule_action(value: Option<&Json>) -> Result<Action, RuleError> {
     match value {
         None | Some(Json::Null) => Ok(Action::Allow),
-        Some(Json::String(text)) => read_action(text).ok_or_else(|| RuleError::InvalidAction {
+        Some(Json::String(text)) => parse_action(text).ok_or_else(|| RuleError::InvalidAction {
             value: text.clone(),
         }),
         Some(other) => Err(RuleError::InvalidAction {
@@ -353,22 +336,6 @@ fn placeholder(entry: &Map<String, Json>, index: usize) -> Rule {
         source: SourceCondition::Ranges(Vec::new()),
         headers: Default::default(),
         index,
-    }
-}
-
-fn is_synthetic_entry(rule: &Rule) -> bool {
-    rule.priority == SYNTHETIC_RULE_PRIORITY
-        && rule.source == SourceCondition::Any
-        && rule.headers.is_empty()
-}
-
-fn read_action(text: &str) -> Option<Action> {
-    if text.eq_ignore_ascii_case("allow") {
-        Some(Action::Allow)
-    } else if text.eq_ignore_ascii_case("deny") {
-        Some(Action::Deny)
-    } else {
-        None
     }
 }
 
