@@ -1009,7 +1009,7 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
     let (headers, header_warnings) = parse_header_filters_with_warnings(&header_entries)?;
     warnings.extend(header_warnings);
 
-    // NOTE: Azure's defaults for a rule without `action` or `priority` are not documented; an
+    // NOTE: Azure's defaults for a rule without `action` or `priority` are not documented. An
     // App Gateway quickstart template omits both and is meant to allow its address, so a
     // missing action reads as Allow and a missing priority as 0.
     let action = read_rule_action(entry.get("action"))?;
@@ -1058,8 +1058,8 @@ fn read_rule_priority(value: Option<&Value>) -> Result<i64, RuleError> {
     }
 }
 
-/// A rule that stands for one whose source is unknown offline: it never matches, and keeps the
-/// priority, action and name when those are known.
+/// Builds a rule that stands for one whose source is unknown offline: it never matches, and it
+/// keeps the priority, action and name when those are known.
 fn unknown_placeholder(entry: &Value, index: usize) -> Rule {
     Rule {
         name: entry.get("name").and_then(Value::as_str).map(str::to_owned),
@@ -1071,7 +1071,7 @@ fn unknown_placeholder(entry: &Value, index: usize) -> Rule {
     }
 }
 
-/// Whether `rule` is what Azure treats as its own synthetic "Allow all"/"Deny all" entry
+/// Returns whether `rule` is what Azure treats as its own synthetic "Allow all"/"Deny all" entry
 /// (`Any` at priority 2147483647, no header filters), which it drops from a written list.
 pub fn is_synthetic_rule(rule: &Rule) -> bool {
     rule.priority == subnetlock_access::SYNTHETIC_RULE_PRIORITY
