@@ -656,7 +656,7 @@ impl Builder<'_> {
                     });
                     // The rule exists even though it cannot be read: it keeps the list
                     // non-empty, so unmatched traffic still meets the implicit deny all. Offline
-                    // it matches nothing; the rows it could change say so.
+                    // it matches nothing, and the rows it could change are marked.
                     list.rules.push(unknown_placeholder(entry, index));
                 }
                 Err(error) => {
