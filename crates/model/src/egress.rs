@@ -26,7 +26,7 @@ use subnetlock_access::{Entry, ServiceTagTable, SiteKind, Source, SubnetId};
 
 use crate::topology::{Site, Subnet, Topology, PRIVATE_LINK_ZONE};
 
-/// How a request travelled from its caller to an App Service front end.
+/// The route a request took from its caller to an App Service front end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EgressPath {
@@ -231,7 +231,7 @@ fn through_vnet(
     }
 }
 
-/// Where a request from a subnet goes, as network security group rules see it.
+/// The destination of a request from a subnet, as network security group rules see it.
 #[derive(Clone, Copy, Debug)]
 enum NsgDestination {
     /// The public address of an App Service front end (service tags `AppService`, `Internet`).
@@ -407,7 +407,7 @@ fn private_endpoint_seen_from(
         })
 }
 
-/// The App Service Environment hosting `target` when it sits in the caller's VNet.
+/// Finds the App Service Environment hosting `target` when it sits in the caller's VNet.
 fn environment_seen_from(
     topology: &Topology,
     subnet: &Subnet,
@@ -566,7 +566,7 @@ fn from_subnet(
     }
 }
 
-/// A caller on the internet.
+/// Returns the egress of a caller on the internet.
 pub fn from_internet(address: IpAddr) -> Egress {
     Egress {
         source: Source::internet(address),
@@ -585,7 +585,8 @@ pub const INTERNET_SAMPLE: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
 pub const INTERNET_SAMPLE_V6: IpAddr =
     IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
 
-/// The synthetic shared outbound address of a plan, in 198.18.0.0/15 (RFC 2544, never routed).
+/// Returns the synthetic shared outbound address of a plan, in 198.18.0.0/15 (RFC 2544, never
+/// routed).
 ///
 /// Azure's real addresses are shared by every tenant on the scale unit; the synthetic one is
 /// stable per plan so that `check` and `up` agree.
@@ -599,13 +600,13 @@ pub fn shared_outbound_address(plan_id: &str) -> IpAddr {
     ))
 }
 
-/// The synthetic public address of a subnet's NAT gateway or default route, also in
+/// Returns the synthetic public address of a subnet's NAT gateway or default route, also in
 /// 198.18.0.0/15.
 pub fn public_address_of_subnet(subnet: &SubnetId) -> IpAddr {
     shared_outbound_address(&format!("nat:{}", subnet.as_str()))
 }
 
-/// The synthetic address the front end shows for service-endpoint traffic: an IPv6 ULA in
+/// Returns the synthetic address the front end shows for service-endpoint traffic: an IPv6 ULA in
 /// `fd00::/8`, as App Service shows in `x-ms-forbidden-ip` for such callers (observed
 /// `fd00::1002:fc01:3000:2000:1000`, <https://milkyware.github.io/azure/routing-azure-app-service-traffic-between-tenants-with-service-endpoints>).
 pub fn service_endpoint_address(subnet: &SubnetId) -> IpAddr {
