@@ -119,7 +119,7 @@ fn check_integration(topology: &Topology, site: &Site, findings: &mut Vec<Findin
     }
 
     // Regional VNet integration needs an unused subnet: the platform cannot delegate a subnet
-    // that already holds a private endpoint's NIC
+    // that already contains a private endpoint's NIC
     // (https://github.com/MicrosoftDocs/azure-docs/issues/88108).
     if let Some(endpoint) = topology
         .private_endpoints
@@ -487,13 +487,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn private_endpoint_plan_support() {
-        let endpoint = serde_json::json!({
+    /// A private endpoint (group id `sites`) that targets site `app`.
+    fn site_private_endpoint() -> serde_json::Value {
+        serde_json::json!({
             "type": "Microsoft.Network/privateEndpoints", "apiVersion": "2023-09-01", "name": "pe",
             "properties": { "privateLinkServiceConnections": [{ "name": "sites", "properties": {
                 "groupIds": ["sites"], "privateLinkServiceId": "[resourceId('Microsoft.Web/sites', 'app')]" } }] }
-        });
+        })
+    }
+
+    #[test]
+    fn private_endpoint_plan_support() {
+        let endpoint = site_private_endpoint();
         for (sku, expected) in [("Y1", true), ("F1", true), ("S1", false), ("EP1", false)] {
             let topology = topology(sku, serde_json::json!({}), std::slice::from_ref(&endpoint));
             assert_eq!(has(&topology, FindingCode::SL017), expected, "{sku}");
@@ -502,11 +507,7 @@ mod tests {
 
     #[test]
     fn subnet_rule_with_private_endpoint() {
-        let endpoint = serde_json::json!({
-            "type": "Microsoft.Network/privateEndpoints", "apiVersion": "2023-09-01", "name": "pe",
-            "properties": { "privateLinkServiceConnections": [{ "name": "sites", "properties": {
-                "groupIds": ["sites"], "privateLinkServiceId": "[resourceId('Microsoft.Web/sites', 'app')]" } }] }
-        });
+        let endpoint = site_private_endpoint();
         let rules = serde_json::json!({ "siteConfig": { "ipSecurityRestrictions": [
             { "ipAddress": "AnyVnets", "action": "Allow", "priority": 100 } ] } });
         let with_endpoint = topology("S1", rules.clone(), std::slice::from_ref(&endpoint));
