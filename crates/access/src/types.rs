@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// What a rule, a default action or a decision does with a request.
+/// The effect of a rule, a default action or a decision on a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Action {
     Allow,
@@ -38,7 +38,8 @@ impl SubnetId {
         &self.0
     }
 
-    /// The id of the virtual network that contains this subnet: everything before `/subnets/`.
+    /// Returns the id of the virtual network that contains this subnet: everything before
+    /// `/subnets/`.
     pub fn vnet_id(&self) -> &str {
         match self.0.to_ascii_lowercase().rfind("/subnets/") {
             Some(at) => &self.0[..at],
@@ -46,7 +47,7 @@ impl SubnetId {
         }
     }
 
-    /// The subnet's own name, the last segment of the id.
+    /// Returns the subnet's own name, the last segment of the id.
     pub fn name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
@@ -165,7 +166,7 @@ pub struct SiteAccess {
     pub has_private_endpoint: bool,
 }
 
-/// Which of the app's two host names a request addressed.
+/// The one of the app's two host names that a request addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SiteKind {
     /// `<app>.azurewebsites.net` and custom domains.
@@ -183,7 +184,7 @@ impl fmt::Display for SiteKind {
     }
 }
 
-/// How the request reached the front end.
+/// The entry through which the request reached the front end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Entry {
     /// The public `*.azurewebsites.net` address.
@@ -211,7 +212,8 @@ pub struct Source {
 }
 
 impl Source {
-    /// A caller on the internet (or any public address) with no VNet identity.
+    /// Builds the source of a caller on the internet (or any public address) with no VNet
+    /// identity.
     pub fn internet(address: IpAddr) -> Self {
         Source {
             address,
@@ -283,7 +285,7 @@ pub struct Request<'a> {
     pub headers: &'a dyn HeaderLookup,
 }
 
-/// The engine's answer for one request.
+/// The engine's decision for one request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub verdict: Action,

@@ -214,7 +214,7 @@ impl Inputs {
         Ok(topology)
     }
 
-    /// The topology of the deployment already in place, when `--previous` names one.
+    /// Builds the topology of the deployment already in place, when `--previous` names one.
     pub fn previous_topology(&self) -> Result<Option<Topology>> {
         match &self.previous {
             Some(path) => self.topology_of(path).map(Some),

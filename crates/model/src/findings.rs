@@ -7,7 +7,7 @@ use serde::Serialize;
 use subnetlock_access::Outcome;
 use subnetlock_arm::SourceLocation;
 
-/// How serious a finding is for the person who wrote the template.
+/// The seriousness of a finding for the person who wrote the template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -148,12 +148,12 @@ impl Finding {
         self
     }
 
-    /// Whether Azure would fail the deployment because of this finding.
+    /// Returns whether Azure would fail the deployment because of this finding.
     pub fn fails_deployment(&self) -> bool {
         self.outcome == Some(Outcome::DeployFails)
     }
 
-    /// Whether `up` refuses to deploy because of this finding: Azure fails the deployment, or
+    /// Returns whether `up` rejects the deployment because of this finding: Azure fails the deployment, or
     /// the finding is an access-restriction rule that Azure's tooling rejects. The server's
     /// handling of such rules (a ninth range, an unsupported header) is undocumented, so the
     /// emulator rejects them rather than guess what they match.

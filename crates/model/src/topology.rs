@@ -130,7 +130,7 @@ pub struct Subnet {
 }
 
 impl Subnet {
-    /// Whether traffic from this subnet to App Service carries the subnet identity.
+    /// Returns whether traffic from this subnet to App Service carries the subnet identity.
     pub fn has_web_service_endpoint(&self) -> bool {
         self.service_endpoints
             .iter()
@@ -143,7 +143,7 @@ impl Subnet {
             .any(|name| name.eq_ignore_ascii_case(service))
     }
 
-    /// The IPv4 prefix length of the first address prefix, when it is IPv4.
+    /// Returns the IPv4 prefix length of the first address prefix, when it is IPv4.
     pub fn ipv4_prefix_length(&self) -> Option<u8> {
         self.address_prefixes.iter().find_map(|prefix| {
             let (address, length) = prefix.split_once('/')?;
@@ -262,7 +262,7 @@ pub struct Plan {
     pub declared_at: SourceLocation,
 }
 
-/// Which property set up a site's regional VNet integration.
+/// The property that set up a site's regional VNet integration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum IntegrationSource {
     /// `properties.virtualNetworkSubnetId` on the site.
@@ -281,7 +281,7 @@ pub struct VnetIntegration {
     pub declared_at: SourceLocation,
 }
 
-/// Whether all outbound traffic of a site enters its VNet, and which settings said so.
+/// Whether all outbound traffic of a site enters its VNet, and the settings that turned it on.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RouteAll {
     pub enabled: bool,

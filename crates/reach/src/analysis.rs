@@ -12,7 +12,7 @@ use subnetlock_arm::Value;
 use subnetlock_model::egress::{self, Egress};
 use subnetlock_model::{Finding, FindingCode, Severity, Site, Topology};
 
-/// What kind of caller a row is about.
+/// The kind of caller a row is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallerKind {
@@ -28,7 +28,7 @@ pub struct CallerSpec {
     pub kind: CallerKind,
     /// `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`.
     pub label: String,
-    /// Why this caller is in the matrix, for example the rule whose range it samples.
+    /// The reason this caller is in the matrix, for example the rule whose range it samples.
     pub note: Option<String>,
 }
 
@@ -65,7 +65,7 @@ pub struct AppCall {
     pub from_site: String,
     pub to_site: String,
     pub to_kind: SiteKind,
-    /// The app setting that holds the URL.
+    /// The app setting that contains the URL.
     pub setting: String,
     /// The URL path, without the query string.
     pub path: String,
@@ -83,7 +83,7 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
 }
 
-/// No request headers: the matrix asks about plain requests.
+/// No request headers: the matrix is about plain requests.
 struct NoHeaders;
 
 impl HeaderLookup for NoHeaders {
@@ -146,7 +146,7 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
     }
 }
 
-/// The callers worth trying: the internet from a documentation address, one address inside
+/// Lists the callers worth trying: the internet from a documentation address, one address inside
 /// each IP range a rule names, each subnet, and each app.
 fn callers(topology: &Topology) -> Vec<CallerSpec> {
     let mut callers = vec![CallerSpec {
@@ -222,7 +222,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     callers
 }
 
-/// An address inside a range: the first host address where the range has one.
+/// Returns an address inside a range: the first host address where the range has one.
 fn sample_address(network: IpAddr, prefix: u8) -> IpAddr {
     match network {
         IpAddr::V4(v4) if prefix < 31 => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 1)),
