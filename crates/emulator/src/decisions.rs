@@ -46,6 +46,10 @@ pub const MAX_RECORDS_IN_MEMORY: usize = 100_000;
 /// Longest time a record waits in the file buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Size of the file buffer. A record is about 500 bytes, so under load one write carries about
+/// a hundred records.
+const FILE_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Thread-safe decision log.
 pub struct DecisionLog {
     inner: Mutex<Inner>,
@@ -70,7 +74,7 @@ impl DecisionLog {
             inner: Mutex::new(Inner {
                 records: VecDeque::new(),
                 next_sequence: 1,
-                file: file.map(BufWriter::new),
+                file: file.map(|file| BufWriter::with_capacity(FILE_BUFFER_BYTES, file)),
                 last_flush: Instant::now(),
             }),
             path,
@@ -89,10 +93,11 @@ impl DecisionLog {
         let sequence = record.sequence;
 
         if inner.file.is_some() {
-            let line = serde_json::to_string(&record).unwrap_or_default();
             let flush_due = inner.last_flush.elapsed() >= FLUSH_INTERVAL;
             if let Some(file) = inner.file.as_mut() {
-                let mut written = writeln!(file, "{line}");
+                let mut written = serde_json::to_writer(&mut *file, &record)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| file.write_all(b"\n"));
                 if written.is_ok() && flush_due {
                     written = file.flush();
                 }

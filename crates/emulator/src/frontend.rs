@@ -232,9 +232,12 @@ fn add_forwarding_headers(request: &mut Request<Bytes>, source: &Source, scheme:
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }
-    if let Ok(value) = HeaderValue::from_str(scheme) {
-        headers.insert("x-forwarded-proto", value);
-    }
+    let proto = if scheme == "https" {
+        HeaderValue::from_static("https")
+    } else {
+        HeaderValue::from_static("http")
+    };
+    headers.insert("x-forwarded-proto", proto);
 }
 
 /// Maps an IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`) to its IPv4 address, as the peer is an
@@ -296,11 +299,13 @@ async fn serve_connection<I>(
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let source = Source::internet(canonical_peer(peer.ip()));
+    let caller: Arc<str> = Arc::from(format!("direct:{}", source.address));
     let service = service_fn(move |request: Request<Incoming>| {
         let front_end = front_end.clone();
+        let source = source.clone();
+        let caller = caller.clone();
         async move {
-            let source = Source::internet(canonical_peer(peer.ip()));
-            let caller = format!("direct:{}", source.address);
             let response = match read_body(request).await {
                 Ok(request) => front_end.dispatch(request, source, &caller, scheme).await,
                 Err(response) => response,
@@ -308,7 +313,11 @@ async fn serve_connection<I>(
             Ok::<_, std::convert::Infallible>(response.map(Full::new))
         }
     });
-    if let Err(error) = http1::Builder::new().serve_connection(io, service).await {
+    if let Err(error) = http1::Builder::new()
+        .writev(false)
+        .serve_connection(io, service)
+        .await
+    {
         tracing::debug!(%error, %peer, "front-end connection ended with an error");
     }
 }

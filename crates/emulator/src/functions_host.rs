@@ -22,10 +22,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -33,8 +29,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::handler_client::{HandlerClient, OutboundRequest, SendError};
+
 /// Version reported to handlers in `X-Azure-Functions-HostVersion` and `User-Agent`.
 pub const HOST_VERSION: &str = "4.x-subnetlock";
+
+/// `User-Agent` of requests to the handler.
+const HOST_USER_AGENT: &str = "Azure-Functions-Host/4.x-subnetlock";
 
 /// Time a handler gets to respond to its first HTTP request. The Functions docs give handlers
 /// 60 seconds to start.
@@ -324,16 +325,10 @@ impl FunctionsHost {
     /// Starts the handler and waits until it responds to HTTP.
     pub async fn start(config: HostConfig) -> Result<Arc<FunctionsHost>, HostError> {
         let routes = compile_routes(&config.app)?;
-        // Connections to the handler are pooled: opening one per request costs most of the
-        // front end's throughput. A restarted handler listens on a new port, so the pool never
-        // reuses a connection to a dead one; a pooled connection that the handler closes while
-        // idle is retried by the client before the request is sent.
-        // Nagle's algorithm would hold back small writes on these keep-alive connections.
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        // Connections to the handler are kept alive and reused: opening one per request costs
+        // most of the front end's throughput. A restarted handler listens on a new port, so
+        // no connection to a dead process is reused.
+        let client = HandlerClient::new(MAX_BODY_BYTES);
         let (state, _) = watch::channel(WorkerState::Starting);
 
         let shared = Arc::new(Shared {
@@ -368,8 +363,8 @@ impl FunctionsHost {
     pub async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
         let shared = &self.shared;
 
-        let path = request.uri().path().to_string();
-        let function = match shared.route(&path, request.method()) {
+        let path = request.uri().path();
+        let function = match shared.route(path, request.method()) {
             RouteResult::Found(function) => function,
             RouteResult::NotFound => return empty_response(StatusCode::NOT_FOUND),
             RouteResult::MethodNotAllowed(allowed) => {
@@ -986,6 +981,7 @@ fn compile_routes(app: &FunctionApp) -> Result<Vec<CompiledRoute>, HostError> {
             let template = RouteTemplate::parse(&function.name, route)?;
             Ok(CompiledRoute {
                 def: function.clone(),
+                precedence: template.precedence(),
                 template,
             })
         })
@@ -1020,18 +1016,6 @@ const STDERR_TAIL_LINES: usize = 20;
 /// Maximum length in bytes of an output line forwarded to tracing in one event.
 const MAX_LINE_BYTES: usize = 16 * 1024;
 
-/// Hop-by-hop headers that are not copied between the caller and the handler.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WorkerState {
     Starting,
@@ -1042,6 +1026,8 @@ enum WorkerState {
 struct CompiledRoute {
     def: FunctionDef,
     template: RouteTemplate,
+    /// [`RouteTemplate::precedence`], computed once.
+    precedence: Vec<u8>,
 }
 
 struct Shared {
@@ -1053,7 +1039,7 @@ struct Shared {
     startup_timeout: Duration,
     state: watch::Sender<WorkerState>,
     restarts: AtomicU32,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HandlerClient,
 }
 
 struct RouteMatch<'a> {
@@ -1092,29 +1078,27 @@ impl Shared {
             segments.pop();
         }
 
-        let prefix: Vec<&str> = self
+        let mut prefix = self
             .app
             .route_prefix
             .split('/')
-            .filter(|segment| !segment.is_empty())
-            .collect();
-        if segments.len() < prefix.len()
-            || !prefix
-                .iter()
-                .zip(&segments)
-                .all(|(expected, actual)| expected.eq_ignore_ascii_case(actual))
-        {
-            return RouteResult::NotFound;
+            .filter(|segment| !segment.is_empty());
+        let mut prefix_length = 0;
+        for expected in prefix.by_ref() {
+            match segments.get(prefix_length) {
+                Some(actual) if expected.eq_ignore_ascii_case(actual) => prefix_length += 1,
+                _ => return RouteResult::NotFound,
+            }
         }
-        let rest = segments.get(prefix.len()..).unwrap_or_default();
+        let rest = segments.get(prefix_length..).unwrap_or_default();
 
-        let mut candidates: Vec<(Vec<u8>, RouteMatch)> = self
+        let candidates: Vec<(&[u8], RouteMatch)> = self
             .routes
             .iter()
             .filter_map(|route| {
                 route.template.matches(rest).map(|params| {
                     (
-                        route.template.precedence(),
+                        route.precedence.as_slice(),
                         RouteMatch {
                             def: &route.def,
                             params,
@@ -1127,28 +1111,36 @@ impl Shared {
             return RouteResult::NotFound;
         }
 
-        let mut allowed: Vec<String> = Vec::new();
-        for (_, candidate) in &candidates {
-            if let Some(methods) = &candidate.def.methods {
-                for allowed_method in methods {
-                    if !allowed.iter().any(|m| m == allowed_method.as_str()) {
-                        allowed.push(allowed_method.to_string());
-                    }
-                }
-            }
-        }
-
-        candidates.retain(|(_, candidate)| {
+        let accepts_method = |candidate: &RouteMatch| {
             candidate
                 .def
                 .methods
                 .as_ref()
                 .is_none_or(|methods| methods.contains(method))
-        });
-        candidates.sort_by(|(a, _), (b, _)| a.cmp(b));
-        match candidates.into_iter().next() {
+        };
+        if !candidates
+            .iter()
+            .any(|(_, candidate)| accepts_method(candidate))
+        {
+            let mut allowed: Vec<String> = Vec::new();
+            for (_, candidate) in &candidates {
+                for allowed_method in candidate.def.methods.iter().flatten() {
+                    if !allowed.iter().any(|m| m == allowed_method.as_str()) {
+                        allowed.push(allowed_method.to_string());
+                    }
+                }
+            }
+            return RouteResult::MethodNotAllowed(allowed);
+        }
+
+        // The most specific route wins, and among equals the first declared one.
+        match candidates
+            .into_iter()
+            .filter(|(_, candidate)| accepts_method(candidate))
+            .min_by_key(|(precedence, _)| *precedence)
+        {
             Some((_, found)) => RouteResult::Found(found),
-            None => RouteResult::MethodNotAllowed(allowed),
+            None => RouteResult::NotFound,
         }
     }
 
@@ -1161,12 +1153,13 @@ impl Shared {
         // A present `x-functions-key` header wins over `code`, even when it is empty, as in
         // the host's `AuthenticationLevelHandler` (Azure/azure-functions-host).
         let key = match request.headers().get("x-functions-key") {
-            Some(value) => String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            None => query_pairs(request.uri().query())
-                .into_iter()
-                .find(|(name, _)| name == "code")
-                .map(|(_, value)| value)
-                .unwrap_or_default(),
+            Some(value) => String::from_utf8_lossy(value.as_bytes()),
+            None => {
+                url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+                    .find(|(name, _)| name == "code")
+                    .map(|(_, value)| value)
+                    .unwrap_or_default()
+            }
         };
         if key.is_empty() {
             return false;
@@ -1273,34 +1266,22 @@ impl Shared {
 
     /// Sends the original request to the handler at the original path.
     async fn forward(&self, port: u16, request: &Request<Bytes>) -> Attempt {
-        let path_and_query = request
+        let target = request
             .uri()
             .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
-
-        let mut outbound = Request::new(Full::new(request.body().clone()));
-        *outbound.method_mut() = request.method().clone();
-        *outbound.headers_mut() = strip_hop_by_hop(request.headers().clone());
-        match format!("http://127.0.0.1:{port}{path_and_query}").parse() {
-            Ok(uri) => *outbound.uri_mut() = uri,
-            Err(_) => {
-                return Attempt::Done(text_response(
-                    StatusCode::BAD_REQUEST,
-                    "invalid request path\n",
-                ))
-            }
-        }
-        add_host_headers(outbound.headers_mut());
-
-        let response = match self.send(outbound).await {
-            Ok(response) => response,
-            Err(attempt) => return attempt,
+            .map_or("/", |path_and_query| path_and_query.as_str());
+        let extra_headers = host_headers();
+        let outbound = OutboundRequest {
+            method: request.method(),
+            target,
+            headers: request.headers(),
+            extra_headers: &extra_headers,
+            body: request.body(),
         };
-
-        let (mut parts, body) = response.into_parts();
-        parts.headers = strip_hop_by_hop(parts.headers);
-        Attempt::Done(Response::from_parts(parts, body))
+        match self.send(port, &outbound).await {
+            Ok(response) => Attempt::Done(response),
+            Err(attempt) => attempt,
+        }
     }
 
     /// Invokes the function through the JSON contract: POST `/<functionName>` with the
@@ -1329,19 +1310,22 @@ impl Shared {
         let function_path: String =
             percent_encoding::utf8_percent_encode(&def.name, percent_encoding::NON_ALPHANUMERIC)
                 .collect();
-        let mut outbound = Request::new(Full::new(Bytes::from(body)));
-        *outbound.method_mut() = Method::POST;
-        match format!("http://127.0.0.1:{port}/{function_path}").parse() {
-            Ok(uri) => *outbound.uri_mut() = uri,
-            Err(_) => return Attempt::Done(empty_response(StatusCode::INTERNAL_SERVER_ERROR)),
-        }
-        outbound.headers_mut().insert(
+        let target = format!("/{function_path}");
+        let mut headers = HeaderMap::new();
+        headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        add_host_headers(outbound.headers_mut());
+        let extra_headers = host_headers();
+        let outbound = OutboundRequest {
+            method: &Method::POST,
+            target: &target,
+            headers: &headers,
+            extra_headers: &extra_headers,
+            body: &body,
+        };
 
-        let response = match self.send(outbound).await {
+        let response = match self.send(port, &outbound).await {
             Ok(response) => response,
             Err(attempt) => return attempt,
         };
@@ -1388,30 +1372,26 @@ impl Shared {
     }
 
     /// Sends a request to the handler and buffers the response body.
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Bytes>, Attempt> {
-        let sent = tokio::time::timeout(INVOCATION_TIMEOUT, self.client.request(request)).await;
-        let response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) if error.is_connect() => {
-                return Err(Attempt::Unreachable(error.to_string()));
+    async fn send(
+        &self,
+        port: u16,
+        request: &OutboundRequest<'_>,
+    ) -> Result<Response<Bytes>, Attempt> {
+        let sent = tokio::time::timeout(INVOCATION_TIMEOUT, self.client.send(port, request)).await;
+        match sent {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error @ SendError::Connect { .. })) => {
+                Err(Attempt::Unreachable(error.to_string()))
             }
-            Ok(Err(error)) => {
-                return Err(Attempt::Done(bad_gateway(&self.site, &error.to_string())));
-            }
+            Ok(Err(error)) => Err(Attempt::Done(bad_gateway(&self.site, &error.to_string()))),
             Err(_) => {
                 // NOTE: the status App Service returns for its 230-second limit is not
                 // verified, so this uses 504, the gateway convention.
-                return Err(Attempt::Done(text_response(
+                Err(Attempt::Done(text_response(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the custom handler did not respond within 230 seconds\n",
-                )));
+                )))
             }
-        };
-
-        let (parts, body) = response.into_parts();
-        match Limited::new(body, MAX_BODY_BYTES).collect().await {
-            Ok(collected) => Ok(Response::from_parts(parts, collected.to_bytes())),
-            Err(error) => Err(Attempt::Done(bad_gateway(&self.site, &error.to_string()))),
         }
     }
 }
@@ -1631,34 +1611,26 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-fn add_host_headers(headers: &mut HeaderMap) {
-    if let Ok(id) = HeaderValue::from_str(&new_uuid_v4()) {
-        headers.insert("x-azure-functions-invocationid", id);
-    }
-    headers.insert(
-        "x-azure-functions-hostversion",
-        HeaderValue::from_static(HOST_VERSION),
-    );
-    if let Ok(agent) = HeaderValue::from_str(&format!("Azure-Functions-Host/{HOST_VERSION}")) {
-        headers.insert(header::USER_AGENT, agent);
-    }
-}
-
-fn strip_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers
+/// The headers the Functions host sets on every request to the handler, replacing any the
+/// caller sent under the same names.
+fn host_headers() -> [(HeaderName, HeaderValue); 3] {
+    // A UUID contains only hexadecimal digits and hyphens, which are valid header bytes.
+    let invocation_id = HeaderValue::from_str(&new_uuid_v4())
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"));
+    [
+        (
+            HeaderName::from_static("x-azure-functions-invocationid"),
+            invocation_id,
+        ),
+        (
+            HeaderName::from_static("x-azure-functions-hostversion"),
+            HeaderValue::from_static(HOST_VERSION),
+        ),
+        (
+            header::USER_AGENT,
+            HeaderValue::from_static(HOST_USER_AGENT),
+        ),
+    ]
 }
 
 fn empty_response(status: StatusCode) -> Response<Bytes> {
@@ -1695,18 +1667,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Formats 16 random bytes as a version 4 UUID.
 fn new_uuid_v4() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = rand::random();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut text = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        text.push(char::from(HEX[usize::from(byte >> 4)]));
+        text.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 fn random_key() -> String {
@@ -1884,15 +1857,17 @@ async fn wait_ready(shared: &Shared, worker: &mut Worker) -> Result<(), HostErro
     }
 }
 
-async fn probe(client: &Client<HttpConnector, Full<Bytes>>, port: u16, timeout: Duration) -> bool {
-    let Ok(uri) = format!("http://127.0.0.1:{port}/").parse::<http::Uri>() else {
-        return false;
+async fn probe(client: &HandlerClient, port: u16, timeout: Duration) -> bool {
+    let extra_headers = host_headers();
+    let request = OutboundRequest {
+        method: &Method::GET,
+        target: "/",
+        headers: &HeaderMap::new(),
+        extra_headers: &extra_headers,
+        body: &[],
     };
-    let mut request = Request::new(Full::new(Bytes::new()));
-    *request.uri_mut() = uri;
-    add_host_headers(request.headers_mut());
     matches!(
-        tokio::time::timeout(timeout, client.request(request)).await,
+        tokio::time::timeout(timeout, client.send(port, &request)).await,
         Ok(Ok(_))
     )
 }
@@ -2195,6 +2170,9 @@ mod tests {
         assert_eq!(id.len(), 36);
         assert_eq!(id.as_bytes()[14], b'4');
         assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
+        let hyphens: Vec<usize> = id.match_indices('-').map(|(at, _)| at).collect();
+        assert_eq!(hyphens, vec![8, 13, 18, 23]);
+        assert!(id.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit()));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod decisions;
 pub mod egress;
 pub mod frontend;
 pub mod functions_host;
+mod handler_client;
 mod pages;
 mod runtime;
 pub mod tls;

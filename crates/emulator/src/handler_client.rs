@@ -1,0 +1,997 @@
+//! HTTP/1.1 client for the custom handler process.
+//!
+//! Every invocation goes to one process on loopback, so the client keeps a list of idle
+//! keep-alive connections and does each exchange in the calling task: one write for the
+//! request and, for a small response, one read. A general pooled client (hyper-util's legacy
+//! client) runs each connection in a task of its own and passes requests and responses across
+//! channels. On the front end's hot path that hand-off cost more CPU than parsing HTTP did
+//! (measured with `bench/frontend.sh`, recorded in docs/benchmarks.md).
+//!
+//! It implements the client side of RFC 9112 that a handler can use: `Content-Length`,
+//! `chunked` and close-delimited bodies, interim 1xx responses, `HEAD`, and keep-alive.
+
+use std::io;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head (status line and headers) the client reads.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Largest number of response headers.
+const MAX_HEADERS: usize = 128;
+
+/// Largest chunk-size line or trailer line in a chunked body.
+const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
+
+/// Idle connections kept open for reuse.
+const MAX_IDLE: usize = 256;
+
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Bytes requested from the socket per read.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Request headers the client always writes itself, so copies from the caller are skipped.
+const FRAMING_HEADERS: [HeaderName; 2] = [header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
+
+/// Hop-by-hop headers (RFC 9110, section 7.6.1), which a proxy does not forward.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Failure of an exchange with the handler.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// Nothing was sent, so the caller may wait for a restarted handler and try again.
+    #[error("cannot connect to the custom handler on 127.0.0.1:{port}: {source}")]
+    Connect { port: u16, source: io::Error },
+
+    #[error("connection to the custom handler failed: {0}")]
+    Io(#[from] io::Error),
+
+    #[error("the custom handler closed the connection before it sent a complete response")]
+    Closed,
+
+    #[error("invalid response from the custom handler: {0}")]
+    Invalid(String),
+
+    #[error("the custom handler's response body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+/// One request for the handler. The client adds the framing headers (`Host` when missing,
+/// `Content-Length`) and leaves out hop-by-hop headers.
+pub(crate) struct OutboundRequest<'a> {
+    pub method: &'a Method,
+    /// Origin-form target, such as `/api/function-b?code=…`.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    /// Headers written after `headers`, replacing any of the same name there.
+    pub extra_headers: &'a [(HeaderName, HeaderValue)],
+    pub body: &'a [u8],
+}
+
+/// A client for handlers on loopback, shared by every request of one Functions host.
+pub(crate) struct HandlerClient {
+    idle: Mutex<Vec<IdleConnection>>,
+    max_body: usize,
+}
+
+struct IdleConnection {
+    connection: Connection,
+    since: Instant,
+}
+
+struct Connection {
+    port: u16,
+    stream: TcpStream,
+    /// Bytes read from the socket and not yet consumed.
+    buffer: BytesMut,
+}
+
+/// A response read from a connection, and whether the connection can carry another request.
+struct Exchange {
+    response: Response<Bytes>,
+    reusable: bool,
+}
+
+/// How an exchange failed, which decides whether the request may be sent again.
+enum Failure {
+    /// Writing the request failed, so the handler did not receive it whole and cannot have
+    /// acted on it. This happens when the handler closed an idle connection just before use.
+    NotSent(SendError),
+    /// The request went out, so the handler may have acted on it.
+    AfterSending(SendError),
+}
+
+impl HandlerClient {
+    /// Creates a client that buffers response bodies up to `max_body` bytes.
+    pub(crate) fn new(max_body: usize) -> HandlerClient {
+        HandlerClient {
+            idle: Mutex::new(Vec::new()),
+            max_body,
+        }
+    }
+
+    /// Sends `request` to the handler on `port` and reads the whole response.
+    ///
+    /// A reused connection whose write fails is replaced by a new one. Once a request is
+    /// written it is never sent again, whatever its method: the handler may have acted on it
+    /// (a handler that exits while it handles a request would otherwise get it a second time).
+    /// Idle connections that the handler closed are found before the write by
+    /// [`Connection::is_open`].
+    pub(crate) async fn send(
+        &self,
+        port: u16,
+        request: &OutboundRequest<'_>,
+    ) -> Result<Response<Bytes>, SendError> {
+        let encoded = encode_request(port, request);
+        let head_request = request.method == Method::HEAD;
+
+        if let Some(mut connection) = self.checkout(port) {
+            match connection
+                .exchange(&encoded, head_request, self.max_body)
+                .await
+            {
+                Ok(exchange) => return Ok(self.finish(connection, exchange)),
+                Err(Failure::NotSent(error)) => {
+                    tracing::debug!(port, %error, "reused handler connection failed, retrying on a new one");
+                }
+                Err(Failure::AfterSending(error)) => return Err(error),
+            }
+        }
+
+        let mut connection = Connection::open(port).await?;
+        match connection
+            .exchange(&encoded, head_request, self.max_body)
+            .await
+        {
+            Ok(exchange) => Ok(self.finish(connection, exchange)),
+            Err(Failure::NotSent(error) | Failure::AfterSending(error)) => Err(error),
+        }
+    }
+
+    fn finish(&self, connection: Connection, exchange: Exchange) -> Response<Bytes> {
+        if exchange.reusable {
+            self.checkin(connection);
+        }
+        exchange.response
+    }
+
+    /// Takes the most recently used idle connection to `port` that is still open.
+    fn checkout(&self, port: u16) -> Option<Connection> {
+        let mut idle = self.lock_idle();
+        while let Some(candidate) = idle.pop() {
+            // The list is in order of return, so everything before a timed-out connection
+            // timed out too.
+            if candidate.since.elapsed() > IDLE_TIMEOUT {
+                idle.clear();
+                return None;
+            }
+            // Connections to an earlier handler process are closed on the way.
+            if candidate.connection.port == port && candidate.connection.is_open() {
+                return Some(candidate.connection);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, connection: Connection) {
+        let mut idle = self.lock_idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(IdleConnection {
+                connection,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<IdleConnection>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Connection {
+    async fn open(port: u16) -> Result<Connection, SendError> {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|source| SendError::Connect { port, source })?;
+        // Nagle's algorithm would hold back the small writes of a keep-alive exchange.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(port, %error, "cannot set TCP_NODELAY on a handler connection");
+        }
+        Ok(Connection {
+            port,
+            stream,
+            buffer: BytesMut::with_capacity(READ_CHUNK),
+        })
+    }
+
+    /// Checks without blocking that the handler has not closed the idle connection.
+    ///
+    /// The runtime marks the socket readable when a FIN or stray bytes arrive, so an open,
+    /// quiet connection costs no system call here.
+    fn is_open(&self) -> bool {
+        if !self.buffer.is_empty() {
+            return false;
+        }
+        let mut context = Context::from_waker(Waker::noop());
+        match self.stream.poll_read_ready(&mut context) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(error) if error.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        encoded: &[u8],
+        head_request: bool,
+        max_body: usize,
+    ) -> Result<Exchange, Failure> {
+        if let Err(error) = self.stream.write_all(encoded).await {
+            return Err(Failure::NotSent(error.into()));
+        }
+        self.read_response(head_request, max_body)
+            .await
+            .map_err(Failure::AfterSending)
+    }
+
+    /// Reads more bytes into the buffer, returning how many arrived (0 at end of stream).
+    async fn fill(&mut self) -> io::Result<usize> {
+        self.buffer.reserve(READ_CHUNK);
+        self.stream.read_buf(&mut self.buffer).await
+    }
+
+    async fn fill_or_closed(&mut self) -> Result<(), SendError> {
+        match self.fill().await? {
+            0 => Err(SendError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    async fn read_response(
+        &mut self,
+        head_request: bool,
+        max_body: usize,
+    ) -> Result<Exchange, SendError> {
+        let head = loop {
+            let head = self.read_head().await?;
+            match head.status.as_u16() {
+                // 101 would hand the connection over to another protocol.
+                101 => {
+                    return Err(SendError::Invalid(
+                        "101 Switching Protocols is not supported".into(),
+                    ))
+                }
+                // Interim responses such as 100 Continue and 103 Early Hints precede the
+                // final one (RFC 9110, section 15.2).
+                100..=199 => continue,
+                _ => break head,
+            }
+        };
+
+        let framing = body_framing(&head, head_request)?;
+        let body = match framing {
+            Framing::Empty => Bytes::new(),
+            Framing::Length(length) => {
+                if length > max_body as u64 {
+                    return Err(SendError::TooLarge { limit: max_body });
+                }
+                self.read_exact_body(length as usize).await?
+            }
+            Framing::Chunked => self.read_chunked_body(max_body).await?,
+            Framing::UntilClose => self.read_until_close(max_body).await?,
+        };
+
+        // A connection is reused only when the message ended where its framing puts the end and
+        // nothing else was sent after it.
+        let reusable =
+            head.keep_alive && !matches!(framing, Framing::UntilClose) && self.buffer.is_empty();
+
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        Ok(Exchange { response, reusable })
+    }
+
+    async fn read_head(&mut self) -> Result<ResponseHead, SendError> {
+        loop {
+            if let Some((length, head)) = parse_head(&self.buffer)? {
+                self.buffer.advance(length);
+                return Ok(head);
+            }
+            if self.buffer.len() >= MAX_HEAD_BYTES {
+                return Err(SendError::Invalid(format!(
+                    "response head longer than {MAX_HEAD_BYTES} bytes"
+                )));
+            }
+            self.fill_or_closed().await?;
+        }
+    }
+
+    async fn read_exact_body(&mut self, length: usize) -> Result<Bytes, SendError> {
+        while self.buffer.len() < length {
+            self.buffer.reserve(length - self.buffer.len());
+            if self.stream.read_buf(&mut self.buffer).await? == 0 {
+                return Err(SendError::Closed);
+            }
+        }
+        Ok(self.buffer.split_to(length).freeze())
+    }
+
+    async fn read_chunked_body(&mut self, max_body: usize) -> Result<Bytes, SendError> {
+        let mut body = BytesMut::new();
+        loop {
+            let line = self.read_line().await?;
+            let size = parse_chunk_size(&line)?;
+            if size == 0 {
+                break;
+            }
+            if body.len() as u64 + size > max_body as u64 {
+                return Err(SendError::TooLarge { limit: max_body });
+            }
+            let size = size as usize;
+            while self.buffer.len() < size + 2 {
+                self.fill_or_closed().await?;
+            }
+            body.extend_from_slice(&self.buffer[..size]);
+            if &self.buffer[size..size + 2] != b"\r\n" {
+                return Err(SendError::Invalid("chunk data not followed by CRLF".into()));
+            }
+            self.buffer.advance(size + 2);
+        }
+        // Trailer fields are read and dropped: a handler's response trailers have no place
+        // in the buffered response.
+        while !self.read_line().await?.is_empty() {}
+        Ok(body.freeze())
+    }
+
+    async fn read_until_close(&mut self, max_body: usize) -> Result<Bytes, SendError> {
+        loop {
+            if self.buffer.len() > max_body {
+                return Err(SendError::TooLarge { limit: max_body });
+            }
+            if self.fill().await? == 0 {
+                return Ok(self.buffer.split().freeze());
+            }
+        }
+    }
+
+    /// Reads one line of a chunked body, without its CRLF.
+    async fn read_line(&mut self) -> Result<Bytes, SendError> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\r\n") {
+                let line = self.buffer.split_to(end).freeze();
+                self.buffer.advance(2);
+                return Ok(line);
+            }
+            if self.buffer.len() > MAX_CHUNK_LINE_BYTES {
+                return Err(SendError::Invalid(format!(
+                    "chunk-size or trailer line longer than {MAX_CHUNK_LINE_BYTES} bytes"
+                )));
+            }
+            self.fill_or_closed().await?;
+        }
+    }
+}
+
+struct ResponseHead {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// HTTP/1.1 without `Connection: close`.
+    keep_alive: bool,
+    content_length: Option<u64>,
+    /// Whether `Transfer-Encoding` ends with `chunked`, or `None` without the header.
+    chunked: Option<bool>,
+}
+
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+/// Parses a complete response head at the start of `buffer`, returning its length and the
+/// head with hop-by-hop headers removed. `None` means more bytes are needed.
+fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let length = match parsed.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(error) => return Err(SendError::Invalid(error.to_string())),
+    };
+
+    let code = parsed.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| SendError::Invalid(format!("status code {code}")))?;
+    let mut keep_alive = parsed.version == Some(1);
+    let mut content_length: Option<u64> = None;
+    let mut chunked = None;
+    let mut listed_in_connection: Vec<&str> = Vec::new();
+
+    for field in parsed.headers.iter() {
+        let name = field.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let value = parse_content_length(field.value)?;
+            if content_length.is_some_and(|known| known != value) {
+                return Err(SendError::Invalid(
+                    "conflicting Content-Length values".into(),
+                ));
+            }
+            content_length = Some(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let text = std::str::from_utf8(field.value)
+                .map_err(|_| SendError::Invalid("Transfer-Encoding is not ASCII".into()))?;
+            // Only the last coding decides the framing, and a later header field continues
+            // the list of an earlier one.
+            if let Some(last) = text
+                .rsplit(',')
+                .map(str::trim)
+                .find(|coding| !coding.is_empty())
+            {
+                chunked = Some(last.eq_ignore_ascii_case("chunked"));
+            }
+        } else if name.eq_ignore_ascii_case("connection") {
+            let text = std::str::from_utf8(field.value).unwrap_or_default();
+            for token in text.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                }
+                listed_in_connection.push(token);
+            }
+        }
+    }
+
+    // A message with both framings may be an attempt at request smuggling. It is read by its
+    // Transfer-Encoding, and the connection is closed after it (RFC 9112, section 6.3).
+    if chunked.is_some() && content_length.is_some() {
+        keep_alive = false;
+    }
+
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        let skip = HOP_BY_HOP
+            .iter()
+            .chain(listed_in_connection.iter())
+            .any(|hop| field.name.eq_ignore_ascii_case(hop))
+            || field.name.eq_ignore_ascii_case("content-length");
+        if skip {
+            continue;
+        }
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| SendError::Invalid(format!("header name `{}`", field.name)))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| SendError::Invalid(format!("value of header `{}`", field.name)))?;
+        headers.append(name, value);
+    }
+
+    Ok(Some((
+        length,
+        ResponseHead {
+            status,
+            headers,
+            keep_alive,
+            content_length,
+            chunked,
+        },
+    )))
+}
+
+/// Chooses how the response body is delimited (RFC 9112, section 6.3).
+fn body_framing(head: &ResponseHead, head_request: bool) -> Result<Framing, SendError> {
+    let status = head.status.as_u16();
+    if head_request || status == 204 || status == 304 {
+        return Ok(Framing::Empty);
+    }
+    match (head.chunked, head.content_length) {
+        // Transfer-Encoding overrides Content-Length.
+        (Some(true), _) => Ok(Framing::Chunked),
+        (Some(false), _) => Ok(Framing::UntilClose),
+        (None, Some(0)) => Ok(Framing::Empty),
+        (None, Some(length)) => Ok(Framing::Length(length)),
+        (None, None) => Ok(Framing::UntilClose),
+    }
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, SendError> {
+    // A list of identical values is allowed (RFC 9110, section 8.6).
+    let mut result: Option<u64> = None;
+    for item in value.split(|&byte| byte == b',') {
+        let item = item.trim_ascii();
+        let valid = !item.is_empty() && item.iter().all(u8::is_ascii_digit);
+        let parsed = std::str::from_utf8(item)
+            .ok()
+            .filter(|_| valid)
+            .and_then(|text| text.parse::<u64>().ok())
+            .ok_or_else(|| {
+                SendError::Invalid(format!(
+                    "Content-Length `{}`",
+                    String::from_utf8_lossy(value)
+                ))
+            })?;
+        if result.is_some_and(|known| known != parsed) {
+            return Err(SendError::Invalid(
+                "conflicting Content-Length values".into(),
+            ));
+        }
+        result = Some(parsed);
+    }
+    result.ok_or_else(|| SendError::Invalid("empty Content-Length".into()))
+}
+
+/// Parses the hexadecimal size at the start of a chunk-size line, ignoring extensions.
+fn parse_chunk_size(line: &[u8]) -> Result<u64, SendError> {
+    let digits = line
+        .split(|&byte| byte == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let invalid = || SendError::Invalid(format!("chunk size `{}`", String::from_utf8_lossy(line)));
+    if digits.is_empty() || digits.len() > 15 {
+        return Err(invalid());
+    }
+    let text = std::str::from_utf8(digits).map_err(|_| invalid())?;
+    u64::from_str_radix(text, 16).map_err(|_| invalid())
+}
+
+/// Writes the request line, headers and body into one buffer, so that a small request goes
+/// out in one system call.
+fn encode_request(port: u16, request: &OutboundRequest<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + request.body.len());
+    out.extend_from_slice(request.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(request.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let listed_in_connection: Vec<&str> = request
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+
+    let mut has_host = false;
+    for (name, value) in request.headers {
+        let name_text = name.as_str();
+        let skip = FRAMING_HEADERS.contains(name)
+            || HOP_BY_HOP.contains(&name_text)
+            || listed_in_connection
+                .iter()
+                .any(|listed| listed.eq_ignore_ascii_case(name_text))
+            || request.extra_headers.iter().any(|(extra, _)| extra == name);
+        if skip {
+            continue;
+        }
+        has_host |= name == header::HOST;
+        write_header(&mut out, name, value);
+    }
+    for (name, value) in request.extra_headers {
+        has_host |= name == header::HOST;
+        write_header(&mut out, name, value);
+    }
+    if !has_host {
+        out.extend_from_slice(format!("host: 127.0.0.1:{port}\r\n").as_bytes());
+    }
+
+    let has_payload_semantics =
+        matches!(*request.method, Method::POST | Method::PUT | Method::PATCH);
+    if !request.body.is_empty() || has_payload_semantics {
+        out.extend_from_slice(format!("content-length: {}\r\n", request.body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(request.body);
+    out
+}
+
+fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A raw HTTP/1.1 peer on loopback: for each accepted connection it reads one request head
+    /// (and a `Content-Length` body), records it, and writes the next scripted reply. A reply
+    /// of `None` closes the connection instead.
+    struct Peer {
+        port: u16,
+        accepted: Arc<AtomicUsize>,
+        requests: Arc<Mutex<Vec<String>>>,
+    }
+
+    async fn peer(replies: Vec<Option<&'static [u8]>>, close_after_each: bool) -> Peer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (accepted_in, requests_in) = (accepted.clone(), requests.clone());
+        tokio::spawn(async move {
+            let mut replies = replies.into_iter();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                accepted_in.fetch_add(1, Ordering::SeqCst);
+                loop {
+                    let Some(request) = read_request(&mut stream).await else {
+                        break;
+                    };
+                    requests_in.lock().unwrap().push(request);
+                    match replies.next() {
+                        Some(Some(reply)) => {
+                            if stream.write_all(reply).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(None) | None => break,
+                    }
+                    if close_after_each {
+                        break;
+                    }
+                }
+            }
+        });
+        Peer {
+            port,
+            accepted,
+            requests,
+        }
+    }
+
+    async fn read_request(stream: &mut TcpStream) -> Option<String> {
+        let mut data = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&data[..end]).to_string();
+                let length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length: "))
+                    .and_then(|value| value.parse::<usize>().ok())
+                    .unwrap_or(0);
+                while data.len() < end + 4 + length {
+                    let read = stream.read(&mut chunk).await.ok()?;
+                    if read == 0 {
+                        return None;
+                    }
+                    data.extend_from_slice(&chunk[..read]);
+                }
+                return Some(String::from_utf8_lossy(&data[..end + 4 + length]).to_string());
+            }
+            let read = stream.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                return None;
+            }
+            data.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    fn get<'a>(
+        headers: &'a HeaderMap,
+        extra: &'a [(HeaderName, HeaderValue)],
+    ) -> OutboundRequest<'a> {
+        OutboundRequest {
+            method: &Method::GET,
+            target: "/api/function-b?code=k",
+            headers,
+            extra_headers: extra,
+            body: b"",
+        }
+    }
+
+    async fn send_get(client: &HandlerClient, port: u16) -> Result<Response<Bytes>, SendError> {
+        let headers = HeaderMap::new();
+        client.send(port, &get(&headers, &[])).await
+    }
+
+    #[tokio::test]
+    async fn content_length_body_and_reuse() {
+        let reply: &[u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-type: text/plain\r\n\r\n42";
+        let peer = peer(vec![Some(reply), Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        for _ in 0..2 {
+            let response = send_get(&client, peer.port).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.body().as_ref(), b"42");
+            assert_eq!(response.headers()["content-type"], "text/plain");
+            assert!(response.headers().get("content-length").is_none());
+        }
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 1);
+        let requests = peer.requests.lock().unwrap();
+        assert!(requests[0].starts_with("GET /api/function-b?code=k HTTP/1.1\r\n"));
+    }
+
+    #[tokio::test]
+    async fn chunked_body_with_extensions_and_trailers() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+            4;name=value\r\nFunc\r\nb\r\ntion B said\r\n0\r\nx-trailer: 1\r\n\r\n";
+        let peer = peer(vec![Some(reply), Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        for _ in 0..2 {
+            let response = send_get(&client, peer.port).await.unwrap();
+            assert_eq!(response.body().as_ref(), b"Function B said");
+            assert!(response.headers().get("transfer-encoding").is_none());
+        }
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn close_delimited_body_is_not_reused() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end";
+        let peer = peer(vec![Some(reply), Some(reply)], true).await;
+        let client = HandlerClient::new(1024);
+
+        for _ in 0..2 {
+            let response = send_get(&client, peer.port).await.unwrap();
+            assert_eq!(response.body().as_ref(), b"until the end");
+        }
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn interim_response_is_skipped() {
+        let reply: &[u8] =
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
+            HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n";
+        let peer = peer(vec![Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        let response = send_get(&client, peer.port).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert!(response.headers().get("link").is_none());
+    }
+
+    #[tokio::test]
+    async fn head_and_no_content_have_no_body() {
+        let head_reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n";
+        let no_content: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let peer = peer(vec![Some(head_reply), Some(no_content)], false).await;
+        let client = HandlerClient::new(1024);
+        let headers = HeaderMap::new();
+
+        let head = OutboundRequest {
+            method: &Method::HEAD,
+            ..get(&headers, &[])
+        };
+        let response = client.send(peer.port, &head).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.body().is_empty());
+
+        let response = send_get(&client, peer.port).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn idle_connection_closed_by_peer_is_replaced() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx";
+        // The peer replies once per connection and then closes it, as a handler with a short
+        // keep-alive timeout does.
+        let peer = peer(vec![Some(reply), Some(reply)], true).await;
+        let client = HandlerClient::new(1024);
+        let headers = HeaderMap::new();
+
+        send_get(&client, peer.port).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // This passes only because the closed connection is noticed before the request is
+        // written: a written request is never sent twice.
+        let post = OutboundRequest {
+            method: &Method::POST,
+            body: b"payload",
+            ..get(&headers, &[])
+        };
+        let response = client.send(peer.port, &post).await.unwrap();
+        assert_eq!(response.body().as_ref(), b"x");
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 2);
+        let requests = peer.requests.lock().unwrap();
+        assert_eq!(requests.len(), 2, "the POST was sent once");
+        assert!(requests[1].starts_with("POST /api/function-b?code=k HTTP/1.1\r\n"));
+        assert!(requests[1].ends_with("\r\n\r\npayload"));
+    }
+
+    #[tokio::test]
+    async fn request_is_not_resent_after_close() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx";
+        // The second request reaches the peer, which closes without a reply, as a handler
+        // that exits while handling it.
+        let peer = peer(vec![Some(reply), None, Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        send_get(&client, peer.port).await.unwrap();
+        let error = send_get(&client, peer.port).await.unwrap_err();
+        assert!(matches!(error, SendError::Closed), "{error}");
+        assert_eq!(peer.requests.lock().unwrap().len(), 2);
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn closed_without_response_fails() {
+        let peer = peer(vec![None], false).await;
+        let client = HandlerClient::new(1024);
+
+        let error = send_get(&client, peer.port).await.unwrap_err();
+        assert!(matches!(error, SendError::Closed), "{error}");
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = HandlerClient::new(1024);
+
+        let error = send_get(&client, port).await.unwrap_err();
+        assert!(matches!(error, SendError::Connect { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_fail() {
+        let by_length: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n01234567890";
+        let chunked: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+            6\r\n012345\r\n6\r\n678901\r\n0\r\n\r\n";
+        let until_close: &[u8] = b"HTTP/1.1 200 OK\r\n\r\n01234567890";
+        for reply in [by_length, chunked, until_close] {
+            let peer = peer(vec![Some(reply)], true).await;
+            let client = HandlerClient::new(10);
+            let error = send_get(&client, peer.port).await.unwrap_err();
+            assert!(
+                matches!(error, SendError::TooLarge { limit: 10 }),
+                "{error}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_responses_fail() {
+        let cases: [&[u8]; 5] = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nxx",
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            b"NOT HTTP\r\n\r\n",
+        ];
+        for reply in cases {
+            let peer = peer(vec![Some(reply)], true).await;
+            let client = HandlerClient::new(1024);
+            let error = send_get(&client, peer.port).await.unwrap_err();
+            assert!(
+                matches!(error, SendError::Invalid(_)),
+                "{}: {error}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn both_framings_close_the_connection() {
+        let reply: &[u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\ntransfer-encoding: chunked\r\n\r\n\
+            2\r\nok\r\n0\r\n\r\n";
+        let peer = peer(vec![Some(reply), Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        for _ in 0..2 {
+            let response = send_get(&client, peer.port).await.unwrap();
+            assert_eq!(response.body().as_ref(), b"ok");
+        }
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn response_hop_by_hop_headers_are_removed() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: x-private, keep-alive\r\n\
+            keep-alive: timeout=5\r\nx-private: secret\r\nx-public: kept\r\ncontent-length: 0\r\n\r\n";
+        let peer = peer(vec![Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        let response = send_get(&client, peer.port).await.unwrap();
+        for removed in ["connection", "keep-alive", "x-private"] {
+            assert!(response.headers().get(removed).is_none(), "{removed}");
+        }
+        assert_eq!(response.headers()["x-public"], "kept");
+    }
+
+    #[test]
+    fn request_encoding_strips_hop_by_hop() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("app.azurewebsites.net"),
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("x-hop"));
+        headers.insert("x-hop", HeaderValue::from_static("1"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(header::USER_AGENT, HeaderValue::from_static("caller"));
+        headers.insert("x-kept", HeaderValue::from_static("yes"));
+        let extra = [(header::USER_AGENT, HeaderValue::from_static("host"))];
+        let request = OutboundRequest {
+            method: &Method::POST,
+            target: "/api/f?a=1",
+            headers: &headers,
+            extra_headers: &extra,
+            body: b"abc",
+        };
+
+        let text = String::from_utf8(encode_request(7071, &request)).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], "POST /api/f?a=1 HTTP/1.1");
+        assert!(lines.contains(&"host: app.azurewebsites.net"));
+        assert!(lines.contains(&"x-kept: yes"));
+        assert!(lines.contains(&"user-agent: host"));
+        assert!(lines.contains(&"content-length: 3"));
+        let absent = [
+            "connection",
+            "x-hop",
+            "transfer-encoding",
+            "user-agent: caller",
+            "content-length: 999",
+        ];
+        for prefix in absent {
+            assert!(
+                !lines.iter().any(|line| line.starts_with(prefix)),
+                "{prefix}"
+            );
+        }
+        assert_eq!(body, "abc");
+    }
+
+    #[test]
+    fn request_encoding_adds_host_when_missing() {
+        let headers = HeaderMap::new();
+        let text = String::from_utf8(encode_request(7071, &get(&headers, &[]))).unwrap();
+        assert!(text.contains("\r\nhost: 127.0.0.1:7071\r\n"));
+        assert!(!text.contains("content-length"));
+    }
+
+    #[test]
+    fn chunk_size_cases() {
+        assert_eq!(parse_chunk_size(b"1a").unwrap(), 26);
+        assert_eq!(parse_chunk_size(b"0").unwrap(), 0);
+        assert_eq!(parse_chunk_size(b"A ; ext=1").unwrap(), 10);
+        for invalid in [&b""[..], b"g", b"-1", b"1000000000000000"] {
+            assert!(parse_chunk_size(invalid).is_err(), "{invalid:?}");
+        }
+    }
+}
