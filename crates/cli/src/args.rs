@@ -78,6 +78,26 @@ pub struct InputArgs {
     /// when this one is deployed over it; read with the same scope and parameters.
     #[arg(long)]
     pub previous: Option<PathBuf>,
+    /// App Service scale unit the plans land on. `older` is one without Premium v2, where
+    /// Basic and Standard plans have no regional VNet integration and the deployment fails.
+    #[arg(long, value_enum, default_value_t = ScaleUnitArg::Newer)]
+    pub scale_unit: ScaleUnitArg,
+}
+
+/// `--scale-unit` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScaleUnitArg {
+    Newer,
+    Older,
+}
+
+impl From<ScaleUnitArg> for subnetlock_model::ScaleUnit {
+    fn from(value: ScaleUnitArg) -> Self {
+        match value {
+            ScaleUnitArg::Newer => subnetlock_model::ScaleUnit::Newer,
+            ScaleUnitArg::Older => subnetlock_model::ScaleUnit::Older,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

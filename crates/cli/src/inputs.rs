@@ -9,7 +9,7 @@ use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use subnetlock_access::{EngineOptions, ServiceTagTable};
 use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
 use subnetlock_emulator::{Bindings, BINDING_FILE_NAME};
-use subnetlock_model::{build_topology, KeyMode, SimulatedProvider, Topology};
+use subnetlock_model::{build_topology, KeyMode, ScaleUnit, SimulatedProvider, Topology};
 
 use crate::args::InputArgs;
 
@@ -36,6 +36,7 @@ pub struct Inputs {
     pub engine: EngineOptions,
     /// The deployment already in place, for redeploy checks.
     pub previous: Option<PathBuf>,
+    pub scale_unit: ScaleUnit,
 }
 
 /// Resolves the input arguments: a directory means its binding file (or its azuredeploy.json);
@@ -164,6 +165,7 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         },
         engine,
         previous: args.previous.clone(),
+        scale_unit: args.scale_unit.into(),
     })
 }
 
@@ -211,6 +213,7 @@ impl Inputs {
         if let Some(previous) = self.previous_topology()? {
             subnetlock_model::validate_redeploy(&previous, &mut topology);
         }
+        subnetlock_model::validate_scale_unit(&mut topology, self.scale_unit);
         Ok(topology)
     }
 

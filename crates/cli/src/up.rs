@@ -55,6 +55,7 @@ pub fn emulator_config(
     let mut config = EmulatorConfig::new(inputs.template.clone(), state_dir);
     config.topology = inputs.prebuilt_topology()?;
     config.previous = inputs.previous_topology()?;
+    config.scale_unit = inputs.scale_unit;
     config.parameters = inputs.parameters.clone();
     config.parameter_values = inputs.parameter_values.clone();
     config.bindings = inputs.bindings.clone();

@@ -336,3 +336,43 @@ fn check_previous_reports_sku_change() {
     let without = subnetlock(&["check", next.to_str().expect("path")]);
     assert!(!stdout(&without).contains("SL021"));
 }
+
+#[test]
+fn check_scale_unit_older_fails() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/lock-in-subnet");
+    let example = example.to_str().expect("path");
+
+    let older = subnetlock(&[
+        "check",
+        example,
+        "--scale-unit",
+        "older",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(older.status.code(), Some(1), "{}", stdout(&older));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&older)).expect("json");
+    let sl022: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|finding| finding["code"] == "SL022")
+        .collect();
+    assert_eq!(sl022.len(), 1, "{report}");
+    assert_eq!(sl022[0]["severity"], "error");
+
+    let newer = subnetlock(&["check", example, "--format", "json"]);
+    assert_eq!(newer.status.code(), Some(0), "{}", stdout(&newer));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&newer)).expect("json");
+    let severities: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|finding| finding["code"] == "SL022")
+        .map(|finding| &finding["severity"])
+        .collect();
+    assert_eq!(severities, vec!["info"], "{report}");
+
+    let invalid = subnetlock(&["check", example, "--scale-unit", "oldest"]);
+    assert_eq!(invalid.status.code(), Some(2));
+}

@@ -21,17 +21,12 @@ use serde::Deserialize;
 use subnetlock_access::{EngineOptions, IpNet, Outcome, ServiceTagTable};
 use subnetlock_arm::{EvalOptions, Parameters, Scope};
 use subnetlock_emulator::{AppBinding, Bindings, Caller, Emulator, EmulatorConfig, EmulatorError};
-use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider, Topology};
+use subnetlock_model::{build_topology, Finding, KeyMode, ScaleUnit, SimulatedProvider, Topology};
 use subnetlock_reach::{analyze, predict_with_headers, Probe};
 
 /// Scenarios that need something this machine cannot emulate, with the reason. Every other
 /// scenario file runs.
-const KNOWN_GAPS: &[(u32, &str)] = &[
-    (
-        56,
-        "old scale unit: Azure's answer depends on which stamp the plan lands on, which no template states",
-    ),
-];
+const KNOWN_GAPS: &[(u32, &str)] = &[];
 
 #[derive(Clone, Debug, Deserialize)]
 struct Scenario {
@@ -48,6 +43,9 @@ struct Scenario {
     /// An ARM template deployed before `template`, for redeploy scenarios.
     #[serde(default)]
     previous_template: Option<serde_json::Value>,
+    /// `older` deploys onto a scale unit without Premium v2; unset means a newer one.
+    #[serde(default)]
+    scale_unit: Option<String>,
     /// Service tag name to CIDR prefixes, loaded as the engine's service-tag table.
     #[serde(default)]
     service_tags: BTreeMap<String, Vec<String>>,
@@ -193,6 +191,17 @@ async fn run(scenario: &Scenario) {
     .await;
 }
 
+fn scale_unit(scenario: &Scenario) -> ScaleUnit {
+    match scenario.scale_unit.as_deref() {
+        None | Some("newer") => ScaleUnit::Newer,
+        Some("older") => ScaleUnit::Older,
+        Some(other) => panic!(
+            "scenario {}: scale_unit `{other}` is not `newer` or `older`",
+            scenario.id
+        ),
+    }
+}
+
 /// Evaluates an ARM template offline, as `check` does.
 fn arm_topology(id: u32, template: &Path) -> Topology {
     let provider = SimulatedProvider::new(KeyMode::Placeholder);
@@ -224,6 +233,7 @@ fn check_side(
     if let Some(previous) = previous {
         subnetlock_model::validate_redeploy(previous, &mut topology);
     }
+    subnetlock_model::validate_scale_unit(&mut topology, scale_unit(scenario));
     let analysis = analyze(topology, engine);
 
     for expect in deployment_expect
@@ -289,6 +299,7 @@ async fn up_side(
     let id = scenario.id;
     let mut config = EmulatorConfig::new(template.to_owned(), dir.join("state"));
     config.previous = previous;
+    config.scale_unit = scale_unit(scenario);
     config.run_builds = false;
     config.engine = engine.clone();
     config.bindings = bind_handlers(scenario, dir);

@@ -16,7 +16,9 @@ use http::{Request, Response, StatusCode};
 use serde::Serialize;
 use subnetlock_access::{CompiledSiteAccess, EngineOptions};
 use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
-use subnetlock_model::{build_topology, Finding, KeyMode, SimulatedProvider, SiteKeys, Topology};
+use subnetlock_model::{
+    build_topology, Finding, KeyMode, ScaleUnit, SimulatedProvider, SiteKeys, Topology,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -40,6 +42,9 @@ pub struct EmulatorConfig {
     /// The deployment already in place, when this one redeploys over it; transitions Azure
     /// rejects (such as a plan SKU that drops regional VNet integration) stop the start.
     pub previous: Option<Topology>,
+    /// The scale unit the plans land on; on an older one, regional VNet integration on Basic
+    /// and Standard plans fails the deployment.
+    pub scale_unit: ScaleUnit,
     pub parameters: Option<PathBuf>,
     /// Inline parameter values; they win over the parameters file.
     pub parameter_values: Vec<(String, Value)>,
@@ -67,6 +72,7 @@ impl EmulatorConfig {
             template,
             topology: None,
             previous: None,
+            scale_unit: ScaleUnit::default(),
             parameters: None,
             parameter_values: Vec::new(),
             bindings: Bindings::default(),
@@ -573,6 +579,7 @@ fn deploy(
     if let Some(previous) = &config.previous {
         subnetlock_model::validate_redeploy(previous, &mut topology);
     }
+    subnetlock_model::validate_scale_unit(&mut topology, config.scale_unit);
     let failures: Vec<Finding> = topology
         .findings
         .iter()

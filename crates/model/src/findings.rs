@@ -65,6 +65,9 @@ pub enum FindingCode {
     /// A redeploy that moves a plan with integrated apps to a SKU without regional VNet
     /// integration.
     SL021,
+    /// Regional VNet integration on a Basic or Standard plan, which only newer scale units
+    /// support.
+    SL022,
     /// A rule list of Allow rules whose default action is Allow, so the rules restrict nothing.
     SL019,
 }
@@ -93,6 +96,7 @@ impl FindingCode {
             FindingCode::SL018 => "spoofable-header-only-rule",
             FindingCode::SL020 => "invalid-site-setting",
             FindingCode::SL021 => "sku-change-breaks-vnet-integration",
+            FindingCode::SL022 => "vnet-integration-needs-newer-scale-unit",
             FindingCode::SL019 => "allow-list-with-default-allow",
         }
     }

@@ -26,4 +26,4 @@ pub use build::{build_topology, is_synthetic_rule, parse_action, rule_finding, B
 pub use findings::{Finding, FindingCode, Severity};
 pub use provider::{KeyMode, SimulatedProvider, SiteKeys};
 pub use topology::*;
-pub use validate::{validate, validate_redeploy};
+pub use validate::{validate, validate_redeploy, validate_scale_unit, ScaleUnit};

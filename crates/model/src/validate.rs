@@ -418,6 +418,66 @@ pub fn validate_redeploy(previous: &Topology, next: &mut Topology) {
     next.findings.extend(findings);
 }
 
+/// The App Service scale unit (stamp) that a deployment's plans land on. No template states
+/// it, so the caller chooses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ScaleUnit {
+    /// A scale unit that offers Premium v2 plans, where Basic and Standard plans support
+    /// regional VNet integration.
+    #[default]
+    Newer,
+    /// An older scale unit without Premium v2, where Basic and Standard plans have no regional
+    /// VNet integration.
+    Older,
+}
+
+/// Adds the findings that depend on the scale unit the plans land on.
+///
+/// Regional VNet integration on Basic and Standard plans is "available only from newer Azure
+/// App Service scale units that support PremiumV2 App Service plans", in the words of the App Service VNet
+/// integration article of 2020. On an older one Azure fails the deployment with `Regional
+/// VNET Integration is unsupported in this scale unit.`
+/// (<https://github.com/MicrosoftDocs/azure-docs/issues/56945> quotes both). With
+/// [`ScaleUnit::Newer`] each such integration gets an informational finding that names the
+/// assumption; with [`ScaleUnit::Older`] it is the deployment failure.
+pub fn validate_scale_unit(topology: &mut Topology, scale_unit: ScaleUnit) {
+    let mut findings = Vec::new();
+    for site in &topology.sites {
+        let Some(integration) = &site.integration else {
+            continue;
+        };
+        let Some(plan) = site.plan_id.as_deref().and_then(|id| topology.plan(id)) else {
+            continue;
+        };
+        if !matches!(plan.family, PlanFamily::Basic | PlanFamily::Standard) {
+            continue;
+        }
+        let finding = match scale_unit {
+            ScaleUnit::Newer => Finding::new(
+                FindingCode::SL022,
+                Severity::Info,
+                format!(
+                    "site `{}` uses regional VNet integration on {:?} plan `{}`, which works only on a newer scale unit; no template states the scale unit, so subnetlock assumes a newer one",
+                    site.name, plan.family, plan.name
+                ),
+            )
+            .help("pass `--scale-unit older` to see the deployment fail as it does on an older scale unit; Premium v2 and higher plans do not depend on it"),
+            ScaleUnit::Older => Finding::new(
+                FindingCode::SL022,
+                Severity::Error,
+                format!(
+                    "site `{}` uses regional VNet integration on {:?} plan `{}`, and this older scale unit does not support it for Basic and Standard plans; Azure answers `Regional VNET Integration is unsupported in this scale unit.`",
+                    site.name, plan.family, plan.name
+                ),
+            )
+            .outcome(Outcome::DeployFails)
+            .help("create the plan on a newer scale unit, one that offers Premium v2 plans; for an existing app, `swiftSupported` in GET `.../networkConfig/virtualNetwork` tells whether its scale unit supports regional VNet integration"),
+        };
+        findings.push(finding.at(&site.id, integration.declared_at.clone()));
+    }
+    topology.findings.extend(findings);
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 mod tests {
@@ -514,5 +574,60 @@ mod tests {
         assert!(has(&with_endpoint, FindingCode::SL016));
         let without_endpoint = topology("S1", rules, &[]);
         assert!(!has(&without_endpoint, FindingCode::SL016));
+    }
+
+    fn integrated(sku: &str) -> Topology {
+        let subnet = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/default";
+        topology(
+            sku,
+            serde_json::json!({ "virtualNetworkSubnetId": subnet }),
+            &[],
+        )
+    }
+
+    #[test]
+    fn scale_unit_newer_is_info() {
+        for sku in ["B1", "S1"] {
+            let mut topology = integrated(sku);
+            super::validate_scale_unit(&mut topology, super::ScaleUnit::Newer);
+            let finding = topology
+                .findings
+                .iter()
+                .find(|finding| finding.code == FindingCode::SL022)
+                .expect("SL022");
+            assert_eq!(finding.severity, crate::Severity::Info, "{sku}");
+            assert!(!finding.blocks_local_deployment(), "{sku}");
+        }
+    }
+
+    #[test]
+    fn scale_unit_older_fails_basic_standard() {
+        for sku in ["B1", "S1"] {
+            let mut topology = integrated(sku);
+            super::validate_scale_unit(&mut topology, super::ScaleUnit::Older);
+            let finding = topology
+                .findings
+                .iter()
+                .find(|finding| finding.code == FindingCode::SL022)
+                .expect("SL022");
+            assert_eq!(finding.severity, crate::Severity::Error, "{sku}");
+            assert!(finding.blocks_local_deployment(), "{sku}");
+            assert!(
+                finding.message.contains("unsupported in this scale unit"),
+                "{}",
+                finding.message
+            );
+        }
+    }
+
+    #[test]
+    fn scale_unit_ignores_premium_and_unintegrated() {
+        let mut premium = integrated("P1v3");
+        super::validate_scale_unit(&mut premium, super::ScaleUnit::Older);
+        assert!(!has(&premium, FindingCode::SL022));
+
+        let mut unintegrated = topology("S1", serde_json::json!({}), &[]);
+        super::validate_scale_unit(&mut unintegrated, super::ScaleUnit::Older);
+        assert!(!has(&unintegrated, FindingCode::SL022));
     }
 }
