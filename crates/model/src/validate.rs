@@ -434,9 +434,9 @@ pub enum ScaleUnit {
 /// Adds the findings that depend on the scale unit the plans land on.
 ///
 /// Regional VNet integration on Basic and Standard plans is "available only from newer Azure
-/// App Service scale units that support PremiumV2 App Service plans", in the words of the App Service VNet
-/// integration article of 2020. On an older one Azure fails the deployment with `Regional
-/// VNET Integration is unsupported in this scale unit.`
+/// App Service scale units that support PremiumV2 App Service plans", in the words of the App
+/// Service VNet integration article of 2020. On an older one Azure fails the deployment with
+/// `Regional VNET Integration is unsupported in this scale unit.`
 /// (<https://github.com/MicrosoftDocs/azure-docs/issues/56945> quotes both). With
 /// [`ScaleUnit::Newer`] each such integration gets an informational finding that names the
 /// assumption; with [`ScaleUnit::Older`] it is the deployment failure.
