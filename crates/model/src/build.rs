@@ -620,6 +620,11 @@ impl Builder<'_> {
                             .at(&resource.id, location.clone());
                         self.topology.findings.push(finding);
                     }
+                    if let Some(finding) = defaults_finding(entry, &rule, index, list_kind, site) {
+                        self.topology
+                            .findings
+                            .push(finding.at(&resource.id, location.clone()));
+                    }
                     if is_synthetic_rule(&rule) {
                         let finding = Finding::new(
                             FindingCode::SL014,
@@ -1024,6 +1029,40 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
         index,
     };
     Ok(ReadRule::Rule(rule, warnings))
+}
+
+/// Reports a rule without `action` or `priority` (absent, or `null`), whose meaning rests on
+/// subnetlock's reading of Azure's undocumented defaults.
+fn defaults_finding(
+    entry: &Value,
+    rule: &Rule,
+    index: usize,
+    list_kind: SiteKind,
+    site: &Site,
+) -> Option<Finding> {
+    let unset = |field: &str| matches!(entry.get(field), None | Some(Value::Null));
+    let mut read_as = Vec::new();
+    if unset("action") {
+        read_as.push(format!("no `action`, read as {:?}", rule.action));
+    }
+    if unset("priority") {
+        read_as.push(format!("no `priority`, read as {}", rule.priority));
+    }
+    if read_as.is_empty() {
+        return None;
+    }
+    Some(
+        Finding::new(
+            FindingCode::SL011,
+            Severity::Warning,
+            format!(
+                "rule {index} of the {list_kind} site of `{}` has {}; Azure does not document these defaults",
+                site.name,
+                read_as.join(" and ")
+            ),
+        )
+        .help("write `action` and `priority` on every rule"),
+    )
 }
 
 /// Reads a rule's `action`: `Allow` or `Deny`, ignoring case; missing means `Allow`.

@@ -630,4 +630,41 @@ mod tests {
         super::validate_scale_unit(&mut unintegrated, super::ScaleUnit::Older);
         assert!(!has(&unintegrated, FindingCode::SL022));
     }
+
+    fn rule_findings(rule: serde_json::Value) -> Vec<String> {
+        let topology = topology(
+            "S1",
+            serde_json::json!({ "siteConfig": { "ipSecurityRestrictions": [rule] } }),
+            &[],
+        );
+        topology
+            .findings
+            .iter()
+            .filter(|finding| finding.code == FindingCode::SL011)
+            .map(|finding| finding.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn rule_defaults_are_reported() {
+        let both = rule_findings(serde_json::json!({ "ipAddress": "192.0.2.1/32" }));
+        assert_eq!(both.len(), 1, "{both:?}");
+        assert!(
+            both[0].contains("no `action`, read as Allow"),
+            "{}",
+            both[0]
+        );
+        assert!(both[0].contains("no `priority`, read as 0"), "{}", both[0]);
+
+        let null_action = rule_findings(
+            serde_json::json!({ "ipAddress": "192.0.2.1/32", "action": null, "priority": 100 }),
+        );
+        assert_eq!(null_action.len(), 1, "{null_action:?}");
+        assert!(!null_action[0].contains("priority"), "{}", null_action[0]);
+
+        let explicit = rule_findings(
+            serde_json::json!({ "ipAddress": "192.0.2.1/32", "action": "Deny", "priority": 100 }),
+        );
+        assert!(explicit.is_empty(), "{explicit:?}");
+    }
 }

@@ -3,6 +3,8 @@
 //! Every format is byte-stable for the same input: rows and findings are sorted, and no time
 //! or path of the machine is included beyond the template paths the caller passed in.
 
+use std::path::Path;
+
 use serde_json::json;
 use subnetlock_access::{Action, Decision, Reason, SiteKind};
 use subnetlock_model::{Finding, FindingCode, Severity};
@@ -353,13 +355,13 @@ fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
     let location = match &finding.location {
         Some(location) => json!({
             "physicalLocation": {
-                "artifactLocation": { "uri": location.file.display().to_string() },
+                "artifactLocation": { "uri": sarif_uri(&location.file) },
                 "region": { "startLine": location.line, "startColumn": location.column },
             },
             "logicalLocations": [{ "fullyQualifiedName": location.json_path }],
         }),
         None => json!({
-            "physicalLocation": { "artifactLocation": { "uri": template } },
+            "physicalLocation": { "artifactLocation": { "uri": sarif_uri(Path::new(template)) } },
         }),
     };
     let mut text = finding.message.clone();
@@ -373,6 +375,28 @@ fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
         "message": { "text": text },
         "locations": [location],
     })
+}
+
+/// Turns a file path into the URI reference SARIF requires (RFC 3986). An absolute path
+/// becomes a `file://` URI. A relative one stays relative, with each segment percent-encoded
+/// so that spaces, `#` or `%` in a name do not break the reference.
+fn sarif_uri(path: &Path) -> String {
+    if path.is_absolute() {
+        if let Ok(url) = url::Url::from_file_path(path) {
+            return url.to_string();
+        }
+    }
+    /// Everything but RFC 3986 unreserved characters is encoded in a segment.
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    path.to_string_lossy()
+        .split(std::path::MAIN_SEPARATOR)
+        .map(|segment| percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Renders the explanation of one caller-to-target cell: routing steps, then the decision.
@@ -424,4 +448,24 @@ pub fn render_explanation(row: &Reachability) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::sarif_uri;
+
+    #[test]
+    fn sarif_uri_encodes_paths() {
+        assert_eq!(
+            sarif_uri(Path::new("/work/my templates/a#1.json")),
+            "file:///work/my%20templates/a%231.json"
+        );
+        assert_eq!(
+            sarif_uri(Path::new("infra/100% ready/main.json")),
+            "infra/100%25%20ready/main.json"
+        );
+        assert_eq!(sarif_uri(Path::new("azuredeploy.json")), "azuredeploy.json");
+    }
 }
