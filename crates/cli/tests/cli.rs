@@ -376,3 +376,143 @@ fn check_scale_unit_older_fails() {
     let invalid = subnetlock(&["check", example, "--scale-unit", "oldest"]);
     assert_eq!(invalid.status.code(), Some(2));
 }
+
+/// A handler that starts a long `sleep` in the background, as handlers that spawn helpers do,
+/// and returns 200 for every request.
+const BACKGROUND_HANDLER: &str = r#"
+import http.server, os, subprocess
+subprocess.Popen(["sleep", "300"])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+/// Process ids whose environment carries `SUBNETLOCK_STATE_DIR=<state_dir>`.
+fn marked_processes(state_dir: &Path) -> Vec<u32> {
+    let marker = format!(
+        "SUBNETLOCK_STATE_DIR={}",
+        std::fs::canonicalize(state_dir)
+            .expect("state dir")
+            .display()
+    );
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc") {
+        let Some(pid) = entry
+            .ok()
+            .and_then(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
+            if environ
+                .split(|&byte| byte == 0)
+                .any(|entry| entry == marker.as_bytes())
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+fn wait_for(condition: impl Fn() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn up_stops_left_over_handlers() {
+    if !Path::new("/proc/self/environ").exists() {
+        println!("skipped: needs /proc (Linux)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(app.join("hello")).expect("function dir");
+    std::fs::write(app.join("handler.py"), BACKGROUND_HANDLER).expect("handler");
+    let host = serde_json::json!({
+        "version": "2.0",
+        "customHandler": {
+            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+            "enableForwardingHttpRequest": true
+        }
+    });
+    std::fs::write(app.join("host.json"), host.to_string()).expect("host.json");
+    let function = serde_json::json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
+        {"type": "http", "direction": "out", "name": "res"}
+    ]});
+    std::fs::write(app.join("hello/function.json"), function.to_string()).expect("function");
+    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
+    let binding = serde_json::json!({
+        "template": "azuredeploy.json",
+        "apps": [{"site": "app", "functionApp": "app"}]
+    });
+    std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+    let state = dir.path().join("state");
+
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+            .args(["up", dir.path().to_str().expect("path"), "--state-dir"])
+            .arg(&state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start up")
+    };
+
+    // The handler and its background `sleep` both carry the marker.
+    let mut first = start();
+    wait_for(|| state.join("state.json").is_file(), "the first up");
+    wait_for(
+        || marked_processes(&state).len() >= 2,
+        "the handler's background child",
+    );
+    let left_over = marked_processes(&state);
+
+    // SIGKILL gives `up` no chance to stop its handlers.
+    first.kill().expect("SIGKILL");
+    first.wait().expect("wait");
+    assert!(
+        left_over
+            .iter()
+            .all(|pid| Path::new(&format!("/proc/{pid}")).exists()),
+        "the handlers should outlive a killed up"
+    );
+
+    let _ = std::fs::remove_file(state.join("state.json"));
+    let mut second = start();
+    wait_for(|| state.join("state.json").is_file(), "the second up");
+    let now = marked_processes(&state);
+    for pid in &left_over {
+        assert!(
+            !now.contains(pid),
+            "left-over process {pid} still runs: {now:?}"
+        );
+    }
+
+    // A clean stop leaves nothing behind, the background child included.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(stopped.success());
+    second.wait().expect("wait");
+    wait_for(
+        || marked_processes(&state).is_empty(),
+        "every marked process to exit",
+    );
+}

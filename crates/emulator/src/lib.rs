@@ -31,6 +31,7 @@ pub mod frontend;
 pub mod functions_host;
 mod handler_client;
 mod pages;
+mod reaper;
 mod runtime;
 pub mod tls;
 

@@ -29,7 +29,7 @@ use crate::egress::{start_egress_proxy, EgressContext, EgressProxy, Handoff};
 use crate::frontend::{self, FrontEnd};
 use crate::functions_host::{load_function_app, FunctionKeys, FunctionsHost, HostConfig};
 use crate::tls::LocalCa;
-use crate::{pages, EmulatorError};
+use crate::{pages, reaper, EmulatorError};
 
 /// Configuration of one emulated deployment: what to deploy and where to listen.
 #[derive(Clone, Debug)]
@@ -174,6 +174,14 @@ impl Emulator {
         }
         create_state_dir(&config.state_dir)?;
         let lock = StateLock::acquire(&config.state_dir)?;
+        let left_over = reaper::stop_marked_processes(&config.state_dir).await;
+        if left_over > 0 {
+            tracing::warn!(
+                count = left_over,
+                state_dir = %config.state_dir.display(),
+                "stopped handler processes left over from an earlier emulator of this state directory"
+            );
+        }
         if config.run_builds {
             run_builds(&config.bindings).await?;
         }
@@ -303,7 +311,7 @@ impl Emulator {
                 source,
             })?;
             info.egress_proxy = Some(proxy.addr());
-            let env = handler_environment(&site, &ca_file, proxy.addr());
+            let env = handler_environment(&site, &ca_file, proxy.addr(), &config.state_dir);
             let host_config = HostConfig {
                 site_name: site.name.clone(),
                 app,
@@ -481,6 +489,11 @@ impl Emulator {
         );
         drop(proxies);
         self.shared.source_proxies.lock().await.clear();
+        // Handlers are stopped by their hosts above; this catches what they started in the
+        // background.
+        if let Some(state_dir) = self.state_file.parent() {
+            reaper::stop_marked_processes(state_dir).await;
+        }
         let _ = std::fs::remove_file(&self.state_file);
         tracing::info!("emulator stopped");
     }
@@ -659,6 +672,7 @@ fn handler_environment(
     site: &subnetlock_model::Site,
     ca_file: &Path,
     proxy: SocketAddr,
+    state_dir: &Path,
 ) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for setting in &site.app_settings {
@@ -695,6 +709,11 @@ fn handler_environment(
         env.push((name.to_owned(), "localhost,127.0.0.1,::1".to_owned()));
     }
     env.push(("SSL_CERT_FILE".to_owned(), ca_file.display().to_string()));
+    // Marks the handler and everything it starts, so that no process outlives the emulator.
+    env.push((
+        reaper::STATE_DIR_VARIABLE.to_owned(),
+        reaper::marker_value(state_dir),
+    ));
     env.push((
         "WEBSITE_HOSTNAME".to_owned(),
         site.default_host_name.clone(),
