@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Measures requests per second and p50/p99 latency of function B's handler three ways, in one
-# run, on loopback only:
-#   direct    wrk -> handler
-#   frontend  wrk -> subnetlock front end (B's access restrictions, Functions host, key check) -> handler
-#   nginx     wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
+# Measures requests per second, p50/p99 latency and CPU per request of function B's handler
+# four ways, in one run, on loopback only:
+#   direct       wrk -> handler
+#   frontend     wrk -> subnetlock front end (B's access restrictions, Functions host, key
+#                check, decision log) -> handler
+#   nginx        wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
+#   nginx + log  the same with a buffered access log, the counterpart of the decision log
 # Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64]
 # Needs nginx and wrk (Debian packages); installs them with apt-get when missing and run as root.
 set -euo pipefail
@@ -45,24 +47,39 @@ wait_for() {
 # 1. The handler alone.
 handler_port=$(free_port)
 FUNCTIONS_CUSTOMHANDLER_PORT=$handler_port RUST_LOG=warn target/release/function-app-b 2>"$work/handler.log" &
-pids+=($!)
+handler_pid=$!
+pids+=($handler_pid)
 wait_for "http://127.0.0.1:$handler_port/"
 
 # 2. The subnetlock front end with B's rules.
 frontend_port=$(free_port)
 RUST_LOG=warn target/release/subnetlock up bench/frontend --no-build --http-port "$frontend_port" \
     --state-dir "$work/state" >"$work/up.log" 2>&1 &
-pids+=($!)
+frontend_pid=$!
+pids+=($frontend_pid)
 for _ in $(seq 1 300); do [ -f "$work/state/state.json" ] && break; sleep 0.1; done
+# The front end starts a handler process of its own.
+frontend_handler_pid=$(pgrep -P "$frontend_pid" | head -n 1)
 read -r host key < <(python3 -c '
 import json, sys
 state = json.load(open(sys.argv[1]))
 site = state["sites"][0]
 print(site["host"], site["functions"][0]["key"])' "$work/state/state.json")
 
-# 3. nginx with the same allow/deny list in front of the handler.
+# 3. nginx with the same allow/deny list in front of the handler, without and with an access
+# log. The log is buffered like the front end's decision log (64 KiB, flushed every 500 ms), so
+# the second server does the same per-request bookkeeping as the front end does.
 nginx_port=$(free_port)
+nginx_log_port=$(free_port)
 mkdir -p "$work/nginx/logs"
+location='location / {
+            deny 192.0.2.0/24;
+            allow 127.0.0.1;
+            deny all;
+            proxy_pass http://handler;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }'
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 2;
 error_log $work/nginx/logs/error.log warn;
@@ -73,39 +90,63 @@ http {
     upstream handler { server 127.0.0.1:$handler_port; keepalive 128; }
     server {
         listen 127.0.0.1:$nginx_port;
-        location / {
-            deny 192.0.2.0/24;
-            allow 127.0.0.1;
-            deny all;
-            proxy_pass http://handler;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
+        $location
+    }
+    server {
+        listen 127.0.0.1:$nginx_log_port;
+        access_log $work/nginx/logs/access.log combined buffer=64k flush=500ms;
+        $location
     }
 }
 CONF
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' &
-pids+=($!)
+nginx_pid=$!
+pids+=($nginx_pid)
 wait_for "http://127.0.0.1:$nginx_port/"
+nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
+# CPU time (user + system, in clock ticks) used so far by the given processes.
+cpu_ticks() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
+# Runs wrk against a URL and prints one table row. The CPU columns are microseconds of CPU
+# per request used by the proxy under test (PROXY_PIDS) and by the handler behind it
+# (HANDLER_PID).
 run() {
     local name=$1; shift
-    local output
+    local proxy_before handler_before output
+    proxy_before=$(cpu_ticks ${PROXY_PIDS:-})
+    handler_before=$(cpu_ticks "$HANDLER_PID")
     output=$(wrk -t2 -c"$connections" -d"${duration}s" --latency "$@")
-    local rps p50 p99
+    local proxy_ticks=$(( $(cpu_ticks ${PROXY_PIDS:-}) - proxy_before ))
+    local handler_ticks=$(( $(cpu_ticks "$HANDLER_PID") - handler_before ))
+    local rps p50 p99 requests
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$output")
     p50=$(awk '$1=="50%" {print $2}' <<<"$output")
     p99=$(awk '$1=="99%" {print $2}' <<<"$output")
+    requests=$(awk '/requests in/ {print $1}' <<<"$output")
     local non2xx
     non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$output")
-    printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+    local hz proxy_cpu handler_cpu
+    hz=$(getconf CLK_TCK)
+    proxy_cpu=$(awk -v t="$proxy_ticks" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+    handler_cpu=$(awk -v t="$handler_ticks" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+    if [ -z "${PROXY_PIDS:-}" ]; then proxy_cpu="-"; fi
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}" \
+        "$proxy_cpu" "$handler_cpu"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t2 -c$connections -d${duration}s, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| path | requests/s | p50 | p99 | non-2xx |"
-echo "|---|---|---|---|---|"
-run direct "http://127.0.0.1:$handler_port/api/function-b"
-run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
-run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
+echo "| path | requests/s | p50 | p99 | non-2xx | proxy CPU µs/request | handler CPU µs/request |"
+echo "|---|---|---|---|---|---|---|"
+PROXY_PIDS="" HANDLER_PID=$handler_pid run direct "http://127.0.0.1:$handler_port/api/function-b"
+PROXY_PIDS="$frontend_pid" HANDLER_PID=$frontend_handler_pid run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
+PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
+PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"

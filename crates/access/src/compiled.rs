@@ -7,7 +7,8 @@
 //! family. Subnet rules go into a map from subnet to positions, and tags without prefixes into
 //! a map from tag name to positions. `AnyVnets` and `Any` rules form two plain lists. The
 //! smallest candidate whose header filters pass decides, which is the first match of the
-//! sorted list.
+//! sorted list. The headers that the list filters on are read from the request in one pass,
+//! the first time a candidate has header filters.
 //!
 //! [`crate::decide_reference`] states the same semantics as a plain scan; tests compare the
 //! two on random lists.
@@ -16,7 +17,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::headers::{forwarded_chain_matches, HeaderMatcher, Presence};
+use crate::headers::{
+    forwarded_chain_matches, FilteredHeader, HeaderMatcher, HeaderSet, Presence, RequestHeaders,
+};
 use crate::interval::{Interval, IntervalIndex};
 use crate::net::{canonical, v4_mask, v6_mask};
 use crate::reference::{
@@ -59,8 +62,8 @@ impl CompiledSiteAccess {
 
     /// Decides one request, returning the same decision as [`crate::decide_reference`].
     ///
-    /// Allocates only for ambiguities, for the deciding rule's name, and for a Unicode
-    /// `X-Forwarded-Host` value compared against a host filter.
+    /// Allocates only for ambiguities and for a Unicode `X-Forwarded-Host` value compared
+    /// against a host filter, besides what `request.headers` allocates itself.
     pub fn decide(&self, request: &Request<'_>) -> Decision {
         let site = &self.inner;
         let source = request.source;
@@ -112,6 +115,8 @@ struct CompiledList {
     /// Rules with at least one tag without prefixes, for reporting them.
     unresolved: Vec<UnresolvedRule>,
     xff_proxy: Vec<u32>,
+    /// The headers that any rule of the list reads, collected once per decision.
+    filtered: HeaderSet,
 }
 
 #[derive(Debug)]
@@ -229,6 +234,13 @@ impl CompiledList {
             }
         }
 
+        let mut filtered = rules.iter().fold(HeaderSet::default(), |set, rule| {
+            set.union(rule.headers.filtered())
+        });
+        if !xff_proxy.is_empty() {
+            filtered.insert(FilteredHeader::ForwardedFor);
+        }
+
         CompiledList {
             kind,
             default_action: list.default_action,
@@ -241,6 +253,7 @@ impl CompiledList {
             tag_names,
             unresolved,
             xff_proxy,
+            filtered,
         }
     }
 
@@ -249,7 +262,7 @@ impl CompiledList {
         let address = canonical(source.address);
         let mut walk = Walk {
             rules: &self.rules,
-            request,
+            headers: RequestHeaders::new(request.headers, self.filtered),
             best: u32::MAX,
             noted: Vec::new(),
         };
@@ -286,9 +299,26 @@ impl CompiledList {
         }
 
         let decided = walk.best;
+        let nothing_to_report = walk.noted.is_empty()
+            && self.xff_proxy.is_empty()
+            && self.unresolved.is_empty()
+            && !site.has_private_endpoint;
+        // The common case builds the decision in place with an empty list. Building it on the
+        // stack and copying it out made the benchmark slower, because the copy reads as one
+        // unit words that were just stored one by one, which store-to-load forwarding cannot
+        // serve.
+        if nothing_to_report {
+            return self.decision(decided, Vec::new());
+        }
+
         let mut ambiguities = self.ambiguities(site, request, address, decided, walk.noted);
         sort_ambiguities(&mut ambiguities);
+        self.decision(decided, ambiguities)
+    }
 
+    /// Builds the decision of the rule at position `decided`, or the list's default decision
+    /// when no rule decided.
+    fn decision(&self, decided: u32, ambiguities: Vec<Ambiguity>) -> Decision {
         match self.rules.get(decided as usize) {
             Some(rule) => Decision {
                 verdict: rule.action,
@@ -320,14 +350,6 @@ impl CompiledList {
         decided: u32,
         noted: Noted,
     ) -> Vec<Ambiguity> {
-        let nothing_to_report = noted.is_empty()
-            && self.xff_proxy.is_empty()
-            && self.unresolved.is_empty()
-            && !site.has_private_endpoint;
-        if nothing_to_report {
-            return Vec::new();
-        }
-
         let source = request.source;
         let mut ambiguities: Vec<Ambiguity> = noted
             .into_iter()
@@ -383,7 +405,7 @@ impl CompiledList {
 /// The search for the smallest candidate position whose header filters pass.
 struct Walk<'r, 'q> {
     rules: &'r [CompiledRule],
-    request: &'r Request<'q>,
+    headers: RequestHeaders<'q>,
     /// Smallest passing position so far, `u32::MAX` for none.
     best: u32,
     noted: Noted,
@@ -412,9 +434,9 @@ impl Walk<'_, '_> {
             let Some(rule) = self.rules.get(position as usize) else {
                 return;
             };
-            let source_matches =
-                forwarded_chain_matches(self.request.headers, &rule.xff_proxy_nets)
-                    == Presence::Present(true);
+            self.headers.collect();
+            let source_matches = forwarded_chain_matches(&self.headers, &rule.xff_proxy_nets)
+                == Presence::Present(true);
             if source_matches && self.headers_pass(position) {
                 self.best = position;
                 return;
@@ -430,7 +452,8 @@ impl Walk<'_, '_> {
             return true;
         }
 
-        let check = rule.headers.check(self.request.headers);
+        self.headers.collect();
+        let check = rule.headers.check(&self.headers);
         if check.missing_header {
             self.noted.push((position, Ambiguity::MissingHeader));
         }

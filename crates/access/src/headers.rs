@@ -21,9 +21,233 @@
 
 use std::net::IpAddr;
 
+use crate::ascii::{eq_ignore_case, eq_lower_case, has_non_ascii_or_any};
 use crate::net::parse_forwarded_address;
 use crate::parse::normalize_host_filter;
 use crate::{HeaderFilters, HeaderLookup, IpNet};
+
+/// The headers that rules can filter on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FilteredHeader {
+    ForwardedFor,
+    ForwardedHost,
+    AzureFdid,
+    HealthProbe,
+}
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+const FORWARDED_HOST: &str = "x-forwarded-host";
+const AZURE_FDID: &str = "x-azure-fdid";
+const HEALTH_PROBE: &str = "x-fd-healthprobe";
+
+impl FilteredHeader {
+    const ALL: [FilteredHeader; 4] = [
+        FilteredHeader::ForwardedFor,
+        FilteredHeader::ForwardedHost,
+        FilteredHeader::AzureFdid,
+        FilteredHeader::HealthProbe,
+    ];
+
+    /// Returns the lower-case name, as [`HeaderLookup`] expects it.
+    fn name(self) -> &'static str {
+        match self {
+            FilteredHeader::ForwardedFor => FORWARDED_FOR,
+            FilteredHeader::ForwardedHost => FORWARDED_HOST,
+            FilteredHeader::AzureFdid => AZURE_FDID,
+            FilteredHeader::HealthProbe => HEALTH_PROBE,
+        }
+    }
+
+    /// Returns the only filtered header that `name` can be, judged by its length and, for the
+    /// two names of 16 bytes, by its fourth byte, or `None` when it can be none of them.
+    fn candidate(name: &str) -> Option<FilteredHeader> {
+        match (name.len(), name.as_bytes().get(3)) {
+            (12, _) => Some(FilteredHeader::AzureFdid),
+            (15, _) => Some(FilteredHeader::ForwardedFor),
+            (16, Some(b'o' | b'O')) => Some(FilteredHeader::ForwardedHost),
+            (16, _) => Some(FilteredHeader::HealthProbe),
+            _ => None,
+        }
+    }
+
+    /// Checks whether `name` is this header's name in any case.
+    fn is_named(self, name: &str) -> bool {
+        // One literal per arm, so that the compiler folds the name into the comparison.
+        match self {
+            FilteredHeader::ForwardedFor => eq_lower_case(name, FORWARDED_FOR),
+            FilteredHeader::ForwardedHost => eq_lower_case(name, FORWARDED_HOST),
+            FilteredHeader::AzureFdid => eq_lower_case(name, AZURE_FDID),
+            FilteredHeader::HealthProbe => eq_lower_case(name, HEALTH_PROBE),
+        }
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            FilteredHeader::ForwardedFor => 1,
+            FilteredHeader::ForwardedHost => 2,
+            FilteredHeader::AzureFdid => 4,
+            FilteredHeader::HealthProbe => 8,
+        }
+    }
+}
+
+/// A set of filtered headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderSet(u8);
+
+impl HeaderSet {
+    pub fn insert(&mut self, header: FilteredHeader) {
+        self.0 |= header.bit();
+    }
+
+    pub fn union(self, other: HeaderSet) -> HeaderSet {
+        HeaderSet(self.0 | other.0)
+    }
+
+    pub fn contains(self, header: FilteredHeader) -> bool {
+        self.0 & header.bit() != 0
+    }
+}
+
+/// Read access to the values of the filtered headers of one request.
+pub(crate) trait HeaderValues {
+    /// Calls `visit` with each value of `header`, in order, until it returns `true`.
+    /// Returns whether the request has the header at all.
+    fn visit(&self, header: FilteredHeader, visit: impl FnMut(&str) -> bool) -> bool;
+}
+
+/// Asks the lookup once per call, as the reference scan does.
+impl<T: HeaderLookup + ?Sized> HeaderValues for T {
+    fn visit(&self, header: FilteredHeader, mut visit: impl FnMut(&str) -> bool) -> bool {
+        self.visit_values(header.name(), &mut visit)
+    }
+}
+
+/// One request's headers as the compiled engine reads them.
+///
+/// [`RequestHeaders::collect`] reads the headers in `filtered` in one pass over the request,
+/// and every later filter reads them from there instead of searching the request again.
+pub(crate) struct RequestHeaders<'r> {
+    lookup: &'r dyn HeaderLookup,
+    /// The headers that the rules filter on.
+    filtered: HeaderSet,
+    /// Whether the pass over the request has happened.
+    read: bool,
+    collected: Collected<'r>,
+}
+
+/// The result of the pass over the request for each filtered header.
+#[derive(Clone, Copy, Debug)]
+struct Collected<'r> {
+    forwarded_for: Found<'r>,
+    forwarded_host: Found<'r>,
+    azure_fdid: Found<'r>,
+    health_probe: Found<'r>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found<'r> {
+    Absent,
+    One(&'r str),
+    /// Several values, a header outside the filtered set, a lookup that cannot list its
+    /// headers, or no pass yet. The values are then read with [`HeaderLookup::visit_values`], which
+    /// is rare enough not to need storage of its own.
+    AskLookup,
+}
+
+impl<'r> Collected<'r> {
+    fn all(found: Found<'r>) -> Collected<'r> {
+        Collected {
+            forwarded_for: found,
+            forwarded_host: found,
+            azure_fdid: found,
+            health_probe: found,
+        }
+    }
+
+    fn get(&self, header: FilteredHeader) -> Found<'r> {
+        match header {
+            FilteredHeader::ForwardedFor => self.forwarded_for,
+            FilteredHeader::ForwardedHost => self.forwarded_host,
+            FilteredHeader::AzureFdid => self.azure_fdid,
+            FilteredHeader::HealthProbe => self.health_probe,
+        }
+    }
+
+    fn get_mut(&mut self, header: FilteredHeader) -> &mut Found<'r> {
+        match header {
+            FilteredHeader::ForwardedFor => &mut self.forwarded_for,
+            FilteredHeader::ForwardedHost => &mut self.forwarded_host,
+            FilteredHeader::AzureFdid => &mut self.azure_fdid,
+            FilteredHeader::HealthProbe => &mut self.health_probe,
+        }
+    }
+}
+
+impl<'r> RequestHeaders<'r> {
+    /// Wraps `lookup` without reading it yet.
+    pub fn new(lookup: &'r dyn HeaderLookup, filtered: HeaderSet) -> RequestHeaders<'r> {
+        RequestHeaders {
+            lookup,
+            filtered,
+            read: false,
+            collected: Collected::all(Found::AskLookup),
+        }
+    }
+
+    /// Reads the filtered headers in one pass over the request, unless that happened before.
+    /// Until then, and for headers outside `filtered`, [`HeaderValues::visit`] reads through
+    /// the lookup.
+    pub fn collect(&mut self) {
+        if self.read {
+            return;
+        }
+        self.read = true;
+
+        // The pass writes into `self.collected` in place. Building the table apart and moving
+        // it in made the benchmark slower, because the move reads as one unit words that were
+        // just stored one by one, which store-to-load forwarding cannot serve.
+        let filtered = self.filtered;
+        let collected = &mut self.collected;
+        for header in FilteredHeader::ALL {
+            if filtered.contains(header) {
+                *collected.get_mut(header) = Found::Absent;
+            }
+        }
+        let listed = self.lookup.visit_headers(&mut |name, value| {
+            let Some(header) = FilteredHeader::candidate(name) else {
+                return;
+            };
+            let slot = collected.get_mut(header);
+            // A header outside the filtered set, or already seen twice, needs no name
+            // comparison. Requests often carry one, such as `X-Forwarded-For` when no rule
+            // filters on it.
+            if *slot == Found::AskLookup || !header.is_named(name) {
+                return;
+            }
+            *slot = match *slot {
+                Found::Absent => Found::One(value),
+                Found::One(_) | Found::AskLookup => Found::AskLookup,
+            };
+        });
+        if !listed {
+            self.collected = Collected::all(Found::AskLookup);
+        }
+    }
+}
+
+impl HeaderValues for RequestHeaders<'_> {
+    fn visit(&self, header: FilteredHeader, mut visit: impl FnMut(&str) -> bool) -> bool {
+        match self.collected.get(header) {
+            Found::Absent => false,
+            Found::One(value) => {
+                visit(value);
+                true
+            }
+            Found::AskLookup => self.lookup.visit_values(header.name(), &mut visit),
+        }
+    }
+}
 
 /// One rule's header filters, prepared for matching.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +290,25 @@ impl HeaderMatcher {
         }
     }
 
+    /// Returns the headers these filters read.
+    pub fn filtered(&self) -> HeaderSet {
+        let mut set = HeaderSet::default();
+        for (header, empty) in [
+            (FilteredHeader::ForwardedFor, self.forwarded_for.is_empty()),
+            (
+                FilteredHeader::ForwardedHost,
+                self.forwarded_host.is_empty(),
+            ),
+            (FilteredHeader::AzureFdid, self.azure_fdid.is_empty()),
+            (FilteredHeader::HealthProbe, self.health_probe.is_empty()),
+        ] {
+            if !empty {
+                set.insert(header);
+            }
+        }
+        set
+    }
+
     pub fn is_empty(&self) -> bool {
         self.forwarded_for.is_empty()
             && self.forwarded_host.is_empty()
@@ -75,7 +318,7 @@ impl HeaderMatcher {
 
     /// Checks the filters in a fixed order (`X-Forwarded-For`, `X-Forwarded-Host`,
     /// `X-Azure-FDID`, `X-FD-HealthProbe`) and stops at the first that fails.
-    pub fn check(&self, headers: &dyn HeaderLookup) -> HeaderCheck {
+    pub fn check<H: HeaderValues + ?Sized>(&self, headers: &H) -> HeaderCheck {
         let fail = |missing_header| HeaderCheck {
             matched: false,
             missing_header,
@@ -94,8 +337,8 @@ impl HeaderMatcher {
             let mut hit = false;
             // NOTE: a comma-separated `X-Forwarded-Host` is read as a list of hosts, any of
             // which may match. How the front end treats such a value is not documented.
-            let present = headers.visit_values("x-forwarded-host", &mut |value| {
-                hit = comma_items(value).any(|host| host_matches(host, &self.forwarded_host));
+            let present = headers.visit(FilteredHeader::ForwardedHost, |value| {
+                hit = forwarded_host_matches(value, &self.forwarded_host);
                 hit
             });
             if !present {
@@ -106,26 +349,19 @@ impl HeaderMatcher {
             }
         }
 
-        let mut value_case = false;
-        for (name, filter) in [
-            ("x-azure-fdid", &self.azure_fdid),
-            ("x-fd-healthprobe", &self.health_probe),
-        ] {
-            if filter.is_empty() {
-                continue;
-            }
-            match token_matches(headers, name, filter) {
-                Presence::Missing => return fail(true),
-                Presence::Present(TokenMatch::None) => return fail(false),
-                Presence::Present(TokenMatch::IgnoringCase) => value_case = true,
-                Presence::Present(TokenMatch::Exact) => {}
-            }
+        let fdid = check_tokens(headers, FilteredHeader::AzureFdid, &self.azure_fdid);
+        if !fdid.matched {
+            return fdid;
+        }
+        let probe = check_tokens(headers, FilteredHeader::HealthProbe, &self.health_probe);
+        if !probe.matched {
+            return probe;
         }
 
         HeaderCheck {
             matched: true,
             missing_header: false,
-            value_case,
+            value_case: fdid.value_case || probe.value_case,
         }
     }
 }
@@ -138,12 +374,12 @@ pub(crate) enum Presence<T> {
 }
 
 /// Checks whether any address of any `X-Forwarded-For` value lies inside any of `nets`.
-pub(crate) fn forwarded_chain_matches(
-    headers: &dyn HeaderLookup,
+pub(crate) fn forwarded_chain_matches<H: HeaderValues + ?Sized>(
+    headers: &H,
     nets: &[IpNet],
 ) -> Presence<bool> {
     let mut hit = false;
-    let present = headers.visit_values("x-forwarded-for", &mut |value| {
+    let present = headers.visit(FilteredHeader::ForwardedFor, |value| {
         hit = comma_items(value)
             .filter_map(parse_forwarded_address)
             .any(|address: IpAddr| nets.iter().any(|net| net.contains(address)));
@@ -156,7 +392,8 @@ pub(crate) fn forwarded_chain_matches(
     }
 }
 
-/// An `X-Forwarded-Host` filter value in lower-case ASCII.
+/// An `X-Forwarded-Host` filter value, lower-cased so that matching can use
+/// [`eq_lower_case`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum HostPattern {
     Exact(String),
@@ -177,6 +414,18 @@ impl HostPattern {
     }
 }
 
+/// Checks whether any host of one `X-Forwarded-Host` value matches any pattern.
+fn forwarded_host_matches(value: &str, patterns: &[HostPattern]) -> bool {
+    // Almost every value is one ASCII host name without a port. For such a value the general
+    // path below would only trim it and drop a trailing dot, so it can skip the splitting,
+    // port stripping and Punycode check.
+    if !has_non_ascii_or_any(value, b",:[") {
+        let host = value.trim_ascii();
+        return matches_any(host.strip_suffix('.').unwrap_or(host), patterns);
+    }
+    comma_items(value).any(|host| host_matches(host, patterns))
+}
+
 /// Checks whether one request host (possibly with a port, possibly Unicode) matches any
 /// pattern.
 fn host_matches(raw: &str, patterns: &[HostPattern]) -> bool {
@@ -184,37 +433,29 @@ fn host_matches(raw: &str, patterns: &[HostPattern]) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host);
 
     // Unicode hosts compare as Punycode. Only this rare path allocates.
-    let converted;
-    let host = if host.is_ascii() {
-        host
+    if host.is_ascii() {
+        matches_any(host, patterns)
     } else {
-        match idna::domain_to_ascii(host) {
-            Ok(ascii) => {
-                converted = ascii;
-                converted.as_str()
-            }
-            Err(_) => return false,
-        }
-    };
-
-    patterns.iter().any(|pattern| match pattern {
-        HostPattern::Exact(expected) => host.eq_ignore_ascii_case(expected),
-        HostPattern::Wildcard(suffix) => wildcard_matches(host, suffix),
-    })
+        idna::domain_to_ascii(host).is_ok_and(|ascii| matches_any(&ascii, patterns))
+    }
 }
 
-/// `*.suffix` matches `label.suffix` for exactly one non-empty label.
-fn wildcard_matches(host: &str, suffix: &str) -> bool {
-    let Some(split) = host.len().checked_sub(suffix.len() + 1) else {
-        return false;
-    };
-    let (Some(label), Some(rest)) = (host.get(..split), host.get(split..)) else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix('.') else {
-        return false;
-    };
-    !label.is_empty() && !label.contains('.') && rest.eq_ignore_ascii_case(suffix)
+/// Checks whether a host without port or trailing dot, in ASCII, matches any pattern.
+fn matches_any(host: &str, patterns: &[HostPattern]) -> bool {
+    // `*.suffix` matches `label.suffix` for exactly one non-empty label. The label cannot
+    // contain a dot, so it ends at the host's first dot and the rest must equal `suffix`.
+    let after_label = host
+        .bytes()
+        .position(|byte| byte == b'.')
+        .filter(|&dot| dot > 0)
+        .and_then(|dot| host.get(dot + 1..));
+
+    patterns.iter().any(|pattern| match pattern {
+        HostPattern::Exact(expected) => eq_lower_case(host, expected),
+        HostPattern::Wildcard(suffix) => {
+            after_label.is_some_and(|rest| eq_lower_case(rest, suffix))
+        }
+    })
 }
 
 /// Strips the port from `host:port` or `[ipv6]:port`, returning the host part.
@@ -262,21 +503,44 @@ pub(crate) enum TokenMatch {
     Exact,
 }
 
-/// Compares each value of header `name` (trimmed) with each filter value.
-fn token_matches(
-    headers: &dyn HeaderLookup,
-    name: &str,
+/// Checks one `X-Azure-FDID` or `X-FD-HealthProbe` filter; an empty filter matches.
+fn check_tokens<H: HeaderValues + ?Sized>(
+    headers: &H,
+    header: FilteredHeader,
+    filter: &[String],
+) -> HeaderCheck {
+    let (matched, missing_header, value_case) = if filter.is_empty() {
+        (true, false, false)
+    } else {
+        match token_matches(headers, header, filter) {
+            Presence::Missing => (false, true, false),
+            Presence::Present(TokenMatch::None) => (false, false, false),
+            Presence::Present(TokenMatch::IgnoringCase) => (true, false, true),
+            Presence::Present(TokenMatch::Exact) => (true, false, false),
+        }
+    };
+    HeaderCheck {
+        matched,
+        missing_header,
+        value_case,
+    }
+}
+
+/// Compares each value of `header` (trimmed) with each filter value.
+fn token_matches<H: HeaderValues + ?Sized>(
+    headers: &H,
+    header: FilteredHeader,
     filter: &[String],
 ) -> Presence<TokenMatch> {
     let mut best = TokenMatch::None;
-    let present = headers.visit_values(name, &mut |value| {
+    let present = headers.visit(header, |value| {
         let value = value.trim_ascii();
         for expected in filter {
             if value == expected {
                 best = TokenMatch::Exact;
                 return true;
             }
-            if value.eq_ignore_ascii_case(expected) {
+            if eq_ignore_case(value, expected) {
                 best = TokenMatch::IgnoringCase;
             }
         }
@@ -323,6 +587,67 @@ mod tests {
             x_azure_fdid: values.iter().map(|v| v.to_string()).collect(),
             ..HeaderFilters::default()
         })
+    }
+
+    #[test]
+    fn filtered_header_names() {
+        for header in FilteredHeader::ALL {
+            let upper = header.name().to_ascii_uppercase();
+            for name in [header.name(), upper.as_str()] {
+                assert_eq!(FilteredHeader::candidate(name), Some(header), "{name}");
+                assert!(header.is_named(name), "{name}");
+            }
+        }
+        for other in [
+            "host",
+            "x-forwarded-proto",
+            "x-forwarded-hosts",
+            "x-forwarded-fo",
+            "x-azure-fdie",
+            "x-fd-healthprobf",
+            "x-fo-healthprobe",
+        ] {
+            let named = matches!(FilteredHeader::candidate(other), Some(h) if h.is_named(other));
+            assert!(!named, "{other}");
+        }
+    }
+
+    /// Values and presence of `header` as `headers` reports them.
+    fn visited(
+        headers: &(impl HeaderValues + ?Sized),
+        header: FilteredHeader,
+    ) -> (bool, Vec<String>) {
+        let mut values = Vec::new();
+        let present = headers.visit(header, |value| {
+            values.push(value.to_owned());
+            false
+        });
+        (present, values)
+    }
+
+    #[test]
+    fn request_headers_agree_with_lookup() {
+        let request = headers(&[
+            ("X-Forwarded-Host", "www.contoso.com"),
+            ("x-azure-fdid", "first"),
+            ("host", "app.azurewebsites.net"),
+            ("X-AZURE-FDID", "second"),
+            ("x-fd-healthprobe", "1"),
+        ]);
+        // Every subset of filtered headers, since headers outside it are read another way.
+        for bits in 0..16 {
+            let mut collected = RequestHeaders::new(&request, HeaderSet(bits));
+            for pass in ["before", "after"] {
+                for header in FilteredHeader::ALL {
+                    assert_eq!(
+                        visited(&collected, header),
+                        visited(request.as_slice(), header),
+                        "{header:?} with filtered set {bits:#06b}, {pass} collecting"
+                    );
+                }
+                collected.collect();
+            }
+        }
     }
 
     #[test]
@@ -388,6 +713,91 @@ mod tests {
         for (value, expected) in cases {
             let check = m.check(&headers(&[("x-forwarded-host", value)]));
             assert_eq!(check.matched, expected, "{value:?}");
+        }
+    }
+
+    /// `*.suffix` read as in its definition: split off `.suffix` and check that what is
+    /// left is one non-empty label.
+    fn wildcard_by_split(host: &str, suffix: &str) -> bool {
+        let Some(split) = host.len().checked_sub(suffix.len() + 1) else {
+            return false;
+        };
+        let (label, rest) = host.split_at(split);
+        rest.strip_prefix('.')
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(suffix))
+            && !label.is_empty()
+            && !label.contains('.')
+    }
+
+    #[test]
+    fn wildcard_agrees_with_split_reading() {
+        let hosts = [
+            "www.contoso.com",
+            "WWW.Contoso.COM",
+            "contoso.com",
+            "a.b.contoso.com",
+            ".contoso.com",
+            "wwwcontoso.com",
+            "w.contoso.comm",
+            "",
+            ".",
+            "a.",
+            "a..",
+            "x.y",
+        ];
+        let suffixes = ["contoso.com", "com", "", "b.contoso.com", "y"];
+        for host in hosts {
+            for suffix in suffixes {
+                let patterns = [HostPattern::Wildcard(suffix.to_owned())];
+                assert_eq!(
+                    matches_any(host, &patterns),
+                    wildcard_by_split(host, suffix),
+                    "{host:?} against *.{suffix}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn forwarded_host_plain_path_agrees() {
+        let patterns = [
+            vec![HostPattern::new("contoso.com")],
+            vec![HostPattern::new("*.contoso.com")],
+            vec![
+                HostPattern::new("*.fabrikam.com"),
+                HostPattern::new("bücher.example"),
+            ],
+        ];
+        let values = [
+            "contoso.com",
+            "CONTOSO.COM",
+            "contoso.com.",
+            " contoso.com ",
+            "\tcontoso.com",
+            "www.contoso.com",
+            "WWW.Contoso.Com.",
+            "a.b.contoso.com",
+            ".contoso.com",
+            "contoso.com:443",
+            "www.contoso.com:443",
+            "[contoso.com]",
+            "[::1]:443",
+            "other.net, www.contoso.com",
+            "www.fabrikam.com",
+            "xn--bcher-kva.example",
+            "BÜCHER.example",
+            "",
+            ".",
+        ];
+        for patterns in &patterns {
+            for value in values {
+                let general = comma_items(value).any(|host| host_matches(host, patterns));
+                assert_eq!(
+                    forwarded_host_matches(value, patterns),
+                    general,
+                    "{value:?} against {patterns:?}"
+                );
+            }
         }
     }
 

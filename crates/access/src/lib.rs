@@ -20,6 +20,7 @@
 // Tests use `unwrap` on literals they control; library code stays under the workspace lint.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod ascii;
 mod compiled;
 mod error;
 mod headers;

@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ascii::eq_ignore_case;
+
 /// The effect of a rule, a default action or a decision on a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Action {
@@ -232,9 +234,10 @@ pub trait HeaderLookup {
 
     /// Calls `visit` with each value of the header, in order, until it returns `true`.
     ///
-    /// Returns whether the header is present at all. The engine calls this on its hot path.
-    /// The provided body collects [`HeaderLookup::values`] into a `Vec`, so implementations
-    /// that can walk their values in place should override it to avoid that allocation.
+    /// Returns whether the header is present at all. The compiled engine calls this on its
+    /// hot path unless [`HeaderLookup::visit_headers`] lists the headers. The provided body
+    /// collects [`HeaderLookup::values`] into a `Vec`, so implementations that can walk their
+    /// values in place should override it to avoid that allocation.
     fn visit_values(&self, lower_case_name: &str, visit: &mut dyn FnMut(&str) -> bool) -> bool {
         let values = self.values(lower_case_name);
         for value in &values {
@@ -243,6 +246,17 @@ pub trait HeaderLookup {
             }
         }
         !values.is_empty()
+    }
+
+    /// Calls `visit` with the name (in any case) and value of every header, in order, and
+    /// returns `true`. The provided body calls nothing and returns `false`.
+    ///
+    /// The compiled engine calls this at most once per decision, to collect the headers that
+    /// its rules filter on in one pass. When it returns `false`, the engine reads each
+    /// filtered header with [`HeaderLookup::visit_values`] instead. An override must visit
+    /// the same values that `visit_values` visits for each name.
+    fn visit_headers<'s>(&'s self, _visit: &mut dyn FnMut(&'s str, &'s str)) -> bool {
+        false
     }
 }
 
@@ -257,7 +271,7 @@ impl HeaderLookup for [(String, String)] {
     fn visit_values(&self, lower_case_name: &str, visit: &mut dyn FnMut(&str) -> bool) -> bool {
         let mut present = false;
         for (name, value) in self {
-            if name.eq_ignore_ascii_case(lower_case_name) {
+            if eq_ignore_case(name, lower_case_name) {
                 present = true;
                 if visit(value) {
                     break;
@@ -265,6 +279,13 @@ impl HeaderLookup for [(String, String)] {
             }
         }
         present
+    }
+
+    fn visit_headers<'s>(&'s self, visit: &mut dyn FnMut(&'s str, &'s str)) -> bool {
+        for (name, value) in self {
+            visit(name, value);
+        }
+        true
     }
 }
 
@@ -275,6 +296,10 @@ impl HeaderLookup for Vec<(String, String)> {
 
     fn visit_values(&self, lower_case_name: &str, visit: &mut dyn FnMut(&str) -> bool) -> bool {
         self.as_slice().visit_values(lower_case_name, visit)
+    }
+
+    fn visit_headers<'s>(&'s self, visit: &mut dyn FnMut(&'s str, &'s str)) -> bool {
+        self.as_slice().visit_headers(visit)
     }
 }
 
