@@ -45,6 +45,9 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
                     && row.to.kind == subnetlock_access::SiteKind::Main)
         })
         .collect();
+    if let Some(note) = output::deployment_failure_note(&analysis) {
+        out_raw!("{note}\n\n");
+    }
     if rows.is_empty() {
         return explain_any_caller(&analysis, &inputs, &from, &target, &args);
     }

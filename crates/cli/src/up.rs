@@ -97,7 +97,7 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
                 }
             }
             Err(miette!(
-                help = "fix the findings above; `subnetlock check` shows them all",
+                help = "fix the findings above; `subnetlock check` with the same options (such as `--previous` and `--scale-unit`) shows them all",
                 "this deployment would be rejected, so `up` does not start it"
             ))
         }

@@ -360,6 +360,24 @@ fn check_scale_unit_older_fails() {
         .collect();
     assert_eq!(sl022.len(), 1, "{report}");
     assert_eq!(sl022[0]["severity"], "error");
+    assert_eq!(report["assumptions"]["scale_unit"], "older");
+    assert_eq!(report["deployment_fails"], true);
+
+    let explain = subnetlock(&[
+        "explain",
+        example,
+        "--scale-unit",
+        "older",
+        "--from",
+        "app:function-app-a-yobmxbvmtplck",
+        "--to",
+        "function-app-b-yobmxbvmtplck",
+    ]);
+    assert!(
+        stdout(&explain).starts_with("Azure fails this deployment (SL022"),
+        "{}",
+        stdout(&explain)
+    );
 
     let newer = subnetlock(&["check", example, "--format", "json"]);
     assert_eq!(newer.status.code(), Some(0), "{}", stdout(&newer));
@@ -372,6 +390,8 @@ fn check_scale_unit_older_fails() {
         .map(|finding| &finding["severity"])
         .collect();
     assert_eq!(severities, vec!["info"], "{report}");
+    assert_eq!(report["assumptions"]["scale_unit"], "newer");
+    assert_eq!(report["deployment_fails"], false);
 
     let invalid = subnetlock(&["check", example, "--scale-unit", "oldest"]);
     assert_eq!(invalid.status.code(), Some(2));

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::decisions::{DecisionLog, DecisionRecord};
 use crate::functions_host::FunctionsHost;
+use crate::handler_client::HOP_BY_HOP;
 use crate::pages;
 
 /// Largest request body the front end buffers.
@@ -142,6 +143,7 @@ impl FrontEnd {
             return response;
         }
 
+        strip_hop_by_hop(request.headers_mut());
         add_forwarding_headers(&mut request, &source, scheme);
         let response = match kind {
             SiteKind::Main => match self.hosts.get(&site_key) {
@@ -215,6 +217,27 @@ fn request_host(request: &Request<Bytes>) -> Option<String> {
         _ => host,
     };
     Some(without_port.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Removes the hop-by-hop headers of the caller's request, and the headers its `Connection`
+/// header lists (RFC 9110, section 7.6.1), before the front end adds its own. Otherwise a
+/// caller could list `X-Forwarded-For` in `Connection` and so remove the one the front end
+/// adds. `Host` stays, because the request is routed by it.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let listed: Vec<http::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| http::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| name != header::HOST)
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
 }
 
 /// Adds the headers App Service's front end is commonly observed to add for the worker.
@@ -313,11 +336,7 @@ async fn serve_connection<I>(
             Ok::<_, std::convert::Infallible>(response.map(Full::new))
         }
     });
-    if let Err(error) = http1::Builder::new()
-        .writev(false)
-        .serve_connection(io, service)
-        .await
-    {
+    if let Err(error) = http1::Builder::new().serve_connection(io, service).await {
         tracing::debug!(%error, %peer, "front-end connection ended with an error");
     }
 }
@@ -331,5 +350,39 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Request<Bytes>, Res
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {MAX_BODY_BYTES} bytes or unreadable"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_cannot_remove_forwarding_headers() {
+        let mut request = Request::new(Bytes::new());
+        let headers = request.headers_mut();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("app.azurewebsites.net"),
+        );
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-forwarded-for, x-forwarded-proto, host, x-private"),
+        );
+        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.4"));
+        headers.insert("x-private", HeaderValue::from_static("secret"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        let source = Source::internet("198.51.100.7".parse().unwrap());
+
+        strip_hop_by_hop(request.headers_mut());
+        add_forwarding_headers(&mut request, &source, "https");
+
+        let headers = request.headers();
+        assert_eq!(headers["x-forwarded-for"], "198.51.100.7");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers[header::HOST], "app.azurewebsites.net");
+        for removed in ["connection", "x-private", "te"] {
+            assert!(headers.get(removed).is_none(), "{removed}");
+        }
     }
 }

@@ -1650,7 +1650,7 @@ fn text_response(status: StatusCode, body: &str) -> Response<Bytes> {
 }
 
 fn bad_gateway(site: &str, reason: &str) -> Response<Bytes> {
-    tracing::warn!(site, %reason, "custom handler unreachable");
+    tracing::warn!(site, %reason, "request to the custom handler failed");
     text_response(
         StatusCode::BAD_GATEWAY,
         "the custom handler did not return a response\n",

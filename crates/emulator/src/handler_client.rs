@@ -8,7 +8,10 @@
 //! (measured with `bench/frontend.sh`, recorded in docs/benchmarks.md).
 //!
 //! It implements the client side of RFC 9112 that a handler can use: `Content-Length`,
-//! `chunked` and close-delimited bodies, interim 1xx responses, `HEAD`, and keep-alive.
+//! `chunked` and close-delimited bodies, interim 1xx responses, `HEAD`, keep-alive with the
+//! handler's `Keep-Alive: timeout`, and a response that arrives before the request was written
+//! whole. Transfer codings other than `chunked` are rejected, because the client cannot undo
+//! them.
 
 use std::io;
 use std::sync::Mutex;
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 /// Largest response head (status line and headers) the client reads.
@@ -33,7 +36,8 @@ const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
 /// Idle connections kept open for reuse.
 const MAX_IDLE: usize = 256;
 
-/// An idle connection older than this is closed rather than reused.
+/// An idle connection older than this is closed rather than reused, unless the handler's
+/// `Keep-Alive: timeout` is shorter.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes requested from the socket per read.
@@ -43,7 +47,7 @@ const READ_CHUNK: usize = 8 * 1024;
 const FRAMING_HEADERS: [HeaderName; 2] = [header::CONTENT_LENGTH, header::TRANSFER_ENCODING];
 
 /// Hop-by-hop headers (RFC 9110, section 7.6.1), which a proxy does not forward.
-const HOP_BY_HOP: [&str; 7] = [
+pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -101,6 +105,10 @@ struct Connection {
     stream: TcpStream,
     /// Bytes read from the socket and not yet consumed.
     buffer: BytesMut,
+    /// Bytes read from the socket during the current exchange.
+    received: usize,
+    /// How long the connection may stay idle before it is closed instead of reused.
+    idle_limit: Duration,
 }
 
 /// A response read from a connection, and whether the connection can carry another request.
@@ -111,11 +119,22 @@ struct Exchange {
 
 /// How an exchange failed, which decides whether the request may be sent again.
 enum Failure {
-    /// Writing the request failed, so the handler did not receive it whole and cannot have
-    /// acted on it. This happens when the handler closed an idle connection just before use.
+    /// The first write failed, so no byte of the request reached the handler.
     NotSent(SendError),
-    /// The request went out, so the handler may have acted on it.
+    /// The request went out, and the connection failed before any byte of a response came
+    /// back. A handler that closed the idle connection while the request was on its way does
+    /// this, and so does a handler that exits while it handles the request.
+    NothingReceived(SendError),
+    /// Part of a response arrived before the exchange failed.
     AfterSending(SendError),
+}
+
+/// The end of writing a request.
+enum WriteOutcome {
+    Complete,
+    /// The handler sent bytes, or closed the connection, before it read the whole request.
+    ResponseStarted,
+    Failed(io::Error),
 }
 
 impl HandlerClient {
@@ -129,11 +148,12 @@ impl HandlerClient {
 
     /// Sends `request` to the handler on `port` and reads the whole response.
     ///
-    /// A reused connection whose write fails is replaced by a new one. Once a request is
-    /// written it is never sent again, whatever its method: the handler may have acted on it
-    /// (a handler that exits while it handles a request would otherwise get it a second time).
-    /// Idle connections that the handler closed are found before the write by
-    /// [`Connection::is_open`].
+    /// A request that failed on a reused connection goes out once more, on a new connection,
+    /// when none of it was written, or when no byte of a response came back and the request
+    /// is replayable: GET, HEAD, OPTIONS or TRACE without a body (RFC 9110, section 9.2.2;
+    /// RFC 9112, section 9.3.1). That retry covers a handler that closes idle connections
+    /// just as one is reused. It also means that a replayable request which makes the
+    /// handler exit reaches it twice when the restarted handler is up in time.
     pub(crate) async fn send(
         &self,
         port: u16,
@@ -141,6 +161,7 @@ impl HandlerClient {
     ) -> Result<Response<Bytes>, SendError> {
         let encoded = encode_request(port, request);
         let head_request = request.method == Method::HEAD;
+        let mut delivered_error = None;
 
         if let Some(mut connection) = self.checkout(port) {
             match connection
@@ -149,19 +170,34 @@ impl HandlerClient {
             {
                 Ok(exchange) => return Ok(self.finish(connection, exchange)),
                 Err(Failure::NotSent(error)) => {
-                    tracing::debug!(port, %error, "reused handler connection failed, retrying on a new one");
+                    tracing::debug!(port, %error, "reused handler connection failed before the request went out, retrying on a new one");
                 }
-                Err(Failure::AfterSending(error)) => return Err(error),
+                Err(Failure::NothingReceived(error)) if is_replayable(request) => {
+                    tracing::debug!(port, %error, "reused handler connection closed without a response, retrying on a new one");
+                    delivered_error = Some(error);
+                }
+                Err(Failure::NothingReceived(error) | Failure::AfterSending(error)) => {
+                    return Err(error)
+                }
             }
         }
 
-        let mut connection = Connection::open(port).await?;
+        let mut connection = match Connection::open(port).await {
+            Ok(connection) => connection,
+            // The request may have reached the handler already. A refused connection must not
+            // then read as "never sent", which would send it again once the handler restarts.
+            Err(error) => return Err(delivered_error.unwrap_or(error)),
+        };
         match connection
             .exchange(&encoded, head_request, self.max_body)
             .await
         {
             Ok(exchange) => Ok(self.finish(connection, exchange)),
-            Err(Failure::NotSent(error) | Failure::AfterSending(error)) => Err(error),
+            Err(
+                Failure::NotSent(error)
+                | Failure::NothingReceived(error)
+                | Failure::AfterSending(error),
+            ) => Err(error),
         }
     }
 
@@ -176,14 +212,10 @@ impl HandlerClient {
     fn checkout(&self, port: u16) -> Option<Connection> {
         let mut idle = self.lock_idle();
         while let Some(candidate) = idle.pop() {
-            // The list is in order of return, so everything before a timed-out connection
-            // timed out too.
-            if candidate.since.elapsed() > IDLE_TIMEOUT {
-                idle.clear();
-                return None;
-            }
-            // Connections to an earlier handler process are closed on the way.
-            if candidate.connection.port == port && candidate.connection.is_open() {
+            // Connections that idled too long, or that go to an earlier handler process, are
+            // closed on the way.
+            let fresh = candidate.since.elapsed() <= candidate.connection.idle_limit;
+            if fresh && candidate.connection.port == port && candidate.connection.is_open() {
                 return Some(candidate.connection);
             }
         }
@@ -220,13 +252,16 @@ impl Connection {
             port,
             stream,
             buffer: BytesMut::with_capacity(READ_CHUNK),
+            received: 0,
+            idle_limit: IDLE_TIMEOUT,
         })
     }
 
     /// Checks without blocking that the handler has not closed the idle connection.
     ///
     /// The runtime marks the socket readable when a FIN or stray bytes arrive, so an open,
-    /// quiet connection costs no system call here.
+    /// quiet connection costs no system call here. A close that arrives after this check
+    /// is handled by the retry in [`HandlerClient::send`].
     fn is_open(&self) -> bool {
         if !self.buffer.is_empty() {
             return false;
@@ -248,18 +283,83 @@ impl Connection {
         head_request: bool,
         max_body: usize,
     ) -> Result<Exchange, Failure> {
-        if let Err(error) = self.stream.write_all(encoded).await {
-            return Err(Failure::NotSent(error.into()));
+        self.received = 0;
+        let (written, outcome) = self.write_request(encoded).await;
+        let written_whole = match outcome {
+            WriteOutcome::Complete => true,
+            WriteOutcome::ResponseStarted => false,
+            WriteOutcome::Failed(error) if written == 0 => {
+                return Err(Failure::NotSent(error.into()))
+            }
+            // The handler may have answered before it closed the connection, for example with
+            // 413 for a body it did not read, so whatever arrived is still read.
+            WriteOutcome::Failed(error) => {
+                tracing::debug!(port = self.port, written, %error, "writing to the custom handler failed");
+                false
+            }
+        };
+
+        match self.read_response(head_request, max_body).await {
+            Ok(mut exchange) => {
+                // The unwritten rest of the request would be read as the start of the next.
+                exchange.reusable &= written_whole;
+                Ok(exchange)
+            }
+            Err(error) if self.received == 0 => Err(Failure::NothingReceived(error)),
+            Err(error) => Err(Failure::AfterSending(error)),
         }
-        self.read_response(head_request, max_body)
-            .await
-            .map_err(Failure::AfterSending)
+    }
+
+    /// Writes the request, returning how many bytes went out and how the write ended.
+    ///
+    /// A request larger than the socket buffer is written as the buffer drains. Meanwhile the
+    /// handler may reply without reading the rest (413 for a body it rejects), and then the
+    /// write stops, because a handler that reads no more would leave it blocked.
+    async fn write_request(&mut self, encoded: &[u8]) -> (usize, WriteOutcome) {
+        let mut written = 0;
+        while written < encoded.len() {
+            let rest = encoded.get(written..).unwrap_or_default();
+            match self.stream.try_write(rest) {
+                Ok(count) => {
+                    written += count;
+                    continue;
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return (written, WriteOutcome::Failed(error)),
+            }
+
+            let readable = tokio::select! {
+                biased;
+                ready = self.stream.readable() => ready.map(|()| true),
+                ready = self.stream.writable() => ready.map(|()| false),
+            };
+            match readable {
+                Err(error) => return (written, WriteOutcome::Failed(error)),
+                Ok(false) => {}
+                // Readiness can be left over from the previous response, so only bytes or the
+                // end of the stream count as the handler replying.
+                Ok(true) => {
+                    self.buffer.reserve(READ_CHUNK);
+                    match self.stream.try_read_buf(&mut self.buffer) {
+                        Ok(count) => {
+                            self.received += count;
+                            return (written, WriteOutcome::ResponseStarted);
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(error) => return (written, WriteOutcome::Failed(error)),
+                    }
+                }
+            }
+        }
+        (written, WriteOutcome::Complete)
     }
 
     /// Reads more bytes into the buffer, returning how many arrived (0 at end of stream).
     async fn fill(&mut self) -> io::Result<usize> {
         self.buffer.reserve(READ_CHUNK);
-        self.stream.read_buf(&mut self.buffer).await
+        let count = self.stream.read_buf(&mut self.buffer).await?;
+        self.received += count;
+        Ok(count)
     }
 
     async fn fill_or_closed(&mut self) -> Result<(), SendError> {
@@ -303,14 +403,23 @@ impl Connection {
             Framing::UntilClose => self.read_until_close(max_body).await?,
         };
 
-        // A connection is reused only when the message ended where its framing puts the end and
-        // nothing else was sent after it.
+        // A connection is reused only when the message ended where its framing puts the end
+        // and nothing else was sent after it.
         let reusable =
             head.keep_alive && !matches!(framing, Framing::UntilClose) && self.buffer.is_empty();
+        if let Some(timeout) = head.keep_alive_timeout {
+            self.idle_limit = idle_limit_for(timeout);
+        }
 
+        let mut headers = head.headers;
+        // A response to HEAD keeps the length of the body it describes (RFC 9110, section
+        // 8.6). Every other Content-Length is set again from the buffered body.
+        if let (true, Some(length)) = (head_request, head.content_length) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
         let mut response = Response::new(body);
         *response.status_mut() = head.status;
-        *response.headers_mut() = head.headers;
+        *response.headers_mut() = headers;
         Ok(Exchange { response, reusable })
     }
 
@@ -332,7 +441,7 @@ impl Connection {
     async fn read_exact_body(&mut self, length: usize) -> Result<Bytes, SendError> {
         while self.buffer.len() < length {
             self.buffer.reserve(length - self.buffer.len());
-            if self.stream.read_buf(&mut self.buffer).await? == 0 {
+            if self.fill().await? == 0 {
                 return Err(SendError::Closed);
             }
         }
@@ -351,14 +460,16 @@ impl Connection {
                 return Err(SendError::TooLarge { limit: max_body });
             }
             let size = size as usize;
-            while self.buffer.len() < size + 2 {
+            while self.buffer.len() < size {
                 self.fill_or_closed().await?;
             }
             body.extend_from_slice(&self.buffer[..size]);
-            if &self.buffer[size..size + 2] != b"\r\n" {
-                return Err(SendError::Invalid("chunk data not followed by CRLF".into()));
+            self.buffer.advance(size);
+            if !self.read_line().await?.is_empty() {
+                return Err(SendError::Invalid(
+                    "chunk data not followed by a line break".into(),
+                ));
             }
-            self.buffer.advance(size + 2);
         }
         // Trailer fields are read and dropped: a handler's response trailers have no place
         // in the buffered response.
@@ -377,12 +488,16 @@ impl Connection {
         }
     }
 
-    /// Reads one line of a chunked body, without its CRLF.
+    /// Reads one line of a chunked body without its line break. A bare LF ends a line as
+    /// CRLF does, as in the response head (RFC 9112, section 2.2).
     async fn read_line(&mut self) -> Result<Bytes, SendError> {
         loop {
-            if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\r\n") {
-                let line = self.buffer.split_to(end).freeze();
-                self.buffer.advance(2);
+            if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
+                let mut line = self.buffer.split_to(end).freeze();
+                self.buffer.advance(1);
+                if line.last() == Some(&b'\r') {
+                    line.truncate(line.len() - 1);
+                }
                 return Ok(line);
             }
             if self.buffer.len() > MAX_CHUNK_LINE_BYTES {
@@ -400,9 +515,12 @@ struct ResponseHead {
     headers: HeaderMap,
     /// HTTP/1.1 without `Connection: close`.
     keep_alive: bool,
+    /// The `timeout` parameter of `Keep-Alive`: how long the handler keeps an idle connection.
+    keep_alive_timeout: Option<Duration>,
     content_length: Option<u64>,
-    /// Whether `Transfer-Encoding` ends with `chunked`, or `None` without the header.
-    chunked: Option<bool>,
+    /// Whether the response has `Transfer-Encoding: chunked`. Any other transfer coding is
+    /// rejected while the head is parsed.
+    chunked: bool,
 }
 
 enum Framing {
@@ -424,11 +542,16 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
     };
 
     let code = parsed.code.unwrap_or_default();
+    // Status codes are three digits from 100 to 599 (RFC 9110, section 15).
     let status = StatusCode::from_u16(code)
-        .map_err(|_| SendError::Invalid(format!("status code {code}")))?;
-    let mut keep_alive = parsed.version == Some(1);
+        .ok()
+        .filter(|_| code < 600)
+        .ok_or_else(|| SendError::Invalid(format!("status code {code}")))?;
+    let http_1_1 = parsed.version == Some(1);
+    let mut keep_alive = http_1_1;
+    let mut keep_alive_timeout = None;
     let mut content_length: Option<u64> = None;
-    let mut chunked = None;
+    let mut codings: Vec<&str> = Vec::new();
     let mut listed_in_connection: Vec<&str> = Vec::new();
 
     for field in parsed.headers.iter() {
@@ -444,15 +567,8 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             let text = std::str::from_utf8(field.value)
                 .map_err(|_| SendError::Invalid("Transfer-Encoding is not ASCII".into()))?;
-            // Only the last coding decides the framing, and a later header field continues
-            // the list of an earlier one.
-            if let Some(last) = text
-                .rsplit(',')
-                .map(str::trim)
-                .find(|coding| !coding.is_empty())
-            {
-                chunked = Some(last.eq_ignore_ascii_case("chunked"));
-            }
+            // A later header field continues the list of an earlier one.
+            codings.extend(text.split(',').map(str::trim).filter(|c| !c.is_empty()));
         } else if name.eq_ignore_ascii_case("connection") {
             let text = std::str::from_utf8(field.value).unwrap_or_default();
             for token in text.split(',').map(str::trim) {
@@ -461,12 +577,28 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
                 }
                 listed_in_connection.push(token);
             }
+        } else if name.eq_ignore_ascii_case("keep-alive") {
+            keep_alive_timeout = parse_keep_alive_timeout(field.value);
         }
     }
 
+    // The client decodes `chunked` and nothing else, so any other coding, or `chunked`
+    // applied twice (RFC 9112, section 6.1), cannot be passed on as a body. An HTTP/1.0
+    // message with Transfer-Encoding has faulty framing by the same section.
+    let chunked = match codings.as_slice() {
+        [] => false,
+        [only] if only.eq_ignore_ascii_case("chunked") && http_1_1 => true,
+        _ => {
+            return Err(SendError::Invalid(format!(
+                "unsupported Transfer-Encoding `{}` in an HTTP/1.{} response",
+                codings.join(", "),
+                parsed.version.unwrap_or_default()
+            )))
+        }
+    };
     // A message with both framings may be an attempt at request smuggling. It is read by its
     // Transfer-Encoding, and the connection is closed after it (RFC 9112, section 6.3).
-    if chunked.is_some() && content_length.is_some() {
+    if chunked && content_length.is_some() {
         keep_alive = false;
     }
 
@@ -493,6 +625,7 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
             status,
             headers,
             keep_alive,
+            keep_alive_timeout,
             content_length,
             chunked,
         },
@@ -505,14 +638,13 @@ fn body_framing(head: &ResponseHead, head_request: bool) -> Result<Framing, Send
     if head_request || status == 204 || status == 304 {
         return Ok(Framing::Empty);
     }
-    match (head.chunked, head.content_length) {
-        // Transfer-Encoding overrides Content-Length.
-        (Some(true), _) => Ok(Framing::Chunked),
-        (Some(false), _) => Ok(Framing::UntilClose),
-        (None, Some(0)) => Ok(Framing::Empty),
-        (None, Some(length)) => Ok(Framing::Length(length)),
-        (None, None) => Ok(Framing::UntilClose),
-    }
+    // Transfer-Encoding overrides Content-Length.
+    Ok(match (head.chunked, head.content_length) {
+        (true, _) => Framing::Chunked,
+        (false, Some(0)) => Framing::Empty,
+        (false, Some(length)) => Framing::Length(length),
+        (false, None) => Framing::UntilClose,
+    })
 }
 
 fn parse_content_length(value: &[u8]) -> Result<u64, SendError> {
@@ -541,6 +673,28 @@ fn parse_content_length(value: &[u8]) -> Result<u64, SendError> {
     result.ok_or_else(|| SendError::Invalid("empty Content-Length".into()))
 }
 
+/// Reads the `timeout` parameter, in seconds, of a `Keep-Alive` header value such as
+/// `timeout=5, max=1000`.
+fn parse_keep_alive_timeout(value: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(value).ok()?;
+    text.split(',').find_map(|parameter| {
+        let (name, seconds) = parameter.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("timeout") {
+            return None;
+        }
+        seconds.trim().parse::<u64>().ok().map(Duration::from_secs)
+    })
+}
+
+/// Returns how long a connection may idle when the handler closes idle connections after
+/// `timeout`: a margin below it, so that reuse does not race the handler's close.
+fn idle_limit_for(timeout: Duration) -> Duration {
+    timeout
+        .saturating_sub(Duration::from_secs(1))
+        .max(timeout / 2)
+        .min(IDLE_TIMEOUT)
+}
+
 /// Parses the hexadecimal size at the start of a chunk-size line, ignoring extensions.
 fn parse_chunk_size(line: &[u8]) -> Result<u64, SendError> {
     let digits = line
@@ -549,7 +703,8 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, SendError> {
         .unwrap_or_default()
         .trim_ascii();
     let invalid = || SendError::Invalid(format!("chunk size `{}`", String::from_utf8_lossy(line)));
-    if digits.is_empty() || digits.len() > 15 {
+    // `from_str_radix` would also take a sign, which a chunk size never has.
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(invalid());
     }
     let text = std::str::from_utf8(digits).map_err(|_| invalid())?;
@@ -577,11 +732,15 @@ fn encode_request(port: u16, request: &OutboundRequest<'_>) -> Vec<u8> {
     let mut has_host = false;
     for (name, value) in request.headers {
         let name_text = name.as_str();
+        // `Host` stays even when `Connection` lists it: without it the handler would see
+        // another site's name.
+        let listed = name != header::HOST
+            && listed_in_connection
+                .iter()
+                .any(|listed| listed.eq_ignore_ascii_case(name_text));
         let skip = FRAMING_HEADERS.contains(name)
             || HOP_BY_HOP.contains(&name_text)
-            || listed_in_connection
-                .iter()
-                .any(|listed| listed.eq_ignore_ascii_case(name_text))
+            || listed
             || request.extra_headers.iter().any(|(extra, _)| extra == name);
         if skip {
             continue;
@@ -612,6 +771,16 @@ fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// Whether a request may be sent again after it may have reached the handler: a safe method
+/// with no body, so that it carries no content a retry could duplicate.
+fn is_replayable(request: &OutboundRequest<'_>) -> bool {
+    request.body.is_empty()
+        && matches!(
+            *request.method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        )
 }
 
 #[cfg(test)]
@@ -718,6 +887,25 @@ mod tests {
         client.send(port, &get(&headers, &[])).await
     }
 
+    /// Sends two GETs to a peer that replies `reply` to each, and checks both bodies and how
+    /// many connections the peer accepted.
+    async fn two_exchanges(
+        reply: &'static [u8],
+        close_after_each: bool,
+        body: &[u8],
+        accepted: usize,
+    ) {
+        let peer = peer(vec![Some(reply), Some(reply)], close_after_each).await;
+        let client = HandlerClient::new(1024);
+
+        for _ in 0..2 {
+            let response = send_get(&client, peer.port).await.unwrap();
+            assert_eq!(response.body().as_ref(), body);
+            assert!(response.headers().get("transfer-encoding").is_none());
+        }
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), accepted);
+    }
+
     #[tokio::test]
     async fn content_length_body_and_reuse() {
         let reply: &[u8] =
@@ -741,28 +929,13 @@ mod tests {
     async fn chunked_body_with_extensions_and_trailers() {
         let reply: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
             4;name=value\r\nFunc\r\nb\r\ntion B said\r\n0\r\nx-trailer: 1\r\n\r\n";
-        let peer = peer(vec![Some(reply), Some(reply)], false).await;
-        let client = HandlerClient::new(1024);
-
-        for _ in 0..2 {
-            let response = send_get(&client, peer.port).await.unwrap();
-            assert_eq!(response.body().as_ref(), b"Function B said");
-            assert!(response.headers().get("transfer-encoding").is_none());
-        }
-        assert_eq!(peer.accepted.load(Ordering::SeqCst), 1);
+        two_exchanges(reply, false, b"Function B said", 1).await;
     }
 
     #[tokio::test]
     async fn close_delimited_body_is_not_reused() {
         let reply: &[u8] = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end";
-        let peer = peer(vec![Some(reply), Some(reply)], true).await;
-        let client = HandlerClient::new(1024);
-
-        for _ in 0..2 {
-            let response = send_get(&client, peer.port).await.unwrap();
-            assert_eq!(response.body().as_ref(), b"until the end");
-        }
-        assert_eq!(peer.accepted.load(Ordering::SeqCst), 2);
+        two_exchanges(reply, true, b"until the end", 2).await;
     }
 
     #[tokio::test]
@@ -827,18 +1000,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn request_is_not_resent_after_close() {
+    async fn post_is_not_resent_after_close() {
         let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx";
         // The second request reaches the peer, which closes without a reply, as a handler
         // that exits while handling it.
         let peer = peer(vec![Some(reply), None, Some(reply)], false).await;
         let client = HandlerClient::new(1024);
+        let headers = HeaderMap::new();
 
         send_get(&client, peer.port).await.unwrap();
-        let error = send_get(&client, peer.port).await.unwrap_err();
+        let post = OutboundRequest {
+            method: &Method::POST,
+            body: b"payload",
+            ..get(&headers, &[])
+        };
+        let error = client.send(peer.port, &post).await.unwrap_err();
         assert!(matches!(error, SendError::Closed), "{error}");
         assert_eq!(peer.requests.lock().unwrap().len(), 2);
         assert_eq!(peer.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn get_is_resent_once_after_close() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx";
+        let peer = peer(vec![Some(reply), None, Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+
+        send_get(&client, peer.port).await.unwrap();
+        let response = send_get(&client, peer.port).await.unwrap();
+        assert_eq!(response.body().as_ref(), b"x");
+        assert_eq!(peer.requests.lock().unwrap().len(), 3);
+        assert_eq!(peer.accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
@@ -880,12 +1072,17 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_responses_fail() {
-        let cases: [&[u8]; 5] = [
+        let cases: [&[u8]; 10] = [
             b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nxx",
             b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
             b"NOT HTTP\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nxx",
+            b"HTTP/1.1 600 Unknown\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n+2\r\nok\r\n0\r\n\r\n",
         ];
         for reply in cases {
             let peer = peer(vec![Some(reply)], true).await;
@@ -993,5 +1190,156 @@ mod tests {
         for invalid in [&b""[..], b"g", b"-1", b"1000000000000000"] {
             assert!(parse_chunk_size(invalid).is_err(), "{invalid:?}");
         }
+    }
+
+    /// Accepts one connection, reads only the request head, and replies `reply` without
+    /// reading the body. With `close`, it closes the socket right after the reply. Returns
+    /// the port and a counter of request heads seen.
+    async fn early_replier(reply: &'static [u8], close: bool) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(AtomicUsize::new(0));
+        let heads_in = heads.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let heads_in = heads_in.clone();
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !data.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => data.extend_from_slice(&chunk[..read]),
+                        }
+                    }
+                    heads_in.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(reply).await;
+                    if close {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                });
+            }
+        });
+        (port, heads)
+    }
+
+    fn large_post<'a>(headers: &'a HeaderMap, body: &'a [u8]) -> OutboundRequest<'a> {
+        OutboundRequest {
+            method: &Method::POST,
+            body,
+            ..get(headers, &[])
+        }
+    }
+
+    #[tokio::test]
+    async fn early_response_stops_the_write() {
+        let reply: &[u8] = b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 0\r\n\r\n";
+        let (port, heads) = early_replier(reply, false).await;
+        let client = HandlerClient::new(1024);
+        let headers = HeaderMap::new();
+        let body = vec![b'x'; 16 * 1024 * 1024];
+
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.send(port, &large_post(&headers, &body)),
+        )
+        .await
+        .expect("the client must not wait for the handler to read the body")
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(heads.load(Ordering::SeqCst), 1);
+        assert!(
+            client.lock_idle().is_empty(),
+            "a half-written connection is not reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn post_is_not_resent_after_early_close() {
+        let reply: &[u8] =
+            b"HTTP/1.1 413 Content Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        let ok: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let (port, heads) = early_replier(reply, true).await;
+        let client = HandlerClient::new(1024);
+        let headers = HeaderMap::new();
+        // An idle connection from an earlier exchange, so that the POST goes out on a reused
+        // one, where retries are considered.
+        let warm_up = peer(vec![Some(ok)], false).await;
+        send_get(&client, warm_up.port).await.unwrap();
+
+        let body = vec![b'x'; 16 * 1024 * 1024];
+        for _ in 0..3 {
+            let _ = client.send(port, &large_post(&headers, &body)).await;
+        }
+        assert_eq!(
+            heads.load(Ordering::SeqCst),
+            3,
+            "each POST reached the handler once"
+        );
+    }
+
+    #[tokio::test]
+    async fn get_is_retried_after_racing_close() {
+        // Each reply claims keep-alive, and then the peer closes at once: the next request
+        // on the pooled connection races the close.
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let peer = peer(vec![Some(reply); 40], true).await;
+        let client = HandlerClient::new(1024);
+
+        for round in 0..20 {
+            let response = send_get(&client, peer.port).await;
+            assert!(response.is_ok(), "round {round}: {:?}", response.err());
+        }
+    }
+
+    #[tokio::test]
+    async fn chunk_lines_may_end_in_bare_lf() {
+        let reply: &[u8] =
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\nok\n3\r\n 42\r\n0\n\n";
+        two_exchanges(reply, false, b"ok 42", 1).await;
+    }
+
+    #[tokio::test]
+    async fn head_keeps_content_length() {
+        let reply: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n";
+        let peer = peer(vec![Some(reply)], false).await;
+        let client = HandlerClient::new(1024);
+        let headers = HeaderMap::new();
+        let head = OutboundRequest {
+            method: &Method::HEAD,
+            ..get(&headers, &[])
+        };
+
+        let response = client.send(peer.port, &head).await.unwrap();
+        assert_eq!(response.headers()["content-length"], "10");
+        assert!(response.body().is_empty());
+    }
+
+    #[test]
+    fn keep_alive_timeout_cases() {
+        assert_eq!(
+            parse_keep_alive_timeout(b"timeout=5, max=1000"),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            parse_keep_alive_timeout(b"max=3, Timeout = 2"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(parse_keep_alive_timeout(b"max=3"), None);
+        assert_eq!(parse_keep_alive_timeout(b"timeout=soon"), None);
+
+        assert_eq!(
+            idle_limit_for(Duration::from_secs(5)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            idle_limit_for(Duration::from_secs(1)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(idle_limit_for(Duration::from_secs(600)), IDLE_TIMEOUT);
     }
 }

@@ -18,6 +18,8 @@ pub struct Topology {
     pub network_security_groups: Vec<NetworkSecurityGroup>,
     pub hosting_environments: Vec<HostingEnvironment>,
     pub findings: Vec<crate::Finding>,
+    /// The scale unit the findings assume, once [`crate::validate_scale_unit`] has run.
+    pub scale_unit: Option<crate::ScaleUnit>,
 }
 
 impl Topology {

@@ -420,7 +420,8 @@ pub fn validate_redeploy(previous: &Topology, next: &mut Topology) {
 
 /// The App Service scale unit (stamp) that a deployment's plans land on. No template states
 /// it, so the caller chooses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ScaleUnit {
     /// A scale unit that offers Premium v2 plans, where Basic and Standard plans support
     /// regional VNet integration.
@@ -441,6 +442,7 @@ pub enum ScaleUnit {
 /// [`ScaleUnit::Newer`] each such integration gets an informational finding that names the
 /// assumption; with [`ScaleUnit::Older`] it is the deployment failure.
 pub fn validate_scale_unit(topology: &mut Topology, scale_unit: ScaleUnit) {
+    topology.scale_unit = Some(scale_unit);
     let mut findings = Vec::new();
     for site in &topology.sites {
         let Some(integration) = &site.integration else {

@@ -82,6 +82,9 @@ pub fn describe_row(row: &Reachability) -> String {
 pub fn render_human(analysis: &Analysis, template: &str) -> String {
     let mut out = String::new();
     push_line(&mut out, format!("subnetlock check: {template}"));
+    if let Some(note) = deployment_failure_note(analysis) {
+        push_line(&mut out, note);
+    }
 
     push_line(&mut out, String::new());
     push_line(&mut out, "sites".to_owned());
@@ -279,6 +282,26 @@ fn severity_text(severity: Severity) -> &'static str {
 }
 
 /// JSON with the topology summary, every matrix row, calls and findings.
+/// Returns a line stating that Azure fails this deployment, with the codes of the findings
+/// that make it fail, or `None` when none does.
+pub fn deployment_failure_note(analysis: &Analysis) -> Option<String> {
+    let mut codes: Vec<String> = analysis
+        .findings
+        .iter()
+        .filter(|finding| finding.fails_deployment())
+        .map(|finding| finding.code.to_string())
+        .collect();
+    codes.sort();
+    codes.dedup();
+    if codes.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Azure fails this deployment ({}; `subnetlock check` with the same options says why); every verdict below is what the template would give if it deployed",
+        codes.join(", ")
+    ))
+}
+
 pub fn render_json(analysis: &Analysis, template: &str) -> String {
     let rows: Vec<serde_json::Value> = analysis
         .rows
@@ -299,6 +322,8 @@ pub fn render_json(analysis: &Analysis, template: &str) -> String {
         .collect();
     let value = json!({
         "template": template,
+        "assumptions": { "scale_unit": analysis.topology.scale_unit },
+        "deployment_fails": analysis.findings.iter().any(Finding::fails_deployment),
         "sites": analysis.topology.sites,
         "plans": analysis.topology.plans,
         "vnets": analysis.topology.vnets,
@@ -340,6 +365,7 @@ pub fn render_sarif(analysis: &Analysis, template: &str) -> String {
                 "informationUri": "https://github.com/subnetlock/subnetlock",
                 "rules": rules,
             }},
+            "properties": { "scaleUnit": analysis.topology.scale_unit },
             "results": results,
         }],
     });
@@ -366,7 +392,14 @@ fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
     };
     let mut text = finding.message.clone();
     if let Some(help) = &finding.help {
-        text.push_str(". Fix: ");
+        if !text.ends_with('.') && !text.ends_with(".`") {
+            text.push('.');
+        }
+        // The help of an informational finding is a suggestion, not a fix.
+        text.push_str(match finding.severity {
+            Severity::Info => " Note: ",
+            Severity::Warning | Severity::Error => " Fix: ",
+        });
         text.push_str(help);
     }
     json!({
