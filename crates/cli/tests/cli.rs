@@ -416,12 +416,8 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 /// Process ids whose environment carries `SUBNETLOCK_STATE_DIR=<state_dir>`.
 fn marked_processes(state_dir: &Path) -> Vec<u32> {
-    let marker = format!(
-        "SUBNETLOCK_STATE_DIR={}",
-        std::fs::canonicalize(state_dir)
-            .expect("state dir")
-            .display()
-    );
+    let canonical = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    let marker = format!("SUBNETLOCK_STATE_DIR={}", canonical.display());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc") {
         let Some(pid) = entry
@@ -440,6 +436,25 @@ fn marked_processes(state_dir: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// A child process that is killed, with everything marked for its state directory, when the
+/// test ends, so that a failing assertion leaves nothing running.
+struct Reaped {
+    child: std::process::Child,
+    state_dir: PathBuf,
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in marked_processes(&self.state_dir) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
 }
 
 fn wait_for(condition: impl Fn() -> bool, what: &str) {
@@ -484,14 +499,15 @@ fn up_stops_left_over_handlers() {
     std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
     let state = dir.path().join("state");
 
-    let start = || {
-        Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+    let start = || Reaped {
+        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
             .args(["up", dir.path().to_str().expect("path"), "--state-dir"])
             .arg(&state)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("start up")
+            .expect("start up"),
+        state_dir: state.clone(),
     };
 
     // The handler and its background `sleep` both carry the marker.
@@ -504,8 +520,8 @@ fn up_stops_left_over_handlers() {
     let left_over = marked_processes(&state);
 
     // SIGKILL gives `up` no chance to stop its handlers.
-    first.kill().expect("SIGKILL");
-    first.wait().expect("wait");
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().expect("wait");
     assert!(
         left_over
             .iter()
@@ -526,11 +542,11 @@ fn up_stops_left_over_handlers() {
 
     // A clean stop leaves nothing behind, the background child included.
     let stopped = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
+        .args(["-TERM", &second.child.id().to_string()])
         .status()
         .expect("kill");
     assert!(stopped.success());
-    second.wait().expect("wait");
+    second.child.wait().expect("wait");
     wait_for(
         || marked_processes(&state).is_empty(),
         "every marked process to exit",
