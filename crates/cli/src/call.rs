@@ -58,7 +58,15 @@ pub async fn call(args: CallArgs) -> Result<i32> {
         .map_err(|error| miette!("request failed: {}", error.without_url()))?;
     let status = response.status();
     if args.include {
-        out!("{:?} {}", response.version(), status);
+        // The reason phrase as received: App Service's denial reads `403 Ip Forbidden`, which
+        // is not the standard text for 403.
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
+            .or_else(|| status.canonical_reason().map(str::to_owned))
+            .unwrap_or_default();
+        out!("{:?} {} {reason}", response.version(), status.as_u16());
         for (name, value) in response.headers() {
             out!("{}: {}", name, value.to_str().unwrap_or("<binary>"));
         }

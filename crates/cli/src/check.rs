@@ -45,7 +45,10 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
                     && row.to.kind == subnetlock_access::SiteKind::Main)
         })
         .collect();
-    if let Some(note) = output::deployment_failure_note(&analysis) {
+    if let Some(note) = output::deployment_failure_note(
+        &analysis,
+        "`subnetlock check` with the same options says why",
+    ) {
         out_raw!("{note}\n\n");
     }
     if rows.is_empty() {

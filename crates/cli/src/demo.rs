@@ -57,7 +57,20 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let results = results?;
 
     out!("\n== check versus live ==");
-    out!("{:<72} {:>5} {:>5}  live body", "probe", "check", "live");
+    // The probe column is as wide as the longest label, plus the mark column before it.
+    let width = results
+        .iter()
+        .map(|result| result.label.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("probe".len());
+    out!(
+        "{:<w$} {:>5} {:>5}  live body",
+        "probe",
+        "check",
+        "live",
+        w = width + 1
+    );
     for result in &results {
         let live = result
             .live_status
@@ -65,7 +78,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
             .unwrap_or_else(|| "none".to_owned());
         let mark = if result.matches() { " " } else { "!" };
         out!(
-            "{mark}{:<71} {:>5} {:>5}  {}",
+            "{mark}{:<width$} {:>5} {:>5}  {}",
             result.label,
             result.prediction.status,
             live,

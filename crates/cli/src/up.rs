@@ -161,8 +161,14 @@ pub fn print_summary(emulator: &Emulator, bindings: &subnetlock_emulator::Bindin
         if let Some(function) = site.functions.first() {
             out!();
             out!("try:");
+            // The state directory is absolute by now, so the line works from any folder.
+            let state_dir = emulator
+                .state_file()
+                .parent()
+                .map(|dir| format!(" --state-dir '{}'", dir.display()))
+                .unwrap_or_default();
             out!(
-                "  subnetlock call --from internet:203.0.113.7 '{}?code={}'",
+                "  subnetlock call{state_dir} --from internet:203.0.113.7 '{}?code={}'",
                 function.url,
                 function.key
             );

@@ -245,13 +245,17 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
 fn add_forwarding_headers(request: &mut Request<Bytes>, source: &Source, scheme: &str) {
     let headers = request.headers_mut();
     let address = source.address.to_string();
-    let chain = match headers
-        .get("x-forwarded-for")
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {address}"),
-        _ => address,
-    };
+    // Every X-Forwarded-For line the caller sent stays in the chain, in order (RFC 9110,
+    // section 5.3: several lines of a list header are one comma-separated list).
+    let mut chain: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .collect();
+    chain.push(&address);
+    let chain = chain.join(", ");
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert("x-forwarded-for", value);
     }
@@ -379,6 +383,22 @@ mod tests {
 
         let headers = request.headers();
         assert_eq!(headers["x-forwarded-for"], "198.51.100.7");
+
+        // Two lines from the caller stay one chain, in order, followed by the source.
+        let mut request = Request::new(Bytes::new());
+        request
+            .headers_mut()
+            .append("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        request
+            .headers_mut()
+            .append("x-forwarded-for", HeaderValue::from_static("5.6.7.8"));
+        add_forwarding_headers(&mut request, &source, "http");
+        let chain: Vec<&HeaderValue> = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .collect();
+        assert_eq!(chain, vec!["1.2.3.4, 5.6.7.8, 198.51.100.7"]);
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers[header::HOST], "app.azurewebsites.net");
         for removed in ["connection", "x-private", "te"] {

@@ -58,18 +58,20 @@ pub enum EmulatorError {
         findings: Vec<subnetlock_model::Finding>,
     },
     #[error("state directory `{path}` is in use by another emulator (process {pid})")]
-    #[diagnostic(help("stop that emulator, or pass another directory with --state-dir"))]
+    #[diagnostic(help(
+        "stop that emulator, or pass another directory with --state-dir; if no emulator runs there, delete `lock` in that directory"
+    ))]
     StateDirInUse { path: PathBuf, pid: u32 },
     #[error("listen address `{0}` is not a loopback address")]
     #[diagnostic(help("the emulator serves only 127.0.0.0/8 or ::1"))]
     NotLoopback(IpAddr),
-    #[error("cannot listen on `{address}`: {source}")]
+    #[error("cannot listen on `{address}`")]
     #[diagnostic(help("pick another port, or 0 for any free port"))]
     Listen {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot use state directory `{path}`: {source}")]
+    #[error("cannot use state directory `{path}`")]
     #[diagnostic(help("pass a writable directory with --state-dir"))]
     StateDir {
         path: PathBuf,

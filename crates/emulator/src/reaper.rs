@@ -9,7 +9,9 @@
 //! down.
 //!
 //! The processes are found through `/proc/<pid>/environ`, so this works on Linux only. A
-//! process of another user, whose environment cannot be read, is never touched.
+//! process of another user, whose environment cannot be read, is never touched, and neither
+//! are the emulator and its ancestors. A process started with a cleared environment carries
+//! no marker and escapes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,13 +74,39 @@ fn marked_processes(marker: &[u8]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let own = std::process::id();
+    // This process and its ancestors are never stopped, even when a shell that started `up`
+    // exported the variable itself.
+    let spared = own_lineage();
+    if spared.iter().any(|&pid| is_marked(pid, marker)) {
+        tracing::warn!(
+            "the environment that started the emulator sets `{STATE_DIR_VARIABLE}`, which the emulator sets for its handlers; unset it in your shell"
+        );
+    }
     entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != own)
-        .filter_map(|pid| i32::try_from(pid).ok())
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| !spared.contains(pid))
         .filter(|&pid| is_marked(pid, marker))
         .collect()
+}
+
+/// Returns this process and its ancestors, from `/proc/<pid>/stat`.
+fn own_lineage() -> Vec<i32> {
+    let mut lineage = Vec::new();
+    let mut pid = i32::try_from(std::process::id()).unwrap_or(0);
+    while pid > 0 && !lineage.contains(&pid) {
+        lineage.push(pid);
+        pid = parent_of(pid).unwrap_or(0);
+    }
+    lineage
+}
+
+/// Reads the parent process id, the fourth field of `/proc/<pid>/stat`. The second field is
+/// the command name in parentheses and may contain spaces, so the fields are counted from
+/// the last `)`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn is_marked(pid: i32, marker: &[u8]) -> bool {
@@ -95,7 +123,11 @@ fn signal(pid: i32, signal: Signal) {
         return;
     };
     match kill_process(process, signal) {
-        Ok(()) => tracing::info!(pid, ?signal, "stopped a left-over handler process"),
+        Ok(()) => tracing::info!(
+            pid,
+            signal = signal.as_raw(),
+            "stopped a left-over handler process"
+        ),
         Err(error) => tracing::debug!(pid, %error, "cannot signal a left-over handler process"),
     }
 }
@@ -139,5 +171,38 @@ mod tests {
 
         unmarked.kill().expect("kill");
         let _ = unmarked.wait();
+    }
+
+    #[test]
+    fn lineage_starts_with_self_and_parent() {
+        let lineage = own_lineage();
+        assert_eq!(
+            lineage.first().copied(),
+            i32::try_from(std::process::id()).ok()
+        );
+        assert_eq!(
+            lineage.get(1).copied(),
+            i32::try_from(std::os::unix::process::parent_id()).ok()
+        );
+    }
+
+    #[test]
+    fn parent_of_reads_names_with_spaces() {
+        // The command name of a process, its executable's file name, can contain spaces and
+        // parentheses.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let odd_name = dir.path().join("a (b) c");
+        std::os::unix::fs::symlink("/bin/sleep", &odd_name).expect("symlink");
+        let mut child = std::process::Command::new(&odd_name)
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).expect("stat");
+        assert!(stat.contains("(a (b) c)"), "{stat}");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let own = i32::try_from(std::process::id()).expect("pid");
+        assert_eq!(parent_of(pid), Some(own));
+        child.kill().expect("kill");
+        let _ = child.wait();
     }
 }

@@ -801,8 +801,9 @@ fn create_state_dir(path: &Path) -> Result<(), EmulatorError> {
         })
 }
 
-/// A lock file (`lock`, containing the owner's process id) that keeps two emulators from
-/// sharing one state directory. A lock whose process no longer exists is taken over.
+/// A lock file (`lock`, containing the owner's process id and start time) that keeps two
+/// emulators from sharing one state directory. A lock whose process no longer runs is taken
+/// over: a missing process, a zombie, or a process id since reused by another process.
 struct StateLock {
     path: PathBuf,
 }
@@ -818,15 +819,20 @@ impl StateLock {
             {
                 Ok(mut file) => {
                     use std::io::Write;
-                    let _ = write!(file, "{}", std::process::id());
+                    let pid = std::process::id();
+                    let _ = match process_start_time(pid) {
+                        Some(start) => write!(file, "{pid} {start}"),
+                        None => write!(file, "{pid}"),
+                    };
                     return Ok(StateLock { path });
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|text| text.trim().parse::<u32>().ok());
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let mut fields = text.split_whitespace();
+                    let owner = fields.next().and_then(|pid| pid.parse::<u32>().ok());
+                    let start = fields.next().and_then(|start| start.parse::<u64>().ok());
                     match owner {
-                        Some(pid) if Path::new(&format!("/proc/{pid}")).exists() => {
+                        Some(pid) if lock_owner_runs(pid, start) => {
                             return Err(EmulatorError::StateDirInUse {
                                 path: state_dir.to_owned(),
                                 pid,
@@ -847,6 +853,30 @@ impl StateLock {
             path: path.clone(),
             source: std::io::Error::other("cannot take over the stale lock file"),
         })
+    }
+}
+
+/// Reads a process's start time (clock ticks after boot, the 22nd field of `/proc/<pid>/stat`)
+/// and returns `None` for a process that does not exist or is a zombie.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may contain spaces, so fields are counted from the
+    // last `)`: the state is the first field after it and the start time the twentieth.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether the process that wrote a lock still runs: it exists, is not a zombie, and its start
+/// time equals the one in the lock (a lock without a start time was written by an older
+/// version).
+fn lock_owner_runs(pid: u32, start: Option<u64>) -> bool {
+    match (process_start_time(pid), start) {
+        (None, _) => false,
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
     }
 }
 
@@ -891,4 +921,41 @@ fn random_token() -> String {
     let mut bytes = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_with_reused_pid_is_taken_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Process 1 exists, but it did not start at tick 1: its id was "reused".
+        std::fs::write(dir.path().join("lock"), "1 1").expect("write lock");
+        let lock = StateLock::acquire(dir.path()).expect("stale lock is taken over");
+        let text = std::fs::read_to_string(dir.path().join("lock")).expect("read lock");
+        assert!(
+            text.starts_with(&format!("{} ", std::process::id())),
+            "{text}"
+        );
+        drop(lock);
+        assert!(!dir.path().join("lock").exists());
+    }
+
+    #[test]
+    fn lock_of_running_emulator_is_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let _first_lock = StateLock::acquire(dir.path()).expect("first lock");
+        match StateLock::acquire(dir.path()) {
+            Err(EmulatorError::StateDirInUse { pid, .. }) => assert_eq!(pid, std::process::id()),
+            Err(other) => panic!("unexpected error: {other}"),
+            Ok(_) => panic!("a held lock was taken over"),
+        }
+    }
+
+    #[test]
+    fn start_time_of_missing_process_is_none() {
+        assert!(process_start_time(std::process::id()).is_some());
+        assert!(process_start_time(u32::MAX).is_none());
+    }
 }

@@ -1058,7 +1058,7 @@ fn defaults_finding(
             format!(
                 "rule {index} of the {list_kind} site of `{}` has {}; Azure does not document these defaults",
                 site.name,
-                read_as.join(" and ")
+                read_as.join(", and ")
             ),
         )
         .help("write `action` and `priority` on every rule"),

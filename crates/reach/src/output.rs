@@ -82,7 +82,7 @@ pub fn describe_row(row: &Reachability) -> String {
 pub fn render_human(analysis: &Analysis, template: &str) -> String {
     let mut out = String::new();
     push_line(&mut out, format!("subnetlock check: {template}"));
-    if let Some(note) = deployment_failure_note(analysis) {
+    if let Some(note) = deployment_failure_note(analysis, "the findings below say why") {
         push_line(&mut out, note);
     }
 
@@ -283,8 +283,8 @@ fn severity_text(severity: Severity) -> &'static str {
 
 /// JSON with the topology summary, every matrix row, calls and findings.
 /// Returns a line stating that Azure fails this deployment, with the codes of the findings
-/// that make it fail, or `None` when none does.
-pub fn deployment_failure_note(analysis: &Analysis) -> Option<String> {
+/// that make it fail and `pointer` to where they are shown, or `None` when none does.
+pub fn deployment_failure_note(analysis: &Analysis, pointer: &str) -> Option<String> {
     let mut codes: Vec<String> = analysis
         .findings
         .iter()
@@ -297,7 +297,7 @@ pub fn deployment_failure_note(analysis: &Analysis) -> Option<String> {
         return None;
     }
     Some(format!(
-        "Azure fails this deployment ({}; `subnetlock check` with the same options says why); every verdict below is what the template would give if it deployed",
+        "Azure fails this deployment ({}; {pointer}); every verdict below is what the template would give if it deployed",
         codes.join(", ")
     ))
 }
@@ -425,9 +425,15 @@ fn sarif_uri(path: &Path) -> String {
         .remove(b'.')
         .remove(b'_')
         .remove(b'~');
-    path.to_string_lossy()
-        .split(std::path::MAIN_SEPARATOR)
-        .map(|segment| percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string())
+    // The bytes of the path, not a lossy UTF-8 copy, so that a name that is not UTF-8 still
+    // decodes to the real file.
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_string_lossy().replace('\\', "/").into_bytes();
+    bytes
+        .split(|&byte| byte == b'/')
+        .map(|segment| percent_encoding::percent_encode(segment, SEGMENT).to_string())
         .collect::<Vec<_>>()
         .join("/")
 }
@@ -500,5 +506,12 @@ mod tests {
             "infra/100%25%20ready/main.json"
         );
         assert_eq!(sarif_uri(Path::new("azuredeploy.json")), "azuredeploy.json");
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"bad\xff/t.json"));
+            assert_eq!(sarif_uri(not_utf8), "bad%FF/t.json");
+        }
     }
 }
