@@ -177,6 +177,7 @@ fn ambiguity_key(ambiguity: &Ambiguity) -> (u8, &str) {
         Ambiguity::XffProxyUndocumented => (3, ""),
         Ambiguity::MissingHeader => (4, ""),
         Ambiguity::HeaderValueCase => (5, ""),
+        Ambiguity::RuleDefaults => (6, ""),
     }
 }
 

@@ -361,6 +361,10 @@ pub enum Ambiguity {
     SubnetRuleWithPrivateEndpoint,
     /// A service-tag rule could not be resolved: no prefix table, or the tag is not in it.
     ServiceTagUnresolved { tag: String },
+    /// The deciding rule has no `action` or no `priority`, whose defaults Azure does not
+    /// document. The engine never adds this itself: the rule list carries no trace of how a
+    /// rule was written, so the model adds it (`subnetlock_model::note_rule_defaults`).
+    RuleDefaults,
 }
 
 /// Options that select readings of undocumented behaviour.

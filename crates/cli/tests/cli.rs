@@ -552,3 +552,34 @@ fn up_stops_left_over_handlers() {
         "every marked process to exit",
     );
 }
+
+#[test]
+fn rule_defaults_mark_verdicts() {
+    // 203.0.113.10 is the internet caller `check` samples, so rule 0 decides its verdict.
+    let (_dir, path) = template(&site_with_rules(r#"[{ "ipAddress": "203.0.113.0/24" }]"#));
+    let output = subnetlock(&["check", path.to_str().expect("path"), "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+
+    let row = report["reachability"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|row| row["from"]["label"] == "internet:203.0.113.10" && row["to"]["kind"] == "Main")
+        .expect("internet row");
+    assert_eq!(row["verdict"], "Allow", "{row}");
+    assert_eq!(row["reason"]["index"], 0, "{row}");
+    let ambiguities = row["ambiguities"].as_array().expect("ambiguities");
+    assert!(
+        ambiguities
+            .iter()
+            .any(|a| a.to_string().contains("rule_defaults")),
+        "{row}"
+    );
+
+    let human = subnetlock(&["check", path.to_str().expect("path")]);
+    assert!(
+        stdout(&human).contains("without `action` reads as Allow"),
+        "{}",
+        stdout(&human)
+    );
+}

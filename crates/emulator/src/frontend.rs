@@ -132,6 +132,8 @@ impl FrontEnd {
                 return response;
             }
         };
+        let mut decision = decision;
+        subnetlock_model::note_rule_defaults(site, &mut decision);
         record.verdict = Some(decision.verdict);
         record.reason = Some(decision.reason.clone());
         record.ambiguities = decision.ambiguities.clone();

@@ -268,6 +268,7 @@ impl Builder<'_> {
             app_settings: Vec::new(),
             functions: Vec::new(),
             unknown_rules: Vec::new(),
+            rules_with_defaults: Vec::new(),
             declared_at: resource.declared_at.clone(),
         };
 
@@ -624,6 +625,7 @@ impl Builder<'_> {
                         self.topology
                             .findings
                             .push(finding.at(&resource.id, location.clone()));
+                        site.rules_with_defaults.push((list_kind, index));
                     }
                     if is_synthetic_rule(&rule) {
                         let finding = Finding::new(

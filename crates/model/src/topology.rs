@@ -338,6 +338,8 @@ pub struct Site {
     pub functions: Vec<Function>,
     /// Rules left out of `access` because they depend on values unknown offline.
     pub unknown_rules: Vec<UnknownRule>,
+    /// Rules of `access` written without `action` or `priority`, by list and array index.
+    pub rules_with_defaults: Vec<(subnetlock_access::SiteKind, usize)>,
     pub declared_at: SourceLocation,
 }
 
@@ -349,6 +351,23 @@ pub struct UnknownRule {
     pub index: usize,
     /// The residual expression that made it unknown.
     pub expression: String,
+}
+
+/// Marks `decision` as depending on Azure's undocumented rule defaults when the rule that
+/// decided it was written without `action` or `priority`.
+pub fn note_rule_defaults(site: &Site, decision: &mut subnetlock_access::Decision) {
+    if let subnetlock_access::Reason::Rule { list, index, .. } = decision.reason {
+        let defaulted = site.rules_with_defaults.contains(&(list, index));
+        if defaulted
+            && !decision
+                .ambiguities
+                .contains(&subnetlock_access::Ambiguity::RuleDefaults)
+        {
+            decision
+                .ambiguities
+                .push(subnetlock_access::Ambiguity::RuleDefaults);
+        }
+    }
 }
 
 impl Site {

@@ -108,11 +108,12 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
                 let Some(egress) = egress_of(&topology, caller, Some(target), options) else {
                     continue;
                 };
-                let decision = compiled.decide(&Request {
+                let mut decision = compiled.decide(&Request {
                     source: &egress.source,
                     site: kind,
                     headers: &NoHeaders,
                 });
+                subnetlock_model::note_rule_defaults(site, &mut decision);
                 let depends_on_unknown = unknown_dependencies(site, kind, &decision);
                 rows.push(Reachability {
                     from: caller.clone(),
@@ -447,6 +448,9 @@ pub(crate) fn describe_ambiguity(ambiguity: &Ambiguity) -> String {
         }
         Ambiguity::ServiceTagUnresolved { tag } => {
             format!("service tag `{tag}` has no prefix table; pass --service-tags to resolve it")
+        }
+        Ambiguity::RuleDefaults => {
+            "a rule without `action` reads as Allow and one without `priority` as 0".to_owned()
         }
     }
 }

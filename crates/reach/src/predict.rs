@@ -94,11 +94,12 @@ pub fn predict_with_headers(
 
     let compiled = CompiledSiteAccess::compile(&site.access, options);
     let headers = headers.to_vec();
-    let decision = compiled.decide(&Request {
+    let mut decision = compiled.decide(&Request {
         source: &egress.source,
         site: kind,
         headers: &headers,
     });
+    subnetlock_model::note_rule_defaults(site, &mut decision);
     let mut why = egress.steps.clone();
     why.push(crate::output::describe_decision(&decision));
 

@@ -270,6 +270,7 @@ fn add_site(plan: &Plan, resource: &PlanResource, topology: &mut Topology) {
         app_settings: Vec::new(),
         functions: Vec::new(),
         unknown_rules: Vec::new(),
+        rules_with_defaults: Vec::new(),
         declared_at: plan.locate(resource, ""),
     };
 
