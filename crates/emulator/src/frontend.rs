@@ -226,6 +226,14 @@ fn request_host(request: &Request<Bytes>) -> Option<String> {
 /// caller could list `X-Forwarded-For` in `Connection` and so remove the one the front end
 /// adds. `Host` stays, because the request is routed by it.
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most requests carry none of these, and one pass over the few headers a request has is
+    // cheaper than a lookup per hop-by-hop name.
+    let any_hop_by_hop = headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(&name.as_str()));
+    if !any_hop_by_hop {
+        return;
+    }
     let listed: Vec<http::HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
