@@ -18,7 +18,7 @@ pub fn check(args: CheckArgs) -> Result<i32> {
     let text = match args.format {
         Format::Human => output::render_human(&analysis, &template),
         Format::Json => output::render_json(&analysis, &template),
-        Format::Sarif => output::render_sarif(&analysis, &template),
+        Format::Sarif => output::render_sarif(&analysis, &inputs.template),
     };
     out!("{}", text.trim_end());
     let has_errors = analysis

@@ -165,7 +165,7 @@ pub fn print_summary(emulator: &Emulator, bindings: &subnetlock_emulator::Bindin
             let state_dir = emulator
                 .state_file()
                 .parent()
-                .map(|dir| format!(" --state-dir '{}'", dir.display()))
+                .map(|dir| format!(" --state-dir {}", shell_quote(&dir.display().to_string())))
                 .unwrap_or_default();
             out!(
                 "  subnetlock call{state_dir} --from internet:203.0.113.7 '{}?code={}'",
@@ -176,10 +176,42 @@ pub fn print_summary(emulator: &Emulator, bindings: &subnetlock_emulator::Bindin
                 "  curl --connect-to ::{}:{} --cacert {} '{}?code={}'",
                 https.ip(),
                 https.port(),
-                emulator.state_file().with_file_name("ca.pem").display(),
+                shell_quote(
+                    &emulator
+                        .state_file()
+                        .with_file_name("ca.pem")
+                        .display()
+                        .to_string()
+                ),
                 function.url,
                 function.key
             );
         }
+    }
+}
+
+/// Quotes `text` for a POSIX shell, so that a printed command line can be pasted as it is.
+fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"/._-:@%+=,".contains(&byte));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_quote_cases() {
+        assert_eq!(shell_quote("/tmp/state"), "/tmp/state");
+        assert_eq!(shell_quote("/tmp/rs dir"), "'/tmp/rs dir'");
+        assert_eq!(shell_quote("/tmp/q'd"), "'/tmp/q'\\''d'");
+        assert_eq!(shell_quote(""), "''");
     }
 }

@@ -414,10 +414,11 @@ port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 "#;
 
-/// Process ids whose environment carries `SUBNETLOCK_STATE_DIR=<state_dir>`.
+/// Process ids whose environment marks them as started by an emulator on `state_dir`:
+/// `SUBNETLOCK_EMULATOR=<state_dir>#<pid>:<start time>`.
 fn marked_processes(state_dir: &Path) -> Vec<u32> {
     let canonical = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
-    let marker = format!("SUBNETLOCK_STATE_DIR={}", canonical.display());
+    let marker = format!("SUBNETLOCK_EMULATOR={}#", canonical.display());
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc") {
         let Some(pid) = entry
@@ -429,7 +430,7 @@ fn marked_processes(state_dir: &Path) -> Vec<u32> {
         if let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) {
             if environ
                 .split(|&byte| byte == 0)
-                .any(|entry| entry == marker.as_bytes())
+                .any(|entry| entry.starts_with(marker.as_bytes()))
             {
                 pids.push(pid);
             }

@@ -420,6 +420,9 @@ impl Connection {
         let mut response = Response::new(body);
         *response.status_mut() = head.status;
         *response.headers_mut() = headers;
+        if let Some(reason) = head.reason {
+            response.extensions_mut().insert(reason);
+        }
         Ok(Exchange { response, reusable })
     }
 
@@ -512,6 +515,8 @@ impl Connection {
 
 struct ResponseHead {
     status: StatusCode,
+    /// The reason phrase, when it differs from the standard one for `status`.
+    reason: Option<hyper::ext::ReasonPhrase>,
     headers: HeaderMap,
     /// HTTP/1.1 without `Connection: close`.
     keep_alive: bool,
@@ -550,6 +555,12 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
         .ok()
         .filter(|_| code < 600)
         .ok_or_else(|| SendError::Invalid(format!("status code {code}")))?;
+    // A reason phrase other than the standard one is kept, so that the front end sends it on
+    // as the handler wrote it.
+    let reason = parsed
+        .reason
+        .filter(|reason| status.canonical_reason() != Some(*reason))
+        .and_then(|reason| hyper::ext::ReasonPhrase::try_from(reason.as_bytes()).ok());
     let http_1_1 = parsed.version == Some(1);
     let mut keep_alive = http_1_1;
     let mut keep_alive_timeout = None;
@@ -626,6 +637,7 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
         length,
         ResponseHead {
             status,
+            reason,
             headers,
             keep_alive,
             keep_alive_timeout,
@@ -1344,5 +1356,26 @@ mod tests {
             Duration::from_millis(500)
         );
         assert_eq!(idle_limit_for(Duration::from_secs(600)), IDLE_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn custom_reason_phrase_is_kept() {
+        let custom: &[u8] = b"HTTP/1.1 299 Custom Reason Here\r\ncontent-length: 0\r\n\r\n";
+        let standard: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+        let peer = peer(vec![Some(custom), Some(standard)], false).await;
+        let client = HandlerClient::new(1024);
+
+        let response = send_get(&client, peer.port).await.unwrap();
+        let reason = response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .expect("reason");
+        assert_eq!(reason.as_bytes(), b"Custom Reason Here");
+
+        let response = send_get(&client, peer.port).await.unwrap();
+        assert!(response
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .is_none());
     }
 }

@@ -58,9 +58,7 @@ pub enum EmulatorError {
         findings: Vec<subnetlock_model::Finding>,
     },
     #[error("state directory `{path}` is in use by another emulator (process {pid})")]
-    #[diagnostic(help(
-        "stop that emulator, or pass another directory with --state-dir; if no emulator runs there, delete `lock` in that directory"
-    ))]
+    #[diagnostic(help("stop that emulator, or pass another directory with --state-dir"))]
     StateDirInUse { path: PathBuf, pid: u32 },
     #[error("listen address `{0}` is not a loopback address")]
     #[diagnostic(help("the emulator serves only 127.0.0.0/8 or ::1"))]

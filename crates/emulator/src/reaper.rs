@@ -1,12 +1,12 @@
 //! Stops handler processes that outlived the emulator that started them.
 //!
-//! Every handler process gets [`STATE_DIR_VARIABLE`] set to the emulator's state directory, and
-//! so does every process it starts, because children inherit the environment. Only one
-//! emulator at a time uses a state directory. So a process that carries the variable but is
-//! not the current emulator's own handler is left over: from an emulator that was killed with
-//! SIGKILL, which cannot clean up, or a child that a handler started in the background. The
-//! emulator stops such processes when it takes the directory over, and again when it shuts
-//! down.
+//! Every handler process gets [`MARKER_VARIABLE`] set to a value that names the emulator's
+//! state directory and the emulator itself (its process id and start time), and so does every
+//! process it starts, because children inherit the environment. When the emulator shuts
+//! down, it stops the processes that carry its own value: what its handlers started in the
+//! background. An emulator killed with SIGKILL cannot do that, so the next one on the same
+//! state directory reads the killed one's token from the lock file and stops the processes
+//! that carry the killed one's value.
 //!
 //! The processes are found through `/proc/<pid>/environ`, so this works on Linux only. A
 //! process of another user, whose environment cannot be read, is never touched, and neither
@@ -18,18 +18,18 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
 
-/// Environment variable that marks a process as started for one state directory.
-pub(crate) const STATE_DIR_VARIABLE: &str = "SUBNETLOCK_STATE_DIR";
+/// Environment variable that marks a process as started by one emulator.
+pub(crate) const MARKER_VARIABLE: &str = "SUBNETLOCK_EMULATOR";
 
 /// Time a process gets to exit after SIGTERM before it gets SIGKILL.
 const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Stops every process whose environment marks it as started for `state_dir`, except this
-/// process. Returns how many processes it signalled.
-pub(crate) async fn stop_marked_processes(state_dir: &Path) -> usize {
-    let marker = marker(state_dir);
+/// Stops every process whose environment contains `marker_value` (from [`marker_value`]),
+/// except this process and its ancestors. Returns how many processes it signalled.
+pub(crate) async fn stop_marked_processes(marker_value: &str) -> usize {
+    let marker = format!("{MARKER_VARIABLE}={marker_value}").into_bytes();
     let pids = marked_processes(&marker);
     if pids.is_empty() {
         return 0;
@@ -56,32 +56,20 @@ pub(crate) async fn stop_marked_processes(state_dir: &Path) -> usize {
     pids.len()
 }
 
-/// Returns the value of [`STATE_DIR_VARIABLE`] for `state_dir`: its canonical path, so that
-/// two spellings of one directory mark the same processes.
-pub(crate) fn marker_value(state_dir: &Path) -> String {
-    std::fs::canonicalize(state_dir)
-        .unwrap_or_else(|_| state_dir.to_owned())
-        .display()
-        .to_string()
-}
-
-/// Returns the `NAME=value` entry that marks processes of `state_dir`.
-fn marker(state_dir: &Path) -> Vec<u8> {
-    format!("{STATE_DIR_VARIABLE}={}", marker_value(state_dir)).into_bytes()
+/// Returns the value of [`MARKER_VARIABLE`] for the emulator with `token` (process id and
+/// start time) on `state_dir`. The directory is canonical, so that two spellings of one
+/// directory give one value.
+pub(crate) fn marker_value(state_dir: &Path, token: &str) -> String {
+    let directory = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_owned());
+    format!("{}#{token}", directory.display())
 }
 
 fn marked_processes(marker: &[u8]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    // This process and its ancestors are never stopped, even when a shell that started `up`
-    // exported the variable itself.
+    // This process and its ancestors are never stopped, whatever their environment holds.
     let spared = own_lineage();
-    if spared.iter().any(|&pid| is_marked(pid, marker)) {
-        tracing::warn!(
-            "the environment that started the emulator sets `{STATE_DIR_VARIABLE}`, which the emulator sets for its handlers; unset it in your shell"
-        );
-    }
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| !spared.contains(pid))
@@ -139,38 +127,47 @@ mod tests {
     #[tokio::test]
     async fn stops_marked_process_only() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let state_dir = dir.path().join("state");
-        let other_dir = dir.path().join("other");
+        let ours = marker_value(dir.path(), "1:2");
+        let others = [
+            marker_value(dir.path(), "1:3"),
+            dir.path().display().to_string(),
+        ];
 
         let mut marked = std::process::Command::new("sleep")
             .arg("60")
-            .env(STATE_DIR_VARIABLE, marker_value(&state_dir))
+            .env(MARKER_VARIABLE, &ours)
             .spawn()
             .expect("spawn sleep");
-        let mut unmarked = std::process::Command::new("sleep")
-            .arg("60")
-            .env(STATE_DIR_VARIABLE, marker_value(&other_dir))
-            .spawn()
-            .expect("spawn sleep");
+        let mut unmarked: Vec<std::process::Child> = others
+            .iter()
+            .map(|value| {
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .env(MARKER_VARIABLE, value)
+                    .spawn()
+                    .expect("spawn sleep")
+            })
+            .collect();
 
         // The child's environment is readable once it has executed `sleep`.
-        let marker = marker(&state_dir);
+        let marker = format!("{MARKER_VARIABLE}={ours}").into_bytes();
         let pid = i32::try_from(marked.id()).expect("pid");
         let deadline = Instant::now() + Duration::from_secs(5);
         while !is_marked(pid, &marker) && Instant::now() < deadline {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
 
-        assert_eq!(stop_marked_processes(&state_dir).await, 1);
+        assert_eq!(stop_marked_processes(&ours).await, 1);
         let status = marked.wait().expect("wait");
         assert!(!status.success(), "{status}");
-        assert!(
-            unmarked.try_wait().expect("try_wait").is_none(),
-            "unmarked process still runs"
-        );
-
-        unmarked.kill().expect("kill");
-        let _ = unmarked.wait();
+        for child in &mut unmarked {
+            assert!(
+                child.try_wait().expect("try_wait").is_none(),
+                "another emulator's process was stopped"
+            );
+            child.kill().expect("kill");
+            let _ = child.wait();
+        }
     }
 
     #[test]

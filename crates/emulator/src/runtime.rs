@@ -138,8 +138,8 @@ pub struct Emulator {
     control: SocketAddr,
     shutdown: watch::Sender<bool>,
     state_file: PathBuf,
-    /// Held while the emulator runs; dropping it removes the lock file.
-    _lock: StateLock,
+    /// Held while the emulator runs; dropping it releases the state directory.
+    lock: StateLock,
 }
 
 /// State shared by the listeners and the egress handoffs.
@@ -173,8 +173,15 @@ impl Emulator {
             return Err(EmulatorError::NotLoopback(config.listen));
         }
         create_state_dir(&config.state_dir)?;
-        let lock = StateLock::acquire(&config.state_dir)?;
-        let left_over = reaper::stop_marked_processes(&config.state_dir).await;
+        let (lock, previous_owner) = StateLock::acquire(&config.state_dir)?;
+        // An owner that released the lock normally stopped its processes itself, so this
+        // finds only what a killed one left running.
+        let left_over = match &previous_owner {
+            Some(token) => {
+                reaper::stop_marked_processes(&reaper::marker_value(&config.state_dir, token)).await
+            }
+            None => 0,
+        };
         if left_over > 0 {
             tracing::warn!(
                 count = left_over,
@@ -311,7 +318,8 @@ impl Emulator {
                 source,
             })?;
             info.egress_proxy = Some(proxy.addr());
-            let env = handler_environment(&site, &ca_file, proxy.addr(), &config.state_dir);
+            let marker = reaper::marker_value(&config.state_dir, &lock.token);
+            let env = handler_environment(&site, &ca_file, proxy.addr(), &marker);
             let host_config = HostConfig {
                 site_name: site.name.clone(),
                 app,
@@ -407,7 +415,7 @@ impl Emulator {
             control,
             shutdown,
             state_file,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -492,7 +500,7 @@ impl Emulator {
         // Handlers are stopped by their hosts above; this catches what they started in the
         // background.
         if let Some(state_dir) = self.state_file.parent() {
-            reaper::stop_marked_processes(state_dir).await;
+            reaper::stop_marked_processes(&reaper::marker_value(state_dir, &self.lock.token)).await;
         }
         let _ = std::fs::remove_file(&self.state_file);
         tracing::info!("emulator stopped");
@@ -672,7 +680,7 @@ fn handler_environment(
     site: &subnetlock_model::Site,
     ca_file: &Path,
     proxy: SocketAddr,
-    state_dir: &Path,
+    marker: &str,
 ) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for setting in &site.app_settings {
@@ -710,10 +718,7 @@ fn handler_environment(
     }
     env.push(("SSL_CERT_FILE".to_owned(), ca_file.display().to_string()));
     // Marks the handler and everything it starts, so that no process outlives the emulator.
-    env.push((
-        reaper::STATE_DIR_VARIABLE.to_owned(),
-        reaper::marker_value(state_dir),
-    ));
+    env.push((reaper::MARKER_VARIABLE.to_owned(), marker.to_owned()));
     env.push((
         "WEBSITE_HOSTNAME".to_owned(),
         site.default_host_name.clone(),
@@ -801,89 +806,81 @@ fn create_state_dir(path: &Path) -> Result<(), EmulatorError> {
         })
 }
 
-/// A lock file (`lock`, containing the owner's process id and start time) that keeps two
-/// emulators from sharing one state directory. A lock whose process no longer runs is taken
-/// over: a missing process, a zombie, or a process id since reused by another process.
+/// The lock that keeps two emulators from sharing one state directory: an advisory lock
+/// (`flock`) on the file `lock`, which the kernel releases when the process ends in any way,
+/// SIGKILL included. The file contains the owner's token (process id and start time), which
+/// marks its handlers; the next owner reads it to find what a killed owner left running.
 struct StateLock {
-    path: PathBuf,
+    /// Holds the advisory lock until the emulator drops it.
+    _file: std::fs::File,
+    /// This emulator's token, as written to the file.
+    token: String,
 }
 
 impl StateLock {
-    fn acquire(state_dir: &Path) -> Result<StateLock, EmulatorError> {
+    /// Takes the lock, returning it with the token of the previous owner when the file holds
+    /// one.
+    fn acquire(state_dir: &Path) -> Result<(StateLock, Option<String>), EmulatorError> {
+        use std::io::{Read, Seek, Write};
+
         let path = state_dir.join("lock");
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    use std::io::Write;
-                    let pid = std::process::id();
-                    let _ = match process_start_time(pid) {
-                        Some(start) => write!(file, "{pid} {start}"),
-                        None => write!(file, "{pid}"),
-                    };
-                    return Ok(StateLock { path });
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let mut fields = text.split_whitespace();
-                    let owner = fields.next().and_then(|pid| pid.parse::<u32>().ok());
-                    let start = fields.next().and_then(|start| start.parse::<u64>().ok());
-                    match owner {
-                        Some(pid) if lock_owner_runs(pid, start) => {
-                            return Err(EmulatorError::StateDirInUse {
-                                path: state_dir.to_owned(),
-                                pid,
-                            });
-                        }
-                        // The owner is gone: take the lock over.
-                        _ => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(source) => {
-                    return Err(EmulatorError::StateDir { path, source });
-                }
-            }
-        }
-        Err(EmulatorError::StateDir {
+        let state_error = |source| EmulatorError::StateDir {
             path: path.clone(),
-            source: std::io::Error::other("cannot take over the stale lock file"),
-        })
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(state_error)?;
+
+        let mut previous = String::new();
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let _ = file.read_to_string(&mut previous);
+                let pid = previous
+                    .split(':')
+                    .next()
+                    .and_then(|pid| pid.trim().parse::<u32>().ok())
+                    .unwrap_or(0);
+                return Err(EmulatorError::StateDirInUse {
+                    path: state_dir.to_owned(),
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(state_error(source)),
+        }
+
+        file.read_to_string(&mut previous).map_err(state_error)?;
+        let token = owner_token();
+        file.set_len(0).map_err(state_error)?;
+        file.rewind().map_err(state_error)?;
+        file.write_all(token.as_bytes()).map_err(state_error)?;
+
+        let previous = previous.trim();
+        let previous = (!previous.is_empty()).then(|| previous.to_owned());
+        Ok((StateLock { _file: file, token }, previous))
     }
 }
 
-/// Reads a process's start time (clock ticks after boot, the 22nd field of `/proc/<pid>/stat`)
-/// and returns `None` for a process that does not exist or is a zombie.
+/// Returns this process's token: its id and start time, `pid:start`. The start time
+/// distinguishes this process from a later one that gets the same id.
+fn owner_token() -> String {
+    let pid = std::process::id();
+    format!("{pid}:{}", process_start_time(pid).unwrap_or(0))
+}
+
+/// Reads a process's start time (clock ticks after boot, the 22nd field of `/proc/<pid>/stat`).
 fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name in parentheses may contain spaces, so fields are counted from the
     // last `)`: the state is the first field after it and the start time the twentieth.
-    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    if fields.next()? == "Z" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
-
-/// Whether the process that wrote a lock still runs: it exists, is not a zombie, and its start
-/// time equals the one in the lock (a lock without a start time was written by an older
-/// version).
-fn lock_owner_runs(pid: u32, start: Option<u64>) -> bool {
-    match (process_start_time(pid), start) {
-        (None, _) => false,
-        (Some(now), Some(then)) => now == then,
-        (Some(_), None) => true,
-    }
-}
-
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn write_state(path: &Path, state: &StateFile) -> Result<(), EmulatorError> {
@@ -928,24 +925,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_with_reused_pid_is_taken_over() {
+    fn lock_passes_previous_token_on() {
         let dir = tempfile::tempdir().expect("temp dir");
-        // Process 1 exists, but it did not start at tick 1: its id was "reused".
-        std::fs::write(dir.path().join("lock"), "1 1").expect("write lock");
-        let lock = StateLock::acquire(dir.path()).expect("stale lock is taken over");
+        // A lock file left by a killed owner: its content stays, its flock went with it.
+        std::fs::write(dir.path().join("lock"), "4242:17").expect("write lock");
+
+        let (lock, previous) = StateLock::acquire(dir.path()).expect("lock");
+        assert_eq!(previous.as_deref(), Some("4242:17"));
+        assert_eq!(lock.token, owner_token());
         let text = std::fs::read_to_string(dir.path().join("lock")).expect("read lock");
-        assert!(
-            text.starts_with(&format!("{} ", std::process::id())),
-            "{text}"
-        );
+        assert_eq!(text, lock.token);
+
         drop(lock);
-        assert!(!dir.path().join("lock").exists());
+        let (_again, previous) = StateLock::acquire(dir.path()).expect("lock again");
+        assert_eq!(previous, Some(owner_token()));
     }
 
     #[test]
     fn lock_of_running_emulator_is_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let _first_lock = StateLock::acquire(dir.path()).expect("first lock");
+        let (_first_lock, previous) = StateLock::acquire(dir.path()).expect("first lock");
+        assert!(previous.is_none());
         match StateLock::acquire(dir.path()) {
             Err(EmulatorError::StateDirInUse { pid, .. }) => assert_eq!(pid, std::process::id()),
             Err(other) => panic!("unexpected error: {other}"),

@@ -445,6 +445,7 @@ impl Builder<'_> {
                     // Azure reads the list into an array and fails on anything else. The list
                     // still exists, so unmatched traffic meets the implicit deny all here.
                     self.invalid_setting(resource, base, rules_key, other, "an array of rules");
+                    forget_rule_notes(site, list_kind);
                     let target = match list_kind {
                         SiteKind::Main => &mut site.access.main,
                         SiteKind::Scm => &mut site.access.scm,
@@ -458,6 +459,11 @@ impl Builder<'_> {
             }
             let mut path: Vec<&str> = base.to_vec();
             path.push(rules_key);
+            // A list written here replaces the earlier one (`siteConfig` first, then a
+            // `config/web` resource), and with it what was noted about its rules.
+            if rules.is_some() {
+                forget_rule_notes(site, list_kind);
+            }
             let list =
                 self.read_rule_list(resource, &path, rules.unwrap_or_default(), list_kind, site);
             let target = match list_kind {
@@ -1031,6 +1037,14 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
         index,
     };
     Ok(ReadRule::Rule(rule, warnings))
+}
+
+/// Forgets the unknown rules and rule defaults noted for one list of `site`, before a new list
+/// replaces it.
+fn forget_rule_notes(site: &mut Site, list_kind: SiteKind) {
+    site.unknown_rules.retain(|rule| rule.list != list_kind);
+    site.rules_with_defaults
+        .retain(|(list, _)| *list != list_kind);
 }
 
 /// Reports a rule without `action` or `priority` (absent, or `null`), whose meaning rests on

@@ -669,4 +669,42 @@ mod tests {
         );
         assert!(explicit.is_empty(), "{explicit:?}");
     }
+
+    #[test]
+    fn replaced_rule_list_forgets_defaults() {
+        let config = serde_json::json!({
+            "type": "Microsoft.Web/sites/config", "apiVersion": "2022-09-01", "name": "app/web",
+            "properties": { "ipSecurityRestrictions": [
+                { "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100 }
+            ] }
+        });
+        let replaced = topology(
+            "S1",
+            serde_json::json!({ "siteConfig": { "ipSecurityRestrictions": [
+                { "ipAddress": "203.0.113.0/24" }
+            ] } }),
+            &[config],
+        );
+        let site = replaced.site("app").expect("site");
+        assert!(
+            site.rules_with_defaults.is_empty(),
+            "{:?}",
+            site.rules_with_defaults
+        );
+        assert_eq!(site.access.main.rules.len(), 1);
+        assert_eq!(site.access.main.rules[0].priority, 100);
+
+        let kept = topology(
+            "S1",
+            serde_json::json!({ "siteConfig": { "ipSecurityRestrictions": [
+                { "ipAddress": "203.0.113.0/24" }
+            ] } }),
+            &[],
+        );
+        let site = kept.site("app").expect("site");
+        assert_eq!(
+            site.rules_with_defaults,
+            vec![(subnetlock_access::SiteKind::Main, 0)]
+        );
+    }
 }

@@ -335,7 +335,7 @@ pub fn render_json(analysis: &Analysis, template: &str) -> String {
 }
 
 /// SARIF 2.1.0 with one result per finding, for GitHub code scanning and similar tools.
-pub fn render_sarif(analysis: &Analysis, template: &str) -> String {
+pub fn render_sarif(analysis: &Analysis, template: &Path) -> String {
     let mut codes: Vec<FindingCode> = analysis.findings.iter().map(|f| f.code).collect();
     codes.sort();
     codes.dedup();
@@ -372,7 +372,7 @@ pub fn render_sarif(analysis: &Analysis, template: &str) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
+fn sarif_result(finding: &Finding, template: &Path) -> serde_json::Value {
     let level = match finding.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
@@ -387,7 +387,7 @@ fn sarif_result(finding: &Finding, template: &str) -> serde_json::Value {
             "logicalLocations": [{ "fullyQualifiedName": location.json_path }],
         }),
         None => json!({
-            "physicalLocation": { "artifactLocation": { "uri": sarif_uri(Path::new(template)) } },
+            "physicalLocation": { "artifactLocation": { "uri": sarif_uri(template) } },
         }),
     };
     let mut text = finding.message.clone();
