@@ -49,11 +49,25 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
     out!("\n== up (live, on loopback) ==");
     let bindings = config.bindings.clone();
-    let emulator = start(config).await?;
+    let state_dir = config.state_dir.clone();
+    let stop = crate::up::stop_signal();
+    tokio::pin!(stop);
+    let emulator = tokio::select! {
+        started = start(config) => started?,
+        () = &mut stop => return Ok(crate::up::abandon_start(&state_dir).await),
+    };
     crate::up::print_summary(&emulator, &bindings);
 
-    let results = run_probes(&emulator, &analysis, &auth_levels, &inputs.engine).await;
+    // A stop signal during the probes still shuts the emulator down, handlers included.
+    let results = tokio::select! {
+        results = run_probes(&emulator, &analysis, &auth_levels, &inputs.engine) => Some(results),
+        () = &mut stop => None,
+    };
     emulator.shutdown().await;
+    let Some(results) = results else {
+        eprintln!("stopped before the probes finished");
+        return Ok(EXIT_OK);
+    };
     let results = results?;
 
     out!("\n== check versus live ==");

@@ -17,17 +17,32 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
 
     let bindings = config.bindings.clone();
-    let emulator = start(config).await?;
+    let state_dir = config.state_dir.clone();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    let emulator = tokio::select! {
+        started = start(config) => started?,
+        () = &mut stop => return Ok(abandon_start(&state_dir).await),
+    };
     print_summary(&emulator, &bindings);
-    eprintln!("running; press Ctrl-C to stop");
-    emulator.wait(stop_signal()).await;
+    eprintln!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
+    emulator.wait(&mut stop).await;
     emulator.shutdown().await;
     Ok(EXIT_OK)
 }
 
+/// Cleans up after a stop signal that arrived while the emulator was starting: the handlers
+/// that had started end with the dropped start, and this stops what they started.
+pub async fn abandon_start(state_dir: &std::path::Path) -> i32 {
+    let stopped = subnetlock_emulator::stop_own_processes(state_dir).await;
+    eprintln!("stopped while starting ({stopped} left-over process(es) stopped)");
+    EXIT_OK
+}
+
 /// Resolves on Ctrl-C (SIGINT), SIGTERM or SIGHUP, so that `kill` and a closed terminal stop the
-/// handler processes too. SIGKILL cannot be caught; its handlers outlive `up`.
-async fn stop_signal() {
+/// handler processes too. SIGKILL cannot be caught; the next `up` on the same state directory
+/// stops what a killed one left running.
+pub async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -38,6 +38,7 @@ pub mod tls;
 pub use bindings::{AppBinding, Bindings, BINDING_FILE_NAME};
 pub use caller::{Caller, CallerError};
 pub use decisions::DecisionRecord;
+pub use reaper::stop_own_processes;
 pub use runtime::{Emulator, EmulatorConfig, FunctionInfo, SiteInfo, StateFile};
 
 use std::net::{IpAddr, SocketAddr};
@@ -57,9 +58,12 @@ pub enum EmulatorError {
     DeploymentRejected {
         findings: Vec<subnetlock_model::Finding>,
     },
-    #[error("state directory `{path}` is in use by another emulator (process {pid})")]
+    #[error(
+        "state directory `{path}` is in use by another emulator{}",
+        pid.map(|pid| format!(" (process {pid})")).unwrap_or_default()
+    )]
     #[diagnostic(help("stop that emulator, or pass another directory with --state-dir"))]
-    StateDirInUse { path: PathBuf, pid: u32 },
+    StateDirInUse { path: PathBuf, pid: Option<u32> },
     #[error("listen address `{0}` is not a loopback address")]
     #[diagnostic(help("the emulator serves only 127.0.0.0/8 or ::1"))]
     NotLoopback(IpAddr),

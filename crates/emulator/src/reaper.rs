@@ -30,22 +30,36 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// except this process and its ancestors. Returns how many processes it signalled.
 pub(crate) async fn stop_marked_processes(marker_value: &str) -> usize {
     let marker = format!("{MARKER_VARIABLE}={marker_value}").into_bytes();
-    let pids = marked_processes(&marker);
-    if pids.is_empty() {
-        return 0;
+    let mut stopped = 0;
+    // A process can start another while it is being stopped, from its SIGTERM handler for
+    // example, so the scan repeats until it comes back empty, a few times at most.
+    for _ in 0..SCAN_ROUNDS {
+        let pids = marked_processes(&marker);
+        if pids.is_empty() {
+            break;
+        }
+        stop_processes(&pids, &marker).await;
+        stopped += pids.len();
     }
+    stopped
+}
 
-    for &pid in &pids {
+/// Scans for marked processes at most this many times.
+const SCAN_ROUNDS: usize = 3;
+
+/// Sends SIGTERM to `pids`, and SIGKILL to those still marked after [`TERMINATE_GRACE`].
+async fn stop_processes(pids: &[i32], marker: &[u8]) {
+    for &pid in pids {
         signal(pid, Signal::TERM);
     }
     let deadline = Instant::now() + TERMINATE_GRACE;
-    while Instant::now() < deadline && pids.iter().any(|&pid| is_marked(pid, &marker)) {
+    while Instant::now() < deadline && pids.iter().any(|&pid| is_marked(pid, marker)) {
         tokio::time::sleep(POLL_INTERVAL).await;
     }
     // The environment is checked again, so a process id that was reused in the meantime by
     // an unrelated process is left alone.
-    for &pid in &pids {
-        if is_marked(pid, &marker) {
+    for &pid in pids {
+        if is_marked(pid, marker) {
             tracing::warn!(
                 pid,
                 "left-over handler process ignored SIGTERM; sending SIGKILL"
@@ -53,7 +67,13 @@ pub(crate) async fn stop_marked_processes(marker_value: &str) -> usize {
             signal(pid, Signal::KILL);
         }
     }
-    pids.len()
+}
+
+/// Stops the processes that handlers of an emulator in this process started on `state_dir`,
+/// for a start that was abandoned before it returned an [`crate::Emulator`].
+pub async fn stop_own_processes(state_dir: &Path) -> usize {
+    let token = crate::runtime::owner_token();
+    stop_marked_processes(&marker_value(state_dir, &token)).await
 }
 
 /// Returns the value of [`MARKER_VARIABLE`] for the emulator with `token` (process id and

@@ -139,7 +139,9 @@ pub struct Emulator {
     shutdown: watch::Sender<bool>,
     state_file: PathBuf,
     /// Held while the emulator runs; dropping it releases the state directory.
-    lock: StateLock,
+    _lock: StateLock,
+    /// The value of the marker its handlers carry, fixed at start.
+    marker: String,
 }
 
 /// State shared by the listeners and the egress handoffs.
@@ -173,15 +175,22 @@ impl Emulator {
             return Err(EmulatorError::NotLoopback(config.listen));
         }
         create_state_dir(&config.state_dir)?;
-        let (lock, previous_owner) = StateLock::acquire(&config.state_dir)?;
+        // From here on the directory is named by its canonical path, which a symbolic link
+        // re-pointed while the emulator runs cannot change.
+        config.state_dir =
+            std::fs::canonicalize(&config.state_dir).map_err(|source| EmulatorError::StateDir {
+                path: config.state_dir.clone(),
+                source,
+            })?;
+        let (lock, earlier_owners) = StateLock::acquire(&config.state_dir)?;
         // An owner that released the lock normally stopped its processes itself, so this
         // finds only what a killed one left running.
-        let left_over = match &previous_owner {
-            Some(token) => {
-                reaper::stop_marked_processes(&reaper::marker_value(&config.state_dir, token)).await
-            }
-            None => 0,
-        };
+        let mut left_over = 0;
+        for token in &earlier_owners {
+            left_over +=
+                reaper::stop_marked_processes(&reaper::marker_value(&config.state_dir, token))
+                    .await;
+        }
         if left_over > 0 {
             tracing::warn!(
                 count = left_over,
@@ -189,6 +198,24 @@ impl Emulator {
                 "stopped handler processes left over from an earlier emulator of this state directory"
             );
         }
+        lock.write_owners(&[])?;
+
+        // A start that fails after handlers ran stops what they started in the background;
+        // the handlers themselves end with their hosts.
+        let marker = reaper::marker_value(&config.state_dir, &lock.token);
+        let started = Self::start_locked(config, lock).await;
+        if started.is_err() {
+            reaper::stop_marked_processes(&marker).await;
+        }
+        started
+    }
+
+    /// Starts everything once the state directory is locked.
+    async fn start_locked(
+        config: EmulatorConfig,
+        lock: StateLock,
+    ) -> Result<Emulator, EmulatorError> {
+        let marker = reaper::marker_value(&config.state_dir, &lock.token);
         if config.run_builds {
             run_builds(&config.bindings).await?;
         }
@@ -318,7 +345,6 @@ impl Emulator {
                 source,
             })?;
             info.egress_proxy = Some(proxy.addr());
-            let marker = reaper::marker_value(&config.state_dir, &lock.token);
             let env = handler_environment(&site, &ca_file, proxy.addr(), &marker);
             let host_config = HostConfig {
                 site_name: site.name.clone(),
@@ -415,7 +441,8 @@ impl Emulator {
             control,
             shutdown,
             state_file,
-            lock,
+            marker,
+            _lock: lock,
         })
     }
 
@@ -499,9 +526,7 @@ impl Emulator {
         self.shared.source_proxies.lock().await.clear();
         // Handlers are stopped by their hosts above; this catches what they started in the
         // background.
-        if let Some(state_dir) = self.state_file.parent() {
-            reaper::stop_marked_processes(&reaper::marker_value(state_dir, &self.lock.token)).await;
-        }
+        reaper::stop_marked_processes(&self.marker).await;
         let _ = std::fs::remove_file(&self.state_file);
         tracing::info!("emulator stopped");
     }
@@ -807,69 +832,137 @@ fn create_state_dir(path: &Path) -> Result<(), EmulatorError> {
 }
 
 /// The lock that keeps two emulators from sharing one state directory: an advisory lock
-/// (`flock`) on the file `lock`, which the kernel releases when the process ends in any way,
-/// SIGKILL included. The file contains the owner's token (process id and start time), which
-/// marks its handlers; the next owner reads it to find what a killed owner left running.
+/// (`flock`) on the directory itself, which the kernel releases when the process ends in any
+/// way, SIGKILL included, and which deleting a file cannot undo.
+///
+/// The file `lock` in the directory records owners' tokens (process id and start time), one
+/// per line, which mark their handlers. The first line is the current owner. Later lines are
+/// earlier owners whose processes may still run, because they were killed before they could
+/// stop them. They stay listed until a new owner has stopped those processes.
 struct StateLock {
-    /// Holds the advisory lock until the emulator drops it.
-    _file: std::fs::File,
-    /// This emulator's token, as written to the file.
+    /// The locked directory, open until the emulator drops the lock.
+    _directory: std::fs::File,
+    /// The record of owners.
+    path: PathBuf,
+    /// This emulator's token.
     token: String,
 }
 
-impl StateLock {
-    /// Takes the lock, returning it with the token of the previous owner when the file holds
-    /// one.
-    fn acquire(state_dir: &Path) -> Result<(StateLock, Option<String>), EmulatorError> {
-        use std::io::{Read, Seek, Write};
+/// Longest record of owners that is read; a token is about 20 bytes.
+const MAX_OWNER_RECORD_BYTES: u64 = 4096;
 
+impl StateLock {
+    /// Takes the lock, returning it with the tokens of earlier owners whose processes may
+    /// still run.
+    fn acquire(state_dir: &Path) -> Result<(StateLock, Vec<String>), EmulatorError> {
         let path = state_dir.join("lock");
-        let state_error = |source| EmulatorError::StateDir {
-            path: path.clone(),
+        let state_error = |path: &Path, source| EmulatorError::StateDir {
+            path: path.to_owned(),
             source,
         };
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(state_error)?;
 
-        let mut previous = String::new();
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let _ = file.read_to_string(&mut previous);
-                let pid = previous
-                    .split(':')
-                    .next()
-                    .and_then(|pid| pid.trim().parse::<u32>().ok())
-                    .unwrap_or(0);
-                return Err(EmulatorError::StateDirInUse {
-                    path: state_dir.to_owned(),
-                    pid,
-                });
-            }
-            Err(std::fs::TryLockError::Error(source)) => return Err(state_error(source)),
+        let directory =
+            std::fs::File::open(state_dir).map_err(|source| state_error(state_dir, source))?;
+        if let Err(error) = directory.try_lock() {
+            return Err(match error {
+                std::fs::TryLockError::WouldBlock => {
+                    let pid = read_owners(&path)
+                        .ok()
+                        .and_then(|owners| owners.into_iter().next())
+                        .and_then(|token| token.split(':').next()?.parse::<u32>().ok());
+                    EmulatorError::StateDirInUse {
+                        path: state_dir.to_owned(),
+                        pid,
+                    }
+                }
+                std::fs::TryLockError::Error(source) => state_error(state_dir, source),
+            });
         }
 
-        file.read_to_string(&mut previous).map_err(state_error)?;
         let token = owner_token();
-        file.set_len(0).map_err(state_error)?;
-        file.rewind().map_err(state_error)?;
-        file.write_all(token.as_bytes()).map_err(state_error)?;
-
-        let previous = previous.trim();
-        let previous = (!previous.is_empty()).then(|| previous.to_owned());
-        Ok((StateLock { _file: file, token }, previous))
+        let mut owners = read_owners(&path).map_err(|source| state_error(&path, source))?;
+        owners.retain(|earlier| *earlier != token);
+        let lock = StateLock {
+            _directory: directory,
+            path,
+            token,
+        };
+        // The earlier owners stay listed until the caller has stopped their processes, so
+        // that an interrupted start does not forget them.
+        lock.write_owners(&owners)?;
+        Ok((lock, owners))
     }
+
+    /// Records this owner first, followed by `earlier` owners.
+    fn write_owners(&self, earlier: &[String]) -> Result<(), EmulatorError> {
+        let mut text = self.token.clone();
+        for owner in earlier {
+            text.push('\n');
+            text.push_str(owner);
+        }
+        // A fresh file renamed over the old one, so that a symbolic link named `lock` is
+        // replaced instead of followed.
+        let temporary = self
+            .path
+            .with_extension(format!("{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let _ = std::fs::remove_file(&temporary);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            std::io::Write::write_all(&mut options.open(&temporary)?, text.as_bytes())?;
+            std::fs::rename(&temporary, &self.path)
+        };
+        write().map_err(|source| EmulatorError::StateDir {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Reads the owners' tokens from `path`. A missing file has none. Lines that are not a token
+/// are ignored, and so is everything but a regular file: the record only ever leads to
+/// processes that carry a matching marker, so a damaged record costs at most a left-over
+/// process, never a wrong one.
+fn read_owners(path: &Path) -> std::io::Result<Vec<String>> {
+    use std::io::Read;
+
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+        Ok(metadata) if !metadata.file_type().is_file() => {
+            tracing::warn!(path = %path.display(), "the record of owners is not a regular file; ignoring it");
+            return Ok(Vec::new());
+        }
+        Ok(_) => {}
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_OWNER_RECORD_BYTES)
+        .read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut owners: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        let valid = line.split_once(':').is_some_and(|(pid, start)| {
+            !pid.is_empty()
+                && !start.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && start.bytes().all(|b| b.is_ascii_digit())
+        });
+        if valid && !owners.iter().any(|owner| owner == line) {
+            owners.push(line.to_owned());
+        }
+    }
+    Ok(owners)
 }
 
 /// Returns this process's token: its id and start time, `pid:start`. The start time
 /// distinguishes this process from a later one that gets the same id.
-fn owner_token() -> String {
+pub(crate) fn owner_token() -> String {
     let pid = std::process::id();
     format!("{pid}:{}", process_start_time(pid).unwrap_or(0))
 }
@@ -925,32 +1018,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lock_passes_previous_token_on() {
+    fn lock_lists_earlier_owners_until_cleared() {
         let dir = tempfile::tempdir().expect("temp dir");
-        // A lock file left by a killed owner: its content stays, its flock went with it.
-        std::fs::write(dir.path().join("lock"), "4242:17").expect("write lock");
+        // Left by killed owners: the record stays, their flocks went with them.
+        std::fs::write(dir.path().join("lock"), "4242:17\ngarbage\n4242:17\n99:1\n")
+            .expect("write lock");
 
-        let (lock, previous) = StateLock::acquire(dir.path()).expect("lock");
-        assert_eq!(previous.as_deref(), Some("4242:17"));
+        let (lock, earlier) = StateLock::acquire(dir.path()).expect("lock");
+        assert_eq!(earlier, vec!["4242:17".to_owned(), "99:1".to_owned()]);
         assert_eq!(lock.token, owner_token());
+        let text = std::fs::read_to_string(dir.path().join("lock")).expect("read lock");
+        assert_eq!(text, format!("{}\n4242:17\n99:1", lock.token));
+
+        lock.write_owners(&[]).expect("clear");
         let text = std::fs::read_to_string(dir.path().join("lock")).expect("read lock");
         assert_eq!(text, lock.token);
 
         drop(lock);
-        let (_again, previous) = StateLock::acquire(dir.path()).expect("lock again");
-        assert_eq!(previous, Some(owner_token()));
+        let (_again, earlier) = StateLock::acquire(dir.path()).expect("lock again");
+        assert!(
+            earlier.is_empty(),
+            "this process is not an earlier owner: {earlier:?}"
+        );
     }
 
     #[test]
     fn lock_of_running_emulator_is_kept() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (_first_lock, previous) = StateLock::acquire(dir.path()).expect("first lock");
-        assert!(previous.is_none());
+        let (_first_lock, earlier) = StateLock::acquire(dir.path()).expect("first lock");
+        assert!(earlier.is_empty());
+        std::fs::remove_file(dir.path().join("lock")).expect("delete the record");
+        // The lock is on the directory, so deleting the record does not release it.
         match StateLock::acquire(dir.path()) {
-            Err(EmulatorError::StateDirInUse { pid, .. }) => assert_eq!(pid, std::process::id()),
+            Err(EmulatorError::StateDirInUse { .. }) => {}
             Err(other) => panic!("unexpected error: {other}"),
             Ok(_) => panic!("a held lock was taken over"),
         }
+    }
+
+    #[test]
+    fn lock_record_symlink_is_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep me").expect("victim");
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
+        std::os::unix::fs::symlink(&victim, state.join("lock")).expect("symlink");
+
+        let (_lock, _) = StateLock::acquire(&state).expect("lock");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
+        let record = std::fs::symlink_metadata(state.join("lock")).expect("record");
+        assert!(record.file_type().is_file());
     }
 
     #[test]
