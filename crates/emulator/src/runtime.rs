@@ -848,7 +848,7 @@ struct StateLock {
     token: String,
 }
 
-/// Longest record of owners that is read; a token is about 20 bytes.
+/// Maximum size of the record of owners that is read; a token is about 20 bytes.
 const MAX_OWNER_RECORD_BYTES: u64 = 4096;
 
 impl StateLock {
@@ -925,7 +925,7 @@ impl StateLock {
 }
 
 /// Reads the owners' tokens from `path`. A missing file has none. Lines that are not a token
-/// are ignored, and so is everything but a regular file: the record only ever leads to
+/// are ignored, and so is everything but a regular file. The record only ever leads to
 /// processes that carry a matching marker, so a damaged record costs at most a left-over
 /// process, never a wrong one.
 fn read_owners(path: &Path) -> std::io::Result<Vec<String>> {
