@@ -569,6 +569,10 @@ fn rule_defaults_mark_verdicts() {
         .expect("internet row");
     assert_eq!(row["verdict"], "Allow", "{row}");
     assert_eq!(row["reason"]["index"], 0, "{row}");
+    assert_eq!(
+        row["from"]["note"], "a documentation address that a rule's range contains",
+        "the sample is not 'any address no rule names' here: {row}"
+    );
     let ambiguities = row["ambiguities"].as_array().expect("ambiguities");
     assert!(
         ambiguities

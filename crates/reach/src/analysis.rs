@@ -173,6 +173,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
 
     let mut sampled = BTreeSet::new();
     let mut tags = BTreeSet::new();
+    let mut sample_named = [false; 2];
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
             for rule in &list.rules {
@@ -183,6 +184,8 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                     continue;
                 };
                 for range in ranges {
+                    sample_named[0] |= range.contains(egress::INTERNET_SAMPLE);
+                    sample_named[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
                     let address = sample_address(range.network, range.prefix);
                     if sampled.insert(address) {
                         callers.push(CallerSpec {
@@ -192,6 +195,18 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                         });
                     }
                 }
+            }
+        }
+    }
+
+    // The internet samples stand for addresses no rule names, unless a rule names them too.
+    let samples = [egress::INTERNET_SAMPLE, egress::INTERNET_SAMPLE_V6];
+    for (sample, named) in samples.into_iter().zip(sample_named) {
+        let label = format!("internet:{sample}");
+        if let Some(caller) = callers.iter_mut().find(|caller| caller.label == label) {
+            if named {
+                caller.note =
+                    Some("a documentation address that a rule's range contains".to_owned());
             }
         }
     }
