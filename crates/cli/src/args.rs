@@ -12,8 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about,
     after_help = "Exit codes: 0 success; 1 `check` found errors, `demo` saw a live result that \
 differs from the prediction, or `call --expect-status` got another status; 2 invalid input, \
-a deployment `up` or `demo` does not start because Azure would reject it, or a failure of the \
-tool itself."
+a deployment `up` or `demo` does not start because Azure would reject it, `demo` stopped by a \
+signal before it compared every probe, or a failure of the tool itself."
 )]
 pub struct Cli {
     /// More log output on stderr: -v for decisions, -vv for per-request detail.

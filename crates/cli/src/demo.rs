@@ -13,7 +13,7 @@ use crate::args::DemoArgs;
 use crate::call::client_through;
 use crate::inputs::resolve_inputs;
 use crate::up::{emulator_config, start};
-use crate::{EXIT_FINDINGS, EXIT_OK};
+use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
 /// One probe: what `check` predicted and what the running emulator answered.
 #[derive(Clone, Debug, Serialize)]
@@ -49,12 +49,15 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
     out!("\n== up (live, on loopback) ==");
     let bindings = config.bindings.clone();
-    let state_dir = config.state_dir.clone();
     let stop = crate::up::stop_signal();
     tokio::pin!(stop);
     let emulator = tokio::select! {
         started = start(config) => started?,
-        () = &mut stop => return Ok(crate::up::abandon_start(&state_dir).await),
+        // An interrupted demo did not compare anything, so it does not report success.
+        () = &mut stop => {
+            crate::up::abandon_start().await;
+            return Ok(EXIT_ERROR);
+        }
     };
     crate::up::print_summary(&emulator, &bindings);
 
@@ -66,7 +69,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     emulator.shutdown().await;
     let Some(results) = results else {
         eprintln!("stopped before the probes finished");
-        return Ok(EXIT_OK);
+        return Ok(EXIT_ERROR);
     };
     let results = results?;
 

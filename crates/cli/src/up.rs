@@ -17,12 +17,11 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
 
     let bindings = config.bindings.clone();
-    let state_dir = config.state_dir.clone();
     let stop = stop_signal();
     tokio::pin!(stop);
     let emulator = tokio::select! {
         started = start(config) => started?,
-        () = &mut stop => return Ok(abandon_start(&state_dir).await),
+        () = &mut stop => return Ok(abandon_start().await),
     };
     print_summary(&emulator, &bindings);
     eprintln!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
@@ -32,9 +31,10 @@ pub async fn up(args: UpArgs) -> Result<i32> {
 }
 
 /// Cleans up after a stop signal that arrived while the emulator was starting: the handlers
-/// that had started end with the dropped start, and this stops what they started.
-pub async fn abandon_start(state_dir: &std::path::Path) -> i32 {
-    let stopped = subnetlock_emulator::stop_own_processes(state_dir).await;
+/// and build commands that had started end with the dropped start, and this stops what they
+/// started.
+pub async fn abandon_start() -> i32 {
+    let stopped = subnetlock_emulator::stop_own_processes().await;
     eprintln!("stopped while starting ({stopped} left-over process(es) stopped)");
     EXIT_OK
 }

@@ -3,15 +3,15 @@
 //! Every handler process gets [`MARKER_VARIABLE`] set to a value that names the emulator's
 //! state directory and the emulator itself (its process id and start time), and so does every
 //! process it starts, because children inherit the environment. When the emulator shuts
-//! down, it stops the processes that carry its own value: what its handlers started in the
+//! down, it stops the processes that carry its own token: what its handlers started in the
 //! background. An emulator killed with SIGKILL cannot do that, so the next one on the same
 //! state directory reads the killed one's token from the lock file and stops the processes
-//! that carry the killed one's value.
+//! that carry the killed one's token.
 //!
 //! The processes are found through `/proc/<pid>/environ`, so this works on Linux only. A
-//! process of another user, whose environment cannot be read, is never touched, and neither
-//! are the emulator and its ancestors. A process started with a cleared environment carries
-//! no marker and escapes.
+//! process of another user is never touched unless the emulator runs as root, because its
+//! environment cannot be read otherwise. The emulator and its ancestors are never touched. A
+//! process started with a cleared environment carries no marker and escapes.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,10 +26,14 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(2);
 
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Stops every process whose environment contains `marker_value` (from [`marker_value`]),
+/// Stops every process whose marker names the emulator with `token` (see [`marker_value`]),
 /// except this process and its ancestors. Returns how many processes it signalled.
-pub(crate) async fn stop_marked_processes(marker_value: &str) -> usize {
-    let marker = format!("{MARKER_VARIABLE}={marker_value}").into_bytes();
+///
+/// Only the token is compared, not the directory: a token (process id and start time) names
+/// one emulator process, and the directory may have been moved or reached through a link
+/// that now points elsewhere.
+pub(crate) async fn stop_marked_processes(token: &str) -> usize {
+    let marker = Marker::new(token);
     let mut stopped = 0;
     // A process can start another while it is being stopped, from its SIGTERM handler for
     // example, so the scan repeats until it comes back empty, a few times at most.
@@ -47,8 +51,29 @@ pub(crate) async fn stop_marked_processes(marker_value: &str) -> usize {
 /// Scans for marked processes at most this many times.
 const SCAN_ROUNDS: usize = 3;
 
+/// The end of the marker entries of one emulator: `#<token>`.
+struct Marker {
+    suffix: Vec<u8>,
+}
+
+impl Marker {
+    fn new(token: &str) -> Marker {
+        Marker {
+            suffix: format!("#{token}").into_bytes(),
+        }
+    }
+
+    /// Whether one `NAME=value` entry of an environment is this emulator's marker.
+    fn matches(&self, entry: &[u8]) -> bool {
+        entry
+            .strip_prefix(MARKER_VARIABLE.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+            .is_some_and(|value| value.ends_with(&self.suffix))
+    }
+}
+
 /// Sends SIGTERM to `pids`, and SIGKILL to those still marked after [`TERMINATE_GRACE`].
-async fn stop_processes(pids: &[i32], marker: &[u8]) {
+async fn stop_processes(pids: &[i32], marker: &Marker) {
     for &pid in pids {
         signal(pid, Signal::TERM);
     }
@@ -69,11 +94,10 @@ async fn stop_processes(pids: &[i32], marker: &[u8]) {
     }
 }
 
-/// Stops the processes that handlers of an emulator in this process started on `state_dir`,
-/// for a start that was abandoned before it returned an [`crate::Emulator`].
-pub async fn stop_own_processes(state_dir: &Path) -> usize {
-    let token = crate::runtime::owner_token();
-    stop_marked_processes(&marker_value(state_dir, &token)).await
+/// Stops the processes that handlers of an emulator in this process started, for a start
+/// that was abandoned before it returned an [`crate::Emulator`].
+pub async fn stop_own_processes() -> usize {
+    stop_marked_processes(&crate::runtime::owner_token()).await
 }
 
 /// Returns the value of [`MARKER_VARIABLE`] for the emulator with `token` (process id and
@@ -84,7 +108,7 @@ pub(crate) fn marker_value(state_dir: &Path, token: &str) -> String {
     format!("{}#{token}", directory.display())
 }
 
-fn marked_processes(marker: &[u8]) -> Vec<i32> {
+fn marked_processes(marker: &Marker) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -117,11 +141,11 @@ fn parent_of(pid: i32) -> Option<i32> {
     after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn is_marked(pid: i32, marker: &[u8]) -> bool {
+fn is_marked(pid: i32, marker: &Marker) -> bool {
     match std::fs::read(format!("/proc/{pid}/environ")) {
         Ok(environ) => environ
             .split(|&byte| byte == 0)
-            .any(|entry| entry == marker),
+            .any(|entry| marker.matches(entry)),
         Err(_) => false,
     }
 }
@@ -147,9 +171,11 @@ mod tests {
     #[tokio::test]
     async fn stops_marked_process_only() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ours = marker_value(dir.path(), "1:2");
+        // The directory part does not matter: the token names the emulator.
+        let ours = marker_value(&dir.path().join("moved"), "1:2");
         let others = [
             marker_value(dir.path(), "1:3"),
+            marker_value(dir.path(), "11:2"),
             dir.path().display().to_string(),
         ];
 
@@ -170,14 +196,14 @@ mod tests {
             .collect();
 
         // The child's environment is readable once it has executed `sleep`.
-        let marker = format!("{MARKER_VARIABLE}={ours}").into_bytes();
+        let marker = Marker::new("1:2");
         let pid = i32::try_from(marked.id()).expect("pid");
         let deadline = Instant::now() + Duration::from_secs(5);
         while !is_marked(pid, &marker) && Instant::now() < deadline {
             tokio::time::sleep(POLL_INTERVAL).await;
         }
 
-        assert_eq!(stop_marked_processes(&ours).await, 1);
+        assert_eq!(stop_marked_processes("1:2").await, 1);
         let status = marked.wait().expect("wait");
         assert!(!status.success(), "{status}");
         for child in &mut unmarked {

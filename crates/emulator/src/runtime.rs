@@ -139,9 +139,7 @@ pub struct Emulator {
     shutdown: watch::Sender<bool>,
     state_file: PathBuf,
     /// Held while the emulator runs; dropping it releases the state directory.
-    _lock: StateLock,
-    /// The value of the marker its handlers carry, fixed at start.
-    marker: String,
+    lock: StateLock,
 }
 
 /// State shared by the listeners and the egress handoffs.
@@ -187,9 +185,7 @@ impl Emulator {
         // finds only what a killed one left running.
         let mut left_over = 0;
         for token in &earlier_owners {
-            left_over +=
-                reaper::stop_marked_processes(&reaper::marker_value(&config.state_dir, token))
-                    .await;
+            left_over += reaper::stop_marked_processes(token).await;
         }
         if left_over > 0 {
             tracing::warn!(
@@ -202,10 +198,10 @@ impl Emulator {
 
         // A start that fails after handlers ran stops what they started in the background;
         // the handlers themselves end with their hosts.
-        let marker = reaper::marker_value(&config.state_dir, &lock.token);
+        let token = lock.token.clone();
         let started = Self::start_locked(config, lock).await;
         if started.is_err() {
-            reaper::stop_marked_processes(&marker).await;
+            reaper::stop_marked_processes(&token).await;
         }
         started
     }
@@ -217,7 +213,7 @@ impl Emulator {
     ) -> Result<Emulator, EmulatorError> {
         let marker = reaper::marker_value(&config.state_dir, &lock.token);
         if config.run_builds {
-            run_builds(&config.bindings).await?;
+            run_builds(&config.bindings, &marker).await?;
         }
 
         let provider = SimulatedProvider::new(KeyMode::Random);
@@ -441,8 +437,7 @@ impl Emulator {
             control,
             shutdown,
             state_file,
-            marker,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -526,8 +521,12 @@ impl Emulator {
         self.shared.source_proxies.lock().await.clear();
         // Handlers are stopped by their hosts above; this catches what they started in the
         // background.
-        reaper::stop_marked_processes(&self.marker).await;
-        let _ = std::fs::remove_file(&self.state_file);
+        reaper::stop_marked_processes(&self.lock.token).await;
+        // The directory may have been removed and made again for another emulator meanwhile;
+        // its state file is not this one's to remove.
+        if self.lock.still_locked_directory(&self.state_file) {
+            let _ = std::fs::remove_file(&self.state_file);
+        }
         tracing::info!("emulator stopped");
     }
 }
@@ -658,7 +657,9 @@ fn evaluate_template(
     build_topology(&deployment).map_err(EmulatorError::Model)
 }
 
-async fn run_builds(bindings: &Bindings) -> Result<(), EmulatorError> {
+/// Runs the binding file's build commands. They carry the marker and end with a dropped start,
+/// so that a stop during the build leaves no compiler running.
+async fn run_builds(bindings: &Bindings, marker: &str) -> Result<(), EmulatorError> {
     let base = bindings
         .file
         .as_deref()
@@ -681,7 +682,9 @@ async fn run_builds(bindings: &Bindings) -> Result<(), EmulatorError> {
         let status = tokio::process::Command::new(program)
             .args(arguments)
             .current_dir(&base)
+            .env(reaper::MARKER_VARIABLE, marker)
             .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
             .status()
             .await
             .map_err(|error| EmulatorError::Build {
@@ -849,7 +852,7 @@ struct StateLock {
 }
 
 /// Maximum size of the record of owners that is read; a token is about 20 bytes.
-const MAX_OWNER_RECORD_BYTES: u64 = 4096;
+const MAX_OWNER_RECORD_BYTES: u64 = 64 * 1024;
 
 impl StateLock {
     /// Takes the lock, returning it with the tokens of earlier owners whose processes may
@@ -891,6 +894,18 @@ impl StateLock {
         // that an interrupted start does not forget them.
         lock.write_owners(&owners)?;
         Ok((lock, owners))
+    }
+
+    /// Whether the directory of `path` is still the directory this lock holds, and not one
+    /// made in its place after it was removed or renamed.
+    fn still_locked_directory(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+
+        let (Some(directory), Ok(held)) = (path.parent(), self._directory.metadata()) else {
+            return false;
+        };
+        std::fs::metadata(directory)
+            .is_ok_and(|current| current.dev() == held.dev() && current.ino() == held.ino())
     }
 
     /// Records this owner first, followed by `earlier` owners.
