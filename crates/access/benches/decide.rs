@@ -9,9 +9,7 @@ mod workload;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use subnetlock_access::{
-    decide_reference, CompiledSiteAccess, EngineOptions, Request, SiteKind, Source,
-};
+use subnetlock_access::{decide_reference, CompiledSiteAccess, EngineOptions};
 
 fn bench_decide(c: &mut Criterion) {
     let mut group = c.benchmark_group("decide");
@@ -21,13 +19,8 @@ fn bench_decide(c: &mut Criterion) {
         let (site, last) = workload::site(count);
         let compiled = CompiledSiteAccess::compile(&site, &options);
 
-        let (address, headers) = workload::request_for(last);
-        let source = Source::internet(address);
-        let request = Request {
-            source: &source,
-            site: SiteKind::Main,
-            headers: &headers,
-        };
+        let case = workload::Case::for_rule(last);
+        let request = case.request();
 
         let expected = decide_reference(&site, &options, &request);
         assert_eq!(compiled.decide(&request), expected);

@@ -19,7 +19,7 @@ mod workload;
 
 use std::hint::black_box;
 
-use subnetlock_access::{CompiledSiteAccess, EngineOptions, Request, SiteKind, Source};
+use subnetlock_access::{CompiledSiteAccess, EngineOptions};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -32,13 +32,8 @@ fn main() {
 
     let (site, last) = workload::site(count);
     let compiled = CompiledSiteAccess::compile(&site, &EngineOptions::default());
-    let (address, headers) = workload::request_for(last);
-    let source = Source::internet(address);
-    let request = Request {
-        source: &source,
-        site: SiteKind::Main,
-        headers: &headers,
-    };
+    let case = workload::Case::for_rule(last);
+    let request = case.request();
 
     for _ in 0..decisions {
         black_box(compiled.decide(black_box(&request)));

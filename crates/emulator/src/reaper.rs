@@ -63,7 +63,7 @@ impl Marker {
         }
     }
 
-    /// Whether one `NAME=value` entry of an environment is this emulator's marker.
+    /// Checks whether one `NAME=value` entry of an environment is this emulator's marker.
     fn matches(&self, entry: &[u8]) -> bool {
         entry
             .strip_prefix(MARKER_VARIABLE.as_bytes())

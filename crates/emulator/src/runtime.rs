@@ -896,8 +896,8 @@ impl StateLock {
         Ok((lock, owners))
     }
 
-    /// Whether the directory of `path` is still the directory this lock holds, and not one
-    /// made in its place after it was removed or renamed.
+    /// Checks whether the directory of `path` is still the directory this lock holds, and not
+    /// one made in its place after it was removed or renamed.
     fn still_locked_directory(&self, path: &Path) -> bool {
         use std::os::unix::fs::MetadataExt;
 

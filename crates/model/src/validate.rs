@@ -587,16 +587,21 @@ mod tests {
         )
     }
 
+    /// Returns the SL022 finding for an integrated site on a plan of `sku`.
+    fn scale_unit_finding(sku: &str, scale_unit: super::ScaleUnit) -> crate::Finding {
+        let mut topology = integrated(sku);
+        super::validate_scale_unit(&mut topology, scale_unit);
+        topology
+            .findings
+            .into_iter()
+            .find(|finding| finding.code == FindingCode::SL022)
+            .expect("SL022")
+    }
+
     #[test]
     fn scale_unit_newer_is_info() {
         for sku in ["B1", "S1"] {
-            let mut topology = integrated(sku);
-            super::validate_scale_unit(&mut topology, super::ScaleUnit::Newer);
-            let finding = topology
-                .findings
-                .iter()
-                .find(|finding| finding.code == FindingCode::SL022)
-                .expect("SL022");
+            let finding = scale_unit_finding(sku, super::ScaleUnit::Newer);
             assert_eq!(finding.severity, crate::Severity::Info, "{sku}");
             assert!(!finding.blocks_local_deployment(), "{sku}");
         }
@@ -605,13 +610,7 @@ mod tests {
     #[test]
     fn scale_unit_older_fails_basic_standard() {
         for sku in ["B1", "S1"] {
-            let mut topology = integrated(sku);
-            super::validate_scale_unit(&mut topology, super::ScaleUnit::Older);
-            let finding = topology
-                .findings
-                .iter()
-                .find(|finding| finding.code == FindingCode::SL022)
-                .expect("SL022");
+            let finding = scale_unit_finding(sku, super::ScaleUnit::Older);
             assert_eq!(finding.severity, crate::Severity::Error, "{sku}");
             assert!(finding.blocks_local_deployment(), "{sku}");
             assert!(
@@ -694,14 +693,14 @@ mod tests {
         assert_eq!(site.access.main.rules.len(), 1);
         assert_eq!(site.access.main.rules[0].priority, 100);
 
-        let kept = topology(
+        let unreplaced = topology(
             "S1",
             serde_json::json!({ "siteConfig": { "ipSecurityRestrictions": [
                 { "ipAddress": "203.0.113.0/24" }
             ] } }),
             &[],
         );
-        let site = kept.site("app").expect("site");
+        let site = unreplaced.site("app").expect("site");
         assert_eq!(
             site.rules_with_defaults,
             vec![(subnetlock_access::SiteKind::Main, 0)]

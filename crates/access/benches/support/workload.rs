@@ -9,7 +9,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use subnetlock_access::{
-    Action, HeaderFilters, IpNet, Rule, RuleList, SiteAccess, SourceCondition,
+    Action, HeaderFilters, IpNet, Request, Rule, RuleList, SiteAccess, SiteKind, Source,
+    SourceCondition,
 };
 
 fn fdid(i: usize) -> String {
@@ -63,22 +64,43 @@ pub fn site(count: usize) -> (SiteAccess, usize) {
     (site, last)
 }
 
-/// Returns the source address and headers of a request that rule `last` matches.
-pub fn request_for(last: usize) -> (IpAddr, Vec<(String, String)>) {
-    let mut address = network(last).segments();
-    address[7] = 5;
-    let headers = vec![
-        ("host".to_string(), "app.azurewebsites.net".to_string()),
-        (
-            "x-forwarded-for".to_string(),
-            "203.0.113.9, 198.51.100.4".to_string(),
-        ),
-        (
-            "x-forwarded-host".to_string(),
-            "www.contoso.com".to_string(),
-        ),
-        ("x-azure-fdid".to_string(), fdid(last)),
-        ("user-agent".to_string(), "bench".to_string()),
-    ];
-    (IpAddr::V6(Ipv6Addr::from(address)), headers)
+/// The request that rule `last` matches: its source and headers, which [`Case::request`]
+/// borrows.
+pub struct Case {
+    source: Source,
+    headers: Vec<(String, String)>,
+}
+
+impl Case {
+    /// Builds the request for rule `last`: from inside its /48, with its `X-Azure-FDID`.
+    pub fn for_rule(last: usize) -> Case {
+        let mut address = network(last).segments();
+        address[7] = 5;
+        let headers = vec![
+            ("host".to_string(), "app.azurewebsites.net".to_string()),
+            (
+                "x-forwarded-for".to_string(),
+                "203.0.113.9, 198.51.100.4".to_string(),
+            ),
+            (
+                "x-forwarded-host".to_string(),
+                "www.contoso.com".to_string(),
+            ),
+            ("x-azure-fdid".to_string(), fdid(last)),
+            ("user-agent".to_string(), "bench".to_string()),
+        ];
+        Case {
+            source: Source::internet(IpAddr::V6(Ipv6Addr::from(address))),
+            headers,
+        }
+    }
+
+    /// Returns the request to the main site.
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            source: &self.source,
+            site: SiteKind::Main,
+            headers: &self.headers,
+        }
+    }
 }
