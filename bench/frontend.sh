@@ -6,12 +6,15 @@
 #                check, decision log) -> handler
 #   nginx        wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
 #   nginx + log  the same with a buffered access log, the counterpart of the decision log
-# Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64]
+# Every path runs once per round, the paths taking turns, so that a slow spell of the machine
+# hits all of them; the summary gives each path's median over the rounds.
+# Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64] [rounds, default 3]
 # Needs nginx and wrk (Debian packages); installs them with apt-get when missing and run as root.
 set -euo pipefail
 
 duration=${1:-10}
 connections=${2:-64}
+rounds=${3:-3}
 workspace=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
 pids=()
@@ -137,16 +140,38 @@ run() {
     proxy_cpu=$(awk -v t="$proxy_ticks" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
     handler_cpu=$(awk -v t="$handler_ticks" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
     if [ -z "${PROXY_PIDS:-}" ]; then proxy_cpu="-"; fi
-    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}" \
-        "$proxy_cpu" "$handler_cpu"
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$name" "$rps" "$p50" "$p99" \
+        "${non2xx:-0}" "$proxy_cpu" "$handler_cpu"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$proxy_cpu" "$handler_cpu" >>"$work/results.tsv"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t2 -c$connections -d${duration}s, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| path | requests/s | p50 | p99 | non-2xx | proxy CPU µs/request | handler CPU µs/request |"
-echo "|---|---|---|---|---|---|---|"
-PROXY_PIDS="" HANDLER_PID=$handler_pid run direct "http://127.0.0.1:$handler_port/api/function-b"
-PROXY_PIDS="$frontend_pid" HANDLER_PID=$frontend_handler_pid run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
-PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
-PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"
+echo "| round | path | requests/s | p50 | p99 | non-2xx | proxy CPU µs/request | handler CPU µs/request |"
+echo "|---|---|---|---|---|---|---|---|"
+for round in $(seq 1 "$rounds"); do
+    PROXY_PIDS="" HANDLER_PID=$handler_pid run direct "http://127.0.0.1:$handler_port/api/function-b"
+    PROXY_PIDS="$frontend_pid" HANDLER_PID=$frontend_handler_pid run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
+    PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
+    PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"
+done
+
+echo
+echo "Medians over $rounds rounds:"
+echo
+echo "| path | requests/s | proxy CPU µs/request | handler CPU µs/request |"
+echo "|---|---|---|---|"
+python3 - "$work/results.tsv" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, rps, proxy, handler = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(rps), proxy, handler))
+def median(values):
+    numbers = [float(v) for v in values if v != "-"]
+    return f"{statistics.median(numbers):.1f}" if numbers else "-"
+for name, runs in rows.items():
+    print(f"| {name} | {statistics.median(r[0] for r in runs):,.0f} | "
+          f"{median(r[1] for r in runs)} | {median(r[2] for r in runs)} |")
+PY

@@ -10,6 +10,8 @@ use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
@@ -169,6 +171,21 @@ pub fn invocation_id(headers: &HeaderMap) -> &str {
         .get(INVOCATION_ID_HEADER)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("-")
+}
+
+/// The invocation id of a request, read as [`invocation_id`] reads it.
+///
+/// Taking this in a handler in place of a whole `HeaderMap` saves copying every header of
+/// every request, of which a function usually reads only this one.
+pub struct InvocationId(pub String);
+
+#[axum::async_trait]
+impl<S: Send + Sync> FromRequestParts<S> for InvocationId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(InvocationId(invocation_id(&parts.headers).to_owned()))
+    }
 }
 
 /// Formats an error and its sources as `outer: inner: innermost`.

@@ -8,12 +8,13 @@
 
 use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use subnetlock_access::{Action, Ambiguity, Reason, SiteKind, Source};
+use subnetlock_access::{Action, Ambiguity, Entry, Reason, SiteKind, Source};
 
 /// One front-end decision.
 #[derive(Clone, Debug, Serialize)]
@@ -40,8 +41,9 @@ pub struct DecisionRecord {
     pub status: u16,
 }
 
-/// Records kept in memory; older ones remain only in the file.
-pub const MAX_RECORDS_IN_MEMORY: usize = 100_000;
+/// Number of records kept in memory. Older ones remain only in the file. Ten thousand records
+/// take a few megabytes, and the ring is allocated once, so a busy front end does not grow it.
+pub const MAX_RECORDS_IN_MEMORY: usize = 10_000;
 
 /// Longest time a record waits in the file buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -49,6 +51,9 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
 /// Size of the file buffer. A record is about 500 bytes, so under load one write carries about
 /// a hundred records.
 const FILE_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Initial capacity of one JSON line, so that a typical record needs no reallocation.
+const LINE_CAPACITY: usize = 768;
 
 /// Thread-safe decision log.
 pub struct DecisionLog {
@@ -72,7 +77,7 @@ impl DecisionLog {
         };
         Ok(DecisionLog {
             inner: Mutex::new(Inner {
-                records: VecDeque::new(),
+                records: VecDeque::with_capacity(MAX_RECORDS_IN_MEMORY),
                 next_sequence: 1,
                 file: file.map(|file| BufWriter::with_capacity(FILE_BUFFER_BYTES, file)),
                 last_flush: Instant::now(),
@@ -87,17 +92,18 @@ impl DecisionLog {
 
     /// Appends a record, numbering it; returns the sequence number.
     pub fn push(&self, mut record: DecisionRecord) -> u64 {
+        let has_file = self.path.is_some();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         record.sequence = inner.next_sequence;
         inner.next_sequence += 1;
         let sequence = record.sequence;
 
-        if inner.file.is_some() {
+        if has_file {
+            let mut line = Vec::with_capacity(LINE_CAPACITY);
             let flush_due = inner.last_flush.elapsed() >= FLUSH_INTERVAL;
+            write_json_line(&record, &mut line);
             if let Some(file) = inner.file.as_mut() {
-                let mut written = serde_json::to_writer(&mut *file, &record)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| file.write_all(b"\n"));
+                let mut written = file.write_all(&line);
                 if written.is_ok() && flush_due {
                     written = file.flush();
                 }
@@ -144,6 +150,175 @@ impl DecisionLog {
     }
 }
 
+/// Appends `record` to `out` as one JSON line, the same document `serde_json` makes of it.
+///
+/// The front end writes one line per request. Through `serde_json` that took about an eighth
+/// of its user-space instructions, mostly for escaping field names and values. Here the names
+/// are literals, and a value is escaped only when it contains a byte that needs it. The rare
+/// parts (service endpoint, service tags, ambiguities) still go through `serde_json`. The test
+/// `hand_written_lines_equal_serde` checks that both give the same bytes.
+fn write_json_line(record: &DecisionRecord, out: &mut Vec<u8>) {
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"sequence\":");
+    out.extend_from_slice(number.format(record.sequence).as_bytes());
+    out.extend_from_slice(b",\"time\":");
+    json_string(out, &record.time);
+    out.extend_from_slice(b",\"caller\":");
+    json_string(out, &record.caller);
+
+    let source = &record.source;
+    out.extend_from_slice(b",\"source\":{\"address\":\"");
+    // An IP address prints as digits, dots, colons and hex letters only.
+    push_ip(out, source.address);
+    out.extend_from_slice(b"\",\"service_endpoint\":");
+    json_value(out, &source.service_endpoint);
+    out.extend_from_slice(b",\"entry\":\"");
+    out.extend_from_slice(match source.entry {
+        Entry::PublicEndpoint => b"PublicEndpoint",
+        Entry::PrivateEndpoint => b"PrivateEndpoint",
+    });
+    out.extend_from_slice(b"\",\"service_tags\":");
+    json_value(out, &source.service_tags);
+
+    out.extend_from_slice(b"},\"host\":");
+    json_string(out, &record.host);
+    out.extend_from_slice(b",\"site\":");
+    match &record.site {
+        Some(site) => json_string(out, site),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"site_kind\":");
+    match record.site_kind {
+        Some(kind) => site_kind(out, kind),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"method\":");
+    json_string(out, &record.method);
+    out.extend_from_slice(b",\"path\":");
+    json_string(out, &record.path);
+    out.extend_from_slice(b",\"verdict\":");
+    match record.verdict {
+        Some(verdict) => action(out, verdict),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"reason\":");
+    match &record.reason {
+        Some(reason) => json_reason(out, reason, &mut number),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"ambiguities\":");
+    json_value(out, &record.ambiguities);
+    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(number.format(record.status).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends `address` as `Display` prints it. An IPv4 address, the common case, is written
+/// octet by octet, which takes a fraction of the formatting machinery's time.
+pub(crate) fn push_ip(out: &mut Vec<u8>, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            let mut number = itoa::Buffer::new();
+            for (index, octet) in v4.octets().into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b'.');
+                }
+                out.extend_from_slice(number.format(octet).as_bytes());
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+fn json_reason(out: &mut Vec<u8>, reason: &Reason, number: &mut itoa::Buffer) {
+    out.extend_from_slice(b"{\"kind\":");
+    match reason {
+        Reason::PrivateEndpoint => out.extend_from_slice(b"\"private_endpoint\""),
+        Reason::PublicNetworkAccessDisabled { explicit } => {
+            out.extend_from_slice(b"\"public_network_access_disabled\",\"explicit\":");
+            out.extend_from_slice(if *explicit { b"true" } else { b"false" });
+        }
+        Reason::Rule {
+            list,
+            index,
+            name,
+            priority,
+            action: rule_action,
+        } => {
+            out.extend_from_slice(b"\"rule\",\"list\":");
+            site_kind(out, *list);
+            out.extend_from_slice(b",\"index\":");
+            out.extend_from_slice(number.format(*index).as_bytes());
+            out.extend_from_slice(b",\"name\":");
+            match name {
+                Some(name) => json_string(out, name),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"priority\":");
+            out.extend_from_slice(number.format(*priority).as_bytes());
+            out.extend_from_slice(b",\"action\":");
+            action(out, *rule_action);
+        }
+        Reason::DefaultAction {
+            list,
+            action: default,
+        } => {
+            out.extend_from_slice(b"\"default_action\",\"list\":");
+            site_kind(out, *list);
+            out.extend_from_slice(b",\"action\":");
+            action(out, *default);
+        }
+        Reason::ImplicitAllowNoRules { list } => {
+            out.extend_from_slice(b"\"implicit_allow_no_rules\",\"list\":");
+            site_kind(out, *list);
+        }
+        Reason::ImplicitDeny { list } => {
+            out.extend_from_slice(b"\"implicit_deny\",\"list\":");
+            site_kind(out, *list);
+        }
+    }
+    out.push(b'}');
+}
+
+fn site_kind(out: &mut Vec<u8>, kind: SiteKind) {
+    out.extend_from_slice(match kind {
+        SiteKind::Main => b"\"Main\"",
+        SiteKind::Scm => b"\"Scm\"",
+    });
+}
+
+fn action(out: &mut Vec<u8>, action: Action) {
+    out.extend_from_slice(match action {
+        Action::Allow => b"\"Allow\"",
+        Action::Deny => b"\"Deny\"",
+    });
+}
+
+/// Writes a value through `serde_json`. Callers use it for the fields that are usually empty.
+fn json_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        // Only a map with non-string keys fails, and these values have none.
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// Writes `text` as a JSON string, escaping through `serde_json` only when a byte needs it.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // `fold` rather than `any`, so that the check has no early exit and can be vectorised.
+    let needs_escape = text.bytes().fold(false, |found, byte| {
+        found | (byte < 0x20 || byte == b'"' || byte == b'\\')
+    });
+    if needs_escape {
+        json_value(out, text);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
 /// Opens the log for appending, owner-only, refusing a symbolic link in its place so that the
 /// log cannot be redirected into another file.
 fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
@@ -168,5 +343,118 @@ fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 impl Drop for DecisionLog {
     fn drop(&mut self) {
         self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use subnetlock_access::SubnetId;
+
+    fn record(reason: Option<Reason>) -> DecisionRecord {
+        DecisionRecord {
+            sequence: 7,
+            time: "2026-12-05T01:02:03.004Z".into(),
+            caller: "direct:127.0.0.1".into(),
+            source: Source::internet("127.0.0.1".parse().unwrap()),
+            host: "app.azurewebsites.net".into(),
+            site: Some("app".into()),
+            site_kind: Some(SiteKind::Main),
+            method: "GET".into(),
+            path: "/api/function-b".into(),
+            verdict: Some(Action::Allow),
+            reason,
+            ambiguities: Vec::new(),
+            status: 200,
+        }
+    }
+
+    #[test]
+    fn hand_written_lines_equal_serde() {
+        let reasons = [
+            None,
+            Some(Reason::PrivateEndpoint),
+            Some(Reason::PublicNetworkAccessDisabled { explicit: true }),
+            Some(Reason::PublicNetworkAccessDisabled { explicit: false }),
+            Some(Reason::Rule {
+                list: SiteKind::Scm,
+                index: 3,
+                name: Some(Arc::from("allow \"vnet\"\n\\ é")),
+                priority: -5,
+                action: Action::Deny,
+            }),
+            Some(Reason::Rule {
+                list: SiteKind::Main,
+                index: 0,
+                name: None,
+                priority: i64::MAX,
+                action: Action::Allow,
+            }),
+            Some(Reason::DefaultAction {
+                list: SiteKind::Main,
+                action: Action::Deny,
+            }),
+            Some(Reason::ImplicitAllowNoRules {
+                list: SiteKind::Scm,
+            }),
+            Some(Reason::ImplicitDeny {
+                list: SiteKind::Main,
+            }),
+        ];
+        let mut records: Vec<DecisionRecord> = reasons.into_iter().map(record).collect();
+
+        // The other fields in every shape they take: absent, escaped, IPv6, rare parts.
+        let mut unusual = record(None);
+        unusual.sequence = u64::MAX;
+        unusual.caller = "app:a\u{1}b".into();
+        unusual.source = Source {
+            address: "fd00::a:4".parse().unwrap(),
+            service_endpoint: Some(SubnetId::new("/subscriptions/x/subnets/default")),
+            entry: Entry::PrivateEndpoint,
+            service_tags: vec!["AzureFrontDoor.Backend".into()],
+        };
+        unusual.host = "h\"ost\\".into();
+        unusual.site = None;
+        unusual.site_kind = None;
+        unusual.method = "PÜT".into();
+        unusual.path = "/\t".into();
+        unusual.verdict = None;
+        unusual.ambiguities = vec![
+            Ambiguity::RuleDefaults,
+            Ambiguity::ServiceTagUnresolved {
+                tag: "AzureCloud".into(),
+            },
+        ];
+        unusual.status = 0;
+        records.push(unusual);
+        let mut scm = record(None);
+        scm.site_kind = Some(SiteKind::Scm);
+        scm.verdict = Some(Action::Deny);
+        records.push(scm);
+
+        for address in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.4",
+            "::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let address: IpAddr = address.parse().unwrap();
+            let mut printed = Vec::new();
+            push_ip(&mut printed, address);
+            assert_eq!(printed, address.to_string().as_bytes());
+        }
+
+        for record in &records {
+            let mut line = Vec::new();
+            write_json_line(record, &mut line);
+            let mut expected = serde_json::to_vec(record).unwrap();
+            expected.push(b'\n');
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
     }
 }

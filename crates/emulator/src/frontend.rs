@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -24,7 +24,7 @@ use subnetlock_model::Topology;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::decisions::{DecisionLog, DecisionRecord};
+use crate::decisions::{push_ip, DecisionLog, DecisionRecord};
 use crate::functions_host::FunctionsHost;
 use crate::handler_client::HOP_BY_HOP;
 use crate::pages;
@@ -206,15 +206,14 @@ impl FrontEnd {
 
 /// Returns the host name a request addresses, without port, lower-case.
 fn request_host(request: &Request<Bytes>) -> Option<String> {
-    let from_header = request
+    let host = request
         .headers()
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let host = from_header.or_else(|| request.uri().host().map(str::to_owned))?;
+        .or_else(|| request.uri().host())?;
     let without_port = match host.rsplit_once(':') {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
-            name.to_owned()
+            name
         }
         _ => host,
     };
@@ -250,31 +249,37 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
+/// `X-Forwarded-For`, named once: a header name given as `&str` is parsed on every use.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
 /// Adds the headers App Service's front end is commonly observed to add for the worker.
 // NOTE: not verified against Microsoft documentation; see docs/fidelity.md.
 fn add_forwarding_headers(request: &mut Request<Bytes>, source: &Source, scheme: &str) {
     let headers = request.headers_mut();
-    let address = source.address.to_string();
     // Every X-Forwarded-For line the caller sent stays in the chain, in order (RFC 9110,
     // section 5.3: several lines of a list header are one comma-separated list).
-    let mut chain: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .map(str::trim)
-        .filter(|value| !value.is_empty())
-        .collect();
-    chain.push(&address);
-    let chain = chain.join(", ");
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert("x-forwarded-for", value);
+    let mut chain = Vec::with_capacity(48);
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        let Ok(text) = value.to_str() else { continue };
+        let text = text.trim();
+        if !text.is_empty() {
+            chain.extend_from_slice(text.as_bytes());
+            chain.extend_from_slice(b", ");
+        }
+    }
+    push_ip(&mut chain, source.address);
+    // The chain holds visible ASCII only: the caller's lines passed `to_str`, and an address
+    // prints as digits, dots, colons and hex letters.
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
+        headers.insert(X_FORWARDED_FOR, value);
     }
     let proto = if scheme == "https" {
         HeaderValue::from_static("https")
     } else {
         HeaderValue::from_static("http")
     };
-    headers.insert("x-forwarded-proto", proto);
+    headers.insert(X_FORWARDED_PROTO, proto);
 }
 
 /// Maps an IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`) to its IPv4 address, as the peer is an

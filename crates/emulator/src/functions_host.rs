@@ -10,6 +10,7 @@
 //! <https://learn.microsoft.com/azure/azure-functions/functions-custom-handlers> and the host's
 //! `HttpWorker` implementation in `Azure/azure-functions-host`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -720,7 +721,7 @@ impl RouteTemplate {
     }
 
     /// Matches decoded path segments, returning the route values.
-    fn matches(&self, path: &[String]) -> Option<IndexMap<String, String>> {
+    fn matches(&self, path: &[Cow<'_, str>]) -> Option<IndexMap<String, String>> {
         let mut values = IndexMap::new();
 
         for (index, segment) in self.segments.iter().enumerate() {
@@ -748,7 +749,7 @@ impl RouteTemplate {
                         if !parameter.constraints.iter().all(|c| c.accepts(value)) {
                             return None;
                         }
-                        values.insert(parameter.name.clone(), value.clone());
+                        values.insert(parameter.name.clone(), value.to_string());
                     }
                     _ if parameter.optional || parameter.default.is_some() => {
                         if let Some(default) = &parameter.default {
@@ -1065,16 +1066,13 @@ enum Attempt {
 
 impl Shared {
     fn route(&self, path: &str, method: &Method) -> RouteResult<'_> {
-        let mut segments: Vec<String> = path
+        // Segments borrow from the path unless they hold a percent sign.
+        let mut segments: Vec<Cow<'_, str>> = path
             .trim_start_matches('/')
             .split('/')
-            .map(|segment| {
-                percent_encoding::percent_decode_str(segment)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
+            .map(|segment| percent_encoding::percent_decode_str(segment).decode_utf8_lossy())
             .collect();
-        if segments.last().is_some_and(String::is_empty) {
+        if segments.last().is_some_and(|segment| segment.is_empty()) {
             segments.pop();
         }
 
@@ -1152,33 +1150,41 @@ impl Shared {
 
         // A present `x-functions-key` header wins over `code`, even when it is empty, as in
         // the host's `AuthenticationLevelHandler` (Azure/azure-functions-host).
-        let key = match request.headers().get("x-functions-key") {
+        let key = match request.headers().get(&X_FUNCTIONS_KEY) {
             Some(value) => String::from_utf8_lossy(value.as_bytes()),
             None => {
-                url::form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
-                    .find(|(name, _)| name == "code")
-                    .map(|(_, value)| value)
-                    .unwrap_or_default()
+                query_value(request.uri().query().unwrap_or_default(), "code").unwrap_or_default()
             }
         };
         if key.is_empty() {
             return false;
         }
 
-        let mut candidates: Vec<&str> = vec![self.keys.master.as_str()];
-        if def.auth_level == AuthLevel::Function {
-            candidates.extend(self.keys.host.values().map(String::as_str));
-            let function_keys = self.keys.functions.get(&def.name).or_else(|| {
+        let function_keys = if def.auth_level == AuthLevel::Function {
+            self.keys.functions.get(&def.name).or_else(|| {
                 self.keys
                     .functions
                     .iter()
                     .find(|(name, _)| name.eq_ignore_ascii_case(&def.name))
                     .map(|(_, keys)| keys)
-            });
-            if let Some(function_keys) = function_keys {
-                candidates.extend(function_keys.values().map(String::as_str));
-            }
-        }
+            })
+        } else {
+            None
+        };
+        let host_keys = (def.auth_level == AuthLevel::Function).then_some(&self.keys.host);
+        let candidates = std::iter::once(self.keys.master.as_str())
+            .chain(
+                host_keys
+                    .into_iter()
+                    .flat_map(|keys| keys.values())
+                    .map(String::as_str),
+            )
+            .chain(
+                function_keys
+                    .into_iter()
+                    .flat_map(|keys| keys.values())
+                    .map(String::as_str),
+            );
 
         // Every candidate is compared so the time taken does not reveal which key matched.
         let mut accepted = false;
@@ -1615,7 +1621,7 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 /// caller sent under the same names.
 fn host_headers() -> [(HeaderName, HeaderValue); 3] {
     // A UUID contains only hexadecimal digits and hyphens, which are valid header bytes.
-    let invocation_id = HeaderValue::from_str(&new_uuid_v4())
+    let invocation_id = HeaderValue::from_maybe_shared(Bytes::from(new_uuid_v4()))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"));
     [
         (
@@ -1631,6 +1637,33 @@ fn host_headers() -> [(HeaderName, HeaderValue); 3] {
             HeaderValue::from_static(HOST_USER_AGENT),
         ),
     ]
+}
+
+/// The header that carries a function key, named once: a `&str` name is parsed on every use.
+const X_FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");
+
+/// The value of the first query parameter called `name`, decoded as a form
+/// (`application/x-www-form-urlencoded`) decodes it, as ASP.NET Core reads the query.
+fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    for pair in query.split('&') {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Most queries are plain: only a `%` or a `+` makes decoding change anything.
+        let plain = |text: &str| !text.bytes().any(|byte| byte == b'%' || byte == b'+');
+        if plain(raw_name) && plain(raw_value) {
+            if raw_name == name {
+                return Some(Cow::Borrowed(raw_value));
+            }
+            continue;
+        }
+        if let Some((decoded_name, decoded_value)) =
+            url::form_urlencoded::parse(pair.as_bytes()).next()
+        {
+            if decoded_name == name {
+                return Some(Cow::Owned(decoded_value.into_owned()));
+            }
+        }
+    }
+    None
 }
 
 fn empty_response(status: StatusCode) -> Response<Bytes> {
@@ -2072,11 +2105,34 @@ mod tests {
         RouteTemplate::parse("f", route).expect("route")
     }
 
-    fn segments(path: &str) -> Vec<String> {
+    fn segments(path: &str) -> Vec<Cow<'_, str>> {
         path.split('/')
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
+            .map(Cow::Borrowed)
             .collect()
+    }
+
+    #[test]
+    fn query_value_decodes_like_a_form() {
+        let cases: [(&str, Option<&str>); 9] = [
+            ("code=abc", Some("abc")),
+            ("a=1&code=abc&code=second", Some("abc")),
+            ("&&code=abc", Some("abc")),
+            ("code", Some("")),
+            ("c%6Fde=abc", Some("abc")),
+            ("code=a%2Bb+c", Some("a+b c")),
+            ("codes=abc&xcode=1", None),
+            ("", None),
+            ("code%=x&code=y", Some("y")),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(query_value(query, "code").as_deref(), expected, "{query}");
+            // The fast path agrees with decoding every pair.
+            let decoded = url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "code")
+                .map(|(_, value)| value.into_owned());
+            assert_eq!(decoded.as_deref(), expected, "{query}");
+        }
     }
 
     #[test]

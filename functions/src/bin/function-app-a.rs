@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use reqwest::Url;
-use subnetlock_functions::{error_chain, invocation_id};
+use subnetlock_functions::{error_chain, InvocationId};
 
 /// Name of the app setting that contains function B's URL, including `?code=<function key>`.
 const TARGET_URL_SETTING: &str = "target-url";
@@ -90,9 +90,11 @@ impl Caller {
 }
 
 /// Calls function B and maps its response to function A's response.
-async fn function_a(State(caller): State<Caller>, headers: HeaderMap) -> (StatusCode, String) {
-    let invocation = invocation_id(&headers);
-
+async fn function_a(
+    State(caller): State<Caller>,
+    InvocationId(invocation): InvocationId,
+) -> (StatusCode, String) {
+    let invocation = invocation.as_str();
     let target = match target_url(|name| std::env::var(name).ok()) {
         Ok(target) => target,
         Err(message) => {

@@ -5,9 +5,9 @@
 
 use std::process::ExitCode;
 
-use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
+use subnetlock_functions::InvocationId;
 
 /// The body that function B returns; function A reports it as `Function B returned 42`.
 const RESPONSE_BODY: &str = "42";
@@ -19,8 +19,7 @@ fn main() -> ExitCode {
 }
 
 /// Returns `42` as `text/plain`.
-async fn function_b(headers: HeaderMap) -> &'static str {
-    let invocation = subnetlock_functions::invocation_id(&headers);
+async fn function_b(InvocationId(invocation): InvocationId) -> &'static str {
     tracing::info!(invocation, "function-b invoked");
     RESPONSE_BODY
 }
