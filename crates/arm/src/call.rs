@@ -125,7 +125,7 @@ impl<'a> Ctx<'a> {
             }
             let key = self.eval_key(member, path)?;
             let value = self.eval_node(&member.value, &member_path)?;
-            object.insert(key, value);
+            object.insert_written(key, value);
         }
         Ok(Value::Object(object))
     }

@@ -67,6 +67,20 @@ pub struct UnresolvedTemplate {
     pub declared_at: SourceLocation,
 }
 
+/// An object key written twice (or in two spellings that differ only in case) in one object
+/// of a template. ARM accepts such a template, and observed deployments used the last copy
+/// (azure-quickstart-templates#5847), but no documentation says so. The evaluator also reads
+/// the last copy.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DuplicateKey {
+    /// The key as written the second time.
+    pub key: String,
+    /// Where the earlier copy is written.
+    pub first: SourceLocation,
+    /// Where the later copy, the one that is read, is written.
+    pub duplicate: SourceLocation,
+}
+
 /// The result of evaluating a template.
 #[derive(Clone, Debug)]
 pub struct Deployment {
@@ -78,6 +92,9 @@ pub struct Deployment {
     pub outputs: IndexMap<String, Value>,
     /// Nested deployments whose template is behind a URI or a template spec.
     pub unresolved_templates: Vec<UnresolvedTemplate>,
+    /// Keys written twice in one object, in the template and in linked templates read from
+    /// disk, by file and position.
+    pub duplicate_keys: Vec<DuplicateKey>,
     declarations: Declarations,
 }
 
@@ -154,7 +171,9 @@ fn evaluate_source(
         provider,
         declarations: RefCell::new(HashMap::new()),
         unresolved: RefCell::new(Vec::new()),
+        duplicate_keys: RefCell::new(Vec::new()),
     };
+    engine.note_duplicate_keys(&source, &root);
     let supplied: HashMap<String, Value> = options
         .parameters
         .iter()
@@ -180,6 +199,7 @@ fn evaluate_source(
             .map(|(name, output)| (name, output.value))
             .collect(),
         unresolved_templates: engine.unresolved.into_inner(),
+        duplicate_keys: engine.duplicate_keys.into_inner(),
         declarations: engine.declarations.into_inner(),
     })
 }
@@ -198,7 +218,7 @@ pub(crate) fn literal_value(node: &Node) -> Value {
         NodeKind::Object(members) => {
             let mut object = Object::new();
             for member in members {
-                object.insert(member.key.text.clone(), literal_value(&member.value));
+                object.insert_written(member.key.text.clone(), literal_value(&member.value));
             }
             Value::Object(object)
         }
@@ -210,6 +230,21 @@ pub(crate) struct Engine<'p> {
     pub provider: &'p dyn Provider,
     declarations: RefCell<Declarations>,
     unresolved: RefCell<Vec<UnresolvedTemplate>>,
+    duplicate_keys: RefCell<Vec<DuplicateKey>>,
+}
+
+impl Engine<'_> {
+    /// Records the duplicate keys of a template file, once per file however often it is read.
+    pub fn note_duplicate_keys(&self, source: &Source, root: &Node) {
+        let mut noted = self.duplicate_keys.borrow_mut();
+        if noted
+            .iter()
+            .any(|duplicate| duplicate.duplicate.file == source.name)
+        {
+            return;
+        }
+        crate::source::find_duplicate_keys(source, root, &mut noted);
+    }
 }
 
 /// The deployment scope a template targets, from its `$schema` file name.

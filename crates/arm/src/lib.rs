@@ -56,7 +56,8 @@ mod value;
 
 pub use error::{Error, Located};
 pub use eval::{
-    evaluate_file, evaluate_str, Deployment, EvalOptions, Resource, UnresolvedTemplate,
+    evaluate_file, evaluate_str, Deployment, DuplicateKey, EvalOptions, Resource,
+    UnresolvedTemplate,
 };
 pub use hash::{guid, unique_string};
 pub use params::Parameters;

@@ -544,6 +544,7 @@ impl<'a> Run<'a> {
                         })?;
                         let source = Arc::new(source);
                         let root = source.parse()?;
+                        self.engine.note_duplicate_keys(&source, &root);
                         (source, root, "$".to_owned())
                     }
                     None => {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
-use crate::SourceLocation;
+use crate::{DuplicateKey, SourceLocation};
 
 /// One file (or an in-memory text) with its line index.
 #[derive(Debug)]
@@ -513,6 +513,54 @@ impl Reader<'_> {
 }
 
 /// Appends an object key to a JSON path, quoting keys that are not plain identifiers.
+/// Appends every key written twice in one object of `root`, comparing keys ignoring case as
+/// ARM compares property names. Sibling property-copy `copy` members are not duplicates:
+/// ARM expands each of them (the quickstart Key Vault module writes two in `networkAcls`).
+pub(crate) fn find_duplicate_keys(source: &Source, root: &Node, found: &mut Vec<DuplicateKey>) {
+    let already_found = found.len();
+    let mut pending = vec![(root, "$".to_owned())];
+    while let Some((node, path)) = pending.pop() {
+        match &node.kind {
+            NodeKind::Object(members) => {
+                for (index, member) in members.iter().enumerate() {
+                    let key = &member.key.text;
+                    let earlier = members[..index]
+                        .iter()
+                        .find(|earlier| earlier.key.text.eq_ignore_ascii_case(key));
+                    if let Some(earlier) = earlier {
+                        let copies = key.eq_ignore_ascii_case("copy")
+                            && member.value.as_array().is_some()
+                            && earlier.value.as_array().is_some();
+                        if !copies {
+                            found.push(DuplicateKey {
+                                key: key.clone(),
+                                first: source.location(
+                                    earlier.key_start,
+                                    earlier.key_end,
+                                    &path_key(&path, &earlier.key.text),
+                                ),
+                                duplicate: source.location(
+                                    member.key_start,
+                                    member.key_end,
+                                    &path_key(&path, key),
+                                ),
+                            });
+                        }
+                    }
+                    pending.push((&member.value, path_key(&path, key)));
+                }
+            }
+            NodeKind::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    pending.push((item, path_index(&path, index)));
+                }
+            }
+            _ => {}
+        }
+    }
+    found[already_found..].sort_by_key(|duplicate| duplicate.duplicate.offset);
+}
+
 pub(crate) fn path_key(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key

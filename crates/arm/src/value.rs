@@ -43,6 +43,19 @@ impl Object {
         self.0.insert(key.into(), value);
     }
 
+    /// Inserts a key written in a template object. A key written earlier in another case is
+    /// removed first, so that the later copy wins as it does for a key written twice alike.
+    pub(crate) fn insert_written(&mut self, key: String, value: Value) {
+        let earlier = self
+            .0
+            .keys()
+            .position(|name| name != &key && name.eq_ignore_ascii_case(&key));
+        if let Some(index) = earlier {
+            self.0.shift_remove_index(index);
+        }
+        self.0.insert(key, value);
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.0.iter()
     }

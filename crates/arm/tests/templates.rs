@@ -476,7 +476,7 @@ fn relative_path_template_is_read_from_disk() {
     std::fs::create_dir_all(directory.join("modules")).unwrap();
     let child = format!(
         r#"{{"$schema": "{SCHEMA}", "parameters": {{"n": {{"type": "string"}}}},
-  "resources": [{{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "[parameters('n')]"}}]}}"#
+  "resources": [{{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "apiVersion": "2022-09-01", "name": "[parameters('n')]"}}]}}"#
     );
     std::fs::write(directory.join("modules/site.json"), child).unwrap();
     let main = format!(
@@ -494,7 +494,57 @@ fn relative_path_template_is_read_from_disk() {
         subnetlock_arm::evaluate_file(&directory.join("main.json"), &options, &OfflineProvider)
             .unwrap();
     assert_eq!(names(&deployment), ["site", "from-disk"]);
+    // A duplicate key in the linked template is reported in that file.
+    assert_eq!(deployment.duplicate_keys.len(), 1);
+    assert!(deployment.duplicate_keys[0]
+        .duplicate
+        .file
+        .ends_with("modules/site.json"));
     std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn duplicate_keys_are_reported_and_later_wins() {
+    let deployment = run(&format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "properties": {{
+        "httpsOnly": false,
+        "httpsOnly": true,
+        "clientCertEnabled": true,
+        "ClientCertEnabled": false,
+        "copy": [{{"name": "first", "count": 1, "input": 1}}],
+        "copy": [{{"name": "second", "count": 1, "input": 2}}]
+      }}}}
+  ]}}"#
+    ));
+    let properties = deployment.resources[0].body.get("properties").unwrap();
+    assert_eq!(properties.get("httpsOnly"), Some(&Value::Bool(true)));
+    assert_eq!(
+        properties.get("clientCertEnabled"),
+        Some(&Value::Bool(false))
+    );
+    // ARM expands every sibling property copy, so two `copy` arrays are not a duplicate.
+    assert!(properties.get("first").is_some());
+    assert!(properties.get("second").is_some());
+
+    let reported: Vec<(&str, usize, usize)> = deployment
+        .duplicate_keys
+        .iter()
+        .map(|duplicate| {
+            (
+                duplicate.key.as_str(),
+                duplicate.first.line,
+                duplicate.duplicate.line,
+            )
+        })
+        .collect();
+    assert_eq!(reported, [("httpsOnly", 5, 6), ("ClientCertEnabled", 7, 8)]);
+    assert_eq!(
+        deployment.duplicate_keys[1].duplicate.json_path,
+        "$.resources[0].properties.ClientCertEnabled"
+    );
 }
 
 #[test]

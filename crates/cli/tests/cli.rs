@@ -176,6 +176,23 @@ fn up_refuses_what_azure_rejects() {
     assert!(text.contains("would be rejected"), "{text}");
     assert!(text.contains("SL001"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+    // A rejected deployment leaves nothing behind.
+    assert!(!state.exists(), "{}", state.display());
+}
+
+#[test]
+fn duplicate_key_is_reported_with_both_places() {
+    let (_dir, path) = template(&site_with_rules(
+        r#"[{ "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100 }],
+          "ipSecurityRestrictions": []"#,
+    ));
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    let text = stdout(&output);
+    assert!(text.contains("SL023 duplicate-json-key"), "{text}");
+    assert!(text.contains("reads the later one"), "{text}");
+    // The later, empty list is the one read, so the main site has no rules.
+    assert!(text.contains("main 0 rule(s)"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
 }
 
 #[test]

@@ -172,6 +172,10 @@ impl Emulator {
         if !config.listen.is_loopback() {
             return Err(EmulatorError::NotLoopback(config.listen));
         }
+        // The template is evaluated and validated first, so that a deployment Azure would
+        // reject leaves no state directory behind.
+        let provider = SimulatedProvider::new(KeyMode::Random);
+        let topology = deploy(&config, &provider)?;
         create_state_dir(&config.state_dir)?;
         // From here on the directory is named by its canonical path, which a symbolic link
         // re-pointed while the emulator runs cannot change.
@@ -199,7 +203,7 @@ impl Emulator {
         // A start that fails after handlers ran stops what they started in the background;
         // the handlers themselves end with their hosts.
         let token = lock.token.clone();
-        let started = Self::start_locked(config, lock).await;
+        let started = Self::start_locked(config, lock, provider, topology).await;
         if started.is_err() {
             reaper::stop_marked_processes(&token).await;
         }
@@ -210,14 +214,14 @@ impl Emulator {
     async fn start_locked(
         config: EmulatorConfig,
         lock: StateLock,
+        provider: SimulatedProvider,
+        topology: Topology,
     ) -> Result<Emulator, EmulatorError> {
         let marker = reaper::marker_value(&config.state_dir, &lock.token);
         if config.run_builds {
             run_builds(&config.bindings, &marker).await?;
         }
 
-        let provider = SimulatedProvider::new(KeyMode::Random);
-        let topology = deploy(&config, &provider)?;
         let topology = Arc::new(topology);
 
         let ca = Arc::new(LocalCa::generate().map_err(EmulatorError::Tls)?);

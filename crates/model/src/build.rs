@@ -33,6 +33,7 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     let mut builder = Builder {
         deployment,
         topology: Topology::default(),
+        defaults_findings: Vec::new(),
     };
 
     for resource in &deployment.resources {
@@ -49,6 +50,35 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     }
 
     let mut topology = builder.topology;
+    // Rule-default warnings wait until every resource is read, because a later `config/web`
+    // can replace the list or set `scmIpSecurityRestrictionsUseMain`. Azure ignores the scm
+    // list then, so its rules' defaults decide nothing.
+    for (site_name, list, index, finding) in builder.defaults_findings {
+        let Some(site) = topology.sites.iter().find(|site| site.name == site_name) else {
+            continue;
+        };
+        let ignored = list == SiteKind::Scm && site.access.scm_uses_main;
+        if !ignored && site.rules_with_defaults.contains(&(list, index)) {
+            topology.findings.push(finding);
+        }
+    }
+    for duplicate in &deployment.duplicate_keys {
+        let first = &duplicate.first;
+        let mut finding = Finding::new(
+                FindingCode::SL023,
+                Severity::Warning,
+                format!(
+                    "key `{}` is written twice in one object (first at {}:{}:{}); ARM accepts this without documenting which copy it uses, and subnetlock reads the later one",
+                    duplicate.key,
+                    first.file.display(),
+                    first.line,
+                    first.column
+                ),
+            )
+        .help("remove one of the two copies, so that the template says one thing");
+        finding.location = Some(duplicate.duplicate.clone());
+        topology.findings.push(finding);
+    }
     for unresolved in &deployment.unresolved_templates {
         let shown = |value: &Value| match value {
             Value::Unknown(unknown) if unknown.secret => "a secret value".to_owned(),
@@ -85,6 +115,8 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
 struct Builder<'a> {
     deployment: &'a Deployment,
     topology: Topology,
+    /// SL011 findings for rules without `action` or `priority`: site name, list, rule index.
+    defaults_findings: Vec<(String, SiteKind, usize, Finding)>,
 }
 
 impl Builder<'_> {
@@ -445,7 +477,7 @@ impl Builder<'_> {
                     // Azure reads the list into an array and fails on anything else. The list
                     // still exists, so unmatched traffic meets the implicit deny all here.
                     self.invalid_setting(resource, base, rules_key, other, "an array of rules");
-                    forget_rule_notes(site, list_kind);
+                    self.forget_rule_notes(site, list_kind);
                     let target = match list_kind {
                         SiteKind::Main => &mut site.access.main,
                         SiteKind::Scm => &mut site.access.scm,
@@ -462,7 +494,7 @@ impl Builder<'_> {
             // A list written here replaces the earlier one (`siteConfig` first, then a
             // `config/web` resource), and with it what was noted about its rules.
             if rules.is_some() {
-                forget_rule_notes(site, list_kind);
+                self.forget_rule_notes(site, list_kind);
             }
             let list =
                 self.read_rule_list(resource, &path, rules.unwrap_or_default(), list_kind, site);
@@ -605,6 +637,16 @@ impl Builder<'_> {
         }
     }
 
+    /// Forgets the unknown rules and rule defaults noted for one list of `site`, before a new
+    /// list replaces it.
+    fn forget_rule_notes(&mut self, site: &mut Site, list_kind: SiteKind) {
+        site.unknown_rules.retain(|rule| rule.list != list_kind);
+        site.rules_with_defaults
+            .retain(|(list, _)| *list != list_kind);
+        self.defaults_findings
+            .retain(|(name, list, _, _)| !(*name == site.name && *list == list_kind));
+    }
+
     fn read_rule_list(
         &mut self,
         resource: &Resource,
@@ -628,9 +670,12 @@ impl Builder<'_> {
                         self.topology.findings.push(finding);
                     }
                     if let Some(finding) = defaults_finding(entry, &rule, index, list_kind, site) {
-                        self.topology
-                            .findings
-                            .push(finding.at(&resource.id, location.clone()));
+                        self.defaults_findings.push((
+                            site.name.clone(),
+                            list_kind,
+                            index,
+                            finding.at(&resource.id, location.clone()),
+                        ));
                         site.rules_with_defaults.push((list_kind, index));
                     }
                     if is_synthetic_rule(&rule) {
@@ -1037,14 +1082,6 @@ fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access:
         index,
     };
     Ok(ReadRule::Rule(rule, warnings))
-}
-
-/// Forgets the unknown rules and rule defaults noted for one list of `site`, before a new list
-/// replaces it.
-fn forget_rule_notes(site: &mut Site, list_kind: SiteKind) {
-    site.unknown_rules.retain(|rule| rule.list != list_kind);
-    site.rules_with_defaults
-        .retain(|(list, _)| *list != list_kind);
 }
 
 /// Reports a rule without `action` or `priority` (absent, or `null`), whose meaning rests on

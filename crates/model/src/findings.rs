@@ -70,6 +70,8 @@ pub enum FindingCode {
     SL022,
     /// A rule list of Allow rules whose default action is Allow, so the rules restrict nothing.
     SL019,
+    /// An object key written twice in one object (or in two spellings that differ in case).
+    SL023,
 }
 
 impl FindingCode {
@@ -98,6 +100,7 @@ impl FindingCode {
             FindingCode::SL021 => "sku-change-breaks-vnet-integration",
             FindingCode::SL022 => "vnet-integration-needs-newer-scale-unit",
             FindingCode::SL019 => "allow-list-with-default-allow",
+            FindingCode::SL023 => "duplicate-json-key",
         }
     }
 }

@@ -705,5 +705,31 @@ mod tests {
             site.rules_with_defaults,
             vec![(subnetlock_access::SiteKind::Main, 0)]
         );
+
+        // The replaced list's warning goes with it.
+        assert!(!has(&replaced, FindingCode::SL011));
+        assert!(has(&unreplaced, FindingCode::SL011));
+    }
+
+    #[test]
+    fn scm_defaults_ignored_under_use_main() {
+        let scm_list = |use_main: bool| {
+            let config = serde_json::json!({
+                "type": "Microsoft.Web/sites/config", "apiVersion": "2022-09-01",
+                "name": "app/web",
+                "properties": { "scmIpSecurityRestrictionsUseMain": use_main }
+            });
+            topology(
+                "S1",
+                serde_json::json!({ "siteConfig": { "scmIpSecurityRestrictions": [
+                    { "ipAddress": "203.0.113.0/24" }
+                ] } }),
+                &[config],
+            )
+        };
+
+        // A later `config/web` sets UseMain, so Azure ignores the scm list and its defaults.
+        assert!(!has(&scm_list(true), FindingCode::SL011));
+        assert!(has(&scm_list(false), FindingCode::SL011));
     }
 }
