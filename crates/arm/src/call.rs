@@ -30,6 +30,10 @@ const MAX_CALL_DEPTH: usize = 64;
 const FUNCTIONS_HELP: &str = "see https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions for the function list";
 
 /// The context an expression is evaluated in.
+/// The place name [`Ctx::for_declarations`] takes for parameter defaults, the one place
+/// where `utcNow()` and `newGuid()` are allowed.
+pub(crate) const PARAMETER_DEFAULTS: &str = "parameter defaults";
+
 #[derive(Clone)]
 pub(crate) struct Ctx<'a> {
     pub engine: &'a Engine<'a>,
@@ -67,6 +71,7 @@ impl<'a> Ctx<'a> {
     /// Returns a context for parameter defaults and variables, without copy loops or runtime
     /// functions.
     pub fn for_declarations(&self, place: &'static str) -> Self {
+        debug_assert!(place == PARAMETER_DEFAULTS || place == "variables");
         Ctx {
             engine: self.engine,
             tpl: self.tpl,
@@ -348,6 +353,7 @@ impl<'a> Ctx<'a> {
             | "extensionresourceid"
             | "managementgroupresourceid" => self.fn_resource_id(name, &arguments),
             "references" => return plain(self.fn_references(call, &args, site)?),
+            "utcnow" | "newguid" => self.fn_nondeterministic(call, name, &arguments),
             "pickzones" | "providers" | "tologicalzone" | "tologicalzones" | "tophysicalzone"
             | "tophysicalzones" | "roledefinitions" => {
                 Ok(unknown(render_call(call, &args), UnknownCause::Reference))
@@ -370,6 +376,47 @@ impl<'a> Ctx<'a> {
         result
             .map(|value| (value, None))
             .map_err(|error| self.fail(site, call, error))
+    }
+
+    /// Evaluates `utcNow([format])` or `newGuid()`. Both are allowed only in a parameter's
+    /// `defaultValue`, and using them elsewhere is an error (Microsoft Learn,
+    /// template-functions-date and template-functions-string, remarks). Their values come
+    /// from the provider, which leaves them unknown when nothing is deployed.
+    fn fn_nondeterministic(
+        &self,
+        call: &Call,
+        name: &str,
+        arguments: &Args<'_>,
+    ) -> Result<Value, FnError> {
+        if self.runtime_forbidden != Some(PARAMETER_DEFAULTS) {
+            return Err(FnError::new(
+                format!(
+                    "`{}` can only be used in a parameter's `defaultValue`",
+                    call.name
+                ),
+                "declare a parameter whose `defaultValue` calls it, and read that parameter",
+            ));
+        }
+        let value = if name == "utcnow" {
+            arguments.between(0, 1)?;
+            let format = match arguments.args.first() {
+                Some(_) => arguments.str(0)?,
+                None => "yyyyMMddTHHmmssZ",
+            };
+            self.engine
+                .provider
+                .deployment_time()
+                .map(|time| Value::String(crate::dates::format_dotnet(&time, format)))
+        } else {
+            arguments.exactly(0)?;
+            self.engine.provider.new_guid().map(Value::String)
+        };
+        Ok(value.unwrap_or_else(|| {
+            unknown(
+                render_call(call, arguments.args),
+                UnknownCause::Nondeterministic,
+            )
+        }))
     }
 
     fn parameter(&self, name: &str, call: &Call, site: &Site<'_>) -> Result<Value, Error> {

@@ -554,7 +554,7 @@ impl<'a> Template<'a> {
             value.clone()
         } else if let Some(default) = declaration.get("defaultValue") {
             let default_path = path_key(path, "defaultValue");
-            let default_ctx = ctx.for_declarations("parameter defaults");
+            let default_ctx = ctx.for_declarations(crate::call::PARAMETER_DEFAULTS);
             default_ctx.eval_node(default, &default_path)?
         } else if is_true(declaration.get("nullable")) || is_true(definition.get("nullable")) {
             Value::Null

@@ -14,7 +14,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 use crate::format::{composite_format, to_text};
 use crate::source::{parse_text, ReadOptions};
-use crate::value::{Object, Unknown, UnknownCause, Value};
+use crate::value::{Object, Value};
 
 mod collections;
 mod strings;
@@ -211,11 +211,6 @@ pub(crate) fn call_pure(name: &str, args: &[Value]) -> Option<FnResult> {
             // not confirmed by a real-engine vector.
             Ok(Value::String(text.replace(old, new)))
         }),
-        "newguid" | "utcnow" => Ok(Value::Unknown(Unknown {
-            expression: format!("{name}()"),
-            cause: UnknownCause::Nondeterministic,
-            secret: false,
-        })),
         "like" => call.exactly(2).and_then(|()| {
             let (text, pattern) = (call.str(0)?, call.str(1)?);
             Ok(Value::Bool(wildcard_match(

@@ -31,9 +31,11 @@
 //! assert_eq!(ftps, Some(&Value::String("Disabled".to_owned())));
 //! ```
 //!
+//! Deployment-time values (`utcNow()`, `newGuid()`) come from the [`Provider`], which leaves
+//! them unknown unless it deploys.
+//!
 //! Not in scope: fetching linked templates from URIs (they are listed in
-//! [`Deployment::unresolved_templates`]), deployment-time values such as `utcNow()`, and
-//! resource semantics.
+//! [`Deployment::unresolved_templates`]), and resource semantics.
 
 // Tests may unwrap: a panic there is a test failure with its message.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]

@@ -12,6 +12,17 @@ pub trait Provider {
     /// Returns the response of a `list*` function (`listKeys`, `listSecrets`, ...); `None`
     /// makes the value unknown and secret.
     fn list(&self, request: &ListRequest<'_>) -> Option<Value>;
+
+    /// Returns the time `utcNow()` reads, the same for the whole deployment. `None`, the
+    /// default, leaves it unknown, as it is for a template checked before it is deployed.
+    fn deployment_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
+
+    /// Returns a fresh GUID for one `newGuid()` call; `None`, the default, leaves it unknown.
+    fn new_guid(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One `reference()` call.

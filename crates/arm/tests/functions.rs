@@ -430,8 +430,66 @@ fn unknowns_propagate() {
         unknown.expression,
         "concat('x', deployment().properties.templateLink.uri)"
     );
-    let guid = eval("[newGuid()]");
-    assert!(guid.is_unknown());
+}
+
+#[test]
+fn nondeterministic_functions_only_in_defaults() {
+    let template = r#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "parameters": {
+    "stamp": { "type": "string", "defaultValue": "[utcNow('yyyy-MM-dd HH:mm')]" },
+    "plain": { "type": "string", "defaultValue": "[utcNow()]" },
+    "id": { "type": "string", "defaultValue": "[newGuid()]" }
+  },
+  "resources": [],
+  "outputs": {
+    "stamp": { "type": "string", "value": "[parameters('stamp')]" },
+    "plain": { "type": "string", "value": "[parameters('plain')]" },
+    "id": { "type": "string", "value": "[parameters('id')]" }
+  }}"#;
+    let options = EvalOptions::default();
+
+    // Checked before deployment, the values are unknown.
+    let offline = evaluate_str("t.json", template, &options, &OfflineProvider).unwrap();
+    assert!(offline.outputs["stamp"].is_unknown());
+    assert!(offline.outputs["id"].is_unknown());
+
+    // A deploying provider supplies them.
+    struct Deploying;
+    impl subnetlock_arm::Provider for Deploying {
+        fn reference(&self, _: &subnetlock_arm::ReferenceRequest<'_>) -> Option<Value> {
+            None
+        }
+        fn list(&self, _: &subnetlock_arm::ListRequest<'_>) -> Option<Value> {
+            None
+        }
+        fn deployment_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+            chrono::DateTime::parse_from_rfc3339("2026-12-05T01:02:03Z")
+                .ok()
+                .map(|time| time.to_utc())
+        }
+        fn new_guid(&self) -> Option<String> {
+            Some("0f8fad5b-d9cb-469f-a165-70867728950e".to_owned())
+        }
+    }
+    let deployed = evaluate_str("t.json", template, &options, &Deploying).unwrap();
+    assert_eq!(
+        deployed.outputs["stamp"],
+        Value::String("2026-12-05 01:02".into())
+    );
+    assert_eq!(
+        deployed.outputs["plain"],
+        Value::String("20261205T010203Z".into())
+    );
+    assert_eq!(
+        deployed.outputs["id"],
+        Value::String("0f8fad5b-d9cb-469f-a165-70867728950e".into())
+    );
+
+    // Anywhere else, ARM rejects the template.
+    for expression in ["[newGuid()]", "[utcNow()]"] {
+        let error = eval_with(expression, Scope::default()).unwrap_err();
+        assert!(error.to_string().contains("defaultValue"), "{error}");
+    }
 }
 
 #[test]

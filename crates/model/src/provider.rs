@@ -36,6 +36,9 @@ pub struct SiteKeys {
 /// A resource provider that answers from the template itself plus what Azure adds at runtime.
 pub struct SimulatedProvider {
     mode: KeyMode,
+    /// The time `utcNow()` reads in a deployment: when the provider was created. `None` for
+    /// offline analysis, where the value stays unknown.
+    deployment_time: Option<chrono::DateTime<chrono::Utc>>,
     keys: Mutex<HashMap<String, SiteKeys>>,
     storage_keys: Mutex<HashMap<String, String>>,
 }
@@ -44,6 +47,7 @@ impl SimulatedProvider {
     pub fn new(mode: KeyMode) -> Self {
         SimulatedProvider {
             mode,
+            deployment_time: (mode == KeyMode::Random).then(chrono::Utc::now),
             keys: Mutex::new(HashMap::new()),
             storage_keys: Mutex::new(HashMap::new()),
         }
@@ -127,6 +131,30 @@ impl SimulatedProvider {
 }
 
 impl Provider for SimulatedProvider {
+    fn deployment_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.deployment_time
+    }
+
+    /// A random version 4 GUID in lower case, as `newGuid()` returns, when deploying.
+    fn new_guid(&self) -> Option<String> {
+        if self.mode != KeyMode::Random {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        Some(format!(
+            "{}-{}-{}-{}-{}",
+            &hex[..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..]
+        ))
+    }
+
     fn reference(&self, request: &ReferenceRequest<'_>) -> Option<Value> {
         let declared = request.declared?;
         let mut properties = declared.properties().cloned().unwrap_or_default();
@@ -311,5 +339,32 @@ mod tests {
             Some(&first)
         );
         assert_eq!(first.len(), 43);
+    }
+
+    #[test]
+    fn deployment_values_only_when_deploying() {
+        let offline = SimulatedProvider::new(KeyMode::Placeholder);
+        assert!(offline.deployment_time().is_none());
+        assert!(offline.new_guid().is_none());
+
+        let deploying = SimulatedProvider::new(KeyMode::Random);
+        assert!(deploying.deployment_time().is_some());
+        let first = deploying.new_guid().expect("guid");
+        let parsed = uuid_parts(&first);
+        assert_eq!(parsed, [8, 4, 4, 4, 12], "{first}");
+        assert_eq!(&first[14..15], "4", "{first}");
+        assert!("89ab".contains(&first[19..20]), "{first}");
+        assert_ne!(deploying.new_guid().expect("guid"), first);
+    }
+
+    fn uuid_parts(text: &str) -> Vec<usize> {
+        text.split('-')
+            .map(|part| {
+                assert!(part
+                    .bytes()
+                    .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')));
+                part.len()
+            })
+            .collect()
     }
 }
