@@ -9,7 +9,8 @@
 # Every path runs once per round, the paths taking turns, so that a slow spell of the machine
 # hits all of them; the summary gives each path's median over the rounds.
 # Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64] [rounds, default 3]
-# Needs nginx and wrk (Debian packages); installs them with apt-get when missing and run as root.
+# Needs nginx and wrk (Debian packages), which it installs with apt-get when missing and run as
+# root, and python3 and curl.
 set -euo pipefail
 
 duration=${1:-10}

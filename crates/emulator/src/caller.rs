@@ -76,7 +76,8 @@ impl FromStr for Caller {
                     caller: text.to_owned(),
                     address: value.to_owned(),
                 })?;
-                Ok(Caller::Internet(address))
+                // An IPv4-mapped IPv6 address is an IPv4 caller, as for a direct TCP peer.
+                Ok(Caller::Internet(crate::frontend::canonical_peer(address)))
             }
             "app" => Ok(Caller::App(value.to_owned())),
             "subnet" => Ok(Caller::Subnet(value.to_owned())),
@@ -197,6 +198,10 @@ mod tests {
         assert_eq!(
             "internet".parse::<Caller>(),
             Ok(Caller::Internet(egress::INTERNET_SAMPLE))
+        );
+        assert_eq!(
+            "internet:::ffff:1.2.3.4".parse::<Caller>(),
+            Ok(Caller::Internet("1.2.3.4".parse().expect("ip")))
         );
         assert_eq!("app:x".parse::<Caller>(), Ok(Caller::App("x".to_owned())));
         assert_eq!(

@@ -3,7 +3,8 @@
 //! Every request needs `Authorization: Bearer <token>`, with the token from the state file
 //! (readable by its owner only). Endpoints:
 //! - `GET /v1/state`: sites, host names, function URLs and keys;
-//! - `GET /v1/decisions?since=N`: front-end decisions after sequence number N, as JSON;
+//! - `GET /v1/decisions?since=N`: front-end decisions after sequence number N, as JSON, from
+//!   the newest [`crate::decisions::MAX_RECORDS_IN_MEMORY`] (the file has them all);
 //! - `GET /v1/findings`: what Azure would say about the deployment;
 //! - `POST /v1/sources` with `{"from": "internet:203.0.113.7"}`: a proxy address whose requests
 //!   carry that caller's source identity;

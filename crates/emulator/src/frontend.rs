@@ -1,7 +1,7 @@
 //! The emulated App Service front end.
 //!
 //! One front end serves every site of the deployment, on a plain HTTP and a TLS listener on
-//! loopback, and routes by host name (`Host`, or the TLS server name when `Host` is absent). It
+//! loopback, and routes by host name (`Host`, or the host of an absolute-form target). It
 //! enforces app access and access restrictions before anything else, as Azure's front-end roles
 //! do upstream of the workers: a denied request never reaches the Functions host, so function
 //! keys are not consulted. Allowed requests go to the site's Functions host, to a minimal scm
@@ -82,12 +82,10 @@ impl FrontEnd {
         caller: &str,
         scheme: &str,
     ) -> Response<Bytes> {
-        // Two Host headers make the addressed site ambiguous; HTTP/1.1 requires a 400
-        // (RFC 9112, section 3.2).
-        if request.headers().get_all(header::HOST).iter().count() > 1 {
-            return pages::text(StatusCode::BAD_REQUEST, "more than one Host header");
-        }
-        let host = request_host(&request).unwrap_or_default();
+        let (host, bad_host) = match request_host(&request) {
+            Ok(host) => (host, None),
+            Err(problem) => (String::new(), Some(problem)),
+        };
         let method = request.method().to_string();
         let path = request.uri().path().to_owned();
         let mut record = DecisionRecord {
@@ -106,6 +104,12 @@ impl FrontEnd {
             status: 0,
         };
 
+        if let Some(problem) = bad_host {
+            let response = pages::text(StatusCode::BAD_REQUEST, problem);
+            record.status = 400;
+            self.log(record);
+            return response;
+        }
         let Some((site, kind)) = self.topology.site_for_host(&host) else {
             let response = pages::site_not_found(&host);
             record.status = response.status().as_u16();
@@ -204,20 +208,52 @@ impl FrontEnd {
     }
 }
 
-/// Returns the host name a request addresses, without port, lower-case.
-fn request_host(request: &Request<Bytes>) -> Option<String> {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| request.uri().host())?;
-    let without_port = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.contains(':') => {
-            name
-        }
-        _ => host,
+/// Returns the host name a request addresses, lower-case, without port and without the one
+/// trailing dot of a fully qualified name. An empty name means the request names no host.
+///
+/// RFC 9112, section 3.2: a server responds with 400 to an HTTP/1.1 request without Host, and
+/// to any request with more than one Host line or an invalid one. An absolute-form target names
+/// the host, and a Host line beside it is ignored (section 3.2.2). The error is the text of
+/// the 400 response.
+fn request_host(request: &Request<Bytes>) -> Result<String, &'static str> {
+    let mut lines = request.headers().get_all(header::HOST).iter();
+    let header = lines.next();
+    if lines.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let header = match header.map(HeaderValue::to_str) {
+        Some(Ok(text)) => Some(text),
+        Some(Err(_)) => return Err("invalid Host header"),
+        None => None,
     };
-    Some(without_port.trim_end_matches('.').to_ascii_lowercase())
+
+    let host = match (request.uri().authority(), header) {
+        (Some(authority), _) => authority.host(),
+        (None, Some(text)) => {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(String::new());
+            }
+            let authority: http::uri::Authority =
+                text.parse().map_err(|_| "invalid Host header")?;
+            if authority.as_str().contains('@') {
+                return Err("invalid Host header");
+            }
+            // `host()` of a bracketed IPv6 literal keeps the brackets, as a site's host name
+            // never matches one, and drops the port in every form.
+            return Ok(normalise_host(authority.host()));
+        }
+        (None, None) if request.version() == http::Version::HTTP_11 => {
+            return Err("missing Host header")
+        }
+        (None, None) => "",
+    };
+    Ok(normalise_host(host))
+}
+
+/// Lower-cases a host name and removes one trailing dot.
+fn normalise_host(host: &str) -> String {
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// Removes the hop-by-hop headers of the caller's request, and the headers its `Connection`
@@ -258,19 +294,19 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 fn add_forwarding_headers(request: &mut Request<Bytes>, source: &Source, scheme: &str) {
     let headers = request.headers_mut();
     // Every X-Forwarded-For line the caller sent stays in the chain, in order (RFC 9110,
-    // section 5.3: several lines of a list header are one comma-separated list).
+    // section 5.3: several lines of a list header are one comma-separated list). A line's
+    // bytes are copied as sent, including bytes outside ASCII.
     let mut chain = Vec::with_capacity(48);
     for value in headers.get_all(&X_FORWARDED_FOR) {
-        let Ok(text) = value.to_str() else { continue };
-        let text = text.trim();
+        let text = value.as_bytes().trim_ascii();
         if !text.is_empty() {
-            chain.extend_from_slice(text.as_bytes());
+            chain.extend_from_slice(text);
             chain.extend_from_slice(b", ");
         }
     }
     push_ip(&mut chain, source.address);
-    // The chain holds visible ASCII only: the caller's lines passed `to_str`, and an address
-    // prints as digits, dots, colons and hex letters.
+    // Every byte came from a valid header value or is part of an address, so the chain is a
+    // valid header value too.
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
         headers.insert(X_FORWARDED_FOR, value);
     }
@@ -375,6 +411,106 @@ pub async fn read_body(request: Request<Incoming>) -> Result<Request<Bytes>, Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host_of(
+        target: &str,
+        hosts: &[&[u8]],
+        version: http::Version,
+    ) -> Result<String, &'static str> {
+        let mut request = Request::new(Bytes::new());
+        *request.uri_mut() = target.parse().unwrap();
+        *request.version_mut() = version;
+        for host in hosts {
+            request
+                .headers_mut()
+                .append(header::HOST, HeaderValue::from_bytes(host).unwrap());
+        }
+        request_host(&request)
+    }
+
+    #[test]
+    fn request_host_follows_rfc_9112() {
+        use http::Version;
+        type Case<'a> = (&'a str, &'a [&'a [u8]], Version, Result<&'a str, &'a str>);
+        let cases: [Case; 12] = [
+            (
+                "/",
+                &[b"App.AzureWebsites.NET:443"],
+                Version::HTTP_11,
+                Ok("app.azurewebsites.net"),
+            ),
+            (
+                "/",
+                &[b"app.azurewebsites.net."],
+                Version::HTTP_11,
+                Ok("app.azurewebsites.net"),
+            ),
+            (
+                "/",
+                &[b"app.azurewebsites.net.."],
+                Version::HTTP_11,
+                Ok("app.azurewebsites.net."),
+            ),
+            ("/", &[b"[::1]:80"], Version::HTTP_11, Ok("[::1]")),
+            ("/", &[b""], Version::HTTP_11, Ok("")),
+            ("/", &[], Version::HTTP_10, Ok("")),
+            ("/", &[], Version::HTTP_11, Err("missing Host header")),
+            (
+                "/",
+                &[b"a", b"b"],
+                Version::HTTP_11,
+                Err("more than one Host header"),
+            ),
+            (
+                "/",
+                &[b"caf\xc3\xa9"],
+                Version::HTTP_11,
+                Err("invalid Host header"),
+            ),
+            (
+                "/",
+                &[b"user@app"],
+                Version::HTTP_11,
+                Err("invalid Host header"),
+            ),
+            // An absolute-form target wins over Host (section 3.2.2).
+            (
+                "http://B.azurewebsites.net/x",
+                &[b"other.example"],
+                Version::HTTP_11,
+                Ok("b.azurewebsites.net"),
+            ),
+            (
+                "http://b.azurewebsites.net/x",
+                &[b"caf\xc3\xa9"],
+                Version::HTTP_11,
+                Err("invalid Host header"),
+            ),
+        ];
+        for (target, hosts, version, expected) in cases {
+            let expected = expected.map(str::to_owned);
+            assert_eq!(
+                host_of(target, hosts, version),
+                expected,
+                "{target} {hosts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_chain_keeps_bytes_outside_ascii() {
+        let mut request = Request::new(Bytes::new());
+        request.headers_mut().append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b" caf\xc3\xa9 ").unwrap(),
+        );
+        let source = Source::internet("198.51.100.7".parse().unwrap());
+        add_forwarding_headers(&mut request, &source, "http");
+        assert_eq!(
+            request.headers()["x-forwarded-for"].as_bytes(),
+            b"caf\xc3\xa9, 198.51.100.7"
+        );
+    }
 
     #[test]
     fn connection_cannot_remove_forwarding_headers() {

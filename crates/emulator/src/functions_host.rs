@@ -1642,15 +1642,18 @@ fn host_headers() -> [(HeaderName, HeaderValue); 3] {
 /// The header that carries a function key, named once: a `&str` name is parsed on every use.
 const X_FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");
 
-/// The value of the first query parameter called `name`, decoded as a form
-/// (`application/x-www-form-urlencoded`) decodes it, as ASP.NET Core reads the query.
+/// Returns the value of the first query parameter called `name`, ignoring case, decoded as a form
+/// (`application/x-www-form-urlencoded`). ASP.NET Core, which the Functions host runs on,
+/// compares query names ignoring case, so `?CODE=` carries a key as `?code=` does.
+// NOTE: an invalid escape such as `%FF` decodes to U+FFFD here, while ASP.NET Core keeps the
+// text as written; a key never contains one.
 fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         // Most queries are plain: only a `%` or a `+` makes decoding change anything.
         let plain = |text: &str| !text.bytes().any(|byte| byte == b'%' || byte == b'+');
         if plain(raw_name) && plain(raw_value) {
-            if raw_name == name {
+            if raw_name.eq_ignore_ascii_case(name) {
                 return Some(Cow::Borrowed(raw_value));
             }
             continue;
@@ -1658,7 +1661,7 @@ fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
         if let Some((decoded_name, decoded_value)) =
             url::form_urlencoded::parse(pair.as_bytes()).next()
         {
-            if decoded_name == name {
+            if decoded_name.eq_ignore_ascii_case(name) {
                 return Some(Cow::Owned(decoded_value.into_owned()));
             }
         }
@@ -2114,8 +2117,10 @@ mod tests {
 
     #[test]
     fn query_value_decodes_like_a_form() {
-        let cases: [(&str, Option<&str>); 9] = [
+        let cases: [(&str, Option<&str>); 11] = [
             ("code=abc", Some("abc")),
+            ("CODE=abc", Some("abc")),
+            ("Code=a%2Db&code=second", Some("a-b")),
             ("a=1&code=abc&code=second", Some("abc")),
             ("&&code=abc", Some("abc")),
             ("code", Some("")),
@@ -2129,7 +2134,7 @@ mod tests {
             assert_eq!(query_value(query, "code").as_deref(), expected, "{query}");
             // The fast path agrees with decoding every pair.
             let decoded = url::form_urlencoded::parse(query.as_bytes())
-                .find(|(name, _)| name == "code")
+                .find(|(name, _)| name.eq_ignore_ascii_case("code"))
                 .map(|(_, value)| value.into_owned());
             assert_eq!(decoded.as_deref(), expected, "{query}");
         }

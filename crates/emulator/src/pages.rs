@@ -30,7 +30,7 @@ pub fn site_not_found(host: &str) -> Response<Bytes> {
     let body = format!(
         "<!DOCTYPE html><html><head><title>404 Web Site not found.</title></head><body>\
 <h1>404 Web Site not found.</h1><p>No site of this deployment serves <code>{}</code>.</p>\
-<p>Send requests with the Host header (or TLS server name) of a site, for example \
+<p>Send requests with the Host header of a site, for example \
 <code>&lt;app&gt;.azurewebsites.net</code>.</p></body></html>",
         escape(host)
     );
