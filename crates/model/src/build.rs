@@ -62,6 +62,9 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
             topology.findings.push(finding);
         }
     }
+    for site in &topology.sites {
+        default_allow_findings(site, &mut topology.findings);
+    }
     for duplicate in &deployment.duplicate_keys {
         let first = &duplicate.first;
         let mut finding = Finding::new(
@@ -110,6 +113,49 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     }
     validate::validate(&mut topology);
     Ok(topology)
+}
+
+/// Adds SL019 for each rule list of Allow rules whose default action is Allow: traffic the
+/// rules do not match is allowed anyway, so they restrict nothing. The Terraform reader adds
+/// its own, worded for the azurerm arguments.
+fn default_allow_findings(site: &Site, findings: &mut Vec<Finding>) {
+    let lists = [
+        (
+            SiteKind::Main,
+            &site.access.main,
+            "ipSecurityRestrictionsDefaultAction",
+        ),
+        (
+            SiteKind::Scm,
+            &site.access.scm,
+            "scmIpSecurityRestrictionsDefaultAction",
+        ),
+    ];
+    for (kind, list, default_key) in lists {
+        if kind == SiteKind::Scm && site.access.scm_uses_main {
+            continue;
+        }
+        let allow_list =
+            !list.rules.is_empty() && list.rules.iter().all(|rule| rule.action == Action::Allow);
+        if !allow_list || list.default_action != Some(Action::Allow) {
+            continue;
+        }
+        let finding = Finding::new(
+            FindingCode::SL019,
+            Severity::Warning,
+            format!(
+                "the {kind} site of `{}` has {} Allow rule(s) and `{default_key}: Allow`, so unmatched traffic is allowed and the rules restrict nothing",
+                site.name,
+                list.rules.len()
+            ),
+        )
+        .outcome(subnetlock_access::Outcome::Silent)
+        .help(format!(
+            "set `{default_key}` to `Deny` to admit only what the rules allow"
+        ))
+        .at(&site.id, site.declared_at.clone());
+        findings.push(finding);
+    }
 }
 
 struct Builder<'a> {

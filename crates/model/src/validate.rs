@@ -712,6 +712,34 @@ mod tests {
     }
 
     #[test]
+    fn allow_list_with_default_allow_is_reported() {
+        let with_default = |rules: serde_json::Value, default: &str| {
+            topology(
+                "S1",
+                serde_json::json!({ "siteConfig": {
+                    "ipSecurityRestrictions": rules,
+                    "ipSecurityRestrictionsDefaultAction": default
+                } }),
+                &[],
+            )
+        };
+        let allow = serde_json::json!([
+            { "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100 }
+        ]);
+        let deny = serde_json::json!([
+            { "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100 }
+        ]);
+
+        assert!(has(
+            &with_default(allow.clone(), "Allow"),
+            FindingCode::SL019
+        ));
+        assert!(!has(&with_default(allow, "Deny"), FindingCode::SL019));
+        // A deny list with default Allow is what it says.
+        assert!(!has(&with_default(deny, "Allow"), FindingCode::SL019));
+    }
+
+    #[test]
     fn scm_defaults_ignored_under_use_main() {
         let scm_list = |use_main: bool| {
             let config = serde_json::json!({
