@@ -139,21 +139,22 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn reference_cycle(&self, index: usize, site: Option<&Site<'_>>) -> Error {
-        let stack = self.stack.borrow();
+    /// Names the resources of a cycle that closes at `index`, from where `index` is on `stack`:
+    /// `` `a` -> `b` -> `a` ``.
+    fn cycle_chain(&self, stack: &[usize], index: usize) -> String {
         let start = stack.iter().position(|entry| *entry == index).unwrap_or(0);
-        let mut chain: Vec<String> = stack[start..]
+        stack[start..]
             .iter()
+            .chain(std::iter::once(&index))
             .filter_map(|entry| self.decls.get(*entry))
             .map(|decl| format!("`{}`", decl.display_name()))
-            .collect();
-        if let Some(decl) = self.decls.get(index) {
-            chain.push(format!("`{}`", decl.display_name()));
-        }
-        let message = format!(
-            "resources refer to each other in a cycle: {}",
-            chain.join(" -> ")
-        );
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    }
+
+    fn reference_cycle(&self, index: usize, site: Option<&Site<'_>>) -> Error {
+        let chain = self.cycle_chain(&self.stack.borrow(), index);
+        let message = format!("resources refer to each other in a cycle: {chain}");
         let help = "remove one `reference()`/`list*()` call from the cycle".to_owned();
         match (site, self.decls.get(index)) {
             (Some(site), _) => site.error(ErrorKind::Cycle, message, help),
@@ -694,22 +695,11 @@ impl<'a> Run<'a> {
     }
 
     fn dependency_cycle(&self, index: usize, stack: &[usize]) -> Error {
-        let start = stack.iter().position(|entry| *entry == index).unwrap_or(0);
-        let mut chain: Vec<String> = stack[start..]
-            .iter()
-            .filter_map(|entry| self.decls.get(*entry))
-            .map(|decl| format!("`{}`", decl.display_name()))
-            .collect();
-        let first = stack.get(start).copied().unwrap_or(index);
-        if let Some(decl) = self.decls.get(first) {
-            chain.push(format!("`{}`", decl.display_name()));
-        }
-        let message = format!(
-            "resources depend on each other in a cycle: {}",
-            chain.join(" -> ")
-        );
+        let chain = self.cycle_chain(stack, index);
+        let message = format!("resources depend on each other in a cycle: {chain}");
         let help = "remove one of these `dependsOn` entries".to_owned();
-        let Some(decl) = self.decls.get(first) else {
+        // The error points at the `dependsOn` of the resource where the cycle closes.
+        let Some(decl) = self.decls.get(index) else {
             return node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path).error(
                 ErrorKind::Cycle,
                 message,

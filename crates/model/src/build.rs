@@ -315,40 +315,27 @@ impl Builder<'_> {
     }
 
     fn add_site(&mut self, resource: &Resource) {
-        let host_name_source = resource.name.replace('/', "-");
-        let (default_host_name, scm_host_name) = host_names(&host_name_source);
         let properties = resource.properties();
-        let plan_id = properties
+        let mut site = Site::new(
+            resource.id.clone(),
+            resource.name.clone(),
+            resource.declared_at.clone(),
+        );
+        site.kind = resource
+            .body
+            .get("kind")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        site.location = location_of(resource);
+        site.plan_id = properties
             .and_then(|p| p.get("serverFarmId"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-
-        let mut site = Site {
-            id: resource.id.clone(),
-            name: resource.name.clone(),
-            kind: resource
-                .body
-                .get("kind")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            location: location_of(resource),
-            plan_id,
-            hosting_environment: hosting_environment_of(resource),
-            ip_mode: properties
-                .and_then(|p| p.get("ipMode"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            default_host_name,
-            scm_host_name,
-            integration: None,
-            route_all: RouteAll::default(),
-            access: Default::default(),
-            app_settings: Vec::new(),
-            functions: Vec::new(),
-            unknown_rules: Vec::new(),
-            rules_with_defaults: Vec::new(),
-            declared_at: resource.declared_at.clone(),
-        };
+        site.hosting_environment = hosting_environment_of(resource);
+        site.ip_mode = properties
+            .and_then(|p| p.get("ipMode"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
 
         if let Some(subnet_id) = properties
             .and_then(|p| p.get("virtualNetworkSubnetId"))

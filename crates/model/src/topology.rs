@@ -343,6 +343,33 @@ pub struct Site {
     pub declared_at: SourceLocation,
 }
 
+impl Site {
+    /// Creates a site as declared, before its settings, rules and functions are read. A slot
+    /// is named `<app>/<slot>` and served at `<app>-<slot>.azurewebsites.net`.
+    pub fn new(id: String, name: String, declared_at: SourceLocation) -> Site {
+        let (default_host_name, scm_host_name) = host_names(&name.replace('/', "-"));
+        Site {
+            id,
+            name,
+            kind: None,
+            location: None,
+            plan_id: None,
+            hosting_environment: None,
+            ip_mode: None,
+            default_host_name,
+            scm_host_name,
+            integration: None,
+            route_all: RouteAll::default(),
+            access: SiteAccess::default(),
+            app_settings: Vec::new(),
+            functions: Vec::new(),
+            unknown_rules: Vec::new(),
+            rules_with_defaults: Vec::new(),
+            declared_at,
+        }
+    }
+}
+
 /// An access-restriction rule that could not be read offline.
 #[derive(Clone, Debug, Serialize)]
 pub struct UnknownRule {

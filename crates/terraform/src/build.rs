@@ -9,8 +9,8 @@ use serde_json::{Map, Value as Json};
 use subnetlock_access::{PublicNetworkAccess, SiteKind, SubnetId};
 use subnetlock_arm::Value;
 use subnetlock_model::{
-    host_names, AppSetting, IntegrationSource, Plan as ServicePlan, PlanFamily, PrivateDnsZone,
-    PrivateEndpoint, RouteAll, Site, Subnet, Topology, VirtualNetwork, VnetIntegration,
+    AppSetting, IntegrationSource, Plan as ServicePlan, PlanFamily, PrivateDnsZone,
+    PrivateEndpoint, Site, Subnet, Topology, VirtualNetwork, VnetIntegration,
 };
 
 use crate::plan::{Plan, PlanResource, Resolved, Step};
@@ -230,7 +230,6 @@ fn add_site(plan: &Plan, resource: &PlanResource, topology: &mut Topology) {
     } else {
         own_name
     };
-    let (default_host_name, scm_host_name) = host_names(&name.replace('/', "-"));
     let kind = match (
         resource_type.contains("function_app"),
         resource_type.contains("linux"),
@@ -254,25 +253,10 @@ fn add_site(plan: &Plan, resource: &PlanResource, topology: &mut Topology) {
         _ => None,
     };
 
-    let mut site = Site {
-        id,
-        name,
-        kind: Some(kind.to_owned()),
-        location: location(resource),
-        plan_id,
-        hosting_environment: None,
-        ip_mode: None,
-        default_host_name,
-        scm_host_name,
-        integration: None,
-        route_all: RouteAll::default(),
-        access: Default::default(),
-        app_settings: Vec::new(),
-        functions: Vec::new(),
-        unknown_rules: Vec::new(),
-        rules_with_defaults: Vec::new(),
-        declared_at: plan.locate(resource, ""),
-    };
+    let mut site = Site::new(id, name, plan.locate(resource, ""));
+    site.kind = Some(kind.to_owned());
+    site.location = location(resource);
+    site.plan_id = plan_id;
 
     if let Resolved::Known(subnet_id) =
         plan.string(resource, &[Step::Key("virtual_network_subnet_id")])
