@@ -168,6 +168,16 @@ pub struct SiteAccess {
     pub has_private_endpoint: bool,
 }
 
+impl SiteAccess {
+    /// Returns the rule list written for the main or the scm site.
+    pub fn list(&self, kind: SiteKind) -> &RuleList {
+        match kind {
+            SiteKind::Main => &self.main,
+            SiteKind::Scm => &self.scm,
+        }
+    }
+}
+
 /// The one of the app's two host names that a request addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SiteKind {

@@ -115,38 +115,21 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     Ok(topology)
 }
 
-/// Adds SL019 for each rule list of Allow rules whose default action is Allow: traffic the
-/// rules do not match is allowed anyway, so they restrict nothing. The Terraform reader adds
-/// its own, worded for the azurerm arguments.
+/// Adds SL019 for each rule list of Allow rules whose default action is Allow. The Terraform
+/// reader adds its own, worded for the azurerm arguments.
 fn default_allow_findings(site: &Site, findings: &mut Vec<Finding>) {
-    let lists = [
-        (
-            SiteKind::Main,
-            &site.access.main,
-            "ipSecurityRestrictionsDefaultAction",
-        ),
-        (
-            SiteKind::Scm,
-            &site.access.scm,
-            "scmIpSecurityRestrictionsDefaultAction",
-        ),
-    ];
-    for (kind, list, default_key) in lists {
-        if kind == SiteKind::Scm && site.access.scm_uses_main {
-            continue;
-        }
-        let allow_list =
-            !list.rules.is_empty() && list.rules.iter().all(|rule| rule.action == Action::Allow);
-        if !allow_list || list.default_action != Some(Action::Allow) {
-            continue;
-        }
+    for kind in site.allow_lists_with_default_allow() {
+        let default_key = match kind {
+            SiteKind::Main => "ipSecurityRestrictionsDefaultAction",
+            SiteKind::Scm => "scmIpSecurityRestrictionsDefaultAction",
+        };
+        let rules = site.access.list(kind).rules.len();
         let finding = Finding::new(
             FindingCode::SL019,
             Severity::Warning,
             format!(
-                "the {kind} site of `{}` has {} Allow rule(s) and `{default_key}: Allow`, so unmatched traffic is allowed and the rules restrict nothing",
-                site.name,
-                list.rules.len()
+                "the {kind} site of `{}` has {rules} Allow rule(s) and `{default_key}: Allow`, so unmatched traffic is allowed and the rules restrict nothing",
+                site.name
             ),
         )
         .outcome(subnetlock_access::Outcome::Silent)

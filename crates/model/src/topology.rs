@@ -344,6 +344,23 @@ pub struct Site {
 }
 
 impl Site {
+    /// Returns the rule lists that Azure reads whose rules are all Allow while their default
+    /// action is also Allow: traffic no rule matches is allowed anyway, so the rules restrict
+    /// nothing (SL019). The scm list does not count when the scm site uses the main list.
+    pub fn allow_lists_with_default_allow(&self) -> Vec<subnetlock_access::SiteKind> {
+        use subnetlock_access::{Action, SiteKind};
+        [SiteKind::Main, SiteKind::Scm]
+            .into_iter()
+            .filter(|kind| !(*kind == SiteKind::Scm && self.access.scm_uses_main))
+            .filter(|kind| {
+                let list = self.access.list(*kind);
+                !list.rules.is_empty()
+                    && list.rules.iter().all(|rule| rule.action == Action::Allow)
+                    && list.default_action == Some(Action::Allow)
+            })
+            .collect()
+    }
+
     /// Creates a site as declared, before its settings, rules and functions are read. A slot
     /// is named `<app>/<slot>` and served at `<app>-<slot>.azurewebsites.net`.
     pub fn new(id: String, name: String, declared_at: SourceLocation) -> Site {

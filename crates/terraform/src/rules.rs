@@ -154,47 +154,29 @@ pub(crate) fn check_default_allow(
     site: &Site,
     findings: &mut Vec<Finding>,
 ) {
-    {
-        let lists = [
-            (
-                SiteKind::Main,
-                &site.access.main,
-                "ip_restriction_default_action",
+    for kind in site.allow_lists_with_default_allow() {
+        let default_key = match kind {
+            SiteKind::Main => "ip_restriction_default_action",
+            SiteKind::Scm => "scm_ip_restriction_default_action",
+        };
+        let finding = Finding::new(
+            FindingCode::SL019,
+            Severity::Warning,
+            format!(
+                "the {kind} site of `{}` has {} Allow rule(s) and `{default_key} = \"Allow\"`, so unmatched traffic is allowed and the rules restrict nothing",
+                site.name,
+                site.access.list(kind).rules.len()
             ),
-            (
-                SiteKind::Scm,
-                &site.access.scm,
-                "scm_ip_restriction_default_action",
-            ),
-        ];
-        for (kind, list, default_key) in lists {
-            if kind == SiteKind::Scm && site.access.scm_uses_main {
-                continue;
-            }
-            let allow_list = !list.rules.is_empty()
-                && list.rules.iter().all(|rule| rule.action == Action::Allow);
-            if !allow_list || list.default_action != Some(Action::Allow) {
-                continue;
-            }
-            let finding = Finding::new(
-                FindingCode::SL019,
-                Severity::Warning,
-                format!(
-                    "the {kind} site of `{}` has {} Allow rule(s) and `{default_key} = \"Allow\"`, so unmatched traffic is allowed and the rules restrict nothing",
-                    site.name,
-                    list.rules.len()
-                ),
-            )
-            .outcome(Outcome::Silent)
-            .help(format!(
-                "set `{default_key} = \"Deny\"` to admit only what the rules allow; azurerm 3.95.0 and later send \"Allow\" when it is not set"
-            ))
-            .at(
-                &site.id,
-                plan.locate(resource, &format!("site_config[0].{default_key}")),
-            );
-            findings.push(finding);
-        }
+        )
+        .outcome(Outcome::Silent)
+        .help(format!(
+            "set `{default_key} = \"Deny\"` to admit only what the rules allow; azurerm 3.95.0 and later send \"Allow\" when it is not set"
+        ))
+        .at(
+            &site.id,
+            plan.locate(resource, &format!("site_config[0].{default_key}")),
+        );
+        findings.push(finding);
     }
 }
 
