@@ -92,8 +92,8 @@ pub struct Deployment {
     pub outputs: IndexMap<String, Value>,
     /// Nested deployments whose template is behind a URI or a template spec.
     pub unresolved_templates: Vec<UnresolvedTemplate>,
-    /// Keys written twice in one object, in the template and in linked templates read from
-    /// disk, by file and position.
+    /// Keys written twice in one object, in the parameters file, the template and linked
+    /// templates read from disk, by file and position.
     pub duplicate_keys: Vec<DuplicateKey>,
     declarations: Declarations,
 }
@@ -171,7 +171,7 @@ fn evaluate_source(
         provider,
         declarations: RefCell::new(HashMap::new()),
         unresolved: RefCell::new(Vec::new()),
-        duplicate_keys: RefCell::new(Vec::new()),
+        duplicate_keys: RefCell::new(options.parameters.duplicate_keys().to_vec()),
     };
     engine.note_duplicate_keys(&source, &root);
     let supplied: HashMap<String, Value> = options

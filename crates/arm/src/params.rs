@@ -11,11 +11,14 @@ use crate::functions::deep_equals;
 use crate::source::NodeKind;
 use crate::source::{path_key, Node, Source};
 use crate::value::{Unknown, UnknownCause, Value};
+use crate::DuplicateKey;
 
 /// Parameter values supplied to a deployment. Names match case-insensitively.
 #[derive(Clone, Debug, Default)]
 pub struct Parameters {
     values: IndexMap<String, Value>,
+    /// Keys written twice in one object of the parameters file; the later copy is read.
+    duplicate_keys: Vec<DuplicateKey>,
 }
 
 impl Parameters {
@@ -72,6 +75,11 @@ impl Parameters {
         self.values.is_empty()
     }
 
+    /// Returns the keys written twice in one object of the parameters file.
+    pub fn duplicate_keys(&self) -> &[DuplicateKey] {
+        &self.duplicate_keys
+    }
+
     fn from_source(source: &Source) -> Result<Self, Error> {
         let root = source.parse()?;
         let wrapped = root.get("$schema").is_some() || root.get("contentVersion").is_some();
@@ -91,6 +99,7 @@ impl Parameters {
         };
 
         let mut parameters = Parameters::new();
+        crate::source::find_duplicate_keys(source, &root, &mut parameters.duplicate_keys);
         for member in members {
             let name = &member.key.text;
             let path = path_key(&map_path, name);

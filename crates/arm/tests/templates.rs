@@ -504,6 +504,30 @@ fn relative_path_template_is_read_from_disk() {
 }
 
 #[test]
+fn duplicate_parameter_values_are_reported() {
+    let parameters = Parameters::parse(
+        "main.parameters.json",
+        r#"{"parameters": {"n": {"value": "first"},
+  "N": {"value": "second"}}}"#,
+    )
+    .unwrap();
+    let deployment = run_with(
+        &format!(
+            r#"{{"$schema": "{SCHEMA}", "parameters": {{"n": {{"type": "string"}}}},
+  "resources": [], "outputs": {{"n": {{"type": "string", "value": "[parameters('n')]"}}}}}}"#
+        ),
+        parameters,
+    )
+    .unwrap();
+    assert_eq!(deployment.outputs["n"], text("second"));
+    assert_eq!(deployment.duplicate_keys.len(), 1);
+    let duplicate = &deployment.duplicate_keys[0];
+    assert_eq!(duplicate.key, "N");
+    assert!(duplicate.duplicate.file.ends_with("main.parameters.json"));
+    assert_eq!(duplicate.duplicate.line, 2);
+}
+
+#[test]
 fn duplicate_keys_are_reported_and_later_wins() {
     let deployment = run(&format!(
         r#"{{"$schema": "{SCHEMA}",
