@@ -221,34 +221,59 @@ fn request_host(request: &Request<Bytes>) -> Result<String, &'static str> {
     if lines.next().is_some() {
         return Err("more than one Host header");
     }
-    let header = match header.map(HeaderValue::to_str) {
-        Some(Ok(text)) => Some(text),
+    // An empty Host is allowed when the target has no authority (section 3.2).
+    let from_header = match header.map(HeaderValue::to_str) {
+        Some(Ok(text)) if text.trim().is_empty() => Some(""),
+        Some(Ok(text)) => Some(host_without_port(text.trim()).ok_or("invalid Host header")?),
         Some(Err(_)) => return Err("invalid Host header"),
         None => None,
     };
 
-    let host = match (request.uri().authority(), header) {
+    let host = match (request.uri().authority(), from_header) {
         (Some(authority), _) => authority.host(),
-        (None, Some(text)) => {
-            let text = text.trim();
-            if text.is_empty() {
-                return Ok(String::new());
-            }
-            let authority: http::uri::Authority =
-                text.parse().map_err(|_| "invalid Host header")?;
-            if authority.as_str().contains('@') {
-                return Err("invalid Host header");
-            }
-            // `host()` of a bracketed IPv6 literal keeps the brackets, as a site's host name
-            // never matches one, and drops the port in every form.
-            return Ok(normalise_host(authority.host()));
-        }
+        (None, Some(host)) => host,
         (None, None) if request.version() == http::Version::HTTP_11 => {
             return Err("missing Host header")
         }
         (None, None) => "",
     };
     Ok(normalise_host(host))
+}
+
+/// Returns the host of a Host value, `uri-host [ ":" port ]` (RFC 9110, section 7.2, with the
+/// grammar of RFC 3986, section 3.2.2), or `None` when the value does not match it. A
+/// bracketed IPv6 literal keeps its brackets, as a site's host name never matches one.
+fn host_without_port(text: &str) -> Option<&str> {
+    let (host, port) = if text.starts_with('[') {
+        let end = text.find(']')?;
+        let literal = &text[1..end];
+        if !literal
+            .bytes()
+            .all(|byte| byte.is_ascii_hexdigit() || byte == b':' || byte == b'.')
+        {
+            return None;
+        }
+        let rest = &text[end + 1..];
+        let port = match rest.strip_prefix(':') {
+            Some(port) => port,
+            None if rest.is_empty() => "",
+            None => return None,
+        };
+        (&text[..=end], port)
+    } else {
+        let (name, port) = text.rsplit_once(':').unwrap_or((text, ""));
+        // A registered name: unreserved characters, percent escapes and sub-delimiters.
+        let valid = name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&byte));
+        if name.is_empty() || !valid {
+            return None;
+        }
+        (name, port)
+    };
+    port.bytes()
+        .all(|byte| byte.is_ascii_digit())
+        .then_some(host)
 }
 
 /// Lower-cases a host name and removes one trailing dot.
@@ -432,7 +457,7 @@ mod tests {
     fn request_host_follows_rfc_9112() {
         use http::Version;
         type Case<'a> = (&'a str, &'a [&'a [u8]], Version, Result<&'a str, &'a str>);
-        let cases: [Case; 12] = [
+        let cases: [Case; 15] = [
             (
                 "/",
                 &[b"App.AzureWebsites.NET:443"],
@@ -452,6 +477,19 @@ mod tests {
                 Ok("app.azurewebsites.net."),
             ),
             ("/", &[b"[::1]:80"], Version::HTTP_11, Ok("[::1]")),
+            ("/", &[b"app:"], Version::HTTP_11, Ok("app")),
+            (
+                "/",
+                &[b"app:8x"],
+                Version::HTTP_11,
+                Err("invalid Host header"),
+            ),
+            (
+                "/",
+                &[b"[::1]x"],
+                Version::HTTP_11,
+                Err("invalid Host header"),
+            ),
             ("/", &[b""], Version::HTTP_11, Ok("")),
             ("/", &[], Version::HTTP_10, Ok("")),
             ("/", &[], Version::HTTP_11, Err("missing Host header")),

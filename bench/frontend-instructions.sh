@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Counts the user-space instructions the front end (`subnetlock up`) executes per request,
+# under valgrind's callgrind, while wrk sends function B's request through it on loopback.
+# Instruction counts do not depend on what else the machine is doing, so this number compares
+# two commits where requests per second (bench/frontend.sh) vary from run to run. Kernel time
+# is not counted.
+# Usage: bench/frontend-instructions.sh [seconds of load, default 10]
+# Needs valgrind, wrk, python3 and curl; installs valgrind and wrk with apt-get when missing.
+set -euo pipefail
+
+duration=${1:-10}
+workspace=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=$(mktemp -d)
+up_pid=""
+cleanup() {
+    if [ -n "$up_pid" ]; then kill "$up_pid" 2>/dev/null || true; fi
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in valgrind wrk; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq valgrind wrk >/dev/null
+        break
+    fi
+done
+
+cd "$workspace"
+cargo build --release --quiet -p subnetlock -p subnetlock-functions
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+    --callgrind-out-file="$work/callgrind.out" \
+    target/release/subnetlock up bench/frontend --no-build --http-port "$port" \
+    --state-dir "$work/state" >"$work/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 1 600); do [ -f "$work/state/state.json" ] && break; sleep 0.2; done
+read -r host key < <(python3 -c '
+import json, sys
+site = json.load(open(sys.argv[1]))["sites"][0]
+print(site["host"], site["functions"][0]["key"])' "$work/state/state.json")
+url="http://127.0.0.1:$port/api/function-b?code=$key"
+
+# Warm up (connections, pools, lazily built state), then count only the measured window:
+# zero the counters, load, and dump.
+wrk -t1 -c8 -d2s -H "Host: $host" "$url" >/dev/null
+callgrind_control --zero "$up_pid" >/dev/null 2>&1
+output=$(wrk -t1 -c8 -d"${duration}s" -H "Host: $host" "$url")
+callgrind_control --dump "$up_pid" >/dev/null 2>&1
+sleep 1
+
+requests=$(awk '/requests in/ {print $1}' <<<"$output")
+python3 - "$work" "$requests" <<'PY'
+import glob, sys
+work, requests = sys.argv[1], int(sys.argv[2])
+# The dump after `--zero` is the only part file (callgrind.out.1); the first one is written
+# when `up` exits.
+total = 0
+for path in glob.glob(f"{work}/callgrind.out.*"):
+    for line in open(path):
+        if line.startswith("summary:"):
+            total += int(line.split()[1])
+print(f"requests: {requests}")
+print(f"instructions: {total:,}")
+print(f"instructions per request: {total // max(requests, 1):,}")
+PY
