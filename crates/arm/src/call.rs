@@ -29,11 +29,11 @@ const MAX_CALL_DEPTH: usize = 64;
 
 const FUNCTIONS_HELP: &str = "see https://learn.microsoft.com/azure/azure-resource-manager/templates/template-functions for the function list";
 
-/// The context an expression is evaluated in.
 /// The place name [`Ctx::for_declarations`] takes for parameter defaults, the one place
 /// where `utcNow()` and `newGuid()` are allowed.
 pub(crate) const PARAMETER_DEFAULTS: &str = "parameter defaults";
 
+/// The context an expression is evaluated in.
 #[derive(Clone)]
 pub(crate) struct Ctx<'a> {
     pub engine: &'a Engine<'a>,
@@ -109,6 +109,7 @@ impl<'a> Ctx<'a> {
         skip: Option<&str>,
     ) -> Result<Value, Error> {
         let mut object = Object::new();
+        let repeats = crate::source::may_repeat_keys(members);
         for member in members {
             let member_path = path_key(path, &member.key.text);
             if skip.is_some_and(|skip| member.key.text.eq_ignore_ascii_case(skip)) {
@@ -124,13 +125,19 @@ impl<'a> Ctx<'a> {
                     };
                     let name = crate::format::to_text(&name);
                     let value = self.eval_copy_entry(entry, &entry_path)?;
-                    object.insert(name, value);
+                    // A copy's array replaces a key of the same name written earlier, and a
+                    // later key replaces it, as for any key written twice.
+                    object.insert_written(name, value);
                 }
                 continue;
             }
             let key = self.eval_key(member, path)?;
             let value = self.eval_node(&member.value, &member_path)?;
-            object.insert_written(key, value);
+            if repeats {
+                object.insert_written(key, value);
+            } else {
+                object.insert(key, value);
+            }
         }
         Ok(Value::Object(object))
     }

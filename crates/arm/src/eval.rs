@@ -172,6 +172,7 @@ fn evaluate_source(
         declarations: RefCell::new(HashMap::new()),
         unresolved: RefCell::new(Vec::new()),
         duplicate_keys: RefCell::new(options.parameters.duplicate_keys().to_vec()),
+        scanned: RefCell::new(std::collections::HashSet::new()),
     };
     engine.note_duplicate_keys(&source, &root);
     let supplied: HashMap<String, Value> = options
@@ -217,8 +218,14 @@ pub(crate) fn literal_value(node: &Node) -> Value {
         }
         NodeKind::Object(members) => {
             let mut object = Object::new();
+            let repeats = crate::source::may_repeat_keys(members);
             for member in members {
-                object.insert_written(member.key.text.clone(), literal_value(&member.value));
+                let (key, value) = (member.key.text.clone(), literal_value(&member.value));
+                if repeats {
+                    object.insert_written(key, value);
+                } else {
+                    object.insert(key, value);
+                }
             }
             Value::Object(object)
         }
@@ -231,19 +238,19 @@ pub(crate) struct Engine<'p> {
     declarations: RefCell<Declarations>,
     unresolved: RefCell<Vec<UnresolvedTemplate>>,
     duplicate_keys: RefCell<Vec<DuplicateKey>>,
+    /// Template files already scanned for duplicate keys, by canonical path.
+    scanned: RefCell<std::collections::HashSet<PathBuf>>,
 }
 
 impl Engine<'_> {
-    /// Records the duplicate keys of a template file, once per file however often it is read.
+    /// Records the duplicate keys of a template file, once per file however often, and under
+    /// whichever relative path, it is read.
     pub fn note_duplicate_keys(&self, source: &Source, root: &Node) {
-        let mut noted = self.duplicate_keys.borrow_mut();
-        if noted
-            .iter()
-            .any(|duplicate| duplicate.duplicate.file == source.name)
-        {
+        let file = std::fs::canonicalize(&source.name).unwrap_or_else(|_| source.name.clone());
+        if !self.scanned.borrow_mut().insert(file) {
             return;
         }
-        crate::source::find_duplicate_keys(source, root, &mut noted);
+        crate::source::find_duplicate_keys(source, root, &mut self.duplicate_keys.borrow_mut());
     }
 }
 
@@ -682,31 +689,32 @@ enum VariableDefinition {
 /// Finds a variable: a plain member of `variables`, or an entry of the `copy` array there.
 fn variable_definition(section: &Node, name: &str, path: &str) -> Option<VariableDefinition> {
     let members = section.as_object()?;
-    let plain = members
-        .iter()
-        .rev()
-        .find(|member| member.key.text == name && !member.key.text.eq_ignore_ascii_case("copy"))
-        .or_else(|| {
-            members.iter().rev().find(|member| {
-                member.key.text.eq_ignore_ascii_case(name)
-                    && !member.key.text.eq_ignore_ascii_case("copy")
-            })
-        });
+    // The later of two declarations wins, as for any key written twice.
+    let plain = members.iter().rev().find(|member| {
+        member.key.text.eq_ignore_ascii_case(name) && !member.key.text.eq_ignore_ascii_case("copy")
+    });
     if let Some(member) = plain {
         return Some(VariableDefinition::Plain(
             Arc::clone(&member.value),
             path_key(path, &member.key.text),
         ));
     }
-    let copy = section.member("copy")?;
-    let copy_path = path_key(path, &copy.key.text);
-    let entries = copy.value.as_array()?;
-    entries.iter().enumerate().find_map(|(index, entry)| {
-        let entry_name = entry.get("name")?.as_str()?;
-        entry_name
-            .eq_ignore_ascii_case(name)
-            .then(|| VariableDefinition::Copy(Arc::clone(entry), path_index(&copy_path, index)))
-    })
+    // Every `copy` array counts, as sibling property copies all expand; a later entry of the
+    // same name wins.
+    members
+        .iter()
+        .rev()
+        .filter(|member| member.key.text.eq_ignore_ascii_case("copy"))
+        .find_map(|copy| {
+            let copy_path = path_key(path, &copy.key.text);
+            let entries = copy.value.as_array()?;
+            entries.iter().enumerate().rev().find_map(|(index, entry)| {
+                let entry_name = entry.get("name")?.as_str()?;
+                entry_name.eq_ignore_ascii_case(name).then(|| {
+                    VariableDefinition::Copy(Arc::clone(entry), path_index(&copy_path, index))
+                })
+            })
+        })
 }
 
 /// Reads the `{name: {value}}` parameter object passed to an inner-scope nested deployment.

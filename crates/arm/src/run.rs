@@ -227,7 +227,7 @@ impl<'a> Run<'a> {
                 _ => ctx.eval_node(&member.value, &member_path)?,
             };
             let name = ctx.eval_key(member, &decl.path)?;
-            body.insert(name, value);
+            body.insert_written(name, value);
         }
 
         let explicit = self.explicit_dependencies(&ctx, index, decl)?;

@@ -6,6 +6,7 @@
 //! (<https://learn.microsoft.com/azure/azure-resource-manager/templates/syntax#comments>), so
 //! this reader accepts them too, plus a leading byte order mark.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -161,19 +162,13 @@ impl Node {
         }
     }
 
-    /// Finds an object member, exact case first, then ignoring case (the engine's lookup).
+    /// Finds an object member ignoring case, the last one when a key is written twice, as
+    /// the evaluator reads the later copy of a duplicate key (see `DuplicateKey`).
     pub fn member(&self, key: &str) -> Option<&Member> {
-        let members = self.as_object()?;
-        members
+        self.as_object()?
             .iter()
             .rev()
-            .find(|member| member.key.text == key)
-            .or_else(|| {
-                members
-                    .iter()
-                    .rev()
-                    .find(|member| member.key.text.eq_ignore_ascii_case(key))
-            })
+            .find(|member| member.key.text.eq_ignore_ascii_case(key))
     }
 
     pub fn get(&self, key: &str) -> Option<&Arc<Node>> {
@@ -512,7 +507,20 @@ impl Reader<'_> {
     }
 }
 
-/// Appends an object key to a JSON path, quoting keys that are not plain identifiers.
+/// Returns whether two of `members` have keys equal ignoring case, or a key (an expression or
+/// a property copy) may produce a name equal to another key. Only then does an object need
+/// `Object::insert_written`, whose search for an earlier spelling is linear.
+pub(crate) fn may_repeat_keys(members: &[Member]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    members.iter().any(|member| {
+        let key = &member.key.text;
+        // A property copy names its arrays by value, so they may equal any key too.
+        key.starts_with('[')
+            || key.eq_ignore_ascii_case("copy")
+            || !seen.insert(key.to_ascii_lowercase())
+    })
+}
+
 /// Appends every key written twice in one object of `root`, comparing keys ignoring case as
 /// ARM compares property names. Sibling property-copy `copy` members are not duplicates:
 /// ARM expands each of them (the quickstart Key Vault module writes two in `networkAcls`).
@@ -522,12 +530,11 @@ pub(crate) fn find_duplicate_keys(source: &Source, root: &Node, found: &mut Vec<
     while let Some((node, path)) = pending.pop() {
         match &node.kind {
             NodeKind::Object(members) => {
-                for (index, member) in members.iter().enumerate() {
+                // Lower-case key to the member that wrote it last, so the scan stays linear.
+                let mut seen: HashMap<String, &Member> = HashMap::with_capacity(members.len());
+                for member in members {
                     let key = &member.key.text;
-                    let earlier = members[..index]
-                        .iter()
-                        .find(|earlier| earlier.key.text.eq_ignore_ascii_case(key));
-                    if let Some(earlier) = earlier {
+                    if let Some(earlier) = seen.insert(key.to_ascii_lowercase(), member) {
                         let copies = key.eq_ignore_ascii_case("copy")
                             && member.value.as_array().is_some()
                             && earlier.value.as_array().is_some();
@@ -561,6 +568,7 @@ pub(crate) fn find_duplicate_keys(source: &Source, root: &Node, found: &mut Vec<
     found[already_found..].sort_by_key(|duplicate| duplicate.duplicate.offset);
 }
 
+/// Appends an object key to a JSON path, quoting keys that are not plain identifiers.
 pub(crate) fn path_key(path: &str, key: &str) -> String {
     let plain = !key.is_empty()
         && key

@@ -485,7 +485,11 @@ fn relative_path_template_is_read_from_disk() {
     {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "site",
       "properties": {{"mode": "Incremental", "expressionEvaluationOptions": {{"scope": "inner"}},
         "templateLink": {{"relativePath": "modules/site.json"}},
-        "parameters": {{"n": {{"value": "from-disk"}}}}}}}}
+        "parameters": {{"n": {{"value": "from-disk"}}}}}}}},
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "again",
+      "properties": {{"mode": "Incremental", "expressionEvaluationOptions": {{"scope": "inner"}},
+        "templateLink": {{"relativePath": "./modules/../modules/site.json"}},
+        "parameters": {{"n": {{"value": "second"}}}}}}}}
   ]}}"#
     );
     std::fs::write(directory.join("main.json"), main).unwrap();
@@ -493,14 +497,48 @@ fn relative_path_template_is_read_from_disk() {
     let deployment =
         subnetlock_arm::evaluate_file(&directory.join("main.json"), &options, &OfflineProvider)
             .unwrap();
-    assert_eq!(names(&deployment), ["site", "from-disk"]);
-    // A duplicate key in the linked template is reported in that file.
+    assert_eq!(names(&deployment), ["site", "from-disk", "again", "second"]);
+    // A duplicate key in the linked template is reported in that file, once, however the
+    // file is linked.
     assert_eq!(deployment.duplicate_keys.len(), 1);
     assert!(deployment.duplicate_keys[0]
         .duplicate
         .file
         .ends_with("modules/site.json"));
     std::fs::remove_dir_all(&directory).unwrap();
+}
+
+#[test]
+fn later_case_variant_wins_everywhere() {
+    let deployment = run(&format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "parameters": {{"n": {{"type": "string", "defaultValue": "first"}},
+                  "N": {{"type": "string", "defaultValue": "second"}}}},
+  "variables": {{
+    "copy": [{{"name": "a", "count": 1, "input": "[parameters('n')]"}}],
+    "copy": [{{"name": "b", "count": 2, "input": "[copyIndex('b')]"}}]
+  }},
+  "resources": [
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "properties": {{"httpsOnly": false}},
+      "Properties": {{"httpsOnly": true}}}}
+  ],
+  "outputs": {{
+    "a": {{"type": "array", "value": "[variables('a')]"}},
+    "b": {{"type": "array", "value": "[variables('b')]"}}
+  }}}}"#
+    ));
+    let site = &deployment.resources[0];
+    assert_eq!(
+        site.body.get_path(&["properties", "httpsOnly"]),
+        Some(&Value::Bool(true))
+    );
+    // Both sibling variable copies expand, and the later parameter declaration is read.
+    assert_eq!(deployment.outputs["a"], Value::Array(vec![text("second")]));
+    assert_eq!(
+        deployment.outputs["b"],
+        Value::Array(vec![Value::Int(0), Value::Int(1)])
+    );
 }
 
 #[test]

@@ -131,6 +131,7 @@ fn check_sarif_has_rules_and_locations() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
     assert_eq!(value["version"], "2.1.0");
+    assert_eq!(value["runs"][0]["columnKind"], "unicodeCodePoints");
     let results = value["runs"][0]["results"].as_array().expect("results");
     let scm = results
         .iter()
@@ -178,6 +179,65 @@ fn up_refuses_what_azure_rejects() {
     assert!(!text.contains("panicked"), "{text}");
     // A rejected deployment leaves nothing behind.
     assert!(!state.exists(), "{}", state.display());
+}
+
+#[test]
+fn site_deployed_twice_reads_the_later() {
+    let (_dir, path) = template(
+        r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "[concat('d', copyIndex())]",
+      "copy": { "name": "loop", "count": 2, "mode": "serial", "batchSize": 1 },
+      "properties": { "mode": "Incremental", "expressionEvaluationOptions": { "scope": "inner" },
+        "parameters": { "i": { "value": "[copyIndex()]" } },
+        "template": { "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#", "contentVersion": "1.0.0.0",
+          "parameters": { "i": { "type": "int" } },
+          "resources": [ { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "same", "location": "westeurope",
+            "properties": { "siteConfig": { "ipSecurityRestrictions": [ { "ipAddress": "[concat('203.0.113.', parameters('i'), '/32')]", "action": "Allow", "priority": 100 } ] } } } ] } } }
+  ]
+}"#,
+    );
+    let output = subnetlock(&[
+        "explain",
+        path.to_str().expect("path"),
+        "--from",
+        "internet:203.0.113.1",
+        "--to",
+        "same",
+    ]);
+    let text = stdout(&output);
+    // The second deployment (index 1) allows 203.0.113.1/32 and replaces the first.
+    assert!(text.contains("allowed: main rule 0"), "{text}");
+    assert_eq!(text.matches("decision:").count(), 1, "{text}");
+}
+
+#[test]
+fn unknown_rule_name_decides_nothing() {
+    let (_dir, path) = template(&site_with_rules(
+        r#"[{ "name": "[reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').label]",
+              "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100 }]"#,
+    ));
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    let text = stdout(&output);
+    assert!(!text.contains("SL010"), "{text}");
+    assert!(!text.contains("[depends on unknown"), "{text}");
+    assert!(text.contains("ALLOW internet:203.0.113.10"), "{text}");
+}
+
+#[test]
+fn unknown_rule_list_marks_verdicts() {
+    let (_dir, path) = template(&site_with_rules(
+        r#""[reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').ipAddresses]""#,
+    ));
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    let text = stdout(&output);
+    assert!(text.contains("SL010"), "{text}");
+    assert!(text.contains("the main rule list of `app`"), "{text}");
+    // Unknown is not empty: no verdict of the main site may read "allow all" unmarked.
+    assert!(!text.contains("the main list has no rules"), "{text}");
+    assert!(text.contains("[depends on unknown"), "{text}");
 }
 
 #[test]

@@ -335,6 +335,11 @@ impl Builder<'_> {
         if let Some(properties) = properties {
             self.read_site_properties(resource, properties, &mut site);
         }
+        // Two nested deployments may put the same site. The later PUT replaces the earlier
+        // one, so the site appears once, as the later deployment wrote it.
+        self.topology
+            .sites
+            .retain(|known| !known.id.eq_ignore_ascii_case(&site.id));
         self.topology.sites.push(site);
     }
 
@@ -487,7 +492,41 @@ impl Builder<'_> {
         ] {
             let default_action = self.setting_action(resource, base, config, default_key);
             let rules = match config.get(rules_key) {
-                None | Some(Value::Null) | Some(Value::Unknown(_)) => None,
+                None | Some(Value::Null) => None,
+                Some(unknown @ Value::Unknown(_)) => {
+                    // The whole list is known only at deployment time. It replaces what was
+                    // written before, and stands for rules that match nothing offline, so
+                    // every verdict it could change is marked as depending on it.
+                    let expression = first_unknown(unknown).unwrap_or_default();
+                    let mut path: Vec<&str> = base.to_vec();
+                    path.push(rules_key);
+                    let finding = Finding::new(
+                        FindingCode::SL010,
+                        Severity::Warning,
+                        format!(
+                            "the {list_kind} rule list of `{}` is `{expression}`, which is known only at deployment time",
+                            site.name
+                        ),
+                    )
+                    .help("verdicts that this list could change are reported as depending on it")
+                    .at(&resource.id, self.deployment.locate(resource, &path));
+                    self.topology.findings.push(finding);
+                    self.forget_rule_notes(site, list_kind);
+                    site.unknown_rules.push(UnknownRule {
+                        list: list_kind,
+                        index: 0,
+                        expression,
+                    });
+                    let target = match list_kind {
+                        SiteKind::Main => &mut site.access.main,
+                        SiteKind::Scm => &mut site.access.scm,
+                    };
+                    target.rules = vec![unknown_placeholder(unknown, 0)];
+                    if let Some(default_action) = default_action {
+                        target.default_action = Some(default_action);
+                    }
+                    continue;
+                }
                 Some(Value::Array(items)) => Some(items.as_slice()),
                 Some(other) => {
                     // Azure reads the list into an array and fails on anything else. The list
@@ -731,7 +770,19 @@ impl Builder<'_> {
                     // The rule exists even though it cannot be read: it keeps the list
                     // non-empty, so unmatched traffic still meets the implicit deny all. Offline
                     // it matches nothing, and the rows it could change are marked.
-                    list.rules.push(unknown_placeholder(entry, index));
+                    let placeholder = unknown_placeholder(entry, index);
+                    if let Some(finding) =
+                        defaults_finding(entry, &placeholder, index, list_kind, site)
+                    {
+                        self.defaults_findings.push((
+                            site.name.clone(),
+                            list_kind,
+                            index,
+                            finding.at(&resource.id, self.deployment.locate(resource, &entry_path)),
+                        ));
+                        site.rules_with_defaults.push((list_kind, index));
+                    }
+                    list.rules.push(placeholder);
                 }
                 Err(error) => {
                     let finding = rule_finding(&error, index, list_kind, &site.name)
@@ -1058,7 +1109,24 @@ enum ReadRule {
 }
 
 fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access::RuleError> {
-    if let Some(unknown) = first_unknown(entry) {
+    // Only the fields that decide what a rule matches and does make it unknown; an unknown
+    // `name` or `description` changes no verdict.
+    const DECIDING: [&str; 7] = [
+        "ipAddress",
+        "subnetMask",
+        "vnetSubnetResourceId",
+        "tag",
+        "headers",
+        "action",
+        "priority",
+    ];
+    let unknown = match entry {
+        Value::Object(_) => DECIDING
+            .iter()
+            .find_map(|key| entry.get(key).and_then(first_unknown)),
+        other => first_unknown(other),
+    };
+    if let Some(unknown) = unknown {
         return Ok(ReadRule::Unknown(unknown));
     }
     let text = |key: &str| entry.get(key).and_then(Value::as_str);

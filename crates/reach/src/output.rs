@@ -365,6 +365,9 @@ pub fn render_sarif(analysis: &Analysis, template: &Path) -> String {
                 "informationUri": "https://github.com/subnetlock/subnetlock",
                 "rules": rules,
             }},
+            // Columns count characters (Unicode code points), not the UTF-16 code units SARIF
+            // assumes by default (SARIF 2.1.0, section 3.14.17).
+            "columnKind": "unicodeCodePoints",
             "properties": { "scaleUnit": analysis.topology.scale_unit },
             "results": results,
         }],
