@@ -11,8 +11,32 @@ use crate::inputs::resolve_inputs;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 
 pub fn check(args: CheckArgs) -> Result<i32> {
-    let inputs = resolve_inputs(&args.input)?;
-    let topology = inputs.topology()?;
+    let read = resolve_inputs(&args.input).and_then(|inputs| {
+        let topology = inputs.topology()?;
+        Ok((inputs, topology))
+    });
+    let (inputs, topology) = match read {
+        Ok(read) => read,
+        Err(error) => {
+            // Data formats still get a document on stdout, which names the failure; the
+            // located report goes to stderr as for any error.
+            let template = args
+                .input
+                .template
+                .clone()
+                .unwrap_or_else(|| args.input.input.clone());
+            let message = format!("{error}");
+            match args.format {
+                Format::Human => {}
+                Format::Json => out!(
+                    "{}",
+                    output::render_json_failure(&message, &template.display().to_string())
+                ),
+                Format::Sarif => out!("{}", output::render_sarif_failure(&message, &template)),
+            }
+            return Err(error);
+        }
+    };
     let analysis = analyze(topology, &inputs.engine);
     let template = inputs.template.display().to_string();
     let text = match args.format {

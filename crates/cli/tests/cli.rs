@@ -256,6 +256,29 @@ fn duplicate_key_is_reported_with_both_places() {
 }
 
 #[test]
+fn failed_check_still_writes_sarif_and_json() {
+    let (_dir, path) = template("{\n  \"resources\": [ { \"type\": \"x\", }\n");
+    let sarif = subnetlock(&["check", "--format", "sarif", path.to_str().expect("path")]);
+    assert_eq!(sarif.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&sarif)).expect("sarif");
+    let invocation = &value["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false);
+    let message = invocation["toolExecutionNotifications"][0]["message"]["text"]
+        .as_str()
+        .expect("message");
+    assert!(message.contains("azuredeploy.json:2:"), "{message}");
+    assert!(stderr(&sarif).contains("azuredeploy.json"));
+
+    let json = subnetlock(&["check", "--format", "json", path.to_str().expect("path")]);
+    assert_eq!(json.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    assert!(value["error"]
+        .as_str()
+        .expect("error")
+        .contains("azuredeploy.json"));
+}
+
+#[test]
 fn malformed_json_is_located() {
     let (_dir, path) = template("{\n  \"resources\": [\n    { \"type\": \"x\", }\n  ,\n");
     let output = subnetlock(&["check", path.to_str().expect("path")]);

@@ -375,6 +375,44 @@ pub fn render_sarif(analysis: &Analysis, template: &Path) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+/// Renders a SARIF log for a run that could not analyse the template, so that a CI job that
+/// uploads the file gets the reason instead of an empty file. The run has no results, and its
+/// invocation failed with `message` (SARIF 2.1.0, section 3.20).
+pub fn render_sarif_failure(message: &str, template: &Path) -> String {
+    let value = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "subnetlock",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/subnetlock/subnetlock",
+            }},
+            "invocations": [{
+                "executionSuccessful": false,
+                "toolExecutionNotifications": [{
+                    "level": "error",
+                    "message": { "text": message },
+                    "locations": [{
+                        "physicalLocation": { "artifactLocation": { "uri": sarif_uri(template) } },
+                    }],
+                }],
+            }],
+            "results": [],
+        }],
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// Renders the JSON document of a run that could not analyse the template.
+pub fn render_json_failure(message: &str, template: &str) -> String {
+    serde_json::to_string_pretty(&json!({
+        "template": template,
+        "error": message,
+    }))
+    .unwrap_or_default()
+}
+
 fn sarif_result(finding: &Finding, template: &Path) -> serde_json::Value {
     let level = match finding.severity {
         Severity::Error => "error",
