@@ -410,10 +410,12 @@ impl<'a> Ctx<'a> {
                 Some(_) => arguments.str(0)?,
                 None => "yyyyMMddTHHmmssZ",
             };
-            self.engine
-                .provider
-                .deployment_time()
-                .map(|time| Value::String(crate::dates::format_dotnet(&time, format)))
+            // Offline the format is still checked, on a stand-in time, so that a format ARM
+            // rejects is an error in `check` too.
+            let time = self.engine.provider.deployment_time();
+            let text = crate::dates::format_dotnet(&time.unwrap_or_default(), format)
+                .map_err(|message| FnError::new(message, crate::dates::FORMAT_HELP))?;
+            time.map(|_| Value::String(text))
         } else {
             arguments.exactly(0)?;
             self.engine.provider.new_guid().map(Value::String)

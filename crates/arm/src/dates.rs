@@ -10,6 +10,10 @@ use crate::value::Value;
 
 type FnResult = Result<Value, FnError>;
 
+/// Help for an invalid date and time format.
+pub(crate) const FORMAT_HELP: &str =
+    "use a standard format such as `u`, `o` or `d`, or a custom one such as `yyyyMMddTHHmmssZ`";
+
 pub(crate) fn from_epoch(call: &Args<'_>) -> FnResult {
     call.exactly(1)?;
     let seconds = call.int(0)?;
@@ -39,7 +43,7 @@ pub(crate) fn add(call: &Args<'_>) -> FnResult {
         )
     })?;
     let text = if call.args.len() == 3 {
-        format_dotnet(&time, call.str(2)?)
+        format_dotnet(&time, call.str(2)?).map_err(|message| FnError::new(message, FORMAT_HELP))?
     } else {
         default_text(&time)
     };
@@ -131,15 +135,57 @@ fn add_duration(base: DateTime<Utc>, text: &str) -> Option<DateTime<Utc>> {
     time.checked_add_signed(Duration::nanoseconds(nanos))
 }
 
-/// Formats with a .NET standard (`u`, `s`, `o`, `d`) or custom (`yyyyMMddTHHmmssZ`) format.
-pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> String {
+const DAY_NAMES: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTH_NAMES: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+/// Formats a UTC time with a .NET date and time format string in the invariant culture, as
+/// ARM's `utcNow` and `dateTimeAdd` do. One letter is a standard format, anything longer a
+/// custom one (Microsoft Learn, "Standard date and time format strings" and "Custom date and
+/// time format strings"). The error names what .NET rejects with a `FormatException`.
+pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> Result<String, String> {
     let custom = match format {
-        "u" => "yyyy'-'MM'-'dd HH':'mm':'ss'Z'",
-        "s" => "yyyy'-'MM'-'dd'T'HH':'mm':'ss",
-        "o" | "O" => "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fffffff'Z'",
         "d" => "MM/dd/yyyy",
+        "D" => "dddd, dd MMMM yyyy",
+        "f" => "dddd, dd MMMM yyyy HH:mm",
+        "F" | "U" => "dddd, dd MMMM yyyy HH:mm:ss",
+        "g" => "MM/dd/yyyy HH:mm",
+        "G" => "MM/dd/yyyy HH:mm:ss",
+        "M" | "m" => "MMMM dd",
+        "O" | "o" => "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fffffffK",
+        "R" | "r" => "ddd, dd MMM yyyy HH':'mm':'ss 'GMT'",
+        "s" => "yyyy'-'MM'-'dd'T'HH':'mm':'ss",
+        "t" => "HH:mm",
+        "T" => "HH:mm:ss",
+        "u" => "yyyy'-'MM'-'dd HH':'mm':'ss'Z'",
+        "Y" | "y" => "yyyy MMMM",
+        "" => "MM/dd/yyyy HH:mm:ss",
+        single if single.chars().count() == 1 => {
+            return Err(format!("`{single}` is not a standard date and time format"))
+        }
         other => other,
     };
+
     let chars: Vec<char> = custom.chars().collect();
     let mut out = String::new();
     let mut index = 0;
@@ -152,21 +198,47 @@ pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> String {
         match ch {
             '\'' | '"' => {
                 let closing = chars[index + 1..].iter().position(|next| *next == ch);
-                let end = closing.map_or(chars.len(), |offset| index + 1 + offset);
-                out.extend(&chars[index + 1..end]);
-                index = end + 1;
+                let Some(offset) = closing else {
+                    return Err(format!("the quoted text in `{format}` is not closed"));
+                };
+                out.extend(&chars[index + 1..index + 1 + offset]);
+                index += offset + 2;
+                continue;
+            }
+            '\\' => {
+                let Some(escaped) = chars.get(index + 1) else {
+                    return Err(format!("`{format}` ends with a lone backslash"));
+                };
+                out.push(*escaped);
+                index += 2;
+                continue;
+            }
+            // `%` makes the next letter a custom specifier on its own, as in `%d`.
+            '%' => {
+                index += 1;
                 continue;
             }
             'y' => {
                 let year = time.year();
-                if run <= 2 {
-                    out.push_str(&format!("{:0>2}", year % 100));
-                } else {
-                    out.push_str(&format!("{year:0>run$}"));
+                match run {
+                    1 => out.push_str(&(year % 100).to_string()),
+                    2 => out.push_str(&format!("{:02}", year % 100)),
+                    _ => out.push_str(&format!("{year:0>run$}")),
                 }
             }
-            'M' => out.push_str(&format!("{:0>width$}", time.month(), width = run.min(2))),
-            'd' => out.push_str(&format!("{:0>width$}", time.day(), width = run.min(2))),
+            'M' => match run {
+                1 | 2 => out.push_str(&format!("{:0>run$}", time.month())),
+                3 => out.push_str(&MONTH_NAMES[time.month0() as usize][..3]),
+                _ => out.push_str(MONTH_NAMES[time.month0() as usize]),
+            },
+            'd' => {
+                let day_name = DAY_NAMES[time.weekday().num_days_from_monday() as usize];
+                match run {
+                    1 | 2 => out.push_str(&format!("{:0>run$}", time.day())),
+                    3 => out.push_str(&day_name[..3]),
+                    _ => out.push_str(day_name),
+                }
+            }
             'H' => out.push_str(&format!("{:0>width$}", time.hour(), width = run.min(2))),
             'h' => {
                 let hour = match time.hour() % 12 {
@@ -177,11 +249,40 @@ pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> String {
             }
             'm' => out.push_str(&format!("{:0>width$}", time.minute(), width = run.min(2))),
             's' => out.push_str(&format!("{:0>width$}", time.second(), width = run.min(2))),
-            'f' => {
-                let nanos = format!("{:09}", time.nanosecond());
-                out.push_str(&nanos[..run.min(9)]);
+            'f' | 'F' => {
+                if run > 7 {
+                    return Err(format!(
+                        "`{format}` asks for more than 7 digits of a second"
+                    ));
+                }
+                // .NET keeps seven digits of a second (ticks of 100 ns).
+                let digits = format!("{:07}", time.nanosecond() / 100);
+                let digits = &digits[..run];
+                if ch == 'f' {
+                    out.push_str(digits);
+                } else {
+                    let trimmed = digits.trim_end_matches('0');
+                    // With nothing to show, `F` also removes the decimal point before it.
+                    if trimmed.is_empty() && out.ends_with('.') {
+                        out.pop();
+                    }
+                    out.push_str(trimmed);
+                }
             }
-            'K' | 'Z' if run == 1 && ch == 'K' => out.push('Z'),
+            't' => {
+                let designator = if time.hour() < 12 { "AM" } else { "PM" };
+                out.push_str(if run == 1 {
+                    &designator[..1]
+                } else {
+                    designator
+                });
+            }
+            'K' => out.push('Z'),
+            'z' => out.push_str(match run {
+                1 => "+0",
+                2 => "+00",
+                _ => "+00:00",
+            }),
             other => {
                 for _ in 0..run {
                     out.push(other);
@@ -190,7 +291,7 @@ pub(crate) fn format_dotnet(time: &DateTime<Utc>, format: &str) -> String {
         }
         index += run;
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -260,9 +361,35 @@ mod tests {
     #[test]
     fn dotnet_formats() {
         let time = Utc.with_ymd_and_hms(2023, 3, 31, 1, 0, 38).unwrap();
-        assert_eq!(format_dotnet(&time, "yyyyMMddTHHmmssZ"), "20230331T010038Z");
-        assert_eq!(format_dotnet(&time, "u"), "2023-03-31 01:00:38Z");
-        assert_eq!(format_dotnet(&time, "yyyy-MM-dd"), "2023-03-31");
-        assert_eq!(format_dotnet(&time, "d"), "03/31/2023");
+        let cases = [
+            ("yyyyMMddTHHmmssZ", "20230331T010038Z"),
+            ("u", "2023-03-31 01:00:38Z"),
+            ("yyyy-MM-dd", "2023-03-31"),
+            ("d", "03/31/2023"),
+            ("D", "Friday, 31 March 2023"),
+            ("f", "Friday, 31 March 2023 01:00"),
+            ("g", "03/31/2023 01:00"),
+            ("M", "March 31"),
+            ("o", "2023-03-31T01:00:38.0000000Z"),
+            ("R", "Fri, 31 Mar 2023 01:00:38 GMT"),
+            ("s", "2023-03-31T01:00:38"),
+            ("t", "01:00"),
+            ("T", "01:00:38"),
+            ("Y", "2023 March"),
+            ("MMMM ddd tt h", "March Fri AM 1"),
+            ("%d", "31"),
+            ("HH:mm:ss.FFFK", "01:00:38Z"),
+            (r"yyyy\-MM", "2023-03"),
+        ];
+        for (format, expected) in cases {
+            assert_eq!(
+                format_dotnet(&time, format).as_deref(),
+                Ok(expected),
+                "{format}"
+            );
+        }
+        for invalid in ["Q", "x", "ffffffff", "'open"] {
+            assert!(format_dotnet(&time, invalid).is_err(), "{invalid}");
+        }
     }
 }

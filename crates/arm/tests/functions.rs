@@ -485,6 +485,11 @@ fn nondeterministic_functions_only_in_defaults() {
         Value::String("0f8fad5b-d9cb-469f-a165-70867728950e".into())
     );
 
+    // A format .NET rejects is an error offline too.
+    let bad_format = template.replace("utcNow()", "utcNow('Q')");
+    let error = evaluate_str("t.json", &bad_format, &options, &OfflineProvider).unwrap_err();
+    assert!(error.to_string().contains("`Q`"), "{error}");
+
     // Anywhere else, ARM rejects the template.
     for expression in ["[newGuid()]", "[utcNow()]"] {
         let error = eval_with(expression, Scope::default()).unwrap_err();
