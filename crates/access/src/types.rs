@@ -169,6 +169,12 @@ pub struct SiteAccess {
 }
 
 impl SiteAccess {
+    /// Returns whether app access is off: `publicNetworkAccess` is `Disabled`, or it is unset
+    /// and the site has a private endpoint. No public request then reaches the rules.
+    pub fn app_access_off(&self) -> bool {
+        crate::reference::public_access_disabled(self).is_some()
+    }
+
     /// Returns the rule list written for the main or the scm site.
     pub fn list(&self, kind: SiteKind) -> &RuleList {
         match kind {

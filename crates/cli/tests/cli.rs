@@ -250,9 +250,22 @@ fn duplicate_key_is_reported_with_both_places() {
     let text = stdout(&output);
     assert!(text.contains("SL023 duplicate-json-key"), "{text}");
     assert!(text.contains("reads the later one"), "{text}");
+    assert!(text.contains("see also "), "{text}");
     // The later, empty list is the one read, so the main site has no rules.
     assert!(text.contains("main 0 rule(s)"), "{text}");
     assert!(!text.contains("panicked"), "{text}");
+
+    // SARIF names the first copy as a related location.
+    let sarif = subnetlock(&["check", "--format", "sarif", path.to_str().expect("path")]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&sarif)).expect("sarif");
+    let result = value["runs"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|result| result["ruleId"] == "SL023")
+        .expect("SL023");
+    let related = &result["relatedLocations"][0]["physicalLocation"]["region"];
+    assert!(related["startLine"].as_u64().expect("line") > 1);
 }
 
 #[test]

@@ -80,6 +80,7 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
             )
         .help("remove one of the two copies, so that the template says one thing");
         finding.location = Some(duplicate.duplicate.clone());
+        finding.related.push(duplicate.first.clone());
         topology.findings.push(finding);
     }
     for unresolved in &deployment.unresolved_templates {

@@ -124,6 +124,9 @@ pub struct Finding {
     /// The resource the finding is about, by ARM id.
     pub resource: Option<String>,
     pub location: Option<SourceLocation>,
+    /// Other places the finding is about, such as the first copy of a duplicate key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<SourceLocation>,
 }
 
 impl Finding {
@@ -136,6 +139,7 @@ impl Finding {
             help: None,
             resource: None,
             location: None,
+            related: Vec::new(),
         }
     }
 

@@ -346,9 +346,14 @@ pub struct Site {
 impl Site {
     /// Returns the rule lists that Azure reads whose rules are all Allow while their default
     /// action is also Allow: traffic no rule matches is allowed anyway, so the rules restrict
-    /// nothing (SL019). The scm list does not count when the scm site uses the main list.
+    /// nothing (SL019). The scm list does not count when the scm site uses the main list, and
+    /// no list counts when app access is off.
     pub fn allow_lists_with_default_allow(&self) -> Vec<subnetlock_access::SiteKind> {
         use subnetlock_access::{Action, SiteKind};
+        // With app access off, no public request reaches the rules.
+        if self.access.app_access_off() {
+            return Vec::new();
+        }
         [SiteKind::Main, SiteKind::Scm]
             .into_iter()
             .filter(|kind| !(*kind == SiteKind::Scm && self.access.scm_uses_main))

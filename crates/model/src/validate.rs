@@ -737,6 +737,19 @@ mod tests {
         assert!(!has(&with_default(allow, "Deny"), FindingCode::SL019));
         // A deny list with default Allow is what it says.
         assert!(!has(&with_default(deny, "Allow"), FindingCode::SL019));
+
+        // With app access off, the rules decide nothing.
+        let closed = topology(
+            "S1",
+            serde_json::json!({ "publicNetworkAccess": "Disabled", "siteConfig": {
+                "ipSecurityRestrictions": [
+                    { "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100 }
+                ],
+                "ipSecurityRestrictionsDefaultAction": "Allow"
+            } }),
+            &[],
+        );
+        assert!(!has(&closed, FindingCode::SL019));
     }
 
     #[test]

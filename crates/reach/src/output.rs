@@ -258,6 +258,9 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
         if let Some(location) = &finding.location {
             push_line(&mut out, format!("    --> {location}"));
         }
+        for related in &finding.related {
+            push_line(&mut out, format!("    see also {related}"));
+        }
         if let Some(help) = &finding.help {
             push_line(&mut out, format!("    help: {help}"));
         }
@@ -443,12 +446,31 @@ fn sarif_result(finding: &Finding, template: &Path) -> serde_json::Value {
         });
         text.push_str(help);
     }
-    json!({
+    let mut result = json!({
         "ruleId": finding.code.to_string(),
         "level": level,
         "message": { "text": text },
         "locations": [location],
-    })
+    });
+    if !finding.related.is_empty() {
+        let related: Vec<serde_json::Value> = finding
+            .related
+            .iter()
+            .enumerate()
+            .map(|(index, location)| {
+                json!({
+                    "id": index,
+                    "physicalLocation": {
+                        "artifactLocation": { "uri": sarif_uri(&location.file) },
+                        "region": { "startLine": location.line, "startColumn": location.column },
+                    },
+                    "logicalLocations": [{ "fullyQualifiedName": location.json_path }],
+                })
+            })
+            .collect();
+        result["relatedLocations"] = serde_json::Value::Array(related);
+    }
+    result
 }
 
 /// Turns a file path into the URI reference SARIF requires (RFC 3986). An absolute path
