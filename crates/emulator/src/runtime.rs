@@ -1054,7 +1054,19 @@ mod tests {
         assert_eq!(text, lock.token);
 
         drop(lock);
-        let (_again, earlier) = StateLock::acquire(dir.path()).expect("lock again");
+        // A process that another test forks at this moment holds a copy of the directory's
+        // descriptor, and with it the flock, until it executes its program (the descriptor
+        // is close-on-exec). The lock comes free then.
+        let (_again, earlier) = (0..200)
+            .find_map(|_| match StateLock::acquire(dir.path()) {
+                Ok(acquired) => Some(acquired),
+                Err(EmulatorError::StateDirInUse { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    None
+                }
+                Err(other) => panic!("lock again: {other}"),
+            })
+            .expect("lock again within 2 s");
         assert!(
             earlier.is_empty(),
             "this process is not an earlier owner: {earlier:?}"
