@@ -214,6 +214,40 @@ fn site_deployed_twice_reads_the_later() {
 }
 
 #[test]
+fn unknown_settings_mark_verdicts() {
+    let unknown = "[reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').flag]";
+    let site = site_with_rules(
+        r#"[{ "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100 }]"#,
+    )
+    .replace(
+        r#""siteConfig": {"#,
+        &format!(
+            r#""siteConfig": {{ "scmIpSecurityRestrictionsUseMain": "{unknown}",
+               "ipSecurityRestrictionsDefaultAction": "{unknown}","#
+        ),
+    );
+    let (_dir, path) = template(&site);
+    let output = subnetlock(&["check", "--format", "json", path.to_str().expect("path")]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let rows = value["reachability"].as_array().expect("rows");
+    assert!(!rows.is_empty());
+    for row in rows {
+        let marks = row["depends_on_unknown"].as_array().expect("marks");
+        let text = serde_json::to_string(marks).unwrap_or_default();
+        match row["to"]["kind"].as_str() {
+            // UseMain decides which list the scm site reads.
+            Some("Scm") => assert!(text.contains("scmIpSecurityRestrictionsUseMain"), "{row}"),
+            _ => assert!(
+                text.contains("ipSecurityRestrictionsDefaultAction"),
+                "{row}"
+            ),
+        }
+    }
+    let findings = serde_json::to_string(&value["findings"]).unwrap_or_default();
+    assert_eq!(findings.matches("SL010").count(), 2, "{findings}");
+}
+
+#[test]
 fn unknown_rule_name_decides_nothing() {
     let (_dir, path) = template(&site_with_rules(
         r#"[{ "name": "[reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').label]",

@@ -365,6 +365,13 @@ impl Builder<'_> {
                 }
             }
         }
+        self.note_unknown_setting(
+            resource,
+            &["properties"],
+            properties,
+            site,
+            ("publicNetworkAccess", None, None),
+        );
         if let Some(access) =
             self.setting_public_network_access(resource, &["properties"], properties)
         {
@@ -458,6 +465,13 @@ impl Builder<'_> {
                 .set_by
                 .push(format!("{}.vnetRouteAllEnabled", base.join(".")));
         }
+        self.note_unknown_setting(
+            resource,
+            base,
+            config,
+            site,
+            ("publicNetworkAccess", None, None),
+        );
         if let Some(access) = self.setting_public_network_access(resource, base, config) {
             if site.access.public_network_access == PublicNetworkAccess::Unset {
                 site.access.public_network_access = access;
@@ -474,6 +488,17 @@ impl Builder<'_> {
                 .collect();
             self.note_route_all_setting(site);
         }
+        self.note_unknown_setting(
+            resource,
+            base,
+            config,
+            site,
+            (
+                "scmIpSecurityRestrictionsUseMain",
+                None,
+                Some(SiteKind::Scm),
+            ),
+        );
         if let Some(use_main) =
             self.setting_bool(resource, base, config, "scmIpSecurityRestrictionsUseMain")
         {
@@ -491,6 +516,13 @@ impl Builder<'_> {
                 "scmIpSecurityRestrictionsDefaultAction",
             ),
         ] {
+            self.note_unknown_setting(
+                resource,
+                base,
+                config,
+                site,
+                (default_key, Some(list_kind), None),
+            );
             let default_action = self.setting_action(resource, base, config, default_key);
             let rules = match config.get(rules_key) {
                 None | Some(Value::Null) => None,
@@ -569,6 +601,44 @@ impl Builder<'_> {
 
     /// Reads a boolean site setting. ARM's JSON reader also takes the strings `"true"` and
     /// `"false"`; any other value is reported, because Azure rejects it.
+    /// Records an access setting whose value is unknown offline, with an SL010 finding, so that
+    /// the verdicts it can change are marked. The setting is then read as unset.
+    fn note_unknown_setting(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        config: &Object,
+        site: &mut Site,
+        (setting, list, site_kind): (&str, Option<SiteKind>, Option<SiteKind>),
+    ) {
+        let Some(value @ Value::Unknown(_)) = config.get(setting) else {
+            return;
+        };
+        let expression = first_unknown(value).unwrap_or_default();
+        let mut path: Vec<&str> = base.to_vec();
+        path.push(setting);
+        let finding = Finding::new(
+            FindingCode::SL010,
+            Severity::Warning,
+            format!(
+                "`{setting}` of `{}` is `{expression}`, which is known only at deployment time",
+                site.name
+            ),
+        )
+        .help("verdicts that this setting could change are reported as depending on it")
+        .at(&resource.id, self.deployment.locate(resource, &path));
+        self.topology.findings.push(finding);
+        // A later write of the same setting replaces this one.
+        site.unknown_settings
+            .retain(|known| known.setting != setting);
+        site.unknown_settings.push(UnknownSetting {
+            setting: setting.to_owned(),
+            expression,
+            list,
+            site_kind,
+        });
+    }
+
     fn setting_bool(
         &mut self,
         resource: &Resource,

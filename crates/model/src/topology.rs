@@ -338,6 +338,8 @@ pub struct Site {
     pub functions: Vec<Function>,
     /// Rules left out of `access` because they depend on values unknown offline.
     pub unknown_rules: Vec<UnknownRule>,
+    /// Access settings whose value is known only at deployment time, read as unset offline.
+    pub unknown_settings: Vec<UnknownSetting>,
     /// Rules of `access` written without `action` or `priority`, by list and array index.
     pub rules_with_defaults: Vec<(subnetlock_access::SiteKind, usize)>,
     pub declared_at: SourceLocation,
@@ -386,8 +388,38 @@ impl Site {
             app_settings: Vec::new(),
             functions: Vec::new(),
             unknown_rules: Vec::new(),
+            unknown_settings: Vec::new(),
             rules_with_defaults: Vec::new(),
             declared_at,
+        }
+    }
+}
+
+/// An access setting (`publicNetworkAccess`, a default action, `scmIpSecurityRestrictionsUseMain`)
+/// whose value is known only at deployment time.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnknownSetting {
+    /// The setting's name as Azure spells it.
+    pub setting: String,
+    /// The residual expression, or `<secret value>`.
+    pub expression: String,
+    /// The rule list whose verdicts it can change; `None` for a setting that is not a list's.
+    pub list: Option<subnetlock_access::SiteKind>,
+    /// The site (main or scm) whose verdicts it can change; `None` for both.
+    pub site_kind: Option<subnetlock_access::SiteKind>,
+}
+
+impl UnknownSetting {
+    /// Returns whether a verdict for `site_kind`, decided on `list`, can depend on it.
+    pub fn affects(
+        &self,
+        site_kind: subnetlock_access::SiteKind,
+        list: subnetlock_access::SiteKind,
+    ) -> bool {
+        match (self.list, self.site_kind) {
+            (Some(own), _) => own == list,
+            (None, Some(own)) => own == site_kind,
+            (None, None) => true,
         }
     }
 }

@@ -289,11 +289,17 @@ fn unknown_dependencies(site: &Site, kind: SiteKind, decision: &Decision) -> Vec
     if !relevant {
         return Vec::new();
     }
-    site.unknown_rules
+    let rules = site
+        .unknown_rules
         .iter()
         .filter(|rule| rule.list == list)
-        .map(|rule| format!("rule {}: {}", rule.index, rule.expression))
-        .collect()
+        .map(|rule| format!("rule {}: {}", rule.index, rule.expression));
+    let settings = site
+        .unknown_settings
+        .iter()
+        .filter(|setting| setting.affects(kind, list))
+        .map(|setting| format!("{}: {}", setting.setting, setting.expression));
+    rules.chain(settings).collect()
 }
 
 /// Calls between apps, from app settings whose value is a URL on a site of the deployment.
