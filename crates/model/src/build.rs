@@ -530,20 +530,9 @@ impl Builder<'_> {
                     // The whole list is known only at deployment time. It replaces what was
                     // written before, and stands for rules that match nothing offline, so
                     // every verdict it could change is marked as depending on it.
-                    let expression = first_unknown(unknown).unwrap_or_default();
-                    let mut path: Vec<&str> = base.to_vec();
-                    path.push(rules_key);
-                    let finding = Finding::new(
-                        FindingCode::SL010,
-                        Severity::Warning,
-                        format!(
-                            "the {list_kind} rule list of `{}` is `{expression}`, which is known only at deployment time",
-                            site.name
-                        ),
-                    )
-                    .help("verdicts that this list could change are reported as depending on it")
-                    .at(&resource.id, self.deployment.locate(resource, &path));
-                    self.topology.findings.push(finding);
+                    let subject = format!("the {list_kind} rule list of `{}`", site.name);
+                    let expression =
+                        self.unknown_value_finding(resource, base, rules_key, unknown, &subject);
                     self.forget_rule_notes(site, list_kind);
                     site.unknown_rules.push(UnknownRule {
                         list: list_kind,
@@ -601,6 +590,30 @@ impl Builder<'_> {
 
     /// Reads a boolean site setting. ARM's JSON reader also takes the strings `"true"` and
     /// `"false"`; any other value is reported, because Azure rejects it.
+    /// Reports with SL010 that `subject`, written at `base.key`, is the unknown `value`, and
+    /// returns the expression shown for it.
+    fn unknown_value_finding(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        key: &str,
+        value: &Value,
+        subject: &str,
+    ) -> String {
+        let expression = first_unknown(value).unwrap_or_default();
+        let mut path: Vec<&str> = base.to_vec();
+        path.push(key);
+        let finding = Finding::new(
+            FindingCode::SL010,
+            Severity::Warning,
+            format!("{subject} is `{expression}`, which is known only at deployment time"),
+        )
+        .help("verdicts that this value could change are reported as depending on it")
+        .at(&resource.id, self.deployment.locate(resource, &path));
+        self.topology.findings.push(finding);
+        expression
+    }
+
     /// Records an access setting whose value is unknown offline, with an SL010 finding, so that
     /// the verdicts it can change are marked. The setting is then read as unset.
     fn note_unknown_setting(
@@ -614,20 +627,8 @@ impl Builder<'_> {
         let Some(value @ Value::Unknown(_)) = config.get(setting) else {
             return;
         };
-        let expression = first_unknown(value).unwrap_or_default();
-        let mut path: Vec<&str> = base.to_vec();
-        path.push(setting);
-        let finding = Finding::new(
-            FindingCode::SL010,
-            Severity::Warning,
-            format!(
-                "`{setting}` of `{}` is `{expression}`, which is known only at deployment time",
-                site.name
-            ),
-        )
-        .help("verdicts that this setting could change are reported as depending on it")
-        .at(&resource.id, self.deployment.locate(resource, &path));
-        self.topology.findings.push(finding);
+        let subject = format!("`{setting}` of `{}`", site.name);
+        let expression = self.unknown_value_finding(resource, base, setting, value, &subject);
         // A later write of the same setting replaces this one.
         site.unknown_settings
             .retain(|known| known.setting != setting);
