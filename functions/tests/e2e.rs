@@ -214,6 +214,46 @@ async fn example_template_reference_results() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn control_api_serves_decisions_and_rejects_bad_since() {
+    let running = up(&example_dir().join("azuredeploy.json")).await;
+    let emulator = &running.emulator;
+    let client = client_as(emulator, "internet:203.0.113.7").await;
+    let (status, _, _) = get(&client, &urls(emulator).b_with_key).await;
+    assert_eq!(status, 403);
+
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(emulator.state_file()).expect("state file"))
+            .expect("state json");
+    let control = state["control_url"].as_str().expect("control url");
+    let token = state["token"].as_str().expect("token");
+    let plain = reqwest::Client::new();
+    let fetch = |since: &str| {
+        plain
+            .get(format!("{control}/v1/decisions?since={since}"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let all = fetch("0").await.expect("decisions");
+    assert_eq!(all.status(), 200);
+    let decisions: serde_json::Value =
+        serde_json::from_str(&all.text().await.expect("body")).expect("json");
+    let denied = decisions
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|record| record["status"] == 403)
+        .expect("the 403 is recorded");
+    assert_eq!(denied["source"]["address"], "203.0.113.7");
+
+    for invalid in ["abc", "-1"] {
+        let response = fetch(invalid).await.expect("decisions");
+        assert_eq!(response.status(), 400, "since={invalid}");
+    }
+    running.emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn original_2020_template_reference_results() {
     let Some(template) = corpus_template() else {
         return;

@@ -49,6 +49,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
     out!("\n== up (live, on loopback) ==");
     let bindings = config.bindings.clone();
+    crate::up::announce_builds(&config);
     let stop = crate::up::stop_signal();
     tokio::pin!(stop);
     let emulator = tokio::select! {
@@ -59,7 +60,8 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
             return Ok(EXIT_ERROR);
         }
     };
-    crate::up::print_summary(&emulator, &bindings);
+    // The emulator stops when the probes are done, so no commands to try are printed.
+    crate::up::print_summary(&emulator, &bindings, false);
 
     // A stop signal during the probes still shuts the emulator down, handlers included.
     let results = tokio::select! {

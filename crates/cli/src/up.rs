@@ -17,17 +17,40 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
 
     let bindings = config.bindings.clone();
+    announce_builds(&config);
     let stop = stop_signal();
     tokio::pin!(stop);
     let emulator = tokio::select! {
         started = start(config) => started?,
         () = &mut stop => return Ok(abandon_start().await),
     };
-    print_summary(&emulator, &bindings);
+    print_summary(&emulator, &bindings, true);
     eprintln!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
     emulator.wait(&mut stop).await;
     emulator.shutdown().await;
     Ok(EXIT_OK)
+}
+
+/// Says that handlers are built before the emulator starts, because the first build takes
+/// minutes and nothing else is printed meanwhile.
+pub fn announce_builds(config: &EmulatorConfig) {
+    if !config.run_builds {
+        return;
+    }
+    let mut commands: Vec<String> = Vec::new();
+    for app in &config.bindings.apps {
+        if let Some(command) = &app.build {
+            let command = command.join(" ");
+            if !commands.contains(&command) {
+                commands.push(command);
+            }
+        }
+    }
+    for command in commands {
+        eprintln!(
+            "building handlers: {command} (a first build takes a few minutes; --no-build skips it)"
+        );
+    }
 }
 
 /// Cleans up after a stop signal that arrived while the emulator was starting: the handlers
@@ -121,7 +144,13 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
 }
 
 /// Prints each app's host names, function URLs and keys, and how to call them.
-pub fn print_summary(emulator: &Emulator, bindings: &subnetlock_emulator::Bindings) {
+/// Prints the sites, keys and URLs of a started emulator. `try_lines` adds commands to try
+/// against it, which only make sense while it keeps running.
+pub fn print_summary(
+    emulator: &Emulator,
+    bindings: &subnetlock_emulator::Bindings,
+    try_lines: bool,
+) {
     for app in &bindings.apps {
         let used = emulator.sites().iter().any(|site| {
             subnetlock_emulator::bindings::pattern_matches(&app.site_pattern, &site.name)
@@ -171,7 +200,7 @@ pub fn print_summary(emulator: &Emulator, bindings: &subnetlock_emulator::Bindin
     if let Some(site) = emulator
         .sites()
         .iter()
-        .find(|site| !site.functions.is_empty())
+        .find(|site| try_lines && !site.functions.is_empty())
     {
         if let Some(function) = site.functions.first() {
             out!();

@@ -95,16 +95,22 @@ async fn handle(
             &serde_json::to_value(&shared.findings).unwrap_or_default(),
         ),
         (&Method::GET, "/v1/decisions") => {
-            let since = request
-                .uri()
-                .query()
-                .and_then(|query| {
-                    query
-                        .split('&')
-                        .find_map(|pair| pair.strip_prefix("since="))
-                        .and_then(|value| value.parse().ok())
-                })
-                .unwrap_or(0);
+            let given = request.uri().query().and_then(|query| {
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("since="))
+            });
+            let since = match given.map(str::parse::<u64>) {
+                None => 0,
+                Some(Ok(since)) => since,
+                Some(Err(_)) => return pages::text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "invalid `since` value `{}`: pass a sequence number, 0 for all decisions\n",
+                        given.unwrap_or_default()
+                    ),
+                ),
+            };
             pages::json(
                 StatusCode::OK,
                 &serde_json::to_value(shared.decisions.since(since)).unwrap_or_default(),

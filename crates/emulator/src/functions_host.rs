@@ -1908,6 +1908,9 @@ async fn probe(client: &HandlerClient, port: u16, timeout: Duration) -> bool {
     )
 }
 
+/// How long an exited handler waits for the emulator's own stop before it counts as a crash.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(300);
+
 /// Restarts the handler whenever it exits, until `stop` is set.
 async fn supervise(shared: Arc<Shared>, mut worker: Worker, mut stop: watch::Receiver<bool>) {
     let mut backoff = INITIAL_BACKOFF;
@@ -1922,6 +1925,16 @@ async fn supervise(shared: Arc<Shared>, mut worker: Worker, mut stop: watch::Rec
                 };
                 shared.state.send_replace(WorkerState::Starting);
                 worker.drain_output().await;
+                // A terminal's Ctrl-C reaches the handler too, and it may exit just before the
+                // emulator begins to stop. A stop that follows at once makes this exit part of
+                // the shutdown, not a crash.
+                let stopping =
+                    tokio::time::timeout(SHUTDOWN_GRACE, wait_for_stop(&mut stop)).await.is_ok();
+                if stopping {
+                    shared.state.send_replace(WorkerState::Stopped);
+                    tracing::info!(site = %shared.site, %status, "custom handler exited as the emulator stops");
+                    return;
+                }
                 tracing::warn!(
                     site = %shared.site,
                     %status,

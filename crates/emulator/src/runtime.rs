@@ -683,7 +683,27 @@ async fn run_builds(bindings: &Bindings, marker: &str) -> Result<(), EmulatorErr
             detail: "empty command".to_owned(),
         })?;
         tracing::info!(command = %command.join(" "), "building handlers");
-        let status = tokio::process::Command::new(program)
+        let mut build = tokio::process::Command::new(program);
+        // Under `cargo run`, cargo sets variables that describe the running package. Passed on
+        // to a nested `cargo build`, they make each cargo see changed build-script inputs and
+        // rebuild crates such as ring every time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_by_cargo_run = name == "CARGO"
+                || name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                );
+            if set_by_cargo_run {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let status = build
             .args(arguments)
             .current_dir(&base)
             .env(reaper::MARKER_VARIABLE, marker)
