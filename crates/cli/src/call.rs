@@ -52,20 +52,33 @@ pub async fn call(args: CallArgs) -> Result<i32> {
         request = request.body(data.clone());
     }
 
-    let response = request
-        .send()
-        .await
-        .map_err(|error| miette!("request failed: {}", error.without_url()))?;
+    let response = request.send().await.map_err(|error| {
+        // reqwest's own message ("error sending request") hides the cause, so the chain
+        // of sources is printed too.
+        let error = error.without_url();
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        miette!("request failed: {text}")
+    })?;
     let status = response.status();
+    // The reason phrase as received: App Service's denial reads `403 Ip Forbidden`, which is
+    // not the standard text for 403.
+    let reason = response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
+        .or_else(|| status.canonical_reason().map(str::to_owned))
+        .unwrap_or_default();
+    if !args.include && !status.is_success() {
+        // Without `-i` the body alone does not show a denial or a missing key.
+        eprintln!("status {} {reason}", status.as_u16());
+    }
     if args.include {
-        // The reason phrase as received: App Service's denial reads `403 Ip Forbidden`, which
-        // is not the standard text for 403.
-        let reason = response
-            .extensions()
-            .get::<hyper::ext::ReasonPhrase>()
-            .map(|reason| String::from_utf8_lossy(reason.as_bytes()).into_owned())
-            .or_else(|| status.canonical_reason().map(str::to_owned))
-            .unwrap_or_default();
         out!("{:?} {} {reason}", response.version(), status.as_u16());
         for (name, value) in response.headers() {
             out!("{}: {}", name, value.to_str().unwrap_or("<binary>"));

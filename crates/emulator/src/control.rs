@@ -103,13 +103,15 @@ async fn handle(
             let since = match given.map(str::parse::<u64>) {
                 None => 0,
                 Some(Ok(since)) => since,
-                Some(Err(_)) => return pages::text(
-                    StatusCode::BAD_REQUEST,
-                    format!(
+                Some(Err(_)) => {
+                    return pages::text(
+                        StatusCode::BAD_REQUEST,
+                        format!(
                         "invalid `since` value `{}`: pass a sequence number, 0 for all decisions\n",
                         given.unwrap_or_default()
                     ),
-                ),
+                    )
+                }
             };
             pages::json(
                 StatusCode::OK,

@@ -33,7 +33,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// one emulator process, and the directory may have been moved or reached through a link
 /// that now points elsewhere.
 pub(crate) async fn stop_marked_processes(token: &str) -> usize {
-    let marker = Marker::new(token);
+    stop_processes_matching(Marker::new(token)).await
+}
+
+/// Stops the processes whose marker is exactly `value`: those of one emulator, and not those
+/// of another emulator in the same process, which share its token.
+pub(crate) async fn stop_processes_of(value: &str) -> usize {
+    stop_processes_matching(Marker::exact(value)).await
+}
+
+async fn stop_processes_matching(marker: Marker) -> usize {
     let mut stopped = 0;
     // A process can start another while it is being stopped, from its SIGTERM handler for
     // example, so the scan repeats until it comes back empty, a few times at most.
@@ -54,12 +63,23 @@ const SCAN_ROUNDS: usize = 3;
 /// The end of the marker entries of one emulator: `#<token>`.
 struct Marker {
     suffix: Vec<u8>,
+    /// Whether the value must be the suffix alone after `#`, that is, exactly `<dir>#<token>`
+    /// for the directory the marker was made for.
+    whole: Option<Vec<u8>>,
 }
 
 impl Marker {
     fn new(token: &str) -> Marker {
         Marker {
             suffix: format!("#{token}").into_bytes(),
+            whole: None,
+        }
+    }
+
+    fn exact(value: &str) -> Marker {
+        Marker {
+            suffix: Vec::new(),
+            whole: Some(value.as_bytes().to_vec()),
         }
     }
 
@@ -68,7 +88,10 @@ impl Marker {
         entry
             .strip_prefix(MARKER_VARIABLE.as_bytes())
             .and_then(|rest| rest.strip_prefix(b"="))
-            .is_some_and(|value| value.ends_with(&self.suffix))
+            .is_some_and(|value| match &self.whole {
+                Some(whole) => value == whole.as_slice(),
+                None => value.ends_with(&self.suffix),
+            })
     }
 }
 
@@ -214,6 +237,23 @@ mod tests {
             child.kill().expect("kill");
             let _ = child.wait();
         }
+    }
+
+    #[test]
+    fn exact_marker_spares_other_emulators_of_the_process() {
+        let token = "4242:17";
+        let ours = format!("{MARKER_VARIABLE}=/tmp/a#{token}");
+        let sibling = format!("{MARKER_VARIABLE}=/tmp/b#{token}");
+
+        // A killed owner's leftovers are found by token, in any directory.
+        let by_token = Marker::new(token);
+        assert!(by_token.matches(ours.as_bytes()));
+        assert!(by_token.matches(sibling.as_bytes()));
+
+        // One emulator's own shutdown stops only its own directory's processes.
+        let own = Marker::exact(&format!("/tmp/a#{token}"));
+        assert!(own.matches(ours.as_bytes()));
+        assert!(!own.matches(sibling.as_bytes()));
     }
 
     #[test]

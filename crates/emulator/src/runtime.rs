@@ -140,6 +140,8 @@ pub struct Emulator {
     state_file: PathBuf,
     /// Held while the emulator runs; dropping it releases the state directory.
     lock: StateLock,
+    /// The `SUBNETLOCK_EMULATOR` value its handlers and builds carry.
+    marker: String,
 }
 
 /// State shared by the listeners and the egress handoffs.
@@ -202,10 +204,10 @@ impl Emulator {
 
         // A start that fails after handlers ran stops what they started in the background;
         // the handlers themselves end with their hosts.
-        let token = lock.token.clone();
+        let marker = reaper::marker_value(&config.state_dir, &lock.token);
         let started = Self::start_locked(config, lock, provider, topology).await;
         if started.is_err() {
-            reaper::stop_marked_processes(&token).await;
+            reaper::stop_processes_of(&marker).await;
         }
         started
     }
@@ -442,6 +444,7 @@ impl Emulator {
             shutdown,
             state_file,
             lock,
+            marker,
         })
     }
 
@@ -524,8 +527,9 @@ impl Emulator {
         drop(proxies);
         self.shared.source_proxies.lock().await.clear();
         // Handlers are stopped by their hosts above; this catches what they started in the
-        // background.
-        reaper::stop_marked_processes(&self.lock.token).await;
+        // background. Only this emulator's marker counts: another emulator in this process
+        // shares the token, and its processes are not this one's to stop.
+        reaper::stop_processes_of(&self.marker).await;
         // The directory may have been removed and made again for another emulator meanwhile;
         // its state file is not this one's to remove.
         if self.lock.still_locked_directory(&self.state_file) {
