@@ -49,6 +49,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
     out!("\n== up (live, on loopback) ==");
     let bindings = config.bindings.clone();
+    let overrides = config.executable_overrides.clone();
     crate::up::announce_builds(&config);
     let stop = crate::up::stop_signal();
     tokio::pin!(stop);
@@ -61,7 +62,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         }
     };
     // The emulator stops when the probes are done, so no commands to try are printed.
-    crate::up::print_summary(&emulator, &bindings, false);
+    crate::up::print_summary(&emulator, &bindings, &overrides, false);
 
     // A stop signal during the probes still shuts the emulator down, handlers included.
     let results = tokio::select! {

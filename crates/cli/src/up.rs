@@ -17,6 +17,7 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     config.run_builds = !args.no_build;
 
     let bindings = config.bindings.clone();
+    let overrides = config.executable_overrides.clone();
     announce_builds(&config);
     let stop = stop_signal();
     tokio::pin!(stop);
@@ -24,7 +25,7 @@ pub async fn up(args: UpArgs) -> Result<i32> {
         started = start(config) => started?,
         () = &mut stop => return Ok(abandon_start().await),
     };
-    print_summary(&emulator, &bindings, true);
+    print_summary(&emulator, &bindings, &overrides, true);
     eprintln!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
     emulator.wait(&mut stop).await;
     emulator.shutdown().await;
@@ -149,8 +150,26 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
 pub fn print_summary(
     emulator: &Emulator,
     bindings: &subnetlock_emulator::Bindings,
+    overrides: &[(String, PathBuf)],
     try_lines: bool,
 ) {
+    for (pattern, _) in overrides {
+        let used = emulator
+            .sites()
+            .iter()
+            .any(|site| subnetlock_emulator::bindings::pattern_matches(pattern, &site.name));
+        if !used {
+            eprintln!(
+                "warning: --handler pattern `{pattern}` matches no site of this deployment; the sites are {}",
+                emulator
+                    .sites()
+                    .iter()
+                    .map(|site| format!("`{}`", site.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     for app in &bindings.apps {
         let used = emulator.sites().iter().any(|site| {
             subnetlock_emulator::bindings::pattern_matches(&app.site_pattern, &site.name)
