@@ -19,27 +19,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in valgrind wrk; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq valgrind wrk >/dev/null
-        break
-    fi
-done
+# shellcheck source=bench/common.sh
+source "$workspace/bench/common.sh"
+ensure_packages valgrind wrk
 
 cd "$workspace"
 cargo build --release --quiet -p subnetlock -p subnetlock-functions
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
     --callgrind-out-file="$work/callgrind.out" \
     target/release/subnetlock up bench/frontend --no-build --http-port "$port" \
     --state-dir "$work/state" >"$work/up.log" 2>&1 &
 up_pid=$!
-for _ in $(seq 1 600); do [ -f "$work/state/state.json" ] && break; sleep 0.2; done
-read -r host key < <(python3 -c '
-import json, sys
-site = json.load(open(sys.argv[1]))["sites"][0]
-print(site["host"], site["functions"][0]["key"])' "$work/state/state.json")
+# Under callgrind the start is slow, so first_site_of waits up to 2 minutes.
+read -r host key < <(first_site_of "$work/state")
 url="http://127.0.0.1:$port/api/function-b?code=$key"
 
 # Warm up (connections, pools, lazily built state), then count only the measured window:

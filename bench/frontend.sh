@@ -7,7 +7,7 @@
 #   nginx        wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
 #   nginx + log  the same with a buffered access log, the counterpart of the decision log
 # Every path runs once per round, the paths taking turns, so that a slow spell of the machine
-# hits all of them; the summary gives each path's median over the rounds.
+# hits all of them. The summary gives each path's median over the rounds.
 # Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64] [rounds, default 3]
 # Needs nginx and wrk (Debian packages), which it installs with apt-get when missing and run as
 # root, and python3 and curl.
@@ -26,19 +26,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in nginx wrk; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq nginx wrk >/dev/null
-        break
-    fi
-done
+# shellcheck source=bench/common.sh
+source "$workspace/bench/common.sh"
+ensure_packages nginx wrk
 
 cd "$workspace"
 cargo build --release --quiet -p subnetlock -p subnetlock-functions
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 wait_for() {
     for _ in $(seq 1 100); do
         if curl -s -o /dev/null "$1"; then return 0; fi
@@ -61,14 +55,9 @@ RUST_LOG=warn target/release/subnetlock up bench/frontend --no-build --http-port
     --state-dir "$work/state" >"$work/up.log" 2>&1 &
 frontend_pid=$!
 pids+=($frontend_pid)
-for _ in $(seq 1 300); do [ -f "$work/state/state.json" ] && break; sleep 0.1; done
 # The front end starts a handler process of its own.
+read -r host key < <(first_site_of "$work/state")
 frontend_handler_pid=$(pgrep -P "$frontend_pid" | head -n 1)
-read -r host key < <(python3 -c '
-import json, sys
-state = json.load(open(sys.argv[1]))
-site = state["sites"][0]
-print(site["host"], site["functions"][0]["key"])' "$work/state/state.json")
 
 # 3. nginx with the same allow/deny list in front of the handler, without and with an access
 # log. The log is buffered like the front end's decision log (64 KiB, flushed every 500 ms), so

@@ -212,29 +212,19 @@ fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"},\"host\":");
     json_string(out, host);
     out.extend_from_slice(b",\"site\":");
-    match site {
-        Some(site) => json_string(out, site),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_optional(out, site.as_deref(), json_string);
     out.extend_from_slice(b",\"site_kind\":");
-    match site_kind {
-        Some(kind) => write_site_kind(out, *kind),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_optional(out, *site_kind, write_site_kind);
     out.extend_from_slice(b",\"method\":");
     json_string(out, method);
     out.extend_from_slice(b",\"path\":");
     json_string(out, path);
     out.extend_from_slice(b",\"verdict\":");
-    match verdict {
-        Some(verdict) => write_action(out, *verdict),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_optional(out, *verdict, write_action);
     out.extend_from_slice(b",\"reason\":");
-    match reason {
-        Some(reason) => json_reason(out, reason, &mut number),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_optional(out, reason.as_ref(), |out, reason| {
+        json_reason(out, reason, &mut number)
+    });
     out.extend_from_slice(b",\"ambiguities\":");
     json_value(out, ambiguities);
     out.extend_from_slice(b",\"status\":");
@@ -261,6 +251,14 @@ pub(crate) fn push_ip(out: &mut Vec<u8>, address: IpAddr) {
     }
 }
 
+/// Writes `value` with `write`, or `null` when it is absent.
+fn write_optional<T>(out: &mut Vec<u8>, value: Option<T>, write: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        Some(value) => write(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
 fn json_reason(out: &mut Vec<u8>, reason: &Reason, number: &mut itoa::Buffer) {
     out.extend_from_slice(b"{\"kind\":");
     match reason {
@@ -281,10 +279,7 @@ fn json_reason(out: &mut Vec<u8>, reason: &Reason, number: &mut itoa::Buffer) {
             out.extend_from_slice(b",\"index\":");
             out.extend_from_slice(number.format(*index).as_bytes());
             out.extend_from_slice(b",\"name\":");
-            match name {
-                Some(name) => json_string(out, name),
-                None => out.extend_from_slice(b"null"),
-            }
+            write_optional(out, name.as_deref(), json_string);
             out.extend_from_slice(b",\"priority\":");
             out.extend_from_slice(number.format(*priority).as_bytes());
             out.extend_from_slice(b",\"action\":");

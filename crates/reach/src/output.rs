@@ -362,12 +362,7 @@ pub fn render_sarif(analysis: &Analysis, template: &Path) -> String {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": { "driver": {
-                "name": "subnetlock",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/subnetlock/subnetlock",
-                "rules": rules,
-            }},
+            "tool": sarif_tool(Some(rules)),
             // Columns count characters (Unicode code points), not the UTF-16 code units SARIF
             // assumes by default (SARIF 2.1.0, section 3.14.17).
             "columnKind": "unicodeCodePoints",
@@ -378,6 +373,20 @@ pub fn render_sarif(analysis: &Analysis, template: &Path) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+/// Builds the SARIF `tool` object, with the rule catalogue when there are results to refer to
+/// it.
+fn sarif_tool(rules: Option<Vec<serde_json::Value>>) -> serde_json::Value {
+    let mut driver = json!({
+        "name": "subnetlock",
+        "version": env!("CARGO_PKG_VERSION"),
+        "informationUri": "https://github.com/subnetlock/subnetlock",
+    });
+    if let Some(rules) = rules {
+        driver["rules"] = serde_json::Value::Array(rules);
+    }
+    json!({ "driver": driver })
+}
+
 /// Renders a SARIF log for a run that could not analyse the template, so that a CI job that
 /// uploads the file gets the reason instead of an empty file. The run has no results, and its
 /// invocation failed with `message` (SARIF 2.1.0, section 3.20).
@@ -386,11 +395,7 @@ pub fn render_sarif_failure(message: &str, template: &Path) -> String {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
-            "tool": { "driver": {
-                "name": "subnetlock",
-                "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://github.com/subnetlock/subnetlock",
-            }},
+            "tool": sarif_tool(None),
             "invocations": [{
                 "executionSuccessful": false,
                 "toolExecutionNotifications": [{
