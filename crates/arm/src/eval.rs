@@ -75,9 +75,9 @@ pub struct UnresolvedTemplate {
 pub struct DuplicateKey {
     /// The key as written the second time.
     pub key: String,
-    /// Where the earlier copy is written.
+    /// The place of the earlier copy.
     pub first: SourceLocation,
-    /// Where the later copy, the one that is read, is written.
+    /// The place of the later copy, the one that is read.
     pub duplicate: SourceLocation,
 }
 
@@ -699,8 +699,8 @@ fn variable_definition(section: &Node, name: &str, path: &str) -> Option<Variabl
             path_key(path, &member.key.text),
         ));
     }
-    // Every `copy` array counts, as sibling property copies all expand; a later entry of the
-    // same name wins.
+    // Every `copy` array counts, because sibling property copies all expand. A later entry of
+    // the same name wins.
     members
         .iter()
         .rev()

@@ -522,8 +522,10 @@ pub(crate) fn may_repeat_keys(members: &[Member]) -> bool {
 }
 
 /// Appends every key written twice in one object of `root`, comparing keys ignoring case as
-/// ARM compares property names. Sibling property-copy `copy` members are not duplicates:
-/// ARM expands each of them (the quickstart Key Vault module writes two in `networkAcls`).
+/// ARM compares property names. Sibling property-copy `copy` members are not duplicates,
+/// because each expands.
+// NOTE: that ARM expands each sibling `copy` is undocumented. The quickstart Key Vault module
+// writes two in `networkAcls` and relies on it.
 pub(crate) fn find_duplicate_keys(source: &Source, root: &Node, found: &mut Vec<DuplicateKey>) {
     let already_found = found.len();
     let mut pending = vec![(root, "$".to_owned())];

@@ -95,22 +95,23 @@ async fn handle(
             &serde_json::to_value(&shared.findings).unwrap_or_default(),
         ),
         (&Method::GET, "/v1/decisions") => {
-            let given = request.uri().query().and_then(|query| {
+            let requested = request.uri().query().and_then(|query| {
                 query
                     .split('&')
                     .find_map(|pair| pair.strip_prefix("since="))
             });
-            let since = match given.map(str::parse::<u64>) {
+            let since = match requested.map(str::parse::<u64>) {
                 None => 0,
                 Some(Ok(since)) => since,
                 Some(Err(_)) => {
+                    let value = requested.unwrap_or_default();
+                    tracing::info!(value, "control API request with an invalid `since`");
                     return pages::text(
                         StatusCode::BAD_REQUEST,
                         format!(
-                        "invalid `since` value `{}`: pass a sequence number, 0 for all decisions\n",
-                        given.unwrap_or_default()
+                        "invalid `since` value `{value}`: pass a sequence number, 0 for all decisions\n"
                     ),
-                    )
+                    );
                 }
             };
             pages::json(

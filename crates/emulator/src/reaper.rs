@@ -63,8 +63,8 @@ const SCAN_ROUNDS: usize = 3;
 /// The end of the marker entries of one emulator: `#<token>`.
 struct Marker {
     suffix: Vec<u8>,
-    /// Whether the value must be the suffix alone after `#`, that is, exactly `<dir>#<token>`
-    /// for the directory the marker was made for.
+    /// The exact value, `<dir>#<token>`, that a marker must equal. Without it, a value that
+    /// ends with `suffix` matches, whatever its directory.
     whole: Option<Vec<u8>>,
 }
 

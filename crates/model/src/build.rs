@@ -1181,7 +1181,7 @@ enum ReadRule {
 }
 
 fn read_rule(entry: &Value, index: usize) -> Result<ReadRule, subnetlock_access::RuleError> {
-    // Only the fields that decide what a rule matches and does make it unknown; an unknown
+    // Only the fields that decide what a rule matches and does make it unknown. An unknown
     // `name` or `description` changes no verdict.
     const DECIDING: [&str; 7] = [
         "ipAddress",

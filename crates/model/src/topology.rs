@@ -403,7 +403,7 @@ pub struct UnknownSetting {
     pub setting: String,
     /// The residual expression, or `<secret value>`.
     pub expression: String,
-    /// The rule list whose verdicts it can change; `None` for a setting that is not a list's.
+    /// The rule list whose verdicts it can change, or `None` for a setting of no list.
     pub list: Option<subnetlock_access::SiteKind>,
     /// The site (main or scm) whose verdicts it can change; `None` for both.
     pub site_kind: Option<subnetlock_access::SiteKind>,

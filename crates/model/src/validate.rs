@@ -735,7 +735,7 @@ mod tests {
             FindingCode::SL019
         ));
         assert!(!has(&with_default(allow, "Deny"), FindingCode::SL019));
-        // A deny list with default Allow is what it says.
+        // A deny list with default Allow denies what its rules name, so it is not reported.
         assert!(!has(&with_default(deny, "Allow"), FindingCode::SL019));
 
         // With app access off, the rules decide nothing.
