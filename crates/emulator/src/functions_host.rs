@@ -1611,10 +1611,74 @@ fn get_ignore_case<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
     })
 }
 
+/// Splits a query into decoded name and value pairs, in order, skipping empty pairs.
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                form_decode(name).into_owned(),
+                form_decode(value).into_owned(),
+            )
+        })
         .collect()
+}
+
+/// Decodes one name or value of a query as ASP.NET Core does: `+` is a space, and `%XX`
+/// escapes are decoded as UTF-8. Escapes that do not form valid UTF-8, such as `%FF`, and a
+/// `%` not followed by two hexadecimal digits stay as written, because .NET's
+/// `Uri.UnescapeDataString` leaves them escaped rather than substituting U+FFFD.
+fn form_decode(text: &str) -> Cow<'_, str> {
+    if !text.bytes().any(|byte| byte == b'%' || byte == b'+') {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut decoded = String::with_capacity(text.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        // A run of consecutive escapes is decoded together, as one UTF-8 sequence may span
+        // several of them.
+        let mut run = Vec::new();
+        let mut end = index;
+        while let Some(byte) = escaped_byte(bytes, end) {
+            run.push(byte);
+            end += 3;
+        }
+        if run.is_empty() {
+            let next = text[index..].chars().next().unwrap_or(' ');
+            decoded.push(if next == '+' { ' ' } else { next });
+            index += next.len_utf8();
+            continue;
+        }
+        let mut consumed = 0;
+        for chunk in run.utf8_chunks() {
+            decoded.push_str(chunk.valid());
+            consumed += chunk.valid().len();
+            // Each byte of the run came from three characters of the text.
+            let invalid = chunk.invalid().len();
+            let start = index + 3 * consumed;
+            decoded.push_str(&text[start..start + 3 * invalid]);
+            consumed += invalid;
+        }
+        index = end;
+    }
+    Cow::Owned(decoded)
+}
+
+/// The byte of the escape `%XX` at `index`, if one is there.
+fn escaped_byte(bytes: &[u8], index: usize) -> Option<u8> {
+    if bytes.get(index) != Some(&b'%') {
+        return None;
+    }
+    let digit = |offset: usize| {
+        bytes
+            .get(index + offset)
+            .and_then(|byte| char::from(*byte).to_digit(16))
+    };
+    Some(u8::try_from(digit(1)? * 16 + digit(2)?).unwrap_or(0))
 }
 
 /// The headers the Functions host sets on every request to the handler, replacing any the
@@ -1642,28 +1706,14 @@ fn host_headers() -> [(HeaderName, HeaderValue); 3] {
 /// The header that carries a function key, named once: a `&str` name is parsed on every use.
 const X_FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");
 
-/// Returns the value of the first query parameter called `name`, ignoring case, decoded as a form
-/// (`application/x-www-form-urlencoded`). ASP.NET Core, which the Functions host runs on,
-/// compares query names ignoring case, so `?CODE=` carries a key as `?code=` does.
-// NOTE: an invalid escape such as `%FF` decodes to U+FFFD here, while ASP.NET Core keeps the
-// text as written; a key never contains one.
+/// Returns the value of the first query parameter called `name`, ignoring case, decoded as
+/// [`form_decode`] does. ASP.NET Core, which the Functions host runs on, compares query names
+/// ignoring case, so `?CODE=` carries a key as `?code=` does.
 fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        // Most queries are plain: only a `%` or a `+` makes decoding change anything.
-        let plain = |text: &str| !text.bytes().any(|byte| byte == b'%' || byte == b'+');
-        if plain(raw_name) && plain(raw_value) {
-            if raw_name.eq_ignore_ascii_case(name) {
-                return Some(Cow::Borrowed(raw_value));
-            }
-            continue;
-        }
-        if let Some((decoded_name, decoded_value)) =
-            url::form_urlencoded::parse(pair.as_bytes()).next()
-        {
-            if decoded_name.eq_ignore_ascii_case(name) {
-                return Some(Cow::Owned(decoded_value.into_owned()));
-            }
+        if form_decode(raw_name).eq_ignore_ascii_case(name) {
+            return Some(form_decode(raw_value));
         }
     }
     None
@@ -2145,11 +2195,34 @@ mod tests {
         ];
         for (query, expected) in cases {
             assert_eq!(query_value(query, "code").as_deref(), expected, "{query}");
-            // The fast path agrees with decoding every pair.
-            let decoded = url::form_urlencoded::parse(query.as_bytes())
+            // The first pair of that name in the whole list agrees.
+            let decoded = query_pairs(Some(query))
+                .into_iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case("code"))
-                .map(|(_, value)| value.into_owned());
+                .map(|(_, value)| value);
             assert_eq!(decoded.as_deref(), expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn form_decode_keeps_escapes_that_are_not_utf8() {
+        let cases = [
+            ("plain", "plain"),
+            ("a+b", "a b"),
+            ("%41%2b", "A+"),
+            ("caf%C3%A9", "caf\u{e9}"),
+            ("%FF", "%FF"),
+            ("a%ffb", "a%ffb"),
+            ("%C3", "%C3"),
+            ("%C3%A9%FF%41", "\u{e9}%FFA"),
+            ("%E2%82", "%E2%82"),
+            ("%", "%"),
+            ("%4", "%4"),
+            ("%zz+", "%zz "),
+            ("\u{e9}%41", "\u{e9}A"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(form_decode(text), expected, "{text}");
         }
     }
 
