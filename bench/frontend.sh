@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Measures requests per second, p50/p99 latency and CPU per request of function B's handler
-# four ways, in one run, on loopback only:
+# five ways, in one run, on loopback only:
 #   direct       wrk -> handler
 #   frontend     wrk -> subnetlock front end (B's access restrictions, Functions host, key
 #                check, decision log) -> handler
 #   nginx        wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
 #   nginx + log  the same with a buffered access log, the counterpart of the decision log
+#   floor        wrk -> crates/emulator/examples/floor_proxy.rs, which adds the front end's
+#                headers and does nothing else: the least any front end in tokio pays
 # Every path runs once per round, the paths taking turns, so that a slow spell of the machine
 # hits all of them. The summary gives each path's median over the rounds.
 # Usage: bench/frontend.sh [seconds per run, default 10] [connections, default 64] [rounds, default 3]
@@ -32,6 +34,7 @@ ensure_packages nginx wrk
 
 cd "$workspace"
 cargo build --release --quiet -p subnetlock -p subnetlock-functions
+cargo build --release --quiet -p subnetlock-emulator --example floor_proxy
 
 wait_for() {
     for _ in $(seq 1 100); do
@@ -98,6 +101,12 @@ pids+=($nginx_pid)
 wait_for "http://127.0.0.1:$nginx_port/"
 nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
+floor_port=$(free_port)
+target/release/examples/floor_proxy "127.0.0.1:$floor_port" "$handler_port" &
+floor_pid=$!
+pids+=($floor_pid)
+wait_for "http://127.0.0.1:$floor_port/"
+
 # CPU time (user + system, in clock ticks) used so far by the given processes.
 cpu_ticks() {
     local total=0 pid
@@ -145,6 +154,7 @@ for round in $(seq 1 "$rounds"); do
     PROXY_PIDS="$frontend_pid" HANDLER_PID=$frontend_handler_pid run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
     PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
     PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"
+    PROXY_PIDS="$floor_pid" HANDLER_PID=$handler_pid run "floor (headers only)" "http://127.0.0.1:$floor_port/api/function-b"
 done
 
 echo
