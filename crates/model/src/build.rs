@@ -142,6 +142,65 @@ fn default_allow_findings(site: &Site, findings: &mut Vec<Finding>) {
     }
 }
 
+/// The app setting that turns route-all on with `1` or `true`.
+const ROUTE_ALL_APP_SETTING: &str = "WEBSITE_VNET_ROUTE_ALL";
+
+/// The verdicts a site setting can change, which an unknown value of it marks.
+#[derive(Clone, Copy, Debug)]
+enum Affects {
+    /// Inbound verdicts, as [`UnknownSetting::affects`] narrows them.
+    Inbound {
+        list: Option<SiteKind>,
+        site_kind: Option<SiteKind>,
+    },
+    /// Whether the site's own outbound calls enter its VNet, and so the verdicts on them.
+    RouteAll,
+}
+
+/// Notes on `site` that setting `base.key` is known only at deployment time. A later write of
+/// the same setting replaces an earlier note.
+fn note_unknown_setting(
+    site: &mut Site,
+    base: &[&str],
+    key: &str,
+    expression: String,
+    affects: Affects,
+) {
+    match affects {
+        Affects::Inbound { list, site_kind } => {
+            site.unknown_settings.retain(|known| known.setting != key);
+            site.unknown_settings.push(UnknownSetting {
+                setting: key.to_owned(),
+                expression,
+                list,
+                site_kind,
+            });
+        }
+        Affects::RouteAll => {
+            let setting = setting_path(base, key);
+            site.route_all
+                .unknown_settings
+                .retain(|known| known.setting != setting);
+            site.route_all
+                .unknown_settings
+                .push(UnknownRouteAllSetting {
+                    setting,
+                    expression,
+                });
+        }
+    }
+}
+
+/// Joins a setting's path for reports: `properties.siteConfig.vnetRouteAllEnabled`.
+fn setting_path(base: &[&str], key: &str) -> String {
+    let mut path = base.join(".");
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+    path
+}
+
 struct Builder<'a> {
     deployment: &'a Deployment,
     topology: Topology,
@@ -347,33 +406,22 @@ impl Builder<'_> {
     /// Reads the site-level properties that matter: routing, app access, and the restrictions
     /// that Azure ignores when written here instead of under `siteConfig`.
     fn read_site_properties(&mut self, resource: &Resource, properties: &Object, site: &mut Site) {
-        if self.setting_bool(resource, &["properties"], properties, "vnetRouteAllEnabled")
-            == Some(true)
-        {
-            site.route_all.enabled = true;
-            site.route_all
-                .set_by
-                .push("properties.vnetRouteAllEnabled".to_owned());
-        }
-        if let Some(routing) = properties.get("outboundVnetRouting") {
+        let base = ["properties"];
+        self.read_route_all_flag(resource, &base, properties, "vnetRouteAllEnabled", site);
+        let routing = self.read_setting(
+            resource,
+            &base,
+            properties,
+            ("outboundVnetRouting", Affects::RouteAll),
+            site,
+        );
+        if let Some(routing) = routing.and_then(Value::as_object) {
+            let routing_base = ["properties", "outboundVnetRouting"];
             for flag in ["allTraffic", "applicationTraffic"] {
-                if routing.get(flag).and_then(Value::as_bool) == Some(true) {
-                    site.route_all.enabled = true;
-                    site.route_all
-                        .set_by
-                        .push(format!("properties.outboundVnetRouting.{flag}"));
-                }
+                self.read_route_all_flag(resource, &routing_base, routing, flag, site);
             }
         }
-        self.note_unknown_setting(
-            resource,
-            &["properties"],
-            properties,
-            site,
-            ("publicNetworkAccess", None, None),
-        );
-        if let Some(access) =
-            self.setting_public_network_access(resource, &["properties"], properties)
+        if let Some(access) = self.setting_public_network_access(resource, &base, properties, site)
         {
             site.access.public_network_access = access;
         }
@@ -459,20 +507,8 @@ impl Builder<'_> {
         config: &Object,
         site: &mut Site,
     ) {
-        if self.setting_bool(resource, base, config, "vnetRouteAllEnabled") == Some(true) {
-            site.route_all.enabled = true;
-            site.route_all
-                .set_by
-                .push(format!("{}.vnetRouteAllEnabled", base.join(".")));
-        }
-        self.note_unknown_setting(
-            resource,
-            base,
-            config,
-            site,
-            ("publicNetworkAccess", None, None),
-        );
-        if let Some(access) = self.setting_public_network_access(resource, base, config) {
+        self.read_route_all_flag(resource, base, config, "vnetRouteAllEnabled", site);
+        if let Some(access) = self.setting_public_network_access(resource, base, config, site) {
             if site.access.public_network_access == PublicNetworkAccess::Unset {
                 site.access.public_network_access = access;
             }
@@ -486,22 +522,34 @@ impl Builder<'_> {
                     Some(AppSetting { name, value })
                 })
                 .collect();
-            self.note_route_all_setting(site);
+            let route_all_at = settings.iter().rposition(|entry| {
+                entry
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| name.eq_ignore_ascii_case(ROUTE_ALL_APP_SETTING))
+            });
+            let position = route_all_at.map(|index| index.to_string());
+            let mut path: Vec<&str> = base.to_vec();
+            path.push("appSettings");
+            if let Some(position) = &position {
+                path.extend([position.as_str(), "value"]);
+            }
+            self.read_route_all_app_setting(resource, &path, site);
         }
-        self.note_unknown_setting(
+        let use_main = self.setting_bool(
             resource,
             base,
             config,
             site,
             (
                 "scmIpSecurityRestrictionsUseMain",
-                None,
-                Some(SiteKind::Scm),
+                Affects::Inbound {
+                    list: None,
+                    site_kind: Some(SiteKind::Scm),
+                },
             ),
         );
-        if let Some(use_main) =
-            self.setting_bool(resource, base, config, "scmIpSecurityRestrictionsUseMain")
-        {
+        if let Some(use_main) = use_main {
             site.access.scm_uses_main = use_main;
         }
         for (list_kind, rules_key, default_key) in [
@@ -516,14 +564,8 @@ impl Builder<'_> {
                 "scmIpSecurityRestrictionsDefaultAction",
             ),
         ] {
-            self.note_unknown_setting(
-                resource,
-                base,
-                config,
-                site,
-                (default_key, Some(list_kind), None),
-            );
-            let default_action = self.setting_action(resource, base, config, default_key);
+            let default_action =
+                self.setting_action(resource, base, config, (default_key, list_kind), site);
             let rules = match config.get(rules_key) {
                 None | Some(Value::Null) => None,
                 Some(unknown @ Value::Unknown(_)) => {
@@ -536,7 +578,7 @@ impl Builder<'_> {
                     self.forget_rule_notes(site, list_kind);
                     site.unknown_rules.push(UnknownRule {
                         list: list_kind,
-                        index: 0,
+                        index: None,
                         expression,
                     });
                     let target = match list_kind {
@@ -588,8 +630,6 @@ impl Builder<'_> {
         }
     }
 
-    /// Reads a boolean site setting. ARM's JSON reader also takes the strings `"true"` and
-    /// `"false"`; any other value is reported, because Azure rejects it.
     /// Reports with SL010 that `subject`, written at `base.key`, is the unknown `value`, and
     /// returns the expression shown for it.
     fn unknown_value_finding(
@@ -614,43 +654,58 @@ impl Builder<'_> {
         expression
     }
 
-    /// Records an access setting whose value is unknown offline, with an SL010 finding, so that
-    /// the verdicts it can change are marked. The setting is then read as unset.
-    fn note_unknown_setting(
+    /// Returns the value of the access or routing setting `key` of `config`, or `None` when it
+    /// is absent, `null` or known only at deployment time. An unknown value is reported with
+    /// SL010 and noted on `site`, so that the verdicts it can change are marked. The typed
+    /// readers (`setting_bool` and the others) read only through here, so none of them can
+    /// take an unknown value for an unset one.
+    fn read_setting<'v>(
         &mut self,
         resource: &Resource,
         base: &[&str],
-        config: &Object,
+        config: &'v Object,
+        (key, affects): (&str, Affects),
         site: &mut Site,
-        (setting, list, site_kind): (&str, Option<SiteKind>, Option<SiteKind>),
-    ) {
-        let Some(value @ Value::Unknown(_)) = config.get(setting) else {
-            return;
-        };
-        let subject = format!("`{setting}` of `{}`", site.name);
-        let expression = self.unknown_value_finding(resource, base, setting, value, &subject);
-        // A later write of the same setting replaces this one.
-        site.unknown_settings
-            .retain(|known| known.setting != setting);
-        site.unknown_settings.push(UnknownSetting {
-            setting: setting.to_owned(),
-            expression,
-            list,
-            site_kind,
-        });
+    ) -> Option<&'v Value> {
+        match config.get(key)? {
+            Value::Null => None,
+            value @ Value::Unknown(_) => {
+                let subject = format!("`{key}` of `{}`", site.name);
+                let expression = self.unknown_value_finding(resource, base, key, value, &subject);
+                note_unknown_setting(site, base, key, expression, affects);
+                None
+            }
+            value => Some(value),
+        }
     }
 
-    fn setting_bool(
+    /// Reads the boolean route-all flag `base.key` and turns route-all on when it is true.
+    fn read_route_all_flag(
         &mut self,
         resource: &Resource,
         base: &[&str],
         config: &Object,
         key: &str,
+        site: &mut Site,
+    ) {
+        if self.setting_bool(resource, base, config, site, (key, Affects::RouteAll)) == Some(true) {
+            site.route_all.enabled = true;
+            site.route_all.set_by.push(setting_path(base, key));
+        }
+    }
+
+    /// Reads a boolean site setting. ARM's JSON reader also takes the strings `"true"` and
+    /// `"false"`; any other value is reported, because Azure rejects it.
+    fn setting_bool(
+        &mut self,
+        resource: &Resource,
+        base: &[&str],
+        config: &Object,
+        site: &mut Site,
+        (key, affects): (&str, Affects),
     ) -> Option<bool> {
-        match config.get(key)? {
+        match self.read_setting(resource, base, config, (key, affects), site)? {
             Value::Bool(flag) => Some(*flag),
-            Value::Null => None,
-            Value::Unknown(_) => None,
             Value::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
             Value::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
             other => {
@@ -667,10 +722,20 @@ impl Builder<'_> {
         resource: &Resource,
         base: &[&str],
         config: &Object,
+        site: &mut Site,
     ) -> Option<PublicNetworkAccess> {
-        let value = config.get("publicNetworkAccess")?;
+        let affects = Affects::Inbound {
+            list: None,
+            site_kind: None,
+        };
+        let value = self.read_setting(
+            resource,
+            base,
+            config,
+            ("publicNetworkAccess", affects),
+            site,
+        )?;
         match value {
-            Value::Null | Value::Unknown(_) => None,
             Value::String(text) if text.is_empty() => Some(PublicNetworkAccess::Unset),
             Value::String(text) if text.eq_ignore_ascii_case("enabled") => {
                 Some(PublicNetworkAccess::Enabled)
@@ -698,11 +763,15 @@ impl Builder<'_> {
         resource: &Resource,
         base: &[&str],
         config: &Object,
-        key: &str,
+        (key, list): (&str, SiteKind),
+        site: &mut Site,
     ) -> Option<Action> {
-        let value = config.get(key)?;
+        let affects = Affects::Inbound {
+            list: Some(list),
+            site_kind: None,
+        };
+        let value = self.read_setting(resource, base, config, (key, affects), site)?;
         match value {
-            Value::Null | Value::Unknown(_) => None,
             Value::String(text) => match parse_action(text) {
                 Some(action) => Some(action),
                 None => {
@@ -745,22 +814,42 @@ impl Builder<'_> {
         self.topology.findings.push(finding);
     }
 
-    fn note_route_all_setting(&self, site: &mut Site) {
-        let route_all = site
-            .app_setting("WEBSITE_VNET_ROUTE_ALL")
-            .and_then(|value| match value {
-                Value::String(text) => {
-                    Some(text.trim() == "1" || text.eq_ignore_ascii_case("true"))
-                }
-                Value::Int(number) => Some(*number == 1),
-                Value::Bool(flag) => Some(*flag),
-                _ => None,
-            });
-        if route_all == Some(true) {
+    /// Reads app setting `WEBSITE_VNET_ROUTE_ALL` after the app settings were replaced as a
+    /// whole, which also drops what the earlier collection set for route-all. `path`
+    /// locates the setting's value, for an SL010 finding when it is unknown.
+    fn read_route_all_app_setting(&mut self, resource: &Resource, path: &[&str], site: &mut Site) {
+        let label = format!("app setting {ROUTE_ALL_APP_SETTING}");
+        let route_all = &mut site.route_all;
+        route_all.set_by.retain(|setting| *setting != label);
+        route_all
+            .unknown_settings
+            .retain(|unknown| unknown.setting != label);
+        route_all.enabled = !route_all.set_by.is_empty();
+
+        let Some(value) = site.app_setting(ROUTE_ALL_APP_SETTING).cloned() else {
+            return;
+        };
+        let enabled = match &value {
+            Value::String(text) => text.trim() == "1" || text.eq_ignore_ascii_case("true"),
+            Value::Int(number) => *number == 1,
+            Value::Bool(flag) => *flag,
+            unknown @ Value::Unknown(_) => {
+                let subject = format!("app setting `{ROUTE_ALL_APP_SETTING}` of `{}`", site.name);
+                let (key, base) = path.split_last().unwrap_or((&"", &[]));
+                let expression = self.unknown_value_finding(resource, base, key, unknown, &subject);
+                site.route_all
+                    .unknown_settings
+                    .push(UnknownRouteAllSetting {
+                        setting: label,
+                        expression,
+                    });
+                return;
+            }
+            _ => false,
+        };
+        if enabled {
             site.route_all.enabled = true;
-            site.route_all
-                .set_by
-                .push("app setting WEBSITE_VNET_ROUTE_ALL".to_owned());
+            site.route_all.set_by.push(label);
         }
     }
 
@@ -836,7 +925,7 @@ impl Builder<'_> {
                     self.topology.findings.push(finding);
                     site.unknown_rules.push(UnknownRule {
                         list: list_kind,
-                        index,
+                        index: Some(index),
                         expression,
                     });
                     // The rule exists even though it cannot be read: it keeps the list
@@ -897,8 +986,15 @@ impl Builder<'_> {
                 value: value.clone(),
             })
             .collect();
+        // The last copy wins, as `Site::app_setting` reads it.
+        let route_all_key = properties
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.eq_ignore_ascii_case(ROUTE_ALL_APP_SETTING))
+            .last()
+            .map_or(ROUTE_ALL_APP_SETTING, String::as_str);
         let mut site = self.topology.sites.remove(position);
-        self.note_route_all_setting(&mut site);
+        self.read_route_all_app_setting(resource, &["properties", route_all_key], &mut site);
         self.topology.sites.insert(position, site);
     }
 

@@ -290,6 +290,27 @@ pub struct RouteAll {
     /// The settings that turned it on: `vnetRouteAllEnabled`, `WEBSITE_VNET_ROUTE_ALL`,
     /// `outboundVnetRouting.allTraffic` or `outboundVnetRouting.applicationTraffic`.
     pub set_by: Vec<String>,
+    /// Route-all settings whose value is known only at deployment time, read as off offline.
+    /// Any one of them could turn route-all on.
+    pub unknown_settings: Vec<UnknownRouteAllSetting>,
+}
+
+impl RouteAll {
+    /// Returns whether route-all is off offline but a setting known only at deployment time
+    /// could turn it on.
+    pub fn depends_on_unknown(&self) -> bool {
+        !self.enabled && !self.unknown_settings.is_empty()
+    }
+}
+
+/// A route-all setting whose value is known only at deployment time.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnknownRouteAllSetting {
+    /// The setting's path, in the form `set_by` uses, for example
+    /// `properties.siteConfig.vnetRouteAllEnabled`.
+    pub setting: String,
+    /// The residual expression, or `<secret value>`.
+    pub expression: String,
 }
 
 /// One HTTP-triggered function declared in the template (`Microsoft.Web/sites/functions`).
@@ -336,7 +357,9 @@ pub struct Site {
     pub access: SiteAccess,
     pub app_settings: Vec<AppSetting>,
     pub functions: Vec<Function>,
-    /// Rules left out of `access` because they depend on values unknown offline.
+    /// Rules, or whole rule lists, that depend on values unknown offline. `access` contains a
+    /// placeholder that matches nothing for each of them, except for a whole list that the
+    /// Terraform reader reads as empty.
     pub unknown_rules: Vec<UnknownRule>,
     /// Access settings whose value is known only at deployment time, read as unset offline.
     pub unknown_settings: Vec<UnknownSetting>,
@@ -359,6 +382,8 @@ impl Site {
         [SiteKind::Main, SiteKind::Scm]
             .into_iter()
             .filter(|kind| !(*kind == SiteKind::Scm && self.access.scm_uses_main))
+            // Whether an unknown list contains only Allow rules is not known offline.
+            .filter(|kind| self.unknown_list(*kind).is_none())
             .filter(|kind| {
                 let list = self.access.list(*kind);
                 !list.rules.is_empty()
@@ -366,6 +391,28 @@ impl Site {
                     && list.default_action == Some(Action::Allow)
             })
             .collect()
+    }
+
+    /// Returns the entry for `list` when the whole list is known only at deployment time.
+    pub fn unknown_list(&self, list: subnetlock_access::SiteKind) -> Option<&UnknownRule> {
+        self.unknown_rules
+            .iter()
+            .find(|rule| rule.list == list && rule.index.is_none())
+    }
+
+    /// Returns the entry for the default action of `list` when its value is known only at
+    /// deployment time.
+    pub fn unknown_default_action(
+        &self,
+        list: subnetlock_access::SiteKind,
+    ) -> Option<&UnknownSetting> {
+        let setting = match list {
+            subnetlock_access::SiteKind::Main => "ipSecurityRestrictionsDefaultAction",
+            subnetlock_access::SiteKind::Scm => "scmIpSecurityRestrictionsDefaultAction",
+        };
+        self.unknown_settings
+            .iter()
+            .find(|unknown| unknown.setting == setting)
     }
 
     /// Creates a site as declared, before its settings, rules and functions are read. A slot
@@ -424,14 +471,24 @@ impl UnknownSetting {
     }
 }
 
-/// An access-restriction rule that could not be read offline.
+/// An access-restriction rule, or a whole rule list, that could not be read offline.
 #[derive(Clone, Debug, Serialize)]
 pub struct UnknownRule {
     pub list: subnetlock_access::SiteKind,
-    /// Position in the list as written.
-    pub index: usize,
+    /// Position in the list as written, or `None` when the whole list is unknown.
+    pub index: Option<usize>,
     /// The residual expression that made it unknown.
     pub expression: String,
+}
+
+impl UnknownRule {
+    /// Names the rule or list, with its expression, for the marks on verdicts it could change.
+    pub fn describe(&self) -> String {
+        match self.index {
+            Some(index) => format!("rule {index}: {}", self.expression),
+            None => format!("{} rule list: {}", self.list, self.expression),
+        }
+    }
 }
 
 /// Marks `decision` as depending on Azure's undocumented rule defaults when the rule that

@@ -95,6 +95,7 @@ impl HeaderLookup for NoHeaders {
 /// Builds the reachability matrix and its findings.
 pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
     let callers = callers(&topology);
+    let routed_callers = routed_callers(&topology);
     let mut rows = Vec::new();
     for site in &topology.sites {
         let compiled = CompiledSiteAccess::compile(&site.access, options);
@@ -114,7 +115,20 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
                     headers: &NoHeaders,
                 });
                 subnetlock_model::note_rule_defaults(site, &mut decision);
-                let depends_on_unknown = unknown_dependencies(site, kind, &decision);
+                let mut depends_on_unknown = unknown_dependencies(site, kind, &decision);
+                let caller_site = match caller.kind {
+                    CallerKind::App => caller.label.strip_prefix("app:"),
+                    _ => None,
+                };
+                let routed = routed_callers
+                    .iter()
+                    .find(|routed| caller_site == Some(routed.name.as_str()));
+                if let Some(routed) = routed {
+                    let outcome = outcome(&egress, &decision);
+                    depends_on_unknown.extend(route_all_dependencies(
+                        &topology, routed, target, &compiled, outcome,
+                    ));
+                }
                 rows.push(Reachability {
                     from: caller.clone(),
                     to: Target {
@@ -293,13 +307,61 @@ fn unknown_dependencies(site: &Site, kind: SiteKind, decision: &Decision) -> Vec
         .unknown_rules
         .iter()
         .filter(|rule| rule.list == list)
-        .map(|rule| format!("rule {}: {}", rule.index, rule.expression));
+        .map(|rule| rule.describe());
     let settings = site
         .unknown_settings
         .iter()
         .filter(|setting| setting.affects(kind, list))
         .map(|setting| format!("{}: {}", setting.setting, setting.expression));
     rules.chain(settings).collect()
+}
+
+/// Returns the apps whose route-all is off offline but depends on a setting known only at
+/// deployment time, each as it would be with route-all on.
+fn routed_callers(topology: &Topology) -> Vec<Site> {
+    topology
+        .sites
+        .iter()
+        .filter(|site| site.route_all.depends_on_unknown())
+        .map(|site| {
+            let mut routed = site.clone();
+            routed.route_all.enabled = true;
+            routed
+        })
+        .collect()
+}
+
+/// Returns what a row shows: `None` when the request never reaches the front end, else the
+/// verdict.
+fn outcome(egress: &Egress, decision: &Decision) -> Option<Action> {
+    egress.reaches_front_end().then_some(decision.verdict)
+}
+
+/// Returns the unknown route-all settings of caller `routed` (the app with route-all on) when
+/// turning route-all on changes the row's `outcome`, for example because the request then
+/// leaves through a NAT gateway or meets the subnet's network security group.
+fn route_all_dependencies(
+    topology: &Topology,
+    routed: &Site,
+    target: egress::Destination<'_>,
+    compiled: &CompiledSiteAccess,
+    offline: Option<Action>,
+) -> Vec<String> {
+    let egress = egress::from_site_to_site(topology, routed, Some(target));
+    let decision = compiled.decide(&Request {
+        source: &egress.source,
+        site: target.kind,
+        headers: &NoHeaders,
+    });
+    if outcome(&egress, &decision) == offline {
+        return Vec::new();
+    }
+    routed
+        .route_all
+        .unknown_settings
+        .iter()
+        .map(|unknown| format!("{}: {}", unknown.setting, unknown.expression))
+        .collect()
 }
 
 /// Calls between apps, from app settings whose value is a URL on a site of the deployment.
@@ -351,32 +413,17 @@ fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
         if let (Some(main), Some(scm)) = (cell(SiteKind::Main), cell(SiteKind::Scm)) {
             if !main.allowed() && scm.allowed() {
                 findings.push(
-                    Finding::new(
-                        FindingCode::SL012,
-                        Severity::Warning,
-                        format!(
-                            "the scm site of `{}` is open to the internet while its main site is locked",
-                            site.name
-                        ),
-                    )
+                    Finding::new(FindingCode::SL012, Severity::Warning, scm_open_message(site, main, scm))
                     .help("set `scmIpSecurityRestrictionsUseMain: true`, or give the scm site its own rules or `scmIpSecurityRestrictionsDefaultAction: Deny`")
                     .at(&site.id, site.declared_at.clone()),
                 );
             }
         }
 
-        for (name, list) in [("main", &site.access.main), ("scm", &site.access.scm)] {
-            if !list.rules.is_empty() && list.default_action.is_none() {
+        for kind in [SiteKind::Main, SiteKind::Scm] {
+            if let Some(message) = implicit_deny_message(site, kind) {
                 findings.push(
-                    Finding::new(
-                        FindingCode::SL013,
-                        Severity::Info,
-                        format!(
-                            "the {name} site of `{}` has {} rule(s) and no default action: every request no rule matches is denied (implicit deny all)",
-                            site.name,
-                            list.rules.len()
-                        ),
-                    )
+                    Finding::new(FindingCode::SL013, Severity::Info, message)
                     .help("this is usually intended; set the default action explicitly to make it visible")
                     .at(&site.id, site.declared_at.clone()),
                 );
@@ -410,6 +457,68 @@ fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// Words SL012 for `site`, whose internet rows show the main site denied and the scm site
+/// allowed. A verdict that depends on a value known only at deployment time is stated as
+/// possible, with the values it depends on: an unknown rule list, for example, denies offline
+/// only because its placeholder matches nothing.
+fn scm_open_message(site: &Site, main: &Reachability, scm: &Reachability) -> String {
+    let scm_state = if scm.depends_on_unknown.is_empty() {
+        "is open"
+    } else {
+        "may be open"
+    };
+    let main_state = if main.depends_on_unknown.is_empty() {
+        "is locked"
+    } else {
+        "may be locked"
+    };
+    let mut message = format!(
+        "the scm site of `{}` {scm_state} to the internet while its main site {main_state}",
+        site.name
+    );
+    let mut unknown: Vec<&str> = Vec::new();
+    for value in main
+        .depends_on_unknown
+        .iter()
+        .chain(&scm.depends_on_unknown)
+    {
+        if !unknown.contains(&value.as_str()) {
+            unknown.push(value);
+        }
+    }
+    if !unknown.is_empty() {
+        message.push_str(&format!(
+            ", depending on values known only at deployment time: {}",
+            unknown.join("; ")
+        ));
+    }
+    message
+}
+
+/// Words SL013 for the `kind` list of `site`, or returns `None` when the list sets a default
+/// action (known or not) or has no rules. A list known only at deployment time counts as
+/// having rules only if it turns out to have some, so its placeholder is not counted.
+fn implicit_deny_message(site: &Site, kind: SiteKind) -> Option<String> {
+    let list = site.access.list(kind);
+    if list.default_action.is_some() || site.unknown_default_action(kind).is_some() {
+        return None;
+    }
+    if site.unknown_list(kind).is_some() {
+        return Some(format!(
+            "the {kind} rule list of `{}` is known only at deployment time, and the {kind} site has no default action: if the list has rules, every request no rule matches is denied (implicit deny all)",
+            site.name
+        ));
+    }
+    if list.rules.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "the {kind} site of `{}` has {} rule(s) and no default action: every request no rule matches is denied (implicit deny all)",
+        site.name,
+        list.rules.len()
+    ))
 }
 
 /// Allow rules whose source admits every address and whose only gate is a header filter:

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::json;
 use subnetlock_access::{Action, Decision, Reason, SiteKind};
-use subnetlock_model::{Finding, FindingCode, Severity};
+use subnetlock_model::{Finding, FindingCode, Severity, Site};
 
 use crate::analysis::{describe_ambiguity, Analysis, CallerKind, Reachability};
 
@@ -117,11 +117,7 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
                     format!(
                         "    regional VNet integration: {}{}",
                         integration.subnet_id.name(),
-                        if site.route_all.enabled {
-                            format!(" (route-all by {})", site.route_all.set_by.join(", "))
-                        } else {
-                            String::new()
-                        }
+                        route_all_text(site)
                     ),
                 );
             }
@@ -132,20 +128,12 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
         push_line(
             &mut out,
             format!(
-                "    access restrictions: main {} rule(s), default {}; scm {}",
-                site.access.main.rules.len(),
-                default_text(
-                    site.access.main.default_action,
-                    site.access.main.rules.len()
-                ),
+                "    access restrictions: main {}; scm {}",
+                list_text(site, SiteKind::Main),
                 if site.access.scm_uses_main {
                     "uses main".to_owned()
                 } else {
-                    format!(
-                        "{} rule(s), default {}",
-                        site.access.scm.rules.len(),
-                        default_text(site.access.scm.default_action, site.access.scm.rules.len())
-                    )
+                    list_text(site, SiteKind::Scm)
                 }
             ),
         );
@@ -268,12 +256,43 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
     out
 }
 
-fn default_text(action: Option<Action>, rules: usize) -> String {
-    match (action, rules) {
-        (Some(action), _) => action.to_string(),
-        (None, 0) => "unset (allow all)".to_owned(),
-        (None, _) => "unset (implicit deny all)".to_owned(),
+/// Describes one rule list of `site` for the site summary. A list or default action known only
+/// at deployment time is shown as unknown, not as the placeholder or unset value that stands
+/// for it offline.
+fn list_text(site: &Site, kind: SiteKind) -> String {
+    let list = site.access.list(kind);
+    let unknown_list = site.unknown_list(kind).is_some();
+    let rules = if unknown_list {
+        "rule list unknown offline".to_owned()
+    } else {
+        format!("{} rule(s)", list.rules.len())
+    };
+    let default = match list.default_action {
+        Some(action) => action.to_string(),
+        None if site.unknown_default_action(kind).is_some() => "unknown offline".to_owned(),
+        None if unknown_list => "unset (implicit deny all if the list has rules)".to_owned(),
+        None if list.rules.is_empty() => "unset (allow all)".to_owned(),
+        None => "unset (implicit deny all)".to_owned(),
+    };
+    format!("{rules}, default {default}")
+}
+
+/// Describes the route-all setting of an integrated site, or returns an empty string when it
+/// is off.
+fn route_all_text(site: &Site) -> String {
+    let route_all = &site.route_all;
+    if route_all.enabled {
+        return format!(" (route-all by {})", route_all.set_by.join(", "));
     }
+    if route_all.unknown_settings.is_empty() {
+        return String::new();
+    }
+    let settings: Vec<&str> = route_all
+        .unknown_settings
+        .iter()
+        .map(|unknown| unknown.setting.as_str())
+        .collect();
+    format!(" (route-all unknown offline: {})", settings.join(", "))
 }
 
 fn severity_text(severity: Severity) -> &'static str {

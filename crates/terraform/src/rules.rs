@@ -124,7 +124,7 @@ pub(crate) fn read_list(
                 );
                 site.unknown_rules.push(UnknownRule {
                     list: kind,
-                    index,
+                    index: Some(index),
                     expression,
                 });
                 // The rule exists even though its source is unknown: it keeps the list
@@ -275,7 +275,7 @@ fn note_unknown_list(
     // as empty. The unknown entry marks every verdict on this site as uncertain.
     site.unknown_rules.push(UnknownRule {
         list: kind,
-        index: 0,
+        index: None,
         expression,
     });
 }

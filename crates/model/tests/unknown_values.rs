@@ -1,0 +1,235 @@
+//! Site settings and rule lists known only at deployment time: how the topology records them.
+
+// Tests fail loudly on broken fixtures.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use serde_json::{json, Value as Json};
+use subnetlock_access::SiteKind;
+use subnetlock_model::{build_topology, FindingCode, KeyMode, SimulatedProvider, Site, Topology};
+
+/// An expression `check` cannot evaluate: a `reference()` to a resource outside the template.
+const UNKNOWN: &str =
+    "[reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').flag]";
+
+/// Builds the topology of a template with plan `plan`, site `app` with `site_properties`, and
+/// `extra` resources deployed after it.
+fn topology(site_properties: Json, extra: &[Json]) -> Topology {
+    let mut properties = site_properties;
+    properties["serverFarmId"] = "[resourceId('Microsoft.Web/serverfarms', 'plan')]".into();
+    let mut resources = vec![
+        json!({ "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01",
+                "name": "plan", "sku": { "name": "S1" } }),
+        json!({ "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01",
+                "name": "app", "properties": properties }),
+    ];
+    resources.extend(extra.iter().cloned());
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": resources
+    });
+    let provider = SimulatedProvider::new(KeyMode::Placeholder);
+    let deployment = subnetlock_arm::evaluate_str(
+        "unknown.json",
+        &template.to_string(),
+        &subnetlock_arm::EvalOptions::default(),
+        &provider,
+    )
+    .expect("template evaluates");
+    build_topology(&deployment).expect("topology")
+}
+
+fn site(topology: &Topology) -> &Site {
+    topology.site("app").expect("site `app`")
+}
+
+/// Returns the JSON paths of the SL010 findings.
+fn unknown_value_paths(topology: &Topology) -> Vec<String> {
+    topology
+        .findings
+        .iter()
+        .filter(|finding| finding.code == FindingCode::SL010)
+        .map(|finding| {
+            finding
+                .location
+                .as_ref()
+                .map(|location| location.json_path.clone())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Builds a `config/appsettings` resource of `app` with the given settings.
+fn config_appsettings(settings: Json) -> Json {
+    json!({ "type": "Microsoft.Web/sites/config", "apiVersion": "2022-09-01",
+            "name": "app/appsettings", "dependsOn": ["[resourceId('Microsoft.Web/sites', 'app')]"],
+            "properties": settings })
+}
+
+#[test]
+fn unknown_route_all_settings_are_noted() {
+    let route_all_setting =
+        |value: &str| json!([{ "name": "WEBSITE_VNET_ROUTE_ALL", "value": value }]);
+    // (site properties, resources after the site, noted setting, JSON path of the SL010 finding)
+    let cases = [
+        (
+            json!({ "vnetRouteAllEnabled": UNKNOWN }),
+            vec![],
+            "properties.vnetRouteAllEnabled",
+            "$.resources[1].properties.vnetRouteAllEnabled",
+        ),
+        (
+            json!({ "siteConfig": { "vnetRouteAllEnabled": UNKNOWN } }),
+            vec![],
+            "properties.siteConfig.vnetRouteAllEnabled",
+            "$.resources[1].properties.siteConfig.vnetRouteAllEnabled",
+        ),
+        (
+            json!({ "outboundVnetRouting": { "allTraffic": UNKNOWN } }),
+            vec![],
+            "properties.outboundVnetRouting.allTraffic",
+            "$.resources[1].properties.outboundVnetRouting.allTraffic",
+        ),
+        (
+            json!({ "outboundVnetRouting": UNKNOWN }),
+            vec![],
+            "properties.outboundVnetRouting",
+            "$.resources[1].properties.outboundVnetRouting",
+        ),
+        (
+            json!({ "siteConfig": { "appSettings": route_all_setting(UNKNOWN) } }),
+            vec![],
+            "app setting WEBSITE_VNET_ROUTE_ALL",
+            "$.resources[1].properties.siteConfig.appSettings[0].value",
+        ),
+        (
+            json!({}),
+            vec![config_appsettings(
+                json!({ "WEBSITE_VNET_ROUTE_ALL": UNKNOWN }),
+            )],
+            "app setting WEBSITE_VNET_ROUTE_ALL",
+            "$.resources[2].properties.WEBSITE_VNET_ROUTE_ALL",
+        ),
+    ];
+    for (properties, extra, setting, path) in cases {
+        let topology = topology(properties.clone(), &extra);
+        let route_all = &site(&topology).route_all;
+        assert!(!route_all.enabled, "{properties}");
+        assert!(route_all.depends_on_unknown(), "{properties}");
+        let noted: Vec<&str> = route_all
+            .unknown_settings
+            .iter()
+            .map(|unknown| unknown.setting.as_str())
+            .collect();
+        assert_eq!(noted, [setting], "{properties}");
+        assert_eq!(unknown_value_paths(&topology), [path], "{properties}");
+        // Route-all changes outbound calls only, so no inbound verdict is marked.
+        assert!(site(&topology).unknown_settings.is_empty(), "{properties}");
+    }
+}
+
+#[test]
+fn known_route_all_outweighs_unknown_one() {
+    let topology = topology(
+        json!({ "vnetRouteAllEnabled": true,
+                "siteConfig": { "vnetRouteAllEnabled": UNKNOWN } }),
+        &[],
+    );
+    let route_all = &site(&topology).route_all;
+    assert!(route_all.enabled);
+    assert!(!route_all.depends_on_unknown());
+    assert_eq!(route_all.unknown_settings.len(), 1);
+}
+
+#[test]
+fn replaced_app_settings_forget_route_all() {
+    let in_site_config = |value: &str| json!({ "siteConfig": { "appSettings": [{ "name": "WEBSITE_VNET_ROUTE_ALL", "value": value }] } });
+    let other_settings = config_appsettings(json!({ "OTHER": "1" }));
+
+    let known = topology(in_site_config("1"), &[]);
+    assert!(site(&known).route_all.enabled);
+    let replaced = topology(in_site_config("1"), std::slice::from_ref(&other_settings));
+    assert!(!site(&replaced).route_all.enabled);
+    assert!(site(&replaced).route_all.set_by.is_empty());
+
+    let unknown = topology(
+        in_site_config(UNKNOWN),
+        std::slice::from_ref(&other_settings),
+    );
+    assert!(!site(&unknown).route_all.depends_on_unknown());
+}
+
+#[test]
+fn unknown_rule_list_is_told_from_unknown_rule() {
+    let topology = topology(
+        json!({ "siteConfig": {
+            "ipSecurityRestrictions": UNKNOWN,
+            "ipSecurityRestrictionsDefaultAction": "Allow",
+            "scmIpSecurityRestrictions": [{ "ipAddress": UNKNOWN, "action": "Allow", "priority": 100 }]
+        } }),
+        &[],
+    );
+    let site = site(&topology);
+    let main = site
+        .unknown_list(SiteKind::Main)
+        .expect("unknown main list");
+    assert_eq!(main.index, None);
+    assert!(
+        main.describe().starts_with("main rule list: "),
+        "{}",
+        main.describe()
+    );
+    assert!(site.unknown_list(SiteKind::Scm).is_none());
+    let rule = site
+        .unknown_rules
+        .iter()
+        .find(|rule| rule.list == SiteKind::Scm)
+        .expect("unknown scm rule");
+    assert_eq!(rule.index, Some(0));
+    assert!(
+        rule.describe().starts_with("rule 0: "),
+        "{}",
+        rule.describe()
+    );
+}
+
+#[test]
+fn unknown_rule_list_is_not_allow_list() {
+    // The placeholder of an unknown list reads as an Allow rule. The list may contain Deny
+    // rules, so SL019 must not call it an allow-list.
+    let topology = topology(
+        json!({ "siteConfig": {
+            "ipSecurityRestrictions": UNKNOWN,
+            "ipSecurityRestrictionsDefaultAction": "Allow"
+        } }),
+        &[],
+    );
+    assert!(site(&topology).allow_lists_with_default_allow().is_empty());
+    assert!(!topology
+        .findings
+        .iter()
+        .any(|finding| finding.code == FindingCode::SL019));
+}
+
+#[test]
+fn outbound_vnet_routing_flags_are_booleans() {
+    // ARM's JSON reader takes the strings "true" and "false" for a boolean.
+    let as_string = topology(
+        json!({ "outboundVnetRouting": { "applicationTraffic": "true" } }),
+        &[],
+    );
+    assert_eq!(
+        site(&as_string).route_all.set_by,
+        ["properties.outboundVnetRouting.applicationTraffic"]
+    );
+
+    let invalid = topology(
+        json!({ "outboundVnetRouting": { "allTraffic": "yes" } }),
+        &[],
+    );
+    assert!(!site(&invalid).route_all.enabled);
+    assert!(invalid
+        .findings
+        .iter()
+        .any(|finding| finding.code == FindingCode::SL020));
+}
