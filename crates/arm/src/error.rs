@@ -15,7 +15,7 @@ use crate::SourceLocation;
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`", path.display())]
     #[diagnostic(code(arm::io), help("check that the file exists and is readable"))]
     Io {
         path: PathBuf,

@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Exit codes: 0 success; 1 `check` found errors, `demo` saw a live result that \
 differs from the prediction, or `call --expect-status` got another status; 2 invalid input, \
 a deployment `up` or `demo` does not start because Azure would reject it, `demo` stopped by a \
-signal before it compared every probe, or a failure of the tool itself."
+signal before it compared every probe, `call` without `--expect-status` got a response that no \
+site sent, or a failure of the tool itself."
 )]
 pub struct Cli {
     /// More log output on stderr: -v for decisions, -vv for per-request detail.
@@ -165,7 +166,9 @@ pub struct CallArgs {
     /// Print the status line and response headers before the body.
     #[arg(short = 'i', long)]
     pub include: bool,
-    /// Exit with 1 unless the response has this status.
+    /// Exit with 1 unless the response has this status. Without it, `call` exits with 0 for
+    /// any response a site sends and with 2 for a response the emulator makes itself, because
+    /// the host is not a site or the request stopped before the front end.
     #[arg(long)]
     pub expect_status: Option<u16>,
     /// State directory of the running `up`.

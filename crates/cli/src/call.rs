@@ -52,20 +52,14 @@ pub async fn call(args: CallArgs) -> Result<i32> {
         request = request.body(data.clone());
     }
 
-    let response = request.send().await.map_err(|error| {
-        // reqwest's own message ("error sending request") hides the cause, so the chain
-        // of sources is printed too.
-        let error = error.without_url();
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        miette!("request failed: {text}")
-    })?;
+    let response = request
+        .send()
+        .await
+        .map_err(|error| miette!("request failed: {}", request_error_text(error)))?;
     let status = response.status();
+    let from_site = !response
+        .headers()
+        .contains_key(subnetlock_emulator::ORIGIN_HEADER);
     // The reason phrase as received: App Service's denial reads `403 Ip Forbidden`, which is
     // not the standard text for 403.
     let reason = response
@@ -87,13 +81,39 @@ pub async fn call(args: CallArgs) -> Result<i32> {
     }
     let body = response.text().await.into_diagnostic()?;
     out!("{body}");
+    // A site's response succeeds whatever its status, as curl's does. A response the emulator
+    // made itself stands for a request that reached no site, which curl would report as a
+    // failed connection.
     match args.expect_status {
         Some(expected) if expected != status.as_u16() => {
             eprintln!("expected status {expected}, got {}", status.as_u16());
             Ok(EXIT_FINDINGS)
         }
-        _ => Ok(EXIT_OK),
+        Some(_) => Ok(EXIT_OK),
+        None if !from_site => Err(miette!(
+            help = format!(
+                "the body says why; pass --expect-status {} when this is the outcome you expect",
+                status.as_u16()
+            ),
+            "no site sent this response: the emulator returned {} {reason} itself, because the host is not a site of the deployment or the request stopped before the front end",
+            status.as_u16()
+        )),
+        None => Ok(EXIT_OK),
     }
+}
+
+/// Formats a failed request with its causes, because reqwest's own message ("error sending
+/// request") hides them. The URL is left out, because its query can hold a function key.
+fn request_error_text(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn read_state(state_dir: &Path) -> Result<State> {
@@ -126,13 +146,27 @@ async fn source_proxy(state: &State, from: &str) -> Result<String> {
         .map_err(|error| {
             miette!(
                 help = "is `subnetlock up` still running?",
-                "cannot reach the emulator: {error}"
+                "cannot reach the emulator: {}",
+                request_error_text(error)
             )
         })?;
     let status = response.status();
     let body = response.text().await.into_diagnostic()?;
+    // The control API returns 400 with the caller's problem as the body, which names the
+    // caller itself.
+    if status == reqwest::StatusCode::BAD_REQUEST {
+        return Err(miette!(
+            help = "write `internet`, `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`",
+            "{}",
+            body.trim_end()
+        ));
+    }
     if !status.is_success() {
-        return Err(miette!("the emulator rejected caller `{from}`: {body}"));
+        return Err(miette!(
+            "the emulator's control API returned {} for caller `{from}`: {}",
+            status.as_u16(),
+            body.trim_end()
+        ));
     }
     let value: serde_json::Value = serde_json::from_str(&body).into_diagnostic()?;
     value

@@ -1,10 +1,8 @@
 //! `subnetlock check` and `subnetlock explain`.
 
-use std::collections::HashMap;
-
 use miette::{miette, Result};
 use subnetlock_model::Severity;
-use subnetlock_reach::{analyze, output};
+use subnetlock_reach::{analyze, output, Reachability};
 
 use crate::args::{CheckArgs, ExplainArgs, Format};
 use crate::inputs::resolve_inputs;
@@ -25,7 +23,13 @@ pub fn check(args: CheckArgs) -> Result<i32> {
                 .template
                 .clone()
                 .unwrap_or_else(|| args.input.input.clone());
-            let message = format!("{error}");
+            // A document has no place for the causes a report prints below its message, so
+            // they follow it on the same line.
+            let message = error
+                .chain()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": ");
             match args.format {
                 Format::Human => {}
                 Format::Json => out!(
@@ -76,7 +80,9 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
         out_raw!("{note}\n\n");
     }
     if rows.is_empty() {
-        return explain_any_caller(&analysis, &inputs, &from, &target, &args);
+        let row = explain_any_caller(&analysis, &inputs, &from, &target, &args)?;
+        out_raw!("{}", output::render_explanation(&row));
+        return Ok(EXIT_OK);
     }
     for row in rows {
         out_raw!("{}", output::render_explanation(row));
@@ -84,29 +90,19 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// Explains a caller that is not a row of the matrix, such as an internet address that no rule
-/// names, through the same prediction `demo` uses.
+/// Builds the row of a caller that the matrix does not list, such as an internet address that
+/// no rule names, so that it prints in the same layout as the matrix rows.
 fn explain_any_caller(
     analysis: &subnetlock_reach::Analysis,
     inputs: &crate::inputs::Inputs,
     from: &str,
     target: &str,
     args: &ExplainArgs,
-) -> Result<i32> {
+) -> Result<Reachability> {
     let topology = &analysis.topology;
     let host = match topology.site(target) {
         Some(site) => site.default_host_name.clone(),
         None => target.to_owned(),
-    };
-    let known_callers = || {
-        let mut labels: Vec<&str> = analysis
-            .rows
-            .iter()
-            .map(|r| r.from.label.as_str())
-            .collect();
-        labels.sort();
-        labels.dedup();
-        labels.join(", ")
     };
     if topology.site_for_host(&host).is_none() {
         let mut sites: Vec<&str> = topology.sites.iter().map(|s| s.name.as_str()).collect();
@@ -117,28 +113,23 @@ fn explain_any_caller(
             args.to
         ));
     }
-    let probe = subnetlock_reach::Probe {
-        from: from.to_owned(),
-        host: host.clone(),
-        path: "/".to_owned(),
-        with_key: true,
-    };
-    let prediction = subnetlock_reach::predict(analysis, &HashMap::new(), &inputs.engine, &probe)
-        .map_err(|_| {
-            miette!(
-                help = format!(
-                    "write `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`; callers in this deployment: {}",
-                    known_callers()
-                ),
-                "invalid caller `{}`",
-                args.from
-            )
-        })?;
-    out!("{from} -> {host}");
-    for step in &prediction.why {
-        out!("  {step}");
-    }
-    Ok(EXIT_OK)
+    subnetlock_reach::reachability_of(topology, from, &host, &inputs.engine).ok_or_else(|| {
+        let mut labels: Vec<&str> = analysis
+            .rows
+            .iter()
+            .map(|r| r.from.label.as_str())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        miette!(
+            help = format!(
+                "write `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`; callers in this deployment: {}",
+                labels.join(", ")
+            ),
+            "invalid caller `{}`",
+            args.from
+        )
+    })
 }
 
 /// `internet` alone means the analysis' sample internet address.

@@ -6,8 +6,9 @@
 //! `check` predicted with what `up` did. Data goes to stdout and messages to stderr.
 //!
 //! Exit codes: 0 success; 1 findings of severity error (`check`), a mismatch between prediction
-//! and live result (`demo`), or an unexpected status (`call --expect-status`); 2 invalid input
-//! or a failure of the tool itself.
+//! and live result (`demo`), or an unexpected status (`call --expect-status`); 2 invalid input,
+//! a response that no site sent (`call` without `--expect-status`), or a failure of the tool
+//! itself.
 
 /// Writes a line to stdout, ignoring write errors: a closed pipe (`subnetlock check | head`)
 /// ends the output, not the process.

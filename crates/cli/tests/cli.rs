@@ -393,6 +393,54 @@ fn explain_names_route_and_rule() {
 }
 
 #[test]
+fn explain_unlisted_caller_uses_row_layout() {
+    let explain = |from: &str, to: &str| {
+        let output = subnetlock(&[
+            "explain",
+            example().to_str().expect("path"),
+            "--from",
+            from,
+            "--to",
+            to,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let site = "function-app-b-yobmxbvmtplck";
+    let scm = "function-app-b-yobmxbvmtplck.scm.azurewebsites.net";
+
+    // `internet` is a row of the matrix; 198.51.100.7 and the service tag are not.
+    let listed = explain("internet", site);
+    let unlisted = explain("internet:198.51.100.7", site);
+    assert_eq!(
+        listed.replace("203.0.113.10", "198.51.100.7"),
+        format!("{unlisted}  caller: any address no rule names\n"),
+        "{listed}\n{unlisted}"
+    );
+    assert!(
+        unlisted.starts_with(
+            "internet:198.51.100.7 -> function-app-b-yobmxbvmtplck.azurewebsites.net (main site)\n"
+        ),
+        "{unlisted}"
+    );
+
+    let tag = explain("servicetag:AzureCloud", site);
+    assert!(tag.contains("(main site)\n  route: "), "{tag}");
+    assert!(tag.contains("\n  source seen by the front end: "), "{tag}");
+    assert!(
+        tag.contains("\n  decision: denied: no main rule matched"),
+        "{tag}"
+    );
+
+    let listed_scm = explain("internet", scm);
+    let unlisted_scm = explain("internet:198.51.100.7", scm);
+    let credentials = "  then: the scm site asks for publishing credentials\n";
+    assert!(listed_scm.ends_with(credentials), "{listed_scm}");
+    assert!(unlisted_scm.ends_with(credentials), "{unlisted_scm}");
+    assert!(unlisted_scm.contains("(scm site)\n"), "{unlisted_scm}");
+}
+
+#[test]
 fn explain_unknown_caller_lists_callers() {
     let output = subnetlock(&[
         "explain",
@@ -734,4 +782,246 @@ fn rule_defaults_mark_verdicts() {
         "{}",
         stdout(&human)
     );
+}
+
+/// Starts `up` on `input` with `state_dir`, output discarded, killed when the test ends.
+fn start_up(input: &Path, state_dir: &Path, extra: &[&str]) -> Reaped {
+    Reaped {
+        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+            .arg("up")
+            .arg(input)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start up"),
+        state_dir: state_dir.to_owned(),
+    }
+}
+
+#[test]
+fn call_exit_code_tells_site_from_emulator() {
+    // Scenario 1010: an NSG on subnet `default` drops outbound 443 to App Service, and app-b
+    // allows only that subnet.
+    let scenario: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("crates/cli/tests/scenarios/1010.json"))
+            .expect("scenario 1010"),
+    )
+    .expect("scenario JSON");
+    let (dir, path) = template(&scenario["template"].to_string());
+    let state = dir.path().join("state");
+    let _up = start_up(&path, &state, &[]);
+    wait_for(|| state.join("state.json").is_file(), "up to start");
+
+    let host = "app-b.azurewebsites.net";
+    let call = |from: &str, url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "call",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--from",
+            from,
+        ];
+        args.extend_from_slice(extra);
+        args.push(url);
+        subnetlock(&args)
+    };
+    let site_url = format!("https://{host}/");
+
+    // A denial is the site's own response, like any status a site sends.
+    let denied = call("internet:198.51.100.20", &site_url, &[]);
+    assert_eq!(denied.status.code(), Some(0), "{}", stderr(&denied));
+    assert!(stderr(&denied).contains("status 403 Ip Forbidden"));
+
+    // The NSG drops the request before the front end, so no site sent the response.
+    let dropped = call("subnet:vnet/default", &site_url, &[]);
+    assert_eq!(dropped.status.code(), Some(2), "{}", stderr(&dropped));
+    assert!(
+        stderr(&dropped).contains("no site sent this response"),
+        "{}",
+        stderr(&dropped)
+    );
+    assert!(
+        stdout(&dropped).contains("deny-app-service"),
+        "{}",
+        stdout(&dropped)
+    );
+
+    // A host that is not a site gets the egress proxy's 502.
+    let elsewhere = call("internet", "https://example.com/", &[]);
+    assert_eq!(elsewhere.status.code(), Some(2), "{}", stderr(&elsewhere));
+    assert!(
+        stdout(&elsewhere).contains("is not a site of this deployment"),
+        "{}",
+        stdout(&elsewhere)
+    );
+
+    // `--expect-status` decides whenever it is given.
+    let expected = call(
+        "subnet:vnet/default",
+        &site_url,
+        &["--expect-status", "502"],
+    );
+    assert_eq!(expected.status.code(), Some(0), "{}", stderr(&expected));
+    let unexpected = call(
+        "internet:198.51.100.20",
+        &site_url,
+        &["--expect-status", "200"],
+    );
+    assert_eq!(unexpected.status.code(), Some(1), "{}", stderr(&unexpected));
+
+    // The control API's rejection names the caller once.
+    let invalid = call("nonsense", &site_url, &[]);
+    assert_eq!(invalid.status.code(), Some(2));
+    assert_eq!(
+        stderr(&invalid).matches("nonsense").count(),
+        1,
+        "{}",
+        stderr(&invalid)
+    );
+}
+
+#[test]
+fn failed_up_removes_state_dir_it_made() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("address").port().to_string();
+    let up = |state: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+            .arg("up")
+            .arg(dir.path())
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--https-port", &port])
+            .output()
+            .expect("up runs")
+    };
+
+    // A directory and its parent that `up` made go with the failed start.
+    let made = dir.path().join("new/state");
+    let output = up(&made);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot listen on"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!made.exists(), "the state directory is left");
+    assert!(!dir.path().join("new").exists(), "its parent is left");
+
+    // A directory that existed keeps everything in it.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).expect("existing dir");
+    std::fs::write(existing.join("notes.txt"), "keep").expect("notes");
+    let output = up(&existing);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(existing.join("notes.txt")).expect("notes kept"),
+        "keep"
+    );
+    assert!(existing.join("lock").is_file());
+}
+
+#[test]
+fn handler_that_exits_leaves_no_state_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(app.join("hello")).expect("function dir");
+    let host = serde_json::json!({
+        "version": "2.0",
+        "customHandler": {"description": {"defaultExecutablePath": "false"}}
+    });
+    std::fs::write(app.join("host.json"), host.to_string()).expect("host.json");
+    let function = serde_json::json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
+        {"type": "http", "direction": "out", "name": "res"}
+    ]});
+    std::fs::write(app.join("hello/function.json"), function.to_string()).expect("function");
+    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
+    let binding = serde_json::json!({
+        "template": "azuredeploy.json",
+        "apps": [{"site": "app", "functionApp": "app"}]
+    });
+    std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+
+    let state = dir.path().join("state");
+    let output = subnetlock(&[
+        "up",
+        dir.path().to_str().expect("path"),
+        "--state-dir",
+        state.to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("did not start"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!state.exists(), "the state directory is left");
+}
+
+#[test]
+fn error_causes_are_printed_once() {
+    let missing = "No such file or directory";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = example();
+    let template = example.join("azuredeploy.json");
+    let nowhere = dir.path().join("nowhere.json");
+
+    let parameters = subnetlock(&[
+        "check",
+        template.to_str().expect("path"),
+        "--parameters",
+        nowhere.to_str().expect("path"),
+    ]);
+    assert_eq!(parameters.status.code(), Some(2));
+    assert_eq!(
+        stderr(&parameters).matches(missing).count(),
+        1,
+        "{}",
+        stderr(&parameters)
+    );
+
+    let bindings = subnetlock(&[
+        "check",
+        example.to_str().expect("path"),
+        "--bindings",
+        nowhere.to_str().expect("path"),
+    ]);
+    assert_eq!(bindings.status.code(), Some(2));
+    assert_eq!(
+        stderr(&bindings).matches(missing).count(),
+        1,
+        "{}",
+        stderr(&bindings)
+    );
+
+    let invalid = dir.path().join("subnetlock.json");
+    std::fs::write(&invalid, "{\"apps\": [").expect("binding file");
+    let bindings = subnetlock(&[
+        "check",
+        example.to_str().expect("path"),
+        "--bindings",
+        invalid.to_str().expect("path"),
+    ]);
+    assert_eq!(bindings.status.code(), Some(2));
+    let text = stderr(&bindings);
+    assert!(text.contains("at line 1, column 10"), "{text}");
+    assert!(!text.contains("at line 1 column 10"), "{text}");
+
+    // A document has no cause list, so the cause joins the message there.
+    let json = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        template.to_str().expect("path"),
+        "--parameters",
+        nowhere.to_str().expect("path"),
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    let error = value["error"].as_str().expect("error");
+    assert_eq!(error.matches(missing).count(), 1, "{error}");
 }

@@ -47,7 +47,7 @@ pub struct AppBinding {
 /// Why a binding file could not be used.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum BindingError {
-    #[error("cannot read binding file `{path}`: {source}")]
+    #[error("cannot read binding file `{path}`")]
     #[diagnostic(help(
         "check the path; `up` looks for `subnetlock.json` in the directory you name"
     ))]
@@ -98,13 +98,20 @@ impl Bindings {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawBindings =
-            serde_json::from_str(&text).map_err(|error| BindingError::Invalid {
+        let raw: RawBindings = serde_json::from_str(&text).map_err(|error| {
+            // serde_json ends its message with the position, which the error names itself.
+            let position = format!(" at line {} column {}", error.line(), error.column());
+            let message = error.to_string();
+            BindingError::Invalid {
                 path: path.to_owned(),
                 line: error.line(),
                 column: error.column(),
-                message: error.to_string(),
-            })?;
+                message: message
+                    .strip_suffix(&position)
+                    .unwrap_or(&message)
+                    .to_owned(),
+            }
+        })?;
         // Handlers run in their app folder, so every path is made absolute here.
         let absolute = std::path::absolute(path).map_err(|source| BindingError::Read {
             path: path.to_owned(),
@@ -226,5 +233,23 @@ mod tests {
         let error = Bindings::load(&path).expect_err("unknown field");
         assert!(error.to_string().contains("exe"), "{error}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn load_errors_name_position_and_cause_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("subnetlock.json");
+        std::fs::write(&path, "{\"apps\": [").expect("write");
+        let error = Bindings::load(&path).expect_err("invalid JSON");
+        let message = error.to_string();
+        assert!(
+            message.ends_with("at line 1, column 10: EOF while parsing a list"),
+            "{message}"
+        );
+
+        let missing = dir.path().join("missing.json");
+        let error = Bindings::load(&missing).expect_err("missing file");
+        let cause = std::error::Error::source(&error).expect("the I/O error is the source");
+        assert!(!error.to_string().contains(&cause.to_string()), "{error}");
     }
 }

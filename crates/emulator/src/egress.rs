@@ -232,7 +232,10 @@ fn open_tunnel(shared: Arc<ProxyShared>, request: Request<Incoming>) -> Response
         Scheme::Https => match shared.ca.server_config_for(&destination.host) {
             Ok(config) => Some(config),
             Err(error) => {
-                return text_response(StatusCode::BAD_REQUEST, &format!("{error}\n"));
+                return text_response(
+                    StatusCode::BAD_REQUEST,
+                    &format!("{}\n", with_causes(&error)),
+                );
             }
         },
         Scheme::Http => None,
@@ -530,6 +533,18 @@ impl Rejection {
     }
 }
 
+/// Formats `error` followed by its causes, for a response body, where no report prints them.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
+
 fn text_response(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *response.status_mut() = status;
@@ -537,6 +552,8 @@ fn text_response(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    // Every response this file builds is the proxy's own, never a site's.
+    crate::pages::mark_emulator_origin(response.headers_mut());
     response
 }
 

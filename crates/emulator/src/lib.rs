@@ -38,6 +38,7 @@ pub mod tls;
 pub use bindings::{AppBinding, Bindings, BINDING_FILE_NAME};
 pub use caller::{Caller, CallerError};
 pub use decisions::DecisionRecord;
+pub use pages::{EMULATOR_ORIGIN, ORIGIN_HEADER};
 pub use reaper::stop_own_processes;
 pub use runtime::{Emulator, EmulatorConfig, FunctionInfo, SiteInfo, StateFile};
 

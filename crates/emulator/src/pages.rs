@@ -25,6 +25,28 @@ pub fn forbidden(source: IpAddr) -> Response<Bytes> {
     response
 }
 
+/// Response header, with the value [`EMULATOR_ORIGIN`], that marks a response no site produced.
+/// The front end sets it on its page for a host that no site serves. The egress proxy sets it
+/// on its own responses, such as its 502 for a destination that is not a site or a request
+/// that a network security group drops. Azure sends no such header, and `subnetlock call`
+/// reads it to distinguish these responses from a site's.
+pub const ORIGIN_HEADER: &str = "x-subnetlock-origin";
+
+/// The value of [`ORIGIN_HEADER`].
+pub const EMULATOR_ORIGIN: &str = "emulator";
+
+/// Adds [`ORIGIN_HEADER`] to a response that no site produced.
+pub fn mark_emulator_origin(headers: &mut http::HeaderMap) {
+    headers.insert(ORIGIN_HEADER, HeaderValue::from_static(EMULATOR_ORIGIN));
+}
+
+/// Builds a plain-text response that no site produced, marked with [`ORIGIN_HEADER`].
+pub fn emulator_text(status: StatusCode, body: impl Into<String>) -> Response<Bytes> {
+    let mut response = text(status, body);
+    mark_emulator_origin(response.headers_mut());
+    response
+}
+
 /// Builds the answer for a host name that no emulated site serves.
 pub fn site_not_found(host: &str) -> Response<Bytes> {
     let body = format!(
@@ -34,7 +56,9 @@ pub fn site_not_found(host: &str) -> Response<Bytes> {
 <code>&lt;app&gt;.azurewebsites.net</code>.</p></body></html>",
         escape(host)
     );
-    html(StatusCode::NOT_FOUND, &body)
+    let mut response = html(StatusCode::NOT_FOUND, &body);
+    mark_emulator_origin(response.headers_mut());
+    response
 }
 
 /// Builds the page a site without bound code serves, like App Service's default page.
@@ -126,5 +150,30 @@ mod tests {
         let response = site_not_found("<x>");
         let body = String::from_utf8_lossy(response.body());
         assert!(body.contains("&lt;x&gt;"));
+    }
+
+    #[test]
+    fn emulator_origin_marks_only_pages_of_no_site() {
+        let origin = |response: &Response<Bytes>| {
+            response
+                .headers()
+                .get(ORIGIN_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            origin(&site_not_found("x")).as_deref(),
+            Some(EMULATOR_ORIGIN)
+        );
+        assert_eq!(
+            origin(&emulator_text(StatusCode::BAD_GATEWAY, "x")).as_deref(),
+            Some(EMULATOR_ORIGIN)
+        );
+        assert_eq!(
+            origin(&forbidden("203.0.113.7".parse().expect("address"))),
+            None
+        );
+        assert_eq!(origin(&default_site_page("x")), None);
+        assert_eq!(origin(&text(StatusCode::UNAUTHORIZED, "")), None);
     }
 }

@@ -178,7 +178,12 @@ impl Emulator {
         // reject leaves no state directory behind.
         let provider = SimulatedProvider::new(KeyMode::Random);
         let topology = deploy(&config, &provider)?;
-        create_state_dir(&config.state_dir)?;
+        // Dropped on every way out but success, a failed or abandoned start included, it
+        // removes the directories this start made and the files it put in them.
+        let mut created = CreatedStateDir {
+            directories: create_state_dir(&config.state_dir)?,
+            state_dir: config.state_dir.clone(),
+        };
         // From here on the directory is named by its canonical path, which a symbolic link
         // re-pointed while the emulator runs cannot change.
         config.state_dir =
@@ -186,7 +191,17 @@ impl Emulator {
                 path: config.state_dir.clone(),
                 source,
             })?;
-        let (lock, earlier_owners) = StateLock::acquire(&config.state_dir)?;
+        let (lock, earlier_owners) = match StateLock::acquire(&config.state_dir) {
+            Ok(acquired) => acquired,
+            Err(error) => {
+                // Another emulator took the directory this start made, so its files are that
+                // emulator's.
+                if matches!(error, EmulatorError::StateDirInUse { .. }) {
+                    created.directories.clear();
+                }
+                return Err(error);
+            }
+        };
         // An owner that released the lock normally stopped its processes itself, so this
         // finds only what a killed one left running.
         let mut left_over = 0;
@@ -206,8 +221,11 @@ impl Emulator {
         // the handlers themselves end with their hosts.
         let marker = reaper::marker_value(&config.state_dir, &lock.token);
         let started = Self::start_locked(config, lock, provider, topology).await;
-        if started.is_err() {
-            reaper::stop_processes_of(&marker).await;
+        match started {
+            Ok(_) => created.directories.clear(),
+            Err(_) => {
+                reaper::stop_processes_of(&marker).await;
+            }
         }
         started
     }
@@ -546,7 +564,7 @@ fn handoff(shared: std::sync::Weak<Shared>) -> Handoff {
         let shared = shared.clone();
         Box::pin(async move {
             let Some(shared) = shared.upgrade() else {
-                return pages::text(
+                return pages::emulator_text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "subnetlock: emulator stopped",
                 );
@@ -562,14 +580,14 @@ pub(crate) async fn egress_request(
     context: EgressContext,
 ) -> Response<Bytes> {
     let Some(front_end) = shared.front_end.get() else {
-        return pages::text(
+        return pages::emulator_text(
             StatusCode::SERVICE_UNAVAILABLE,
             "subnetlock: the deployment is still starting",
         );
     };
     let topology = &shared.topology;
     if topology.site_for_host(&context.host).is_none() {
-        return pages::text(
+        return pages::emulator_text(
             StatusCode::BAD_GATEWAY,
             format!(
                 "subnetlock egress: `{}` is not a site of this deployment; the emulator sends no traffic outside loopback",
@@ -579,7 +597,7 @@ pub(crate) async fn egress_request(
     }
     let caller: Caller = match context.caller.parse() {
         Ok(caller) => caller,
-        Err(error) => return pages::text(StatusCode::BAD_GATEWAY, error.to_string()),
+        Err(error) => return pages::emulator_text(StatusCode::BAD_GATEWAY, error.to_string()),
     };
     // The destination decides the private-endpoint and App Service Environment paths.
     let source = match caller.source_to(
@@ -588,12 +606,16 @@ pub(crate) async fn egress_request(
         shared.service_tags.as_deref(),
     ) {
         Ok(source) => source,
-        Err(error) => return pages::text(StatusCode::BAD_GATEWAY, error.to_string()),
+        Err(error) => return pages::emulator_text(StatusCode::BAD_GATEWAY, error.to_string()),
     };
     let scheme = context.scheme.to_string();
-    front_end
+    let mut response = front_end
         .dispatch(request, source, &context.caller, &scheme)
-        .await
+        .await;
+    // The host is a site's, so the response is that site's, and a marker in it can only
+    // come from the app's own code.
+    response.headers_mut().remove(pages::ORIGIN_HEADER);
+    response
 }
 
 pub(crate) async fn source_proxy(
@@ -845,21 +867,127 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, EmulatorError> {
         })
 }
 
-/// Creates the state directory readable by its owner only; an existing one is left as it is.
-fn create_state_dir(path: &Path) -> Result<(), EmulatorError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
+/// Creates the state directory and its missing parents, readable by their owner only. An
+/// existing directory is left as it is. Returns the directories this call made, parents first.
+fn create_state_dir(path: &Path) -> Result<Vec<CreatedDir>, EmulatorError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+
+    let state_error = |path: &Path, source| EmulatorError::StateDir {
+        path: path.to_owned(),
+        source,
+    };
+    let mut missing = Vec::new();
+    let mut current = Some(path);
+    while let Some(directory) = current {
+        match std::fs::symlink_metadata(directory) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(directory);
+                current = directory.parent();
+            }
+            _ => break,
+        }
     }
-    builder
-        .create(path)
-        .map_err(|source| EmulatorError::StateDir {
-            path: path.to_owned(),
-            source,
-        })
+
+    let mut builder = std::fs::DirBuilder::new();
+    builder.mode(0o700);
+    let mut created = Vec::new();
+    for directory in missing.into_iter().rev() {
+        match builder.create(directory) {
+            // Only a directory this call's own mkdir made counts as created, so that a
+            // spelling such as `new/..` never names an existing directory for removal.
+            Ok(()) => {
+                let metadata = std::fs::symlink_metadata(directory)
+                    .map_err(|source| state_error(directory, source))?;
+                created.push(CreatedDir {
+                    path: directory.to_owned(),
+                    device: metadata.dev(),
+                    inode: metadata.ino(),
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                remove_created(&created, path);
+                return Err(state_error(directory, source));
+            }
+        }
+    }
+    if !path.is_dir() {
+        remove_created(&created, path);
+        return Err(state_error(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    Ok(created)
+}
+
+/// A directory that a start made, with the device and inode number it had then, which a
+/// directory made later in its place does not share.
+struct CreatedDir {
+    path: PathBuf,
+    device: u64,
+    inode: u64,
+}
+
+/// The directories a start made for its state, removed with the files the start wrote into
+/// them when the start does not succeed.
+struct CreatedStateDir {
+    /// Parents first. Empty once the start succeeded, or when every directory existed before.
+    directories: Vec<CreatedDir>,
+    /// The state directory as the start named it before it made it.
+    state_dir: PathBuf,
+}
+
+impl Drop for CreatedStateDir {
+    fn drop(&mut self) {
+        remove_created(&self.directories, &self.state_dir);
+    }
+}
+
+/// Lists the files a start writes into the state directory, with the temporary files that are
+/// renamed into place.
+fn state_files() -> Vec<String> {
+    let pid = std::process::id();
+    [
+        "state.json".to_owned(),
+        format!("state.json.{pid}.tmp"),
+        "ca.pem".to_owned(),
+        format!("ca.pem.{pid}.tmp"),
+        "decisions.jsonl".to_owned(),
+        "lock".to_owned(),
+        format!("lock.{pid}.tmp"),
+    ]
+    .into()
+}
+
+/// Removes `directories` (parents first), deepest first, and the start's files in
+/// `state_dir` when it is one of them. A directory that was replaced since, or that contains
+/// anything else, stays as it is, and so do its parents.
+fn remove_created(directories: &[CreatedDir], state_dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+
+    for created in directories.iter().rev() {
+        let directory = &created.path;
+        let same = std::fs::symlink_metadata(directory).is_ok_and(|metadata| {
+            metadata.dev() == created.device && metadata.ino() == created.inode
+        });
+        if !same {
+            return;
+        }
+        if directory == state_dir {
+            for name in state_files() {
+                let _ = std::fs::remove_file(directory.join(name));
+            }
+        }
+        if let Err(error) = std::fs::remove_dir(directory) {
+            tracing::warn!(
+                directory = %directory.display(),
+                %error,
+                "cannot remove a directory that the failed start created"
+            );
+            return;
+        }
+    }
 }
 
 /// The lock that keeps two emulators from sharing one state directory: an advisory lock
@@ -1124,6 +1252,50 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
         let record = std::fs::symlink_metadata(state.join("lock")).expect("record");
         assert!(record.file_type().is_file());
+    }
+
+    #[test]
+    fn failed_start_removes_created_dirs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = dir.path().join("a/b/state");
+        let created = create_state_dir(&state).expect("create");
+        let names: Vec<&Path> = created.iter().map(|dir| dir.path.as_path()).collect();
+        assert_eq!(
+            names,
+            vec![
+                dir.path().join("a").as_path(),
+                dir.path().join("a/b").as_path(),
+                state.as_path()
+            ]
+        );
+        std::fs::write(state.join("ca.pem"), "ca").expect("ca.pem");
+        std::fs::write(state.join("lock"), "1:1").expect("lock");
+        remove_created(&created, &state);
+        assert!(!dir.path().join("a").exists());
+
+        // A file the start did not write keeps the directory, and so its parents.
+        let created = create_state_dir(&state).expect("create again");
+        std::fs::write(state.join("lock"), "1:1").expect("lock");
+        std::fs::write(state.join("notes.txt"), "keep").expect("notes");
+        remove_created(&created, &state);
+        assert!(!state.join("lock").exists());
+        assert!(state.join("notes.txt").is_file());
+    }
+
+    #[test]
+    fn dot_dot_path_keeps_existing_dir() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("existing")).expect("existing");
+        // `new/..` names the temporary directory itself, which existed before.
+        let state = dir.path().join("new/../existing");
+        let created = create_state_dir(&state).expect("create");
+        let names: Vec<&Path> = created.iter().map(|dir| dir.path.as_path()).collect();
+        assert_eq!(names, vec![dir.path().join("new").as_path()]);
+        remove_created(&created, &state);
+        assert!(dir.path().join("existing").is_dir());
+        assert!(!dir.path().join("new").exists());
+
+        assert!(create_state_dir(dir.path()).expect("existing").is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub const CA_COMMON_NAME: &str = "subnetlock local CA";
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum TlsError {
     /// The key or certificate could not be generated.
-    #[error("failed to generate the certificate for `{subject}`: {source}")]
+    #[error("failed to generate the certificate for `{subject}`")]
     #[diagnostic(help("this is an internal error of the local CA; report it with the host name"))]
     Generate {
         subject: String,
@@ -42,7 +42,7 @@ pub enum TlsError {
     InvalidHost { host: String },
 
     /// rustls rejected the generated certificate or key.
-    #[error("failed to build the TLS configuration for `{host}`: {source}")]
+    #[error("failed to build the TLS configuration for `{host}`")]
     #[diagnostic(help("this is an internal error of the local CA; report it with the host name"))]
     Config {
         host: String,
@@ -51,7 +51,7 @@ pub enum TlsError {
     },
 
     /// The CA bundle could not be written.
-    #[error("failed to write the CA bundle to `{}`: {source}", path.display())]
+    #[error("failed to write the CA bundle to `{}`", path.display())]
     #[diagnostic(help("check that the directory exists and is writable"))]
     Write {
         path: PathBuf,

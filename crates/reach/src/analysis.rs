@@ -95,7 +95,6 @@ impl HeaderLookup for NoHeaders {
 /// Builds the reachability matrix and its findings.
 pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
     let callers = callers(&topology);
-    let routed_callers = routed_callers(&topology);
     let mut rows = Vec::new();
     for site in &topology.sites {
         let compiled = CompiledSiteAccess::compile(&site.access, options);
@@ -104,42 +103,17 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
                 SiteKind::Main => site.default_host_name.clone(),
                 SiteKind::Scm => site.scm_host_name.clone(),
             };
-            let target = egress::Destination { site, kind };
+            let target = Target {
+                site: site.name.clone(),
+                kind,
+                host,
+            };
             for caller in &callers {
-                let Some(egress) = egress_of(&topology, caller, Some(target), options) else {
-                    continue;
-                };
-                let mut decision = compiled.decide(&Request {
-                    source: &egress.source,
-                    site: kind,
-                    headers: &NoHeaders,
-                });
-                subnetlock_model::note_rule_defaults(site, &mut decision);
-                let mut depends_on_unknown = unknown_dependencies(site, kind, &decision);
-                let caller_site = match caller.kind {
-                    CallerKind::App => caller.label.strip_prefix("app:"),
-                    _ => None,
-                };
-                let routed = routed_callers
-                    .iter()
-                    .find(|routed| caller_site == Some(routed.name.as_str()));
-                if let Some(routed) = routed {
-                    let outcome = outcome(&egress, &decision);
-                    depends_on_unknown.extend(route_all_dependencies(
-                        &topology, routed, target, &compiled, outcome,
-                    ));
+                if let Some(row) =
+                    reachability(&topology, site, &compiled, caller, &target, options)
+                {
+                    rows.push(row);
                 }
-                rows.push(Reachability {
-                    from: caller.clone(),
-                    to: Target {
-                        site: site.name.clone(),
-                        kind,
-                        host: host.clone(),
-                    },
-                    egress,
-                    decision,
-                    depends_on_unknown,
-                });
             }
         }
     }
@@ -159,6 +133,81 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
         calls,
         findings,
     }
+}
+
+/// Builds the row of one caller to one host name, for a caller the matrix may not list, such as
+/// an internet address that no rule names. `caller` is written as `--from` accepts it. Returns
+/// `None` when no site serves `host` or when `caller` names no caller of this deployment.
+pub fn reachability_of(
+    topology: &Topology,
+    caller: &str,
+    host: &str,
+    options: &EngineOptions,
+) -> Option<Reachability> {
+    let (site, kind) = topology.site_for_host(host)?;
+    let kind_of_caller = match caller.split_once(':')?.0 {
+        "internet" => CallerKind::Internet,
+        "subnet" => CallerKind::Subnet,
+        "app" => CallerKind::App,
+        "servicetag" => CallerKind::ServiceTag,
+        _ => return None,
+    };
+    let caller = CallerSpec {
+        kind: kind_of_caller,
+        label: caller.to_owned(),
+        note: None,
+    };
+    let target = Target {
+        site: site.name.clone(),
+        kind,
+        host: match kind {
+            SiteKind::Main => site.default_host_name.clone(),
+            SiteKind::Scm => site.scm_host_name.clone(),
+        },
+    };
+    let compiled = CompiledSiteAccess::compile(&site.access, options);
+    reachability(topology, site, &compiled, &caller, &target, options)
+}
+
+/// Asks the engine what the front end of `target` does with `caller`'s request. Returns `None`
+/// when `caller` names no caller of this deployment.
+fn reachability(
+    topology: &Topology,
+    site: &Site,
+    compiled: &CompiledSiteAccess,
+    caller: &CallerSpec,
+    target: &Target,
+    options: &EngineOptions,
+) -> Option<Reachability> {
+    let destination = egress::Destination {
+        site,
+        kind: target.kind,
+    };
+    let egress = egress_of(topology, caller, Some(destination), options)?;
+    let mut decision = compiled.decide(&Request {
+        source: &egress.source,
+        site: target.kind,
+        headers: &NoHeaders,
+    });
+    subnetlock_model::note_rule_defaults(site, &mut decision);
+    let mut depends_on_unknown = unknown_dependencies(site, target.kind, &decision);
+    if let Some(routed) = routed_caller(topology, caller) {
+        let offline = outcome(&egress, &decision);
+        depends_on_unknown.extend(route_all_dependencies(
+            topology,
+            &routed,
+            destination,
+            compiled,
+            offline,
+        ));
+    }
+    Some(Reachability {
+        from: caller.clone(),
+        to: target.clone(),
+        egress,
+        decision,
+        depends_on_unknown,
+    })
 }
 
 /// Lists the callers worth trying: the internet from a documentation address, one address inside
@@ -316,19 +365,20 @@ fn unknown_dependencies(site: &Site, kind: SiteKind, decision: &Decision) -> Vec
     rules.chain(settings).collect()
 }
 
-/// Returns the apps whose route-all is off offline but depends on a setting known only at
-/// deployment time, each as it would be with route-all on.
-fn routed_callers(topology: &Topology) -> Vec<Site> {
-    topology
-        .sites
-        .iter()
-        .filter(|site| site.route_all.depends_on_unknown())
-        .map(|site| {
-            let mut routed = site.clone();
-            routed.route_all.enabled = true;
-            routed
-        })
-        .collect()
+/// Returns app `caller` as it would be with route-all on, when its route-all is off offline but
+/// depends on a setting known only at deployment time.
+fn routed_caller(topology: &Topology, caller: &CallerSpec) -> Option<Site> {
+    if caller.kind != CallerKind::App {
+        return None;
+    }
+    let name = caller.label.strip_prefix("app:")?;
+    let site = topology.sites.iter().find(|site| site.name == name)?;
+    if !site.route_all.depends_on_unknown() {
+        return None;
+    }
+    let mut routed = site.clone();
+    routed.route_all.enabled = true;
+    Some(routed)
 }
 
 /// Returns what a row shows: `None` when the request never reaches the front end, else the

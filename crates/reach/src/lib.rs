@@ -15,5 +15,7 @@ mod analysis;
 pub mod output;
 mod predict;
 
-pub use analysis::{analyze, Analysis, AppCall, CallerKind, CallerSpec, Reachability, Target};
+pub use analysis::{
+    analyze, reachability_of, Analysis, AppCall, CallerKind, CallerSpec, Reachability, Target,
+};
 pub use predict::{predict, predict_with_headers, Prediction, Probe};

@@ -573,6 +573,14 @@ pub fn render_explanation(row: &Reachability) -> String {
             push_line(&mut out, format!("  caller: {note}"));
         }
     }
+    // An allowed request still needs the scm site's own authentication: `predict` expects 401
+    // for it, and the emulator returns that.
+    if row.to.kind == SiteKind::Scm && row.allowed() {
+        push_line(
+            &mut out,
+            "  then: the scm site asks for publishing credentials".to_owned(),
+        );
+    }
     out
 }
 

@@ -7,7 +7,7 @@ use miette::{NamedSource, SourceSpan};
 /// A plan file that cannot be read, is not JSON, or is not a Terraform plan.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
-    #[error("cannot read Terraform plan `{path}`: {source}")]
+    #[error("cannot read Terraform plan `{path}`")]
     #[diagnostic(help(
         "check the path; create the file with `terraform show -json <planfile> > plan.json`"
     ))]
