@@ -105,15 +105,7 @@ pub async fn call(args: CallArgs) -> Result<i32> {
 /// Formats a failed request with its causes, because reqwest's own message ("error sending
 /// request") hides them. The URL is left out, because its query can hold a function key.
 fn request_error_text(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    subnetlock_emulator::with_causes(&error.without_url())
 }
 
 fn read_state(state_dir: &Path) -> Result<State> {

@@ -234,7 +234,7 @@ fn open_tunnel(shared: Arc<ProxyShared>, request: Request<Incoming>) -> Response
             Err(error) => {
                 return text_response(
                     StatusCode::BAD_REQUEST,
-                    &format!("{}\n", with_causes(&error)),
+                    &format!("{}\n", crate::with_causes(&error)),
                 );
             }
         },
@@ -531,18 +531,6 @@ impl Rejection {
     fn into_response(self) -> Response<Full<Bytes>> {
         text_response(self.status, &self.reason)
     }
-}
-
-/// Formats `error` followed by its causes, for a response body, where no report prints them.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
 }
 
 fn text_response(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

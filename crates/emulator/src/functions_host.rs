@@ -149,7 +149,7 @@ pub struct HostConfig {
 /// Errors from loading a function app or starting its handler.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum HostError {
-    #[error("failed to read `{}`: {source}", path.display())]
+    #[error("failed to read `{}`", path.display())]
     #[diagnostic(help("check that the function app folder exists and is readable"))]
     Read {
         path: PathBuf,
@@ -157,7 +157,7 @@ pub enum HostError {
         source: std::io::Error,
     },
 
-    #[error("invalid JSON in `{}`: {source}", path.display())]
+    #[error("invalid JSON in `{}`", path.display())]
     #[diagnostic(help("fix the JSON syntax at the reported line and column"))]
     Json {
         path: PathBuf,
@@ -189,7 +189,7 @@ pub enum HostError {
         reason: String,
     },
 
-    #[error("failed to pick a free loopback port for site `{site}`: {source}")]
+    #[error("failed to pick a free loopback port for site `{site}`")]
     #[diagnostic(help("check that 127.0.0.1 is configured and ports are available"))]
     Port {
         site: String,
@@ -197,7 +197,7 @@ pub enum HostError {
         source: std::io::Error,
     },
 
-    #[error("failed to start custom handler `{}` for site `{site}`: {source}", executable.display())]
+    #[error("failed to start custom handler `{}` for site `{site}`", executable.display())]
     #[diagnostic(help(
         "check `customHandler.description.defaultExecutablePath` and that the program is executable"
     ))]
@@ -1387,9 +1387,12 @@ impl Shared {
         match sent {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error @ SendError::Connect { .. })) => {
-                Err(Attempt::Unreachable(error.to_string()))
+                Err(Attempt::Unreachable(crate::with_causes(&error)))
             }
-            Ok(Err(error)) => Err(Attempt::Done(bad_gateway(&self.site, &error.to_string()))),
+            Ok(Err(error)) => Err(Attempt::Done(bad_gateway(
+                &self.site,
+                &crate::with_causes(&error),
+            ))),
             Err(_) => {
                 // NOTE: the status App Service returns for its 230-second limit is not
                 // verified, so this uses 504, the gateway convention.
@@ -2039,7 +2042,7 @@ async fn supervise(shared: Arc<Shared>, mut worker: Worker, mut stop: watch::Rec
                 Err(error) => {
                     tracing::warn!(
                         site = %shared.site,
-                        %error,
+                        error = %crate::with_causes(&error),
                         retry_in_ms = backoff.as_millis() as u64,
                         "custom handler restart failed",
                     );
@@ -2169,6 +2172,19 @@ mod tests {
 
     fn template(route: &str) -> RouteTemplate {
         RouteTemplate::parse("f", route).expect("route")
+    }
+
+    #[test]
+    fn load_errors_leave_the_cause_to_the_report() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = load_function_app(&dir.path().join("nowhere"), None).expect_err("missing");
+        std::fs::write(dir.path().join("host.json"), "{,}").expect("host.json");
+        let invalid = load_function_app(dir.path(), None).expect_err("invalid JSON");
+        for error in [missing, invalid] {
+            let cause = std::error::Error::source(&error).expect("cause").to_string();
+            assert!(!error.to_string().contains(&cause), "{error}");
+            assert_eq!(crate::with_causes(&error).matches(&cause).count(), 1);
+        }
     }
 
     fn segments(path: &str) -> Vec<Cow<'_, str>> {

@@ -61,10 +61,10 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
     /// Nothing was sent, so the caller may wait for a restarted handler and try again.
-    #[error("cannot connect to the custom handler on 127.0.0.1:{port}: {source}")]
+    #[error("cannot connect to the custom handler on 127.0.0.1:{port}")]
     Connect { port: u16, source: io::Error },
 
-    #[error("connection to the custom handler failed: {0}")]
+    #[error("connection to the custom handler failed")]
     Io(#[from] io::Error),
 
     #[error("the custom handler closed the connection before it sent a complete response")]
@@ -170,10 +170,10 @@ impl HandlerClient {
             {
                 Ok(exchange) => return Ok(self.finish(connection, exchange)),
                 Err(Failure::NotSent(error)) => {
-                    tracing::debug!(port, %error, "reused handler connection failed before the request went out, retrying on a new one");
+                    tracing::debug!(port, error = %crate::with_causes(&error), "reused handler connection failed before the request went out, retrying on a new one");
                 }
                 Err(Failure::NothingReceived(error)) if is_replayable(request) => {
-                    tracing::debug!(port, %error, "reused handler connection closed without a response, retrying on a new one");
+                    tracing::debug!(port, error = %crate::with_causes(&error), "reused handler connection closed without a response, retrying on a new one");
                     delivered_error = Some(error);
                 }
                 Err(Failure::NothingReceived(error) | Failure::AfterSending(error)) => {

@@ -45,6 +45,19 @@ pub use runtime::{Emulator, EmulatorConfig, FunctionInfo, SiteInfo, StateFile};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+/// Formats `error` followed by its causes, joined by `: `, for a log line or a response body,
+/// where no report prints the causes below the message.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}
+
 /// Errors that stop the emulator from starting.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum EmulatorError {
