@@ -63,6 +63,27 @@ fn site_with_rules(rules: &str) -> String {
     )
 }
 
+/// Writes into `dir` a template with site `app` and no rules, and a binding file that serves it
+/// with function app folder `app/`: one anonymous HTTP function `hello` and the given
+/// `customHandler` section.
+fn write_bound_app(dir: &Path, custom_handler: serde_json::Value) {
+    let app = dir.join("app");
+    std::fs::create_dir_all(app.join("hello")).expect("function dir");
+    let host = serde_json::json!({"version": "2.0", "customHandler": custom_handler});
+    std::fs::write(app.join("host.json"), host.to_string()).expect("host.json");
+    let function = serde_json::json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
+        {"type": "http", "direction": "out", "name": "res"}
+    ]});
+    std::fs::write(app.join("hello/function.json"), function.to_string()).expect("function");
+    std::fs::write(dir.join("azuredeploy.json"), site_with_rules("[]")).expect("template");
+    let binding = serde_json::json!({
+        "template": "azuredeploy.json",
+        "apps": [{"site": "app", "functionApp": "app"}]
+    });
+    std::fs::write(dir.join("subnetlock.json"), binding.to_string()).expect("binding");
+}
+
 #[test]
 fn check_example_human() {
     let output = subnetlock(&["check", example().to_str().expect("path")]);
@@ -671,28 +692,14 @@ fn up_stops_left_over_handlers() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(app.join("hello")).expect("function dir");
-    std::fs::write(app.join("handler.py"), BACKGROUND_HANDLER).expect("handler");
-    let host = serde_json::json!({
-        "version": "2.0",
-        "customHandler": {
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({
             "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
             "enableForwardingHttpRequest": true
-        }
-    });
-    std::fs::write(app.join("host.json"), host.to_string()).expect("host.json");
-    let function = serde_json::json!({"bindings": [
-        {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
-        {"type": "http", "direction": "out", "name": "res"}
-    ]});
-    std::fs::write(app.join("hello/function.json"), function.to_string()).expect("function");
-    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
-    let binding = serde_json::json!({
-        "template": "azuredeploy.json",
-        "apps": [{"site": "app", "functionApp": "app"}]
-    });
-    std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+        }),
+    );
+    std::fs::write(dir.path().join("app/handler.py"), BACKGROUND_HANDLER).expect("handler");
     let state = dir.path().join("state");
 
     let start = || Reaped {
@@ -928,24 +935,10 @@ fn failed_up_removes_state_dir_it_made() {
 #[test]
 fn handler_that_exits_leaves_no_state_dir() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(app.join("hello")).expect("function dir");
-    let host = serde_json::json!({
-        "version": "2.0",
-        "customHandler": {"description": {"defaultExecutablePath": "false"}}
-    });
-    std::fs::write(app.join("host.json"), host.to_string()).expect("host.json");
-    let function = serde_json::json!({"bindings": [
-        {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
-        {"type": "http", "direction": "out", "name": "res"}
-    ]});
-    std::fs::write(app.join("hello/function.json"), function.to_string()).expect("function");
-    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
-    let binding = serde_json::json!({
-        "template": "azuredeploy.json",
-        "apps": [{"site": "app", "functionApp": "app"}]
-    });
-    std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "false"}}),
+    );
 
     let state = dir.path().join("state");
     let output = subnetlock(&[

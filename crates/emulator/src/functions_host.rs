@@ -2181,7 +2181,9 @@ mod tests {
         std::fs::write(dir.path().join("host.json"), "{,}").expect("host.json");
         let invalid = load_function_app(dir.path(), None).expect_err("invalid JSON");
         for error in [missing, invalid] {
-            let cause = std::error::Error::source(&error).expect("cause").to_string();
+            let cause = std::error::Error::source(&error)
+                .expect("cause")
+                .to_string();
             assert!(!error.to_string().contains(&cause), "{error}");
             assert_eq!(crate::with_causes(&error).matches(&cause).count(), 1);
         }
