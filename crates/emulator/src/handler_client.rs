@@ -341,9 +341,14 @@ impl Connection {
                 Ok(true) => {
                     self.buffer.reserve(READ_CHUNK);
                     match self.stream.try_read_buf(&mut self.buffer) {
+                        Ok(0) => return (written, WriteOutcome::ResponseStarted),
                         Ok(count) => {
                             self.received += count;
-                            return (written, WriteOutcome::ResponseStarted);
+                            // An interim response asks for the rest of the request, or only
+                            // informs (RFC 9110, section 15.2), so writing goes on after it.
+                            if !self.skip_interim_responses() {
+                                return (written, WriteOutcome::ResponseStarted);
+                            }
                         }
                         Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                         Err(error) => return (written, WriteOutcome::Failed(error)),
@@ -352,6 +357,33 @@ impl Connection {
             }
         }
         (written, WriteOutcome::Complete)
+    }
+
+    /// Consumes the complete interim (1xx) responses at the start of the buffer. Returns
+    /// whether what is left may still be one: nothing, or the start of a head whose status
+    /// line reads `HTTP/1.x 1`. 101 counts as final, because it would end the exchange.
+    fn skip_interim_responses(&mut self) -> bool {
+        loop {
+            match parse_head(&self.buffer) {
+                Ok(Some((length, head)))
+                    if head.status.is_informational()
+                        && head.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    self.buffer.advance(length);
+                }
+                Ok(Some(_)) | Err(_) => return false,
+                Ok(None) => {
+                    let start = self.buffer.get(..10).unwrap_or(&self.buffer[..]);
+                    let interim = b"HTTP/1.1 1";
+                    let alternative = b"HTTP/1.0 1";
+                    return start.is_empty()
+                        || interim.starts_with(start)
+                        || alternative.starts_with(start)
+                        || start.starts_with(interim)
+                        || start.starts_with(alternative);
+                }
+            }
+        }
     }
 
     /// Reads more bytes into the buffer, returning how many arrived (0 at end of stream).
@@ -753,7 +785,10 @@ fn encode_request(port: u16, request: &OutboundRequest<'_>) -> Vec<u8> {
             && listed_in_connection
                 .iter()
                 .any(|listed| listed.eq_ignore_ascii_case(name_text));
+        // `Expect` is dropped because the whole body goes out at once: a `100 Continue` from
+        // the handler would answer a question nobody is waiting on.
         let skip = FRAMING_HEADERS.contains(name)
+            || name == header::EXPECT
             || HOP_BY_HOP.contains(&name_text)
             || listed
             || request.extra_headers.iter().any(|(extra, _)| extra == name);
@@ -964,6 +999,60 @@ mod tests {
         let response = send_get(&client, peer.port).await.unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         assert!(response.headers().get("link").is_none());
+    }
+
+    #[tokio::test]
+    async fn body_goes_on_after_100_continue() {
+        // The handler answers the head with 100 Continue before it reads the body, as Node's
+        // and Python's servers do for `Expect: 100-continue`. The body is larger than the
+        // socket buffers, so the client is still writing when the 100 arrives.
+        const BODY: usize = 8 * 1024 * 1024;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handler = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut received = Vec::new();
+            let mut chunk = vec![0u8; 64 * 1024];
+            let head_end = loop {
+                let count = stream.read(&mut chunk).await.unwrap();
+                received.extend_from_slice(&chunk[..count]);
+                if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+            stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .unwrap();
+            let mut body = received.len() - head_end;
+            while body < BODY {
+                body += stream.read(&mut chunk).await.unwrap();
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            head
+        });
+
+        let client = HandlerClient::new(1024);
+        let body = vec![b'x'; BODY];
+        let mut headers = HeaderMap::new();
+        headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        let request = OutboundRequest {
+            method: &Method::POST,
+            target: "/upload",
+            headers: &headers,
+            extra_headers: &[],
+            body: &body,
+        };
+        let sent = tokio::time::timeout(Duration::from_secs(20), client.send(port, &request));
+        let response = sent.await.expect("no hang").expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body().as_ref(), b"ok");
+        let head = handler.await.unwrap();
+        assert!(!head.contains("expect:"), "{head}");
     }
 
     #[tokio::test]
