@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use subnetlock_access::{Action, EngineOptions, Reason, SiteKind};
 use subnetlock_arm::{EvalOptions, Parameters, Scope};
@@ -250,6 +251,22 @@ async fn control_api_serves_decisions_and_rejects_bad_since() {
         let response = fetch(invalid).await.expect("decisions");
         assert_eq!(response.status(), 400, "since={invalid}");
     }
+
+    // The scheme name ignores case; the token does not.
+    let with_authorization = |value: String| {
+        plain
+            .get(format!("{control}/v1/state"))
+            .header("authorization", value)
+            .send()
+    };
+    let lower = with_authorization(format!("bearer {token}"))
+        .await
+        .expect("state");
+    assert_eq!(lower.status(), 200);
+    let wrong = with_authorization(format!("Bearer {}", token.to_uppercase()))
+        .await
+        .expect("state");
+    assert_eq!(wrong.status(), 401);
     running.emulator.shutdown().await;
 }
 
@@ -453,5 +470,79 @@ async fn forged_identity_headers_from_internet_get_403() {
             .get("x-ms-forbidden-ip")
             .and_then(|v| v.to_str().ok()),
         Some("127.0.0.1")
+    );
+}
+
+/// Sends raw bytes to `addr` and returns what comes back until the server closes or goes
+/// quiet for a second.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(Ok(count)) =
+        tokio::time::timeout(Duration::from_secs(1), stream.read(&mut chunk)).await
+    {
+        if count == 0 {
+            break;
+        }
+        received.extend_from_slice(&chunk[..count]);
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn front_end_decides_on_the_head_and_records_every_request() {
+    let running = up(&example_dir().join("azuredeploy.json")).await;
+    let emulator = &running.emulator;
+    let http = emulator.http_addr();
+    let b = emulator.site("function-app-b-*").expect("B").host.clone();
+
+    // A denied request is answered from its head: 403 at once, with no `100 Continue` that
+    // would invite the body.
+    let denied = format!(
+        "POST /api/function-b HTTP/1.1\r\nHost: {b}\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let answer = raw_exchange(http, denied.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403 Ip Forbidden"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+
+    // Two trailing dots do not name B.
+    let dots = format!("GET /api/function-b HTTP/1.1\r\nHost: {b}..\r\n\r\n");
+    let answer = raw_exchange(http, dots.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+
+    // A is open and has `httpsOnly`, so plain HTTP is redirected; B denies first.
+    let a = emulator.site("function-app-a-*").expect("A").host.clone();
+    let plain = format!("GET /api/function-a?code=x HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    let answer = raw_exchange(http, plain.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 301"), "{answer}");
+    let location = format!("location: https://{a}/api/function-a?code=x\r\n");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&location.to_ascii_lowercase()),
+        "{answer}"
+    );
+
+    // A request the HTTP parser rejects still gets a record.
+    let malformed = format!("GET / HTTP/1.1\r\nHost: {b}\r\nContent-Length: +3\r\n\r\n");
+    let answer = raw_exchange(http, malformed.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+
+    let statuses: Vec<(String, u16)> = emulator
+        .decisions()
+        .iter()
+        .map(|record| (record.host.clone(), record.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (b.to_ascii_lowercase(), 403),
+            (format!("{}..", b.to_ascii_lowercase()), 404),
+            (a.to_ascii_lowercase(), 301),
+            (String::new(), 400),
+        ]
     );
 }

@@ -18,7 +18,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -39,6 +39,7 @@ pub(crate) async fn serve(
                 Ok(pair) => pair,
                 Err(error) => {
                     tracing::warn!(%error, "control API failed to accept a connection");
+                    tokio::time::sleep(crate::frontend::ACCEPT_RETRY).await;
                     continue;
                 }
             },
@@ -59,6 +60,8 @@ pub(crate) async fn serve(
                 }
             });
             if let Err(error) = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(crate::frontend::HEAD_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -73,12 +76,15 @@ async fn handle(
     stop: &watch::Sender<bool>,
     request: Request<Bytes>,
 ) -> Response<Bytes> {
-    let expected = format!("Bearer {}", shared.token);
+    // The scheme name is case-insensitive (RFC 9110, section 11.1); the token is not.
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim_start());
+    if !given.is_some_and(|given| constant_time_eq(given.as_bytes(), shared.token.as_bytes())) {
         return pages::text(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token; read `token` from the emulator's state.json",

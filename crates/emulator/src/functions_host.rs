@@ -361,8 +361,9 @@ impl FunctionsHost {
     }
 
     /// Routes, authorizes and invokes one request, returning the response for the caller.
-    pub async fn handle(&self, request: Request<Bytes>) -> Response<Bytes> {
+    pub async fn handle(&self, mut request: Request<Bytes>) -> Response<Bytes> {
         let shared = &self.shared;
+        normalise_path(&mut request);
 
         let path = request.uri().path();
         let function = match shared.route(path, request.method()) {
@@ -1405,6 +1406,56 @@ impl Shared {
     }
 }
 
+/// Removes `.` and `..` segments from the request path (RFC 3986, section 5.2.4), as Kestrel,
+/// the server under the Functions host, does before routing (its `PathNormalizer`), so that
+/// `/api/x/../f` reaches `f`, and the handler gets the path the host routed by. Escaped dots
+/// (`%2E`) stay, as they do in Kestrel.
+fn normalise_path(request: &mut Request<Bytes>) {
+    let path = request.uri().path();
+    if !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return;
+    }
+    let mut output: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (index, segment) in segments.iter().enumerate() {
+        let last = index + 1 == segments.len();
+        match *segment {
+            "." if last => output.push(""),
+            "." => {}
+            ".." => {
+                output.pop();
+                if last {
+                    output.push("");
+                }
+            }
+            other => output.push(other),
+        }
+    }
+    let mut normalised = String::with_capacity(path.len());
+    for segment in &output {
+        normalised.push('/');
+        normalised.push_str(segment);
+    }
+    if normalised.is_empty() {
+        normalised.push('/');
+    }
+    if let Some(query) = request.uri().query() {
+        normalised.push('?');
+        normalised.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    match normalised.parse() {
+        Ok(path_and_query) => parts.path_and_query = Some(path_and_query),
+        Err(_) => return,
+    }
+    if let Ok(uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
 /// Builds the invoke payload for one HTTP-triggered invocation.
 fn invoke_payload(
     def: &FunctionDef,
@@ -2219,6 +2270,29 @@ mod tests {
                 .find(|(name, _)| name.eq_ignore_ascii_case("code"))
                 .map(|(_, value)| value);
             assert_eq!(decoded.as_deref(), expected, "{query}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_removed_before_routing() {
+        let cases = [
+            ("/api/x/../f?code=k", "/api/f?code=k"),
+            ("/api/./f", "/api/f"),
+            ("/api/f/.", "/api/f/"),
+            ("/api/f/..", "/api/"),
+            ("/../../api/f", "/api/f"),
+            ("/api/%2E%2E/f", "/api/%2E%2E/f"),
+            ("/api/f..", "/api/f.."),
+            (
+                "http://b.azurewebsites.net/a/../f",
+                "http://b.azurewebsites.net/f",
+            ),
+        ];
+        for (target, expected) in cases {
+            let mut request = Request::new(Bytes::new());
+            *request.uri_mut() = target.parse().unwrap();
+            normalise_path(&mut request);
+            assert_eq!(request.uri().to_string(), expected, "{target}");
         }
     }
 

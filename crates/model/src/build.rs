@@ -407,6 +407,13 @@ impl Builder<'_> {
     /// that Azure ignores when written here instead of under `siteConfig`.
     fn read_site_properties(&mut self, resource: &Resource, properties: &Object, site: &mut Site) {
         let base = ["properties"];
+        // NOTE: an `httpsOnly` known only at deployment time reads as off. It decides no
+        // access verdict, only whether `up` redirects plain HTTP.
+        site.https_only = match properties.get("httpsOnly") {
+            Some(Value::Bool(flag)) => *flag,
+            Some(Value::String(text)) => text.eq_ignore_ascii_case("true"),
+            _ => false,
+        };
         self.read_route_all_flag(resource, &base, properties, "vnetRouteAllEnabled", site);
         let routing = self.read_setting(
             resource,

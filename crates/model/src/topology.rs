@@ -90,8 +90,10 @@ impl Topology {
     /// The site that serves `host` (`<name>.azurewebsites.net` or `<name>.scm.azurewebsites.net`),
     /// and which of its two sites the host name addresses.
     pub fn site_for_host(&self, host: &str) -> Option<(&Site, subnetlock_access::SiteKind)> {
-        let host = host.trim_end_matches('.');
+        // A fully qualified name may end in one dot (RFC 1034, section 3.1); two do not name
+        // the same host.
         let host = host.split(':').next().unwrap_or(host);
+        let host = host.strip_suffix('.').unwrap_or(host);
         self.sites.iter().find_map(|site| {
             if host.eq_ignore_ascii_case(&site.default_host_name) {
                 Some((site, subnetlock_access::SiteKind::Main))
@@ -365,6 +367,8 @@ pub struct Site {
     pub unknown_settings: Vec<UnknownSetting>,
     /// Rules of `access` written without `action` or `priority`, by list and array index.
     pub rules_with_defaults: Vec<(subnetlock_access::SiteKind, usize)>,
+    /// `httpsOnly`: plain HTTP requests get a redirect to HTTPS. Read only when known.
+    pub https_only: bool,
     pub declared_at: SourceLocation,
 }
 
@@ -437,6 +441,7 @@ impl Site {
             unknown_rules: Vec::new(),
             unknown_settings: Vec::new(),
             rules_with_defaults: Vec::new(),
+            https_only: false,
             declared_at,
         }
     }

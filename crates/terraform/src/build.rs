@@ -274,6 +274,8 @@ fn add_site(plan: &Plan, resource: &PlanResource, topology: &mut Topology) {
             None => PublicNetworkAccess::Unset,
         };
 
+    site.https_only = flag(resource.values.get("https_only")) == Some(true);
+
     read_app_settings(resource, &mut site);
     read_site_config(plan, resource, &mut site, &mut topology.findings);
     topology.sites.push(site);
