@@ -109,10 +109,10 @@ impl Drop for PendingRecord<'_> {
     }
 }
 
-/// What the front end decided from a request's head.
+/// The front end's decision on a request's head.
 enum Admission<'a> {
-    /// The front end answered, and the answer is logged: a malformed Host, a host no site
-    /// serves, or a denial.
+    /// A response from the front end itself, already logged: for a malformed Host, a host no
+    /// site serves, or a denial.
     Answered(Response<Bytes>),
     /// Access restrictions allow the request; its body may now be read.
     Allowed(Allowed<'a>),
@@ -496,11 +496,11 @@ pub fn canonical_peer(address: IpAddr) -> IpAddr {
     }
 }
 
-/// Longest time a caller may take to send a request head, or to wait idle between requests on
-/// a kept-alive connection, before the connection is closed.
+/// Maximum time a caller may take to send a request head, or stay idle between requests on a
+/// kept-alive connection, before the connection is closed.
 pub(crate) const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Longest time a TLS handshake may take.
+/// Maximum time a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pause after a failed `accept`, so that running out of file descriptors does not turn the
@@ -582,8 +582,8 @@ async fn serve_connection<I>(
         .serve_connection(io, service)
         .await;
     if let Err(error) = served {
-        // The HTTP server answers a request it cannot parse itself, so the service never sees
-        // it; it still gets a record.
+        // hyper responds to a request it cannot parse without calling the service, so the
+        // record is written here.
         if let Some(status) = unparsed_request_status(&error) {
             front_end.log(DecisionRecord {
                 sequence: 0,
@@ -605,14 +605,14 @@ async fn serve_connection<I>(
     }
 }
 
-/// The status hyper's HTTP/1 server sends for a request it could not parse (its
+/// Returns the status hyper's HTTP/1 server sends for a request it could not parse (its
 /// `Server::on_error`), or `None` when it sent nothing.
 fn unparsed_request_status(error: &hyper::Error) -> Option<u16> {
     if !error.is_parse() || error.is_parse_version_h2() {
         return None;
     }
     if error.is_parse_too_large() {
-        // hyper exposes no predicate for its 414; its message is the only way to tell.
+        // hyper exposes no predicate for its 414, so its message tells 414 from 431.
         return Some(if error.to_string().contains("URI too long") {
             414
         } else {

@@ -1406,8 +1406,8 @@ impl Shared {
     }
 }
 
-/// Removes `.` and `..` segments from the request path (RFC 3986, section 5.2.4), as Kestrel,
-/// the server under the Functions host, does before routing (its `PathNormalizer`), so that
+/// Removes `.` and `..` segments from the request path (RFC 3986, section 5.2.4). Kestrel, the
+/// server under the Functions host, does this before routing (its `PathNormalizer`). So
 /// `/api/x/../f` reaches `f`, and the handler gets the path the host routed by. Escaped dots
 /// (`%2E`) stay, as they do in Kestrel.
 fn normalise_path(request: &mut Request<Bytes>) {
@@ -1418,6 +1418,7 @@ fn normalise_path(request: &mut Request<Bytes>) {
     {
         return;
     }
+
     let mut output: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     for (index, segment) in segments.iter().enumerate() {
@@ -1434,6 +1435,7 @@ fn normalise_path(request: &mut Request<Bytes>) {
             other => output.push(other),
         }
     }
+
     let mut normalised = String::with_capacity(path.len());
     for segment in &output {
         normalised.push('/');
@@ -1446,6 +1448,7 @@ fn normalise_path(request: &mut Request<Bytes>) {
         normalised.push('?');
         normalised.push_str(query);
     }
+
     let mut parts = request.uri().clone().into_parts();
     match normalised.parse() {
         Ok(path_and_query) => parts.path_and_query = Some(path_and_query),
@@ -1722,7 +1725,7 @@ fn form_decode(text: &str) -> Cow<'_, str> {
     Cow::Owned(decoded)
 }
 
-/// The byte of the escape `%XX` at `index`, if one is there.
+/// Returns the byte of the escape `%XX` at `index`, if one is there.
 fn escaped_byte(bytes: &[u8], index: usize) -> Option<u8> {
     if bytes.get(index) != Some(&b'%') {
         return None;

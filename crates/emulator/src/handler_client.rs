@@ -344,7 +344,7 @@ impl Connection {
                         Ok(0) => return (written, WriteOutcome::ResponseStarted),
                         Ok(count) => {
                             self.received += count;
-                            // An interim response asks for the rest of the request, or only
+                            // An interim response invites the rest of the request, or only
                             // informs (RFC 9110, section 15.2), so writing goes on after it.
                             if !self.skip_interim_responses() {
                                 return (written, WriteOutcome::ResponseStarted);
@@ -785,8 +785,8 @@ fn encode_request(port: u16, request: &OutboundRequest<'_>) -> Vec<u8> {
             && listed_in_connection
                 .iter()
                 .any(|listed| listed.eq_ignore_ascii_case(name_text));
-        // `Expect` is dropped because the whole body goes out at once: a `100 Continue` from
-        // the handler would answer a question nobody is waiting on.
+        // `Expect` is dropped because the whole body goes out at once, so the client waits for
+        // no `100 Continue`.
         let skip = FRAMING_HEADERS.contains(name)
             || name == header::EXPECT
             || HOP_BY_HOP.contains(&name_text)
