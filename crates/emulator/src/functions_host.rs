@@ -1412,10 +1412,8 @@ impl Shared {
 /// (`%2E`) stay, as they do in Kestrel.
 fn normalise_path(request: &mut Request<Bytes>) {
     let path = request.uri().path();
-    if !path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
+    // Every dot segment starts with `/.`, and most paths have none.
+    if !path.as_bytes().windows(2).any(|pair| pair == b"/.") {
         return;
     }
 
