@@ -360,8 +360,7 @@ pub struct Site {
     pub app_settings: Vec<AppSetting>,
     pub functions: Vec<Function>,
     /// Rules, or whole rule lists, that depend on values unknown offline. `access` contains a
-    /// placeholder that matches nothing for each of them, except for a whole list that the
-    /// Terraform reader reads as empty.
+    /// placeholder that matches nothing for each of them; a whole unknown list has one.
     pub unknown_rules: Vec<UnknownRule>,
     /// Access settings whose value is known only at deployment time, read as unset offline.
     pub unknown_settings: Vec<UnknownSetting>,

@@ -71,8 +71,11 @@ pub(crate) fn read_list(
     };
 
     let entries = blocks(config, block);
-    if entries.is_empty() {
-        note_unknown_list(plan, resource, block, kind, site, findings);
+    if entries.is_empty() && note_unknown_list(plan, resource, block, kind, site, findings) {
+        // A list left unknown until apply is taken to hold rules, as the ARM reader takes
+        // it: one placeholder that matches nothing keeps unmatched traffic on the implicit
+        // deny all. Every verdict on this list is marked as depending on it.
+        list.rules.push(placeholder(&Map::new(), 0));
     }
     for (index, entry) in entries.into_iter().enumerate() {
         let detail = format!("site_config[0].{block}[{index}]");
@@ -246,7 +249,7 @@ fn read_rule(
 }
 
 /// Adds one SL010 finding when the whole block list is known only after apply, for example a
-/// `dynamic` block over an unknown collection.
+/// `dynamic` block over an unknown collection, and returns whether it did.
 fn note_unknown_list(
     plan: &Plan,
     resource: &PlanResource,
@@ -254,10 +257,10 @@ fn note_unknown_list(
     kind: SiteKind,
     site: &mut Site,
     findings: &mut Vec<Finding>,
-) {
+) -> bool {
     let path = [Step::Key("site_config"), Step::Index(0), Step::Key(block)];
     let Resolved::Unknown(expression) = plan.string(resource, &path) else {
-        return;
+        return false;
     };
     findings.push(
         Finding::new(
@@ -271,13 +274,12 @@ fn note_unknown_list(
         .help("verdicts for this site are reported as depending on it; plan with known values to check the rules")
         .at(&site.id, plan.locate(resource, &format!("site_config[0].{block}"))),
     );
-    // NOTE: the number of rules is unknown, so no placeholder rule is added and the list reads
-    // as empty. The unknown entry marks every verdict on this site as uncertain.
     site.unknown_rules.push(UnknownRule {
         list: kind,
         index: None,
         expression,
     });
+    true
 }
 
 /// Reads a rule's `action`: `Allow` or `Deny`, ignoring case; absent means `Allow`, the

@@ -251,6 +251,36 @@ fn module_allow_list_default_allow() {
 }
 
 #[test]
+fn unknown_rule_list_keeps_the_implicit_deny() {
+    // A `dynamic "ip_restriction"` over a collection known only after apply: the planned
+    // values leave the list out and `after_unknown` marks it.
+    let mut plan = module_plan("Deny", "var.subnet_id");
+    let module = &mut plan["planned_values"]["root_module"]["child_modules"][0];
+    let config = &mut module["resources"][1]["values"]["site_config"][0];
+    config.as_object_mut().unwrap().remove("ip_restriction");
+    config
+        .as_object_mut()
+        .unwrap()
+        .remove("ip_restriction_default_action");
+    plan["resource_changes"][0]["change"]["after_unknown"]["site_config"] =
+        json!([{ "ip_restriction": true }]);
+    let topology = from_str("plan.json", &plan.to_string()).unwrap();
+    let site = topology.site("func-b").expect("site");
+
+    assert!(site
+        .unknown_list(subnetlock_access::SiteKind::Main)
+        .is_some());
+    assert!(has(&topology, FindingCode::SL010));
+    // As in the ARM reader, one rule that matches nothing stands for the list, so an internet
+    // caller meets the implicit deny all.
+    assert_eq!(site.access.main.rules.len(), 1);
+    assert_eq!(
+        site.access.main.rules[0].source,
+        SourceCondition::Ranges(Vec::new())
+    );
+}
+
+#[test]
 fn module_rule_unresolved_reference() {
     let plan = module_plan("Deny", "var.subnet_id");
     let topology = from_str("plan.json", &plan.to_string()).unwrap();
