@@ -1,5 +1,5 @@
 //! Evaluation entry points, the public result types, and templates with their parameters
-//! and lazily evaluated variables.
+//! and variables, all resolved before the resources.
 //!
 //! Resources are declared in `resources.rs` and evaluated in `run.rs`. Expressions are
 //! evaluated in `call.rs`.
@@ -279,7 +279,7 @@ enum Slot {
     Done(Value),
 }
 
-/// One template (top level or nested) with its parameters and lazily evaluated variables.
+/// One template (top level or nested) with its parameters and variables, each evaluated once.
 pub(crate) struct Template<'a> {
     pub source: Arc<Source>,
     pub root: Arc<Node>,
@@ -403,6 +403,7 @@ impl<'a> Template<'a> {
     ) -> Result<(Vec<Resource>, IndexMap<String, crate::run::OutputValue>), Error> {
         if self.outer.is_none() {
             self.resolve_all_parameters(engine)?;
+            self.resolve_all_variables(engine)?;
         }
         let declarations = {
             let ctx = crate::call::Ctx::new(engine, self, None);
@@ -642,6 +643,41 @@ impl<'a> Template<'a> {
                 Err(error)
             }
         }
+    }
+
+    /// Evaluates every variable, read or not. "Resource Manager resolves variables before
+    /// starting the deployment operations" (Microsoft Learn, "Variables in ARM templates"), so
+    /// an invalid variable fails the deployment even when nothing reads it. `reference()` and
+    /// `list*()` are rejected in variables, so none of them needs a deployed resource.
+    fn resolve_all_variables(&self, engine: &Engine<'_>) -> Result<(), Error> {
+        let Some((section, section_path)) = self.section("variables") else {
+            return Ok(());
+        };
+        let Some(members) = section.value.as_object() else {
+            let site = node_site(&self.source, &section.value, &section_path);
+            return Err(site.error(
+                ErrorKind::Template,
+                "`variables` must be an object".to_owned(),
+                "declare variables as `\"name\": value`".to_owned(),
+            ));
+        };
+        let ctx = crate::call::Ctx::new(engine, self, None);
+        for member in members.iter() {
+            if !member.key.text.eq_ignore_ascii_case("copy") {
+                let site = node_site(&self.source, &member.value, &section_path);
+                self.variable(&ctx, &member.key.text, &site)?;
+                continue;
+            }
+            // Each entry of a `copy` array declares the variable its `name` names.
+            let entries = member.value.as_array().into_iter().flatten();
+            for entry in entries {
+                if let Some(name) = entry.get("name").and_then(|name| name.as_str()) {
+                    let site = node_site(&self.source, entry, &section_path);
+                    self.variable(&ctx, name, &site)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn has_variable(&self, name: &str) -> bool {

@@ -129,11 +129,11 @@ fn missing_parameter_is_located() {
 }
 
 #[test]
-fn variables_lazy_and_copy() {
+fn variables_resolve_all_and_copy() {
     let template = format!(
         r#"{{"$schema": "{SCHEMA}",
   "variables": {{
-    "unused": "[div(1, 0)]",
+    "unused": "[length('abc')]",
     "base": "[toUpper('x')]",
     "derived": "[concat(variables('base'), '-y')]",
     "copy": [{{"name": "disks", "count": 3, "input": {{"name": "[concat('d', copyIndex('disks'))]"}}}}]
@@ -147,6 +147,23 @@ fn variables_lazy_and_copy() {
     let disks = deployment.outputs["disks"].as_array().unwrap();
     assert_eq!(disks.len(), 3);
     assert_eq!(disks[2].get("name"), Some(&text("d2")));
+
+    // Every variable is resolved before deployment, so one nothing reads still fails it.
+    let broken = template.replace("[length('abc')]", "[div(1, 0)]");
+    let error = run_err(&broken);
+    assert_eq!(error.location().unwrap().json_path, "$.variables.unused");
+    let broken_copy = template.replace("copyIndex('disks')", "copyIndex('nothing')");
+    let error = run_err(&broken_copy);
+    assert!(
+        error
+            .location()
+            .unwrap()
+            .json_path
+            .starts_with("$.variables.copy"),
+        "{error}"
+    );
+    let time = template.replace("[length('abc')]", "[utcNow()]");
+    assert!(run_err(&time).to_string().contains("defaultValue"));
 }
 
 #[test]
