@@ -197,7 +197,7 @@ impl FrontEnd {
         };
 
         if let Some(problem) = bad_host {
-            let response = pages::text(StatusCode::BAD_REQUEST, problem);
+            let response = pages::emulator_text(StatusCode::BAD_REQUEST, problem);
             return Admission::Answered(pending.answer(response));
         }
         let host = pending.record().map(|record| record.host.clone());
@@ -207,7 +207,7 @@ impl FrontEnd {
         };
         let site_key = site.name.to_ascii_lowercase();
         let Some(access) = self.access.get(&site_key) else {
-            let response = pages::text(
+            let response = pages::emulator_text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "subnetlock: no compiled access restrictions for this site",
             );
@@ -784,6 +784,10 @@ mod tests {
             panic!("a request for no site is answered");
         };
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.headers()[pages::ORIGIN_HEADER],
+            pages::EMULATOR_ORIGIN
+        );
         // A request dropped before its answer is logged once, as closed by the caller.
         let pending = PendingRecord {
             front_end: &front_end,

@@ -26,7 +26,8 @@ pub fn forbidden(source: IpAddr) -> Response<Bytes> {
 }
 
 /// Response header, with the value [`EMULATOR_ORIGIN`], that marks a response no site produced.
-/// The front end sets it on its page for a host that no site serves. The egress proxy sets it
+/// The front end sets it on its page for a host that no site serves, and on its 400 for an
+/// invalid or missing Host. The egress proxy sets it
 /// on its own responses, such as its 502 for a destination that is not a site or a request
 /// that a network security group drops. Azure sends no such header, and `subnetlock call`
 /// reads it to distinguish these responses from a site's.
