@@ -6,7 +6,7 @@
 //! matches a source address inside any prefix of any of its tags
 //! (<https://learn.microsoft.com/azure/app-service/app-service-ip-restrictions>).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use serde::Deserialize;
@@ -19,6 +19,8 @@ use crate::IpNet;
 pub struct ServiceTagTable {
     /// Keyed by the lower-case tag name.
     tags: HashMap<String, Vec<IpNet>>,
+    /// The lower-case tag name mapped to the name as the file spells it, in name order.
+    names: BTreeMap<String, String>,
 }
 
 /// A service-tag file that could not be read.
@@ -50,12 +52,16 @@ impl ServiceTagTable {
     ///
     /// Prefixes with host bits set are kept as the network that contains them.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ServiceTagError> {
-        let file: TagFile =
-            serde_json::from_slice(bytes).map_err(|error| ServiceTagError::Json {
-                message: error.to_string(),
+        let file: TagFile = serde_json::from_slice(bytes).map_err(|error| {
+            // serde_json ends its message with the position, which the variant prints itself.
+            let text = error.to_string();
+            let position = format!(" at line {} column {}", error.line(), error.column());
+            ServiceTagError::Json {
+                message: text.strip_suffix(&position).unwrap_or(&text).to_owned(),
                 line: error.line(),
                 column: error.column(),
-            })?;
+            }
+        })?;
 
         let mut table = ServiceTagTable::default();
         for value in file.values {
@@ -95,6 +101,21 @@ impl ServiceTagTable {
         self.tags.get(&tag.to_ascii_lowercase()).map(Vec::as_slice)
     }
 
+    /// Returns up to `max` tag names, as the file spells them, that contain `tag` or that
+    /// `tag` contains, ignoring ASCII case: the names a user who wrote `tag` likely meant.
+    pub fn similar_names(&self, tag: &str, max: usize) -> Vec<&str> {
+        let wanted = tag.to_ascii_lowercase();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        self.names
+            .iter()
+            .filter(|(lower, _)| lower.contains(&wanted) || wanted.contains(lower.as_str()))
+            .map(|(_, name)| name.as_str())
+            .take(max)
+            .collect()
+    }
+
     /// Number of tags in the table.
     pub fn len(&self) -> usize {
         self.tags.len()
@@ -105,6 +126,9 @@ impl ServiceTagTable {
     }
 
     fn insert(&mut self, tag: &str, prefixes: Vec<IpNet>) {
+        self.names
+            .entry(tag.to_ascii_lowercase())
+            .or_insert_with(|| tag.to_owned());
         self.tags
             .entry(tag.to_ascii_lowercase())
             .or_default()
@@ -171,6 +195,29 @@ mod tests {
         let table = ServiceTagTable::from_json(SMALL.as_bytes()).unwrap();
         assert!(table.prefixes("azurefrontdoor.backend").is_some());
         assert!(table.prefixes("AzureCloud").is_none());
+    }
+
+    #[test]
+    fn invalid_json_names_position_once() {
+        let error = ServiceTagTable::from_json(b"{\"values\": [\n  {\"name\": 1}\n]}")
+            .expect_err("invalid");
+        let text = error.to_string();
+        assert_eq!(text.matches("line 2").count(), 1, "{text}");
+        assert!(text.ends_with("at line 2, column 12"), "{text}");
+    }
+
+    #[test]
+    fn similar_names_keep_spelling() {
+        let table = ServiceTagTable::from_json(SMALL.as_bytes()).unwrap();
+        assert_eq!(
+            table.similar_names("frontdoor", 5),
+            vec!["AzureFrontDoor.Backend"]
+        );
+        assert_eq!(
+            table.similar_names("actiongroup.westeurope", 5),
+            vec!["ActionGroup"]
+        );
+        assert!(table.similar_names("Nope", 5).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::SourceLocation;
 
 /// An error found while reading or evaluating a template or a parameters file.
 ///
-/// Every variant except [`Error::Io`] carries the file, line, column and JSON path of the value
+/// Every variant except [`Error::Io`] and [`Error::Inline`] carries the file, line, column and JSON path of the value
 /// at fault, and the source text so that `miette` can underline it.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
@@ -42,6 +42,16 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Parameter(Box<Located>),
+
+    /// A parameter value given inline (`-p NAME=VALUE`), which has no file to point at, is
+    /// invalid for the template.
+    #[error("{message}")]
+    #[diagnostic(code(arm::parameter))]
+    Inline {
+        message: String,
+        #[help]
+        help: String,
+    },
 
     /// Variables, resources or `dependsOn` entries refer to each other in a cycle.
     #[error(transparent)]
@@ -122,10 +132,10 @@ impl Error {
         }
     }
 
-    /// Returns the located payload, or `None` for [`Error::Io`].
+    /// Returns the located payload, or `None` for [`Error::Io`] and [`Error::Inline`].
     pub fn located_payload(&self) -> Option<&Located> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io { .. } | Error::Inline { .. } => None,
             Error::Syntax(located)
             | Error::Expression(located)
             | Error::Function(located)
@@ -135,7 +145,8 @@ impl Error {
         }
     }
 
-    /// Returns the location the error points at, or `None` for [`Error::Io`].
+    /// Returns the location the error points at, or `None` for [`Error::Io`] and
+    /// [`Error::Inline`].
     pub fn location(&self) -> Option<&SourceLocation> {
         self.located_payload().map(|located| &located.location)
     }
@@ -150,7 +161,10 @@ impl Error {
 
     /// Returns the `help` text shown under the message.
     pub fn help_text(&self) -> Option<&str> {
-        self.located_payload().map(|located| located.help.as_str())
+        match self {
+            Error::Inline { help, .. } => Some(help),
+            _ => self.located_payload().map(|located| located.help.as_str()),
+        }
     }
 }
 

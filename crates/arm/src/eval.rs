@@ -13,7 +13,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::error::{Error, ErrorKind};
-use crate::params::{key_vault_unknown, Parameters};
+use crate::params::{key_vault_unknown, Parameters, Supplied};
 use crate::provider::Provider;
 use crate::source::{path_index, path_key, Member, Node, NodeKind, Source};
 use crate::value::{Object, Unknown, Value};
@@ -188,6 +188,7 @@ fn evaluate_source(
         scope: options.scope.clone(),
         level,
         supplied,
+        supplied_from: options.parameters.supplied(),
         outer: None,
         deployment_path: Vec::new(),
         base_copy: Vec::new(),
@@ -289,6 +290,9 @@ pub(crate) struct Template<'a> {
     /// For an outer-scope nested template: the parent, whose parameters and variables apply.
     pub outer: Option<&'a Template<'a>>,
     supplied: HashMap<String, Value>,
+    /// The origin of each value of the top-level deployment, keyed by lower-case name. Empty
+    /// for a nested template, whose values are written in its parent template.
+    supplied_from: HashMap<String, Supplied>,
     params: RefCell<HashMap<String, Slot>>,
     vars: RefCell<HashMap<String, Slot>>,
     /// Names being resolved, for cycle messages.
@@ -306,6 +310,7 @@ pub(crate) struct TemplateInit<'a> {
     pub scope: Scope,
     pub level: ScopeLevel,
     pub supplied: HashMap<String, Value>,
+    pub supplied_from: HashMap<String, Supplied>,
     pub outer: Option<&'a Template<'a>>,
     pub deployment_path: Vec<String>,
     pub base_copy: Vec<CopyFrame>,
@@ -379,6 +384,7 @@ impl<'a> Template<'a> {
             level: init.level,
             outer: init.outer,
             supplied: init.supplied,
+            supplied_from: init.supplied_from,
             params: RefCell::new(HashMap::new()),
             vars: RefCell::new(HashMap::new()),
             resolving: RefCell::new(Vec::new()),
@@ -464,6 +470,13 @@ impl<'a> Template<'a> {
             // NOTE: values passed to nested deployments are only warned about, because the
             // evaluator's outer-scope handling passes the parent's parameters down.
             if self.deployment_path.is_empty() {
+                if let Some(supplied) = self.supplied_from.get(name.as_str()) {
+                    let declared: Vec<&str> = members
+                        .iter()
+                        .map(|member| member.key.text.as_str())
+                        .collect();
+                    return Err(supplied.undeclared_error(&declared));
+                }
                 let section_path = format!("{}.parameters", self.path);
                 let site = node_site(&self.source, &section.value, &section_path);
                 return Err(site.error(
@@ -577,8 +590,16 @@ impl<'a> Template<'a> {
         };
         // NOTE: a known `securestring`/`secureObject` value is returned as a plain value; only
         // Key Vault references arrive as secret unknowns.
-        crate::params::validate_parameter(name, &value, declaration, definition)
-            .map_err(|(message, help)| site.error(ErrorKind::Parameter, message, help))?;
+        // An invalid supplied value is the user's mistake where they wrote it, not in the
+        // declaration; a default value is the template's own.
+        let supplied_from =
+            supplied.and_then(|_| self.supplied_from.get(&name.to_ascii_lowercase()));
+        crate::params::validate_parameter(name, &value, declaration, definition).map_err(
+            |(message, help)| match supplied_from {
+                Some(supplied) => supplied.value_error(message, help),
+                None => site.error(ErrorKind::Parameter, message, help),
+            },
+        )?;
         Ok(value)
     }
 

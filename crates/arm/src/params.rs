@@ -1,5 +1,6 @@
 //! Supplied parameter values: a `deploymentParameters.json` file and inline overrides.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,6 +18,9 @@ use crate::DuplicateKey;
 #[derive(Clone, Debug, Default)]
 pub struct Parameters {
     values: IndexMap<String, Value>,
+    /// The origin of each value, keyed by lower-case name, so that an error about a value
+    /// points at it rather than at the template's declaration.
+    origins: HashMap<String, Origin>,
     /// Keys written twice in one object of the parameters file; the later copy is read.
     duplicate_keys: Vec<DuplicateKey>,
 }
@@ -42,8 +46,13 @@ impl Parameters {
         Parameters::from_source(&source)
     }
 
-    /// Sets a value; it replaces a value of the same name from a file.
+    /// Sets a value given inline (`-p NAME=VALUE`); it replaces a value of the same name
+    /// from a file.
     pub fn set(&mut self, name: &str, value: Value) {
+        self.insert(name, value, Origin::Inline);
+    }
+
+    fn insert(&mut self, name: &str, value: Value, origin: Origin) {
         if let Some(existing) = self
             .values
             .keys()
@@ -53,6 +62,26 @@ impl Parameters {
             self.values.shift_remove(&existing);
         }
         self.values.insert(name.to_owned(), value);
+        self.origins.insert(name.to_ascii_lowercase(), origin);
+    }
+
+    /// Returns each supplied name as written, with where it was written, keyed by lower-case
+    /// name.
+    pub(crate) fn supplied(&self) -> HashMap<String, Supplied> {
+        self.values
+            .keys()
+            .map(|name| {
+                let key = name.to_ascii_lowercase();
+                let origin = self.origins.get(&key).cloned().unwrap_or(Origin::Inline);
+                (
+                    key,
+                    Supplied {
+                        name: name.clone(),
+                        origin,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Looks a value up, ignoring case.
@@ -80,7 +109,7 @@ impl Parameters {
         &self.duplicate_keys
     }
 
-    fn from_source(source: &Source) -> Result<Self, Error> {
+    fn from_source(source: &Arc<Source>) -> Result<Self, Error> {
         let root = source.parse()?;
         let wrapped = root.get("$schema").is_some() || root.get("contentVersion").is_some();
         let (map, map_path) = match root.get("parameters") {
@@ -104,9 +133,95 @@ impl Parameters {
             let name = &member.key.text;
             let path = path_key(&map_path, name);
             let value = entry_value(source, &member.value, &path, name)?;
-            parameters.set(name, value);
+            // A type or range error underlines the `value`; a Key Vault reference is never
+            // checked, because its value is unknown offline.
+            let (value_span, value_path) = match member.value.get("value") {
+                Some(node) => ((node.start, node.end), path_key(&path, "value")),
+                None => ((member.value.start, member.value.end), path.clone()),
+            };
+            let origin = Origin::File(Box::new(FileOrigin {
+                source: Arc::clone(source),
+                key_span: (member.key_start, member.key_end),
+                key_path: path,
+                value_span,
+                value_path,
+            }));
+            parameters.insert(name, value, origin);
         }
         Ok(parameters)
+    }
+}
+
+/// The place a supplied parameter value was written.
+#[derive(Clone, Debug)]
+pub(crate) enum Origin {
+    File(Box<FileOrigin>),
+    /// An inline override, which the command line takes as `-p NAME=VALUE`.
+    Inline,
+}
+
+/// An entry of a parameters file: the spans and JSON paths of its key and of its value.
+#[derive(Clone, Debug)]
+pub(crate) struct FileOrigin {
+    source: Arc<Source>,
+    key_span: (usize, usize),
+    key_path: String,
+    value_span: (usize, usize),
+    value_path: String,
+}
+
+/// A supplied parameter: its name as the user wrote it and where.
+#[derive(Clone, Debug)]
+pub(crate) struct Supplied {
+    pub name: String,
+    pub origin: Origin,
+}
+
+impl Supplied {
+    /// Builds an error about the supplied value, located at the value in the parameters file,
+    /// or naming the inline override.
+    pub(crate) fn value_error(&self, message: String, help: String) -> Error {
+        match &self.origin {
+            Origin::File(file) => {
+                let (start, end) = file.value_span;
+                let location = file.source.location(start, end, &file.value_path);
+                Error::located(ErrorKind::Parameter, message, help, &file.source, location)
+            }
+            Origin::Inline => Error::Inline {
+                message: format!("{message}, given as `-p {}=...`", self.name),
+                help,
+            },
+        }
+    }
+
+    /// Builds the error for a supplied parameter that the template does not declare.
+    /// `declared` lists the template's parameter names.
+    pub(crate) fn undeclared_error(&self, declared: &[&str]) -> Error {
+        let name = &self.name;
+        let declared = if declared.is_empty() {
+            "the template declares no parameters".to_owned()
+        } else {
+            format!("the template declares: {}", declared.join(", "))
+        };
+        match &self.origin {
+            Origin::File(file) => {
+                let (start, end) = file.key_span;
+                let location = file.source.location(start, end, &file.key_path);
+                Error::located(
+                    ErrorKind::Parameter,
+                    format!("parameter `{name}` is in the parameters file but the template does not declare it"),
+                    format!("remove it from the parameters file or fix its name; {declared}"),
+                    &file.source,
+                    location,
+                )
+            }
+            Origin::Inline => Error::Inline {
+                message: format!(
+                    "parameter `{name}` is given as `-p {name}=...` but the template does not declare it"
+                ),
+                help: format!("remove the `-p` flag or fix the name; {declared}"),
+            },
+        }
     }
 }
 

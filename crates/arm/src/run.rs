@@ -604,6 +604,7 @@ impl<'a> Run<'a> {
             scope,
             level,
             supplied,
+            supplied_from: std::collections::HashMap::new(),
             outer: if inner { None } else { Some(self.tpl) },
             deployment_path,
             base_copy: if inner { Vec::new() } else { decl.copy.clone() },

@@ -89,10 +89,33 @@ fn parameter_validation_errors() {
         let mut parameters = Parameters::new();
         parameters.set("sku", value);
         let error = run_with(&template, parameters).unwrap_err();
-        assert_eq!(error.message(), message);
-        assert!(matches!(error, Error::Parameter(_)));
-        assert_eq!(error.location().unwrap().json_path, "$.parameters.sku");
+        assert!(matches!(error, Error::Inline { .. }), "{error:?}");
+        assert_eq!(error.message(), format!("{message}, given as `-p sku=...`"));
     }
+}
+
+#[test]
+fn invalid_file_value_points_at_value() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "contentVersion": "1.0.0.0",
+  "parameters": {{ "sku": {{"type": "string"}} }},
+  "resources": []}}"#
+    );
+    let parameters = Parameters::parse(
+        "main.parameters.json",
+        "{\"parameters\": {\n  \"Sku\": {\"value\": 5}}}",
+    )
+    .unwrap();
+    let error = run_with(&template, parameters).unwrap_err();
+    assert!(matches!(error, Error::Parameter(_)));
+    assert_eq!(
+        error.message(),
+        "parameter `sku` must be of type `string`, found int `5`"
+    );
+    let location = error.location().unwrap();
+    assert!(location.file.ends_with("main.parameters.json"));
+    assert_eq!((location.line, location.column), (2, 20));
+    assert_eq!(location.json_path, "$.parameters.Sku.value");
 }
 
 #[test]
@@ -104,14 +127,30 @@ fn undeclared_parameter_is_rejected() {
   "resources": []}}"#
     );
     let mut parameters = Parameters::new();
-    parameters.set("skuu", text("S1"));
+    parameters.set("frontDoorId", text("S1"));
+    let error = run_with(&template, parameters).unwrap_err();
+    assert!(matches!(error, Error::Inline { .. }), "{error:?}");
+    assert_eq!(
+        error.message(),
+        "parameter `frontDoorId` is given as `-p frontDoorId=...` but the template does not declare it"
+    );
+    assert!(error.help_text().unwrap().contains("declares: sku"));
+
+    let parameters = Parameters::parse(
+        "main.parameters.json",
+        "{\"parameters\": {\n  \"sku\": {\"value\": \"S1\"},\n  \"frontDoorId\": {\"value\": \"x\"}}}",
+    )
+    .unwrap();
     let error = run_with(&template, parameters).unwrap_err();
     assert!(matches!(error, Error::Parameter(_)));
     assert_eq!(
         error.message(),
-        "parameter `skuu` is supplied but the template does not declare it"
+        "parameter `frontDoorId` is in the parameters file but the template does not declare it"
     );
-    assert_eq!(error.location().unwrap().json_path, "$.parameters");
+    let location = error.location().unwrap();
+    assert!(location.file.ends_with("main.parameters.json"));
+    assert_eq!((location.line, location.column), (3, 3));
+    assert_eq!(location.json_path, "$.parameters.frontDoorId");
 }
 
 #[test]

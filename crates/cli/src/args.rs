@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Exit codes: 0 success; 1 `check` found errors, `demo` saw a live result that \
 differs from the prediction, or `call --expect-status` got another status; 2 invalid input, \
 a deployment `up` or `demo` does not start because Azure would reject it, `demo` stopped by a \
-signal before it compared every probe, `call` without `--expect-status` got a response that no \
+signal before it compared every probe, `demo` with nothing to compare, `call` without `--expect-status` got a response that no \
 site sent, or a failure of the tool itself."
 )]
 pub struct Cli {
@@ -115,7 +115,8 @@ pub struct CheckArgs {
 pub struct ExplainArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Caller: `internet[:<address>]`, `subnet:<vnet/subnet>` or `app:<site>`.
+    /// Caller: `internet[:<address>]`, `subnet:<vnet>/<subnet>`, `app:<site>` or
+    /// `servicetag:<tag>`.
     #[arg(long)]
     pub from: String,
     /// Target site name or host name (`<site>.azurewebsites.net`, `<site>.scm.azurewebsites.net`).
@@ -149,7 +150,8 @@ pub struct UpArgs {
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
-    /// Caller: `internet[:<address>]`, `subnet:<vnet/subnet>` or `app:<site>`.
+    /// Caller: `internet[:<address>]`, `subnet:<vnet>/<subnet>`, `app:<site>` or
+    /// `servicetag:<tag>`.
     #[arg(long)]
     pub from: String,
     /// URL, for example https://<site>.azurewebsites.net/api/<function>?code=<key>.

@@ -70,7 +70,7 @@ pub async fn call(args: CallArgs) -> Result<i32> {
         .unwrap_or_default();
     if !args.include && !status.is_success() {
         // Without `-i` the body alone does not show a denial or a missing key.
-        eprintln!("status {} {reason}", status.as_u16());
+        err!("status {} {reason}", status.as_u16());
     }
     if args.include {
         out!("{:?} {} {reason}", response.version(), status.as_u16());
@@ -86,7 +86,7 @@ pub async fn call(args: CallArgs) -> Result<i32> {
     // failed connection.
     match args.expect_status {
         Some(expected) if expected != status.as_u16() => {
-            eprintln!("expected status {expected}, got {}", status.as_u16());
+            err!("expected status {expected}, got {}", status.as_u16());
             Ok(EXIT_FINDINGS)
         }
         Some(_) => Ok(EXIT_OK),
@@ -144,14 +144,16 @@ async fn source_proxy(state: &State, from: &str) -> Result<String> {
         })?;
     let status = response.status();
     let body = response.text().await.into_diagnostic()?;
-    // The control API returns 400 with the caller's problem as the body, which names the
-    // caller itself.
+    // The control API returns 400 with the caller's problem on the first line, which names the
+    // caller itself, and the deployment's callers on the next.
     if status == reqwest::StatusCode::BAD_REQUEST {
-        return Err(miette!(
-            help = "write `internet`, `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`",
-            "{}",
-            body.trim_end()
-        ));
+        let body = body.trim_end();
+        let (message, callers) = body.split_once('\n').unwrap_or((body, ""));
+        let mut help = "write `internet`, `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`".to_owned();
+        if let Some(callers) = callers.trim().strip_prefix("callers in this deployment: ") {
+            help = format!("{help}; callers in this deployment: {callers}");
+        }
+        return Err(miette!(help = help, "{message}"));
     }
     if !status.is_success() {
         return Err(miette!(

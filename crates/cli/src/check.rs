@@ -32,11 +32,21 @@ pub fn check(args: CheckArgs) -> Result<i32> {
                 .join(": ");
             match args.format {
                 Format::Human => {}
-                Format::Json => out!(
+                Format::Json => {
+                    let help = error.help().map(|help| help.to_string());
+                    out!(
+                        "{}",
+                        output::render_json_failure(
+                            &message,
+                            help.as_deref(),
+                            &template.display().to_string()
+                        )
+                    )
+                }
+                Format::Sarif => out!(
                     "{}",
-                    output::render_json_failure(&message, &template.display().to_string())
+                    output::render_sarif_failure(&message, &template, sarif_base().as_deref())
                 ),
-                Format::Sarif => out!("{}", output::render_sarif_failure(&message, &template)),
             }
             return Err(error);
         }
@@ -46,7 +56,7 @@ pub fn check(args: CheckArgs) -> Result<i32> {
     let text = match args.format {
         Format::Human => output::render_human(&analysis, &template),
         Format::Json => output::render_json(&analysis, &template),
-        Format::Sarif => output::render_sarif(&analysis, &inputs.template),
+        Format::Sarif => output::render_sarif(&analysis, &inputs.template, sarif_base().as_deref()),
     };
     out!("{}", text.trim_end());
     let has_errors = analysis
@@ -56,13 +66,20 @@ pub fn check(args: CheckArgs) -> Result<i32> {
     Ok(if has_errors { EXIT_FINDINGS } else { EXIT_OK })
 }
 
+/// Returns the base directory of SARIF artifact URIs: the current directory, which in CI is
+/// the repository root that code scanning resolves `%SRCROOT%` to.
+fn sarif_base() -> Option<std::path::PathBuf> {
+    std::env::current_dir().ok()
+}
+
 pub fn explain(args: ExplainArgs) -> Result<i32> {
     let inputs = resolve_inputs(&args.input)?;
+    inputs.check_service_tag_caller(&args.from)?;
     let topology = inputs.topology()?;
     let analysis = analyze(topology, &inputs.engine);
 
     let from = normalize_caller(&args.from);
-    let target = args.to.trim().to_ascii_lowercase();
+    let target = target_host(&args.to);
     let rows: Vec<_> = analysis
         .rows
         .iter()
@@ -130,6 +147,19 @@ fn explain_any_caller(
             args.from
         )
     })
+}
+
+/// Returns the site name or host name `--to` names: the host of an `http` or `https` URL such
+/// as `https://<site>.azurewebsites.net/api/f`, else the text itself, in lower case.
+fn target_host(text: &str) -> String {
+    let text = text.trim();
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => match url.host_str() {
+            Some(host) => host.to_ascii_lowercase(),
+            None => text.to_ascii_lowercase(),
+        },
+        _ => text.to_ascii_lowercase(),
+    }
 }
 
 /// `internet` alone means the analysis' sample internet address.

@@ -71,10 +71,20 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     };
     emulator.shutdown().await;
     let Some(results) = results else {
-        eprintln!("stopped before the probes finished");
+        err!("stopped before the probes finished");
         return Ok(EXIT_ERROR);
     };
     let results = results?;
+    if results.is_empty() {
+        // A demo that compared nothing must not pass a CI job as if it had compared everything.
+        return Err(miette::miette!(
+            help = format!(
+                "add a binding file (`{}`) that maps a site to a function app folder, as examples/lock-in-subnet does",
+                subnetlock_emulator::BINDING_FILE_NAME
+            ),
+            "nothing to compare: no site of this deployment has bound code with an HTTP function, and no app calls another from its app settings"
+        ));
+    }
 
     out!("\n== check versus live ==");
     // The probe column is as wide as the longest label, plus the mark column before it.

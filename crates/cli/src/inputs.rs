@@ -37,6 +37,8 @@ pub struct Inputs {
     /// The deployment already in place, for redeploy checks.
     pub previous: Option<PathBuf>,
     pub scale_unit: ScaleUnit,
+    /// The service-tag file behind `engine.service_tags`, for messages.
+    pub service_tags_file: Option<PathBuf>,
 }
 
 /// Resolves the input arguments: a directory means its binding file (or its azuredeploy.json);
@@ -73,6 +75,15 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
             .unwrap_or_else(|| input.join(DEFAULT_TEMPLATE)),
     };
     if !template.is_file() {
+        if args.template.is_none() && input.is_dir() && binding_file.is_none() {
+            return Err(miette!(
+                help = format!(
+                    "pass the template file itself, name it with --template, or add a `{BINDING_FILE_NAME}` binding file that names it"
+                ),
+                "directory `{}` has neither a `{BINDING_FILE_NAME}` binding file nor an `{DEFAULT_TEMPLATE}` template",
+                input.display()
+            ));
+        }
         return Err(miette!(
             help = "name the template with --template, or add `\"template\"` to the binding file",
             "template `{}` does not exist",
@@ -111,19 +122,22 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
             }
             let found = sibling_parameters(&template);
             if let Some(path) = &found {
-                eprintln!("note: using parameters file `{}`", path.display());
+                err!("note: using parameters file `{}`", path.display());
             }
             found
         });
 
     let mut parameter_values = Vec::new();
     for entry in &args.parameter {
-        let (name, text) = entry.split_once('=').ok_or_else(|| {
-            miette!(
-                help = "write it as NAME=VALUE, for example -p location=westeurope",
-                "invalid parameter `{entry}`"
-            )
-        })?;
+        let (name, text) = entry
+            .split_once('=')
+            .filter(|(name, _)| !name.trim().is_empty())
+            .ok_or_else(|| {
+                miette!(
+                    help = "write it as NAME=VALUE, for example -p location=westeurope",
+                    "invalid parameter `{entry}`"
+                )
+            })?;
         let value = match serde_json::from_str::<serde_json::Value>(text) {
             Ok(json) => json_to_value(json),
             Err(_) => Value::String(text.to_owned()),
@@ -143,9 +157,13 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
 
     let mut engine = EngineOptions::default();
     if let Some(path) = &args.service_tags {
-        let bytes = std::fs::read(path)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read service tags file `{}`", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|error| {
+            miette!(
+                help = "download `ServiceTags_Public_<date>.json` from Microsoft (\"Azure IP Ranges and Service Tags\") and pass its path",
+                "cannot read service tags file `{}`: {error}",
+                path.display()
+            )
+        })?;
         let table = ServiceTagTable::from_json(&bytes)
             .wrap_err_with(|| format!("invalid service tags file `{}`", path.display()))?;
         engine.service_tags = Some(Arc::new(table));
@@ -166,6 +184,7 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         engine,
         previous: args.previous.clone(),
         scale_unit: args.scale_unit.into(),
+        service_tags_file: args.service_tags.clone(),
     })
 }
 
@@ -206,6 +225,31 @@ fn sibling_parameters(template: &Path) -> Option<PathBuf> {
 }
 
 impl Inputs {
+    /// Fails when `caller` is `servicetag:<tag>` and the service-tag file has no such tag.
+    /// Without a file any tag name is accepted, and the caller gets a documentation address.
+    pub fn check_service_tag_caller(&self, caller: &str) -> Result<()> {
+        let Some((kind, tag)) = caller.trim().split_once(':') else {
+            return Ok(());
+        };
+        let (Some(table), Some(file)) = (&self.engine.service_tags, &self.service_tags_file) else {
+            return Ok(());
+        };
+        if !kind.eq_ignore_ascii_case("servicetag") || table.prefixes(tag).is_some() {
+            return Ok(());
+        }
+        let similar = table.similar_names(tag, 5);
+        let help = if similar.is_empty() {
+            "write the tag as the file's `values[].name` spells it, for example `AzureFrontDoor.Backend` or `AppService.WestEurope`".to_owned()
+        } else {
+            format!("tags with a similar name: {}", similar.join(", "))
+        };
+        Err(miette!(
+            help = help,
+            "no service tag `{tag}` in `{}`",
+            file.display()
+        ))
+    }
+
     /// Builds the topology: a Terraform plan is read as it is, an ARM template is evaluated
     /// offline with placeholder keys.
     pub fn topology(&self) -> Result<Topology> {

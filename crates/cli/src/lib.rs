@@ -7,8 +7,8 @@
 //!
 //! Exit codes: 0 success; 1 findings of severity error (`check`), a mismatch between prediction
 //! and live result (`demo`), or an unexpected status (`call --expect-status`); 2 invalid input,
-//! a response that no site sent (`call` without `--expect-status`), or a failure of the tool
-//! itself.
+//! a response that no site sent (`call` without `--expect-status`), a `demo` with nothing to
+//! compare, or a failure of the tool itself.
 
 /// Writes a line to stdout, ignoring write errors: a closed pipe (`subnetlock check | head`)
 /// ends the output, not the process.
@@ -24,6 +24,16 @@ macro_rules! out_raw {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
         let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Writes a line to stderr, ignoring write errors: a closed or full stderr
+/// (`subnetlock check x 2>&- | true`, `2>/dev/full`) loses the message but keeps the exit code,
+/// where `eprintln!` would panic and exit with 101.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
     }};
 }
 
@@ -56,7 +66,7 @@ pub fn run(cli: Cli) -> i32 {
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            err!("error: cannot start the async runtime: {error}");
             return EXIT_ERROR;
         }
     };
@@ -72,7 +82,7 @@ pub fn run(cli: Cli) -> i32 {
     match result {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("{report:?}");
+            err!("{report:?}");
             EXIT_ERROR
         }
     }

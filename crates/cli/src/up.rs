@@ -26,10 +26,41 @@ pub async fn up(args: UpArgs) -> Result<i32> {
         () = &mut stop => return Ok(abandon_start().await),
     };
     print_summary(&emulator, &bindings, &overrides, true);
-    eprintln!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
+    if let Some(note) = findings_note(emulator.findings()) {
+        err!("{note}");
+    }
+    err!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
     emulator.wait(&mut stop).await;
     emulator.shutdown().await;
     Ok(EXIT_OK)
+}
+
+/// Returns one line that counts the errors and warnings `check` reports for the running
+/// deployment, with their codes, or `None` when there are none. `up` prints no findings itself.
+fn findings_note(findings: &[subnetlock_model::Finding]) -> Option<String> {
+    use subnetlock_model::Severity;
+    let mut parts = Vec::new();
+    for (severity, name) in [(Severity::Error, "error"), (Severity::Warning, "warning")] {
+        let mut codes: Vec<String> = findings
+            .iter()
+            .filter(|finding| finding.severity == severity)
+            .map(|finding| finding.code.to_string())
+            .collect();
+        let count = codes.len();
+        if count == 0 {
+            continue;
+        }
+        codes.dedup();
+        let plural = if count == 1 { "" } else { "s" };
+        parts.push(format!("{count} {name}{plural} ({})", codes.join(", ")));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "note: `subnetlock check` reports {} for this deployment; run it with the same options for details",
+        parts.join(" and ")
+    ))
 }
 
 /// Says that handlers are built before the emulator starts, because the first build takes
@@ -48,7 +79,7 @@ pub fn announce_builds(config: &EmulatorConfig) {
         }
     }
     for command in commands {
-        eprintln!(
+        err!(
             "building handlers: {command} (a first build takes a few minutes; --no-build skips it)"
         );
     }
@@ -59,7 +90,7 @@ pub fn announce_builds(config: &EmulatorConfig) {
 /// started.
 pub async fn abandon_start() -> i32 {
     let stopped = subnetlock_emulator::stop_own_processes().await;
-    eprintln!("stopped while starting ({stopped} left-over process(es) stopped)");
+    err!("stopped while starting ({stopped} left-over process(es) stopped)");
     EXIT_OK
 }
 
@@ -122,17 +153,17 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
         Ok(emulator) => Ok(emulator),
         Err(EmulatorError::DeploymentRejected { findings }) => {
             for finding in &findings {
-                eprintln!(
+                err!(
                     "error {} {}: {}",
                     finding.code,
                     finding.code.name(),
                     finding.message
                 );
                 if let Some(location) = &finding.location {
-                    eprintln!("  --> {location}");
+                    err!("  --> {location}");
                 }
                 if let Some(help) = &finding.help {
-                    eprintln!("  help: {help}");
+                    err!("  help: {help}");
                 }
             }
             Err(miette!(
@@ -159,7 +190,7 @@ pub fn print_summary(
             .iter()
             .any(|site| subnetlock_emulator::bindings::pattern_matches(pattern, &site.name));
         if !used {
-            eprintln!(
+            err!(
                 "warning: --handler pattern `{pattern}` matches no site of this deployment; the sites are {}",
                 emulator
                     .sites()
@@ -175,7 +206,7 @@ pub fn print_summary(
             subnetlock_emulator::bindings::pattern_matches(&app.site_pattern, &site.name)
         });
         if !used {
-            eprintln!(
+            err!(
                 "warning: binding `{}` matches no site of this deployment; its code is not started",
                 app.site_pattern
             );

@@ -160,12 +160,28 @@ fn check_sarif_has_rules_and_locations() {
         .expect("SL012 result");
     let region = &scm["locations"][0]["physicalLocation"]["region"];
     assert!(region["startLine"].as_u64().expect("line") > 1);
+    // The example is under the current directory, so its URI is relative to `%SRCROOT%`.
+    let artifact = &scm["locations"][0]["physicalLocation"]["artifactLocation"];
+    assert_eq!(artifact["uri"], "examples/lock-in-subnet/azuredeploy.json");
+    assert_eq!(artifact["uriBaseId"], "%SRCROOT%");
+    let root = value["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"]
+        .as_str()
+        .expect("base URI");
+    assert!(
+        root.starts_with("file:///") && root.ends_with('/'),
+        "{root}"
+    );
     let rules = value["runs"][0]["tool"]["driver"]["rules"]
         .as_array()
         .expect("rules");
-    assert!(rules
+    let rule = rules
         .iter()
-        .any(|rule| rule["name"] == "scm-site-open-while-main-site-locked"));
+        .find(|rule| rule["name"] == "scm-site-open-while-main-site-locked")
+        .expect("SL012 rule");
+    assert_eq!(
+        rule["helpUri"],
+        "https://github.com/subnetlock/subnetlock/blob/main/docs/rules.md#sl012-scm-site-open-while-main-site-locked"
+    );
 }
 
 #[test]
@@ -391,10 +407,72 @@ fn missing_input_names_the_path() {
 }
 
 #[test]
+fn unwritable_stderr_keeps_exit_code() {
+    // Writing the report to a full device fails, and the exit code is still 2 for invalid input.
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        println!("skipped: /dev/full is absent");
+        return;
+    };
+    let output = Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+        .args(["check", "no/such/template.json"])
+        .current_dir(workspace_root())
+        .stderr(full)
+        .output()
+        .expect("subnetlock runs");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
 fn invalid_parameter_flag() {
     let output = subnetlock(&["check", example().to_str().expect("path"), "-p", "novalue"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("invalid parameter `novalue`"));
+
+    let output = subnetlock(&["check", example().to_str().expect("path"), "-p", "=x"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("invalid parameter `=x`"));
+    assert!(stderr(&output).contains("NAME=VALUE"));
+}
+
+#[test]
+fn parameter_errors_point_at_the_value() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let parameters = dir.path().join("p.json");
+    std::fs::write(
+        &parameters,
+        "{\"parameters\": {\n  \"packageUriA\": {\"value\": 5},\n  \"packageUriB\": {\"value\": \"b\"}}}",
+    )
+    .expect("parameters");
+    let template = example().join("azuredeploy.json");
+    let output = subnetlock(&[
+        "check",
+        template.to_str().expect("path"),
+        "--parameters",
+        parameters.to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("p.json:2:28 ($.parameters.packageUriA.value)"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = subnetlock(&[
+        "check",
+        template.to_str().expect("path"),
+        "-p",
+        "packageUriA=a",
+        "-p",
+        "packageUriB=b",
+        "-p",
+        "frontDoorId=abc",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("parameter `frontDoorId` is given as `-p frontDoorId=...`"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -430,13 +508,22 @@ fn explain_unlisted_caller_uses_row_layout() {
     let site = "function-app-b-yobmxbvmtplck";
     let scm = "function-app-b-yobmxbvmtplck.scm.azurewebsites.net";
 
-    // `internet` is a row of the matrix; 198.51.100.7 and the service tag are not.
+    // `internet` is a row of the matrix; 198.51.100.7 and the service tag are not. Each says
+    // how its address relates to the rules.
     let listed = explain("internet", site);
     let unlisted = explain("internet:198.51.100.7", site);
     assert_eq!(
-        listed.replace("203.0.113.10", "198.51.100.7"),
-        format!("{unlisted}  caller: any address no rule names\n"),
+        listed.replace("203.0.113.10", "198.51.100.7").replace(
+            "is a sample of the addresses that no rule names",
+            "is an address that no rule names"
+        ),
+        unlisted,
         "{listed}\n{unlisted}"
+    );
+    assert!(
+        listed
+            .ends_with("  caller: 203.0.113.10 is a sample of the addresses that no rule names\n"),
+        "{listed}"
     );
     assert!(
         unlisted.starts_with(
@@ -461,6 +548,116 @@ fn explain_unlisted_caller_uses_row_layout() {
     assert!(unlisted_scm.contains("(scm site)\n"), "{unlisted_scm}");
 }
 
+/// A VNet with subnet `pe` (no service endpoint), site `app` on a Premium plan with a private
+/// endpoint in `pe` and no private DNS zone, and the given `publicNetworkAccess` and main rules.
+fn private_endpoint_without_zone(public_network_access: &str, rules: &str) -> String {
+    format!(
+        r#"{{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    {{ "type": "Microsoft.Network/virtualNetworks", "apiVersion": "2022-07-01", "name": "vnet",
+       "location": "westeurope",
+       "properties": {{ "addressSpace": {{ "addressPrefixes": ["10.0.0.0/16"] }},
+         "subnets": [ {{ "name": "pe", "properties": {{ "addressPrefix": "10.0.2.0/24" }} }} ] }} }},
+    {{ "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+       "location": "westeurope", "sku": {{ "name": "P1v3", "tier": "PremiumV3" }} }},
+    {{ "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+       "location": "westeurope", "kind": "app", "dependsOn": ["plan"],
+       "properties": {{
+         "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+         "publicNetworkAccess": {public_network_access},
+         "siteConfig": {{ "ipSecurityRestrictions": {rules} }}
+       }} }},
+    {{ "type": "Microsoft.Network/privateEndpoints", "apiVersion": "2022-07-01", "name": "pe1",
+       "location": "westeurope", "dependsOn": ["app", "vnet"],
+       "properties": {{
+         "subnet": {{ "id": "[resourceId('Microsoft.Network/virtualNetworks/subnets', 'vnet', 'pe')]" }},
+         "privateLinkServiceConnections": [ {{ "name": "c", "properties": {{
+           "privateLinkServiceId": "[resourceId('Microsoft.Web/sites', 'app')]", "groupIds": ["sites"] }} }} ] }} }}
+  ]
+}}"#
+    )
+}
+
+#[test]
+fn explain_subnet_caller_route() {
+    let (_dir, path) = template(&private_endpoint_without_zone(r#""Enabled""#, "[]"));
+    let output = subnetlock(&[
+        "explain",
+        path.to_str().expect("path"),
+        "--from",
+        "subnet:vnet/pe",
+        "--to",
+        "app",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    // A VM's call starts in its subnet; route-all is a setting of apps.
+    assert!(!text.contains("route-all"), "{text}");
+    assert!(
+        text.contains("  route: subnet `pe` has no `Microsoft.Web` service endpoint, so the call leaves through the default internet route\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("`app` has private endpoint `pe1`, but no `privatelink.azurewebsites.net` private DNS zone linked to the caller's VNet resolves `app.azurewebsites.net` to it"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("the caller sits in subnet `pe`").count(),
+        1,
+        "{text}"
+    );
+}
+
+#[test]
+fn check_rows_name_invalid_setting_and_sample_wide_range() {
+    let (_dir, path) = template(&private_endpoint_without_zone(
+        r#""Enabled ""#,
+        r#"[{ "ipAddress": "0.0.0.0/0", "action": "Allow", "priority": 100, "name": "all" }]"#,
+    ));
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("denied: publicNetworkAccess is \"Enabled \", which is not a valid value (SL020) and reads as Disabled"),
+        "{text}"
+    );
+    assert!(!text.contains("publicNetworkAccess is Disabled"), "{text}");
+    // The wide range is sampled with a documentation address, not 0.0.0.1.
+    assert!(text.contains("internet:198.51.100.1 "), "{text}");
+    assert!(!text.contains("internet:0.0.0.1"), "{text}");
+}
+
+#[test]
+fn check_without_sites_says_none() {
+    let (_dir, path) = template(
+        r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1", "tier": "Standard" } }
+  ]
+}"#,
+    );
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("\nsites\n  none: the template deploys no web app or function app"),
+        "{text}"
+    );
+    for kind in ["main", "scm"] {
+        assert!(
+            text.contains(&format!(
+                "\nreachability, {kind} sites\n  none: there is no site to reach\n"
+            )),
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn explain_unknown_caller_lists_callers() {
     let output = subnetlock(&[
@@ -473,6 +670,63 @@ fn explain_unknown_caller_lists_callers() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("internet:203.0.113.10"));
+}
+
+#[test]
+fn explain_unknown_service_tag_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tags = dir.path().join("ServiceTags_Public.json");
+    std::fs::write(
+        &tags,
+        r#"{"values": [{"name": "AzureFrontDoor.Backend", "properties": {"addressPrefixes": ["147.243.0.0/16"]}}]}"#,
+    )
+    .expect("tags");
+    let explain = |from: &str| {
+        subnetlock(&[
+            "explain",
+            example().to_str().expect("path"),
+            "--from",
+            from,
+            "--to",
+            "function-app-b-yobmxbvmtplck",
+            "--service-tags",
+            tags.to_str().expect("path"),
+        ])
+    };
+    let unknown = explain("servicetag:Nope");
+    assert_eq!(unknown.status.code(), Some(2));
+    let text = stderr(&unknown);
+    assert!(text.contains("no service tag `Nope` in `"), "{text}");
+    assert!(text.contains("ServiceTags_Public.json"), "{text}");
+
+    let misspelt = explain("servicetag:frontdoor");
+    assert_eq!(misspelt.status.code(), Some(2));
+    assert!(
+        stderr(&misspelt).contains("tags with a similar name: AzureFrontDoor.Backend"),
+        "{}",
+        stderr(&misspelt)
+    );
+
+    let known = explain("servicetag:AzureFrontDoor.Backend");
+    assert_eq!(known.status.code(), Some(0), "{}", stderr(&known));
+    assert!(stdout(&known).contains("147.243.0.0"), "{}", stdout(&known));
+}
+
+#[test]
+fn caller_help_lists_every_form() {
+    for command in ["explain", "call"] {
+        let output = subnetlock(&[command, "--help"]);
+        assert_eq!(output.status.code(), Some(0));
+        let text = stdout(&output);
+        for form in [
+            "internet[:<address>]",
+            "subnet:<vnet>/<subnet>",
+            "app:<site>",
+            "servicetag:<tag>",
+        ] {
+            assert!(text.contains(form), "{command} --help lacks {form}: {text}");
+        }
+    }
 }
 
 #[test]
@@ -773,7 +1027,7 @@ fn rule_defaults_mark_verdicts() {
     assert_eq!(row["reason"]["index"], 0, "{row}");
     assert_eq!(
         row["from"]["note"], "a documentation address that a rule's range contains",
-        "the sample is not 'any address no rule names' here: {row}"
+        "the sample is not one that no rule names here: {row}"
     );
     let ambiguities = row["ambiguities"].as_array().expect("ambiguities");
     assert!(
@@ -879,7 +1133,7 @@ fn call_exit_code_tells_site_from_emulator() {
     );
     assert_eq!(unexpected.status.code(), Some(1), "{}", stderr(&unexpected));
 
-    // The control API's rejection names the caller once.
+    // The control API's rejection names the caller once, and lists the deployment's callers.
     let invalid = call("nonsense", &site_url, &[]);
     assert_eq!(invalid.status.code(), Some(2));
     assert_eq!(
@@ -887,6 +1141,120 @@ fn call_exit_code_tells_site_from_emulator() {
         1,
         "{}",
         stderr(&invalid)
+    );
+    let unknown_site = call("app:nope", &site_url, &[]);
+    assert_eq!(unknown_site.status.code(), Some(2));
+    let text = stderr(&unknown_site);
+    assert!(text.contains("no site named `nope`"), "{text}");
+    assert!(
+        text.contains("callers in this deployment: internet"),
+        "{text}"
+    );
+    assert!(text.contains("subnet:vnet/default"), "{text}");
+    assert!(text.contains("app:app-b"), "{text}");
+}
+
+#[test]
+fn demo_without_probes_fails() {
+    // A site without bound code and no calls between apps leaves nothing to compare.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
+    let state = dir.path().join("state");
+    let output = subnetlock(&[
+        "demo",
+        dir.path().to_str().expect("path"),
+        "--no-build",
+        "--state-dir",
+        state.to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nothing to compare"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stdout(&output).contains("live result equals"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// Sends `GET path` with the bearer token of the `up` whose state is in `state_dir` to its
+/// control API and returns the response body.
+fn control_get(state_dir: &Path, path: &str) -> String {
+    use std::io::{Read, Write};
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state_dir.join("state.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let url = state["control_url"].as_str().expect("control_url");
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        state["token"].as_str().expect("token")
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+#[test]
+fn up_serves_and_notes_every_finding() {
+    // One allowed range locks the main site and leaves the scm site open (SL012, a warning
+    // that only the reachability analysis finds).
+    let (dir, path) = template(&site_with_rules(
+        r#"[{"ipAddress": "198.51.100.0/24", "action": "Allow", "priority": 100, "name": "one"}]"#,
+    ));
+    let check = subnetlock(&["check", "--format", "json", path.to_str().expect("path")]);
+    let expected: serde_json::Value = serde_json::from_str(&stdout(&check)).expect("check JSON");
+    let codes = |findings: &serde_json::Value| -> Vec<String> {
+        findings
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|finding| finding["code"].as_str().expect("code").to_owned())
+            .collect()
+    };
+    let expected = codes(&expected["findings"]);
+    assert!(expected.contains(&"SL012".to_owned()), "{expected:?}");
+
+    let state = dir.path().join("state");
+    let log = dir.path().join("up.err");
+    let _up = Reaped {
+        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+            .arg("up")
+            .arg(&path)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start up"),
+        state_dir: state.clone(),
+    };
+    wait_for(|| state.join("state.json").is_file(), "up to start");
+    let served: serde_json::Value =
+        serde_json::from_str(&control_get(&state, "/v1/findings")).expect("findings JSON");
+    assert_eq!(codes(&served), expected);
+
+    wait_for(
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("running;")
+        },
+        "up to print its summary",
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        text.contains("note: `subnetlock check` reports 1 warning (SL012) for this deployment"),
+        "{text}"
     );
 }
 
@@ -954,6 +1322,92 @@ fn handler_that_exits_leaves_no_state_dir() {
         stderr(&output)
     );
     assert!(!state.exists(), "the state directory is left");
+}
+
+#[test]
+fn missing_handler_has_help() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "handler"}}),
+    );
+    let state = dir.path().join("state");
+    let missing = dir.path().join("no-such-handler");
+    let handler = format!("app={}", missing.display());
+    let output = subnetlock(&[
+        "up",
+        dir.path().to_str().expect("path"),
+        "--no-build",
+        "--state-dir",
+        state.to_str().expect("path"),
+        "--handler",
+        &handler,
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(text.contains("no-such-handler"), "{text}");
+    assert!(text.contains("help: check the handler"), "{text}");
+}
+
+#[test]
+fn input_errors_have_help() {
+    // A directory with neither a binding file nor the default template.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = subnetlock(&["check", empty.path().to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains(
+            "has neither a `subnetlock.json` binding file nor an `azuredeploy.json` template"
+        ),
+        "{text}"
+    );
+
+    let output = subnetlock(&[
+        "check",
+        example().to_str().expect("path"),
+        "--service-tags",
+        "no/such/tags.json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("cannot read service tags file `no/such/tags.json`"),
+        "{text}"
+    );
+    assert!(text.contains("help: download"), "{text}");
+
+    // The JSON failure document carries the help too.
+    let output = subnetlock(&["check", "--format", "json", "no/such/template.json"]);
+    assert_eq!(output.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert!(
+        value["help"]
+            .as_str()
+            .expect("help")
+            .contains("ARM template"),
+        "{value}"
+    );
+}
+
+#[test]
+fn explain_accepts_url_as_target() {
+    let output = subnetlock(&[
+        "explain",
+        example().to_str().expect("path"),
+        "--from",
+        "internet",
+        "--to",
+        "https://function-app-b-yobmxbvmtplck.azurewebsites.net/api/function-b?code=x",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with(
+            "internet:203.0.113.10 -> function-app-b-yobmxbvmtplck.azurewebsites.net (main site)"
+        ),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]

@@ -44,6 +44,18 @@ pub enum CallerError {
     #[error("no subnet `{0}` in this deployment, or the name is not unique")]
     #[diagnostic(help("name the subnet as `vnet/subnet` or by its full id"))]
     UnknownSubnet(String),
+    #[error(
+        "no service tag `{tag}` in the service-tag file `up` loaded{}",
+        similar_hint(similar)
+    )]
+    #[diagnostic(help(
+        "write the tag as the file's `values[].name` spells it, for example `AzureFrontDoor.Backend`"
+    ))]
+    UnknownServiceTag {
+        tag: String,
+        /// Tags of the file with a similar name, comma-separated; empty when none.
+        similar: String,
+    },
     #[error("outbound rule `{rule}` of network security group `{network_security_group}` on the subnet of caller `{caller}` drops the request")]
     #[diagnostic(help(
         "allow outbound TCP 443 to the `AppService` service tag (or `VirtualNetwork` for private endpoints) in the network security group"
@@ -53,6 +65,14 @@ pub enum CallerError {
         network_security_group: String,
         rule: String,
     },
+}
+
+fn similar_hint(similar: &str) -> String {
+    if similar.is_empty() {
+        String::new()
+    } else {
+        format!(" (tags with a similar name: {similar})")
+    }
 }
 
 impl FromStr for Caller {
@@ -99,9 +119,23 @@ impl fmt::Display for Caller {
 }
 
 impl Caller {
-    /// Checks that the caller names something in the topology.
-    pub fn validate(&self, topology: &Topology) -> Result<(), CallerError> {
+    /// Checks that the caller names something in the topology, or a tag of `service_tags`
+    /// when a service-tag table was loaded.
+    pub fn validate(
+        &self,
+        topology: &Topology,
+        service_tags: Option<&ServiceTagTable>,
+    ) -> Result<(), CallerError> {
         match self {
+            Caller::ServiceTag(tag) => match service_tags {
+                Some(table) if table.prefixes(tag).is_none() => {
+                    Err(CallerError::UnknownServiceTag {
+                        tag: tag.clone(),
+                        similar: table.similar_names(tag, 5).join(", "),
+                    })
+                }
+                _ => Ok(()),
+            },
             Caller::App(site) if topology.site(site).is_none() => {
                 Err(CallerError::UnknownSite(site.clone()))
             }
@@ -144,7 +178,10 @@ impl Caller {
                     .ok_or_else(|| CallerError::UnknownSubnet(text.clone()))?;
                 Ok(egress::from_subnet_to_site(topology, subnet, target))
             }
-            Caller::ServiceTag(tag) => Ok(egress::from_service_tag(tag, service_tags)),
+            Caller::ServiceTag(tag) => {
+                self.validate(topology, service_tags)?;
+                Ok(egress::from_service_tag(tag, service_tags))
+            }
         }
     }
 
@@ -184,6 +221,41 @@ impl Caller {
 #[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_service_tag_is_rejected_with_a_table() {
+        let table = ServiceTagTable::from_prefixes([(
+            "AzureFrontDoor.Backend",
+            vec![
+                subnetlock_access::IpNet::new("147.243.0.0".parse().expect("ip"), 16)
+                    .expect("prefix"),
+            ],
+        )]);
+        let topology = Topology::default();
+        let unknown = Caller::ServiceTag("Nope".to_owned());
+        assert_eq!(
+            unknown.validate(&topology, Some(&table)),
+            Err(CallerError::UnknownServiceTag {
+                tag: "Nope".to_owned(),
+                similar: String::new(),
+            })
+        );
+        assert!(unknown.source_to(&topology, None, Some(&table)).is_err());
+        // Without a file every name is accepted, as the analysis does.
+        assert_eq!(unknown.validate(&topology, None), Ok(()));
+
+        let misspelt = Caller::ServiceTag("frontdoor".to_owned());
+        let message = misspelt
+            .validate(&topology, Some(&table))
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            message.ends_with("(tags with a similar name: AzureFrontDoor.Backend)"),
+            "{message}"
+        );
+        let known = Caller::ServiceTag("azurefrontdoor.backend".to_owned());
+        assert_eq!(known.validate(&topology, Some(&table)), Ok(()));
+    }
 
     #[test]
     fn parse_callers() {

@@ -5,9 +5,11 @@
 //! - `GET /v1/state`: sites, host names, function URLs and keys;
 //! - `GET /v1/decisions?since=N`: front-end decisions after sequence number N, as JSON, from
 //!   the newest [`crate::decisions::MAX_RECORDS_IN_MEMORY`] (the file has them all);
-//! - `GET /v1/findings`: what Azure would say about the deployment;
+//! - `GET /v1/findings`: every finding `subnetlock check` reports for the deployment, as the
+//!   `findings` array of `check --format json`;
 //! - `POST /v1/sources` with `{"from": "internet:203.0.113.7"}`: a proxy address whose requests
-//!   carry that caller's source identity;
+//!   carry that caller's source identity. An invalid caller gets 400 with a text body: the
+//!   error on the first line, then `callers in this deployment: ...`;
 //! - `POST /v1/shutdown`: stops the emulator.
 
 use std::sync::Arc;
@@ -152,7 +154,7 @@ async fn create_source(shared: &Arc<Shared>, body: &Bytes) -> Response<Bytes> {
     };
     let caller: Caller = match from.parse() {
         Ok(caller) => caller,
-        Err(error) => return pages::text(StatusCode::BAD_REQUEST, error.to_string()),
+        Err(error) => return invalid_caller(shared, &error),
     };
     match source_proxy(shared, &caller).await {
         Ok(proxy) => {
@@ -162,8 +164,31 @@ async fn create_source(shared: &Arc<Shared>, body: &Bytes) -> Response<Bytes> {
                 &serde_json::json!({ "from": caller.to_string(), "proxy": proxy, "egress": source }),
             )
         }
-        Err(error) => pages::text(StatusCode::BAD_REQUEST, error.to_string()),
+        Err(error) => invalid_caller(shared, &error),
     }
+}
+
+/// Builds the 400 response for a caller the deployment does not have, which lists the callers
+/// it has, as `explain` does.
+fn invalid_caller(shared: &Shared, error: &crate::caller::CallerError) -> Response<Bytes> {
+    let topology = &shared.topology;
+    let mut callers = vec!["internet".to_owned(), "internet:<address>".to_owned()];
+    for vnet in &topology.vnets {
+        for subnet in &vnet.subnets {
+            callers.push(format!("subnet:{}/{}", vnet.name, subnet.name));
+        }
+    }
+    for site in &topology.sites {
+        callers.push(format!("app:{}", site.name));
+    }
+    callers.push("servicetag:<tag>".to_owned());
+    pages::text(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "{error}\ncallers in this deployment: {}\n",
+            callers.join(", ")
+        ),
+    )
 }
 
 fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {

@@ -342,7 +342,9 @@ impl Emulator {
             token: random_token(),
             source_proxies: tokio::sync::Mutex::new(HashMap::new()),
             app_proxies: Mutex::new(Vec::new()),
-            findings: topology.findings.clone(),
+            // The same findings `check` reports: the deployment's and the reachability ones.
+            findings: subnetlock_reach::analyze(Topology::clone(&topology), &config.engine)
+                .findings,
             service_tags: config.engine.service_tags.clone(),
         });
 
@@ -470,6 +472,7 @@ impl Emulator {
         &self.shared.topology
     }
 
+    /// Returns the findings `check` reports for this deployment, most severe first.
     pub fn findings(&self) -> &[Finding] {
         &self.shared.findings
     }
@@ -622,7 +625,7 @@ pub(crate) async fn source_proxy(
     shared: &Arc<Shared>,
     caller: &Caller,
 ) -> Result<SocketAddr, CallerError> {
-    caller.validate(&shared.topology)?;
+    caller.validate(&shared.topology, shared.service_tags.as_deref())?;
     let key = caller.to_string();
     let mut proxies = shared.source_proxies.lock().await;
     if let Some(proxy) = proxies.get(&key) {

@@ -84,28 +84,14 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
         topology.findings.push(finding);
     }
     for unresolved in &deployment.unresolved_templates {
-        let shown = |value: &Value| match value {
-            Value::Unknown(unknown) if unknown.secret => "a secret value".to_owned(),
-            Value::Unknown(unknown) => format!("`[{}]`", unknown.expression),
-            Value::String(text) => format!("`{text}`"),
-            other => format!("`{}`", serde_json::to_string(other).unwrap_or_default()),
-        };
-        let link = ["uri", "id"]
-            .iter()
-            .find_map(|key| {
-                unresolved
-                    .link
-                    .get(key)
-                    .map(|value| format!("by {key} {}", shown(value)))
-            })
-            .unwrap_or_else(|| shown(&unresolved.link));
         topology.findings.push(
             Finding::new(
                 FindingCode::SL010,
                 Severity::Warning,
                 format!(
-                    "nested deployment `{}` links template {link}, which is not read offline, so the resources it deploys are not analysed",
-                    unresolved.deployment
+                    "nested deployment `{}` links its template {}; subnetlock does not fetch linked templates, so the resources it deploys are not analysed",
+                    unresolved.deployment,
+                    describe_link(&unresolved.link)
                 ),
             )
             .help("use `templateLink.relativePath` to a local file, or inline the template, to have it analysed")
@@ -114,6 +100,27 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     }
     validate::validate(&mut topology);
     Ok(topology)
+}
+
+/// Describes a `templateLink` for a message: by `uri` or `id` with its value, or the whole
+/// link. A value built from a secure parameter or a Key Vault secret is not shown.
+fn describe_link(link: &Value) -> String {
+    let shown = |value: &Value| match value {
+        Value::Unknown(unknown) if unknown.secret => {
+            "(its value is built from a secure parameter or a secret, so it is not shown)"
+                .to_owned()
+        }
+        Value::Unknown(unknown) => format!("`[{}]`", unknown.expression),
+        Value::String(text) => format!("`{text}`"),
+        other => format!("`{}`", serde_json::to_string(other).unwrap_or_default()),
+    };
+    ["uri", "id"]
+        .iter()
+        .find_map(|key| {
+            link.get(key)
+                .map(|value| format!("by `{key}` {}", shown(value)))
+        })
+        .unwrap_or_else(|| format!("with `templateLink` {}", shown(link)))
 }
 
 /// Adds SL019 for each rule list of Allow rules whose default action is Allow. The Terraform
@@ -757,6 +764,9 @@ impl Builder<'_> {
                     "publicNetworkAccess",
                     other,
                     "`Enabled`, `Disabled` or an empty string",
+                );
+                site.invalid_public_network_access = Some(
+                    serde_json::to_string(other).unwrap_or_else(|_| other.type_name().to_owned()),
                 );
                 Some(PublicNetworkAccess::Disabled)
             }

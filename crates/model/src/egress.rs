@@ -196,6 +196,13 @@ fn through_vnet(
             };
             return apply_nsg(topology, subnet, NsgDestination::Vnet(None), egress);
         }
+        if let Some(endpoint) = unresolved_private_endpoint(topology, target) {
+            steps.push(format!(
+                "`{}` has private endpoint `{endpoint}`, but no `{PRIVATE_LINK_ZONE}` private DNS zone linked to the caller's VNet resolves `{}` to it, so the call goes to the public address",
+                target.site.name,
+                host_of(target)
+            ));
+        }
         if let Some(environment) = environment_seen_from(topology, subnet, target) {
             steps.push(format!(
                 "`{}` runs in App Service Environment `{environment}` in the caller's VNet, so the request stays in the VNet and arrives from the caller's private address {private_address}",
@@ -212,11 +219,12 @@ fn through_vnet(
         }
     }
     let mut egress = public();
-    // The public path may open with the same sentence (subnet callers do).
-    if egress.steps.first() != steps.first() {
-        steps.append(&mut egress.steps);
-        egress.steps = steps;
+    // The public path may open with the same sentence (subnet callers do), which appears once.
+    if egress.steps.first() == steps.first() {
+        egress.steps.remove(0);
     }
+    steps.append(&mut egress.steps);
+    egress.steps = steps;
     // Only a request that entered the VNet meets the subnet's network security group.
     let enters_vnet = matches!(
         egress.path,
@@ -407,6 +415,22 @@ fn private_endpoint_seen_from(
         })
 }
 
+/// Returns the name of a private endpoint of `target` (group `sites`), for a caller that
+/// [`private_endpoint_seen_from`] found no zone for.
+fn unresolved_private_endpoint(topology: &Topology, target: Destination<'_>) -> Option<String> {
+    topology
+        .private_endpoints
+        .iter()
+        .filter(|endpoint| endpoint.target_id.eq_ignore_ascii_case(&target.site.id))
+        .find(|endpoint| {
+            endpoint
+                .group_ids
+                .iter()
+                .any(|group| group.to_ascii_lowercase().starts_with("sites"))
+        })
+        .map(|endpoint| endpoint.name.clone())
+}
+
 /// Finds the App Service Environment hosting `target` when it sits in the caller's VNet.
 fn environment_seen_from(
     topology: &Topology,
@@ -486,7 +510,9 @@ pub fn from_site_to_app_service(topology: &Topology, caller: &Site) -> Egress {
 
     from_subnet(
         subnet,
-        caller.route_all.enabled,
+        Sender::App {
+            route_all: caller.route_all.enabled,
+        },
         &caller.name,
         steps,
         || shared_outbound_address(caller.plan_id.as_deref().unwrap_or(&caller.id)),
@@ -497,14 +523,25 @@ pub fn from_site_to_app_service(topology: &Topology, caller: &Site) -> Egress {
 /// or Application Gateway) to App Service. Such callers always send through their VNet.
 pub fn from_subnet_to_app_service(subnet: &Subnet) -> Egress {
     let steps = vec![format!("the caller sits in subnet `{}`", subnet.name)];
-    from_subnet(subnet, true, &subnet.name, steps, || {
+    from_subnet(subnet, Sender::Machine, &subnet.name, steps, || {
         public_address_of_subnet(&subnet.id)
     })
 }
 
+/// Who sends from a subnet, which decides whether a call to a public address enters the VNet.
+#[derive(Clone, Copy, Debug)]
+enum Sender {
+    /// An app with regional VNet integration: only with route-all (or a service endpoint) does
+    /// such a call go into the VNet.
+    App { route_all: bool },
+    /// A machine in the subnet (a VM, API Management, Application Gateway), whose every packet
+    /// starts in the VNet.
+    Machine,
+}
+
 fn from_subnet(
     subnet: &Subnet,
-    route_all: bool,
+    sender: Sender,
     caller_name: &str,
     mut steps: Vec<String>,
     public_address: impl Fn() -> IpAddr,
@@ -528,7 +565,7 @@ fn from_subnet(
             steps,
         };
     }
-    if !route_all {
+    if let Sender::App { route_all: false } = sender {
         steps.push(format!(
             "subnet `{}` has no `Microsoft.Web` service endpoint and route-all is off for `{caller_name}`, so calls to App Service (a public address) do not enter the VNet",
             subnet.name
@@ -539,11 +576,16 @@ fn from_subnet(
             steps,
         };
     }
-    if let Some(nat) = &subnet.nat_gateway {
-        steps.push(format!(
-            "route-all sends the call into subnet `{}`, which leaves through NAT gateway `{nat}`",
+    // A machine's call starts in the subnet; an app's is sent there by route-all.
+    let into_subnet = match sender {
+        Sender::App { .. } => format!(
+            "route-all sends the call into subnet `{}`, which",
             subnet.name
-        ));
+        ),
+        Sender::Machine => format!("subnet `{}`", subnet.name),
+    };
+    if let Some(nat) = &subnet.nat_gateway {
+        steps.push(format!("{into_subnet} leaves through NAT gateway `{nat}`"));
         return Egress {
             source: Source::internet(public_address_of_subnet(&subnet.id)),
             path: EgressPath::NatGateway {
@@ -554,8 +596,7 @@ fn from_subnet(
         };
     }
     steps.push(format!(
-        "route-all sends the call into subnet `{}`, which has no `Microsoft.Web` service endpoint, so it leaves through the default internet route",
-        subnet.name
+        "{into_subnet} has no `Microsoft.Web` service endpoint, so the call leaves through the default internet route"
     ));
     Egress {
         source: Source::internet(public_address()),

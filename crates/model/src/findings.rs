@@ -75,6 +75,33 @@ pub enum FindingCode {
 }
 
 impl FindingCode {
+    /// Every code, in number order.
+    pub const ALL: [FindingCode; 23] = [
+        FindingCode::SL001,
+        FindingCode::SL002,
+        FindingCode::SL003,
+        FindingCode::SL004,
+        FindingCode::SL005,
+        FindingCode::SL006,
+        FindingCode::SL007,
+        FindingCode::SL008,
+        FindingCode::SL009,
+        FindingCode::SL010,
+        FindingCode::SL011,
+        FindingCode::SL012,
+        FindingCode::SL013,
+        FindingCode::SL014,
+        FindingCode::SL015,
+        FindingCode::SL016,
+        FindingCode::SL017,
+        FindingCode::SL018,
+        FindingCode::SL019,
+        FindingCode::SL020,
+        FindingCode::SL021,
+        FindingCode::SL022,
+        FindingCode::SL023,
+    ];
+
     /// Kebab-case name that describes the flagged pattern.
     pub fn name(self) -> &'static str {
         match self {

@@ -368,6 +368,10 @@ pub struct Site {
     pub rules_with_defaults: Vec<(subnetlock_access::SiteKind, usize)>,
     /// `httpsOnly`: plain HTTP requests get a redirect to HTTPS. Read only when known.
     pub https_only: bool,
+    /// An invalid `publicNetworkAccess` value as JSON text, which `access` reads as `Disabled`
+    /// (finding SL020).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_public_network_access: Option<String>,
     pub declared_at: SourceLocation,
 }
 
@@ -441,6 +445,7 @@ impl Site {
             unknown_settings: Vec::new(),
             rules_with_defaults: Vec::new(),
             https_only: false,
+            invalid_public_network_access: None,
             declared_at,
         }
     }

@@ -233,3 +233,65 @@ fn outbound_vnet_routing_flags_are_booleans() {
         .iter()
         .any(|finding| finding.code == FindingCode::SL020));
 }
+
+/// Returns the message of the SL010 finding about a linked template.
+fn linked_template_message(template_link: Json) -> String {
+    let nested = json!({
+        "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01",
+        "name": "linked",
+        "properties": { "mode": "Incremental", "templateLink": template_link }
+    });
+    let topology = topology(json!({}), &[nested]);
+    topology
+        .findings
+        .iter()
+        .find(|finding| finding.code == FindingCode::SL010)
+        .map(|finding| finding.message.clone())
+        .expect("SL010 for the linked template")
+}
+
+#[test]
+fn linked_template_message_names_the_link() {
+    let plain = linked_template_message(json!({ "uri": "https://example.com/t.json" }));
+    assert_eq!(
+        plain,
+        "nested deployment `linked` links its template by `uri` `https://example.com/t.json`; subnetlock does not fetch linked templates, so the resources it deploys are not analysed"
+    );
+
+    // The quickstart pattern: a base URI known only at deployment time and a SAS token from a
+    // `securestring` parameter.
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "parameters": {
+            "_artifactsLocation": { "type": "string",
+                "defaultValue": "[deployment().properties.templateLink.uri]" },
+            "_artifactsLocationSasToken": { "type": "securestring", "defaultValue": "" }
+        },
+        "resources": [{
+            "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01",
+            "name": "linked",
+            "properties": { "mode": "Incremental", "templateLink": {
+                "uri": "[uri(parameters('_artifactsLocation'), concat('t.json', parameters('_artifactsLocationSasToken')))]"
+            } }
+        }]
+    });
+    let deployment = subnetlock_arm::evaluate_str(
+        "linked.json",
+        &template.to_string(),
+        &subnetlock_arm::EvalOptions::default(),
+        &SimulatedProvider::new(KeyMode::Placeholder),
+    )
+    .expect("template evaluates");
+    let topology = build_topology(&deployment).expect("topology");
+    let secret = &topology
+        .findings
+        .iter()
+        .find(|finding| finding.code == FindingCode::SL010)
+        .expect("SL010")
+        .message;
+    assert!(
+        secret.starts_with("nested deployment `linked` links its template by `uri` (its value is built from a secure parameter or a secret, so it is not shown); "),
+        "{secret}"
+    );
+}

@@ -49,6 +49,9 @@ pub struct Reachability {
     pub decision: Decision,
     /// Rules that could change this verdict but depend on values unknown offline.
     pub depends_on_unknown: Vec<String>,
+    /// The target's invalid `publicNetworkAccess` value, which reads as `Disabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid_public_network_access: Option<String>,
 }
 
 impl Reachability {
@@ -152,10 +155,14 @@ pub fn reachability_of(
         "servicetag" => CallerKind::ServiceTag,
         _ => return None,
     };
+    let note = match kind_of_caller {
+        CallerKind::Internet => internet_caller_note(topology, caller),
+        _ => None,
+    };
     let caller = CallerSpec {
         kind: kind_of_caller,
         label: caller.to_owned(),
-        note: None,
+        note,
     };
     let target = Target {
         site: site.name.clone(),
@@ -167,6 +174,33 @@ pub fn reachability_of(
     };
     let compiled = CompiledSiteAccess::compile(&site.access, options);
     reachability(topology, site, &compiled, &caller, &target, options)
+}
+
+/// Says how `caller` (`internet:<address>`) relates to the rules: inside the first IP range a
+/// rule names, or named by none, as the matrix notes its own internet callers.
+fn internet_caller_note(topology: &Topology, caller: &str) -> Option<String> {
+    let address: IpAddr = caller
+        .split_once(':')?
+        .1
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let range = topology
+        .sites
+        .iter()
+        .flat_map(|site| [&site.access.main, &site.access.scm])
+        .flat_map(|list| &list.rules)
+        .filter_map(|rule| match &rule.source {
+            SourceCondition::Ranges(ranges) => Some(ranges),
+            _ => None,
+        })
+        .flatten()
+        .find(|range| range.contains(address));
+    Some(match range {
+        Some(range) => format!("inside {}/{}", range.network, range.prefix),
+        None => "an address that no rule names".to_owned(),
+    })
 }
 
 /// Asks the engine what the front end of `target` does with `caller`'s request. Returns `None`
@@ -207,6 +241,7 @@ fn reachability(
         egress,
         decision,
         depends_on_unknown,
+        invalid_public_network_access: site.invalid_public_network_access.clone(),
     })
 }
 
@@ -216,7 +251,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     let mut callers = vec![CallerSpec {
         kind: CallerKind::Internet,
         label: format!("internet:{}", egress::INTERNET_SAMPLE),
-        note: Some("any address no rule names".to_owned()),
+        note: Some("a sample of the addresses that no rule names".to_owned()),
     }];
 
     // A site that accepts IPv6 clients gets an IPv6 internet caller from the documentation
@@ -230,7 +265,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         callers.push(CallerSpec {
             kind: CallerKind::Internet,
             label: format!("internet:{}", egress::INTERNET_SAMPLE_V6),
-            note: Some("an IPv6 client no rule names".to_owned()),
+            note: Some("a sample of the IPv6 addresses that no rule names".to_owned()),
         });
     }
 
@@ -249,7 +284,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                 for range in ranges {
                     sample_named[0] |= range.contains(egress::INTERNET_SAMPLE);
                     sample_named[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
-                    let address = sample_address(range.network, range.prefix);
+                    let address = sample_address(range.network, range.prefix, &sampled);
                     if sampled.insert(address) {
                         callers.push(CallerSpec {
                             kind: CallerKind::Internet,
@@ -301,10 +336,39 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     callers
 }
 
-/// Returns an address inside a range: the first host address where the range has one.
-fn sample_address(network: IpAddr, prefix: u8) -> IpAddr {
+/// Addresses from the documentation ranges (RFC 5737, RFC 3849) that a range's sample prefers,
+/// so that a wide range such as `0.0.0.0/0` is shown with an address a reader recognises as an
+/// internet client. The internet samples themselves are left out, so a range's sample never
+/// repeats their row.
+const DOCUMENTATION_SAMPLES: [IpAddr; 4] = [
+    IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)),
+    IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
+    IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
+    IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+];
+
+/// Returns an address inside a range: a documentation address that the range contains and no
+/// other range's sample (in `taken`) uses, else the first host address where the range has
+/// one. A first host in `0.0.0.0/8` ("this network", RFC 1122), which no client has, moves to
+/// `1.0.0.1` when the range contains it.
+fn sample_address(network: IpAddr, prefix: u8, taken: &BTreeSet<IpAddr>) -> IpAddr {
+    let range = subnetlock_access::IpNet::new(network, prefix);
+    let documented = DOCUMENTATION_SAMPLES.into_iter().find(|address| {
+        !taken.contains(address) && range.is_some_and(|range| range.contains(*address))
+    });
+    if let Some(address) = documented {
+        return address;
+    }
     match network {
-        IpAddr::V4(v4) if prefix < 31 => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 1)),
+        IpAddr::V4(v4) if prefix < 31 => {
+            let first = std::net::Ipv4Addr::from(u32::from(v4) + 1);
+            let usable = std::net::Ipv4Addr::new(1, 0, 0, 1);
+            if first.octets()[0] == 0 && range.is_some_and(|range| range.contains(usable.into())) {
+                IpAddr::V4(usable)
+            } else {
+                IpAddr::V4(first)
+            }
+        }
         IpAddr::V6(v6) if prefix < 127 => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) + 1)),
         other => other,
     }
@@ -632,5 +696,36 @@ pub(crate) fn describe_ambiguity(ambiguity: &Ambiguity) -> String {
         Ambiguity::RuleDefaults => {
             "a rule without `action` reads as Allow and one without `priority` as 0".to_owned()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+
+    use super::sample_address;
+
+    fn sample(range: &str, taken: &[&str]) -> String {
+        let (network, prefix) = range.split_once('/').expect("range");
+        let taken: BTreeSet<IpAddr> = taken.iter().map(|a| a.parse().expect("ip")).collect();
+        sample_address(
+            network.parse().expect("network"),
+            prefix.parse().expect("prefix"),
+            &taken,
+        )
+        .to_string()
+    }
+
+    #[test]
+    fn sample_address_prefers_documentation_ranges() {
+        assert_eq!(sample("0.0.0.0/0", &[]), "198.51.100.1");
+        assert_eq!(sample("0.0.0.0/0", &["198.51.100.1"]), "192.0.2.1");
+        assert_eq!(sample("::/0", &[]), "2001:db8::1");
+        assert_eq!(sample("10.0.0.0/8", &[]), "10.0.0.1");
+        // No documentation address inside, and the first host is in 0.0.0.0/8.
+        assert_eq!(sample("0.0.0.0/1", &[]), "1.0.0.1");
+        assert_eq!(sample("0.0.0.0/8", &[]), "0.0.0.1");
+        assert_eq!(sample("203.0.113.7/32", &[]), "203.0.113.7");
     }
 }

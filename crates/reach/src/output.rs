@@ -1,13 +1,16 @@
 //! Renders an analysis as text for people, JSON for programs, or SARIF for code scanning.
 //!
 //! Every format is byte-stable for the same input: rows and findings are sorted, and no time
-//! or path of the machine is included beyond the template paths the caller passed in.
+//! or path of the machine is included beyond the template paths the caller passed in and, in
+//! SARIF, the base directory of relative paths.
 
-use std::path::Path;
+mod sarif;
+
+pub use sarif::{render_sarif, render_sarif_failure, rule_help_uri};
 
 use serde_json::json;
 use subnetlock_access::{Action, Decision, Reason, SiteKind};
-use subnetlock_model::{Finding, FindingCode, Severity, Site};
+use subnetlock_model::{Finding, Severity, Site};
 
 use crate::analysis::{describe_ambiguity, Analysis, CallerKind, Reachability};
 
@@ -71,10 +74,14 @@ pub fn describe_decision(decision: &Decision) -> String {
 /// Describes what happens to a matrix row's request: the front end's decision, or that the
 /// request never reached the front end.
 pub fn describe_row(row: &Reachability) -> String {
-    if row.egress.reaches_front_end() {
-        describe_decision(&row.decision)
-    } else {
-        "blocked before the front end: an outbound rule of the network security group on the caller's subnet drops the request".to_owned()
+    if !row.egress.reaches_front_end() {
+        return "blocked before the front end: an outbound rule of the network security group on the caller's subnet drops the request".to_owned();
+    }
+    match (&row.decision.reason, &row.invalid_public_network_access) {
+        (Reason::PublicNetworkAccessDisabled { explicit: true }, Some(value)) => format!(
+            "denied: publicNetworkAccess is {value}, which is not a valid value (SL020) and reads as Disabled"
+        ),
+        _ => describe_decision(&row.decision),
     }
 }
 
@@ -88,6 +95,13 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
 
     push_line(&mut out, String::new());
     push_line(&mut out, "sites".to_owned());
+    if analysis.topology.sites.is_empty() {
+        push_line(
+            &mut out,
+            "  none: the template deploys no web app or function app (`Microsoft.Web/sites`)"
+                .to_owned(),
+        );
+    }
     for site in &analysis.topology.sites {
         let plan = site
             .plan_id
@@ -173,6 +187,9 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
     for kind in [SiteKind::Main, SiteKind::Scm] {
         push_line(&mut out, String::new());
         push_line(&mut out, format!("reachability, {kind} sites"));
+        if analysis.topology.sites.is_empty() {
+            push_line(&mut out, "  none: there is no site to reach".to_owned());
+        }
         for site in &analysis.topology.sites {
             let host = match kind {
                 SiteKind::Main => &site.default_host_name,
@@ -356,173 +373,17 @@ pub fn render_json(analysis: &Analysis, template: &str) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-/// SARIF 2.1.0 with one result per finding, for GitHub code scanning and similar tools.
-pub fn render_sarif(analysis: &Analysis, template: &Path) -> String {
-    let mut codes: Vec<FindingCode> = analysis.findings.iter().map(|f| f.code).collect();
-    codes.sort();
-    codes.dedup();
-    let rules: Vec<serde_json::Value> = codes
-        .iter()
-        .map(|code| {
-            json!({
-                "id": code.to_string(),
-                "name": code.name(),
-                "shortDescription": { "text": code.name().replace('-', " ") },
-                "helpUri": format!("https://github.com/subnetlock/subnetlock/blob/main/docs/rules.md#{}", code.to_string().to_ascii_lowercase()),
-            })
-        })
-        .collect();
-    let results: Vec<serde_json::Value> = analysis
-        .findings
-        .iter()
-        .map(|finding| sarif_result(finding, template))
-        .collect();
-    let value = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": sarif_tool(Some(rules)),
-            // Columns count characters (Unicode code points), not the UTF-16 code units SARIF
-            // assumes by default (SARIF 2.1.0, section 3.14.17).
-            "columnKind": "unicodeCodePoints",
-            "properties": { "scaleUnit": analysis.topology.scale_unit },
-            "results": results,
-        }],
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
-}
-
-/// Builds the SARIF `tool` object, with the rule catalogue when there are results to refer to
-/// it.
-fn sarif_tool(rules: Option<Vec<serde_json::Value>>) -> serde_json::Value {
-    let mut driver = json!({
-        "name": "subnetlock",
-        "version": env!("CARGO_PKG_VERSION"),
-        "informationUri": "https://github.com/subnetlock/subnetlock",
-    });
-    if let Some(rules) = rules {
-        driver["rules"] = serde_json::Value::Array(rules);
-    }
-    json!({ "driver": driver })
-}
-
-/// Renders a SARIF log for a run that could not analyse the template, so that a CI job that
-/// uploads the file gets the reason instead of an empty file. The run has no results, and its
-/// invocation failed with `message` (SARIF 2.1.0, section 3.20).
-pub fn render_sarif_failure(message: &str, template: &Path) -> String {
-    let value = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": sarif_tool(None),
-            "invocations": [{
-                "executionSuccessful": false,
-                "toolExecutionNotifications": [{
-                    "level": "error",
-                    "message": { "text": message },
-                    "locations": [{
-                        "physicalLocation": { "artifactLocation": { "uri": sarif_uri(template) } },
-                    }],
-                }],
-            }],
-            "results": [],
-        }],
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
-}
-
 /// Renders the JSON document of a run that could not analyse the template.
-pub fn render_json_failure(message: &str, template: &str) -> String {
-    serde_json::to_string_pretty(&json!({
+/// `help`, the next step for the user, is added as `help` when there is one.
+pub fn render_json_failure(message: &str, help: Option<&str>, template: &str) -> String {
+    let mut value = json!({
         "template": template,
         "error": message,
-    }))
-    .unwrap_or_default()
-}
-
-fn sarif_result(finding: &Finding, template: &Path) -> serde_json::Value {
-    let level = match finding.severity {
-        Severity::Error => "error",
-        Severity::Warning => "warning",
-        Severity::Info => "note",
-    };
-    let location = match &finding.location {
-        Some(location) => json!({
-            "physicalLocation": {
-                "artifactLocation": { "uri": sarif_uri(&location.file) },
-                "region": { "startLine": location.line, "startColumn": location.column },
-            },
-            "logicalLocations": [{ "fullyQualifiedName": location.json_path }],
-        }),
-        None => json!({
-            "physicalLocation": { "artifactLocation": { "uri": sarif_uri(template) } },
-        }),
-    };
-    let mut text = finding.message.clone();
-    if let Some(help) = &finding.help {
-        if !text.ends_with('.') && !text.ends_with(".`") {
-            text.push('.');
-        }
-        // The help of an informational finding is a suggestion, not a fix.
-        text.push_str(match finding.severity {
-            Severity::Info => " Note: ",
-            Severity::Warning | Severity::Error => " Fix: ",
-        });
-        text.push_str(help);
-    }
-    let mut result = json!({
-        "ruleId": finding.code.to_string(),
-        "level": level,
-        "message": { "text": text },
-        "locations": [location],
     });
-    if !finding.related.is_empty() {
-        let related: Vec<serde_json::Value> = finding
-            .related
-            .iter()
-            .enumerate()
-            .map(|(index, location)| {
-                json!({
-                    "id": index,
-                    "physicalLocation": {
-                        "artifactLocation": { "uri": sarif_uri(&location.file) },
-                        "region": { "startLine": location.line, "startColumn": location.column },
-                    },
-                    "logicalLocations": [{ "fullyQualifiedName": location.json_path }],
-                })
-            })
-            .collect();
-        result["relatedLocations"] = serde_json::Value::Array(related);
+    if let Some(help) = help {
+        value["help"] = json!(help);
     }
-    result
-}
-
-/// Turns a file path into the URI reference SARIF requires (RFC 3986). An absolute path
-/// becomes a `file://` URI. A relative one stays relative, with each segment percent-encoded
-/// so that spaces, `#` or `%` in a name do not break the reference.
-fn sarif_uri(path: &Path) -> String {
-    if path.is_absolute() {
-        if let Ok(url) = url::Url::from_file_path(path) {
-            return url.to_string();
-        }
-    }
-    /// Everything but RFC 3986 unreserved characters is encoded in a segment.
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    // The bytes of the path, not a lossy UTF-8 copy, so that a name that is not UTF-8 still
-    // decodes to the real file.
-    #[cfg(unix)]
-    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
-    #[cfg(not(unix))]
-    let bytes = path.to_string_lossy().replace('\\', "/").into_bytes();
-    bytes
-        .split(|&byte| byte == b'/')
-        .map(|segment| percent_encoding::percent_encode(segment, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/")
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
 /// Renders the explanation of one caller-to-target cell: routing steps, then the decision.
@@ -552,10 +413,7 @@ pub fn render_explanation(row: &Reachability) -> String {
         push_line(&mut out, format!("  decision: {}", describe_row(row)));
         return out;
     }
-    push_line(
-        &mut out,
-        format!("  decision: {}", describe_decision(&row.decision)),
-    );
+    push_line(&mut out, format!("  decision: {}", describe_row(row)));
     for ambiguity in &row.decision.ambiguities {
         push_line(
             &mut out,
@@ -570,7 +428,12 @@ pub fn render_explanation(row: &Reachability) -> String {
     }
     if row.from.kind == CallerKind::Internet {
         if let Some(note) = &row.from.note {
-            push_line(&mut out, format!("  caller: {note}"));
+            let address = row
+                .from
+                .label
+                .split_once(':')
+                .map_or(row.from.label.as_str(), |(_, address)| address);
+            push_line(&mut out, format!("  caller: {address} is {note}"));
         }
     }
     // An allowed request still needs the scm site's own authentication: `predict` expects 401
@@ -582,31 +445,4 @@ pub fn render_explanation(row: &Reachability) -> String {
         );
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use super::sarif_uri;
-
-    #[test]
-    fn sarif_uri_encodes_paths() {
-        assert_eq!(
-            sarif_uri(Path::new("/work/my templates/a#1.json")),
-            "file:///work/my%20templates/a%231.json"
-        );
-        assert_eq!(
-            sarif_uri(Path::new("infra/100% ready/main.json")),
-            "infra/100%25%20ready/main.json"
-        );
-        assert_eq!(sarif_uri(Path::new("azuredeploy.json")), "azuredeploy.json");
-
-        #[cfg(unix)]
-        {
-            use std::os::unix::ffi::OsStrExt;
-            let not_utf8 = Path::new(std::ffi::OsStr::from_bytes(b"bad\xff/t.json"));
-            assert_eq!(sarif_uri(not_utf8), "bad%FF/t.json");
-        }
-    }
 }
