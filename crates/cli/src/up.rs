@@ -131,6 +131,10 @@ pub fn emulator_config(
     config.bindings = inputs.bindings.clone();
     config.scope = inputs.scope.clone();
     config.engine = inputs.engine.clone();
+    // The control API serves the findings `check` reports: the deployment's and the
+    // reachability ones.
+    config.findings_of =
+        Some(|topology, engine| subnetlock_reach::analyze(topology, engine).findings);
     for entry in handlers {
         let (pattern, path) = entry.split_once('=').ok_or_else(|| {
             miette!(

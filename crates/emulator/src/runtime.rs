@@ -64,6 +64,10 @@ pub struct EmulatorConfig {
     pub executable_overrides: Vec<(String, PathBuf)>,
     pub engine: EngineOptions,
     pub startup_timeout: Duration,
+    /// Works out the findings the control API serves from the deployed topology. The CLI
+    /// passes the reachability analysis, so that they equal what `check` reports; without it
+    /// they are the deployment's own findings.
+    pub findings_of: Option<fn(Topology, &EngineOptions) -> Vec<Finding>>,
 }
 
 impl EmulatorConfig {
@@ -85,6 +89,7 @@ impl EmulatorConfig {
             executable_overrides: Vec::new(),
             engine: EngineOptions::default(),
             startup_timeout: Duration::from_secs(60),
+            findings_of: None,
         }
     }
 }
@@ -342,9 +347,10 @@ impl Emulator {
             token: random_token(),
             source_proxies: tokio::sync::Mutex::new(HashMap::new()),
             app_proxies: Mutex::new(Vec::new()),
-            // The same findings `check` reports: the deployment's and the reachability ones.
-            findings: subnetlock_reach::analyze(Topology::clone(&topology), &config.engine)
-                .findings,
+            findings: match config.findings_of {
+                Some(findings_of) => findings_of(Topology::clone(&topology), &config.engine),
+                None => topology.findings.clone(),
+            },
             service_tags: config.engine.service_tags.clone(),
         });
 
@@ -472,7 +478,8 @@ impl Emulator {
         &self.shared.topology
     }
 
-    /// Returns the findings `check` reports for this deployment, most severe first.
+    /// Returns the findings of this deployment that the control API serves (see
+    /// [`EmulatorConfig::findings_of`]).
     pub fn findings(&self) -> &[Finding] {
         &self.shared.findings
     }
