@@ -41,7 +41,7 @@ pub fn render_sarif(analysis: &Analysis, template: &Path, base: Option<&Path>) -
         .iter()
         .map(|finding| sarif_result(finding, template, base))
         .collect();
-    let mut run = json!({
+    let run = json!({
         "tool": sarif_tool(Some(rules)),
         // Columns count characters (Unicode code points), not the UTF-16 code units SARIF
         // assumes by default (SARIF 2.1.0, section 3.14.17).
@@ -49,20 +49,14 @@ pub fn render_sarif(analysis: &Analysis, template: &Path, base: Option<&Path>) -
         "properties": { "scaleUnit": analysis.topology.scale_unit },
         "results": results,
     });
-    add_base(&mut run, base);
-    let value = json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [run],
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+    sarif_log(run, base)
 }
 
 /// Renders a SARIF log for a run that could not analyse the template, so that a CI job that
 /// uploads the file gets the reason instead of an empty file. The run has no results, and its
 /// invocation failed with `message` (SARIF 2.1.0, section 3.20).
 pub fn render_sarif_failure(message: &str, template: &Path, base: Option<&Path>) -> String {
-    let mut run = json!({
+    let run = json!({
         "tool": sarif_tool(None),
         "invocations": [{
             "executionSuccessful": false,
@@ -76,6 +70,11 @@ pub fn render_sarif_failure(message: &str, template: &Path, base: Option<&Path>)
         }],
         "results": [],
     });
+    sarif_log(run, base)
+}
+
+/// Wraps one run, with the base directory its relative URIs use, in a SARIF 2.1.0 log.
+fn sarif_log(mut run: serde_json::Value, base: Option<&Path>) -> String {
     add_base(&mut run, base);
     let value = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
