@@ -493,6 +493,25 @@ async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn egress_proxy_decides_on_the_head() {
+    let running = up(&example_dir().join("azuredeploy.json")).await;
+    let emulator = &running.emulator;
+    let b = emulator.site("function-app-b-*").expect("B").host.clone();
+    let caller: Caller = "internet:198.51.100.9".parse().expect("caller");
+    let proxy = emulator.source_proxy(&caller).await.expect("source proxy");
+
+    // A denied request through a proxy is answered from its head too: no `100 Continue`.
+    let denied = format!(
+        "POST http://{b}/api/function-b HTTP/1.1\r\nHost: {b}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let answer = raw_exchange(proxy, denied.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    let statuses: Vec<u16> = emulator.decisions().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [403]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn front_end_decides_on_the_head_and_records_every_request() {
     let running = up(&example_dir().join("azuredeploy.json")).await;
     let emulator = &running.emulator;
@@ -526,6 +545,32 @@ async fn front_end_decides_on_the_head_and_records_every_request() {
         "{answer}"
     );
 
+    // The redirect is decided from the head too, so `Expect` gets no `100 Continue`, and the
+    // asterisk form of OPTIONS is sent to the root.
+    let expecting = format!(
+        "POST /api/function-a HTTP/1.1\r\nHost: {a}\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    );
+    let answer = raw_exchange(http, expecting.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 301"), "{answer}");
+    let options = format!("OPTIONS * HTTP/1.1\r\nHost: {a}\r\n\r\n");
+    let answer = raw_exchange(http, options.as_bytes()).await;
+    let location = format!("location: https://{a}/\r\n");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains(&location.to_ascii_lowercase()),
+        "{answer}"
+    );
+
+    // A client that sends a large body without waiting still reads its 403: the front end
+    // reads the unwanted body instead of resetting the connection under it.
+    let blind =
+        format!("POST /api/function-b HTTP/1.1\r\nHost: {b}\r\nContent-Length: 5000000\r\n\r\n");
+    let mut blind = blind.into_bytes();
+    blind.resize(blind.len() + 5_000_000, b'x');
+    let answer = raw_exchange(http, &blind).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+
     // A request the HTTP parser rejects still gets a record.
     let malformed = format!("GET / HTTP/1.1\r\nHost: {b}\r\nContent-Length: +3\r\n\r\n");
     let answer = raw_exchange(http, malformed.as_bytes()).await;
@@ -542,6 +587,9 @@ async fn front_end_decides_on_the_head_and_records_every_request() {
             (b.to_ascii_lowercase(), 403),
             (format!("{}..", b.to_ascii_lowercase()), 404),
             (a.to_ascii_lowercase(), 301),
+            (a.to_ascii_lowercase(), 301),
+            (a.to_ascii_lowercase(), 301),
+            (b.to_ascii_lowercase(), 403),
             (String::new(), 400),
         ]
     );

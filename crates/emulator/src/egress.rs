@@ -17,11 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -29,14 +29,16 @@ use tokio::task::JoinHandle;
 use crate::tls::LocalCa;
 
 /// Callback that returns the response to one proxied request on behalf of the emulated network.
+/// It is called as soon as the request's head is read, with the body still on the connection,
+/// so that it can decide from the head before the caller may go away.
 pub type Handoff = Arc<
-    dyn Fn(Request<Bytes>, EgressContext) -> Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>
+    dyn Fn(
+            Request<Incoming>,
+            EgressContext,
+        ) -> Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>
         + Send
         + Sync,
 >;
-
-/// Maximum request body the proxy buffers. Larger bodies get 413.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// URI scheme the client used for the destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,11 +175,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>) {
             let mut shutdown = shared.shutdown.clone();
             let service_shared = Arc::clone(&shared);
             let service = service_fn(move |request| {
-                let shared = Arc::clone(&service_shared);
-                async move { Ok::<_, Infallible>(proxy_request(shared, request).await) }
+                let proxied = proxy_request(Arc::clone(&service_shared), request);
+                async move { Ok::<_, Infallible>(proxied.await) }
             });
             let connection = http1::Builder::new()
                 .keep_alive(true)
+                .timer(TokioTimer::new())
+                .header_read_timeout(crate::frontend::HEAD_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::select! {
@@ -197,18 +201,23 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>) {
     }
 }
 
-/// Handles one request on the proxy listener: CONNECT or an absolute-form request.
-async fn proxy_request(
-    shared: Arc<ProxyShared>,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+/// A response the proxy is working out.
+type Proxied = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+
+/// Handles one request on the proxy listener: CONNECT or an absolute-form request. The
+/// handoff is called before this returns.
+fn proxy_request(shared: Arc<ProxyShared>, request: Request<Incoming>) -> Proxied {
     if request.method() == Method::CONNECT {
-        return open_tunnel(shared, request);
+        let response = open_tunnel(shared, request);
+        return Box::pin(async move { response });
     }
 
     let destination = match absolute_destination(request.uri()) {
         Ok(destination) => destination,
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => {
+            let response = rejection.into_response();
+            return Box::pin(async move { response });
+        }
     };
     tracing::debug!(
         caller = %shared.caller,
@@ -218,7 +227,7 @@ async fn proxy_request(
         path = request.uri().path(),
         "egress request"
     );
-    hand_off(&shared, request, &destination).await
+    hand_off(&shared, request, &destination)
 }
 
 /// Accepts a CONNECT request and serves HTTP/1.1 inside the upgraded tunnel.
@@ -282,14 +291,16 @@ async fn serve_tunnel(
     let service_shared = Arc::clone(&shared);
     let service_destination = Arc::clone(&destination);
     let service = service_fn(move |request| {
-        let shared = Arc::clone(&service_shared);
-        let destination = Arc::clone(&service_destination);
-        async move { Ok::<_, Infallible>(hand_off(&shared, request, &destination).await) }
+        let proxied = hand_off(&service_shared, request, &service_destination);
+        async move { Ok::<_, Infallible>(proxied.await) }
     });
 
     let builder = {
         let mut builder = http1::Builder::new();
-        builder.keep_alive(true);
+        builder
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(crate::frontend::HEAD_TIMEOUT);
         builder
     };
 
@@ -336,39 +347,27 @@ async fn serve_tunnel(
     }
 }
 
-/// Buffers the request, rewrites it for the destination and passes it to the handoff.
-async fn hand_off(
+/// Rewrites the request for the destination and passes it to the handoff, body unread: the
+/// front end reads it only for a request it allows.
+fn hand_off(
     shared: &ProxyShared,
     request: Request<Incoming>,
     destination: &Destination,
-) -> Response<Full<Bytes>> {
+) -> Proxied {
     let (parts, body) = request.into_parts();
-
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                return text_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body exceeds the 32 MiB limit of the egress proxy\n",
-                );
-            }
-            return text_response(StatusCode::BAD_REQUEST, "failed to read the request body\n");
-        }
-    };
-
     let mut outbound = Request::new(body);
     *outbound.method_mut() = parts.method;
     *outbound.uri_mut() = origin_form(&parts.uri);
+    *outbound.version_mut() = parts.version;
     *outbound.headers_mut() = strip_hop_by_hop(parts.headers);
     match HeaderValue::from_str(&host_header(destination)) {
         Ok(host) => {
             outbound.headers_mut().insert(header::HOST, host);
         }
-        Err(_) => return text_response(StatusCode::BAD_REQUEST, "invalid destination host\n"),
+        Err(_) => {
+            let response = text_response(StatusCode::BAD_REQUEST, "invalid destination host\n");
+            return Box::pin(async move { response });
+        }
     }
 
     let context = EgressContext {
@@ -377,11 +376,12 @@ async fn hand_off(
         host: destination.host.clone(),
         port: destination.port,
     };
-    let response = (shared.handoff)(outbound, context).await;
-
-    let (mut parts, body) = response.into_parts();
-    parts.headers = strip_hop_by_hop(parts.headers);
-    Response::from_parts(parts, Full::new(body))
+    let handed_off = (shared.handoff)(outbound, context);
+    Box::pin(async move {
+        let (mut parts, body) = handed_off.await.into_parts();
+        parts.headers = strip_hop_by_hop(parts.headers);
+        Response::from_parts(parts, Full::new(body))
+    })
 }
 
 /// Parses `CONNECT host:port`. Only ports 443 (TLS) and 80 (plain) are proxied.

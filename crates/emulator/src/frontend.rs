@@ -16,6 +16,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -77,15 +78,19 @@ impl HeaderLookup for Headers<'_> {
 /// nginx logs it. No response carries it.
 pub const CALLER_CLOSED: u16 = 499;
 
+/// Maximum time the front end waits for an allowed request's body, Azure's request timeout.
+/// A body that takes longer gets 408.
+const BODY_TIMEOUT: Duration = Duration::from_secs(230);
+
 /// The decision record of one request, written to the log exactly once: by [`Self::answer`]
 /// with the status sent, or, when the request is abandoned (the caller closed the connection
 /// and the server dropped the request), on drop with [`CALLER_CLOSED`].
-struct PendingRecord<'a> {
-    front_end: &'a FrontEnd,
+pub(crate) struct PendingRecord {
+    decisions: Arc<DecisionLog>,
     record: Option<DecisionRecord>,
 }
 
-impl PendingRecord<'_> {
+impl PendingRecord {
     fn record(&mut self) -> Option<&mut DecisionRecord> {
         self.record.as_mut()
     }
@@ -94,36 +99,67 @@ impl PendingRecord<'_> {
     fn answer(mut self, response: Response<Bytes>) -> Response<Bytes> {
         if let Some(mut record) = self.record.take() {
             record.status = response.status().as_u16();
-            self.front_end.log(record);
+            log_record(&self.decisions, record);
         }
         response
     }
 }
 
-impl Drop for PendingRecord<'_> {
+impl Drop for PendingRecord {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
             record.status = CALLER_CLOSED;
-            self.front_end.log(record);
+            log_record(&self.decisions, record);
         }
     }
 }
 
-/// The front end's decision on a request's head.
-enum Admission<'a> {
+fn log_record(decisions: &DecisionLog, record: DecisionRecord) {
+    tracing::info!(
+        target: "subnetlock::frontend",
+        caller = %record.caller,
+        source = %record.source.address,
+        host = %record.host,
+        verdict = ?record.verdict,
+        status = record.status,
+        "front-end decision"
+    );
+    decisions.push(record);
+}
+
+/// The front end's decision on a request's head. It owns the request's pending record, so it
+/// is made before the server may drop the request, and a caller that goes away at once is
+/// still recorded.
+pub(crate) enum Admission {
     /// A response from the front end itself, already logged: for a malformed Host, a host no
-    /// site serves, or a denial.
+    /// site serves, a denial, or the redirect of `httpsOnly`.
     Answered(Response<Bytes>),
     /// Access restrictions allow the request; its body may now be read.
-    Allowed(Allowed<'a>),
+    Allowed(Allowed),
 }
 
 /// An allowed request, with what forwarding it needs.
-struct Allowed<'a> {
-    record: PendingRecord<'a>,
-    site: &'a subnetlock_model::Site,
+pub(crate) struct Allowed {
+    record: PendingRecord,
+    /// Index of the site in the topology.
+    site: usize,
     site_key: String,
     kind: SiteKind,
+}
+
+/// The body of a request the front end handles: buffered already, or still on the connection.
+pub(crate) enum RequestBody {
+    Buffered(Bytes),
+    Incoming(Incoming),
+}
+
+/// The reason a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Malformed(String),
+    /// The caller closed or reset the connection before the body was complete.
+    CallerGone,
+    TimedOut,
 }
 
 impl FrontEnd {
@@ -137,54 +173,76 @@ impl FrontEnd {
         scheme: &str,
     ) -> Response<Bytes> {
         let (head, body) = request.into_parts();
-        match self.admit(&head, &source, caller) {
-            Admission::Answered(response) => response,
-            Admission::Allowed(allowed) => {
-                self.forward(allowed, Request::from_parts(head, body), &source, scheme)
-                    .await
-            }
-        }
+        let admission = self.admit(&head, &source, caller, scheme);
+        self.complete(
+            admission,
+            head,
+            RequestBody::Buffered(body),
+            &source,
+            scheme,
+        )
+        .await
     }
 
-    /// Handles a request as the HTTP server read it. The decision needs only the head, so the
-    /// body is read only when the request is allowed: a denied caller gets its 403 at once
-    /// (no `100 Continue`), and its body is never buffered (RFC 9110, section 10.1.1).
-    async fn serve_request(
+    /// Finishes a request after [`Self::admit`]. The decision needs only the head, so the body
+    /// is read only when the request is allowed: a denied caller gets its 403 at once, with no
+    /// `100 Continue` (RFC 9110, section 10.1.1), and its body is never buffered.
+    pub(crate) async fn complete(
         &self,
-        request: Request<Incoming>,
+        admission: Admission,
+        head: http::request::Parts,
+        body: RequestBody,
+        source: &Source,
+        scheme: &str,
+    ) -> Response<Bytes> {
+        let allowed = match admission {
+            Admission::Answered(response) => {
+                if let RequestBody::Incoming(body) = body {
+                    discard_unexpected_body(&head, body).await;
+                }
+                return response;
+            }
+            Admission::Allowed(allowed) => allowed,
+        };
+        let body = match body {
+            RequestBody::Buffered(bytes) => bytes,
+            RequestBody::Incoming(body) => match read_incoming(body).await {
+                Ok(bytes) => bytes,
+                Err(BodyError::CallerGone) => {
+                    // The caller is gone, so dropping the record logs it as closed by the
+                    // caller.
+                    drop(allowed);
+                    return pages::text(StatusCode::BAD_REQUEST, "");
+                }
+                Err(error) => return allowed.record.answer(body_error_response(error)),
+            },
+        };
+        self.forward(allowed, Request::from_parts(head, body), source, scheme)
+            .await
+    }
+
+    /// Routes a request by host and decides it from its head alone: by the site's access
+    /// restrictions, then by `httpsOnly`. Synchronous, so that it runs as soon as the server
+    /// hands the request over.
+    pub(crate) fn admit(
+        &self,
+        head: &http::request::Parts,
         source: &Source,
         caller: &str,
         scheme: &str,
-    ) -> Response<Bytes> {
-        let (head, body) = request.into_parts();
-        let allowed = match self.admit(&head, source, caller) {
-            Admission::Answered(response) => return response,
-            Admission::Allowed(allowed) => allowed,
-        };
-        match read_incoming(body).await {
-            Ok(body) => {
-                self.forward(allowed, Request::from_parts(head, body), source, scheme)
-                    .await
-            }
-            Err(response) => allowed.record.answer(response),
-        }
-    }
-
-    /// Routes a request by host and decides it by the site's access restrictions, from its
-    /// head alone.
-    fn admit(&self, head: &http::request::Parts, source: &Source, caller: &str) -> Admission<'_> {
+    ) -> Admission {
         let (host, bad_host) = match request_host(head) {
             Ok(host) => (host, None),
             Err(problem) => (String::new(), Some(problem)),
         };
         let mut pending = PendingRecord {
-            front_end: self,
+            decisions: Arc::clone(&self.decisions),
             record: Some(DecisionRecord {
                 sequence: 0,
                 time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 caller: caller.to_owned(),
                 source: source.clone(),
-                host,
+                host: host.clone(),
                 site: None,
                 site_kind: None,
                 method: head.method.to_string(),
@@ -200,10 +258,16 @@ impl FrontEnd {
             let response = pages::emulator_text(StatusCode::BAD_REQUEST, problem);
             return Admission::Answered(pending.answer(response));
         }
-        let host = pending.record().map(|record| record.host.clone());
-        let Some((site, kind)) = self.topology.site_for_host(host.as_deref().unwrap_or("")) else {
-            let response = pages::site_not_found(host.as_deref().unwrap_or(""));
-            return Admission::Answered(pending.answer(response));
+        let found = self.topology.site_for_host(&host).and_then(|(site, kind)| {
+            let index = self
+                .topology
+                .sites
+                .iter()
+                .position(|candidate| std::ptr::eq(candidate, site))?;
+            Some((index, site, kind))
+        });
+        let Some((index, site, kind)) = found else {
+            return Admission::Answered(pending.answer(pages::site_not_found(&host)));
         };
         let site_key = site.name.to_ascii_lowercase();
         let Some(access) = self.access.get(&site_key) else {
@@ -231,9 +295,12 @@ impl FrontEnd {
         if verdict == Action::Deny {
             return Admission::Answered(pending.answer(pages::forbidden(source.address)));
         }
+        if site.https_only && scheme == "http" {
+            return Admission::Answered(pending.answer(https_redirect(&host, &head.uri)));
+        }
         Admission::Allowed(Allowed {
             record: pending,
-            site,
+            site: index,
             site_key,
             kind,
         })
@@ -242,7 +309,7 @@ impl FrontEnd {
     /// Sends an allowed request on to the site's Functions host or scm site.
     async fn forward(
         &self,
-        allowed: Allowed<'_>,
+        allowed: Allowed,
         mut request: Request<Bytes>,
         source: &Source,
         scheme: &str,
@@ -253,35 +320,20 @@ impl FrontEnd {
             site_key,
             kind,
         } = allowed;
-        if site.https_only && scheme == "http" {
-            let host = record
-                .record
-                .as_ref()
-                .map_or(String::new(), |record| record.host.clone());
-            return record.answer(https_redirect(&host, request.uri()));
-        }
+        let site_name = self
+            .topology
+            .sites
+            .get(site)
+            .map_or("", |site| site.name.as_str());
         prepare_for_worker(&mut request, source, scheme);
         let response = match kind {
             SiteKind::Main => match self.hosts.get(&site_key) {
                 Some(host) => host.handle(request).await,
-                None => pages::default_site_page(&site.name),
+                None => pages::default_site_page(site_name),
             },
-            SiteKind::Scm => self.kudu(&site_key, &site.name, &request),
+            SiteKind::Scm => self.kudu(&site_key, site_name, &request),
         };
         record.answer(response)
-    }
-
-    fn log(&self, record: DecisionRecord) {
-        tracing::info!(
-            target: "subnetlock::frontend",
-            caller = %record.caller,
-            source = %record.source.address,
-            host = %record.host,
-            verdict = ?record.verdict,
-            status = record.status,
-            "front-end decision"
-        );
-        self.decisions.push(record);
     }
 
     /// Serves a minimal scm (Kudu) site: it requests the publishing credentials with HTTP Basic,
@@ -397,7 +449,12 @@ fn normalise_host(host: &str) -> String {
 // NOTE: the order of the redirect and the access check, and the 301 status, are not
 // documented; see docs/fidelity.md.
 fn https_redirect(host: &str, target: &http::Uri) -> Response<Bytes> {
-    let path_and_query = target.path_and_query().map_or("/", |value| value.as_str());
+    // The asterisk form of `OPTIONS *` names no resource, so the redirect names the root.
+    let path_and_query = target
+        .path_and_query()
+        .map(|value| value.as_str())
+        .filter(|value| value.starts_with('/'))
+        .unwrap_or("/");
     let location = format!("https://{}{path_and_query}", host.trim_end_matches('.'));
     let mut response = pages::text(StatusCode::MOVED_PERMANENTLY, "");
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -414,9 +471,15 @@ fn prepare_for_worker(request: &mut Request<Bytes>, source: &Source, scheme: &st
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     // A proxy replaces the Host of an absolute-form request with the target's authority
-    // (RFC 9112, section 3.2.2), so the worker sees the host the request was routed by.
+    // (RFC 9112, section 3.2.2), so the worker gets the host the request was routed by.
+    // Only `uri-host [":" port]` (RFC 9110, section 7.2): user information in the target
+    // stays out of Host.
     if let Some(authority) = absolute_authority {
-        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+        let host = match authority.port() {
+            Some(port) => format!("{}:{port}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        if let Ok(value) = HeaderValue::from_str(&host) {
             headers.insert(header::HOST, value);
         }
     }
@@ -565,12 +628,21 @@ async fn serve_connection<I>(
     let service = {
         let (front_end, source, caller) = (front_end.clone(), source.clone(), caller.clone());
         service_fn(move |request: Request<Incoming>| {
+            // The decision, and so the request's record, is made before the future: hyper
+            // drops a future it never polled when the caller closes right after the request.
+            let (head, body) = request.into_parts();
+            let admission = front_end.admit(&head, &source, &caller, scheme);
             let front_end = front_end.clone();
             let source = source.clone();
-            let caller = caller.clone();
             async move {
                 let response = front_end
-                    .serve_request(request, &source, &caller, scheme)
+                    .complete(
+                        admission,
+                        head,
+                        RequestBody::Incoming(body),
+                        &source,
+                        scheme,
+                    )
                     .await;
                 Ok::<_, std::convert::Infallible>(response.map(Full::new))
             }
@@ -585,21 +657,24 @@ async fn serve_connection<I>(
         // hyper responds to a request it cannot parse without calling the service, so the
         // record is written here.
         if let Some(status) = unparsed_request_status(&error) {
-            front_end.log(DecisionRecord {
-                sequence: 0,
-                time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                caller: caller.to_string(),
-                source,
-                host: String::new(),
-                site: None,
-                site_kind: None,
-                method: String::new(),
-                path: String::new(),
-                verdict: None,
-                reason: None,
-                ambiguities: Vec::new(),
-                status,
-            });
+            log_record(
+                &front_end.decisions,
+                DecisionRecord {
+                    sequence: 0,
+                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    caller: caller.to_string(),
+                    source,
+                    host: String::new(),
+                    site: None,
+                    site_kind: None,
+                    method: String::new(),
+                    path: String::new(),
+                    verdict: None,
+                    reason: None,
+                    ambiguities: Vec::new(),
+                    status,
+                },
+            );
         }
         tracing::debug!(%error, %peer, "front-end connection ended with an error");
     }
@@ -612,7 +687,7 @@ fn unparsed_request_status(error: &hyper::Error) -> Option<u16> {
         return None;
     }
     if error.is_parse_too_large() {
-        // hyper exposes no predicate for its 414, so its message tells 414 from 431.
+        // hyper exposes no predicate for its 414, so its message distinguishes 414 from 431.
         return Some(if error.to_string().contains("URI too long") {
             414
         } else {
@@ -622,25 +697,96 @@ fn unparsed_request_status(error: &hyper::Error) -> Option<u16> {
     Some(400)
 }
 
-/// Buffers the body of an incoming request, returning 413 beyond [`MAX_BODY_BYTES`] and 400
-/// for a body that breaks its framing.
+/// Buffers the body of an incoming request, returning 413 beyond [`MAX_BODY_BYTES`], 400 for
+/// a body that breaks its framing, and 408 when it takes longer than Azure's request timeout.
 pub async fn read_body(request: Request<Incoming>) -> Result<Request<Bytes>, Response<Bytes>> {
     let (parts, body) = request.into_parts();
-    Ok(Request::from_parts(parts, read_incoming(body).await?))
+    match read_incoming(body).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, bytes)),
+        Err(error) => Err(body_error_response(error)),
+    }
 }
 
-async fn read_incoming(body: Incoming) -> Result<Bytes, Response<Bytes>> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(pages::text(
+async fn read_incoming(body: Incoming) -> Result<Bytes, BodyError> {
+    let collected =
+        tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
+    match collected.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(BodyError::TooLarge)
+        }
+        Ok(Err(error)) if caller_went_away(error.as_ref()) => Err(BodyError::CallerGone),
+        Ok(Err(error)) => Err(BodyError::Malformed(crate::with_causes(error.as_ref()))),
+        Err(_) => Err(BodyError::TimedOut),
+    }
+}
+
+/// Tells whether a body error means the caller closed or reset the connection, rather than
+/// that the body broke its framing.
+fn caller_went_away(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_incomplete_message)
+    {
+        return true;
+    }
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cause = current.source();
+    }
+    false
+}
+
+fn body_error_response(error: BodyError) -> Response<Bytes> {
+    match error {
+        BodyError::TooLarge => pages::text(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        )),
-        Err(error) => Err(pages::text(
+        ),
+        BodyError::Malformed(reason) => pages::text(
             StatusCode::BAD_REQUEST,
-            format!("unreadable request body: {error}"),
-        )),
+            format!("unreadable request body: {reason}"),
+        ),
+        BodyError::CallerGone => pages::text(StatusCode::BAD_REQUEST, "request body cut short"),
+        BodyError::TimedOut => pages::text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not complete within {} seconds",
+                BODY_TIMEOUT.as_secs()
+            ),
+        ),
     }
+}
+
+/// Reads and discards the body of a request the front end answered without it, up to
+/// [`MAX_BODY_BYTES`] and [`HEAD_TIMEOUT`]. A client that sends its body without waiting for
+/// an answer reads the answer only after it wrote the body, and closing the connection on an
+/// unread body resets it, so that the client loses the answer (RFC 9112, section 9.6). A
+/// client that asked `Expect: 100-continue` waits instead, and reading would invite its body.
+async fn discard_unexpected_body(head: &http::request::Parts, body: Incoming) {
+    if head.headers.contains_key(header::EXPECT) || body.is_end_stream() {
+        return;
+    }
+    let drained = async {
+        let mut body = body;
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > MAX_BODY_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(HEAD_TIMEOUT, drained).await;
 }
 
 #[cfg(test)]
@@ -748,7 +894,9 @@ mod tests {
     #[test]
     fn absolute_form_target_names_the_workers_host() {
         let mut request = Request::new(Bytes::new());
-        *request.uri_mut() = "http://b.azurewebsites.net/api/f?code=k".parse().unwrap();
+        *request.uri_mut() = "http://user:pw@b.azurewebsites.net/api/f?code=k"
+            .parse()
+            .unwrap();
         request
             .headers_mut()
             .insert(header::HOST, HeaderValue::from_static("evil.example"));
@@ -780,7 +928,8 @@ mod tests {
         let source = Source::internet("198.51.100.7".parse().unwrap());
         // An HTTP/1.1 request without Host is answered at once, and logged once with its
         // status.
-        let Admission::Answered(response) = front_end.admit(&head, &source, "direct:x") else {
+        let Admission::Answered(response) = front_end.admit(&head, &source, "direct:x", "https")
+        else {
             panic!("a request for no site is answered");
         };
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -790,7 +939,7 @@ mod tests {
         );
         // A request dropped before its answer is logged once, as closed by the caller.
         let pending = PendingRecord {
-            front_end: &front_end,
+            decisions: Arc::clone(&front_end.decisions),
             record: front_end.decisions.all().into_iter().next(),
         };
         drop(pending);
@@ -801,6 +950,73 @@ mod tests {
             .map(|record| record.status)
             .collect();
         assert_eq!(statuses, [400, CALLER_CLOSED]);
+    }
+
+    /// Builds a front end with one open site, `app`, without local code, that logs in memory.
+    fn front_end_with_open_site() -> Arc<FrontEnd> {
+        let location = subnetlock_arm::SourceLocation {
+            file: "t.json".into(),
+            line: 1,
+            column: 1,
+            json_path: "$".to_owned(),
+            offset: 0,
+            length: 0,
+        };
+        let site = subnetlock_model::Site::new("/sites/app".to_owned(), "app".to_owned(), location);
+        let access =
+            CompiledSiteAccess::compile(&site.access, &subnetlock_access::EngineOptions::default());
+        let mut topology = Topology::default();
+        topology.sites.push(site);
+        Arc::new(FrontEnd {
+            topology: Arc::new(topology),
+            access: HashMap::from([("app".to_owned(), access)]),
+            hosts: HashMap::new(),
+            publishing: HashMap::new(),
+            decisions: Arc::new(DecisionLog::new(None).unwrap()),
+        })
+    }
+
+    /// Sends `input` on a connection served by `front_end`, closes it at once, and returns the
+    /// statuses recorded once the connection ended.
+    fn statuses_after_closing(front_end: &Arc<FrontEnd>, input: &[u8]) -> Vec<u16> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut client, server) = tokio::io::duplex(64 * 1024);
+            tokio::io::AsyncWriteExt::write_all(&mut client, input)
+                .await
+                .unwrap();
+            drop(client);
+            let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+            serve_connection(TokioIo::new(server), peer, Arc::clone(front_end), "https").await;
+        });
+        front_end
+            .decisions
+            .all()
+            .iter()
+            .map(|record| record.status)
+            .collect()
+    }
+
+    #[test]
+    fn caller_that_leaves_is_recorded_once() {
+        // The request is complete, and the caller is gone before any answer.
+        let front_end = front_end_with_open_site();
+        let statuses = statuses_after_closing(
+            &front_end,
+            b"GET / HTTP/1.1\r\nHost: app.azurewebsites.net\r\n\r\n",
+        );
+        assert_eq!(statuses.len(), 1, "{statuses:?}");
+
+        // The body is cut short: the caller left, so nothing was answered.
+        let front_end = front_end_with_open_site();
+        let statuses = statuses_after_closing(
+            &front_end,
+            b"POST / HTTP/1.1\r\nHost: app.azurewebsites.net\r\nContent-Length: 100\r\n\r\n0123456789",
+        );
+        assert_eq!(statuses, [CALLER_CLOSED]);
     }
 
     #[test]

@@ -1407,13 +1407,17 @@ impl Shared {
 }
 
 /// Removes `.` and `..` segments from the request path (RFC 3986, section 5.2.4). Kestrel, the
-/// server under the Functions host, does this before routing (its `PathNormalizer`). So
-/// `/api/x/../f` reaches `f`, and the handler gets the path the host routed by. Escaped dots
-/// (`%2E`) stay, as they do in Kestrel.
+/// server under the Functions host, does this before routing (its `PathNormalizer`), after
+/// decoding, so an escaped dot (`%2E`) counts as a dot. So `/api/x/../f` and
+/// `/api/x/%2e%2e/f` reach `f`, and the handler gets the path the host routed by.
 fn normalise_path(request: &mut Request<Bytes>) {
     let path = request.uri().path();
-    // Every dot segment starts with `/.`, and most paths have none.
-    if !path.as_bytes().windows(2).any(|pair| pair == b"/.") {
+    // Every dot segment starts with `/.` or `/%2`, and most paths have neither.
+    let may_have_dots = path
+        .as_bytes()
+        .windows(3)
+        .any(|window| window.starts_with(b"/.") || window == b"/%2");
+    if !may_have_dots && !path.ends_with("/.") {
         return;
     }
 
@@ -1421,16 +1425,16 @@ fn normalise_path(request: &mut Request<Bytes>) {
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     for (index, segment) in segments.iter().enumerate() {
         let last = index + 1 == segments.len();
-        match *segment {
-            "." if last => output.push(""),
-            "." => {}
-            ".." => {
+        match dot_segment(segment) {
+            Some(1) if last => output.push(""),
+            Some(1) => {}
+            Some(_) => {
                 output.pop();
                 if last {
                     output.push("");
                 }
             }
-            other => output.push(other),
+            None => output.push(segment),
         }
     }
 
@@ -1455,6 +1459,27 @@ fn normalise_path(request: &mut Request<Bytes>) {
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
+}
+
+/// Returns 1 for a `.` segment and 2 for a `..` segment, each dot written as `.` or as `%2E` in
+/// either case, and `None` for any other segment.
+fn dot_segment(segment: &str) -> Option<usize> {
+    let mut rest = segment;
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            rest = after;
+        } else if rest
+            .get(..3)
+            .is_some_and(|escape| escape.eq_ignore_ascii_case("%2e"))
+        {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        dots += 1;
+    }
+    (1..=2).contains(&dots).then_some(dots)
 }
 
 /// Builds the invoke payload for one HTTP-triggered invocation.
@@ -2282,7 +2307,11 @@ mod tests {
             ("/api/f/.", "/api/f/"),
             ("/api/f/..", "/api/"),
             ("/../../api/f", "/api/f"),
-            ("/api/%2E%2E/f", "/api/%2E%2E/f"),
+            ("/api/x/%2E%2E/f", "/api/f"),
+            ("/api/x/%2e./f", "/api/f"),
+            ("/api/%2e/f", "/api/f"),
+            ("/api/%2e%2e%2e/f", "/api/%2e%2e%2e/f"),
+            ("/api/%2ex/f", "/api/%2ex/f"),
             ("/api/f..", "/api/f.."),
             (
                 "http://b.azurewebsites.net/a/../f",

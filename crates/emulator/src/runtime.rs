@@ -6,13 +6,16 @@
 //! the front end, one Functions host and one egress proxy per bound app, and the control API.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
 use serde::Serialize;
 use subnetlock_access::{CompiledSiteAccess, EngineOptions};
 use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
@@ -26,7 +29,7 @@ use crate::bindings::Bindings;
 use crate::caller::{Caller, CallerError};
 use crate::decisions::{DecisionLog, DecisionRecord};
 use crate::egress::{start_egress_proxy, EgressContext, EgressProxy, Handoff};
-use crate::frontend::{self, FrontEnd};
+use crate::frontend::{self, FrontEnd, RequestBody};
 use crate::functions_host::{load_function_app, FunctionKeys, FunctionsHost, HostConfig};
 use crate::tls::LocalCa;
 use crate::{pages, reaper, EmulatorError};
@@ -570,44 +573,54 @@ impl Emulator {
 /// Builds the egress handoff: a request from a caller's proxy becomes a front-end request with
 /// the source Azure would see for that caller.
 fn handoff(shared: std::sync::Weak<Shared>) -> Handoff {
-    Arc::new(move |request: Request<Bytes>, context: EgressContext| {
-        let shared = shared.clone();
-        Box::pin(async move {
-            let Some(shared) = shared.upgrade() else {
-                return pages::emulator_text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "subnetlock: emulator stopped",
-                );
-            };
-            egress_request(&shared, request, context).await
-        })
+    Arc::new(move |request: Request<Incoming>, context: EgressContext| {
+        let Some(shared) = shared.upgrade() else {
+            let response = pages::emulator_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "subnetlock: emulator stopped",
+            );
+            return Box::pin(async move { response });
+        };
+        egress_request(&shared, request, context)
     })
 }
 
-pub(crate) async fn egress_request(
+/// Hands a request from an egress proxy to the front end. The front end decides at once, from
+/// the head, and the returned future reads the body and forwards the request when it is
+/// allowed.
+pub(crate) fn egress_request(
     shared: &Shared,
-    request: Request<Bytes>,
+    request: Request<Incoming>,
     context: EgressContext,
-) -> Response<Bytes> {
-    let Some(front_end) = shared.front_end.get() else {
-        return pages::emulator_text(
+) -> Pin<Box<dyn Future<Output = Response<Bytes>> + Send>> {
+    let ready =
+        |response: Response<Bytes>| -> Pin<Box<dyn Future<Output = Response<Bytes>> + Send>> {
+            Box::pin(async move { response })
+        };
+    let Some(front_end) = shared.front_end.get().cloned() else {
+        return ready(pages::emulator_text(
             StatusCode::SERVICE_UNAVAILABLE,
             "subnetlock: the deployment is still starting",
-        );
+        ));
     };
     let topology = &shared.topology;
     if topology.site_for_host(&context.host).is_none() {
-        return pages::emulator_text(
+        return ready(pages::emulator_text(
             StatusCode::BAD_GATEWAY,
             format!(
                 "subnetlock egress: `{}` is not a site of this deployment; the emulator sends no traffic outside loopback",
                 context.host
             ),
-        );
+        ));
     }
     let caller: Caller = match context.caller.parse() {
         Ok(caller) => caller,
-        Err(error) => return pages::emulator_text(StatusCode::BAD_GATEWAY, error.to_string()),
+        Err(error) => {
+            return ready(pages::emulator_text(
+                StatusCode::BAD_GATEWAY,
+                error.to_string(),
+            ))
+        }
     };
     // The destination decides the private-endpoint and App Service Environment paths.
     let source = match caller.source_to(
@@ -616,16 +629,31 @@ pub(crate) async fn egress_request(
         shared.service_tags.as_deref(),
     ) {
         Ok(source) => source,
-        Err(error) => return pages::emulator_text(StatusCode::BAD_GATEWAY, error.to_string()),
+        Err(error) => {
+            return ready(pages::emulator_text(
+                StatusCode::BAD_GATEWAY,
+                error.to_string(),
+            ))
+        }
     };
     let scheme = context.scheme.to_string();
-    let mut response = front_end
-        .dispatch(request, source, &context.caller, &scheme)
-        .await;
-    // The host is a site's, so the response is that site's, and a marker in it can only
-    // come from the app's own code.
-    response.headers_mut().remove(pages::ORIGIN_HEADER);
-    response
+    let (head, body) = request.into_parts();
+    let admission = front_end.admit(&head, &source, &context.caller, &scheme);
+    Box::pin(async move {
+        let mut response = front_end
+            .complete(
+                admission,
+                head,
+                RequestBody::Incoming(body),
+                &source,
+                &scheme,
+            )
+            .await;
+        // The host is a site's, so the response is that site's, and a marker in it can only
+        // come from the app's own code.
+        response.headers_mut().remove(pages::ORIGIN_HEADER);
+        response
+    })
 }
 
 pub(crate) async fn source_proxy(

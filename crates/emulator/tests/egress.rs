@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use serde_json::{json, Value};
 use subnetlock_emulator::egress::{
     start_egress_proxy, EgressContext, EgressProxy, Handoff, Scheme,
@@ -16,8 +18,11 @@ use tokio::net::TcpStream;
 
 /// Handoff that returns the context and the rewritten request as JSON.
 fn echo_handoff() -> Handoff {
-    Arc::new(|request: http::Request<Bytes>, context: EgressContext| {
+    Arc::new(|request: http::Request<Incoming>, context: EgressContext| {
         Box::pin(async move {
+            let (head, body) = request.into_parts();
+            let body = body.collect().await.expect("body").to_bytes();
+            let request = http::Request::from_parts(head, body);
             let header = |name: &str| {
                 request
                     .headers()
