@@ -78,6 +78,10 @@ impl HeaderLookup for Headers<'_> {
 /// nginx logs it. No response carries it.
 pub const CALLER_CLOSED: u16 = 499;
 
+/// Maximum time the front end reads an unwanted body before it answers. A client that sends
+/// its body at once is done well within it, and a slow one does not hold the answer longer.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Maximum time the front end waits for an allowed request's body, Azure's request timeout.
 /// A body that takes longer gets 408.
 const BODY_TIMEOUT: Duration = Duration::from_secs(230);
@@ -768,7 +772,7 @@ fn body_error_response(error: BodyError) -> Response<Bytes> {
 }
 
 /// Reads and discards the body of a request the front end answered without it, up to
-/// [`MAX_BODY_BYTES`] and [`HEAD_TIMEOUT`]. A client that sends its body without waiting for
+/// [`MAX_BODY_BYTES`] and [`DRAIN_TIMEOUT`]. A client that sends its body without waiting for
 /// an answer reads the answer only after it wrote the body, and closing the connection on an
 /// unread body resets it, so that the client loses the answer (RFC 9112, section 9.6). A
 /// client that asked `Expect: 100-continue` waits instead, and reading would invite its body.
@@ -786,7 +790,7 @@ async fn discard_unexpected_body(head: &http::request::Parts, body: Incoming) {
             }
         }
     };
-    let _ = tokio::time::timeout(HEAD_TIMEOUT, drained).await;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
 }
 
 #[cfg(test)]
