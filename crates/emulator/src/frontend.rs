@@ -118,6 +118,26 @@ impl Drop for PendingRecord {
     }
 }
 
+/// Starts the record of a request from `caller`, stamped now, with nothing yet known about
+/// its site or decision.
+fn new_record(caller: &str, source: Source) -> DecisionRecord {
+    DecisionRecord {
+        sequence: 0,
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        caller: caller.to_owned(),
+        source,
+        host: String::new(),
+        site: None,
+        site_kind: None,
+        method: String::new(),
+        path: String::new(),
+        verdict: None,
+        reason: None,
+        ambiguities: Vec::new(),
+        status: 0,
+    }
+}
+
 fn log_record(decisions: &DecisionLog, record: DecisionRecord) {
     tracing::info!(
         target: "subnetlock::frontend",
@@ -242,19 +262,10 @@ impl FrontEnd {
         let mut pending = PendingRecord {
             decisions: Arc::clone(&self.decisions),
             record: Some(DecisionRecord {
-                sequence: 0,
-                time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                caller: caller.to_owned(),
-                source: source.clone(),
                 host: host.clone(),
-                site: None,
-                site_kind: None,
                 method: head.method.to_string(),
                 path: head.uri.path().to_owned(),
-                verdict: None,
-                reason: None,
-                ambiguities: Vec::new(),
-                status: 0,
+                ..new_record(caller, source.clone())
             }),
         };
 
@@ -661,24 +672,11 @@ async fn serve_connection<I>(
         // hyper responds to a request it cannot parse without calling the service, so the
         // record is written here.
         if let Some(status) = unparsed_request_status(&error) {
-            log_record(
-                &front_end.decisions,
-                DecisionRecord {
-                    sequence: 0,
-                    time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    caller: caller.to_string(),
-                    source,
-                    host: String::new(),
-                    site: None,
-                    site_kind: None,
-                    method: String::new(),
-                    path: String::new(),
-                    verdict: None,
-                    reason: None,
-                    ambiguities: Vec::new(),
-                    status,
-                },
-            );
+            let record = DecisionRecord {
+                status,
+                ..new_record(&caller, source)
+            };
+            log_record(&front_end.decisions, record);
         }
         tracing::debug!(%error, %peer, "front-end connection ended with an error");
     }

@@ -373,14 +373,9 @@ impl Connection {
                 }
                 Ok(Some(_)) | Err(_) => return false,
                 Ok(None) => {
+                    // The start is at most as long as the prefixes it is compared with.
                     let start = self.buffer.get(..10).unwrap_or(&self.buffer[..]);
-                    let interim = b"HTTP/1.1 1";
-                    let alternative = b"HTTP/1.0 1";
-                    return start.is_empty()
-                        || interim.starts_with(start)
-                        || alternative.starts_with(start)
-                        || start.starts_with(interim)
-                        || start.starts_with(alternative);
+                    return b"HTTP/1.1 1".starts_with(start) || b"HTTP/1.0 1".starts_with(start);
                 }
             }
         }
