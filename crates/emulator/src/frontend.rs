@@ -273,14 +273,10 @@ impl FrontEnd {
             let response = pages::emulator_text(StatusCode::BAD_REQUEST, problem);
             return Admission::Answered(pending.answer(response));
         }
-        let found = self.topology.site_for_host(&host).and_then(|(site, kind)| {
-            let index = self
-                .topology
-                .sites
-                .iter()
-                .position(|candidate| std::ptr::eq(candidate, site))?;
-            Some((index, site, kind))
-        });
+        let found = self
+            .topology
+            .site_index_for_host(&host)
+            .and_then(|(index, kind)| Some((index, self.topology.sites.get(index)?, kind)));
         let Some((index, site, kind)) = found else {
             return Admission::Answered(pending.answer(pages::site_not_found(&host)));
         };

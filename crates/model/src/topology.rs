@@ -90,15 +90,21 @@ impl Topology {
     /// The site that serves `host` (`<name>.azurewebsites.net` or `<name>.scm.azurewebsites.net`),
     /// and which of its two sites the host name addresses.
     pub fn site_for_host(&self, host: &str) -> Option<(&Site, subnetlock_access::SiteKind)> {
-        // A fully qualified name may end in one dot (RFC 1034, section 3.1); two do not name
-        // the same host.
+        let (index, kind) = self.site_index_for_host(host)?;
+        Some((self.sites.get(index)?, kind))
+    }
+
+    /// The index in `sites` of the site that serves `host`, as [`Self::site_for_host`] finds it.
+    pub fn site_index_for_host(&self, host: &str) -> Option<(usize, subnetlock_access::SiteKind)> {
+        // A fully qualified name may end in one dot (RFC 1034, section 3.1), but two dots do
+        // not name the same host.
         let host = host.split(':').next().unwrap_or(host);
         let host = host.strip_suffix('.').unwrap_or(host);
-        self.sites.iter().find_map(|site| {
+        self.sites.iter().enumerate().find_map(|(index, site)| {
             if host.eq_ignore_ascii_case(&site.default_host_name) {
-                Some((site, subnetlock_access::SiteKind::Main))
+                Some((index, subnetlock_access::SiteKind::Main))
             } else if host.eq_ignore_ascii_case(&site.scm_host_name) {
-                Some((site, subnetlock_access::SiteKind::Scm))
+                Some((index, subnetlock_access::SiteKind::Scm))
             } else {
                 None
             }
