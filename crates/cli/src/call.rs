@@ -92,7 +92,7 @@ pub async fn call(args: CallArgs) -> Result<i32> {
         Some(_) => Ok(EXIT_OK),
         None if !from_site => Err(miette!(
             help = format!(
-                "the body says why; pass --expect-status {} when this is the outcome you expect",
+                "the response body gives the reason; pass --expect-status {} when this is the expected outcome",
                 status.as_u16()
             ),
             "no site sent this response: the emulator returned {} {reason} itself, because the host is not a site of the deployment or the request stopped before the front end",

@@ -508,8 +508,8 @@ fn explain_unlisted_caller_uses_row_layout() {
     let site = "function-app-b-yobmxbvmtplck";
     let scm = "function-app-b-yobmxbvmtplck.scm.azurewebsites.net";
 
-    // `internet` is a row of the matrix; 198.51.100.7 and the service tag are not. Each says
-    // how its address relates to the rules.
+    // `internet` is a row of the matrix, but 198.51.100.7 and the service tag are not. Each
+    // explanation states how its address relates to the rules.
     let listed = explain("internet", site);
     let unlisted = explain("internet:198.51.100.7", site);
     assert_eq!(
@@ -611,7 +611,7 @@ fn explain_subnet_caller_route() {
 }
 
 #[test]
-fn check_rows_name_invalid_setting_and_sample_wide_range() {
+fn check_rows_invalid_setting_wide_range() {
     let (_dir, path) = template(&private_endpoint_without_zone(
         r#""Enabled ""#,
         r#"[{ "ipAddress": "0.0.0.0/0", "action": "Allow", "priority": 100, "name": "all" }]"#,

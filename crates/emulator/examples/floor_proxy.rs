@@ -1,11 +1,10 @@
 //! A lower bound for the front end's cost per request, for `bench/frontend.sh`.
 //!
 //! It forwards each request to the handler with the headers the front end and the Functions
-//! host add (`X-Forwarded-For`, `X-Forwarded-Proto`, invocation id, host version, user agent),
-//! and does nothing else: no access restriction, no key check, no decision record, no body,
-//! one handler connection per caller connection. So it measures what tokio, the kernel and the
-//! added headers cost on a given machine, and what is left for the front end's own work when
-//! it is to match nginx.
+//! host add (`X-Forwarded-For`, `X-Forwarded-Proto`, invocation id, host version, user agent).
+//! It does nothing else: no access restriction, no key check, no decision record, no body,
+//! and one handler connection per caller connection. So it measures what tokio, the kernel and
+//! the added headers cost on a given machine. The rest of the front end's cost is its own work.
 //!
 //! It is a measuring instrument, not a proxy to use: requests with a body, chunked responses
 //! and anything beyond `Content-Length` framing close the connection.
@@ -52,7 +51,7 @@ fn usage(problem: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Why a connection ended.
+/// The reason a connection ended.
 #[derive(Debug)]
 enum End {
     Io,
@@ -123,7 +122,7 @@ fn write_outbound(out: &mut Vec<u8>, request: &httparse::Request<'_, '_>, peer: 
         out.extend_from_slice(header.value);
         out.extend_from_slice(b"\r\n");
     }
-    // Writing to a Vec cannot fail.
+    // `io::Write` for `Vec<u8>` never returns an error.
     let _ = write!(out, "x-forwarded-for: {}\r\n", peer.ip());
     out.extend_from_slice(b"x-forwarded-proto: http\r\nx-azure-functions-invocationid: ");
     let id: [u8; 16] = rand::random();

@@ -78,17 +78,18 @@ impl HeaderLookup for Headers<'_> {
 /// nginx logs it. No response carries it.
 pub const CALLER_CLOSED: u16 = 499;
 
-/// Maximum time the front end reads an unwanted body before it answers. A client that sends
-/// its body at once is done well within it, and a slow one does not hold the answer longer.
+/// Maximum time the front end reads an unwanted body before it sends its response. A client
+/// that sends its body at once finishes well within it, and a slow one delays the response by
+/// no more than this.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Maximum time the front end waits for an allowed request's body, Azure's request timeout.
 /// A body that takes longer gets 408.
 const BODY_TIMEOUT: Duration = Duration::from_secs(230);
 
-/// The decision record of one request, written to the log exactly once: by [`Self::answer`]
-/// with the status sent, or, when the request is abandoned (the caller closed the connection
-/// and the server dropped the request), on drop with [`CALLER_CLOSED`].
+/// The decision record of one request, written to the log once: by [`Self::finish`] with the
+/// status sent, or on drop with [`CALLER_CLOSED`] when the server drops the request because
+/// the caller closed the connection. `finish` takes the record out, so drop finds none.
 pub(crate) struct PendingRecord {
     decisions: Arc<DecisionLog>,
     record: Option<DecisionRecord>,
@@ -100,7 +101,7 @@ impl PendingRecord {
     }
 
     /// Logs the record with the status of `response`, and returns the response.
-    fn answer(mut self, response: Response<Bytes>) -> Response<Bytes> {
+    fn finish(mut self, response: Response<Bytes>) -> Response<Bytes> {
         if let Some(mut record) = self.record.take() {
             record.status = response.status().as_u16();
             log_record(&self.decisions, record);
@@ -157,7 +158,7 @@ fn log_record(decisions: &DecisionLog, record: DecisionRecord) {
 pub(crate) enum Admission {
     /// A response from the front end itself, already logged: for a malformed Host, a host no
     /// site serves, a denial, or the redirect of `httpsOnly`.
-    Answered(Response<Bytes>),
+    Responded(Response<Bytes>),
     /// Access restrictions allow the request; its body may now be read.
     Allowed(Allowed),
 }
@@ -220,7 +221,7 @@ impl FrontEnd {
         scheme: &str,
     ) -> Response<Bytes> {
         let allowed = match admission {
-            Admission::Answered(response) => {
+            Admission::Responded(response) => {
                 if let RequestBody::Incoming(body) = body {
                     discard_unexpected_body(&head, body).await;
                 }
@@ -238,7 +239,7 @@ impl FrontEnd {
                     drop(allowed);
                     return pages::text(StatusCode::BAD_REQUEST, "");
                 }
-                Err(error) => return allowed.record.answer(body_error_response(error)),
+                Err(error) => return allowed.record.finish(body_error_response(error)),
             },
         };
         self.forward(allowed, Request::from_parts(head, body), source, scheme)
@@ -271,14 +272,14 @@ impl FrontEnd {
 
         if let Some(problem) = bad_host {
             let response = pages::emulator_text(StatusCode::BAD_REQUEST, problem);
-            return Admission::Answered(pending.answer(response));
+            return Admission::Responded(pending.finish(response));
         }
         let found = self
             .topology
             .site_index_for_host(&host)
             .and_then(|(index, kind)| Some((index, self.topology.sites.get(index)?, kind)));
         let Some((index, site, kind)) = found else {
-            return Admission::Answered(pending.answer(pages::site_not_found(&host)));
+            return Admission::Responded(pending.finish(pages::site_not_found(&host)));
         };
         let site_key = site.name.to_ascii_lowercase();
         let Some(access) = self.access.get(&site_key) else {
@@ -286,7 +287,7 @@ impl FrontEnd {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "subnetlock: no compiled access restrictions for this site",
             );
-            return Admission::Answered(pending.answer(response));
+            return Admission::Responded(pending.finish(response));
         };
         let mut decision = access.decide(&subnetlock_access::Request {
             source,
@@ -304,10 +305,10 @@ impl FrontEnd {
         }
 
         if verdict == Action::Deny {
-            return Admission::Answered(pending.answer(pages::forbidden(source.address)));
+            return Admission::Responded(pending.finish(pages::forbidden(source.address)));
         }
         if site.https_only && scheme == "http" {
-            return Admission::Answered(pending.answer(https_redirect(&host, &head.uri)));
+            return Admission::Responded(pending.finish(https_redirect(&host, &head.uri)));
         }
         Admission::Allowed(Allowed {
             record: pending,
@@ -344,7 +345,7 @@ impl FrontEnd {
             },
             SiteKind::Scm => self.kudu(&site_key, site_name, &request),
         };
-        record.answer(response)
+        record.finish(response)
     }
 
     /// Serves a minimal scm (Kudu) site: it requests the publishing credentials with HTTP Basic,
@@ -765,11 +766,13 @@ fn body_error_response(error: BodyError) -> Response<Bytes> {
     }
 }
 
-/// Reads and discards the body of a request the front end answered without it, up to
-/// [`MAX_BODY_BYTES`] and [`DRAIN_TIMEOUT`]. A client that sends its body without waiting for
-/// an answer reads the answer only after it wrote the body, and closing the connection on an
-/// unread body resets it, so that the client loses the answer (RFC 9112, section 9.6). A
-/// client that asked `Expect: 100-continue` waits instead, and reading would invite its body.
+/// Reads and discards the body of a request whose response needs no body, up to
+/// [`MAX_BODY_BYTES`] and [`DRAIN_TIMEOUT`]. A client that sends its body without waiting
+/// reads the response only after it wrote the body, and closing the connection on an unread
+/// body resets it, so the client loses the response (RFC 9112, section 9.6).
+///
+/// A client that sent `Expect: 100-continue` waits instead, and reading would request its
+/// body.
 async fn discard_unexpected_body(head: &http::request::Parts, body: Incoming) {
     if head.headers.contains_key(header::EXPECT) || body.is_end_stream() {
         return;
@@ -924,18 +927,19 @@ mod tests {
         };
         let head = Request::new(()).into_parts().0;
         let source = Source::internet("198.51.100.7".parse().unwrap());
-        // An HTTP/1.1 request without Host is answered at once, and logged once with its
-        // status.
-        let Admission::Answered(response) = front_end.admit(&head, &source, "direct:x", "https")
+
+        // An HTTP/1.1 request without Host gets its 400 at once, logged once with its status.
+        let Admission::Responded(response) = front_end.admit(&head, &source, "direct:x", "https")
         else {
-            panic!("a request for no site is answered");
+            panic!("a request without Host gets a response from the front end");
         };
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             response.headers()[pages::ORIGIN_HEADER],
             pages::EMULATOR_ORIGIN
         );
-        // A request dropped before its answer is logged once, as closed by the caller.
+
+        // A request dropped before its response is logged once, as closed by the caller.
         let pending = PendingRecord {
             decisions: Arc::clone(&front_end.decisions),
             record: front_end.decisions.all().into_iter().next(),
@@ -1000,7 +1004,7 @@ mod tests {
 
     #[test]
     fn caller_that_leaves_is_recorded_once() {
-        // The request is complete, and the caller is gone before any answer.
+        // The request is complete, and the caller is gone before any response.
         let front_end = front_end_with_open_site();
         let statuses = statuses_after_closing(
             &front_end,
@@ -1008,7 +1012,7 @@ mod tests {
         );
         assert_eq!(statuses.len(), 1, "{statuses:?}");
 
-        // The body is cut short: the caller left, so nothing was answered.
+        // The body is cut short: the caller left, so no response was sent.
         let front_end = front_end_with_open_site();
         let statuses = statuses_after_closing(
             &front_end,

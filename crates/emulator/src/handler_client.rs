@@ -998,8 +998,8 @@ mod tests {
 
     #[tokio::test]
     async fn body_goes_on_after_100_continue() {
-        // The handler answers the head with 100 Continue before it reads the body, as Node's
-        // and Python's servers do for `Expect: 100-continue`. The body is larger than the
+        // The handler responds to the head with 100 Continue before it reads the body, as
+        // Node's and Python's servers do for `Expect: 100-continue`. The body is larger than the
         // socket buffers, so the client is still writing when the 100 arrives.
         const BODY: usize = 8 * 1024 * 1024;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -94,7 +94,8 @@ impl Topology {
         Some((self.sites.get(index)?, kind))
     }
 
-    /// The index in `sites` of the site that serves `host`, as [`Self::site_for_host`] finds it.
+    /// Returns the index in `sites` of the site that serves `host`, and which of its two sites
+    /// the host name addresses, as [`Self::site_for_host`] does.
     pub fn site_index_for_host(&self, host: &str) -> Option<(usize, subnetlock_access::SiteKind)> {
         // A fully qualified name may end in one dot (RFC 1034, section 3.1), but two dots do
         // not name the same host.
