@@ -57,6 +57,14 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
+/// Whether `name` is one of [`HOP_BY_HOP`], in any case. The length is compared first: this
+/// runs for every header of every response.
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| hop.len() == name.len() && hop.eq_ignore_ascii_case(name))
+}
+
 /// Failure of an exchange with the handler.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
@@ -455,6 +463,11 @@ impl Connection {
 
     async fn read_head(&mut self) -> Result<ResponseHead, SendError> {
         loop {
+            // After a reused connection's last response the buffer is empty, and there is
+            // nothing to parse until the first read.
+            if self.buffer.is_empty() {
+                self.fill_or_closed().await?;
+            }
             if let Some((length, head)) = parse_head(&self.buffer)? {
                 self.buffer.advance(length);
                 return Ok(head);
@@ -645,11 +658,11 @@ fn parse_head(buffer: &[u8]) -> Result<Option<(usize, ResponseHead)>, SendError>
 
     let mut headers = HeaderMap::with_capacity(parsed.headers.len());
     for field in parsed.headers.iter() {
-        let skip = HOP_BY_HOP
-            .iter()
-            .chain(listed_in_connection.iter())
-            .any(|hop| field.name.eq_ignore_ascii_case(hop))
-            || field.name.eq_ignore_ascii_case("content-length");
+        let skip = is_hop_by_hop(field.name)
+            || field.name.eq_ignore_ascii_case("content-length")
+            || listed_in_connection
+                .iter()
+                .any(|listed| field.name.eq_ignore_ascii_case(listed));
         if skip {
             continue;
         }
