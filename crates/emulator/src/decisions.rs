@@ -339,11 +339,12 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Whether `bytes` hold a byte that JSON escapes: a control character, `"` or `\\`.
+/// Returns whether `bytes` contain a byte that JSON escapes: a control character, `"` or `\\`.
 ///
-/// Eight bytes are tested at once, with the zero-byte test of "Bit Twiddling Hacks" (Sean
-/// Eron Anderson, "Determine if a word has a byte less than n"): this runs for every string
-/// of every decision line.
+/// This runs for every string of every decision line, so it tests eight bytes at once. In
+/// `word - n * ONES`, a byte below `n` (with its high bit clear) wraps around and gets its high
+/// bit set. A borrow into the next byte starts only at such a byte, so a word without one has
+/// no high bit set by the test.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;

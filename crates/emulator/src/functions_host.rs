@@ -363,6 +363,14 @@ impl FunctionsHost {
     /// Routes, authorizes and invokes one request, returning the response for the caller.
     pub async fn handle(&self, mut request: Request<Bytes>) -> Response<Bytes> {
         let shared = &self.shared;
+        let url_length = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |target| target.as_str().len());
+        if url_length > MAX_URL_BYTES {
+            tracing::debug!(site = %shared.site, url_length, "URL longer than the Functions host accepts");
+            return empty_response(StatusCode::URI_TOO_LONG);
+        }
         normalise_path(&mut request);
 
         let path = request.uri().path();
@@ -1012,6 +1020,12 @@ const EXIT_NOTICE_WAIT: Duration = Duration::from_secs(2);
 /// App Service front ends end requests after 230 seconds, so a handler gets no longer.
 const INVOCATION_TIMEOUT: Duration = Duration::from_secs(230);
 
+/// Longest URL (path and query) the Functions host accepts: "the URL length is limited to
+/// 4 KB (4,096 bytes)" (Microsoft Learn, "Azure Functions HTTP trigger", Limits).
+// NOTE: Learn gives the limit, not the status of a longer URL; 414 is the HTTP status for it
+// (RFC 9110, section 15.5.15). See docs/fidelity.md.
+const MAX_URL_BYTES: usize = 4096;
+
 /// Number of stderr lines kept for startup error messages.
 const STDERR_TAIL_LINES: usize = 20;
 
@@ -1402,10 +1416,11 @@ impl Shared {
                 &crate::with_causes(&error),
             ))),
             Err(_) => {
-                // NOTE: the status App Service returns for its 230-second limit is not
-                // verified, so this uses 504, the gateway convention.
+                // "If a function that uses the HTTP trigger doesn't complete within 230
+                // seconds, the Azure Load Balancer will time out and return an HTTP 502 error"
+                // (Microsoft Learn, "Azure Functions HTTP trigger", Limits).
                 Err(Attempt::Done(text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
+                    StatusCode::BAD_GATEWAY,
                     "the custom handler did not respond within 230 seconds\n",
                 )))
             }

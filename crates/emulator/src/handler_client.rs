@@ -57,8 +57,8 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-/// Whether `name` is one of [`HOP_BY_HOP`], in any case. The length is compared first: this
-/// runs for every header of every response.
+/// Returns whether `name` is one of [`HOP_BY_HOP`], in any case. The length is compared first:
+/// this runs for every header of every response.
 fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP
         .iter()

@@ -249,6 +249,22 @@ async fn unknown_path_is_404() {
 }
 
 #[tokio::test]
+async fn url_longer_than_4096_bytes_is_414() {
+    let (host, _dir) = start(true).await;
+
+    // Path and query of exactly 4,096 bytes still reach the handler; one byte more does not.
+    let base = "/api/hello?pad=";
+    let at_limit = format!("{base}{}", "x".repeat(4096 - base.len()));
+    let response = host.handle(request(Method::GET, &at_limit)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let over = format!("{at_limit}x");
+    let response = host.handle(request(Method::GET, &over)).await;
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    host.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_method_is_405() {
     let (host, _dir) = start(true).await;
 
