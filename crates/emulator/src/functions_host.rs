@@ -689,6 +689,7 @@ enum Constraint {
     Min(i64),
     Max(i64),
     Range(i64, i64),
+    Regex(regex::Regex),
 }
 
 impl RouteTemplate {
@@ -805,9 +806,20 @@ fn parse_segment(text: &str) -> Result<Segment, String> {
         }
         return Ok(Segment::Literal(text.to_string()));
     };
-    if inner.contains(['{', '}']) {
+    // The Functions host routes with ASP.NET Core, where a doubled delimiter (`{{`, `}}`, `[[`,
+    // `]]`) stands for one character ("Routing in ASP.NET Core", regular expressions in
+    // constraints). So a `regex(...)` constraint can hold `\d{{3}}` or `[[a-z]]`. Any other
+    // brace is an error.
+    let unescaped = inner.replace("{{", "").replace("}}", "");
+    if unescaped.contains(['{', '}']) {
         return Err(format!("segment `{text}` has nested braces"));
     }
+    let inner = inner
+        .replace("{{", "{")
+        .replace("}}", "}")
+        .replace("[[", "[")
+        .replace("]]", "]");
+    let inner = inner.as_str();
 
     let (catch_all, inner) = match inner.strip_prefix("**").or_else(|| inner.strip_prefix('*')) {
         Some(rest) => (true, rest),
@@ -918,7 +930,7 @@ impl Constraint {
                 let [min, max] = integer_arguments(text, arguments)?;
                 Constraint::Range(min, max)
             }
-            // NOTE: `regex(...)` constraints are rejected because the crate has no regex engine.
+            "regex" => Constraint::Regex(route_regex(text, arguments)?),
             other => return Err(format!("route constraint `{other}` is not supported")),
         };
         Ok(constraint)
@@ -947,8 +959,31 @@ impl Constraint {
             Constraint::Range(min, max) => {
                 value.parse::<i64>().is_ok_and(|v| v >= *min && v <= *max)
             }
+            Constraint::Regex(pattern) => pattern.is_match(value),
         }
     }
+}
+
+/// Compiles the pattern of a `regex(...)` route constraint as ASP.NET Core's
+/// `RegexRouteConstraint` does: ignoring case, and matching anywhere in the value unless the
+/// pattern is anchored with `^` and `$`.
+///
+/// The pattern is read with Rust's `regex` syntax, which agrees with .NET's for classes,
+/// quantifiers, groups and anchors, and like .NET reads `\d` and `\w` as Unicode classes. It
+/// has no look-around, backreferences or atomic groups, so a pattern that uses them is an
+/// error here although the Functions host would accept it.
+fn route_regex(text: &str, pattern: Option<&str>) -> Result<regex::Regex, String> {
+    let pattern = pattern.ok_or_else(|| format!("constraint `{text}` needs a pattern"))?;
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .build()
+        .map_err(|error| {
+            format!(
+                "constraint `{text}`: the pattern is invalid or uses a .NET feature Rust's regex \
+                 syntax lacks (look-around, backreferences, atomic groups): {error}; rewrite it \
+                 without them"
+            )
+        })
 }
 
 /// Parses exactly `N` comma-separated integers from a constraint's arguments.
@@ -2433,7 +2468,9 @@ mod tests {
             "a/{id?}/b",
             "{*rest}/b",
             "x{id}",
-            "{id:regex(^a$)}",
+            "{id:regex((?=a)b)}",
+            "{id:regex(a{2)}",
+            "{id:regex}",
             "{id:unknown}",
             "{}",
             "a//b",
@@ -2441,6 +2478,38 @@ mod tests {
         for route in cases {
             assert!(RouteTemplate::parse("f", route).is_err(), "route `{route}`");
         }
+    }
+
+    #[test]
+    fn regex_constraint_follows_aspnet_core() {
+        // ASP.NET Core's `RegexRouteConstraint` ignores case and matches anywhere in the
+        // value. A doubled brace or bracket in the template is one character of the pattern.
+        let cases = [
+            (r"{id:regex(^\d{{3}}$)}", "123", true),
+            (r"{id:regex(^\d{{3}}$)}", "1234", false),
+            (r"{id:regex(^\d{{3}}$)}", "abc", false),
+            ("{id:regex(^[[a-z]]{{2}}$)}", "ab", true),
+            ("{id:regex(^[[a-z]]{{2}}$)}", "abc", false),
+            ("{name:regex(^(get|create)$)}", "GET", true),
+            ("{name:regex(^(get|create)$)}", "delete", false),
+            ("{name:regex(et)}", "get", true),
+            ("{name:regex(^a:b$)}", "a:b", true),
+        ];
+        for (route, value, expected) in cases {
+            let matched = template(route).matches(&segments(value)).is_some();
+            assert_eq!(matched, expected, "route `{route}` value `{value}`");
+        }
+    }
+
+    #[test]
+    fn unsupported_regex_error_names_the_gap() {
+        let Err(HostError::InvalidRoute { reason, .. }) =
+            RouteTemplate::parse("f", "{id:regex((?=a)b)}")
+        else {
+            panic!("look-ahead must be rejected");
+        };
+        assert!(reason.contains("look-around"), "{reason}");
+        assert!(reason.contains("regex((?=a)b)"), "{reason}");
     }
 
     #[test]
