@@ -90,7 +90,8 @@ pub struct Deployment {
     pub resources: Vec<Resource>,
     /// Outputs of the top-level template.
     pub outputs: IndexMap<String, Value>,
-    /// Nested deployments whose template is behind a URI or a template spec.
+    /// Nested deployments whose template is behind a URI that no artifacts folder maps, a
+    /// template spec, or an unknown value.
     pub unresolved_templates: Vec<UnresolvedTemplate>,
     /// Keys written twice in one object, in the parameters file, the template and linked
     /// templates read from disk, by file and position.
@@ -181,6 +182,12 @@ fn evaluate_source(
         .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
         .collect();
     let level = ScopeLevel::from_schema_of(&root).unwrap_or(ScopeLevel::ResourceGroup);
+    let file_name = source
+        .name
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let template_link = options.scope.artifacts.own_link(&file_name);
     let template = Template::new(TemplateInit {
         source,
         root,
@@ -192,6 +199,7 @@ fn evaluate_source(
         outer: None,
         deployment_path: Vec::new(),
         base_copy: Vec::new(),
+        template_link,
     })?;
     let (resources, outputs) = template.execute(&engine, None)?;
     Ok(Deployment {
@@ -301,6 +309,8 @@ pub(crate) struct Template<'a> {
     pub language_v2: bool,
     pub deployment_value: OnceCell<Value>,
     pub base_copy: Vec<CopyFrame>,
+    /// The `deployment().properties.templateLink.uri`, or `None` when it is not known offline.
+    pub template_link: Option<String>,
 }
 
 pub(crate) struct TemplateInit<'a> {
@@ -314,6 +324,7 @@ pub(crate) struct TemplateInit<'a> {
     pub outer: Option<&'a Template<'a>>,
     pub deployment_path: Vec<String>,
     pub base_copy: Vec<CopyFrame>,
+    pub template_link: Option<String>,
 }
 
 /// Location of an expression, for errors.
@@ -392,6 +403,7 @@ impl<'a> Template<'a> {
             language_v2,
             deployment_value: OnceCell::new(),
             base_copy: init.base_copy,
+            template_link: init.template_link,
         })
     }
 

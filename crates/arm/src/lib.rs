@@ -34,12 +34,15 @@
 //! Deployment-time values (`utcNow()`, `newGuid()`) come from the [`Provider`], which leaves
 //! them unknown unless it deploys.
 //!
-//! Not in scope: fetching linked templates from URIs (they are listed in
+//! Linked templates are read from disk: a `templateLink.relativePath` beside the template, and
+//! a `templateLink.uri` whose prefix [`Artifacts`] maps to a local folder. Not in scope:
+//! fetching linked templates over the network (the others are listed in
 //! [`Deployment::unresolved_templates`]), and resource semantics.
 
 // Tests may unwrap: a panic there is a test failure with its message.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod artifacts;
 mod call;
 mod cidr;
 mod dates;
@@ -49,6 +52,7 @@ mod expr;
 mod format;
 mod functions;
 mod hash;
+mod linked;
 mod params;
 mod provider;
 mod resources;
@@ -56,6 +60,7 @@ mod run;
 mod source;
 mod value;
 
+pub use artifacts::{Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};
 pub use error::{Error, Located};
 pub use eval::{
     evaluate_file, evaluate_str, Deployment, DuplicateKey, EvalOptions, Resource,
@@ -132,6 +137,8 @@ pub struct Scope {
     pub location: String,
     pub tenant_id: String,
     pub deployment_name: String,
+    /// Local folders for linked-template URIs, and the template's own `templateLink.uri`.
+    pub artifacts: Artifacts,
 }
 
 impl Default for Scope {
@@ -142,6 +149,7 @@ impl Default for Scope {
             location: "westeurope".to_owned(),
             tenant_id: "00000000-0000-0000-0000-000000000000".to_owned(),
             deployment_name: "subnetlock".to_owned(),
+            artifacts: Artifacts::default(),
         }
     }
 }

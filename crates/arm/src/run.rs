@@ -480,6 +480,8 @@ impl<'a> Run<'a> {
         let computed = properties
             .and_then(|properties| properties.get("template"))
             .filter(|template| matches!(template, Value::Object(_)));
+        // For a template read from a file: the `templateLink.uri` it was linked by, if known.
+        let mut linked_from: Option<Option<String>> = None;
         let (source, root, path) = match (inline, computed) {
             (Some((root, path)), _) if root.as_object().is_some() => {
                 (Arc::clone(&self.tpl.source), root, path)
@@ -496,64 +498,18 @@ impl<'a> Run<'a> {
                 (source, root, "$".to_owned())
             }
             _ => {
-                let link = properties
-                    .and_then(|properties| properties.get("templateLink"))
-                    .cloned();
-                let relative = link
-                    .as_ref()
-                    .and_then(|link| link.get("relativePath"))
-                    .and_then(Value::as_str);
-                match relative {
-                    Some(relative) => {
-                        let directory = self
-                            .tpl
-                            .source
-                            .name
-                            .parent()
-                            .map(std::path::Path::to_path_buf)
-                            .unwrap_or_default();
-                        let file = directory.join(relative);
-                        let is_template = file
-                            .extension()
-                            .and_then(|extension| extension.to_str())
-                            .is_some_and(|extension| {
-                                extension.eq_ignore_ascii_case("json")
-                                    || extension.eq_ignore_ascii_case("jsonc")
-                            });
-                        if !is_template {
-                            let site = node_site(&self.tpl.source, &decl.node, &decl.path);
-                            return Err(site.error(
-                                ErrorKind::Template,
-                                format!(
-                                    "linked template `{}` is not a `.json` or `.jsonc` file",
-                                    file.display()
-                                ),
-                                "point `templateLink.relativePath` at a JSON template".to_owned(),
-                            ));
-                        }
-                        let source = Source::read(&file).map_err(|error| {
-                            let site =
-                                node_site(&self.tpl.source, &decl.node, &decl.path);
-                            site.error(
-                                ErrorKind::Template,
-                                format!(
-                                    "cannot read the linked template `{}`: {error}",
-                                    file.display()
-                                ),
-                                "check `templateLink.relativePath`; it is relative to this template's file".to_owned(),
-                            )
-                        })?;
-                        let source = Arc::new(source);
-                        let root = source.parse()?;
-                        self.engine.note_duplicate_keys(&source, &root);
-                        (source, root, "$".to_owned())
+                let link = properties.and_then(|properties| properties.get("templateLink"));
+                match self.read_linked(decl, link)? {
+                    Some(linked) => {
+                        linked_from = Some(linked.link);
+                        (linked.source, linked.root, "$".to_owned())
                     }
                     None => {
                         self.tpl.push_unresolved(
                             self.engine,
                             UnresolvedTemplate {
                                 deployment: decl.name.clone(),
-                                link: link.unwrap_or(Value::Null),
+                                link: link.cloned().unwrap_or(Value::Null),
                                 declared_at: resource.declared_at.clone(),
                             },
                         );
@@ -564,6 +520,19 @@ impl<'a> Run<'a> {
                     }
                 }
             }
+        };
+        // `expressionEvaluationOptions` is "only applicable to nested templates" and defaults
+        // to outer scope (`DeploymentProperties.ExpressionEvaluationOptions`, Azure Resource
+        // Manager SDK reference on Microsoft Learn). A linked template is a file of its own, so
+        // its parameters, variables and `deployment()` are its own, as in inner scope.
+        let inner = inner || linked_from.is_some();
+        // A linked template's `deployment()` returns its own link. An outer-scope nested
+        // template evaluates `deployment()` in its parent. An inner-scope one is deployed
+        // inline, so Azure gives it no link, which reads as unknown like any link not known.
+        let template_link = match linked_from {
+            Some(link) => link,
+            None if inner => None,
+            None => self.tpl.template_link.clone(),
         };
 
         let mut scope = self.tpl.scope.clone();
@@ -608,6 +577,7 @@ impl<'a> Run<'a> {
             outer: if inner { None } else { Some(self.tpl) },
             deployment_path,
             base_copy: if inner { Vec::new() } else { decl.copy.clone() },
+            template_link,
         })?;
         let parent = if inner { None } else { Some((self, index)) };
         let (resources, outputs) = child.execute(self.engine, parent)?;

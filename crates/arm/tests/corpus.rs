@@ -119,3 +119,64 @@ fn corpus_linked_template_is_unresolved() {
         .unwrap()
         .is_unknown());
 }
+
+#[test]
+fn corpus_linked_template_reads_artifacts() {
+    // The same quickstart with its folder of linked templates standing for the template's own
+    // location, so that `_artifactsLocation` and the `uri()` built from it point into it.
+    let Some(dir) = corpus_dir() else {
+        eprintln!("skipped: shared/corpus/arm not found above the crate directory");
+        return;
+    };
+    let template = dir.join("qs-appgw-webapp-iprestriction.json");
+    let nested = dir.join("qs-appgw-webapp-iprestriction.nestedtemplates");
+    let parameters = Parameters::from_file(&parameters_file(&template).unwrap()).unwrap();
+    let mut artifacts = subnetlock_arm::Artifacts::default();
+    artifacts.map_own_location(&nested).unwrap();
+    let options = EvalOptions {
+        scope: Scope {
+            artifacts,
+            ..Scope::default()
+        },
+        parameters,
+    };
+    let deployment = evaluate_file(&template, &options, &OfflineProvider).unwrap();
+    assert!(deployment.unresolved_templates.is_empty());
+
+    let fetch = deployment
+        .resources
+        .iter()
+        .find(|resource| resource.name == "fetchIpAddress")
+        .unwrap();
+    assert_eq!(
+        fetch.body.get_path(&["properties", "templateLink", "uri"]),
+        Some(&Value::String(
+            "https://artifacts.subnetlock.invalid/fetchIpAddress.json".to_owned()
+        ))
+    );
+
+    // The linked template reads the gateway's public IP address, which exists only once it
+    // is deployed: the rule built from it is unknown for that reason, not because the
+    // template was not read.
+    let config = deployment
+        .resources
+        .iter()
+        .find(|resource| resource.name == "GEN-UNIQUE/web")
+        .unwrap();
+    let address = config
+        .body
+        .get_path(&["properties", "ipSecurityRestrictions"])
+        .and_then(|rules| rules.as_array())
+        .and_then(|rules| rules.first())
+        .and_then(|rule| rule.get("ipAddress"))
+        .unwrap();
+    let Value::Unknown(unknown) = address else {
+        panic!("the gateway address is known offline: {address:?}");
+    };
+    assert_eq!(unknown.cause, subnetlock_arm::UnknownCause::Reference);
+    assert!(
+        unknown.expression.contains("GEN-UNIQUE-pip"),
+        "{}",
+        unknown.expression
+    );
+}

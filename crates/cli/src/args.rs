@@ -61,6 +61,14 @@ pub struct InputArgs {
     /// Parameter value as NAME=VALUE; VALUE is read as JSON when it parses, else as a string.
     #[arg(short = 'p', long = "parameter", value_name = "NAME=VALUE")]
     pub parameter: Vec<String>,
+    /// Folder of linked templates, as DIR or URI=DIR; repeatable. With URI=DIR, a
+    /// `templateLink.uri` that starts with URI is read from the same path below DIR, its query
+    /// (SAS token) left out. DIR alone stands for the template's own location: its
+    /// `deployment().properties.templateLink.uri` becomes
+    /// `https://artifacts.subnetlock.invalid/<template file name>`, which maps to DIR, so the
+    /// `_artifactsLocation` convention of the Azure quickstarts links into DIR.
+    #[arg(long = "artifacts", value_name = "[URI=]DIR")]
+    pub artifacts: Vec<String>,
     /// Binding file that maps site-name patterns to local function folders.
     #[arg(long)]
     pub bindings: Option<PathBuf>,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use miette::{miette, IntoDiagnostic, Result, WrapErr};
 use subnetlock_access::{EngineOptions, ServiceTagTable};
-use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
+use subnetlock_arm::{Artifacts, EvalOptions, Parameters, Scope, Value};
 use subnetlock_emulator::{Bindings, BINDING_FILE_NAME};
 use subnetlock_model::{build_topology, KeyMode, ScaleUnit, SimulatedProvider, Topology};
 
@@ -145,6 +145,15 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
         parameter_values.push((name.to_owned(), value));
     }
 
+    if format == InputFormat::TerraformPlan && !args.artifacts.is_empty() {
+        return Err(miette!(
+            help = "drop --artifacts; a Terraform plan has its modules expanded already",
+            "`{}` is a Terraform plan, which links no ARM templates",
+            template.display()
+        ));
+    }
+    let artifacts = parse_artifacts(&args.artifacts)?;
+
     if let Some(previous) = &args.previous {
         if !previous.is_file() {
             return Err(miette!(
@@ -179,6 +188,7 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
             subscription_id: args.subscription_id.clone(),
             resource_group: args.resource_group.clone(),
             location: args.location.clone(),
+            artifacts,
             ..Scope::default()
         },
         engine,
@@ -212,6 +222,46 @@ fn detect_format(template: &Path) -> Result<InputFormat> {
         return Ok(InputFormat::TerraformPlan);
     }
     Ok(InputFormat::ArmTemplate)
+}
+
+/// Reads the `--artifacts` values. A value is URI=DIR when the text before its first `=` is
+/// empty or contains `://`. Otherwise the whole value is one folder, whose name may contain `=`.
+fn parse_artifacts(values: &[String]) -> Result<Artifacts> {
+    let mut artifacts = Artifacts::default();
+    for value in values {
+        let invalid = |reason: &str, help: &str| {
+            miette!(
+                help = help.to_owned(),
+                "invalid --artifacts `{value}`: {reason}"
+            )
+        };
+        let mapped = match value.split_once('=') {
+            Some((uri, _)) if uri.trim().is_empty() => {
+                return Err(invalid(
+                    "the URI before `=` is missing",
+                    "write URI=DIR, for example --artifacts https://raw.githubusercontent.com/org/repo/main/=./templates, or DIR alone for the template's own location",
+                ));
+            }
+            Some((uri, directory)) if uri.contains("://") => {
+                if directory.trim().is_empty() {
+                    return Err(invalid(
+                        "the folder after `=` is missing",
+                        "write URI=DIR, where DIR is the local folder that holds the templates below URI",
+                    ));
+                }
+                artifacts.map(uri, Path::new(directory))
+            }
+            _ if value.trim().is_empty() => {
+                return Err(invalid(
+                    "the folder is missing",
+                    "write DIR or URI=DIR, where DIR is the local folder that holds the linked templates",
+                ));
+            }
+            _ => artifacts.map_own_location(Path::new(value)),
+        };
+        mapped.map_err(|error| invalid(&error.to_string(), error.help()))?;
+    }
+    Ok(artifacts)
 }
 
 /// `<stem>.parameters.json` (or `.jsonc`) beside `template`, when it exists.

@@ -1472,3 +1472,180 @@ fn error_causes_are_printed_once() {
     let error = value["error"].as_str().expect("error");
     assert_eq!(error.matches(missing).count(), 1, "{error}");
 }
+
+/// Writes the quickstart layout into `dir`: `azuredeploy.json` with a plan and a nested
+/// deployment whose `templateLink.uri` is built from `_artifactsLocation`, and
+/// `nested/site.json` with a site that allows one address.
+fn write_linked_quickstart(dir: &Path) {
+    let main = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "parameters": {
+    "_artifactsLocation": { "type": "string", "defaultValue": "[deployment().properties.templateLink.uri]" },
+    "_artifactsLocationSasToken": { "type": "securestring", "defaultValue": "" }
+  },
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1", "tier": "Standard" } },
+    { "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "site",
+      "properties": { "mode": "Incremental",
+        "templateLink": {
+          "uri": "[uri(parameters('_artifactsLocation'), concat('nested/site.json', parameters('_artifactsLocationSasToken')))]"
+        } } }
+  ]
+}"#;
+    let site = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "linked-app",
+      "location": "westeurope", "kind": "app",
+      "properties": {
+        "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+        "siteConfig": { "ipSecurityRestrictions": [
+          { "ipAddress": "198.51.100.7/32", "action": "Allow", "priority": 100, "name": "office" }
+        ] }
+      } }
+  ]
+}"#;
+    std::fs::create_dir_all(dir.join("nested")).expect("nested dir");
+    std::fs::write(dir.join("azuredeploy.json"), main).expect("main template");
+    std::fs::write(dir.join("nested/site.json"), site).expect("linked template");
+}
+
+fn finding_codes(value: &serde_json::Value) -> Vec<String> {
+    value["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|finding| finding["code"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn check_artifacts_reads_linked_template() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_linked_quickstart(dir.path());
+    let template = dir.path().join("azuredeploy.json");
+    let template = template.to_str().expect("path");
+    let folder = dir.path().to_str().expect("path");
+
+    let output = subnetlock(&["check", "--format", "json", template, "--artifacts", folder]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let sites = value["sites"].as_array().expect("sites");
+    assert_eq!(sites.len(), 1);
+    assert_eq!(sites[0]["name"], "linked-app");
+    assert!(
+        !finding_codes(&value).contains(&"SL010".to_owned()),
+        "{}",
+        stdout(&output)
+    );
+
+    // The same with the folder mapped to the address a parameter names.
+    let output = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        template,
+        "-p",
+        "_artifactsLocation=https://raw.example.com/org/repo/main/azuredeploy.json",
+        "--artifacts",
+        &format!("https://raw.example.com/org/repo/main/={folder}"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert_eq!(value["sites"][0]["name"], "linked-app");
+}
+
+#[test]
+fn check_without_artifacts_leaves_link_unresolved() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_linked_quickstart(dir.path());
+    let template = dir.path().join("azuredeploy.json");
+
+    let output = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        template.to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert!(value["sites"].as_array().expect("sites").is_empty());
+    assert!(finding_codes(&value).contains(&"SL010".to_owned()));
+    let help = value["findings"][0]["help"].as_str().expect("help");
+    assert!(help.contains("--artifacts"), "{help}");
+}
+
+#[test]
+fn check_artifacts_missing_file_is_located() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_linked_quickstart(dir.path());
+    std::fs::remove_file(dir.path().join("nested/site.json")).expect("remove");
+    let template = dir.path().join("azuredeploy.json");
+
+    let output = subnetlock(&[
+        "check",
+        template.to_str().expect("path"),
+        "--artifacts",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let error = stderr(&output);
+    assert!(
+        error.contains(
+            "linked template `https://artifacts.subnetlock.invalid/nested/site.json` maps to"
+        ),
+        "{error}"
+    );
+    assert!(
+        error.contains("nested/site.json`, which cannot be read"),
+        "{error}"
+    );
+    assert!(
+        error.contains("$.resources[1].properties.templateLink.uri"),
+        "{error}"
+    );
+    assert!(error.contains("copy the linked template to"), "{error}");
+}
+
+#[test]
+fn invalid_artifacts_flag() {
+    let example = example();
+    let example = example.to_str().expect("path");
+    let cases = [
+        ("=examples", "the URI before `=` is missing"),
+        ("https://example.com/=", "the folder after `=` is missing"),
+        ("", "the folder is missing"),
+        (
+            "does-not-exist",
+            "artifacts folder `does-not-exist` is not a readable directory",
+        ),
+        (
+            "ftp://example.com/=examples",
+            "artifacts URI `ftp://example.com/` is not an absolute `http` or `https` URI",
+        ),
+    ];
+    for (value, expected) in cases {
+        let output = subnetlock(&["check", example, "--artifacts", value]);
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let error = stderr(&output);
+        assert!(
+            error.contains(&format!("invalid --artifacts `{value}`: {expected}")),
+            "{value}: {error}"
+        );
+        assert!(error.contains("help:"), "{value}: {error}");
+    }
+
+    let output = subnetlock(&[
+        "check",
+        example,
+        "--artifacts",
+        "examples",
+        "--artifacts",
+        "crates",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("two folders stand for the template's own location"));
+}

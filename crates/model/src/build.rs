@@ -94,7 +94,7 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
                     describe_link(&unresolved.link)
                 ),
             )
-            .help("use `templateLink.relativePath` to a local file, or inline the template, to have it analysed")
+            .help("to have it analysed, pass a local copy of the linked templates with `--artifacts DIR` (or `--artifacts URI=DIR`), point `templateLink.relativePath` at it, or inline the template")
             .at(&unresolved.deployment, unresolved.declared_at.clone()),
         );
     }

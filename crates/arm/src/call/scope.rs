@@ -131,15 +131,22 @@ impl Ctx<'_> {
                     }
                 }
                 let mut properties = Object::new();
-                // A template deployed from a URI has `templateLink`; offline the origin is
-                // not known, so the link stays unknown rather than missing.
-                properties.insert(
-                    "templateLink",
-                    unknown(
+                // A template deployed from a URI has `templateLink: {uri}`, one deployed from
+                // a local file has none ("Deployment functions for ARM templates", Microsoft
+                // Learn). Offline the origin is not known, so the link stays unknown rather
+                // than missing, unless an artifacts folder stands for it.
+                let template_link = match &self.tpl.template_link {
+                    Some(uri) => {
+                        let mut link = Object::new();
+                        link.insert("uri", Value::String(uri.clone()));
+                        Value::Object(link)
+                    }
+                    None => unknown(
                         "deployment().properties.templateLink".to_owned(),
                         UnknownCause::DeploymentMetadata,
                     ),
-                );
+                };
+                properties.insert("templateLink", template_link);
                 properties.insert("template", Value::Object(template));
                 properties.insert(
                     "templateHash",
