@@ -176,6 +176,7 @@ fn evaluate_source(
         scanned: RefCell::new(std::collections::HashSet::new()),
     };
     engine.note_duplicate_keys(&source, &root);
+    crate::placement::check_nondeterministic_calls(&source, &root)?;
     let supplied: HashMap<String, Value> = options
         .parameters
         .iter()

@@ -54,6 +54,7 @@ mod functions;
 mod hash;
 mod linked;
 mod params;
+mod placement;
 mod provider;
 mod resources;
 mod run;

@@ -132,6 +132,7 @@ impl Run<'_> {
         let source = Arc::new(source);
         let root = source.parse()?;
         self.engine.note_duplicate_keys(&source, &root);
+        crate::placement::check_nondeterministic_calls(&source, &root)?;
         Ok((source, root))
     }
 }

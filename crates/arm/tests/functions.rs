@@ -498,6 +498,90 @@ fn nondeterministic_functions_only_in_defaults() {
 }
 
 #[test]
+fn nondeterministic_functions_rejected_where_not_evaluated() {
+    // Each case puts a call where offline evaluation never reaches it; ARM rejects the
+    // template all the same. The second string is the JSON path of the string with the call.
+    let cases = [
+        (
+            r#""resources": [{ "condition": false, "type": "Microsoft.Web/sites",
+                "apiVersion": "2022-09-01", "name": "[concat('a', utcNow())]" }]"#,
+            "$.resources[0].name",
+        ),
+        (
+            r#""resources": [], "outputs": { "o": { "type": "string",
+                "value": "[if(true(), 'x', newGuid())]" } }"#,
+            "$.outputs.o.value",
+        ),
+        (
+            r#""functions": [{ "namespace": "ns", "members": { "f": {
+                "output": { "type": "string", "value": "[utcNow()]" } } } }],
+               "resources": []"#,
+            "$.functions[0].members.f.output.value",
+        ),
+        (
+            r#""resources": [{ "type": "Microsoft.Resources/deployments",
+                "apiVersion": "2022-09-01", "name": "inner",
+                "properties": { "mode": "Incremental",
+                  "parameters": { "p": { "value": "[utcNow()]" } },
+                  "template": { "resources": [] } } }]"#,
+            "$.resources[0].properties.parameters.p.value",
+        ),
+        (
+            r#""parameters": { "p": { "type": "string", "defaultValue": "x",
+                "allowedValues": ["[newGuid()]"] } }, "resources": []"#,
+            "$.parameters.p.allowedValues[0]",
+        ),
+    ];
+    for (body, path) in cases {
+        let template = format!("{{ \"contentVersion\": \"1.0.0.0\", {body} }}");
+        let error = evaluate_str(
+            "t.json",
+            &template,
+            &EvalOptions::default(),
+            &OfflineProvider,
+        )
+        .expect_err(path);
+        assert!(
+            error.to_string().contains("defaultValue"),
+            "{path}: {error}"
+        );
+        let location = error.location().expect("located");
+        assert_eq!(location.json_path, path);
+    }
+}
+
+#[test]
+fn nondeterministic_functions_allowed_in_any_template_default() {
+    // A nested template's own parameter defaults, an escaped literal, and a user-defined
+    // function that happens to be called `utcNow`.
+    let template = r#"{ "contentVersion": "1.0.0.0",
+      "functions": [{ "namespace": "ns", "members": { "utcNow": {
+          "output": { "type": "string", "value": "fixed" } } } }],
+      "resources": [{ "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01",
+        "name": "inner",
+        "properties": { "mode": "Incremental",
+          "expressionEvaluationOptions": { "scope": "inner" },
+          "template": {
+            "parameters": { "stamp": { "type": "string", "defaultValue": "[utcNow()]" } },
+            "resources": [] } } }],
+      "outputs": {
+        "literal": { "type": "string", "value": "[[utcNow()]" },
+        "udf": { "type": "string", "value": "[ns.utcNow()]" } } }"#;
+    let deployment = evaluate_str(
+        "t.json",
+        template,
+        &EvalOptions::default(),
+        &OfflineProvider,
+    )
+    .unwrap();
+    assert_eq!(
+        deployment.outputs["literal"],
+        Value::String("[utcNow()]".into())
+    );
+    assert_eq!(deployment.outputs["udf"], Value::String("fixed".into()));
+}
+
+#[test]
 fn out_of_range_arguments_are_errors() {
     let cases = [
         "[substring('abc', 1, int('9223372036854775807'))]",
