@@ -103,6 +103,15 @@ impl PendingRecord {
         self.record.as_mut()
     }
 
+    /// Pairs the record with the front end's own response, to be finished by
+    /// [`FrontEnd::complete`].
+    fn respond(self, response: Response<Bytes>) -> Responded {
+        Responded {
+            record: self,
+            response,
+        }
+    }
+
     /// Logs the record with the status of `response`, and returns the response.
     fn finish(mut self, response: Response<Bytes>) -> Response<Bytes> {
         if let Some(mut record) = self.record.take() {
@@ -185,11 +194,18 @@ fn log_record(decisions: &DecisionLog, record: DecisionRecord) {
 /// is made before the server may drop the request, and a caller that goes away at once is
 /// still recorded.
 pub(crate) enum Admission {
-    /// A response from the front end itself, already logged: for a malformed Host, a host no
-    /// site serves, a denial, or the redirect of `httpsOnly`.
-    Responded(Response<Bytes>),
+    /// A response from the front end itself: for a malformed Host, a host no site serves, a
+    /// denial, or the redirect of `httpsOnly`. Its record is written when the response is
+    /// ready to go, after any unwanted body is drained.
+    Responded(Responded),
     /// Access restrictions allow the request; its body may now be read.
     Allowed(Allowed),
+}
+
+/// The front end's own response to a request, and the request's record.
+pub(crate) struct Responded {
+    record: PendingRecord,
+    response: Response<Bytes>,
 }
 
 /// An allowed request, with what forwarding it needs.
@@ -250,11 +266,16 @@ impl FrontEnd {
         scheme: &str,
     ) -> Response<Bytes> {
         let allowed = match admission {
-            Admission::Responded(response) => {
+            Admission::Responded(Responded { record, response }) => {
                 if let RequestBody::Incoming(body) = body {
-                    discard_unexpected_body(&head, body).await;
+                    if discard_unexpected_body(&head, body).await == Drain::CallerGone {
+                        // The caller left before the response could go out, so dropping the
+                        // record logs it as closed by the caller.
+                        drop(record);
+                        return response;
+                    }
                 }
-                return response;
+                return record.finish(response);
             }
             Admission::Allowed(allowed) => allowed,
         };
@@ -301,14 +322,14 @@ impl FrontEnd {
 
         if let Some(problem) = bad_host {
             let response = pages::emulator_text(StatusCode::BAD_REQUEST, problem);
-            return Admission::Responded(pending.finish(response));
+            return Admission::Responded(pending.respond(response));
         }
         let found = self
             .topology
             .site_index_for_host(&host)
             .and_then(|(index, kind)| Some((index, self.topology.sites.get(index)?, kind)));
         let Some((index, site, kind)) = found else {
-            return Admission::Responded(pending.finish(pages::site_not_found(&host)));
+            return Admission::Responded(pending.respond(pages::site_not_found(&host)));
         };
         let site_key = site.name.to_ascii_lowercase();
         let Some(access) = self.access.get(&site_key) else {
@@ -316,7 +337,7 @@ impl FrontEnd {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "subnetlock: no compiled access restrictions for this site",
             );
-            return Admission::Responded(pending.finish(response));
+            return Admission::Responded(pending.respond(response));
         };
         let mut decision = access.decide(&subnetlock_access::Request {
             source,
@@ -334,10 +355,10 @@ impl FrontEnd {
         }
 
         if verdict == Action::Deny {
-            return Admission::Responded(pending.finish(pages::forbidden(source.address)));
+            return Admission::Responded(pending.respond(pages::forbidden(source.address)));
         }
         if site.https_only && scheme == "http" {
-            return Admission::Responded(pending.finish(https_redirect(&host, &head.uri)));
+            return Admission::Responded(pending.respond(https_redirect(&host, &head.uri)));
         }
         Admission::Allowed(Allowed {
             record: pending,
@@ -806,21 +827,38 @@ fn body_error_response(error: BodyError) -> Response<Bytes> {
 ///
 /// A client that sent `Expect: 100-continue` waits instead, and reading would request its
 /// body.
-async fn discard_unexpected_body(head: &http::request::Parts, body: Incoming) {
+async fn discard_unexpected_body(head: &http::request::Parts, body: Incoming) -> Drain {
     if head.headers.contains_key(header::EXPECT) || body.is_end_stream() {
-        return;
+        return Drain::Done;
     }
     let drained = async {
         let mut body = body;
         let mut read = 0usize;
-        while let Some(Ok(frame)) = body.frame().await {
-            read += frame.data_ref().map_or(0, Bytes::len);
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => read += frame.data_ref().map_or(0, Bytes::len),
+                Err(error) if caller_went_away(&error) => return Drain::CallerGone,
+                Err(_) => return Drain::Done,
+            }
             if read > MAX_BODY_BYTES {
                 break;
             }
         }
+        Drain::Done
     };
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained).await;
+    tokio::time::timeout(DRAIN_TIMEOUT, drained)
+        .await
+        .unwrap_or(Drain::Done)
+}
+
+/// How draining an unwanted body ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Drain {
+    /// Read to its end, cut off at the time or size limit, or broken in its framing: the
+    /// response can still be sent.
+    Done,
+    /// The caller closed or reset the connection before the body was complete.
+    CallerGone,
 }
 
 #[cfg(test)]
@@ -982,10 +1020,11 @@ mod tests {
         let source = Source::internet("198.51.100.7".parse().unwrap());
 
         // An HTTP/1.1 request without Host gets its 400 at once, logged once with its status.
-        let Admission::Responded(response) = front_end.admit(&head, &source, "direct:x", "https")
+        let Admission::Responded(responded) = front_end.admit(&head, &source, "direct:x", "https")
         else {
             panic!("a request without Host gets a response from the front end");
         };
+        let response = responded.record.finish(responded.response);
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         assert_eq!(
             response.headers()[pages::ORIGIN_HEADER],
@@ -1118,6 +1157,15 @@ mod tests {
         let statuses = statuses_after_closing(
             &front_end,
             b"POST / HTTP/1.1\r\nHost: app.azurewebsites.net\r\nContent-Length: 100\r\n\r\n0123456789",
+        );
+        assert_eq!(statuses, [CALLER_CLOSED]);
+
+        // The front end answers itself (no site has this host), but the caller leaves while
+        // the body it sent without waiting is drained, so the response never goes out.
+        let front_end = front_end_with_open_site();
+        let statuses = statuses_after_closing(
+            &front_end,
+            b"POST / HTTP/1.1\r\nHost: other.azurewebsites.net\r\nContent-Length: 100\r\n\r\n0123456789",
         );
         assert_eq!(statuses, [CALLER_CLOSED]);
     }
