@@ -181,6 +181,24 @@ impl Artifacts {
     }
 }
 
+/// Returns `uri` for messages and logs, with its query replaced by `?…`. The query of a linked
+/// template's URI is usually a SAS token, a secret that grants read access to the storage
+/// account, and a message may end up in a CI log.
+pub(crate) fn shown_link(uri: &str) -> String {
+    match Url::parse(uri) {
+        Ok(mut url) if url.query().is_some() => {
+            url.set_query(None);
+            url.set_fragment(None);
+            format!("{url}?…")
+        }
+        Ok(_) => uri.to_owned(),
+        Err(_) => match uri.split_once('?') {
+            Some((before, _)) => format!("{before}?…"),
+            None => uri.to_owned(),
+        },
+    }
+}
+
 /// Returns whether `link` is below the folder `prefix`: same scheme, host and port, and a path
 /// that continues the prefix's path.
 fn same_folder(prefix: &Url, link: &Url) -> bool {
@@ -196,6 +214,7 @@ fn same_folder(prefix: &Url, link: &Url) -> bool {
 
 impl Mapping {
     fn file(&self, uri: &str, rest: &str) -> Result<PathBuf, LinkError> {
+        let uri = shown_link(uri);
         let folder = self.directory.display();
         let escapes = |detail: &str| {
             LinkError {
@@ -395,13 +414,35 @@ mod tests {
         let expected = directory.path().join("nested/missing.json");
         assert!(
             error.message.starts_with(&format!(
-                "linked template `https://example.com/nested/missing.json?sig=x` maps to `{}`, which cannot be read",
+                "linked template `https://example.com/nested/missing.json?…` maps to `{}`, which cannot be read",
                 expected.display()
             )),
             "{}",
             error.message
         );
         assert!(error.help.contains(&expected.display().to_string()));
+    }
+
+    #[test]
+    fn errors_hide_sas_token() {
+        let directory = folder();
+        let artifacts = mapped("https://example.com/", directory.path());
+        for uri in [
+            "https://example.com/missing.json?sv=2022-11-02&sig=SECRET",
+            "https://example.com/..%2Ft.json?sig=SECRET",
+        ] {
+            let error = artifacts.resolve(uri).unwrap().unwrap_err();
+            assert!(!error.message.contains("SECRET"), "{}", error.message);
+            assert!(!error.help.contains("SECRET"), "{}", error.help);
+        }
+        assert_eq!(
+            shown_link("https://example.com/t.json?sig=SECRET#part"),
+            "https://example.com/t.json?…"
+        );
+        assert_eq!(
+            shown_link("https://example.com/t.json"),
+            "https://example.com/t.json"
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ fn evaluate_source(
         deployment_path: Vec::new(),
         base_copy: Vec::new(),
         template_link,
+        from_artifacts: false,
     })?;
     let (resources, outputs) = template.execute(&engine, None)?;
     Ok(Deployment {
@@ -312,6 +313,9 @@ pub(crate) struct Template<'a> {
     pub base_copy: Vec<CopyFrame>,
     /// The `deployment().properties.templateLink.uri`, or `None` when it is not known offline.
     pub template_link: Option<String>,
+    /// Whether the template's file was read from an artifacts folder by its link, so that its
+    /// `relativePath` links are mapped by URI too.
+    pub from_artifacts: bool,
 }
 
 pub(crate) struct TemplateInit<'a> {
@@ -326,6 +330,7 @@ pub(crate) struct TemplateInit<'a> {
     pub deployment_path: Vec<String>,
     pub base_copy: Vec<CopyFrame>,
     pub template_link: Option<String>,
+    pub from_artifacts: bool,
 }
 
 /// Location of an expression, for errors.
@@ -405,6 +410,7 @@ impl<'a> Template<'a> {
             deployment_value: OnceCell::new(),
             base_copy: init.base_copy,
             template_link: init.template_link,
+            from_artifacts: init.from_artifacts,
         })
     }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::artifacts::{shown_link, LinkError};
 use crate::error::{Error, ErrorKind};
 use crate::eval::{node_site, Site};
 use crate::resources::Decl;
@@ -17,6 +18,8 @@ pub(crate) struct Linked {
     pub root: Arc<Node>,
     /// The `templateLink.uri` its `deployment()` returns, when it is known.
     pub link: Option<String>,
+    /// Whether an artifacts folder mapped the link to the file.
+    pub from_artifacts: bool,
 }
 
 /// How error messages name a linked file, and the next step for each failure.
@@ -29,7 +32,8 @@ struct Origin<'a> {
 
 impl Run<'_> {
     /// Reads the template a `templateLink` names, or returns `None` when it is behind a URI no
-    /// artifacts folder maps, a template spec, or an unknown value.
+    /// artifacts folder maps, a template spec, or an unknown value. A `relativePath` in a file
+    /// read from an artifacts folder is resolved as the URI it combines to.
     pub(crate) fn read_linked(
         &self,
         decl: &Decl,
@@ -39,6 +43,33 @@ impl Run<'_> {
             .and_then(|link| link.get("relativePath"))
             .and_then(Value::as_str);
         if let Some(relative) = relative {
+            // "If the parent was linked with a URI, the child deployment will be a combination
+            // of the parent and relativePath URIs" (`ArmDeploymentTemplateLink.RelativePath`,
+            // Azure Resource Manager .NET SDK reference on Microsoft Learn).
+            let combined = self
+                .tpl
+                .template_link
+                .as_deref()
+                .and_then(|parent| url::Url::parse(parent).ok()?.join(relative).ok())
+                .map(String::from);
+            if self.tpl.from_artifacts {
+                // Azure fetches the combined URI, so it is mapped like any other link and stays
+                // inside the artifacts folders. A `..` that leaves every mapped prefix names an
+                // address that no folder stands for. An inner-scope nested template inside the
+                // file has no link of its own to combine with, so its `relativePath` is left
+                // unresolved rather than read from beside the file.
+                let Some(combined) = combined.as_deref() else {
+                    return Ok(None);
+                };
+                let Some(resolved) = self.tpl.scope.artifacts.resolve(combined) else {
+                    return Ok(None);
+                };
+                let (node, path) = link_node(decl, "relativePath");
+                return self
+                    .read_mapped(decl, combined, resolved, &node, &path)
+                    .map(Some);
+            }
+
             let directory = self
                 .tpl
                 .source
@@ -55,16 +86,12 @@ impl Run<'_> {
                     "check `templateLink.relativePath`; it is relative to this template's file",
             };
             let (source, root) = self.read_template_file(&file, &site, &origin)?;
-            // "If the parent was linked with a URI, the child deployment will be a combination
-            // of the parent and relativePath URIs" (`ArmDeploymentTemplateLink.RelativePath`,
-            // Azure Resource Manager .NET SDK reference on Microsoft Learn).
-            let link = self
-                .tpl
-                .template_link
-                .as_deref()
-                .and_then(|parent| url::Url::parse(parent).ok()?.join(relative).ok())
-                .map(String::from);
-            return Ok(Some(Linked { source, root, link }));
+            return Ok(Some(Linked {
+                source,
+                root,
+                link: combined,
+                from_artifacts: false,
+            }));
         }
 
         let Some(uri) = link
@@ -76,27 +103,43 @@ impl Run<'_> {
         let Some(resolved) = self.tpl.scope.artifacts.resolve(uri) else {
             return Ok(None);
         };
-        let (node, path) = uri_node(decl);
-        let site = node_site(&self.tpl.source, &node, &path);
+        let (node, path) = link_node(decl, "uri");
+        self.read_mapped(decl, uri, resolved, &node, &path)
+            .map(Some)
+    }
+
+    /// Reads the file that an artifacts folder maps the link `uri` to. Errors point at `node`,
+    /// the link in the source, whose JSON path is `path`.
+    fn read_mapped(
+        &self,
+        decl: &Decl,
+        uri: &str,
+        resolved: Result<std::path::PathBuf, LinkError>,
+        node: &Node,
+        path: &str,
+    ) -> Result<Linked, Error> {
+        let site = node_site(&self.tpl.source, node, path);
         let file =
             resolved.map_err(|error| site.error(ErrorKind::Template, error.message, error.help))?;
+        let shown = shown_link(uri);
         let origin = Origin {
-            named: format!("`{}` (mapped from `{uri}`)", file.display()),
+            named: format!("`{}` (mapped from `{shown}`)", file.display()),
             not_json_help: "map the URI to a folder that holds the JSON template",
             unreadable_help: "check that the file is a readable template",
         };
         let (source, root) = self.read_template_file(&file, &site, &origin)?;
         tracing::debug!(
             deployment = %decl.name,
-            uri,
+            uri = %shown,
             file = %file.display(),
             "linked template read from an artifacts folder"
         );
-        Ok(Some(Linked {
+        Ok(Linked {
             source,
             root,
             link: Some(uri.to_owned()),
-        }))
+            from_artifacts: true,
+        })
     }
 
     /// Reads and parses one linked template file, and records its duplicate keys.
@@ -137,12 +180,12 @@ impl Run<'_> {
     }
 }
 
-/// Returns the `templateLink.uri` node of a deployment and its JSON path, or the deepest
+/// Returns the `templateLink.<key>` node of a deployment and its JSON path, or the deepest
 /// ancestor written in the source when the link is built by an expression.
-fn uri_node(decl: &Decl) -> (Arc<Node>, String) {
+fn link_node(decl: &Decl, key: &str) -> (Arc<Node>, String) {
     let mut node = Arc::clone(&decl.node);
     let mut path = decl.path.clone();
-    for key in ["properties", "templateLink", "uri"] {
+    for key in ["properties", "templateLink", key] {
         let Some(member) = node.member(key) else {
             break;
         };

@@ -482,6 +482,7 @@ impl<'a> Run<'a> {
             .filter(|template| matches!(template, Value::Object(_)));
         // For a template read from a file: the `templateLink.uri` it was linked by, if known.
         let mut linked_from: Option<Option<String>> = None;
+        let mut from_artifacts = self.tpl.from_artifacts;
         let (source, root, path) = match (inline, computed) {
             (Some((root, path)), _) if root.as_object().is_some() => {
                 (Arc::clone(&self.tpl.source), root, path)
@@ -502,6 +503,7 @@ impl<'a> Run<'a> {
                 match self.read_linked(decl, link)? {
                     Some(linked) => {
                         linked_from = Some(linked.link);
+                        from_artifacts = linked.from_artifacts;
                         (linked.source, linked.root, "$".to_owned())
                     }
                     None => {
@@ -578,6 +580,7 @@ impl<'a> Run<'a> {
             deployment_path,
             base_copy: if inner { Vec::new() } else { decl.copy.clone() },
             template_link,
+            from_artifacts,
         })?;
         let parent = if inner { None } else { Some((self, index)) };
         let (resources, outputs) = child.execute(self.engine, parent)?;

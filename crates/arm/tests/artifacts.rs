@@ -343,3 +343,161 @@ fn relative_path_child_of_mapped_link() {
         text("app-linked.azurewebsites.net")
     );
 }
+
+/// A linked template, `nested/outer.json`, whose deployment `inner` links `relative`.
+fn outer_with_relative_link(relative: &str) -> String {
+    format!(
+        r#"{{"$schema": "{SCHEMA}", "parameters": {{"site": {{"type": "string"}}}},
+  "resources": [
+  {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "inner",
+    "properties": {{"mode": "Incremental", "templateLink": {{"relativePath": "{relative}"}},
+      "parameters": {{"site": {{"value": "[parameters('site')]"}}}}}}}}
+  ]}}"#
+    )
+}
+
+#[test]
+fn relative_path_stays_in_mapped_folder() {
+    // Azure fetches the parent's URI combined with `relativePath`. Once that address leaves
+    // every mapped prefix, no local folder stands for it, so the file beside the folder is
+    // not read.
+    let directory = tempfile::tempdir().unwrap();
+    let main = directory.path().join("main.json");
+    write(&main, &quickstart_main("nested/outer.json"));
+    let folder = directory.path().join("artifacts");
+    write(
+        &folder.join("nested/outer.json"),
+        &outer_with_relative_link("../../secret.json"),
+    );
+    write(&directory.path().join("secret.json"), &site_template());
+
+    let mut artifacts = Artifacts::default();
+    artifacts.map("https://example.com/repo/", &folder).unwrap();
+    let mut parameters = Parameters::new();
+    parameters.set(
+        "_artifactsLocation",
+        text("https://example.com/repo/main.json"),
+    );
+    let options = EvalOptions {
+        scope: Scope {
+            artifacts,
+            ..Scope::default()
+        },
+        parameters,
+    };
+    let deployment = evaluate_file(&main, &options, &OfflineProvider).unwrap();
+    let names: Vec<&str> = deployment
+        .resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["linked", "inner"]);
+    assert_eq!(deployment.unresolved_templates.len(), 1);
+    assert_eq!(deployment.unresolved_templates[0].deployment, "inner");
+}
+
+#[test]
+fn relative_path_uses_longest_mapping() {
+    // The combined URI is mapped like any link, so a `..` that stays below a mapped prefix
+    // reads the file that prefix's folder holds.
+    let directory = tempfile::tempdir().unwrap();
+    let main = directory.path().join("main.json");
+    write(&main, &quickstart_main("nested/outer.json"));
+    let outer_folder = directory.path().join("outer");
+    write(
+        &outer_folder.join("nested/outer.json"),
+        &outer_with_relative_link("../shared/site.json"),
+    );
+    let shared_folder = directory.path().join("shared");
+    write(&shared_folder.join("site.json"), &site_template());
+
+    let mut artifacts = Artifacts::default();
+    artifacts
+        .map("https://example.com/repo/", &outer_folder)
+        .unwrap();
+    artifacts
+        .map("https://example.com/repo/shared/", &shared_folder)
+        .unwrap();
+    let mut parameters = Parameters::new();
+    parameters.set(
+        "_artifactsLocation",
+        text("https://example.com/repo/main.json"),
+    );
+    let options = EvalOptions {
+        scope: Scope {
+            artifacts,
+            ..Scope::default()
+        },
+        parameters,
+    };
+    let deployment = evaluate_file(&main, &options, &OfflineProvider).unwrap();
+    let site = deployment
+        .resources
+        .iter()
+        .find(|r| r.name == "app-linked")
+        .expect("the shared site is deployed");
+    assert!(site.declared_at.file.starts_with(&shared_folder));
+}
+
+#[test]
+fn mapped_link_error_hides_sas_token() {
+    let directory = tempfile::tempdir().unwrap();
+    let main = directory.path().join("main.json");
+    write(&main, &quickstart_main("nested/missing.json"));
+    let mut parameters = Parameters::new();
+    parameters.set(
+        "_artifactsLocationSasToken",
+        text("?sv=2022-11-02&sig=SECRET"),
+    );
+    let options = EvalOptions {
+        scope: Scope {
+            artifacts: own_location(directory.path()),
+            ..Scope::default()
+        },
+        parameters,
+    };
+
+    let error = evaluate_file(&main, &options, &OfflineProvider).unwrap_err();
+    assert!(!error.message().contains("SECRET"), "{}", error.message());
+    assert!(
+        error.message().contains("nested/missing.json?…"),
+        "{}",
+        error.message()
+    );
+}
+
+#[test]
+fn relative_path_in_inner_nested_of_mapped_link() {
+    // An inner-scope nested template in a mapped file has no link to combine `relativePath`
+    // with, so the file beside the artifacts folder is not read.
+    let directory = tempfile::tempdir().unwrap();
+    let folder = directory.path().join("artifacts");
+    let main = folder.join("main.json");
+    write(&main, &quickstart_main("nested/outer.json"));
+    write(
+        &folder.join("nested/outer.json"),
+        &format!(
+            r#"{{"$schema": "{SCHEMA}", "parameters": {{"site": {{"type": "string"}}}},
+  "resources": [
+  {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "inline",
+    "properties": {{"mode": "Incremental", "expressionEvaluationOptions": {{"scope": "inner"}},
+      "template": {{"$schema": "{SCHEMA}", "resources": [
+        {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "inner",
+          "properties": {{"mode": "Incremental",
+            "templateLink": {{"relativePath": "../../secret.json"}},
+            "parameters": {{"site": {{"value": "app-secret"}}}}}}}}
+      ]}}}}}}
+  ]}}"#
+        ),
+    );
+    write(&directory.path().join("secret.json"), &site_template());
+
+    let deployment = evaluate(&main, own_location(&folder)).unwrap();
+    assert!(
+        deployment.resources.iter().all(|r| r.name != "app-secret"),
+        "{:?}",
+        deployment.resources
+    );
+    assert_eq!(deployment.unresolved_templates.len(), 1);
+    assert_eq!(deployment.unresolved_templates[0].deployment, "inner");
+}

@@ -225,7 +225,8 @@ fn detect_format(template: &Path) -> Result<InputFormat> {
 }
 
 /// Reads the `--artifacts` values. A value is URI=DIR when the text before its first `=` is
-/// empty or contains `://`. Otherwise the whole value is one folder, whose name may contain `=`.
+/// empty or contains `://`, and a value without `=` that contains `://` is a URI that lacks its
+/// folder. Otherwise the whole value is one folder, whose name may contain `=`.
 fn parse_artifacts(values: &[String]) -> Result<Artifacts> {
     let mut artifacts = Artifacts::default();
     for value in values {
@@ -250,6 +251,12 @@ fn parse_artifacts(values: &[String]) -> Result<Artifacts> {
                     ));
                 }
                 artifacts.map(uri, Path::new(directory))
+            }
+            None if value.contains("://") => {
+                return Err(invalid(
+                    "the folder after the URI is missing",
+                    "write URI=DIR, where DIR is the local folder that holds the templates below URI",
+                ));
             }
             _ if value.trim().is_empty() => {
                 return Err(invalid(

@@ -1617,6 +1617,10 @@ fn invalid_artifacts_flag() {
     let cases = [
         ("=examples", "the URI before `=` is missing"),
         ("https://example.com/=", "the folder after `=` is missing"),
+        (
+            "https://example.com/repo/",
+            "the folder after the URI is missing",
+        ),
         ("", "the folder is missing"),
         (
             "does-not-exist",

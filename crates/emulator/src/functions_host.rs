@@ -703,7 +703,7 @@ impl RouteTemplate {
         let trimmed = route.trim_start_matches('~').trim_matches('/');
         let mut segments = Vec::new();
         if !trimmed.is_empty() {
-            for text in trimmed.split('/') {
+            for text in split_route(trimmed) {
                 segments.push(parse_segment(text).map_err(|reason| error(&reason))?);
             }
         }
@@ -738,6 +738,13 @@ impl RouteTemplate {
             match segment {
                 Segment::Parameter(parameter) if parameter.catch_all => {
                     let rest = path.get(index..).unwrap_or_default().join("/");
+                    // ASP.NET Core checks a catch-all's constraints against the rest of the
+                    // path, so `{*path:regex(^public/)}` does not match `private/x`.
+                    // NOTE: an empty rest is not checked, as for an optional parameter; whether
+                    // the real host matches it then is not verified.
+                    if !rest.is_empty() && !parameter.constraints.iter().all(|c| c.accepts(&rest)) {
+                        return None;
+                    }
                     if !rest.is_empty() || parameter.default.is_some() {
                         let value = if rest.is_empty() {
                             parameter.default.clone().unwrap_or_default()
@@ -806,19 +813,19 @@ fn parse_segment(text: &str) -> Result<Segment, String> {
         }
         return Ok(Segment::Literal(text.to_string()));
     };
-    // The Functions host routes with ASP.NET Core, where a doubled delimiter (`{{`, `}}`, `[[`,
-    // `]]`) stands for one character ("Routing in ASP.NET Core", regular expressions in
-    // constraints). So a `regex(...)` constraint can hold `\d{{3}}` or `[[a-z]]`. Any other
-    // brace is an error.
+    // The Functions host parses routes with ASP.NET Core's `RoutePatternParser`, which reads a
+    // doubled brace (`{{`, `}}`) inside a parameter as one brace, so a `regex(...)` constraint
+    // can hold `\d{{3}}`. Any other brace is an error. Brackets are not delimiters there:
+    // `[[` and `]]` are escapes only in MVC attribute routes, whose `[controller]` tokens the
+    // Functions host does not have.
     let unescaped = inner.replace("{{", "").replace("}}", "");
     if unescaped.contains(['{', '}']) {
-        return Err(format!("segment `{text}` has nested braces"));
+        return Err(format!(
+            "segment `{text}` has a `{{` or `}}` inside the parameter; write a literal brace \
+             there as `{{{{` or `}}}}`"
+        ));
     }
-    let inner = inner
-        .replace("{{", "{")
-        .replace("}}", "}")
-        .replace("[[", "[")
-        .replace("]]", "]");
+    let inner = inner.replace("{{", "{").replace("}}", "}");
     let inner = inner.as_str();
 
     let (catch_all, inner) = match inner.strip_prefix("**").or_else(|| inner.strip_prefix('*')) {
@@ -856,6 +863,34 @@ fn parse_segment(text: &str) -> Result<Segment, String> {
         catch_all,
         constraints,
     }))
+}
+
+/// Splits a route template into its segments at each `/` outside a parameter. As in ASP.NET
+/// Core's `RoutePatternParser`, a parameter runs from `{` to the first `}` not doubled, so a
+/// constraint such as `{*path:regex(^docs/)}` keeps its `/`. A doubled brace outside a
+/// parameter is a literal brace.
+fn split_route(route: &str) -> Vec<&str> {
+    let bytes = route.as_bytes();
+    let mut segments = Vec::new();
+    let mut start = 0;
+    let mut in_parameter = false;
+    let mut index = 0;
+    while index < bytes.len() {
+        let doubled = bytes.get(index + 1) == Some(&bytes[index]);
+        match bytes[index] {
+            b'{' | b'}' if doubled => index += 1,
+            b'{' => in_parameter = true,
+            b'}' => in_parameter = false,
+            b'/' if !in_parameter => {
+                segments.push(&route[start..index]);
+                start = index + 1;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    segments.push(&route[start..]);
+    segments
 }
 
 /// Splits on `separator` except inside parentheses, so `min(1)` stays whole.
@@ -968,22 +1003,89 @@ impl Constraint {
 /// `RegexRouteConstraint` does: ignoring case, and matching anywhere in the value unless the
 /// pattern is anchored with `^` and `$`.
 ///
-/// The pattern is read with Rust's `regex` syntax, which agrees with .NET's for classes,
-/// quantifiers, groups and anchors, and like .NET reads `\d` and `\w` as Unicode classes. It
-/// has no look-around, backreferences or atomic groups, so a pattern that uses them is an
-/// error here although the Functions host would accept it.
+/// The pattern is read with Rust's `regex` syntax, which agrees with .NET's for quantifiers,
+/// groups and anchors, and like .NET reads `\d` and `\w` as Unicode classes. Character classes
+/// are first rewritten by [`dotnet_class_literals`]. Rust's syntax has no look-around,
+/// backreferences or atomic groups, so a pattern that uses them is an error here although the
+/// Functions host would accept it.
 fn route_regex(text: &str, pattern: Option<&str>) -> Result<regex::Regex, String> {
     let pattern = pattern.ok_or_else(|| format!("constraint `{text}` needs a pattern"))?;
-    regex::RegexBuilder::new(pattern)
+    let pattern = dotnet_class_literals(pattern).map_err(|reason| {
+        format!("constraint `{text}`: {reason}; rewrite the character class without it")
+    })?;
+    regex::RegexBuilder::new(&pattern)
         .case_insensitive(true)
         .build()
-        .map_err(|error| {
-            format!(
+        .map_err(|error| match error {
+            // NOTE: .NET has no such limit, so the real host accepts such a pattern.
+            regex::Error::CompiledTooBig(limit) => format!(
+                "constraint `{text}`: the compiled pattern is larger than the {limit} bytes the \
+                 emulator's regex engine allows; use smaller repetition counts, for example \
+                 `+` in place of `{{{{1000}}}}`"
+            ),
+            error => format!(
                 "constraint `{text}`: the pattern is invalid or uses a .NET feature Rust's regex \
                  syntax lacks (look-around, backreferences, atomic groups): {error}; rewrite it \
                  without them"
-            )
+            ),
         })
+}
+
+/// Escapes the characters that a .NET character class reads as literals and Rust's `regex`
+/// reads as class syntax: `[` (a nested class in Rust), `&&` and `~~` (intersection and
+/// symmetric difference) and `--` (difference). So `[[a-z]]` is the class of `[` and the
+/// letters followed by `]`, as in .NET. .NET's class subtraction, `[a-z-[aeiou]]`, has no
+/// Rust equivalent and is an error.
+fn dotnet_class_literals(pattern: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.push(c);
+            if let Some(escaped) = chars.next() {
+                out.push(escaped);
+            }
+            continue;
+        }
+        if !in_class {
+            out.push(c);
+            if c == '[' {
+                in_class = true;
+                // A `]` right after `[` or `[^` is a literal in both syntaxes.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            continue;
+        }
+        match c {
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            '[' if out.ends_with('-') && !out.ends_with("\\-") => {
+                return Err(
+                    "the class subtraction `-[...]` is a .NET feature Rust's regex syntax lacks"
+                        .to_string(),
+                );
+            }
+            '[' => out.push_str("\\["),
+            '&' | '~' | '-' if chars.peek() == Some(&c) => {
+                out.push(c);
+                out.push('\\');
+                out.push(c);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// Parses exactly `N` comma-separated integers from a constraint's arguments.
@@ -2488,8 +2590,17 @@ mod tests {
             (r"{id:regex(^\d{{3}}$)}", "123", true),
             (r"{id:regex(^\d{{3}}$)}", "1234", false),
             (r"{id:regex(^\d{{3}}$)}", "abc", false),
-            ("{id:regex(^[[a-z]]{{2}}$)}", "ab", true),
-            ("{id:regex(^[[a-z]]{{2}}$)}", "abc", false),
+            // Brackets are not doubled delimiters in a route, and `[` inside a .NET class is
+            // a literal: this is a class of `[` and the letters, then `]` twice.
+            ("{id:regex(^[[a-z]]{{2}}$)}", "a]]", true),
+            ("{id:regex(^[[a-z]]{{2}}$)}", "[]]", true),
+            ("{id:regex(^[[a-z]]{{2}}$)}", "ab", false),
+            ("{id:regex(^[a&&b]$)}", "&", true),
+            ("{id:regex(^[a~~b]$)}", "~", true),
+            ("{id:regex(^[]a]$)}", "]", true),
+            (r"{id:regex(^[\[]$)}", "[", true),
+            ("{id:regex(^[(]$)}", "(", true),
+            ("{id:regex(^a=b$)}", "a=b", true),
             ("{name:regex(^(get|create)$)}", "GET", true),
             ("{name:regex(^(get|create)$)}", "delete", false),
             ("{name:regex(et)}", "get", true),
@@ -2499,6 +2610,60 @@ mod tests {
             let matched = template(route).matches(&segments(value)).is_some();
             assert_eq!(matched, expected, "route `{route}` value `{value}`");
         }
+    }
+
+    #[test]
+    fn regex_with_slash_constrains_catch_all() {
+        // A `/` inside a parameter belongs to the parameter, and a catch-all's constraints
+        // apply to the whole rest of the path.
+        let route = template("files/{*path:regex(^public/)}");
+        assert!(route.matches(&segments("files/public/a/b")).is_some());
+        assert!(route.matches(&segments("files/PUBLIC/a")).is_some());
+        assert!(route.matches(&segments("files/private/a")).is_none());
+        assert!(route.matches(&segments("files/public")).is_none());
+
+        let route = template("files/{*path:int}");
+        assert!(route.matches(&segments("files/12")).is_some());
+        assert!(route.matches(&segments("files/x/12")).is_none());
+    }
+
+    #[test]
+    fn route_splits_outside_parameters() {
+        assert_eq!(split_route("a/{b}/c"), ["a", "{b}", "c"]);
+        assert_eq!(
+            split_route("a/{id:regex(^x/y{{2}}$)}/c"),
+            ["a", "{id:regex(^x/y{{2}}$)}", "c"]
+        );
+        assert_eq!(split_route("{*rest:regex(^a/b)}"), ["{*rest:regex(^a/b)}"]);
+    }
+
+    #[test]
+    fn regex_errors_say_what_to_write() {
+        let Err(HostError::InvalidRoute { reason, .. }) =
+            RouteTemplate::parse("f", r"{id:regex(^\d{3}$)}")
+        else {
+            panic!("an unescaped brace must be rejected");
+        };
+        assert!(reason.contains("as `{{` or `}}`"), "{reason}");
+
+        let Err(HostError::InvalidRoute { reason, .. }) =
+            RouteTemplate::parse("f", r"{id:regex(\w{{1000}})}")
+        else {
+            panic!("a pattern beyond the size limit must be rejected");
+        };
+        assert!(reason.contains("smaller repetition counts"), "{reason}");
+        assert!(!reason.contains("look-around"), "{reason}");
+    }
+
+    #[test]
+    fn dotnet_class_subtraction_is_rejected() {
+        let Err(HostError::InvalidRoute { reason, .. }) =
+            RouteTemplate::parse("f", "{id:regex(^[a-z-[aeiou]]$)}")
+        else {
+            panic!("class subtraction must be rejected");
+        };
+        assert!(reason.contains("class subtraction"), "{reason}");
+        assert!(RouteTemplate::parse("f", r"{id:regex(^[a\-[]$)}").is_ok());
     }
 
     #[test]

@@ -984,6 +984,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn response_in_single_bytes_is_read_whole() {
+        // A handler may write its response in any number of pieces, on a fresh connection and
+        // on a reused one whose buffer is empty.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let reply = b"HTTP/1.1 200 OK\r\nx-piece: 1\r\ncontent-length: 5\r\n\r\nhello";
+            for _ in 0..2 {
+                read_request(&mut stream).await.unwrap();
+                for byte in reply {
+                    stream.write_all(&[*byte]).await.unwrap();
+                    stream.flush().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let client = HandlerClient::new(1024);
+
+        for _ in 0..2 {
+            let response = send_get(&client, port).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["x-piece"], "1");
+            assert_eq!(response.body().as_ref(), b"hello");
+        }
+    }
+
+    #[tokio::test]
     async fn chunked_body_with_extensions_and_trailers() {
         let reply: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
             4;name=value\r\nFunc\r\nb\r\ntion B said\r\n0\r\nx-trailer: 1\r\n\r\n";
