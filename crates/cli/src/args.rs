@@ -10,9 +10,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "subnetlock",
     version,
     about,
-    after_help = "Exit codes: 0 success; 1 `check` found errors, `demo` saw a live result that \
-differs from the prediction, or `call --expect-status` got another status; 2 invalid input, \
-a deployment `up` or `demo` does not start because Azure would reject it, `demo` stopped by a \
+    after_help = "Exit codes: 0 success; 1 `check` found errors or an expectation of `--expect` \
+that is not met or not proven, `demo` saw a live result that \
+differs from the prediction, or `call --expect-status` got another status; 2 invalid input (an \
+invalid expectations file included), a deployment `up` or `demo` does not start because Azure would reject it, `demo` stopped by a \
 signal before it compared every probe, `demo` with nothing to compare, `call` without `--expect-status` got a response that no \
 site sent, or a failure of the tool itself."
 )]
@@ -117,6 +118,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Expectations file: JSON with `{"expect": [{"from", "to", "verdict"}]}` entries that
+    /// state who may reach whom. `check` exits with 1 when one is not met or not proven.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

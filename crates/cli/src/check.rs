@@ -1,10 +1,13 @@
 //! `subnetlock check` and `subnetlock explain`.
 
+use std::path::Path;
+
 use miette::{miette, Result};
 use subnetlock_model::Severity;
-use subnetlock_reach::{analyze, output, Reachability};
+use subnetlock_reach::{analyze, output, Analysis, Reachability};
 
 use crate::args::{CheckArgs, ExplainArgs, Format};
+use crate::expect::{self, ExpectationFile};
 use crate::inputs::resolve_inputs;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 
@@ -16,54 +19,115 @@ pub fn check(args: CheckArgs) -> Result<i32> {
     let (inputs, topology) = match read {
         Ok(read) => read,
         Err(error) => {
-            // Data formats still get a document on stdout, which names the failure; the
-            // located report goes to stderr as for any error.
             let template = args
                 .input
                 .template
                 .clone()
                 .unwrap_or_else(|| args.input.input.clone());
-            // A document has no place for the causes a report prints below its message, so
-            // they follow it on the same line.
-            let message = error
-                .chain()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ");
-            match args.format {
-                Format::Human => {}
-                Format::Json => {
-                    let help = error.help().map(|help| help.to_string());
-                    out!(
-                        "{}",
-                        output::render_json_failure(
-                            &message,
-                            help.as_deref(),
-                            &template.display().to_string()
-                        )
-                    )
-                }
-                Format::Sarif => out!(
-                    "{}",
-                    output::render_sarif_failure(&message, &template, sarif_base().as_deref())
-                ),
-            }
-            return Err(error);
+            return fail(&args, error, &template, &template);
         }
     };
-    let analysis = analyze(topology, &inputs.engine);
-    let template = inputs.template.display().to_string();
-    let text = match args.format {
-        Format::Human => output::render_human(&analysis, &template),
-        Format::Json => output::render_json(&analysis, &template),
-        Format::Sarif => output::render_sarif(&analysis, &inputs.template, sarif_base().as_deref()),
+    let expectations = match &args.expect {
+        Some(path) => match ExpectationFile::read(path) {
+            Ok(file) => Some(file),
+            Err(error) => return fail(&args, error.into(), &inputs.template, path),
+        },
+        None => None,
     };
-    out!("{}", text.trim_end());
+
+    let mut analysis = analyze(topology, &inputs.engine);
+    let outcomes = match &expectations {
+        Some(file) => match expect::evaluate(file, &analysis, &inputs) {
+            Ok(outcomes) => Some((file, outcomes)),
+            Err(error) => return fail(&args, error.into(), &inputs.template, &file.path),
+        },
+        None => None,
+    };
+
     let has_errors = analysis
         .findings
         .iter()
         .any(|finding| finding.severity == Severity::Error);
-    Ok(if has_errors { EXIT_FINDINGS } else { EXIT_OK })
+    let text = render(
+        args.format,
+        &mut analysis,
+        &inputs.template,
+        outcomes.as_ref(),
+    );
+    out!("{}", text.trim_end());
+    let unmet = outcomes.as_ref().is_some_and(|(_, outcomes)| {
+        outcomes
+            .iter()
+            .any(|outcome| outcome.status != expect::Status::Pass)
+    });
+    Ok(if has_errors || unmet {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
+}
+
+/// Renders the analysis, with the expectation results when there are some. Without them
+/// every format is what it was before `--expect` existed, byte for byte.
+fn render(
+    format: Format,
+    analysis: &mut Analysis,
+    template: &Path,
+    outcomes: Option<&(&ExpectationFile, Vec<expect::Outcome<'_>>)>,
+) -> String {
+    let name = template.display().to_string();
+    match (format, outcomes) {
+        (Format::Human, None) => output::render_human(analysis, &name),
+        (Format::Human, Some((file, outcomes))) => {
+            output::render_human(analysis, &name) + &expect::render_human(file, outcomes)
+        }
+        (Format::Json, None) => output::render_json(analysis, &name),
+        (Format::Json, Some((file, outcomes))) => {
+            let mut document = output::json_document(analysis, &name);
+            expect::add_to_json(&mut document, file, outcomes);
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        }
+        (Format::Sarif, outcomes) => {
+            // A violated expectation is a result like a finding, located in the expectations
+            // file, so the SARIF log carries it without a second run.
+            if let Some((_, outcomes)) = outcomes {
+                analysis.findings.extend(expect::sarif_findings(outcomes));
+            }
+            output::render_sarif(analysis, template, sarif_base().as_deref())
+        }
+    }
+}
+
+/// Prints the document of a failed run in the data formats, which names the failure, and
+/// returns `error`, which the caller reports on stderr as for any error. `template` goes into
+/// the JSON document, and `artifact` is the file the SARIF log names as the cause.
+fn fail(args: &CheckArgs, error: miette::Report, template: &Path, artifact: &Path) -> Result<i32> {
+    // A document has no place for the causes a report prints below its message, so they
+    // follow it on the same line.
+    let message = error
+        .chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    match args.format {
+        Format::Human => {}
+        Format::Json => {
+            let help = error.help().map(|help| help.to_string());
+            out!(
+                "{}",
+                output::render_json_failure(
+                    &message,
+                    help.as_deref(),
+                    &template.display().to_string()
+                )
+            )
+        }
+        Format::Sarif => out!(
+            "{}",
+            output::render_sarif_failure(&message, artifact, sarif_base().as_deref())
+        ),
+    }
+    Err(error)
 }
 
 /// Returns the base directory of SARIF artifact URIs: the current directory, which in CI is
@@ -151,7 +215,7 @@ fn explain_any_caller(
 
 /// Returns the site name or host name `--to` names: the host of an `http` or `https` URL such
 /// as `https://<site>.azurewebsites.net/api/f`, else the text itself, in lower case.
-fn target_host(text: &str) -> String {
+pub(crate) fn target_host(text: &str) -> String {
     let text = text.trim();
     match reqwest::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => match url.host_str() {

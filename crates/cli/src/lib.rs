@@ -5,9 +5,9 @@
 //! running emulator as a chosen caller. `demo` does all of it for one example and compares what
 //! `check` predicted with what `up` did. Data goes to stdout and messages to stderr.
 //!
-//! Exit codes: 0 success; 1 findings of severity error (`check`), a mismatch between prediction
-//! and live result (`demo`), or an unexpected status (`call --expect-status`); 2 invalid input,
-//! a response that no site sent (`call` without `--expect-status`), a `demo` with nothing to
+//! Exit codes: 0 success; 1 findings of severity error or an expectation not met or not proven
+//! (`check`), a mismatch between prediction and live result (`demo`), or an unexpected status
+//! (`call --expect-status`); 2 invalid input, a response that no site sent (`call` without `--expect-status`), a `demo` with nothing to
 //! compare, or a failure of the tool itself.
 
 /// Writes a line to stdout, ignoring write errors: a closed pipe (`subnetlock check | head`)
@@ -41,6 +41,7 @@ mod args;
 mod call;
 mod check;
 mod demo;
+mod expect;
 mod inputs;
 mod up;
 

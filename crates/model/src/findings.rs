@@ -72,11 +72,14 @@ pub enum FindingCode {
     SL019,
     /// An object key written twice in one object (or in two spellings that differ in case).
     SL023,
+    /// A reachability expectation (`check --expect`) that the template does not meet, or whose
+    /// verdict depends on a value known only at deployment time.
+    SL024,
 }
 
 impl FindingCode {
     /// Every code, in number order.
-    pub const ALL: [FindingCode; 23] = [
+    pub const ALL: [FindingCode; 24] = [
         FindingCode::SL001,
         FindingCode::SL002,
         FindingCode::SL003,
@@ -100,6 +103,7 @@ impl FindingCode {
         FindingCode::SL021,
         FindingCode::SL022,
         FindingCode::SL023,
+        FindingCode::SL024,
     ];
 
     /// Kebab-case name that describes the flagged pattern.
@@ -128,6 +132,7 @@ impl FindingCode {
             FindingCode::SL022 => "vnet-integration-needs-newer-scale-unit",
             FindingCode::SL019 => "allow-list-with-default-allow",
             FindingCode::SL023 => "duplicate-json-key",
+            FindingCode::SL024 => "reachability-expectation-not-met",
         }
     }
 }

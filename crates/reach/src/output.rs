@@ -17,7 +17,7 @@ use crate::analysis::{describe_ambiguity, Analysis, CallerKind, Reachability};
 /// Appends one line of human output. Control characters inside it (a newline or an escape
 /// sequence in a name written in a template) are shown escaped, so a template cannot forge
 /// output lines or drive the terminal.
-fn push_line(out: &mut String, line: String) {
+pub fn push_line(out: &mut String, line: String) {
     for character in line.chars() {
         if character.is_control() {
             out.extend(character.escape_default());
@@ -342,6 +342,11 @@ pub fn deployment_failure_note(analysis: &Analysis, pointer: &str) -> Option<Str
 }
 
 pub fn render_json(analysis: &Analysis, template: &str) -> String {
+    serde_json::to_string_pretty(&json_document(analysis, template)).unwrap_or_default()
+}
+
+/// Builds the document [`render_json`] prints, for a caller that adds its own keys to it.
+pub fn json_document(analysis: &Analysis, template: &str) -> serde_json::Value {
     let rows: Vec<serde_json::Value> = analysis
         .rows
         .iter()
@@ -359,7 +364,7 @@ pub fn render_json(analysis: &Analysis, template: &str) -> String {
             })
         })
         .collect();
-    let value = json!({
+    json!({
         "template": template,
         "assumptions": { "scale_unit": analysis.topology.scale_unit },
         "deployment_fails": analysis.findings.iter().any(Finding::fails_deployment),
@@ -369,8 +374,7 @@ pub fn render_json(analysis: &Analysis, template: &str) -> String {
         "calls": analysis.calls,
         "reachability": rows,
         "findings": analysis.findings,
-    });
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+    })
 }
 
 /// Renders the JSON document of a run that could not analyse the template.
