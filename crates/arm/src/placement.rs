@@ -18,12 +18,14 @@ use crate::source::{path_index, path_key, Node, NodeKind, Source};
 /// deployments. An expression that does not parse is left to the evaluator, which reports it
 /// with its own message when it reads it.
 pub(crate) fn check_nondeterministic_calls(source: &Source, root: &Node) -> Result<(), Error> {
-    // (node, JSON path, whether the node is a template's root, whether calls are allowed)
+    // (node, JSON path, whether the node is a template's root, whether calls are allowed).
+    // Children are pushed in reverse, so the stack yields them in file order and the first
+    // call in the file is the one reported.
     let mut pending = vec![(root, "$".to_owned(), true, false)];
     while let Some((node, path, template_root, allowed)) = pending.pop() {
         match &node.kind {
             NodeKind::Object(members) => {
-                for member in members {
+                for member in members.iter().rev() {
                     let key = &member.key.text;
                     let child_path = path_key(&path, key);
                     if template_root && key.eq_ignore_ascii_case("parameters") {
@@ -36,7 +38,7 @@ pub(crate) fn check_nondeterministic_calls(source: &Source, root: &Node) -> Resu
                 }
             }
             NodeKind::Array(items) => {
-                for (index, item) in items.iter().enumerate() {
+                for (index, item) in items.iter().enumerate().rev() {
                     pending.push((item, path_index(&path, index), false, allowed));
                 }
             }
@@ -80,13 +82,13 @@ fn push_parameters<'n>(
         pending.push((parameters, path.to_owned(), false, false));
         return;
     };
-    for declaration in declarations {
+    for declaration in declarations.iter().rev() {
         let declaration_path = path_key(path, &declaration.key.text);
         let Some(fields) = declaration.value.as_object() else {
             pending.push((&declaration.value, declaration_path, false, false));
             continue;
         };
-        for field in fields {
+        for field in fields.iter().rev() {
             let allowed = field.key.text.eq_ignore_ascii_case("defaultValue");
             let field_path = path_key(&declaration_path, &field.key.text);
             pending.push((&field.value, field_path, false, allowed));

@@ -551,6 +551,25 @@ fn nondeterministic_functions_rejected_where_not_evaluated() {
 }
 
 #[test]
+fn nondeterministic_call_first_in_file_reported() {
+    // Three misplaced calls: the error names the one that comes first in the file.
+    let template = r#"{ "contentVersion": "1.0.0.0",
+      "variables": { "a": "x", "b": ["y", "[newGuid()]", "[utcNow()]"] },
+      "resources": [{ "condition": false, "type": "Microsoft.Web/sites",
+        "apiVersion": "2022-09-01", "name": "[concat('a', utcNow())]" }] }"#;
+    let error = evaluate_str(
+        "t.json",
+        template,
+        &EvalOptions::default(),
+        &OfflineProvider,
+    )
+    .expect_err("misplaced calls");
+    let location = error.location().expect("located");
+    assert_eq!(location.json_path, "$.variables.b[1]");
+    assert!(error.to_string().contains("`newGuid`"), "{error}");
+}
+
+#[test]
 fn nondeterministic_functions_allowed_in_any_template_default() {
     // A nested template's own parameter defaults, an escaped literal, and a user-defined
     // function that happens to be called `utcNow`.

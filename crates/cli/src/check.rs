@@ -148,11 +148,7 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
         .rows
         .iter()
         .filter(|row| row.from.label.eq_ignore_ascii_case(&from))
-        .filter(|row| {
-            row.to.host == target
-                || (row.to.site.eq_ignore_ascii_case(&target)
-                    && row.to.kind == subnetlock_access::SiteKind::Main)
-        })
+        .filter(|row| row.to.host == target || names_site(row, &target))
         .collect();
     if let Some(note) = output::deployment_failure_note(
         &analysis,
@@ -181,9 +177,13 @@ fn explain_any_caller(
     args: &ExplainArgs,
 ) -> Result<Reachability> {
     let topology = &analysis.topology;
-    let host = match topology.site(target) {
-        Some(site) => site.default_host_name.clone(),
-        None => target.to_owned(),
+    let scm_site = target
+        .strip_suffix(".scm")
+        .and_then(|name| topology.site(name));
+    let host = match (topology.site(target), scm_site) {
+        (Some(site), _) => site.default_host_name.clone(),
+        (None, Some(site)) => site.scm_host_name.clone(),
+        (None, None) => target.to_owned(),
     };
     if topology.site_for_host(&host).is_none() {
         let mut sites: Vec<&str> = topology.sites.iter().map(|s| s.name.as_str()).collect();
@@ -226,11 +226,29 @@ pub(crate) fn target_host(text: &str) -> String {
     }
 }
 
-/// `internet` alone means the analysis' sample internet address.
+/// Returns whether `target`, a site name or `<site>.scm` as `check --expect` accepts them,
+/// names the row's main or scm site.
+fn names_site(row: &Reachability, target: &str) -> bool {
+    match target.strip_suffix(".scm") {
+        Some(name) if row.to.kind == subnetlock_access::SiteKind::Scm => {
+            row.to.site.eq_ignore_ascii_case(name)
+        }
+        _ => {
+            row.to.kind == subnetlock_access::SiteKind::Main
+                && row.to.site.eq_ignore_ascii_case(target)
+        }
+    }
+}
+
+/// `internet` alone means the analysis' sample internet address. The caller kind is matched
+/// ignoring case, as in `check --expect`.
 fn normalize_caller(text: &str) -> String {
-    if text.trim().eq_ignore_ascii_case("internet") {
-        format!("internet:{}", subnetlock_model::egress::INTERNET_SAMPLE)
-    } else {
-        text.trim().to_owned()
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("internet") {
+        return format!("internet:{}", subnetlock_model::egress::INTERNET_SAMPLE);
+    }
+    match text.split_once(':') {
+        Some((kind, value)) => format!("{}:{value}", kind.to_ascii_lowercase()),
+        None => text.to_owned(),
     }
 }

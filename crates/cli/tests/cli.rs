@@ -1411,6 +1411,46 @@ fn explain_accepts_url_as_target() {
 }
 
 #[test]
+fn explain_accepts_expect_forms() {
+    // `<site>.scm` and a caller kind in capitals, as an expectations file may write them.
+    let cases = [
+        (
+            "internet",
+            "function-app-b-yobmxbvmtplck.scm",
+            "internet:203.0.113.10 -> function-app-b-yobmxbvmtplck.scm.azurewebsites.net (scm site)",
+        ),
+        (
+            "Internet:198.51.100.7",
+            "function-app-b-yobmxbvmtplck",
+            "internet:198.51.100.7 -> function-app-b-yobmxbvmtplck.azurewebsites.net (main site)",
+        ),
+        (
+            "internet:198.51.100.7",
+            "FUNCTION-APP-B-yobmxbvmtplck.SCM",
+            "internet:198.51.100.7 -> function-app-b-yobmxbvmtplck.scm.azurewebsites.net (scm site)",
+        ),
+    ];
+    for (from, to, first_line) in cases {
+        let output = subnetlock(&[
+            "explain",
+            example().to_str().expect("path"),
+            "--from",
+            from,
+            "--to",
+            to,
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{from} {to}: {}",
+            stderr(&output)
+        );
+        let text = stdout(&output);
+        assert!(text.contains(first_line), "{from} {to}: {text}");
+    }
+}
+
+#[test]
 fn error_causes_are_printed_once() {
     let missing = "No such file or directory";
     let dir = tempfile::tempdir().expect("temp dir");

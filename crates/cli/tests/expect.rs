@@ -509,6 +509,179 @@ fn expect_internet_covers_rule_ranges() {
     assert!(text.contains("  PASS       3:3 expected deny"), "{text}");
 }
 
+/// A site that denies one range and allows every other address by default: all of the
+/// matrix's internet samples fall in the denied range.
+const DENY_RANGE_TEMPLATE: &str = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1", "tier": "Standard" } },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "location": "westeurope", "kind": "app",
+      "properties": {
+        "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+        "siteConfig": {
+          "ipSecurityRestrictionsDefaultAction": "Allow",
+          "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc" }
+          ]
+        }
+      } }
+  ]
+}"#;
+
+#[test]
+fn expect_internet_covers_unsampled_addresses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("azuredeploy.json");
+    std::fs::write(&template, DENY_RANGE_TEMPLATE).expect("template");
+    let file = write_expectations(
+        dir.path(),
+        r#"{"expect": [{"from": "internet", "to": "app", "verdict": "deny"}]}"#,
+    );
+    let output = subnetlock(&["check", template.to_str().expect("path"), "--expect", &file]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+
+    // The matrix samples 203.0.113.1 and 203.0.113.10, which are both denied. 198.51.100.10
+    // is the sample of the addresses no rule names, which the default action allows.
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "  FAIL       1:13 expected deny for internet -> app; internet:198.51.100.10 -> app.azurewebsites.net: allowed: no main rule matched; the default action is Allow (1 of 3 pairs fail)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn expect_internet_inside_service_tag() {
+    // Anyone can get an address in `AzureCloud`, so an internet caller there matches the tag
+    // rule once `--service-tags` gives the tag's prefixes.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("azuredeploy.json");
+    let with_tag_rule = DENY_RANGE_TEMPLATE
+        .replace(
+            r#""ipSecurityRestrictionsDefaultAction": "Allow","#,
+            "",
+        )
+        .replace(
+            r#"{ "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc" }"#,
+            r#"{ "ipAddress": "AzureCloud", "tag": "ServiceTag", "action": "Allow", "priority": 100, "name": "azure" }"#,
+        );
+    std::fs::write(&template, with_tag_rule).expect("template");
+    let tags = dir.path().join("ServiceTags_Public.json");
+    std::fs::write(
+        &tags,
+        r#"{"values": [{"name": "AzureCloud", "properties": {"addressPrefixes": ["4.144.0.0/16"]}}]}"#,
+    )
+    .expect("tags");
+    let file = write_expectations(
+        dir.path(),
+        r#"{"expect": [{"from": "internet", "to": "app", "verdict": "deny"}]}"#,
+    );
+    let output = subnetlock(&[
+        "check",
+        template.to_str().expect("path"),
+        "--service-tags",
+        tags.to_str().expect("path"),
+        "--expect",
+        &file,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "  FAIL       1:13 expected deny for internet -> app; internet:4.144.0.0 -> app.azurewebsites.net: allowed: main rule 0 `azure` (priority 100, Allow) matched (1 of 2 pairs fail)"
+        ),
+        "{text}"
+    );
+}
+
+/// A subnet whose network security group drops traffic to App Service, and a site whose rule
+/// list is known only at deployment time.
+const BLOCKED_SUBNET_TEMPLATE: &str = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Network/networkSecurityGroups", "apiVersion": "2023-09-01", "name": "nsg",
+      "location": "westeurope",
+      "properties": { "securityRules": [
+        { "name": "block-app-service", "properties": { "priority": 100, "direction": "Outbound",
+          "access": "Deny", "protocol": "*", "sourceAddressPrefix": "*", "sourcePortRange": "*",
+          "destinationAddressPrefix": "AppService", "destinationPortRange": "*" } } ] } },
+    { "type": "Microsoft.Network/virtualNetworks", "apiVersion": "2023-09-01", "name": "vnet",
+      "location": "westeurope",
+      "dependsOn": ["[resourceId('Microsoft.Network/networkSecurityGroups', 'nsg')]"],
+      "properties": { "addressSpace": { "addressPrefixes": ["10.0.0.0/16"] },
+        "subnets": [ { "name": "blocked", "properties": { "addressPrefix": "10.0.1.0/24",
+          "networkSecurityGroup": { "id": "[resourceId('Microsoft.Network/networkSecurityGroups', 'nsg')]" } } } ] } },
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1", "tier": "Standard" } },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "location": "westeurope", "kind": "app",
+      "properties": {
+        "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+        "siteConfig": {
+          "ipSecurityRestrictions": "[reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').rules]"
+        }
+      } }
+  ]
+}"#;
+
+#[test]
+fn expect_blocked_request_denied_despite_unknown_rules() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let template = dir.path().join("azuredeploy.json");
+    std::fs::write(&template, BLOCKED_SUBNET_TEMPLATE).expect("template");
+    let file = write_expectations(
+        dir.path(),
+        r#"{"expect": [
+  {"from": "subnet:vnet/blocked", "to": "app", "verdict": "deny"},
+  {"from": "internet", "to": "app", "verdict": "deny"}
+]}"#,
+    );
+    let output = subnetlock(&["check", template.to_str().expect("path"), "--expect", &file]);
+    let text = stdout(&output);
+
+    // The security group drops the request before the front end, so the unknown rules never
+    // see it; the internet's request does reach them.
+    assert!(
+        text.contains(
+            "  PASS       2:3 expected deny for subnet:vnet/blocked -> app; subnet:vnet/blocked -> app.azurewebsites.net: blocked before the front end"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("  NOT PROVEN 3:3 expected deny for internet -> app"),
+        "{text}"
+    );
+    assert!(text.contains("1 passed, 0 failed, 1 not proven"), "{text}");
+    assert_eq!(output.status.code(), Some(1), "{text}");
+}
+
+#[test]
+fn expect_shows_reading_it_depends_on() {
+    // A Terraform plan whose rule filters on headers: a plain request from its range is
+    // denied only under the reading that a request without the header does not match.
+    let plan =
+        workspace_root().join("crates/terraform/tests/fixtures/ip_restriction_default_action.json");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_expectations(
+        dir.path(),
+        r#"{"expect": [{"from": "internet", "to": "acctestwa-*", "verdict": "deny"}]}"#,
+    );
+    let output = subnetlock(&["check", plan.to_str().expect("path"), "--expect", &file]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(
+            "(2 of 2 pairs pass) [depends on a reading: a request without a filtered header does not match the rule]"
+        ),
+        "{text}"
+    );
+}
+
 #[test]
 fn expect_service_tag_callers() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -552,6 +725,10 @@ fn expect_service_tag_callers() {
         report.contains(
             "expect.json:1:22: `servicetag:Nope` matches no service tag in this deployment"
         ),
+        "{report}"
+    );
+    assert!(
+        report.contains("help: the --service-tags file has no tag `Nope`"),
         "{report}"
     );
 

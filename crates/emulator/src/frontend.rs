@@ -271,6 +271,9 @@ impl FrontEnd {
                     if discard_unexpected_body(&head, body).await == Drain::CallerGone {
                         // The caller left before the response could go out, so dropping the
                         // record logs it as closed by the caller.
+                        // NOTE: an end of stream is also what a caller that only shut down its
+                        // sending side (a half close) looks like; hyper still writes it the
+                        // response, so such a record shows 499 for a delivered response.
                         drop(record);
                         return response;
                     }

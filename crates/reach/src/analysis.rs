@@ -224,7 +224,13 @@ fn reachability(
         headers: &NoHeaders,
     });
     subnetlock_model::note_rule_defaults(site, &mut decision);
-    let mut depends_on_unknown = unknown_dependencies(site, target.kind, &decision);
+    // A request that a network security group drops never meets the site's rules, so rules
+    // unknown offline cannot change its row.
+    let mut depends_on_unknown = if egress.reaches_front_end() {
+        unknown_dependencies(site, target.kind, &decision)
+    } else {
+        Vec::new()
+    };
     if let Some(routed) = routed_caller(topology, caller) {
         let offline = outcome(&egress, &decision);
         depends_on_unknown.extend(route_all_dependencies(
@@ -673,7 +679,8 @@ fn spoofable_rules(site: &Site) -> Vec<Finding> {
     findings
 }
 
-pub(crate) fn describe_ambiguity(ambiguity: &Ambiguity) -> String {
+/// Describes the reading of an ambiguous Azure behaviour that a decision depends on.
+pub fn describe_ambiguity(ambiguity: &Ambiguity) -> String {
     match ambiguity {
         Ambiguity::ServiceEndpointWithPublicAccessDisabled => {
             "service-endpoint traffic is treated as blocked when public network access is disabled"

@@ -16,6 +16,7 @@ pub mod output;
 mod predict;
 
 pub use analysis::{
-    analyze, reachability_of, Analysis, AppCall, CallerKind, CallerSpec, Reachability, Target,
+    analyze, describe_ambiguity, reachability_of, Analysis, AppCall, CallerKind, CallerSpec,
+    Reachability, Target,
 };
 pub use predict::{predict, predict_with_headers, Prediction, Probe};

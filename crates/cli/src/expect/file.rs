@@ -119,6 +119,13 @@ pub enum ExpectationsError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}:{line}:{column}: the expectations file is not valid UTF-8", path.display())]
+    #[diagnostic(help("save the file as UTF-8"))]
+    Encoding {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
     #[error("{}:{line}:{column}: invalid expectations file: {message}", path.display())]
     #[diagnostic(help("{FILE_SHAPE}"))]
     Syntax {
@@ -204,24 +211,43 @@ impl ExpectationFile {
     /// Reads and checks `path`: its syntax, fields, verdicts and the form of each caller and
     /// target. Whether the patterns match anything is checked against a deployment later.
     pub fn read(path: &Path) -> Result<Self, ExpectationsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ExpectationsError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ExpectationsError::Read {
             path: path.to_owned(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|error| {
+            let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+            // The valid prefix is UTF-8, so its lines and characters can be counted.
+            let prefix = String::from_utf8_lossy(valid);
+            let (line, column) = line_column(&prefix, prefix.len(), 0);
+            ExpectationsError::Encoding {
+                path: path.to_owned(),
+                line,
+                column,
+            }
         })?;
         Self::parse(path, &text)
     }
 
     /// Checks `text` as the contents of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ExpectationsError> {
+        let bom = if text.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
         let text = blank_comments(text);
         let syntax = |error: serde_json::Error| {
             // serde_json ends its message with the position, which the error shows in front.
             let suffix = format!(" at line {} column {}", error.line(), error.column());
             let message = error.to_string();
+            // serde_json counts columns in bytes; the other errors count characters.
+            let offset = byte_offset(&text, error.line(), error.column());
+            let (line, column) = line_column(&text, offset, bom);
             ExpectationsError::Syntax {
                 path: path.to_owned(),
-                line: error.line(),
-                column: error.column(),
+                line,
+                column,
                 message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
             }
         };
@@ -235,7 +261,11 @@ impl ExpectationFile {
 
         let mut expectations = Vec::new();
         for (index, (raw, entry)) in file.expect.iter().zip(&entries.expect).enumerate() {
-            let reader = Reader { path, text: &text };
+            let reader = Reader {
+                path,
+                text: &text,
+                bom,
+            };
             expectations.push(reader.expectation(index, raw, entry)?);
         }
         Ok(ExpectationFile {
@@ -250,6 +280,8 @@ struct Reader<'a> {
     path: &'a Path,
     /// The text the raw values borrow from, with comments blanked.
     text: &'a str,
+    /// Length in bytes of the byte order mark the text starts with, blanked to spaces.
+    bom: usize,
 }
 
 impl Reader<'_> {
@@ -301,7 +333,7 @@ impl Reader<'_> {
         })?;
 
         let start = self.offset(entry);
-        let (line, column) = line_column(self.text, start);
+        let (line, column) = line_column(self.text, start, self.bom);
         Ok(Expectation {
             from,
             caller,
@@ -336,7 +368,7 @@ impl Reader<'_> {
     }
 
     fn position(&self, raw: &RawValue) -> Position {
-        let (line, column) = line_column(self.text, self.offset(raw));
+        let (line, column) = line_column(self.text, self.offset(raw), self.bom);
         Position { line, column }
     }
 }
@@ -461,13 +493,35 @@ fn blank_comments(text: &str) -> String {
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
-/// Returns the 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// Returns the 1-based line and column (in characters) of a byte offset. The first `bom`
+/// bytes, a byte order mark blanked to spaces, take no column, as editors do not show the mark.
+fn line_column(text: &str, offset: usize, bom: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |at| at + 1);
-    let column = before[line_start..].chars().count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |at| at + 1).max(bom);
+    let column = before
+        .get(line_start..)
+        .map_or(0, |rest| rest.chars().count())
+        + 1;
     (line, column)
+}
+
+/// Returns the byte offset of serde_json's 1-based line and byte column, which may be 0 right
+/// after a line break.
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(at, _)| at + 1)
+    };
+    let offset = (line_start + column.saturating_sub(1)).min(text.len());
+    // A column inside a multi-byte character is moved back to the character's start.
+    (0..=offset)
+        .rev()
+        .find(|at| text.is_char_boundary(*at))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -523,6 +577,89 @@ mod tests {
         );
         assert_eq!(parse_target(""), None);
         assert_eq!(parse_target(".scm"), None);
+    }
+
+    #[test]
+    fn positions_skip_byte_order_mark() {
+        let text = "\u{feff}{\"expect\": [{\"from\": \"internet\", \"to\": \"b\", \"verdict\": \"deny\"}]}";
+        let file = ExpectationFile::parse(Path::new("e.json"), text).unwrap();
+        let first = &file.expectations[0];
+        assert_eq!((first.location.line, first.location.column), (1, 13));
+        assert_eq!(first.from_at.column, 22);
+
+        let invalid =
+            "\u{feff}{\"expect\": [{\"from\": \"internet\", \"to\": \"b\", \"verdict\": 1}]}";
+        let error = ExpectationFile::parse(Path::new("e.json"), invalid).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ExpectationsError::Verdict {
+                    line: 1,
+                    column: 56,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_error_column_counts_characters() {
+        // Five two-byte characters before the error: serde_json's byte column is 5 too far.
+        let text = "{ \"expect\": [ { \"from\": \"\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\", \"to\": \"x\" \"verdict\": \"deny\" } ] }";
+        let error = ExpectationFile::parse(Path::new("e.json"), text).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ExpectationsError::Syntax {
+                    line: 1,
+                    column: 44,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+
+        let multi_line = "{\n  \"expect\": [\n    { \"from\": \"\u{e9}\" \"to\": \"x\" }\n  ]\n}";
+        let error = ExpectationFile::parse(Path::new("e.json"), multi_line).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ExpectationsError::Syntax {
+                    line: 3,
+                    column: 19,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_position() {
+        let dir = std::env::temp_dir().join(format!("subnetlock-expect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("latin1.json");
+        std::fs::write(&path, b"{\n  \"expect\": [ { \"to\": \"caf\xe9\" } ]\n}").unwrap();
+        let error = ExpectationFile::read(&path).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            matches!(
+                error,
+                ExpectationsError::Encoding {
+                    line: 2,
+                    column: 27,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .ends_with("2:27: the expectations file is not valid UTF-8"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! evaluated here.
 
 mod file;
+mod internet;
 mod render;
 
 pub use file::{ExpectationFile, ExpectationsError};
 pub use render::{add_to_json, render_human, sarif_findings};
 
+use std::net::IpAddr;
+
 use subnetlock_access::SiteKind;
 use subnetlock_emulator::bindings::pattern_matches;
+use subnetlock_model::egress;
 use subnetlock_reach::{Analysis, CallerKind, Reachability};
 
 use crate::inputs::Inputs;
@@ -174,7 +178,7 @@ impl Resolver<'_> {
     /// Returns the caller labels (`internet:<address>`, `app:<site>` …) that `from` matches.
     fn callers(&self, expectation: &Expectation) -> Result<Vec<String>, ExpectationsError> {
         match &expectation.caller {
-            CallerPattern::AnyInternet => Ok(self.matrix_callers(CallerKind::Internet, |_| true)),
+            CallerPattern::AnyInternet => Ok(self.internet_callers()),
             CallerPattern::Internet(address) => Ok(vec![format!("internet:{address}")]),
             CallerPattern::Named { kind, pattern } => {
                 let matrix_kind = match kind {
@@ -196,6 +200,16 @@ impl Resolver<'_> {
                         return Ok(vec![label]);
                     }
                 }
+                let tag_missing_from_file = *kind == NamedCaller::ServiceTag
+                    && !pattern.contains('*')
+                    && self.inputs.engine.service_tags.is_some();
+                let help = if tag_missing_from_file {
+                    format!(
+                        "the --service-tags file has no tag `{pattern}`; write the tag as the file's `values[].name` spells it"
+                    )
+                } else {
+                    self.callers_help(matrix_kind)
+                };
                 Err(self.no_match(
                     expectation.from_at,
                     &expectation.from,
@@ -204,7 +218,7 @@ impl Resolver<'_> {
                         NamedCaller::App => "app",
                         NamedCaller::ServiceTag => "service tag",
                     },
-                    self.callers_help(matrix_kind),
+                    help,
                 ))
             }
         }
@@ -217,6 +231,30 @@ impl Resolver<'_> {
         for row in &self.analysis.rows {
             if row.from.kind == kind && keep(&row.from.label) && !labels.contains(&row.from.label) {
                 labels.push(row.from.label.clone());
+            }
+        }
+        labels
+    }
+
+    /// Returns the matrix's internet callers followed by one address of each set of addresses
+    /// that the rules treat alike and that the matrix does not sample, so that `internet`
+    /// covers every internet caller and not only the matrix's samples.
+    fn internet_callers(&self) -> Vec<String> {
+        let mut labels = self.matrix_callers(CallerKind::Internet, |_| true);
+        let listed: Vec<IpAddr> = labels
+            .iter()
+            .filter_map(|label| label.strip_prefix("internet:")?.parse().ok())
+            .collect();
+        let ipv6_unnamed = listed.contains(&egress::INTERNET_SAMPLE_V6);
+        let samples = internet::internet_samples(
+            &self.analysis.topology,
+            &self.inputs.engine,
+            &listed,
+            ipv6_unnamed,
+        );
+        for address in samples {
+            if !listed.contains(&address) {
+                labels.push(format!("internet:{address}"));
             }
         }
         labels

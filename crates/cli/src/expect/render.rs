@@ -4,7 +4,7 @@
 use serde_json::json;
 use subnetlock_model::{Finding, FindingCode, Severity};
 use subnetlock_reach::output::{describe_row, push_line};
-use subnetlock_reach::Reachability;
+use subnetlock_reach::{describe_ambiguity, Reachability};
 
 use super::{ExpectationFile, Outcome, Status};
 
@@ -155,6 +155,20 @@ fn summary(outcome: &Outcome<'_>) -> String {
             Status::NotProven => "not proven",
         };
         text.push_str(&format!(" ({same} of {total} pairs {status})"));
+    }
+    // A verdict is valid only under the reading subnetlock takes where Azure's documentation
+    // is ambiguous. The matrix marks such rows, so the expectation does too.
+    let mut readings: Vec<String> = Vec::new();
+    for (row, _) in &outcome.pairs {
+        for ambiguity in &row.decision.ambiguities {
+            let reading = describe_ambiguity(ambiguity);
+            if !readings.contains(&reading) {
+                readings.push(reading);
+            }
+        }
+    }
+    if !readings.is_empty() {
+        text.push_str(&format!(" [depends on a reading: {}]", readings.join("; ")));
     }
     text
 }
