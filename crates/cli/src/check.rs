@@ -142,7 +142,7 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
     let topology = inputs.topology()?;
     let analysis = analyze(topology, &inputs.engine);
 
-    let from = normalize_caller(&args.from);
+    let from = normalize_caller(&args.from, &analysis.topology);
     let target = target_host(&args.to);
     let rows: Vec<_> = analysis
         .rows
@@ -240,12 +240,15 @@ fn names_site(row: &Reachability, target: &str) -> bool {
     }
 }
 
-/// `internet` alone means the analysis' sample internet address. The caller kind is matched
-/// ignoring case, as in `check --expect`.
-fn normalize_caller(text: &str) -> String {
+/// `internet` alone means the matrix's internet caller for the addresses that no rule names.
+/// The caller kind is matched ignoring case, as in `check --expect`.
+fn normalize_caller(text: &str, topology: &subnetlock_model::Topology) -> String {
     let text = text.trim();
     if text.eq_ignore_ascii_case("internet") {
-        return format!("internet:{}", subnetlock_model::egress::INTERNET_SAMPLE);
+        return format!(
+            "internet:{}",
+            subnetlock_reach::unnamed_internet_v4(topology)
+        );
     }
     match text.split_once(':') {
         Some((kind, value)) => format!("{}:{value}", kind.to_ascii_lowercase()),

@@ -278,6 +278,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     let mut sampled = BTreeSet::new();
     let mut tags = BTreeSet::new();
     let mut sample_named = [false; 2];
+    let mut named_ranges = Vec::new();
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
             for rule in &list.rules {
@@ -288,6 +289,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                     continue;
                 };
                 for range in ranges {
+                    named_ranges.push(*range);
                     sample_named[0] |= range.contains(egress::INTERNET_SAMPLE);
                     sample_named[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
                     let address = sample_address(range.network, range.prefix, &sampled);
@@ -304,14 +306,26 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     }
 
     // The internet samples stand for addresses no rule names, unless a rule names them too.
+    // Then another address stands for those, when one exists: with a `Deny` rule for the
+    // sample's range and the default action `Allow`, the rest of the internet is allowed, and
+    // the matrix must show it.
     let samples = [egress::INTERNET_SAMPLE, egress::INTERNET_SAMPLE_V6];
     for (sample, named) in samples.into_iter().zip(sample_named) {
         let label = format!("internet:{sample}");
-        if let Some(caller) = callers.iter_mut().find(|caller| caller.label == label) {
-            if named {
-                caller.note =
-                    Some("a documentation address that a rule's range contains".to_owned());
-            }
+        let Some(caller) = callers.iter_mut().find(|caller| caller.label == label) else {
+            continue;
+        };
+        if !named {
+            continue;
+        }
+        caller.note = Some("a documentation address that a rule's range contains".to_owned());
+        let unnamed = unnamed_address(&named_ranges, sample.is_ipv4());
+        if let Some(address) = unnamed.filter(|address| !sampled.contains(address)) {
+            callers.push(CallerSpec {
+                kind: CallerKind::Internet,
+                label: format!("internet:{address}"),
+                note: Some("a sample of the addresses that no rule names".to_owned()),
+            });
         }
     }
 
@@ -352,6 +366,86 @@ const DOCUMENTATION_SAMPLES: [IpAddr; 4] = [
     IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
     IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
 ];
+
+/// Returns the IPv4 address the matrix uses for the internet callers that no rule names: the
+/// sample, unless a rule's range contains it.
+pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
+    let ranges: Vec<subnetlock_access::IpNet> = topology
+        .sites
+        .iter()
+        .flat_map(|site| [&site.access.main, &site.access.scm])
+        .flat_map(|list| &list.rules)
+        .filter_map(|rule| match &rule.source {
+            SourceCondition::Ranges(ranges) => Some(ranges.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if !ranges
+        .iter()
+        .any(|range| range.contains(egress::INTERNET_SAMPLE))
+    {
+        return egress::INTERNET_SAMPLE;
+    }
+    unnamed_address(&ranges, true).unwrap_or(egress::INTERNET_SAMPLE)
+}
+
+/// Returns an address of the family (IPv4 when `v4`) that none of `ranges` contains, or `None`
+/// when they cover the whole space. A documentation address comes first; otherwise the first
+/// address of the lowest gap, outside `0.0.0.0/8` ("this network", RFC 1122) and `::/8`.
+fn unnamed_address(ranges: &[subnetlock_access::IpNet], v4: bool) -> Option<IpAddr> {
+    let uncovered = |address: &IpAddr| !ranges.iter().any(|range| range.contains(*address));
+    let documented = [
+        IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10)),
+        IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10)),
+        IpAddr::V6(std::net::Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0x10)),
+    ];
+    if let Some(address) = documented
+        .into_iter()
+        .find(|address| address.is_ipv4() == v4 && uncovered(address))
+    {
+        return Some(address);
+    }
+
+    // Spans of the family's ranges as numbers, sorted, then the first address after the
+    // reserved block that no span covers.
+    let (bits, first_usable): (u32, u128) = if v4 { (32, 1 << 24) } else { (128, 1 << 120) };
+    let mut spans: Vec<(u128, u128)> = ranges
+        .iter()
+        .filter(|range| range.network.is_ipv4() == v4)
+        .map(|range| {
+            let start = match range.network {
+                IpAddr::V4(address) => u128::from(u32::from(address)),
+                IpAddr::V6(address) => u128::from(address),
+            };
+            let size_bits = bits.saturating_sub(u32::from(range.prefix));
+            let last = start
+                | 1u128
+                    .checked_shl(size_bits)
+                    .map_or(u128::MAX, |size| size - 1);
+            (start, last)
+        })
+        .collect();
+    spans.sort_unstable();
+    let mut candidate = first_usable;
+    for (start, last) in spans {
+        if start > candidate {
+            break;
+        }
+        if last >= candidate {
+            candidate = last.checked_add(1)?;
+        }
+    }
+    let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
+    if candidate > max {
+        return None;
+    }
+    Some(if v4 {
+        IpAddr::V4(std::net::Ipv4Addr::from(u32::try_from(candidate).ok()?))
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from(candidate))
+    })
+}
 
 /// Returns an address inside a range: a documentation address that the range contains and no
 /// other range's sample (in `taken`) uses, else the first host address where the range has
@@ -523,7 +617,9 @@ fn app_calls(topology: &Topology) -> Vec<AppCall> {
 
 fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let internet = format!("internet:{}", egress::INTERNET_SAMPLE);
+    // SL012 compares what the internet at large gets: the caller that stands for addresses no
+    // rule names, which is not the sample when a rule's range contains the sample.
+    let internet = format!("internet:{}", unnamed_internet_v4(topology));
     for site in &topology.sites {
         let cell = |kind: SiteKind| {
             rows.iter().find(|row| {
@@ -711,7 +807,52 @@ mod tests {
     use std::collections::BTreeSet;
     use std::net::IpAddr;
 
-    use super::sample_address;
+    use super::{sample_address, unnamed_address};
+
+    fn nets(ranges: &[&str]) -> Vec<subnetlock_access::IpNet> {
+        ranges
+            .iter()
+            .map(|range| {
+                let (network, prefix) = range.split_once('/').expect("range");
+                subnetlock_access::IpNet::new(
+                    network.parse().expect("network"),
+                    prefix.parse().expect("prefix"),
+                )
+                .expect("valid range")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn unnamed_address_avoids_every_range() {
+        let unnamed = |ranges: &[&str], v4: bool| {
+            unnamed_address(&nets(ranges), v4).map(|address| address.to_string())
+        };
+        assert_eq!(
+            unnamed(&["203.0.113.0/24"], true).as_deref(),
+            Some("198.51.100.10")
+        );
+        assert_eq!(
+            unnamed(&["203.0.113.0/24", "198.51.100.0/24"], true).as_deref(),
+            Some("192.0.2.10")
+        );
+        // Every documentation address is named: the lowest gap after 0.0.0.0/8.
+        assert_eq!(
+            unnamed(
+                &["192.0.0.0/8", "198.0.0.0/8", "203.0.0.0/8", "1.0.0.0/8"],
+                true
+            )
+            .as_deref(),
+            Some("2.0.0.0")
+        );
+        assert_eq!(unnamed(&["0.0.0.0/1", "128.0.0.0/1"], true), None);
+        assert_eq!(unnamed(&["0.0.0.0/0"], true), None);
+        assert_eq!(
+            unnamed(&["2001:db8::/32"], false).as_deref(),
+            Some("3fff::10")
+        );
+        assert_eq!(unnamed(&["::/0"], false), None);
+    }
 
     fn sample(range: &str, taken: &[&str]) -> String {
         let (network, prefix) = range.split_once('/').expect("range");

@@ -1,0 +1,111 @@
+//! The internet callers of the reachability matrix.
+
+// Tests fail loudly on broken fixtures.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use serde_json::{json, Value as Json};
+use subnetlock_access::{EngineOptions, SiteKind};
+use subnetlock_model::{build_topology, FindingCode, KeyMode, SimulatedProvider};
+use subnetlock_reach::{analyze, Analysis};
+
+/// Analyses a plan and site `app` whose `siteConfig` is `site_config`.
+fn one_site(site_config: Json) -> Analysis {
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": [
+            { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
+              "sku": { "name": "S1" } },
+            { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app",
+              "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+                              "siteConfig": site_config } }
+        ]
+    });
+    let provider = SimulatedProvider::new(KeyMode::Placeholder);
+    let deployment = subnetlock_arm::evaluate_str(
+        "internet.json",
+        &template.to_string(),
+        &subnetlock_arm::EvalOptions::default(),
+        &provider,
+    )
+    .expect("template evaluates");
+    analyze(
+        build_topology(&deployment).expect("topology"),
+        &EngineOptions::default(),
+    )
+}
+
+/// Returns the internet callers of the main site's rows, with whether each is allowed.
+fn internet_rows(analysis: &Analysis) -> Vec<(String, bool)> {
+    analysis
+        .rows
+        .iter()
+        .filter(|row| row.to.kind == SiteKind::Main && row.from.label.starts_with("internet:"))
+        .map(|row| (row.from.label.clone(), row.allowed()))
+        .collect()
+}
+
+#[test]
+fn deny_rule_over_sample_keeps_rest_of_internet() {
+    // The sample address lies in the denied range, and the default action allows everyone
+    // else: the matrix must show an internet caller that gets in.
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Allow",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc" }
+        ]
+    }));
+    let rows = internet_rows(&analysis);
+    assert!(
+        rows.contains(&("internet:203.0.113.10".to_owned(), false)),
+        "{rows:?}"
+    );
+    assert!(
+        rows.contains(&("internet:198.51.100.10".to_owned(), true)),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn sample_outside_every_range_adds_no_caller() {
+    let analysis = one_site(json!({
+        "ipSecurityRestrictions": [
+            { "ipAddress": "10.1.0.0/16", "action": "Allow", "priority": 100, "name": "office" }
+        ]
+    }));
+    let labels: Vec<String> = internet_rows(&analysis)
+        .into_iter()
+        .map(|(label, _)| label)
+        .collect();
+    assert_eq!(labels, ["internet:203.0.113.10", "internet:10.1.0.1"]);
+}
+
+#[test]
+fn scm_warning_judges_internet_at_large() {
+    // The main site denies only the sample's range, so it is not locked, and an open scm site
+    // is no warning.
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Allow",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc" }
+        ]
+    }));
+    let codes: Vec<_> = analysis
+        .findings
+        .iter()
+        .map(|finding| finding.code)
+        .collect();
+    assert!(!codes.contains(&FindingCode::SL012), "{codes:?}");
+
+    // With the default action Deny the main site is locked, and the warning stays.
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc" }
+        ]
+    }));
+    assert!(analysis
+        .findings
+        .iter()
+        .any(|finding| finding.code == FindingCode::SL012));
+}
