@@ -275,9 +275,15 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         });
     }
 
-    let mut sampled = BTreeSet::new();
+    // The internet samples count as sampled, so that a range that contains only one of them
+    // (a `/32` rule for 203.0.113.10) does not repeat its row.
+    let mut sampled: BTreeSet<IpAddr> = callers
+        .iter()
+        .filter_map(|caller| caller.label.strip_prefix("internet:")?.parse().ok())
+        .collect();
     let mut tags = BTreeSet::new();
     let mut sample_named = [false; 2];
+    let mut sample_singled = [false; 2];
     let mut named_ranges = Vec::new();
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
@@ -292,6 +298,10 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                     named_ranges.push(*range);
                     sample_named[0] |= range.contains(egress::INTERNET_SAMPLE);
                     sample_named[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
+                    if singles_out(range) {
+                        sample_singled[0] |= range.contains(egress::INTERNET_SAMPLE);
+                        sample_singled[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
+                    }
                     let address = sample_address(range.network, range.prefix, &sampled);
                     if sampled.insert(address) {
                         callers.push(CallerSpec {
@@ -308,9 +318,10 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     // The internet samples stand for addresses no rule names, unless a rule names them too.
     // Then another address stands for those, when one exists: with a `Deny` rule for the
     // sample's range and the default action `Allow`, the rest of the internet is allowed, and
-    // the matrix must show it.
+    // the matrix must show it. A range of the whole family (`0.0.0.0/0`, `::/0`) contains every
+    // address alike, so the sample still stands for the rest when only such a range names it.
     let samples = [egress::INTERNET_SAMPLE, egress::INTERNET_SAMPLE_V6];
-    for (sample, named) in samples.into_iter().zip(sample_named) {
+    for ((sample, named), singled) in samples.into_iter().zip(sample_named).zip(sample_singled) {
         let label = format!("internet:{sample}");
         let Some(caller) = callers.iter_mut().find(|caller| caller.label == label) else {
             continue;
@@ -319,12 +330,23 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
             continue;
         }
         caller.note = Some("a documentation address that a rule's range contains".to_owned());
+        if !singled {
+            continue;
+        }
+        let whole_family_named = named_ranges
+            .iter()
+            .any(|range| !singles_out(range) && range.network.is_ipv4() == sample.is_ipv4());
+        let note = if whole_family_named {
+            "a sample of the addresses that no rule names, except rules for every address"
+        } else {
+            "a sample of the addresses that no rule names"
+        };
         let unnamed = unnamed_address(&named_ranges, sample.is_ipv4());
         if let Some(address) = unnamed.filter(|address| !sampled.contains(address)) {
             callers.push(CallerSpec {
                 kind: CallerKind::Internet,
                 label: format!("internet:{address}"),
-                note: Some("a sample of the addresses that no rule names".to_owned()),
+                note: Some(note.to_owned()),
             });
         }
     }
@@ -368,7 +390,7 @@ const DOCUMENTATION_SAMPLES: [IpAddr; 4] = [
 ];
 
 /// Returns the IPv4 address the matrix uses for the internet callers that no rule names: the
-/// sample, unless a rule's range contains it.
+/// sample, unless a rule's range other than `0.0.0.0/0` contains it.
 pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
     let ranges: Vec<subnetlock_access::IpNet> = topology
         .sites
@@ -380,6 +402,7 @@ pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
             _ => None,
         })
         .flatten()
+        .filter(singles_out)
         .collect();
     if !ranges
         .iter()
@@ -390,10 +413,20 @@ pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
     unnamed_address(&ranges, true).unwrap_or(egress::INTERNET_SAMPLE)
 }
 
+/// Returns whether `range` is narrower than its whole address family, so that it sets some
+/// addresses apart from the rest of the internet.
+fn singles_out(range: &subnetlock_access::IpNet) -> bool {
+    range.prefix > 0
+}
+
 /// Returns an address of the family (IPv4 when `v4`) that none of `ranges` contains, or `None`
-/// when they cover the whole space. A documentation address comes first; otherwise the first
-/// address of the lowest gap, outside `0.0.0.0/8` ("this network", RFC 1122) and `::/8`.
+/// when they cover the whole space. Ranges of the whole family (`0.0.0.0/0`, `::/0`) are left
+/// out, because every address gets the same from them. A documentation address comes first;
+/// otherwise the first address of the lowest gap, outside `0.0.0.0/8` ("this network",
+/// RFC 1122) and `::/8`.
 fn unnamed_address(ranges: &[subnetlock_access::IpNet], v4: bool) -> Option<IpAddr> {
+    let ranges: Vec<_> = ranges.iter().copied().filter(singles_out).collect();
+    let ranges = ranges.as_slice();
     let uncovered = |address: &IpAddr| !ranges.iter().any(|range| range.contains(*address));
     let documented = [
         IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10)),
@@ -846,12 +879,19 @@ mod tests {
             Some("2.0.0.0")
         );
         assert_eq!(unnamed(&["0.0.0.0/1", "128.0.0.0/1"], true), None);
-        assert_eq!(unnamed(&["0.0.0.0/0"], true), None);
         assert_eq!(
             unnamed(&["2001:db8::/32"], false).as_deref(),
             Some("3fff::10")
         );
-        assert_eq!(unnamed(&["::/0"], false), None);
+        // A range of the whole family sets no address apart from the rest.
+        assert_eq!(
+            unnamed(&["0.0.0.0/0", "203.0.113.0/24"], true).as_deref(),
+            Some("198.51.100.10")
+        );
+        assert_eq!(
+            unnamed(&["::/0", "2001:db8::/32"], false).as_deref(),
+            Some("3fff::10")
+        );
     }
 
     fn sample(range: &str, taken: &[&str]) -> String {

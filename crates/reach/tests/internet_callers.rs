@@ -109,3 +109,84 @@ fn scm_warning_judges_internet_at_large() {
         .iter()
         .any(|finding| finding.code == FindingCode::SL012));
 }
+
+#[test]
+fn allow_all_rule_keeps_internet_at_large() {
+    // Every address lies in `0.0.0.0/0`, but only the sample's range is denied: the internet
+    // at large gets in, and `explain --from internet` and SL012 must judge it, not the sample.
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc" },
+            { "ipAddress": "0.0.0.0/0", "action": "Allow", "priority": 200, "name": "allow-all" }
+        ]
+    }));
+    let rows = internet_rows(&analysis);
+    assert!(
+        rows.contains(&("internet:198.51.100.10".to_owned(), true)),
+        "{rows:?}"
+    );
+    assert_eq!(
+        subnetlock_reach::unnamed_internet_v4(&analysis.topology).to_string(),
+        "198.51.100.10"
+    );
+    let codes: Vec<_> = analysis
+        .findings
+        .iter()
+        .map(|finding| finding.code)
+        .collect();
+    assert!(!codes.contains(&FindingCode::SL012), "{codes:?}");
+}
+
+#[test]
+fn deny_all_rule_locks_internet_at_large() {
+    // Only the sample's range is allowed before a rule denies every address, so the main site
+    // is locked to the internet at large and the open scm site is a warning.
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Allow",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.0/24", "action": "Allow", "priority": 100, "name": "allow-doc" },
+            { "ipAddress": "0.0.0.0/0", "action": "Deny", "priority": 200, "name": "deny-all" }
+        ]
+    }));
+    let rows = internet_rows(&analysis);
+    assert!(
+        rows.contains(&("internet:198.51.100.10".to_owned(), false)),
+        "{rows:?}"
+    );
+    assert!(analysis
+        .findings
+        .iter()
+        .any(|finding| finding.code == FindingCode::SL012));
+}
+
+#[test]
+fn allow_all_rule_alone_adds_no_caller() {
+    // The sample stands for every address when only a range of the whole family names it.
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "0.0.0.0/0", "action": "Allow", "priority": 200, "name": "allow-all" }
+        ]
+    }));
+    let labels: Vec<String> = internet_rows(&analysis)
+        .into_iter()
+        .map(|(label, _)| label)
+        .collect();
+    assert_eq!(labels, ["internet:203.0.113.10", "internet:198.51.100.1"]);
+}
+
+#[test]
+fn rule_for_sample_alone_keeps_one_row() {
+    let analysis = one_site(json!({
+        "ipSecurityRestrictionsDefaultAction": "Deny",
+        "ipSecurityRestrictions": [
+            { "ipAddress": "203.0.113.10/32", "action": "Allow", "priority": 100, "name": "sample" }
+        ]
+    }));
+    let labels: Vec<String> = internet_rows(&analysis)
+        .into_iter()
+        .map(|(label, _)| label)
+        .collect();
+    assert_eq!(labels, ["internet:203.0.113.10", "internet:198.51.100.10"]);
+}
