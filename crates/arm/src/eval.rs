@@ -599,12 +599,21 @@ impl<'a> Template<'a> {
         } else if is_true(declaration.get("nullable")) || is_true(definition.get("nullable")) {
             Value::Null
         } else {
+            // A nested deployment gets its values from its `parameters`, the top-level template
+            // from the parameters file or the command line.
+            let help = if self.deployment_path.is_empty() {
+                format!(
+                    "supply `{name}` in the parameters file or on the command line with `-p {name}=VALUE`, or give it a `defaultValue`"
+                )
+            } else {
+                format!(
+                    "pass `{name}` in the nested deployment's `parameters`, or give it a `defaultValue`"
+                )
+            };
             return Err(site.error(
                 ErrorKind::Parameter,
                 format!("missing value for parameter `{name}`"),
-                format!(
-                    "supply `{name}` in the parameters file or as an inline override, or give it a `defaultValue`"
-                ),
+                help,
             ));
         };
         // NOTE: a known `securestring`/`secureObject` value is returned as a plain value; only

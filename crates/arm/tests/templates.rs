@@ -165,6 +165,31 @@ fn missing_parameter_is_located() {
     assert_eq!((location.line, location.column), (3, 17));
     assert_eq!(location.json_path, "$.parameters.siteName");
     assert!(error.help_text().unwrap().contains("parameters file"));
+    assert!(error.help_text().unwrap().contains("-p siteName=VALUE"));
+}
+
+#[test]
+fn missing_nested_parameter_points_at_deployment() {
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}",
+  "resources": [{{
+    "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "inner",
+    "properties": {{
+      "mode": "Incremental",
+      "expressionEvaluationOptions": {{ "scope": "inner" }},
+      "template": {{
+        "parameters": {{ "siteName": {{ "type": "string" }} }},
+        "resources": []
+      }}
+    }}
+  }}]
+}}"#
+    );
+    let error = run_err(&template);
+    assert_eq!(error.message(), "missing value for parameter `siteName`");
+    let help = error.help_text().unwrap();
+    assert!(help.contains("nested deployment's `parameters`"), "{help}");
+    assert!(!help.contains("-p "), "{help}");
 }
 
 #[test]

@@ -202,14 +202,40 @@ fn explain_any_caller(
             .collect();
         labels.sort();
         labels.dedup();
-        miette!(
-            help = format!(
-                "write `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`; callers in this deployment: {}",
-                labels.join(", ")
+        let listed = format!("callers in this deployment: {}", labels.join(", "));
+        let (kind, value) = from.split_once(':').unwrap_or((from, ""));
+        match kind {
+            "internet" if value.parse::<std::net::IpAddr>().is_err() => miette!(
+                help = "write an IPv4 or IPv6 address, such as `internet:198.51.100.7`, or `internet` alone",
+                "invalid address `{value}` in caller `{}`",
+                args.from
             ),
-            "invalid caller `{}`",
-            args.from
-        )
+            "subnet" => {
+                let subnets: Vec<String> = topology
+                    .vnets
+                    .iter()
+                    .flat_map(|vnet| {
+                        vnet.subnets
+                            .iter()
+                            .map(move |subnet| format!("subnet:{}/{}", vnet.name, subnet.name))
+                    })
+                    .collect();
+                let help = if subnets.is_empty() {
+                    "this deployment has no subnets".to_owned()
+                } else {
+                    format!("subnets in this deployment: {}", subnets.join(", "))
+                };
+                miette!(help = help, "no subnet `{value}` in this deployment")
+            }
+            "app" => miette!(help = listed, "no site `{value}` in this deployment"),
+            _ => miette!(
+                help = format!(
+                    "write `internet`, `internet:<address>`, `subnet:<vnet>/<subnet>`, `app:<site>` or `servicetag:<tag>`; {listed}"
+                ),
+                "invalid caller `{}`",
+                args.from
+            ),
+        }
     })
 }
 

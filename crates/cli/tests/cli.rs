@@ -492,6 +492,42 @@ fn explain_names_route_and_rule() {
 }
 
 #[test]
+fn explain_caller_errors_name_the_problem() {
+    let cases = [
+        (
+            "subnet:vnet/nope",
+            "no subnet `vnet/nope` in this deployment",
+            "subnet:vnet/default",
+        ),
+        (
+            "internet:notanip",
+            "invalid address `notanip`",
+            "`internet` alone",
+        ),
+        (
+            "app:zzz",
+            "no site `zzz` in this deployment",
+            "app:function-app-a",
+        ),
+        ("bogus:1", "invalid caller `bogus:1`", "write `internet`,"),
+    ];
+    for (from, message, help) in cases {
+        let output = subnetlock(&[
+            "explain",
+            example().to_str().expect("path"),
+            "--from",
+            from,
+            "--to",
+            "function-app-b-yobmxbvmtplck",
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{from}");
+        let text = stderr(&output);
+        assert!(text.contains(message), "{from}: {text}");
+        assert!(text.contains(help), "{from}: {text}");
+    }
+}
+
+#[test]
 fn explain_unlisted_caller_uses_row_layout() {
     let explain = |from: &str, to: &str| {
         let output = subnetlock(&[
