@@ -109,22 +109,21 @@ fn fail(args: &CheckArgs, error: miette::Report, template: &Path, artifact: &Pat
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(": ");
+    let help = error.help().map(|help| help.to_string());
     match args.format {
         Format::Human => {}
-        Format::Json => {
-            let help = error.help().map(|help| help.to_string());
-            out!(
-                "{}",
-                output::render_json_failure(
-                    &message,
-                    help.as_deref(),
-                    &template.display().to_string()
-                )
-            )
-        }
+        Format::Json => out!(
+            "{}",
+            output::render_json_failure(&message, help.as_deref(), &template.display().to_string())
+        ),
         Format::Sarif => out!(
             "{}",
-            output::render_sarif_failure(&message, artifact, sarif_base().as_deref())
+            output::render_sarif_failure(
+                &message,
+                help.as_deref(),
+                artifact,
+                sarif_base().as_deref()
+            )
         ),
     }
     Err(error)

@@ -351,6 +351,8 @@ fn failed_check_still_writes_sarif_and_json() {
         .as_str()
         .expect("message");
     assert!(message.contains("azuredeploy.json:2:"), "{message}");
+    // The next step follows the message, as in the JSON document.
+    assert!(message.contains("\nhelp: "), "{message}");
     assert!(stderr(&sarif).contains("azuredeploy.json"));
 
     let json = subnetlock(&["check", "--format", "json", path.to_str().expect("path")]);

@@ -54,15 +54,25 @@ pub fn render_sarif(analysis: &Analysis, template: &Path, base: Option<&Path>) -
 
 /// Renders a SARIF log for a run that could not analyse the template, so that a CI job that
 /// uploads the file gets the reason instead of an empty file. The run has no results, and its
-/// invocation failed with `message` (SARIF 2.1.0, section 3.20).
-pub fn render_sarif_failure(message: &str, template: &Path, base: Option<&Path>) -> String {
+/// invocation failed with `message` (SARIF 2.1.0, section 3.20). `help`, the next step, follows
+/// the message in the same text, because a notification has no field of its own for it.
+pub fn render_sarif_failure(
+    message: &str,
+    help: Option<&str>,
+    template: &Path,
+    base: Option<&Path>,
+) -> String {
+    let text = match help {
+        Some(help) => format!("{message}\nhelp: {help}"),
+        None => message.to_owned(),
+    };
     let run = json!({
         "tool": sarif_tool(None),
         "invocations": [{
             "executionSuccessful": false,
             "toolExecutionNotifications": [{
                 "level": "error",
-                "message": { "text": message },
+                "message": { "text": text },
                 "locations": [{
                     "physicalLocation": { "artifactLocation": artifact_location(template, base) },
                 }],
