@@ -382,11 +382,14 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
 /// so that a wide range such as `0.0.0.0/0` is shown with an address a reader recognises as an
 /// internet client. The internet samples themselves are left out, so a range's sample never
 /// repeats their row.
-const DOCUMENTATION_SAMPLES: [IpAddr; 4] = [
+const DOCUMENTATION_SAMPLES: [IpAddr; 5] = [
     IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1)),
     IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1)),
     IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
     IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+    // 3fff::/20 is the second IPv6 documentation prefix (RFC 9637). Without it, `::/0` beside
+    // a 2001:db8:: range would be sampled at `::1`, the loopback address.
+    IpAddr::V6(std::net::Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 1)),
 ];
 
 /// Returns the IPv4 address the matrix uses for the internet callers that no rule names: the
@@ -910,6 +913,7 @@ mod tests {
         assert_eq!(sample("0.0.0.0/0", &[]), "198.51.100.1");
         assert_eq!(sample("0.0.0.0/0", &["198.51.100.1"]), "192.0.2.1");
         assert_eq!(sample("::/0", &[]), "2001:db8::1");
+        assert_eq!(sample("::/0", &["2001:db8::1"]), "3fff::1");
         assert_eq!(sample("10.0.0.0/8", &[]), "10.0.0.1");
         // No documentation address inside, and the first host is in 0.0.0.0/8.
         assert_eq!(sample("0.0.0.0/1", &[]), "1.0.0.1");
