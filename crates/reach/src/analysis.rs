@@ -282,8 +282,6 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         .filter_map(|caller| caller.label.strip_prefix("internet:")?.parse().ok())
         .collect();
     let mut tags = BTreeSet::new();
-    let mut sample_named = [false; 2];
-    let mut sample_singled = [false; 2];
     let mut named_ranges = Vec::new();
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
@@ -296,12 +294,6 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                 };
                 for range in ranges {
                     named_ranges.push(*range);
-                    sample_named[0] |= range.contains(egress::INTERNET_SAMPLE);
-                    sample_named[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
-                    if singles_out(range) {
-                        sample_singled[0] |= range.contains(egress::INTERNET_SAMPLE);
-                        sample_singled[1] |= range.contains(egress::INTERNET_SAMPLE_V6);
-                    }
                     let address = sample_address(range.network, range.prefix, &sampled);
                     if sampled.insert(address) {
                         callers.push(CallerSpec {
@@ -318,19 +310,20 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
     // The internet samples stand for addresses no rule names, unless a rule names them too.
     // Then another address stands for those, when one exists: with a `Deny` rule for the
     // sample's range and the default action `Allow`, the rest of the internet is allowed, and
-    // the matrix must show it. A range of the whole family (`0.0.0.0/0`, `::/0`) contains every
-    // address alike, so the sample still stands for the rest when only such a range names it.
-    let samples = [egress::INTERNET_SAMPLE, egress::INTERNET_SAMPLE_V6];
-    for ((sample, named), singled) in samples.into_iter().zip(sample_named).zip(sample_singled) {
+    // the matrix must show it.
+    for sample in [egress::INTERNET_SAMPLE, egress::INTERNET_SAMPLE_V6] {
         let label = format!("internet:{sample}");
         let Some(caller) = callers.iter_mut().find(|caller| caller.label == label) else {
             continue;
         };
-        if !named {
+        if !named_ranges.iter().any(|range| range.contains(sample)) {
             continue;
         }
         caller.note = Some("a documentation address that a rule's range contains".to_owned());
-        if !singled {
+        let Some(address) = replacement_sample(sample, &named_ranges) else {
+            continue;
+        };
+        if sampled.contains(&address) {
             continue;
         }
         let whole_family_named = named_ranges
@@ -341,14 +334,11 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         } else {
             "a sample of the addresses that no rule names"
         };
-        let unnamed = unnamed_address(&named_ranges, sample.is_ipv4());
-        if let Some(address) = unnamed.filter(|address| !sampled.contains(address)) {
-            callers.push(CallerSpec {
-                kind: CallerKind::Internet,
-                label: format!("internet:{address}"),
-                note: Some(note.to_owned()),
-            });
-        }
+        callers.push(CallerSpec {
+            kind: CallerKind::Internet,
+            label: format!("internet:{address}"),
+            note: Some(note.to_owned()),
+        });
     }
 
     for tag in tags {
@@ -405,15 +395,21 @@ pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
             _ => None,
         })
         .flatten()
-        .filter(singles_out)
         .collect();
-    if !ranges
+    replacement_sample(egress::INTERNET_SAMPLE, &ranges).unwrap_or(egress::INTERNET_SAMPLE)
+}
+
+/// Returns the address that stands for the internet callers no rule names in place of
+/// `sample`, when a range narrower than its whole family contains `sample` and some address
+/// of the family is outside every such range.
+fn replacement_sample(sample: IpAddr, ranges: &[subnetlock_access::IpNet]) -> Option<IpAddr> {
+    let singled_out = ranges
         .iter()
-        .any(|range| range.contains(egress::INTERNET_SAMPLE))
-    {
-        return egress::INTERNET_SAMPLE;
+        .any(|range| singles_out(range) && range.contains(sample));
+    if !singled_out {
+        return None;
     }
-    unnamed_address(&ranges, true).unwrap_or(egress::INTERNET_SAMPLE)
+    unnamed_address(ranges, sample.is_ipv4())
 }
 
 /// Returns whether `range` is narrower than its whole address family, so that it sets some
