@@ -3,15 +3,11 @@
 // Tests fail loudly on broken fixtures.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
+use std::path::Path;
+
+use common::{stderr, stdout, subnetlock, workspace_root};
 
 fn example() -> String {
     workspace_root()
@@ -19,24 +15,6 @@ fn example() -> String {
         .to_str()
         .expect("path")
         .to_owned()
-}
-
-fn subnetlock(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_subnetlock"))
-        .args(args)
-        .current_dir(workspace_root())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("subnetlock runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Writes `text` as `expect.json` in `dir` and returns its path as a string.
