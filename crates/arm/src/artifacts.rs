@@ -281,7 +281,7 @@ impl Mapping {
 mod tests {
     use super::*;
 
-    /// A folder with `t.json` and `nested/x.json`.
+    /// Creates a folder with `t.json` and `nested/x.json`.
     fn folder() -> tempfile::TempDir {
         let directory = tempfile::tempdir().unwrap();
         std::fs::create_dir(directory.path().join("nested")).unwrap();

@@ -22,7 +22,7 @@ pub(crate) struct Linked {
     pub from_artifacts: bool,
 }
 
-/// How error messages name a linked file, and the next step for each failure.
+/// The name error messages give a linked file, and the next step for each failure.
 struct Origin<'a> {
     /// The link as the message names it: the relative path or the URI.
     named: String,

@@ -1,4 +1,4 @@
-//! Where `utcNow()` and `newGuid()` may be written.
+//! The check of where `utcNow()` and `newGuid()` are written.
 //!
 //! Microsoft Learn writes of both functions (template-functions-date and
 //! template-functions-string): "You can only use this function within an expression for the

@@ -12,8 +12,9 @@ use subnetlock_arm::{
 const SCHEMA: &str =
     "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#";
 
-/// The quickstart convention: `_artifactsLocation` defaults to the template's own link, and the
-/// link carries a SAS token from a `securestring` parameter.
+/// Returns a main template in the quickstart convention, linking `linked`: `_artifactsLocation`
+/// defaults to the template's own link, and the link carries a SAS token from a `securestring`
+/// parameter.
 fn quickstart_main(linked: &str) -> String {
     format!(
         r#"{{"$schema": "{SCHEMA}",
@@ -39,7 +40,8 @@ fn quickstart_main(linked: &str) -> String {
     )
 }
 
-/// A linked template that deploys one site and reads its own variables and `deployment()`.
+/// Returns a linked template that deploys one site and reads its own variables and
+/// `deployment()`.
 fn site_template() -> String {
     format!(
         r#"{{"$schema": "{SCHEMA}",
@@ -344,7 +346,7 @@ fn relative_path_child_of_mapped_link() {
     );
 }
 
-/// A linked template, `nested/outer.json`, whose deployment `inner` links `relative`.
+/// Returns a linked template, `nested/outer.json`, whose deployment `inner` links `relative`.
 fn outer_with_relative_link(relative: &str) -> String {
     format!(
         r#"{{"$schema": "{SCHEMA}", "parameters": {{"site": {{"type": "string"}}}},

@@ -5,10 +5,13 @@
 //! running emulator as a chosen caller. `demo` does all of it for one example and compares what
 //! `check` predicted with what `up` did. Data goes to stdout and messages to stderr.
 //!
-//! Exit codes: 0 success; 1 findings of severity error or an expectation not met or not proven
-//! (`check`), a mismatch between prediction and live result (`demo`), or an unexpected status
-//! (`call --expect-status`); 2 invalid input, a response that no site sent (`call` without `--expect-status`), a `demo` with nothing to
-//! compare, or a failure of the tool itself.
+//! Exit codes:
+//! - 0: success.
+//! - 1: findings of severity error or an expectation not met or not proven (`check`), a
+//!   mismatch between prediction and live result (`demo`), or an unexpected status
+//!   (`call --expect-status`).
+//! - 2: invalid input, a response that no site sent (`call` without `--expect-status`), a
+//!   `demo` with nothing to compare, or a failure of the tool itself.
 
 /// Writes a line to stdout, ignoring write errors: a closed pipe (`subnetlock check | head`)
 /// ends the output, not the process.

@@ -548,6 +548,7 @@ fn expect_internet_inside_service_tag() {
             r#"{ "ipAddress": "AzureCloud", "tag": "ServiceTag", "action": "Allow", "priority": 100, "name": "azure" }"#,
         );
     std::fs::write(&template, with_tag_rule).expect("template");
+
     let tags = dir.path().join("ServiceTags_Public.json");
     std::fs::write(
         &tags,
@@ -558,6 +559,7 @@ fn expect_internet_inside_service_tag() {
         dir.path(),
         r#"{"expect": [{"from": "internet", "to": "app", "verdict": "deny"}]}"#,
     );
+
     let output = subnetlock(&[
         "check",
         template.to_str().expect("path"),

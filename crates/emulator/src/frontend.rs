@@ -271,9 +271,9 @@ impl FrontEnd {
                     if discard_unexpected_body(&head, body).await == Drain::CallerGone {
                         // The caller left before the response could go out, so dropping the
                         // record logs it as closed by the caller.
-                        // NOTE: an end of stream is also what a caller that only shut down its
-                        // sending side (a half close) looks like; hyper still writes it the
-                        // response, so such a record shows 499 for a delivered response.
+                        // NOTE: a caller that only shut down its sending side (a half close)
+                        // also ends the stream. hyper still writes it the response, so its
+                        // record shows 499 for a delivered response.
                         drop(record);
                         return response;
                     }
@@ -854,7 +854,7 @@ async fn discard_unexpected_body(head: &http::request::Parts, body: Incoming) ->
         .unwrap_or(Drain::Done)
 }
 
-/// How draining an unwanted body ended.
+/// The outcome of draining an unwanted body.
 #[derive(Debug, PartialEq, Eq)]
 enum Drain {
     /// Read to its end, cut off at the time or size limit, or broken in its framing: the
@@ -1163,7 +1163,7 @@ mod tests {
         );
         assert_eq!(statuses, [CALLER_CLOSED]);
 
-        // The front end answers itself (no site has this host), but the caller leaves while
+        // The front end responds itself (no site has this host), but the caller leaves while
         // the body it sent without waiting is drained, so the response never goes out.
         let front_end = front_end_with_open_site();
         let statuses = statuses_after_closing(
