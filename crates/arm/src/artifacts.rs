@@ -33,12 +33,23 @@ pub struct Artifacts {
 
 #[derive(Clone, Debug)]
 struct Mapping {
-    /// The folder URI, with a path that ends in `/`.
+    /// The folder URI after parsing, with a path that ends in `/`.
     prefix: Url,
+    /// The path of `prefix` after [`normalize_path`].
+    path: String,
     /// The folder as given, for messages.
     directory: PathBuf,
     /// The folder with symbolic links resolved, for the containment check.
     canonical: PathBuf,
+}
+
+/// A URI prefix and the folder it is mapped to, as [`Artifacts::map`] stored them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ArtifactPrefix {
+    /// The folder URI after parsing, with a path that ends in `/`.
+    pub uri: String,
+    /// The folder as given.
+    pub directory: PathBuf,
 }
 
 /// An invalid mapping.
@@ -93,9 +104,10 @@ impl Artifacts {
     /// Maps linked-template URIs that start with `prefix` to files below `directory`.
     ///
     /// Scheme and host are compared ignoring case, as URIs define them (RFC 3986, sections
-    /// 3.1 and 6.2.2.1). The path is compared as written, because "blob names are
-    /// case-sensitive" in Azure Storage ("Naming and Referencing Containers, Blobs, and
-    /// Metadata", Microsoft Learn). `prefix` names a folder, so `https://host/a` and
+    /// 3.1 and 6.2.2.1). Paths are compared after the percent-encoding normalization of RFC
+    /// 3986, section 6.2.2 (see [`normalize_path`]), and otherwise as written, because "blob
+    /// names are case-sensitive" in Azure Storage ("Naming and Referencing Containers, Blobs,
+    /// and Metadata", Microsoft Learn). `prefix` names a folder, so `https://host/a` and
     /// `https://host/a/` both match `https://host/a/t.json` and neither matches
     /// `https://host/ab/t.json`.
     pub fn map(&mut self, prefix: &str, directory: &Path) -> Result<(), ArtifactsError> {
@@ -127,6 +139,7 @@ impl Artifacts {
             });
         }
         self.mappings.push(Mapping {
+            path: normalize_path(url.path()),
             prefix: url,
             directory: directory.to_path_buf(),
             canonical,
@@ -154,6 +167,17 @@ impl Artifacts {
         self.mappings.is_empty()
     }
 
+    /// Returns the mapped prefixes in the order they were added.
+    pub fn prefixes(&self) -> Vec<ArtifactPrefix> {
+        self.mappings
+            .iter()
+            .map(|mapping| ArtifactPrefix {
+                uri: mapping.prefix.to_string(),
+                directory: mapping.directory.clone(),
+            })
+            .collect()
+    }
+
     /// Returns the `templateLink.uri` of the top-level template named `file_name`, when a
     /// folder stands for its location.
     pub(crate) fn own_link(&self, file_name: &str) -> Option<String> {
@@ -171,12 +195,15 @@ impl Artifacts {
     /// are resolved.
     pub(crate) fn resolve(&self, uri: &str) -> Option<Result<PathBuf, LinkError>> {
         let link = Url::parse(uri).ok()?;
+        let path = normalize_path(link.path());
         let mapping = self
             .mappings
             .iter()
-            .filter(|mapping| same_folder(&mapping.prefix, &link))
-            .max_by_key(|mapping| mapping.prefix.path().len())?;
-        let rest = &link.path()[mapping.prefix.path().len()..];
+            .filter(|mapping| {
+                same_origin(&mapping.prefix, &link) && path.starts_with(&mapping.path)
+            })
+            .max_by_key(|mapping| mapping.path.len())?;
+        let rest = &path[mapping.path.len()..];
         Some(mapping.file(uri, rest))
     }
 }
@@ -184,7 +211,7 @@ impl Artifacts {
 /// Returns `uri` for messages and logs, with its query replaced by `?…`. The query of a linked
 /// template's URI is usually a SAS token, a secret that grants read access to the storage
 /// account, and a message may end up in a CI log.
-pub(crate) fn shown_link(uri: &str) -> String {
+pub fn shown_link(uri: &str) -> String {
     match Url::parse(uri) {
         Ok(mut url) if url.query().is_some() => {
             url.set_query(None);
@@ -199,9 +226,12 @@ pub(crate) fn shown_link(uri: &str) -> String {
     }
 }
 
-/// Returns whether `link` is below the folder `prefix`: same scheme, host and port, and a path
-/// that continues the prefix's path.
-fn same_folder(prefix: &Url, link: &Url) -> bool {
+/// Returns whether `prefix` and `link` have the same scheme, host and port.
+///
+/// The `url` parser already lowercases the scheme and the host of `http` and `https` URIs
+/// (and decodes a percent-encoded host), so ignoring case here only guards against a parser
+/// that stops doing so.
+fn same_origin(prefix: &Url, link: &Url) -> bool {
     let same_host = match (prefix.host_str(), link.host_str()) {
         (Some(left), Some(right)) => left.eq_ignore_ascii_case(right),
         _ => false,
@@ -209,7 +239,42 @@ fn same_folder(prefix: &Url, link: &Url) -> bool {
     prefix.scheme().eq_ignore_ascii_case(link.scheme())
         && same_host
         && prefix.port_or_known_default() == link.port_or_known_default()
-        && link.path().starts_with(prefix.path())
+}
+
+/// Applies the percent-encoding normalization of RFC 3986, section 6.2.2 to a URI path:
+/// an encoded unreserved character (`ALPHA / DIGIT / "-" / "." / "_" / "~"`, section 2.3) is
+/// decoded, and the hexadecimal digits of every other encoding are upper-cased (section
+/// 6.2.2.1). Reserved characters stay encoded, so `%2F` never becomes a path separator here.
+/// A `%` that is not followed by two hexadecimal digits is kept as written.
+///
+/// Decoding `%2E` can produce a `..` segment that the `url` parser did not see as one, for
+/// example in `%2E%2E%2Ft.json`. [`Mapping::file`] rejects such a segment after the rest of
+/// the path is decoded.
+fn normalize_path(path: &str) -> String {
+    let mut normalized = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(character) = rest.chars().next() {
+        let encoded = rest
+            .strip_prefix('%')
+            .and_then(|after| after.get(..2))
+            .filter(|hex| hex.bytes().all(|byte| byte.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match encoded {
+            Some(byte) if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) => {
+                normalized.push(char::from(byte));
+                rest = &rest[3..];
+            }
+            Some(byte) => {
+                normalized.push_str(&format!("%{byte:02X}"));
+                rest = &rest[3..];
+            }
+            None => {
+                normalized.push(character);
+                rest = &rest[character.len_utf8()..];
+            }
+        }
+    }
+    normalized
 }
 
 impl Mapping {
@@ -379,6 +444,135 @@ mod tests {
         assert!(artifacts
             .resolve("https://example.com/a/../t.json")
             .is_none());
+    }
+
+    #[test]
+    fn percent_encoding_is_normalized() {
+        let directory = folder();
+        // (prefix, link, whether the link is below the prefix)
+        let cases = [
+            (
+                "https://example.com/a%7Eb/",
+                "https://example.com/a~b/t.json",
+                true,
+            ),
+            (
+                "https://example.com/a~b/",
+                "https://example.com/a%7eb/t.json",
+                true,
+            ),
+            (
+                "https://example.com/%41-%2e_/",
+                "https://example.com/A-._/t.json",
+                true,
+            ),
+            (
+                "https://example.com/a%2fb/",
+                "https://example.com/a%2Fb/t.json",
+                true,
+            ),
+            (
+                "https://example.com/caf%c3%a9/",
+                "https://example.com/caf%C3%A9/t.json",
+                true,
+            ),
+            (
+                "https://example.com/a%2Fb/",
+                "https://example.com/a/b/t.json",
+                false,
+            ),
+            (
+                "https://example.com/a/b/",
+                "https://example.com/a%2Fb/t.json",
+                false,
+            ),
+            (
+                "https://example.com/a%20b/",
+                "https://example.com/a+b/t.json",
+                false,
+            ),
+            (
+                "https://example.com/a%7Eb/",
+                "https://example.com/a%257Eb/t.json",
+                false,
+            ),
+        ];
+        for (prefix, link, below) in cases {
+            let artifacts = mapped(prefix, directory.path());
+            let resolved = artifacts.resolve(link);
+            if below {
+                let file = resolved.unwrap_or_else(|| panic!("{link} is not below {prefix}"));
+                assert_eq!(file.unwrap(), directory.path().join("t.json"), "{link}");
+            } else {
+                assert!(resolved.is_none(), "{link} is below {prefix}");
+            }
+        }
+    }
+
+    #[test]
+    fn normalization_keeps_reserved_encoded() {
+        assert_eq!(normalize_path("/a%7eb/%2f/%3A"), "/a~b/%2F/%3A");
+        assert_eq!(normalize_path("/%2e%2E%2F"), "/..%2F");
+        assert_eq!(normalize_path("/%c3%A9/%25"), "/%C3%A9/%25");
+        assert_eq!(normalize_path("/%zz/%4/%+1/%"), "/%zz/%4/%+1/%");
+        assert_eq!(normalize_path("/é/%41"), "/é/A");
+    }
+
+    #[test]
+    fn url_parser_normalizes_scheme_and_host() {
+        let url = Url::parse("HTTPS://Ex%41mple.COM:443/A%7e/").unwrap();
+        assert_eq!(url.scheme(), "https");
+        assert_eq!(url.host_str(), Some("example.com"));
+        assert_eq!(url.port(), None);
+        // The path is left to `normalize_path`.
+        assert_eq!(url.path(), "/A%7e/");
+    }
+
+    #[test]
+    fn encoded_dots_cannot_escape() {
+        let outer = folder();
+        std::fs::write(outer.path().join("secret.json"), "{}").unwrap();
+        let inner = outer.path().join("nested");
+        let artifacts = mapped("https://example.com/a/", &inner);
+
+        for uri in [
+            "https://example.com/a/%2E%2E%2Fsecret.json",
+            "https://example.com/a/%2e%2e%2fsecret.json",
+            "https://example.com/a/.%2E%2Fsecret.json",
+            "https://example.com/a/x.json%2F%2E%2E%2F%2E%2E%2Fsecret.json",
+        ] {
+            let error = artifacts.resolve(uri).unwrap().unwrap_err();
+            assert!(
+                error.message.contains("outside the artifacts folder"),
+                "{uri}: {}",
+                error.message
+            );
+        }
+
+        // A backslash is a separator on Windows and part of the file name elsewhere.
+        assert!(artifacts
+            .resolve("https://example.com/a/%2E%2E%5Csecret.json")
+            .unwrap()
+            .is_err());
+
+        // The parser resolves encoded dot segments, so these leave the prefix and match nothing.
+        for uri in [
+            "https://example.com/a/%2E%2E/secret.json",
+            "https://example.com/a/%2e./secret.json",
+        ] {
+            assert!(artifacts.resolve(uri).is_none(), "{uri}");
+        }
+
+        // A double encoding is decoded once: the file name is `%2E%2E%2Fsecret.json`.
+        let error = artifacts
+            .resolve("https://example.com/a/%252E%252E%252Fsecret.json")
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            error.message.contains("cannot be read"),
+            "{}",
+            error.message
+        );
     }
 
     #[cfg(unix)]

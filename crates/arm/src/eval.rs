@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::artifacts::ArtifactPrefix;
 use crate::error::{Error, ErrorKind};
 use crate::params::{key_vault_unknown, Parameters, Supplied};
 use crate::provider::Provider;
@@ -64,6 +65,13 @@ pub struct UnresolvedTemplate {
     pub deployment: String,
     /// The `templateLink` value (`uri`, `id` or `relativePath`), possibly unknown.
     pub link: Value,
+    /// The URI that was looked up in the artifacts folders and matched no prefix, with its
+    /// query (usually a SAS token) replaced by `?…`. It is `None` when the link is a template
+    /// spec, an unknown value, or a `relativePath` with no URI to combine with.
+    pub looked_up_uri: Option<String>,
+    /// The URI prefixes mapped to artifacts folders, none of which covers `looked_up_uri`.
+    /// It is empty when no folder was mapped.
+    pub artifact_prefixes: Vec<ArtifactPrefix>,
     pub declared_at: SourceLocation,
 }
 
@@ -424,7 +432,7 @@ impl<'a> Template<'a> {
     pub fn execute(
         &self,
         engine: &Engine<'_>,
-        parent: Option<(&crate::run::Run<'_>, usize)>,
+        deployer: Option<crate::run::Deployer<'_>>,
     ) -> Result<(Vec<Resource>, IndexMap<String, crate::run::OutputValue>), Error> {
         if self.outer.is_none() {
             self.resolve_all_parameters(engine)?;
@@ -434,7 +442,7 @@ impl<'a> Template<'a> {
             let ctx = crate::call::Ctx::new(engine, self, None);
             crate::resources::enumerate(&ctx)?
         };
-        let run = crate::run::Run::new(engine, self, declarations, parent);
+        let run = crate::run::Run::new(engine, self, declarations, deployer);
         run.evaluate_all()?;
         let resources = run.ordered_resources()?;
         let outputs = run.outputs()?;
@@ -451,6 +459,7 @@ impl<'a> Template<'a> {
     pub fn push_unresolved(&self, engine: &Engine<'_>, unresolved: UnresolvedTemplate) {
         tracing::debug!(
             deployment = %unresolved.deployment,
+            uri = unresolved.looked_up_uri.as_deref().unwrap_or("(none)"),
             "nested template is not available offline; its outputs stay unknown"
         );
         engine.unresolved.borrow_mut().push(unresolved);

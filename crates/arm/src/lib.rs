@@ -61,7 +61,7 @@ mod run;
 mod source;
 mod value;
 
-pub use artifacts::{Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};
+pub use artifacts::{shown_link, ArtifactPrefix, Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};
 pub use error::{Error, Located};
 pub use eval::{
     evaluate_file, evaluate_str, Deployment, DuplicateKey, EvalOptions, Resource,

@@ -22,6 +22,16 @@ pub(crate) struct Linked {
     pub from_artifacts: bool,
 }
 
+/// The outcome of looking for a linked template on disk.
+pub(crate) enum LinkedTemplate {
+    Read(Linked),
+    /// The template is behind a URI no artifacts folder maps, a template spec, or an unknown
+    /// value. `uri` is the URI that was looked up, when there was one.
+    Unresolved {
+        uri: Option<String>,
+    },
+}
+
 /// The name error messages give a linked file, and the next step for each failure.
 struct Origin<'a> {
     /// The link as the message names it: the relative path or the URI.
@@ -31,14 +41,14 @@ struct Origin<'a> {
 }
 
 impl Run<'_> {
-    /// Reads the template a `templateLink` names, or returns `None` when it is behind a URI no
-    /// artifacts folder maps, a template spec, or an unknown value. A `relativePath` in a file
-    /// read from an artifacts folder is resolved as the URI it combines to.
+    /// Reads the template a `templateLink` names, or reports it unresolved when it is behind a
+    /// URI no artifacts folder maps, a template spec, or an unknown value. A `relativePath` in
+    /// a file read from an artifacts folder is resolved as the URI it combines to.
     pub(crate) fn read_linked(
         &self,
         decl: &Decl,
         link: Option<&Value>,
-    ) -> Result<Option<Linked>, Error> {
+    ) -> Result<LinkedTemplate, Error> {
         let relative = link
             .and_then(|link| link.get("relativePath"))
             .and_then(Value::as_str);
@@ -58,16 +68,18 @@ impl Run<'_> {
                 // address that no folder stands for. An inner-scope nested template inside the
                 // file has no link of its own to combine with, so its `relativePath` is left
                 // unresolved rather than read from beside the file.
-                let Some(combined) = combined.as_deref() else {
-                    return Ok(None);
+                let Some(combined) = combined else {
+                    return Ok(LinkedTemplate::Unresolved { uri: None });
                 };
-                let Some(resolved) = self.tpl.scope.artifacts.resolve(combined) else {
-                    return Ok(None);
+                let Some(resolved) = self.tpl.scope.artifacts.resolve(&combined) else {
+                    return Ok(LinkedTemplate::Unresolved {
+                        uri: Some(combined),
+                    });
                 };
                 let (node, path) = link_node(decl, "relativePath");
                 return self
-                    .read_mapped(decl, combined, resolved, &node, &path)
-                    .map(Some);
+                    .read_mapped(decl, &combined, resolved, &node, &path)
+                    .map(LinkedTemplate::Read);
             }
 
             let directory = self
@@ -86,7 +98,7 @@ impl Run<'_> {
                     "check `templateLink.relativePath`; it is relative to this template's file",
             };
             let (source, root) = self.read_template_file(&file, &site, &origin)?;
-            return Ok(Some(Linked {
+            return Ok(LinkedTemplate::Read(Linked {
                 source,
                 root,
                 link: combined,
@@ -98,14 +110,16 @@ impl Run<'_> {
             .and_then(|link| link.get("uri"))
             .and_then(Value::as_str)
         else {
-            return Ok(None);
+            return Ok(LinkedTemplate::Unresolved { uri: None });
         };
         let Some(resolved) = self.tpl.scope.artifacts.resolve(uri) else {
-            return Ok(None);
+            return Ok(LinkedTemplate::Unresolved {
+                uri: Some(uri.to_owned()),
+            });
         };
         let (node, path) = link_node(decl, "uri");
         self.read_mapped(decl, uri, resolved, &node, &path)
-            .map(Some)
+            .map(LinkedTemplate::Read)
     }
 
     /// Reads the file that an artifacts folder maps the link `uri` to. Errors point at `node`,

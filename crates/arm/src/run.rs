@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::artifacts::shown_link;
 use crate::call::Ctx;
 use crate::error::{Error, ErrorKind};
 use crate::eval::{
     nested_parameters, node_site, CopyFrame, Engine, Resource, ScopeLevel, Site, Template,
     TemplateInit, UnresolvedTemplate,
 };
+use crate::linked::LinkedTemplate;
 use crate::provider::ReferenceRequest;
 use crate::resources::{copy_count, Decl};
 use crate::source::{path_key, Node, NodeKind, Source};
@@ -61,9 +63,21 @@ pub(crate) struct Run<'a> {
     states: RefCell<Vec<State>>,
     implicit: RefCell<Vec<Vec<usize>>>,
     stack: RefCell<Vec<usize>>,
-    /// For an outer-scope nested template: the parent's run and the deployment resource in
-    /// it, so that `reference()` reaches the parent's resources.
-    pub parent: Option<(&'a Run<'a>, usize)>,
+    /// For a nested or linked template: the deployment resource that deploys it, so that
+    /// `reference()` reaches the resources of the template that declares that resource.
+    pub deployer: Option<Deployer<'a>>,
+}
+
+/// The deployment resource a nested or linked template is deployed by.
+pub(crate) struct Deployer<'a> {
+    /// The run of the template that declares the deployment resource.
+    pub run: &'a Run<'a>,
+    /// The deployment resource in `run`.
+    pub deployment: usize,
+    /// Whether the nested template evaluates its expressions in the scope of `run`.
+    pub outer_scope: bool,
+    /// The resources of `run` that the deployment's `dependsOn` names.
+    pub depends_on: Vec<usize>,
 }
 
 impl<'a> Run<'a> {
@@ -71,7 +85,7 @@ impl<'a> Run<'a> {
         engine: &'a Engine<'a>,
         tpl: &'a Template<'a>,
         decls: Vec<Decl>,
-        parent: Option<(&'a Run<'a>, usize)>,
+        deployer: Option<Deployer<'a>>,
     ) -> Self {
         let count = decls.len();
         Run {
@@ -81,7 +95,7 @@ impl<'a> Run<'a> {
             states: RefCell::new((0..count).map(|_| State::Pending).collect()),
             implicit: RefCell::new(vec![Vec::new(); count]),
             stack: RefCell::new(Vec::new()),
-            parent,
+            deployer,
         }
     }
 
@@ -247,7 +261,7 @@ impl<'a> Run<'a> {
             .register_declaration(self.engine, &decl.path, &decl.node);
 
         let nested = if decl.is_deployment() && !decl.existing {
-            Some(self.run_nested(index, decl, &resource)?)
+            Some(self.run_nested(index, decl, &resource, &explicit)?)
         } else {
             None
         };
@@ -389,6 +403,51 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Returns whether Azure deploys the resource `target` of this run before it starts the
+    /// deployment `deployer` describes: whether the deployment depends on `target`, directly
+    /// or through other resources, by `dependsOn`, `reference()` or a serial copy loop.
+    /// Dependencies not yet evaluated are evaluated here, as Azure deploys them first too.
+    pub fn deploys_before(
+        &self,
+        deployer: &Deployer<'_>,
+        target: usize,
+        site: &Site<'_>,
+    ) -> Result<bool, Error> {
+        let mut pending = deployer.depends_on.clone();
+        pending.extend(self.dependencies(deployer.deployment));
+        let mut seen = vec![false; self.decls.len()];
+        while let Some(index) = pending.pop() {
+            if index == target {
+                return Ok(true);
+            }
+            match seen.get_mut(index) {
+                Some(visited) if !*visited => *visited = true,
+                _ => continue,
+            }
+            if matches!(self.states.borrow().get(index), Some(State::Pending)) {
+                self.evaluate(index, Some(site))?;
+            }
+            pending.extend(self.dependencies(index));
+        }
+        Ok(false)
+    }
+
+    /// Returns the resources `index` depends on so far: its `dependsOn` once it is evaluated,
+    /// its `reference()`/`list*()` targets, and the previous batch of a serial copy loop.
+    fn dependencies(&self, index: usize) -> Vec<usize> {
+        let mut targets = Vec::new();
+        if let Some(State::Done(done)) = self.states.borrow().get(index) {
+            targets.extend(done.explicit.iter().copied());
+        }
+        if let Some(list) = self.implicit.borrow().get(index) {
+            targets.extend(list.iter().copied());
+        }
+        if let Some(decl) = self.decls.get(index) {
+            targets.extend(decl.serial_after.iter().copied());
+        }
+        targets
+    }
+
     pub fn is_omitted(&self, index: usize) -> bool {
         matches!(self.states.borrow().get(index), Some(State::Omitted))
     }
@@ -459,7 +518,13 @@ impl<'a> Run<'a> {
             .unwrap_or_else(|| unknown(UnknownCause::Reference))
     }
 
-    fn run_nested(&self, index: usize, decl: &Decl, resource: &Resource) -> Result<Nested, Error> {
+    fn run_nested(
+        &self,
+        index: usize,
+        decl: &Decl,
+        resource: &Resource,
+        depends_on: &[usize],
+    ) -> Result<Nested, Error> {
         let properties = resource.body.get("properties");
         let inner = properties
             .and_then(|properties| properties.get("expressionEvaluationOptions"))
@@ -501,17 +566,19 @@ impl<'a> Run<'a> {
             _ => {
                 let link = properties.and_then(|properties| properties.get("templateLink"));
                 match self.read_linked(decl, link)? {
-                    Some(linked) => {
+                    LinkedTemplate::Read(linked) => {
                         linked_from = Some(linked.link);
                         from_artifacts = linked.from_artifacts;
                         (linked.source, linked.root, "$".to_owned())
                     }
-                    None => {
+                    LinkedTemplate::Unresolved { uri } => {
                         self.tpl.push_unresolved(
                             self.engine,
                             UnresolvedTemplate {
                                 deployment: decl.name.clone(),
                                 link: link.cloned().unwrap_or(Value::Null),
+                                looked_up_uri: uri.as_deref().map(shown_link),
+                                artifact_prefixes: self.tpl.scope.artifacts.prefixes(),
                                 declared_at: resource.declared_at.clone(),
                             },
                         );
@@ -582,8 +649,13 @@ impl<'a> Run<'a> {
             template_link,
             from_artifacts,
         })?;
-        let parent = if inner { None } else { Some((self, index)) };
-        let (resources, outputs) = child.execute(self.engine, parent)?;
+        let deployer = Deployer {
+            run: self,
+            deployment: index,
+            outer_scope: !inner,
+            depends_on: depends_on.to_vec(),
+        };
+        let (resources, outputs) = child.execute(self.engine, Some(deployer))?;
         Ok(Nested {
             resources,
             outputs: Some(outputs),

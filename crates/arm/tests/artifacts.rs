@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use subnetlock_arm::{
-    evaluate_file, Artifacts, Deployment, Error, EvalOptions, OfflineProvider, Parameters, Scope,
-    UnknownCause, Value,
+    evaluate_file, ArtifactPrefix, Artifacts, Deployment, Error, EvalOptions, OfflineProvider,
+    Parameters, Scope, UnknownCause, Value, LOCAL_ARTIFACTS_BASE,
 };
 
 const SCHEMA: &str =
@@ -187,7 +187,32 @@ fn unmapped_uri_stays_unresolved() {
     );
     let deployment = evaluate(&main, own_location(directory.path())).unwrap();
     assert_eq!(deployment.unresolved_templates.len(), 1);
-    assert_eq!(deployment.unresolved_templates[0].deployment, "other");
+    let unresolved = &deployment.unresolved_templates[0];
+    assert_eq!(unresolved.deployment, "other");
+    assert_eq!(
+        unresolved.looked_up_uri.as_deref(),
+        Some("https://example.com/t.json")
+    );
+    assert_eq!(
+        unresolved.artifact_prefixes,
+        [ArtifactPrefix {
+            uri: LOCAL_ARTIFACTS_BASE.to_owned(),
+            directory: directory.path().to_path_buf(),
+        }]
+    );
+}
+
+#[test]
+fn unresolved_link_without_artifacts_has_no_prefixes() {
+    let directory = tempfile::tempdir().unwrap();
+    let main = directory.path().join("main.json");
+    write(&main, &quickstart_main("nested/site.json"));
+
+    let deployment = evaluate(&main, Artifacts::default()).unwrap();
+    let unresolved = &deployment.unresolved_templates[0];
+    // `_artifactsLocation` is unknown without a folder for the template's own location.
+    assert_eq!(unresolved.looked_up_uri, None);
+    assert!(unresolved.artifact_prefixes.is_empty());
 }
 
 #[test]
@@ -395,7 +420,18 @@ fn relative_path_stays_in_mapped_folder() {
         .collect();
     assert_eq!(names, ["linked", "inner"]);
     assert_eq!(deployment.unresolved_templates.len(), 1);
-    assert_eq!(deployment.unresolved_templates[0].deployment, "inner");
+    let unresolved = &deployment.unresolved_templates[0];
+    assert_eq!(unresolved.deployment, "inner");
+    // The combined address is the one that matched no prefix.
+    assert_eq!(
+        unresolved.looked_up_uri.as_deref(),
+        Some("https://example.com/secret.json")
+    );
+    assert_eq!(unresolved.artifact_prefixes.len(), 1);
+    assert_eq!(
+        unresolved.artifact_prefixes[0].uri,
+        "https://example.com/repo/"
+    );
 }
 
 #[test]
@@ -502,4 +538,93 @@ fn relative_path_in_inner_nested_of_mapped_link() {
     );
     assert_eq!(deployment.unresolved_templates.len(), 1);
     assert_eq!(deployment.unresolved_templates[0].deployment, "inner");
+}
+
+#[test]
+fn linked_template_reads_enclosing_resource_by_id() {
+    // A linked template has a scope of its own, and Azure reads a resource by its ID from what
+    // is deployed when the call runs. A resource of the parent template is deployed by then
+    // when the deployment depends on it: by `dependsOn`, through another resource, or by a
+    // `reference()` in the deployment's own properties.
+    let directory = tempfile::tempdir().unwrap();
+    let main = directory.path().join("main.json");
+    let deployment = |name: &str, extra: &str| {
+        format!(
+            r#"{{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "{name}", {extra}
+      "properties": {{"mode": "Incremental",
+        "templateLink": {{"uri": "[uri(deployment().properties.templateLink.uri, 'child.json')]"}}}}}}"#
+        )
+    };
+    let implicit = r#"{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "implicit",
+      "properties": {"mode": "Incremental",
+        "templateLink": {"uri": "[uri(deployment().properties.templateLink.uri, 'child.json')]"},
+        "parameters": {"unused": {"value": "[reference('app').httpsOnly]"}}}}"#;
+    write(
+        &main,
+        &format!(
+            r#"{{"$schema": "{SCHEMA}", "resources": [
+    {},
+    {},
+    {},
+    {implicit},
+    {{"type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "properties": {{"httpsOnly": true}}}},
+    {{"type": "Microsoft.Web/sites/config", "apiVersion": "2022-03-01", "name": "app/web",
+      "dependsOn": ["app"], "properties": {{"http20Enabled": true}}}}
+  ],
+  "outputs": {{
+    "direct": {{"type": "bool", "value": "[reference('direct').outputs.https.value]"}},
+    "transitive": {{"type": "bool", "value": "[reference('transitive').outputs.https.value]"}},
+    "implicit": {{"type": "bool", "value": "[reference('implicit').outputs.https.value]"}},
+    "racing": {{"type": "bool", "value": "[reference('racing').outputs.https.value]"}},
+    "byName": {{"type": "bool", "value": "[reference('direct').outputs.byName.value]"}}
+  }}}}"#,
+            deployment(
+                "direct",
+                r#""dependsOn": ["[resourceId('Microsoft.Web/sites', 'app')]"],"#
+            ),
+            deployment("transitive", r#""dependsOn": ["app/web"],"#),
+            deployment("racing", ""),
+        ),
+    );
+    write(
+        &directory.path().join("child.json"),
+        &format!(
+            r#"{{"$schema": "{SCHEMA}",
+  "parameters": {{"unused": {{"type": "bool", "defaultValue": false}}}},
+  "resources": [],
+  "outputs": {{
+    "https": {{"type": "bool",
+      "value": "[reference(resourceId('Microsoft.Web/sites', 'app'), '2022-03-01').httpsOnly]"}},
+    "byName": {{"type": "bool", "value": "[reference('app', '2022-03-01').httpsOnly]"}}
+  }}}}"#
+        ),
+    );
+
+    let deployment = evaluate(&main, own_location(directory.path())).unwrap();
+    for name in ["direct", "transitive", "implicit"] {
+        assert_eq!(deployment.outputs[name], Value::Bool(true), "{name}");
+    }
+    // Without a dependency the deployment may start before the site exists.
+    let Value::Unknown(racing) = &deployment.outputs["racing"] else {
+        panic!("racing is known: {:?}", deployment.outputs["racing"]);
+    };
+    assert_eq!(racing.cause, UnknownCause::Reference);
+    // A bare name looks in the linked template's own resources only.
+    assert!(
+        deployment.outputs["byName"].is_unknown(),
+        "{:?}",
+        deployment.outputs["byName"]
+    );
+    // The parent's resources keep their own order: the site before the deployments that
+    // depend on it.
+    let position = |name: &str| {
+        deployment
+            .resources
+            .iter()
+            .position(|resource| resource.name == name)
+            .unwrap()
+    };
+    assert!(position("app") < position("direct"));
+    assert!(position("app/web") < position("transitive"));
 }

@@ -899,3 +899,39 @@ fn missing_template_file_is_io_error() {
         .to_string()
         .starts_with("cannot read `/nonexistent/subnetlock/template.json`"));
 }
+
+#[test]
+fn inner_scope_reads_parent_resource_by_id() {
+    // An inner-scope nested template has a scope of its own, like a linked one: it reads a
+    // parent resource by ID once its deployment depends on that resource.
+    let nested = |name: &str, depends_on: &str| {
+        format!(
+            r#"{{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "{name}",
+      "dependsOn": [{depends_on}],
+      "properties": {{"mode": "Incremental", "expressionEvaluationOptions": {{"scope": "inner"}},
+        "template": {{"$schema": "{SCHEMA}", "resources": [],
+          "outputs": {{"ip": {{"type": "string",
+            "value": "[reference(resourceId('Microsoft.Network/publicIPAddresses', 'pip'), '2023-04-01').ipAddress]"}}}}}}}}}}"#
+        )
+    };
+    let deployment = run(&format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [
+    {},
+    {},
+    {{"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2023-04-01", "name": "pip",
+      "properties": {{"ipAddress": "203.0.113.9"}}}}
+  ],
+  "outputs": {{
+    "after": {{"type": "string", "value": "[reference('after').outputs.ip.value]"}},
+    "racing": {{"type": "string", "value": "[reference('racing').outputs.ip.value]"}}
+  }}}}"#,
+        nested("after", r#""pip""#),
+        nested("racing", ""),
+    ));
+    assert_eq!(deployment.outputs["after"], text("203.0.113.9"));
+    assert!(
+        deployment.outputs["racing"].is_unknown(),
+        "{:?}",
+        deployment.outputs["racing"]
+    );
+}

@@ -1710,3 +1710,52 @@ fn invalid_artifacts_flag() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("two folders stand for the template's own location"));
 }
+
+#[test]
+fn check_unmapped_link_help_names_prefixes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_linked_quickstart(dir.path());
+    let template = dir.path().join("azuredeploy.json");
+    let folder = dir.path().to_str().expect("path");
+
+    let output = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        template.to_str().expect("path"),
+        "-p",
+        "_artifactsLocation=https://other.example.com/org/azuredeploy.json",
+        "-p",
+        "_artifactsLocationSasToken=?sv=2022-11-02&sig=SECRET",
+        "--artifacts",
+        &format!("https://raw.example.com/org/repo/main/={folder}"),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("SECRET"), "{text}");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let finding = value["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|finding| finding["code"] == "SL010")
+        .expect("SL010");
+    let help = finding["help"].as_str().expect("help");
+    assert!(
+        help.starts_with(
+            "none of the `--artifacts` prefixes covers the link `https://other.example.com/org/nested/site.json?…`: "
+        ),
+        "{help}"
+    );
+    assert!(
+        help.contains(&format!(
+            "`https://raw.example.com/org/repo/main/` (folder `{folder}`)"
+        )),
+        "{help}"
+    );
+    assert!(
+        help.contains("`--artifacts https://other.example.com/org/nested/=DIR`"),
+        "{help}"
+    );
+    assert!(!help.contains("pass a local copy"), "{help}");
+}

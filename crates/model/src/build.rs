@@ -9,7 +9,9 @@ use subnetlock_access::{
     parse_header_filters_with_warnings, parse_source_with_warnings, Action, PublicNetworkAccess,
     Rule, RuleList, SiteKind, SourceCondition, SubnetId,
 };
-use subnetlock_arm::{Deployment, Object, Resource, Value};
+use subnetlock_arm::{
+    shown_link, Deployment, Object, Resource, UnresolvedTemplate, Value, LOCAL_ARTIFACTS_BASE,
+};
 
 use crate::findings::{Finding, FindingCode, Severity};
 use crate::topology::*;
@@ -94,7 +96,7 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
                     describe_link(&unresolved.link)
                 ),
             )
-            .help("to have it analysed, pass a local copy of the linked templates with `--artifacts DIR` (or `--artifacts URI=DIR`), point `templateLink.relativePath` at it, or inline the template")
+            .help(unresolved_help(unresolved))
             .at(&unresolved.deployment, unresolved.declared_at.clone()),
         );
     }
@@ -102,8 +104,55 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
     Ok(topology)
 }
 
+/// Returns the next step for a linked template that was not read. When artifacts folders
+/// were mapped and the link's URI is known, suggesting `--artifacts` again would not help, so
+/// the help names the URI and the prefixes that do not cover it.
+fn unresolved_help(unresolved: &UnresolvedTemplate) -> String {
+    let generic = "to have it analysed, pass a local copy of the linked templates with `--artifacts DIR` (or `--artifacts URI=DIR`), point `templateLink.relativePath` at it, or inline the template";
+    let Some(uri) = unresolved.looked_up_uri.as_deref() else {
+        return generic.to_owned();
+    };
+    if unresolved.artifact_prefixes.is_empty() {
+        return generic.to_owned();
+    }
+
+    let prefixes: Vec<String> = unresolved
+        .artifact_prefixes
+        .iter()
+        .map(|prefix| {
+            let own = if prefix.uri == LOCAL_ARTIFACTS_BASE {
+                ", the template's own location"
+            } else {
+                ""
+            };
+            format!(
+                "`{}` (folder `{}`{own})",
+                prefix.uri,
+                prefix.directory.display()
+            )
+        })
+        .collect();
+    format!(
+        "none of the `--artifacts` prefixes covers the link `{uri}`: {}. To have it analysed, add a prefix for the link's folder with `--artifacts URI=DIR`, for example `--artifacts {}=DIR`, where DIR holds a copy of the linked templates",
+        prefixes.join(", "),
+        link_folder(uri)
+    )
+}
+
+/// Returns the folder of a link for an example prefix: the URI up to and including the last
+/// `/` of its path, without the query and the fragment.
+fn link_folder(uri: &str) -> String {
+    let without_query = uri.split(['?', '#']).next().unwrap_or(uri);
+    let path_start = without_query.find("://").map_or(0, |index| index + 3);
+    match without_query[path_start..].rfind('/') {
+        Some(index) => without_query[..path_start + index + 1].to_owned(),
+        None => format!("{without_query}/"),
+    }
+}
+
 /// Describes a `templateLink` for a message: by `uri` or `id` with its value, or the whole
-/// link. A value built from a secure parameter or a Key Vault secret is not shown.
+/// link. A value built from a secure parameter or a Key Vault secret is not shown, and the
+/// query of a `uri` (usually a SAS token) is shown as `?…`.
 fn describe_link(link: &Value) -> String {
     let shown = |value: &Value| match value {
         Value::Unknown(unknown) if unknown.secret => {
@@ -111,7 +160,7 @@ fn describe_link(link: &Value) -> String {
                 .to_owned()
         }
         Value::Unknown(unknown) => format!("`[{}]`", unknown.expression),
-        Value::String(text) => format!("`{text}`"),
+        Value::String(text) => format!("`{}`", shown_link(text)),
         other => format!("`{}`", serde_json::to_string(other).unwrap_or_default()),
     };
     ["uri", "id"]

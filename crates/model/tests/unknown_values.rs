@@ -295,3 +295,97 @@ fn linked_template_message_names_the_link() {
         "{secret}"
     );
 }
+
+/// Returns the message and the help of the SL010 finding for a template that links
+/// `https://example.com/linked/t.json` with a SAS token, evaluated with `artifacts`.
+fn unmapped_link_finding(artifacts: subnetlock_arm::Artifacts) -> (String, String) {
+    let template = json!({
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": [{
+            "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01",
+            "name": "linked",
+            "properties": { "mode": "Incremental", "templateLink": {
+                "uri": "https://example.com/linked/t.json?sv=2022-11-02&sig=SECRET"
+            } }
+        }]
+    });
+    let options = subnetlock_arm::EvalOptions {
+        scope: subnetlock_arm::Scope {
+            artifacts,
+            ..subnetlock_arm::Scope::default()
+        },
+        parameters: subnetlock_arm::Parameters::new(),
+    };
+    let deployment = subnetlock_arm::evaluate_str(
+        "linked.json",
+        &template.to_string(),
+        &options,
+        &SimulatedProvider::new(KeyMode::Placeholder),
+    )
+    .expect("template evaluates");
+    let topology = build_topology(&deployment).expect("topology");
+    let finding = topology
+        .findings
+        .iter()
+        .find(|finding| finding.code == FindingCode::SL010)
+        .expect("SL010");
+    (finding.message.clone(), finding.help.clone().expect("help"))
+}
+
+#[test]
+fn unmapped_link_help_lists_prefixes() {
+    // Any existing folder will do, because the link is never read.
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut artifacts = subnetlock_arm::Artifacts::default();
+    artifacts
+        .map("https://raw.example.com/org/repo/main", folder)
+        .expect("mapping");
+    artifacts.map_own_location(folder).expect("own location");
+
+    let (message, help) = unmapped_link_finding(artifacts);
+    assert!(
+        message.contains("by `uri` `https://example.com/linked/t.json?…`"),
+        "{message}"
+    );
+    assert!(
+        help.starts_with(
+            "none of the `--artifacts` prefixes covers the link `https://example.com/linked/t.json?…`: "
+        ),
+        "{help}"
+    );
+    assert!(
+        help.contains(&format!(
+            "`https://raw.example.com/org/repo/main/` (folder `{}`)",
+            folder.display()
+        )),
+        "{help}"
+    );
+    assert!(
+        help.contains(&format!(
+            "`https://artifacts.subnetlock.invalid/` (folder `{}`, the template's own location)",
+            folder.display()
+        )),
+        "{help}"
+    );
+    assert!(
+        help.contains("`--artifacts https://example.com/linked/=DIR`"),
+        "{help}"
+    );
+    assert!(!help.contains("pass a local copy"), "{help}");
+    for text in [&message, &help] {
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+}
+
+#[test]
+fn unmapped_link_help_without_artifacts() {
+    let (message, help) = unmapped_link_finding(subnetlock_arm::Artifacts::default());
+    assert!(!message.contains("SECRET"), "{message}");
+    assert!(
+        help.starts_with(
+            "to have it analysed, pass a local copy of the linked templates with `--artifacts DIR`"
+        ),
+        "{help}"
+    );
+}

@@ -66,8 +66,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Finds and evaluates the declared resource a `reference()`/`list*()` names, and records
-    /// the implicit dependency. An outer-scope nested template also sees its parents'
-    /// resources, and then the deployment resource gets the dependency.
+    /// the implicit dependency. A nested template can also read resources of the templates
+    /// that deploy it, as [`Ctx::enclosing_target`] describes.
     pub(super) fn declared_target(
         &self,
         target: &str,
@@ -78,16 +78,7 @@ impl<'a> Ctx<'a> {
             return Ok(None);
         };
         let Some(index) = run.find_target(target) else {
-            let mut ancestor = run.parent;
-            while let Some((parent, deployment)) = ancestor {
-                if let Some(index) = parent.find_target(target) {
-                    parent.evaluate(index, Some(site))?;
-                    parent.record_implicit(deployment, index);
-                    return Ok(Some((parent, index)));
-                }
-                ancestor = parent.parent;
-            }
-            return Ok(None);
+            return self.enclosing_target(run, target, site);
         };
         if self.current == Some(index) {
             return Err(site.error_at(
@@ -102,6 +93,50 @@ impl<'a> Ctx<'a> {
             run.record_implicit(current, index);
         }
         Ok(Some((run, index)))
+    }
+
+    /// Finds a resource that a template deploying `run` declares.
+    ///
+    /// An outer-scope nested template evaluates in its parent's scope and reads the parent's
+    /// resources by any name, and the deployment resource gets the implicit dependency.
+    ///
+    /// A linked or inner-scope nested template has a scope of its own, and Azure reads a
+    /// resource "that isn't deployed in the same template" by its resource ID from the
+    /// resources that exist when the call runs ("Resource functions for ARM templates",
+    /// Microsoft Learn). A resource of an enclosing template exists by then only when the
+    /// deployment depends on it, so only a full ID of such a resource is resolved here. Any
+    /// other target stays with the provider, which usually leaves it unknown.
+    fn enclosing_target(
+        &self,
+        run: &'a Run<'a>,
+        target: &str,
+        site: &Site<'_>,
+    ) -> Result<Option<(&'a Run<'a>, usize)>, Error> {
+        let by_id = target.starts_with('/');
+        let mut in_scope = true;
+        let mut deployer = run.deployer.as_ref();
+        while let Some(current) = deployer {
+            in_scope &= current.outer_scope;
+            let Some(index) = current.run.find_target(target) else {
+                deployer = current.run.deployer.as_ref();
+                continue;
+            };
+            if in_scope {
+                current.run.evaluate(index, Some(site))?;
+                current.run.record_implicit(current.deployment, index);
+                return Ok(Some((current.run, index)));
+            }
+            if by_id && current.run.deploys_before(current, index, site)? {
+                current.run.evaluate(index, Some(site))?;
+                return Ok(Some((current.run, index)));
+            }
+            tracing::debug!(
+                target,
+                "`reference()`/`list*()` names a resource of an enclosing template that the deployment does not depend on, so it is left to the provider"
+            );
+            return Ok(None);
+        }
+        Ok(None)
     }
 
     pub(super) fn fn_references(
