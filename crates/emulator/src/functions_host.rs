@@ -32,6 +32,11 @@ use tokio::task::JoinHandle;
 
 use crate::handler_client::{HandlerClient, OutboundRequest, SendError};
 
+mod route;
+mod route_pattern;
+
+use route::RouteTemplate;
+
 /// Version reported to handlers in `X-Azure-Functions-HostVersion` and `User-Agent`.
 pub const HOST_VERSION: &str = "4.x-subnetlock";
 
@@ -69,7 +74,8 @@ pub struct FunctionDef {
     pub auth_level: AuthLevel,
     /// Allowed methods, or `None` for all methods.
     pub methods: Option<Vec<Method>>,
-    /// Route template, or `None` to route by the function name.
+    /// Route template, or `None` to route by the function name, as for an empty or blank
+    /// `route` in function.json.
     pub route: Option<String>,
     /// Name of the `httpTrigger` binding, the key of the request in the invoke payload.
     pub request_binding: String,
@@ -181,7 +187,7 @@ pub enum HostError {
 
     #[error("invalid route `{route}` of function `{function}`: {reason}")]
     #[diagnostic(help(
-        "use literal segments and whole-segment parameters such as `{{id}}`, `{{id?}}`, `{{id:int}}` or `{{*rest}}`"
+        "write the route in ASP.NET Core's template syntax, such as `items/{{id:int}}`, `{{name}}.{{ext?}}` or `files/{{*rest}}`"
     ))]
     InvalidRoute {
         function: String,
@@ -302,7 +308,7 @@ pub fn load_function_app(
         }
     };
 
-    let functions = load_functions(root)?;
+    let functions = load_functions(root, &route_prefix)?;
 
     Ok(FunctionApp {
         root: root.to_path_buf(),
@@ -520,7 +526,7 @@ fn resolve_executable(root: &Path, working_dir: &Path, path: &str) -> PathBuf {
     }
 }
 
-fn load_functions(root: &Path) -> Result<Vec<FunctionDef>, HostError> {
+fn load_functions(root: &Path, route_prefix: &str) -> Result<Vec<FunctionDef>, HostError> {
     let read_error = |source| HostError::Read {
         path: root.to_path_buf(),
         source,
@@ -543,15 +549,21 @@ fn load_functions(root: &Path) -> Result<Vec<FunctionDef>, HostError> {
         };
         let path = folder.join("function.json");
         let json = read_json(&path)?;
-        if let Some(function) = parse_function(name, &json, &path)? {
+        if let Some(function) = parse_function(name, &json, &path, route_prefix)? {
             functions.push(function);
         }
     }
     Ok(functions)
 }
 
-/// Parses one function.json, returning `None` for disabled or non-HTTP functions.
-fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<FunctionDef>, HostError> {
+/// Parses one function.json, returning `None` for disabled or non-HTTP functions. The route
+/// is checked under `route_prefix`, as the host joins the two.
+fn parse_function(
+    name: &str,
+    json: &Value,
+    path: &Path,
+    route_prefix: &str,
+) -> Result<Option<FunctionDef>, HostError> {
     if optional_bool(json, "disabled", path)? {
         tracing::debug!(function = name, "skipping disabled function");
         return Ok(None);
@@ -623,10 +635,12 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
         Some(_) => return Err(invalid(path, "methods", "expected an array of strings")),
     };
 
-    let route = optional_str(trigger, "route", path)?.map(str::to_string);
-    if let Some(route) = &route {
-        RouteTemplate::parse(name, route)?;
-    }
+    // The host replaces an empty or blank route with the function name
+    // (`ScriptHost.ValidateHttpFunction` tests `string.IsNullOrWhiteSpace`).
+    let route = optional_str(trigger, "route", path)?
+        .filter(|route| !route.trim().is_empty())
+        .map(str::to_string);
+    RouteTemplate::parse(name, route_prefix, route.as_deref().unwrap_or(name))?;
 
     let request_binding = optional_str(trigger, "name", path)?
         .unwrap_or("req")
@@ -649,483 +663,12 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
     }))
 }
 
-// ---------------------------------------------------------------------------------------------
-// Route templates
-// ---------------------------------------------------------------------------------------------
-
-/// A parsed ASP.NET-style route template such as `products/{category:alpha}/{id:int?}`.
-#[derive(Debug)]
-struct RouteTemplate {
-    segments: Vec<Segment>,
-}
-
-#[derive(Debug)]
-enum Segment {
-    /// Literal text, matched case-insensitively.
-    Literal(String),
-    Parameter(Parameter),
-}
-
-#[derive(Debug)]
-struct Parameter {
-    name: String,
-    optional: bool,
-    default: Option<String>,
-    catch_all: bool,
-    constraints: Vec<Constraint>,
-}
-
-#[derive(Debug)]
-enum Constraint {
-    Int,
-    Bool,
-    Alpha,
-    Guid,
-    Number,
-    DateTime,
-    MinLength(usize),
-    MaxLength(usize),
-    Length(usize, usize),
-    Min(i64),
-    Max(i64),
-    Range(i64, i64),
-    Regex(regex::Regex),
-}
-
-impl RouteTemplate {
-    fn parse(function: &str, route: &str) -> Result<RouteTemplate, HostError> {
-        let error = |reason: &str| HostError::InvalidRoute {
-            function: function.to_string(),
-            route: route.to_string(),
-            reason: reason.to_string(),
-        };
-
-        let trimmed = route.trim_start_matches('~').trim_matches('/');
-        let mut segments = Vec::new();
-        if !trimmed.is_empty() {
-            for text in split_route(trimmed) {
-                segments.push(parse_segment(text).map_err(|reason| error(&reason))?);
-            }
-        }
-
-        // Optional and catch-all parameters may only end the template.
-        let mut seen_optional = false;
-        for (index, segment) in segments.iter().enumerate() {
-            let (catch_all, optional) = match segment {
-                Segment::Parameter(p) => (p.catch_all, p.optional || p.default.is_some()),
-                Segment::Literal(_) => (false, false),
-            };
-            if catch_all && index + 1 != segments.len() {
-                return Err(error("a catch-all parameter must be the last segment"));
-            }
-            if optional {
-                seen_optional = true;
-            } else if seen_optional && !catch_all {
-                return Err(error(
-                    "an optional parameter must be followed only by optional parameters",
-                ));
-            }
-        }
-
-        Ok(RouteTemplate { segments })
-    }
-
-    /// Matches decoded path segments, returning the route values.
-    fn matches(&self, path: &[Cow<'_, str>]) -> Option<IndexMap<String, String>> {
-        let mut values = IndexMap::new();
-
-        for (index, segment) in self.segments.iter().enumerate() {
-            match segment {
-                Segment::Parameter(parameter) if parameter.catch_all => {
-                    let rest = path.get(index..).unwrap_or_default().join("/");
-                    // ASP.NET Core checks a catch-all's constraints against the rest of the
-                    // path, so `{*path:regex(^public/)}` does not match `private/x`.
-                    // NOTE: an empty rest is not checked, as for an optional parameter; whether
-                    // the real host matches it then is not verified.
-                    if !rest.is_empty() && !parameter.constraints.iter().all(|c| c.accepts(&rest)) {
-                        return None;
-                    }
-                    if !rest.is_empty() || parameter.default.is_some() {
-                        let value = if rest.is_empty() {
-                            parameter.default.clone().unwrap_or_default()
-                        } else {
-                            rest
-                        };
-                        values.insert(parameter.name.clone(), value);
-                    }
-                    return Some(values);
-                }
-                Segment::Literal(literal) => {
-                    let value = path.get(index)?;
-                    if !value.eq_ignore_ascii_case(literal) {
-                        return None;
-                    }
-                }
-                Segment::Parameter(parameter) => match path.get(index) {
-                    Some(value) if !value.is_empty() => {
-                        if !parameter.constraints.iter().all(|c| c.accepts(value)) {
-                            return None;
-                        }
-                        values.insert(parameter.name.clone(), value.to_string());
-                    }
-                    _ if parameter.optional || parameter.default.is_some() => {
-                        if let Some(default) = &parameter.default {
-                            values.insert(parameter.name.clone(), default.clone());
-                        }
-                    }
-                    _ => return None,
-                },
-            }
-        }
-
-        (path.len() <= self.segments.len()).then_some(values)
-    }
-
-    /// Sort key where lower is more specific: literals, then constrained, plain, optional
-    /// and catch-all parameters, in the spirit of ASP.NET route precedence.
-    fn precedence(&self) -> Vec<u8> {
-        self.segments
-            .iter()
-            .map(|segment| match segment {
-                Segment::Literal(_) => 0,
-                Segment::Parameter(p) if p.catch_all => 4,
-                Segment::Parameter(p) if p.optional || p.default.is_some() => 3,
-                Segment::Parameter(p) if !p.constraints.is_empty() => 1,
-                Segment::Parameter(_) => 2,
-            })
-            .collect()
-    }
-}
-
-fn parse_segment(text: &str) -> Result<Segment, String> {
-    if text.is_empty() {
-        return Err("empty segment".to_string());
-    }
-
-    let Some(inner) = text
-        .strip_prefix('{')
-        .and_then(|rest| rest.strip_suffix('}'))
-    else {
-        if text.contains(['{', '}']) {
-            return Err(format!(
-                "segment `{text}` mixes literal text and parameters, which is not supported"
-            ));
-        }
-        return Ok(Segment::Literal(text.to_string()));
-    };
-    // The Functions host parses routes with ASP.NET Core's `RoutePatternParser`, which reads a
-    // doubled brace (`{{`, `}}`) inside a parameter as one brace, so a `regex(...)` constraint
-    // can hold `\d{{3}}`. Any other brace is an error. Brackets are not delimiters there:
-    // `[[` and `]]` are escapes only in MVC attribute routes, whose `[controller]` tokens the
-    // Functions host does not have.
-    let unescaped = inner.replace("{{", "").replace("}}", "");
-    if unescaped.contains(['{', '}']) {
-        return Err(format!(
-            "segment `{text}` has a `{{` or `}}` inside the parameter; write a literal brace \
-             there as `{{{{` or `}}}}`"
-        ));
-    }
-    let inner = inner.replace("{{", "{").replace("}}", "}");
-    let inner = inner.as_str();
-
-    let (catch_all, inner) = match inner.strip_prefix("**").or_else(|| inner.strip_prefix('*')) {
-        Some(rest) => (true, rest),
-        None => (false, inner),
-    };
-
-    let (inner, optional) = match inner.strip_suffix('?') {
-        Some(rest) => (rest, true),
-        None => (inner, false),
-    };
-
-    let (inner, default) = match split_outside_parens(inner, '=').as_slice() {
-        [body] => (*body, None),
-        [body, default] => (*body, Some(default.to_string())),
-        _ => return Err(format!("segment `{text}` has more than one default value")),
-    };
-
-    let parts = split_outside_parens(inner, ':');
-    let name = parts.first().copied().unwrap_or_default();
-    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return Err(format!("parameter name `{name}` is invalid"));
-    }
-
-    let constraints = parts
-        .iter()
-        .skip(1)
-        .map(|text| Constraint::parse(text))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    Ok(Segment::Parameter(Parameter {
-        name: name.to_string(),
-        optional,
-        default,
-        catch_all,
-        constraints,
-    }))
-}
-
-/// Splits a route template into its segments at each `/` outside a parameter. As in ASP.NET
-/// Core's `RoutePatternParser`, a parameter runs from `{` to the first `}` not doubled, so a
-/// constraint such as `{*path:regex(^docs/)}` keeps its `/`. A doubled brace outside a
-/// parameter is a literal brace.
-fn split_route(route: &str) -> Vec<&str> {
-    let bytes = route.as_bytes();
-    let mut segments = Vec::new();
-    let mut start = 0;
-    let mut in_parameter = false;
-    let mut index = 0;
-    while index < bytes.len() {
-        let doubled = bytes.get(index + 1) == Some(&bytes[index]);
-        match bytes[index] {
-            b'{' | b'}' if doubled => index += 1,
-            b'{' => in_parameter = true,
-            b'}' => in_parameter = false,
-            b'/' if !in_parameter => {
-                segments.push(&route[start..index]);
-                start = index + 1;
-            }
-            _ => {}
-        }
-        index += 1;
-    }
-    segments.push(&route[start..]);
-    segments
-}
-
-/// Splits on `separator` except inside parentheses, so `min(1)` stays whole.
-fn split_outside_parens(text: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut depth = 0usize;
-    let mut start = 0;
-    for (index, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            c if c == separator && depth == 0 => {
-                parts.push(&text[start..index]);
-                start = index + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
-}
-
-impl Constraint {
-    fn parse(text: &str) -> Result<Constraint, String> {
-        let (name, arguments) = match text.split_once('(') {
-            Some((name, rest)) => {
-                let arguments = rest
-                    .strip_suffix(')')
-                    .ok_or_else(|| format!("constraint `{text}` is missing `)`"))?;
-                (name, Some(arguments))
-            }
-            None => (text, None),
-        };
-
-        let length = |value: i64| {
-            usize::try_from(value)
-                .map_err(|_| format!("constraint `{text}` needs a non-negative length"))
-        };
-
-        let constraint = match name.to_ascii_lowercase().as_str() {
-            "int" | "long" => Constraint::Int,
-            "bool" => Constraint::Bool,
-            "alpha" => Constraint::Alpha,
-            "guid" => Constraint::Guid,
-            "decimal" | "double" | "float" => Constraint::Number,
-            "datetime" => Constraint::DateTime,
-            "minlength" => {
-                let [min] = integer_arguments(text, arguments)?;
-                Constraint::MinLength(length(min)?)
-            }
-            "maxlength" => {
-                let [max] = integer_arguments(text, arguments)?;
-                Constraint::MaxLength(length(max)?)
-            }
-            "length" if arguments.is_some_and(|a| a.contains(',')) => {
-                let [min, max] = integer_arguments(text, arguments)?;
-                Constraint::Length(length(min)?, length(max)?)
-            }
-            "length" => {
-                let [exact] = integer_arguments(text, arguments)?;
-                Constraint::Length(length(exact)?, length(exact)?)
-            }
-            "min" => {
-                let [min] = integer_arguments(text, arguments)?;
-                Constraint::Min(min)
-            }
-            "max" => {
-                let [max] = integer_arguments(text, arguments)?;
-                Constraint::Max(max)
-            }
-            "range" => {
-                let [min, max] = integer_arguments(text, arguments)?;
-                Constraint::Range(min, max)
-            }
-            "regex" => Constraint::Regex(route_regex(text, arguments)?),
-            other => return Err(format!("route constraint `{other}` is not supported")),
-        };
-        Ok(constraint)
-    }
-
-    fn accepts(&self, value: &str) -> bool {
-        let chars = value.chars().count();
-        match self {
-            Constraint::Int => value.parse::<i64>().is_ok(),
-            Constraint::Bool => {
-                value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
-            }
-            Constraint::Alpha => value.chars().all(|c| c.is_ascii_alphabetic()),
-            Constraint::Guid => is_guid(value),
-            Constraint::Number => value.parse::<f64>().is_ok_and(f64::is_finite),
-            Constraint::DateTime => {
-                chrono::DateTime::parse_from_rfc3339(value).is_ok()
-                    || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
-                    || chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").is_ok()
-            }
-            Constraint::MinLength(min) => chars >= *min,
-            Constraint::MaxLength(max) => chars <= *max,
-            Constraint::Length(min, max) => chars >= *min && chars <= *max,
-            Constraint::Min(min) => value.parse::<i64>().is_ok_and(|v| v >= *min),
-            Constraint::Max(max) => value.parse::<i64>().is_ok_and(|v| v <= *max),
-            Constraint::Range(min, max) => {
-                value.parse::<i64>().is_ok_and(|v| v >= *min && v <= *max)
-            }
-            Constraint::Regex(pattern) => pattern.is_match(value),
-        }
-    }
-}
-
-/// Compiles the pattern of a `regex(...)` route constraint as ASP.NET Core's
-/// `RegexRouteConstraint` does: ignoring case, and matching anywhere in the value unless the
-/// pattern is anchored with `^` and `$`.
-///
-/// The pattern is read with Rust's `regex` syntax, which agrees with .NET's for quantifiers,
-/// groups and anchors, and like .NET reads `\d` and `\w` as Unicode classes. Character classes
-/// are first rewritten by [`dotnet_class_literals`]. Rust's syntax has no look-around,
-/// backreferences or atomic groups, so a pattern that uses them is an error here although the
-/// Functions host would accept it.
-fn route_regex(text: &str, pattern: Option<&str>) -> Result<regex::Regex, String> {
-    let pattern = pattern.ok_or_else(|| format!("constraint `{text}` needs a pattern"))?;
-    let pattern = dotnet_class_literals(pattern).map_err(|reason| {
-        format!("constraint `{text}`: {reason}; rewrite the character class without it")
-    })?;
-    regex::RegexBuilder::new(&pattern)
-        .case_insensitive(true)
-        .build()
-        .map_err(|error| match error {
-            // NOTE: .NET has no such limit, so the real host accepts such a pattern.
-            regex::Error::CompiledTooBig(limit) => format!(
-                "constraint `{text}`: the compiled pattern is larger than the {limit} bytes the \
-                 emulator's regex engine allows; use smaller repetition counts, for example \
-                 `+` in place of `{{{{1000}}}}`"
-            ),
-            error => format!(
-                "constraint `{text}`: the pattern is invalid or uses a .NET feature Rust's regex \
-                 syntax lacks (look-around, backreferences, atomic groups): {error}; rewrite it \
-                 without them"
-            ),
-        })
-}
-
-/// Escapes the characters that a .NET character class reads as literals and Rust's `regex`
-/// reads as class syntax: `[` (a nested class in Rust), `&&` and `~~` (intersection and
-/// symmetric difference) and `--` (difference). So `[[a-z]]` is the class of `[` and the
-/// letters followed by `]`, as in .NET. .NET's class subtraction, `[a-z-[aeiou]]`, has no
-/// Rust equivalent and is an error.
-fn dotnet_class_literals(pattern: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(pattern.len());
-    let mut chars = pattern.chars().peekable();
-    let mut in_class = false;
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            out.push(c);
-            if let Some(escaped) = chars.next() {
-                out.push(escaped);
-            }
-            continue;
-        }
-        if !in_class {
-            out.push(c);
-            if c == '[' {
-                in_class = true;
-                // A `]` right after `[` or `[^` is a literal in both syntaxes.
-                if chars.peek() == Some(&'^') {
-                    out.push('^');
-                    chars.next();
-                }
-                if chars.peek() == Some(&']') {
-                    out.push_str("\\]");
-                    chars.next();
-                }
-            }
-            continue;
-        }
-        match c {
-            ']' => {
-                in_class = false;
-                out.push(c);
-            }
-            '[' if out.ends_with('-') && !out.ends_with("\\-") => {
-                return Err(
-                    "the class subtraction `-[...]` is a .NET feature Rust's regex syntax lacks"
-                        .to_string(),
-                );
-            }
-            '[' => out.push_str("\\["),
-            '&' | '~' | '-' if chars.peek() == Some(&c) => {
-                out.push(c);
-                out.push('\\');
-                out.push(c);
-                chars.next();
-            }
-            _ => out.push(c),
-        }
-    }
-    Ok(out)
-}
-
-/// Parses exactly `N` comma-separated integers from a constraint's arguments.
-fn integer_arguments<const N: usize>(
-    constraint: &str,
-    arguments: Option<&str>,
-) -> Result<[i64; N], String> {
-    let values = arguments
-        .unwrap_or_default()
-        .split(',')
-        .map(|value| value.trim().parse::<i64>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| format!("constraint `{constraint}` needs integer arguments"))?;
-    values
-        .try_into()
-        .map_err(|_| format!("constraint `{constraint}` needs {N} argument(s)"))
-}
-
-/// Accepts the hyphenated form, optionally in braces, like .NET `Guid.TryParse` does for `D`/`B`.
-fn is_guid(value: &str) -> bool {
-    let inner = value
-        .strip_prefix('{')
-        .and_then(|rest| rest.strip_suffix('}'))
-        .unwrap_or(value);
-    let groups: Vec<&str> = inner.split('-').collect();
-    let lengths = [8, 4, 4, 4, 12];
-    groups.len() == lengths.len()
-        && groups
-            .iter()
-            .zip(lengths)
-            .all(|(group, len)| group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit()))
-        || (inner.len() == 32 && inner.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
 fn compile_routes(app: &FunctionApp) -> Result<Vec<CompiledRoute>, HostError> {
     app.functions
         .iter()
         .map(|function| {
             let route = function.route.as_deref().unwrap_or(&function.name);
-            let template = RouteTemplate::parse(&function.name, route)?;
+            let template = RouteTemplate::parse(&function.name, &app.route_prefix, route)?;
             Ok(CompiledRoute {
                 def: function.clone(),
                 precedence: template.precedence(),
@@ -1235,25 +778,12 @@ impl Shared {
             segments.pop();
         }
 
-        let mut prefix = self
-            .app
-            .route_prefix
-            .split('/')
-            .filter(|segment| !segment.is_empty());
-        let mut prefix_length = 0;
-        for expected in prefix.by_ref() {
-            match segments.get(prefix_length) {
-                Some(actual) if expected.eq_ignore_ascii_case(actual) => prefix_length += 1,
-                _ => return RouteResult::NotFound,
-            }
-        }
-        let rest = segments.get(prefix_length..).unwrap_or_default();
-
+        // Each template starts with the route prefix, so it matches the whole path.
         let candidates: Vec<(&[u8], RouteMatch)> = self
             .routes
             .iter()
             .filter_map(|route| {
-                route.template.matches(rest).map(|params| {
+                route.template.matches(&segments).map(|params| {
                     (
                         route.precedence.as_slice(),
                         RouteMatch {
@@ -2414,10 +1944,6 @@ fn expand_variables(text: &str, env: &[(String, String)]) -> String {
 mod tests {
     use super::*;
 
-    fn template(route: &str) -> RouteTemplate {
-        RouteTemplate::parse("f", route).expect("route")
-    }
-
     #[test]
     fn load_errors_leave_the_cause_to_the_report() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -2431,13 +1957,6 @@ mod tests {
             assert!(!error.to_string().contains(&cause), "{error}");
             assert_eq!(crate::with_causes(&error).matches(&cause).count(), 1);
         }
-    }
-
-    fn segments(path: &str) -> Vec<Cow<'_, str>> {
-        path.split('/')
-            .filter(|s| !s.is_empty())
-            .map(Cow::Borrowed)
-            .collect()
     }
 
     #[test]
@@ -2516,173 +2035,6 @@ mod tests {
     }
 
     #[test]
-    fn route_matches_cases() {
-        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
-        let cases: [Case; 12] = [
-            ("hello", "hello", Some(&[])),
-            ("hello", "HELLO", Some(&[])),
-            ("hello", "hello/x", None),
-            (
-                "products/{category:alpha}/{id:int?}",
-                "products/toys/5",
-                Some(&[("category", "toys"), ("id", "5")]),
-            ),
-            (
-                "products/{category:alpha}/{id:int?}",
-                "products/toys",
-                Some(&[("category", "toys")]),
-            ),
-            (
-                "products/{category:alpha}/{id:int?}",
-                "products/toys/x",
-                None,
-            ),
-            (
-                "products/{category:alpha}/{id:int?}",
-                "products/t0ys/5",
-                None,
-            ),
-            ("items/{id:min(1)}", "items/0", None),
-            ("items/{id:range(1,9)}", "items/5", Some(&[("id", "5")])),
-            ("files/{*path}", "files/a/b/c", Some(&[("path", "a/b/c")])),
-            ("files/{name=index}", "files", Some(&[("name", "index")])),
-            (
-                "users/{id:guid}",
-                "users/5f1c7a7e-3c1b-4c6e-9a4e-0d5f2b6c8a11",
-                Some(&[("id", "5f1c7a7e-3c1b-4c6e-9a4e-0d5f2b6c8a11")]),
-            ),
-        ];
-        for (route, path, expected) in cases {
-            let actual = template(route).matches(&segments(path));
-            let expected = expected.map(|pairs| {
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<IndexMap<_, _>>()
-            });
-            assert_eq!(actual, expected, "route `{route}` path `{path}`");
-        }
-    }
-
-    #[test]
-    fn route_parse_rejects_cases() {
-        let cases = [
-            "a/{id?}/b",
-            "{*rest}/b",
-            "x{id}",
-            "{id:regex((?=a)b)}",
-            "{id:regex(a{2)}",
-            "{id:regex}",
-            "{id:unknown}",
-            "{}",
-            "a//b",
-        ];
-        for route in cases {
-            assert!(RouteTemplate::parse("f", route).is_err(), "route `{route}`");
-        }
-    }
-
-    #[test]
-    fn regex_constraint_follows_aspnet_core() {
-        // ASP.NET Core's `RegexRouteConstraint` ignores case and matches anywhere in the
-        // value. A doubled brace or bracket in the template is one character of the pattern.
-        let cases = [
-            (r"{id:regex(^\d{{3}}$)}", "123", true),
-            (r"{id:regex(^\d{{3}}$)}", "1234", false),
-            (r"{id:regex(^\d{{3}}$)}", "abc", false),
-            // Brackets are not doubled delimiters in a route, and `[` inside a .NET class is
-            // a literal: this is a class of `[` and the letters, then `]` twice.
-            ("{id:regex(^[[a-z]]{{2}}$)}", "a]]", true),
-            ("{id:regex(^[[a-z]]{{2}}$)}", "[]]", true),
-            ("{id:regex(^[[a-z]]{{2}}$)}", "ab", false),
-            ("{id:regex(^[a&&b]$)}", "&", true),
-            ("{id:regex(^[a~~b]$)}", "~", true),
-            ("{id:regex(^[]a]$)}", "]", true),
-            (r"{id:regex(^[\[]$)}", "[", true),
-            ("{id:regex(^[(]$)}", "(", true),
-            ("{id:regex(^a=b$)}", "a=b", true),
-            ("{name:regex(^(get|create)$)}", "GET", true),
-            ("{name:regex(^(get|create)$)}", "delete", false),
-            ("{name:regex(et)}", "get", true),
-            ("{name:regex(^a:b$)}", "a:b", true),
-        ];
-        for (route, value, expected) in cases {
-            let matched = template(route).matches(&segments(value)).is_some();
-            assert_eq!(matched, expected, "route `{route}` value `{value}`");
-        }
-    }
-
-    #[test]
-    fn regex_with_slash_constrains_catch_all() {
-        // A `/` inside a parameter belongs to the parameter, and a catch-all's constraints
-        // apply to the whole rest of the path.
-        let route = template("files/{*path:regex(^public/)}");
-        assert!(route.matches(&segments("files/public/a/b")).is_some());
-        assert!(route.matches(&segments("files/PUBLIC/a")).is_some());
-        assert!(route.matches(&segments("files/private/a")).is_none());
-        assert!(route.matches(&segments("files/public")).is_none());
-
-        let route = template("files/{*path:int}");
-        assert!(route.matches(&segments("files/12")).is_some());
-        assert!(route.matches(&segments("files/x/12")).is_none());
-    }
-
-    #[test]
-    fn route_splits_outside_parameters() {
-        assert_eq!(split_route("a/{b}/c"), ["a", "{b}", "c"]);
-        assert_eq!(
-            split_route("a/{id:regex(^x/y{{2}}$)}/c"),
-            ["a", "{id:regex(^x/y{{2}}$)}", "c"]
-        );
-        assert_eq!(split_route("{*rest:regex(^a/b)}"), ["{*rest:regex(^a/b)}"]);
-    }
-
-    #[test]
-    fn regex_errors_say_what_to_write() {
-        let Err(HostError::InvalidRoute { reason, .. }) =
-            RouteTemplate::parse("f", r"{id:regex(^\d{3}$)}")
-        else {
-            panic!("an unescaped brace must be rejected");
-        };
-        assert!(reason.contains("as `{{` or `}}`"), "{reason}");
-
-        let Err(HostError::InvalidRoute { reason, .. }) =
-            RouteTemplate::parse("f", r"{id:regex(\w{{1000}})}")
-        else {
-            panic!("a pattern beyond the size limit must be rejected");
-        };
-        assert!(reason.contains("smaller repetition counts"), "{reason}");
-        assert!(!reason.contains("look-around"), "{reason}");
-    }
-
-    #[test]
-    fn dotnet_class_subtraction_is_rejected() {
-        let Err(HostError::InvalidRoute { reason, .. }) =
-            RouteTemplate::parse("f", "{id:regex(^[a-z-[aeiou]]$)}")
-        else {
-            panic!("class subtraction must be rejected");
-        };
-        assert!(reason.contains("class subtraction"), "{reason}");
-        assert!(RouteTemplate::parse("f", r"{id:regex(^[a\-[]$)}").is_ok());
-    }
-
-    #[test]
-    fn unsupported_regex_error_names_the_gap() {
-        let Err(HostError::InvalidRoute { reason, .. }) =
-            RouteTemplate::parse("f", "{id:regex((?=a)b)}")
-        else {
-            panic!("look-ahead must be rejected");
-        };
-        assert!(reason.contains("look-around"), "{reason}");
-        assert!(reason.contains("regex((?=a)b)"), "{reason}");
-    }
-
-    #[test]
-    fn precedence_prefers_literal() {
-        assert!(template("items/new").precedence() < template("items/{id}").precedence());
-    }
-
-    #[test]
     fn expand_variables_cases() {
         let env = vec![("DB".to_string(), "conn".to_string())];
         let cases = [
@@ -2721,7 +2073,7 @@ mod tests {
             {"type": "httpTrigger", "direction": "in", "name": "req"},
             {"type": "http", "direction": "out", "name": "res"}
         ]});
-        let function = parse_function("hello", &json, Path::new("function.json"))
+        let function = parse_function("hello", &json, Path::new("function.json"), "api")
             .expect("parse")
             .expect("http function");
         assert_eq!(function.auth_level, AuthLevel::Function);
@@ -2734,14 +2086,16 @@ mod tests {
     fn parse_function_skips_queue_trigger() {
         let json =
             json!({"bindings": [{"type": "queueTrigger", "direction": "in", "name": "msg"}]});
-        let function = parse_function("q", &json, Path::new("function.json")).expect("parse");
+        let function =
+            parse_function("q", &json, Path::new("function.json"), "api").expect("parse");
         assert_eq!(function, None);
     }
 
     #[test]
     fn parse_function_rejects_auth_level() {
         let json = json!({"bindings": [{"type": "httpTrigger", "authLevel": "system"}]});
-        let error = parse_function("f", &json, Path::new("function.json")).expect_err("invalid");
+        let error =
+            parse_function("f", &json, Path::new("function.json"), "api").expect_err("invalid");
         assert_eq!(
             error.to_string(),
             "invalid `authLevel` in `function.json`: `system` is not anonymous, function or admin"

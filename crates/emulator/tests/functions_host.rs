@@ -479,3 +479,82 @@ async fn empty_route_prefix_routes_at_root() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     host.shutdown().await;
 }
+
+/// Loads the test app with one more anonymous function whose trigger has `route`, returning
+/// the load error.
+fn load_error_with_route(route: &str) -> HostError {
+    let dir = write_app(true);
+    write(
+        &dir.path().join("lookup/function.json"),
+        &function_json("anonymous", None, Some(route)),
+    );
+    load_function_app(dir.path(), None).expect_err("invalid route")
+}
+
+#[test]
+fn load_rejects_colon_after_regex_group() {
+    // ASP.NET Core ends the constraint at `)` followed by `:`, leaving an unknown constraint
+    // `c$)`, so the Functions host fails to start.
+    let route = "codes/{p:regex(^(a|b):c$)}";
+    let error = load_error_with_route(route);
+
+    let HostError::InvalidRoute {
+        function,
+        route: reported,
+        reason,
+    } = &error
+    else {
+        panic!("expected an invalid route, got {error}");
+    };
+    assert_eq!(function, "lookup");
+    assert_eq!(reported, route);
+    assert!(
+        reason.contains("`c$)` is not a known route constraint"),
+        "{reason}"
+    );
+    assert!(error.to_string().contains("`lookup`"), "{error}");
+}
+
+#[test]
+fn load_rejects_leading_slash_under_prefix() {
+    let error = load_error_with_route("/codes");
+    let HostError::InvalidRoute { reason, .. } = &error else {
+        panic!("expected an invalid route, got {error}");
+    };
+    assert!(reason.contains("`api//codes`"), "{reason}");
+}
+
+#[tokio::test]
+async fn default_value_is_checked_by_constraints() {
+    let dir = write_app(false);
+    write(
+        &dir.path().join("paged/function.json"),
+        &function_json("anonymous", None, Some("pages/{n:int=first}")),
+    );
+    write(
+        &dir.path().join("listed/function.json"),
+        &function_json("anonymous", None, Some("lists/{n:int=1}")),
+    );
+    let host = FunctionsHost::start(config(dir.path(), Duration::from_secs(20)))
+        .await
+        .expect("start host");
+
+    // A default that fails its constraint loads, and only a path with a value matches.
+    let response = host.handle(request(Method::GET, "/api/pages")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = host.handle(request(Method::GET, "/api/pages/3")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(json_body(&response)["params"], json!({"n": "3"}));
+
+    // A default that passes is the route value when the path leaves it out.
+    let response = host.handle(request(Method::GET, "/api/lists")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(json_body(&response)["params"], json!({"n": "1"}));
+
+    // One trailing slash is ignored, but an empty segment does not stand in for the default.
+    let response = host.handle(request(Method::GET, "/api/lists/")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let response = host.handle(request(Method::GET, "/api/lists//")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    host.shutdown().await;
+}
