@@ -24,7 +24,17 @@ pub async fn call(args: CallArgs) -> Result<i32> {
             args.url
         )
     })?;
-    let proxy = source_proxy(&state, &args.from).await?;
+    let source = source_proxy(&state, &args.from).await?;
+    let sample = format!("internet:{}", subnetlock_model::egress::INTERNET_SAMPLE);
+    if let Some(caller) = &source.caller {
+        if args.from.trim().eq_ignore_ascii_case("internet") && *caller != sample {
+            err!(
+                "note: caller `internet` is `{caller}` in this deployment, because a rule's range contains {}",
+                subnetlock_model::egress::INTERNET_SAMPLE
+            );
+        }
+    }
+    let proxy = source.proxy;
     let ca = std::fs::read(&state.ca_file)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read the emulator CA `{}`", state.ca_file.display()))?;
@@ -122,8 +132,17 @@ fn read_state(state_dir: &Path) -> Result<State> {
         .wrap_err_with(|| format!("invalid state file `{}`", path.display()))
 }
 
+/// A source proxy of the running emulator.
+struct SourceProxy {
+    /// The proxy's address, `host:port`.
+    proxy: String,
+    /// The caller its requests come from, as the emulator resolved it: `internet` alone
+    /// becomes `internet:<address>`. `None` when the response does not name it.
+    caller: Option<String>,
+}
+
 /// Asks the control API for the proxy of `from`.
-async fn source_proxy(state: &State, from: &str) -> Result<String> {
+async fn source_proxy(state: &State, from: &str) -> Result<SourceProxy> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -163,11 +182,18 @@ async fn source_proxy(state: &State, from: &str) -> Result<String> {
         ));
     }
     let value: serde_json::Value = serde_json::from_str(&body).into_diagnostic()?;
-    value
-        .get("proxy")
-        .and_then(|proxy| proxy.as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| miette!("the emulator answered without a proxy address: {body}"))
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(|text| text.as_str())
+            .map(str::to_owned)
+    };
+    let proxy = field("proxy")
+        .ok_or_else(|| miette!("the emulator answered without a proxy address: {body}"))?;
+    Ok(SourceProxy {
+        proxy,
+        caller: field("from"),
+    })
 }
 
 /// An HTTP client whose every request goes through `proxy` and trusts only the emulator's CA.

@@ -1172,6 +1172,76 @@ fn call_exit_code_tells_site_from_emulator() {
 }
 
 #[test]
+fn call_internet_uses_explain_address() {
+    // A rule denies the range of 203.0.113.10, the usual internet sample, and the rest of the
+    // internet is allowed: `internet` must stand for an address of the rest, in `call` as in
+    // `explain`.
+    let (dir, path) = template(&site_with_rules(
+        r#"[{"ipAddress": "203.0.113.0/24", "action": "Deny", "priority": 100, "name": "deny-doc"},
+            {"ipAddress": "0.0.0.0/0", "action": "Allow", "priority": 200, "name": "allow-rest"}]"#,
+    ));
+    let explained = subnetlock(&[
+        "explain",
+        "--from",
+        "internet",
+        "--to",
+        "app",
+        path.to_str().expect("path"),
+    ]);
+    let explanation = stdout(&explained);
+    let explained_caller = explanation
+        .split_whitespace()
+        .next()
+        .expect("explain names the caller first")
+        .to_owned();
+    assert_ne!(explained_caller, "internet:203.0.113.10", "{explanation}");
+    assert!(explanation.contains("allowed"), "{explanation}");
+
+    let state = dir.path().join("state");
+    let _up = start_up(&path, &state, &[]);
+    wait_for(|| state.join("state.json").is_file(), "up to start");
+    let call = |from: &str| {
+        subnetlock(&[
+            "call",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--from",
+            from,
+            "https://app.azurewebsites.net/",
+        ])
+    };
+
+    let internet = call("internet");
+    assert_eq!(internet.status.code(), Some(0), "{}", stderr(&internet));
+    assert!(
+        stdout(&internet).contains("is running"),
+        "{}",
+        stdout(&internet)
+    );
+    assert!(
+        stderr(&internet).contains(&format!("caller `internet` is `{explained_caller}`")),
+        "{}",
+        stderr(&internet)
+    );
+    let decisions: serde_json::Value =
+        serde_json::from_str(&control_get(&state, "/v1/decisions")).expect("decisions JSON");
+    let last = decisions
+        .as_array()
+        .and_then(|records| records.last())
+        .expect("a decision");
+    assert_eq!(last["caller"], explained_caller.as_str(), "{last}");
+    assert_eq!(last["verdict"], "Allow", "{last}");
+
+    // The sample itself is still denied: the rule is in force.
+    let sample = call("internet:203.0.113.10");
+    assert!(
+        stderr(&sample).contains("status 403 Ip Forbidden"),
+        "{}",
+        stderr(&sample)
+    );
+}
+
+#[test]
 fn demo_without_probes_fails() {
     // A site without bound code and no calls between apps leaves nothing to compare.
     let dir = tempfile::tempdir().expect("temp dir");

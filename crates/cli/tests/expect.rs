@@ -663,6 +663,125 @@ fn expect_shows_reading_it_depends_on() {
 }
 
 #[test]
+fn expect_reading_in_every_format() {
+    // The plan's main rule filters on headers, so a plain request from its range is denied
+    // only under the reading that a request without the header does not match. Under that
+    // reading `deny` passes and `allow` fails. The reading changes neither status, and every
+    // format names it.
+    let plan =
+        workspace_root().join("crates/terraform/tests/fixtures/ip_restriction_default_action.json");
+    let plan = plan.to_str().expect("path");
+    let reading = "a request without a filtered header does not match the rule";
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = write_expectations(
+        dir.path(),
+        r#"{"expect": [
+  {"from": "internet", "to": "acctestwa-*", "verdict": "deny"},
+  {"from": "internet", "to": "acctestwa-*", "verdict": "allow"},
+  {"from": "internet:203.0.113.10", "to": "acctestwa-*", "verdict": "deny"}
+]}"#,
+    );
+
+    let human = subnetlock(&["check", plan, "--expect", &file]);
+    assert_eq!(human.status.code(), Some(1), "{}", stderr(&human));
+    let text = stdout(&human);
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|line| line.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line `{prefix}` in {text}"))
+            .to_owned()
+    };
+    assert!(
+        line("PASS       2:3").ends_with(&format!("[depends on a reading: {reading}]")),
+        "{text}"
+    );
+    assert!(
+        line("FAIL       3:3").ends_with(&format!("[depends on a reading: {reading}]")),
+        "{text}"
+    );
+    assert!(
+        !line("PASS       4:3").contains("depends on a reading"),
+        "{text}"
+    );
+    assert!(text.contains("2 passed, 1 failed, 0 not proven"), "{text}");
+
+    let json = subnetlock(&["check", "--format", "json", plan, "--expect", &file]);
+    assert_eq!(json.status.code(), Some(1), "{}", stderr(&json));
+    let document: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    let expectations = document["expectations"].as_array().expect("expectations");
+    let statuses: Vec<&str> = expectations
+        .iter()
+        .map(|expectation| expectation["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(statuses, ["pass", "fail", "pass"]);
+    assert_eq!(
+        expectations[0]["depends_on_readings"],
+        serde_json::json!([reading])
+    );
+    assert_eq!(
+        expectations[1]["depends_on_readings"],
+        serde_json::json!([reading])
+    );
+    assert_eq!(
+        expectations[2]["depends_on_readings"],
+        serde_json::json!([])
+    );
+    let marked: Vec<&str> = expectations[0]["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .filter(|pair| pair["ambiguities"] == serde_json::json!([{"kind": "missing_header"}]))
+        .map(|pair| pair["from"].as_str().expect("from"))
+        .collect();
+    assert_eq!(marked, ["internet:10.10.10.10"]);
+
+    let sarif = subnetlock(&["check", "--format", "sarif", plan, "--expect", &file]);
+    assert_eq!(sarif.status.code(), Some(1), "{}", stderr(&sarif));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&sarif)).expect("sarif");
+    let at_expectation = |rule: &str| -> Vec<(String, String, u64)> {
+        log["runs"][0]["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .filter(|result| result["ruleId"] == rule)
+            .filter_map(|result| {
+                let region = &result["locations"][0]["physicalLocation"]["region"];
+                Some((
+                    result["level"].as_str()?.to_owned(),
+                    result["message"]["text"].as_str()?.to_owned(),
+                    region["startLine"].as_u64()?,
+                ))
+            })
+            .collect()
+    };
+    let passed = at_expectation("SL011");
+    assert_eq!(
+        passed.len(),
+        1,
+        "only the passed expectation on a reading: {passed:?}"
+    );
+    assert_eq!(passed[0].0, "note");
+    assert_eq!(passed[0].2, 2);
+    assert!(
+        passed[0].1.starts_with(&format!(
+            "the expectation of deny for `internet` -> `acctestwa-*` passes only under a reading of ambiguous Azure behaviour: {reading}"
+        )),
+        "{}",
+        passed[0].1
+    );
+    let failed = at_expectation("SL024");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].2, 3);
+    assert!(
+        failed[0]
+            .1
+            .contains(&format!("[depends on a reading: {reading}]")),
+        "{}",
+        failed[0].1
+    );
+}
+
+#[test]
 fn expect_service_tag_callers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let tags = dir.path().join("ServiceTags_Public.json");

@@ -78,6 +78,8 @@ fn similar_hint(similar: &str) -> String {
 impl FromStr for Caller {
     type Err = CallerError;
 
+    /// Parses a caller text. `internet` alone is [`egress::INTERNET_SAMPLE`], because no
+    /// topology is at hand; [`Caller::parse_in`] picks the address for a deployment.
     fn from_str(text: &str) -> Result<Caller, CallerError> {
         let text = text.trim();
         if text.eq_ignore_ascii_case("internet") {
@@ -119,6 +121,18 @@ impl fmt::Display for Caller {
 }
 
 impl Caller {
+    /// Parses `text` as [`FromStr`] does, except that `internet` alone means the address that
+    /// represents the internet at large in `topology`, as `check` and `explain` choose it: not
+    /// [`egress::INTERNET_SAMPLE`] when a rule's range contains that address.
+    pub fn parse_in(text: &str, topology: &Topology) -> Result<Caller, CallerError> {
+        if text.trim().eq_ignore_ascii_case("internet") {
+            return Ok(Caller::Internet(
+                subnetlock_model::internet::unnamed_internet_v4(topology),
+            ));
+        }
+        text.parse()
+    }
+
     /// Checks that the caller names something in the topology, or a tag of `service_tags`
     /// when a service-tag table was loaded.
     pub fn validate(
@@ -283,6 +297,53 @@ mod tests {
         assert_eq!(
             "servicetag:AzureFrontDoor.Backend".parse::<Caller>(),
             Ok(Caller::ServiceTag("AzureFrontDoor.Backend".to_owned()))
+        );
+    }
+
+    #[test]
+    fn parse_in_internet_avoids_named_sample() {
+        // A rule denies the range of the usual sample; the rest of the internet is allowed.
+        let template = serde_json::json!({
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "resources": [
+                { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
+                  "sku": { "name": "S1" } },
+                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app",
+                  "properties": {
+                      "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+                      "siteConfig": {
+                          "ipSecurityRestrictionsDefaultAction": "Allow",
+                          "ipSecurityRestrictions": [{ "ipAddress": "203.0.113.0/24",
+                              "action": "Deny", "priority": 100, "name": "deny-doc" }]
+                      } } }
+            ]
+        });
+        let provider =
+            subnetlock_model::SimulatedProvider::new(subnetlock_model::KeyMode::Placeholder);
+        let deployment = subnetlock_arm::evaluate_str(
+            "internet.json",
+            &template.to_string(),
+            &subnetlock_arm::EvalOptions::default(),
+            &provider,
+        )
+        .expect("template evaluates");
+        let topology = subnetlock_model::build_topology(&deployment).expect("topology");
+
+        let internet = Caller::parse_in(" Internet ", &topology).expect("caller");
+        assert_eq!(
+            internet,
+            Caller::Internet("198.51.100.10".parse().expect("ip"))
+        );
+        // A written address stays as written, even inside the rule's range.
+        assert_eq!(
+            Caller::parse_in("internet:203.0.113.10", &topology),
+            Ok(Caller::Internet(egress::INTERNET_SAMPLE))
+        );
+        // Without rules, `internet` is the sample.
+        assert_eq!(
+            Caller::parse_in("internet", &Topology::default()),
+            Ok(Caller::Internet(egress::INTERNET_SAMPLE))
         );
     }
 

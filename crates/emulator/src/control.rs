@@ -8,8 +8,10 @@
 //! - `GET /v1/findings`: every finding `subnetlock check` reports for the deployment, as the
 //!   `findings` array of `check --format json`;
 //! - `POST /v1/sources` with `{"from": "internet:203.0.113.7"}`: a proxy address whose requests
-//!   carry that caller's source identity. An invalid caller gets 400 with a text body: the
-//!   error on the first line, then `callers in this deployment: ...`;
+//!   carry that caller's source identity, and the caller with its address (`"from"`), which
+//!   for `internet` alone is the address `explain --from internet` uses. An invalid caller
+//!   gets 400 with a text body: the error on the first line, then
+//!   `callers in this deployment: ...`;
 //! - `POST /v1/shutdown`: stops the emulator.
 
 use std::sync::Arc;
@@ -152,7 +154,7 @@ async fn create_source(shared: &Arc<Shared>, body: &Bytes) -> Response<Bytes> {
             "expected a JSON body {\"from\": \"internet:203.0.113.7\"}",
         );
     };
-    let caller: Caller = match from.parse() {
+    let caller = match Caller::parse_in(&from, &shared.topology) {
         Ok(caller) => caller,
         Err(error) => return invalid_caller(shared, &error),
     };

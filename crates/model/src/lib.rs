@@ -10,7 +10,8 @@
 //! It also holds the two pieces of Azure behaviour that both the static checker and the
 //! emulator need: [`SimulatedProvider`], which answers `reference()` and `list*()` the way the
 //! resource providers would (host names, function keys, trigger URLs), and [`egress`], which
-//! decides the source identity a caller's request carries when it reaches a site.
+//! decides the source identity a caller's request carries when it reaches a site. [`internet`]
+//! picks the address that represents the internet at large, which both need as well.
 //!
 //! It does not decide access (that is `subnetlock-access`), report reachability
 //! (`subnetlock-reach`) or run anything (`subnetlock-emulator`).
@@ -18,6 +19,7 @@
 mod build;
 pub mod egress;
 mod findings;
+pub mod internet;
 mod provider;
 mod topology;
 mod validate;

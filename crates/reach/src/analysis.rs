@@ -10,6 +10,7 @@ use subnetlock_access::{
 };
 use subnetlock_arm::Value;
 use subnetlock_model::egress::{self, Egress};
+use subnetlock_model::internet::{replacement_sample, singles_out, unnamed_internet_v4};
 use subnetlock_model::{Finding, FindingCode, Severity, Site, Topology};
 
 /// The kind of caller a row is about.
@@ -382,103 +383,6 @@ const DOCUMENTATION_SAMPLES: [IpAddr; 5] = [
     IpAddr::V6(std::net::Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 1)),
 ];
 
-/// Returns the IPv4 address the matrix uses for the internet callers that no rule names: the
-/// sample, unless a rule's range other than `0.0.0.0/0` contains it.
-pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
-    let ranges: Vec<subnetlock_access::IpNet> = topology
-        .sites
-        .iter()
-        .flat_map(|site| [&site.access.main, &site.access.scm])
-        .flat_map(|list| &list.rules)
-        .filter_map(|rule| match &rule.source {
-            SourceCondition::Ranges(ranges) => Some(ranges.iter().copied()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    replacement_sample(egress::INTERNET_SAMPLE, &ranges).unwrap_or(egress::INTERNET_SAMPLE)
-}
-
-/// Returns the address that stands for the internet callers no rule names in place of
-/// `sample`, when a range narrower than its whole family contains `sample` and some address
-/// of the family is outside every such range.
-fn replacement_sample(sample: IpAddr, ranges: &[subnetlock_access::IpNet]) -> Option<IpAddr> {
-    let singled_out = ranges
-        .iter()
-        .any(|range| singles_out(range) && range.contains(sample));
-    if !singled_out {
-        return None;
-    }
-    unnamed_address(ranges, sample.is_ipv4())
-}
-
-/// Returns whether `range` is narrower than its whole address family, so that it sets some
-/// addresses apart from the rest of the internet.
-fn singles_out(range: &subnetlock_access::IpNet) -> bool {
-    range.prefix > 0
-}
-
-/// Returns an address of the family (IPv4 when `v4`) that none of `ranges` contains, or `None`
-/// when they cover the whole space. Ranges of the whole family (`0.0.0.0/0`, `::/0`) are left
-/// out, because every address gets the same from them. A documentation address comes first;
-/// otherwise the first address of the lowest gap, outside `0.0.0.0/8` ("this network",
-/// RFC 1122) and `::/8`.
-fn unnamed_address(ranges: &[subnetlock_access::IpNet], v4: bool) -> Option<IpAddr> {
-    let ranges: Vec<_> = ranges.iter().copied().filter(singles_out).collect();
-    let ranges = ranges.as_slice();
-    let uncovered = |address: &IpAddr| !ranges.iter().any(|range| range.contains(*address));
-    let documented = [
-        IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 10)),
-        IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10)),
-        IpAddr::V6(std::net::Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0x10)),
-    ];
-    if let Some(address) = documented
-        .into_iter()
-        .find(|address| address.is_ipv4() == v4 && uncovered(address))
-    {
-        return Some(address);
-    }
-
-    // Spans of the family's ranges as numbers, sorted, then the first address after the
-    // reserved block that no span covers.
-    let (bits, first_usable): (u32, u128) = if v4 { (32, 1 << 24) } else { (128, 1 << 120) };
-    let mut spans: Vec<(u128, u128)> = ranges
-        .iter()
-        .filter(|range| range.network.is_ipv4() == v4)
-        .map(|range| {
-            let start = match range.network {
-                IpAddr::V4(address) => u128::from(u32::from(address)),
-                IpAddr::V6(address) => u128::from(address),
-            };
-            let size_bits = bits.saturating_sub(u32::from(range.prefix));
-            let last = start
-                | 1u128
-                    .checked_shl(size_bits)
-                    .map_or(u128::MAX, |size| size - 1);
-            (start, last)
-        })
-        .collect();
-    spans.sort_unstable();
-    let mut candidate = first_usable;
-    for (start, last) in spans {
-        if start > candidate {
-            break;
-        }
-        if last >= candidate {
-            candidate = last.checked_add(1)?;
-        }
-    }
-    let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
-    if candidate > max {
-        return None;
-    }
-    Some(if v4 {
-        IpAddr::V4(std::net::Ipv4Addr::from(u32::try_from(candidate).ok()?))
-    } else {
-        IpAddr::V6(std::net::Ipv6Addr::from(candidate))
-    })
-}
-
 /// Returns an address inside a range: a documentation address that the range contains and no
 /// other range's sample (in `taken`) uses, else the first host address where the range has
 /// one. A first host in `0.0.0.0/8` ("this network", RFC 1122), which no client has, moves to
@@ -839,59 +743,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::net::IpAddr;
 
-    use super::{sample_address, unnamed_address};
-
-    fn nets(ranges: &[&str]) -> Vec<subnetlock_access::IpNet> {
-        ranges
-            .iter()
-            .map(|range| {
-                let (network, prefix) = range.split_once('/').expect("range");
-                subnetlock_access::IpNet::new(
-                    network.parse().expect("network"),
-                    prefix.parse().expect("prefix"),
-                )
-                .expect("valid range")
-            })
-            .collect()
-    }
-
-    #[test]
-    fn unnamed_address_avoids_every_range() {
-        let unnamed = |ranges: &[&str], v4: bool| {
-            unnamed_address(&nets(ranges), v4).map(|address| address.to_string())
-        };
-        assert_eq!(
-            unnamed(&["203.0.113.0/24"], true).as_deref(),
-            Some("198.51.100.10")
-        );
-        assert_eq!(
-            unnamed(&["203.0.113.0/24", "198.51.100.0/24"], true).as_deref(),
-            Some("192.0.2.10")
-        );
-        // Every documentation address is named: the lowest gap after 0.0.0.0/8.
-        assert_eq!(
-            unnamed(
-                &["192.0.0.0/8", "198.0.0.0/8", "203.0.0.0/8", "1.0.0.0/8"],
-                true
-            )
-            .as_deref(),
-            Some("2.0.0.0")
-        );
-        assert_eq!(unnamed(&["0.0.0.0/1", "128.0.0.0/1"], true), None);
-        assert_eq!(
-            unnamed(&["2001:db8::/32"], false).as_deref(),
-            Some("3fff::10")
-        );
-        // A range of the whole family sets no address apart from the rest.
-        assert_eq!(
-            unnamed(&["0.0.0.0/0", "203.0.113.0/24"], true).as_deref(),
-            Some("198.51.100.10")
-        );
-        assert_eq!(
-            unnamed(&["::/0", "2001:db8::/32"], false).as_deref(),
-            Some("3fff::10")
-        );
-    }
+    use super::sample_address;
 
     fn sample(range: &str, taken: &[&str]) -> String {
         let (network, prefix) = range.split_once('/').expect("range");

@@ -7,11 +7,12 @@
 //! ranges contain its address. Addresses contained in the same ranges therefore get the same
 //! verdict from every site, and one address per such set covers every internet caller.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use subnetlock_access::{EngineOptions, IpNet, SourceCondition};
 use subnetlock_model::egress::{INTERNET_SAMPLE, INTERNET_SAMPLE_V6};
+use subnetlock_model::internet::{segments, span, Family};
 use subnetlock_model::Topology;
 
 /// Addresses preferred as a class's sample after the matrix's own, because a reader
@@ -52,41 +53,6 @@ pub fn internet_samples(
     samples
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    fn last(self) -> u128 {
-        match self {
-            Family::V4 => u128::from(u32::MAX),
-            Family::V6 => u128::MAX,
-        }
-    }
-
-    fn address(self, value: u128) -> IpAddr {
-        match self {
-            // Values of the IPv4 family never exceed `u32::MAX`.
-            Family::V4 => IpAddr::V4(Ipv4Addr::from(u32::try_from(value).unwrap_or(u32::MAX))),
-            Family::V6 => IpAddr::V6(Ipv6Addr::from(value)),
-        }
-    }
-
-    fn value(self, address: IpAddr) -> Option<u128> {
-        match (self, address) {
-            (Family::V4, IpAddr::V4(v4)) => Some(u128::from(u32::from(v4))),
-            (Family::V6, IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-                Some(_) => None,
-                None => Some(u128::from(v6)),
-            },
-            (Family::V4, IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(|v4| u128::from(u32::from(v4))),
-            (Family::V6, IpAddr::V4(_)) => None,
-        }
-    }
-}
-
 /// Lists, for each rule of every site's main and scm list, the ranges its source names: IP
 /// ranges, the prefixes of service tags that `--service-tags` resolves, and `XffProxy`
 /// ranges. A rule's index in the result identifies it.
@@ -116,23 +82,6 @@ fn rule_ranges(topology: &Topology, options: &EngineOptions) -> Vec<Vec<IpNet>> 
     owners
 }
 
-/// Returns the first and last address of a range as numbers, with its family.
-fn span(range: &IpNet) -> Option<(u128, u128, Family)> {
-    let net = IpNet::new(range.network, range.prefix)?;
-    let (family, bits) = match net.network {
-        IpAddr::V4(_) => (Family::V4, 32),
-        IpAddr::V6(_) => (Family::V6, 128),
-    };
-    let first = family.value(net.network)?;
-    let host_bits = bits - u32::from(net.prefix.min(bits as u8));
-    let size_minus_one = if host_bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << host_bits) - 1
-    };
-    Some((first, first.saturating_add(size_minus_one), family))
-}
-
 /// Cuts one family's space at every range boundary and returns one address per set of
 /// containing rules. The set of no rule is left out unless `include_unnamed` is set.
 fn classes(
@@ -141,39 +90,14 @@ fn classes(
     matrix: &[IpAddr],
     include_unnamed: bool,
 ) -> Vec<IpAddr> {
-    // Rule owners that start or stop covering the space at each boundary.
-    let mut changes: BTreeMap<u128, Vec<(usize, i32)>> = BTreeMap::new();
-    changes.entry(0).or_default();
-    for &(first, last, owner) in ranges {
-        changes.entry(first).or_default().push((owner, 1));
-        if last < family.last() {
-            changes.entry(last + 1).or_default().push((owner, -1));
-        }
-    }
-
-    let boundaries: Vec<(u128, Vec<(usize, i32)>)> = changes.into_iter().collect();
-    let mut covering: HashMap<usize, i32> = HashMap::new();
     // Best sample per set of owners: (preference, address), lower preference first.
     let mut best: BTreeMap<Vec<usize>, (u8, u128)> = BTreeMap::new();
-    for (index, (start, deltas)) in boundaries.iter().enumerate() {
-        for &(owner, delta) in deltas {
-            let count = covering.entry(owner).or_insert(0);
-            *count += delta;
-            if *count == 0 {
-                covering.remove(&owner);
-            }
-        }
-        let end = boundaries
-            .get(index + 1)
-            .map_or(family.last(), |(next, _)| next - 1);
-        let mut owners: Vec<usize> = covering.keys().copied().collect();
-        owners.sort_unstable();
-        if owners.is_empty() && !include_unnamed {
+    for segment in segments(ranges, family) {
+        if segment.owners.is_empty() && !include_unnamed {
             continue;
         }
-
-        let candidate = sample_in(*start, end, family, matrix);
-        let entry = best.entry(owners).or_insert(candidate);
+        let candidate = sample_in(segment.first, segment.last, family, matrix);
+        let entry = best.entry(segment.owners).or_insert(candidate);
         if candidate.0 < entry.0 {
             *entry = candidate;
         }

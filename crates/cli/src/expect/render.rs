@@ -1,5 +1,5 @@
 //! Expectation results as text, as the `expectations` key of the JSON document, and as SARIF
-//! findings of code SL024 located in the expectations file.
+//! findings of codes SL024 and SL011 located in the expectations file.
 
 use serde_json::json;
 use subnetlock_model::{Finding, FindingCode, Severity};
@@ -74,6 +74,7 @@ pub fn add_to_json(
                         "reachable": row.allowed(),
                         "explanation": describe_row(row),
                         "depends_on_unknown": row.depends_on_unknown,
+                        "ambiguities": row.decision.ambiguities,
                         "status": status.as_str(),
                     })
                 })
@@ -89,6 +90,7 @@ pub fn add_to_json(
                 },
                 "status": outcome.status.as_str(),
                 "explanation": summary(outcome),
+                "depends_on_readings": readings(outcome),
                 "pairs": pairs,
             })
         })
@@ -96,14 +98,19 @@ pub fn add_to_json(
     document["expectations"] = serde_json::Value::Array(expectations);
 }
 
-/// Returns one SL024 finding per expectation that failed or is not proven, located at the
-/// expectation in its file, so that code scanning shows it there.
+/// Returns one SL024 finding per expectation that failed or is not proven, and one SL011
+/// finding per expectation that passes only under a reading of ambiguous Azure behaviour.
+/// Each is located at the expectation in its file, so that code scanning shows it there. The
+/// SL024 message names the readings as well.
 pub fn sarif_findings(outcomes: &[Outcome<'_>]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for outcome in outcomes {
         let expectation = outcome.expectation;
         let (state, help) = match outcome.status {
-            Status::Pass => continue,
+            Status::Pass => {
+                findings.extend(passed_on_reading(outcome));
+                continue;
+            }
             Status::Fail => (
                 "but",
                 "change the template's access restrictions so the path is as expected, or change the expectation when the new path is intended",
@@ -156,8 +163,17 @@ fn summary(outcome: &Outcome<'_>) -> String {
         };
         text.push_str(&format!(" ({same} of {total} pairs {status})"));
     }
-    // A verdict is valid only under the reading subnetlock takes where Azure's documentation
-    // is ambiguous. The matrix marks such rows, so the expectation does too.
+    let readings = readings(outcome);
+    if !readings.is_empty() {
+        text.push_str(&format!(" [depends on a reading: {}]", readings.join("; ")));
+    }
+    text
+}
+
+/// Describes each reading of ambiguous Azure behaviour that a verdict of the outcome's pairs
+/// rests on, once, in the words of SL011. The status counts such a verdict as decided, so
+/// every output names the readings beside it.
+fn readings(outcome: &Outcome<'_>) -> Vec<String> {
     let mut readings: Vec<String> = Vec::new();
     for (row, _) in &outcome.pairs {
         for ambiguity in &row.decision.ambiguities {
@@ -167,10 +183,28 @@ fn summary(outcome: &Outcome<'_>) -> String {
             }
         }
     }
-    if !readings.is_empty() {
-        text.push_str(&format!(" [depends on a reading: {}]", readings.join("; ")));
+    readings
+}
+
+/// Returns an SL011 finding located at a passed expectation whose verdicts rest on a reading
+/// of ambiguous Azure behaviour, or `None` when none does.
+fn passed_on_reading(outcome: &Outcome<'_>) -> Option<Finding> {
+    let readings = readings(outcome);
+    if readings.is_empty() {
+        return None;
     }
-    text
+    let expectation = outcome.expectation;
+    let message = format!(
+        "the expectation of {} for `{}` -> `{}` passes only under a reading of ambiguous Azure behaviour: {}",
+        expectation.verdict.as_str(),
+        expectation.from,
+        expectation.to,
+        readings.join("; ")
+    );
+    let mut finding = Finding::new(FindingCode::SL011, Severity::Info, message)
+        .help("docs/fidelity.md explains the reading subnetlock chose and its source");
+    finding.location = Some(expectation.location.clone());
+    Some(finding)
 }
 
 fn unknown_text(row: &Reachability) -> String {
