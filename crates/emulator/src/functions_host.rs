@@ -34,8 +34,10 @@ use crate::handler_client::{HandlerClient, OutboundRequest, SendError};
 
 mod route;
 mod route_pattern;
+mod validate;
 
 use route::RouteTemplate;
+pub use validate::FunctionError;
 
 /// Version reported to handlers in `X-Azure-Functions-HostVersion` and `User-Agent`.
 pub const HOST_VERSION: &str = "4.x-subnetlock";
@@ -63,7 +65,10 @@ pub struct FunctionApp {
     pub forwarding: bool,
     /// Route prefix without slashes, or empty when the app disables the prefix.
     pub route_prefix: String,
+    /// HTTP functions in the order the host maps their routes: by name, ignoring case.
     pub functions: Vec<FunctionDef>,
+    /// Functions the host loads in error and leaves out, in the same order.
+    pub function_errors: Vec<FunctionError>,
 }
 
 /// One HTTP-triggered function read from `<name>/function.json`.
@@ -308,7 +313,7 @@ pub fn load_function_app(
         }
     };
 
-    let functions = load_functions(root, &route_prefix)?;
+    let (functions, function_errors) = load_functions(root, &route_prefix)?;
 
     Ok(FunctionApp {
         root: root.to_path_buf(),
@@ -318,6 +323,7 @@ pub fn load_function_app(
         forwarding,
         route_prefix,
         functions,
+        function_errors,
     })
 }
 
@@ -380,16 +386,9 @@ impl FunctionsHost {
         normalise_path(&mut request);
 
         let path = request.uri().path();
-        let function = match shared.route(path, request.method()) {
-            RouteResult::Found(function) => function,
-            RouteResult::NotFound => return empty_response(StatusCode::NOT_FOUND),
-            RouteResult::MethodNotAllowed(allowed) => {
-                let mut response = empty_response(StatusCode::METHOD_NOT_ALLOWED);
-                if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
-                    response.headers_mut().insert(header::ALLOW, allow);
-                }
-                return response;
-            }
+        let Some(function) = shared.route(path, request.method()) else {
+            tracing::debug!(site = %shared.site, method = %request.method(), path = %path, "no function route matches");
+            return empty_response(StatusCode::NOT_FOUND);
         };
 
         let def = function.def;
@@ -526,7 +525,13 @@ fn resolve_executable(root: &Path, working_dir: &Path, path: &str) -> PathBuf {
     }
 }
 
-fn load_functions(root: &Path, route_prefix: &str) -> Result<Vec<FunctionDef>, HostError> {
+/// Reads every function folder in the order the host maps routes, returning the functions
+/// and those in error. A route that ASP.NET Core cannot parse fails the whole app, as it stops
+/// the host when the routes are mapped.
+fn load_functions(
+    root: &Path,
+    route_prefix: &str,
+) -> Result<(Vec<FunctionDef>, Vec<FunctionError>), HostError> {
     let read_error = |source| HostError::Read {
         path: root.to_path_buf(),
         source,
@@ -536,34 +541,43 @@ fn load_functions(root: &Path, route_prefix: &str) -> Result<Vec<FunctionDef>, H
     for entry in std::fs::read_dir(root).map_err(read_error)? {
         let entry = entry.map_err(read_error)?;
         let path = entry.path();
-        if path.join("function.json").is_file() {
-            folders.push(path);
+        if !path.join("function.json").is_file() {
+            continue;
         }
-    }
-    folders.sort();
-
-    let mut functions = Vec::new();
-    for folder in folders {
-        let Some(name) = folder.file_name().and_then(|name| name.to_str()) else {
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             continue;
         };
+        folders.push((name.to_string(), path));
+    }
+    folders.sort_by(|(a, _), (b, _)| validate::compare_function_names(a, b));
+
+    let mut functions = Vec::new();
+    let mut errors = Vec::new();
+    for (name, folder) in folders {
         let path = folder.join("function.json");
         let json = read_json(&path)?;
-        if let Some(function) = parse_function(name, &json, &path, route_prefix)? {
-            functions.push(function);
+        let Some(function) = parse_function(&name, &json, &path)? else {
+            continue;
+        };
+        if let Err(error) = validate::validate_http_function(&function, &functions) {
+            tracing::error!(function = %function.name, %error, "function left out: the Functions host loads it in error");
+            errors.push(error);
+            continue;
         }
+        RouteTemplate::parse(
+            &function.name,
+            route_prefix,
+            validate::effective_route(&function),
+        )?;
+        functions.push(function);
     }
-    Ok(functions)
+    Ok((functions, errors))
 }
 
-/// Parses one function.json, returning `None` for disabled or non-HTTP functions. The route
-/// is checked under `route_prefix`, as the host joins the two.
-fn parse_function(
-    name: &str,
-    json: &Value,
-    path: &Path,
-    route_prefix: &str,
-) -> Result<Option<FunctionDef>, HostError> {
+/// Parses one function.json, returning `None` for disabled or non-HTTP functions.
+fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<FunctionDef>, HostError> {
+    // NOTE: the host still maps a disabled function's route and responds to it with 404 (or runs
+    // it for the master key), so it can hide a later function's route; here it has no route.
     if optional_bool(json, "disabled", path)? {
         tracing::debug!(function = name, "skipping disabled function");
         return Ok(None);
@@ -640,7 +654,6 @@ fn parse_function(
     let route = optional_str(trigger, "route", path)?
         .filter(|route| !route.trim().is_empty())
         .map(str::to_string);
-    RouteTemplate::parse(name, route_prefix, route.as_deref().unwrap_or(name))?;
 
     let request_binding = optional_str(trigger, "name", path)?
         .unwrap_or("req")
@@ -667,11 +680,10 @@ fn compile_routes(app: &FunctionApp) -> Result<Vec<CompiledRoute>, HostError> {
     app.functions
         .iter()
         .map(|function| {
-            let route = function.route.as_deref().unwrap_or(&function.name);
+            let route = validate::effective_route(function);
             let template = RouteTemplate::parse(&function.name, &app.route_prefix, route)?;
             Ok(CompiledRoute {
                 def: function.clone(),
-                precedence: template.precedence(),
                 template,
             })
         })
@@ -722,13 +734,24 @@ enum WorkerState {
 struct CompiledRoute {
     def: FunctionDef,
     template: RouteTemplate,
-    /// [`RouteTemplate::precedence`], computed once.
-    precedence: Vec<u8>,
+}
+
+impl CompiledRoute {
+    /// Checks the request method as the route's `HttpMethodRouteConstraint` does: against
+    /// the function's `methods`, ignoring case.
+    fn accepts_method(&self, method: &Method) -> bool {
+        self.def.methods.as_ref().is_none_or(|methods| {
+            methods
+                .iter()
+                .any(|allowed| allowed.as_str().eq_ignore_ascii_case(method.as_str()))
+        })
+    }
 }
 
 struct Shared {
     site: String,
     app: FunctionApp,
+    /// Routes in the order the host registers them, which is `app.functions` order.
     routes: Vec<CompiledRoute>,
     env: Vec<(String, String)>,
     keys: FunctionKeys,
@@ -743,12 +766,6 @@ struct RouteMatch<'a> {
     params: IndexMap<String, String>,
 }
 
-enum RouteResult<'a> {
-    Found(RouteMatch<'a>),
-    NotFound,
-    MethodNotAllowed(Vec<String>),
-}
-
 /// Outcome of one attempt to reach the handler.
 ///
 /// NOTE: a request already sent when the handler exits fails with 502 and is not retried,
@@ -760,7 +777,10 @@ enum Attempt {
 }
 
 impl Shared {
-    fn route(&self, path: &str, method: &Method) -> RouteResult<'_> {
+    /// Finds the function for a request as the host's `RouteCollection` does: the first route,
+    /// in registration order, whose method constraint and template both match. A request that
+    /// matches a route only by path gets no function, so the host responds with 404, not 405.
+    fn route(&self, path: &str, method: &Method) -> Option<RouteMatch<'_>> {
         // Segments borrow from the path unless they hold a percent sign.
         let mut segments: Vec<Cow<'_, str>> = path
             .trim_start_matches('/')
@@ -778,57 +798,18 @@ impl Shared {
             segments.pop();
         }
 
-        // Each template starts with the route prefix, so it matches the whole path.
-        let candidates: Vec<(&[u8], RouteMatch)> = self
-            .routes
+        // Each template starts with the route prefix, so it matches the whole path. The method
+        // is checked first because it costs less than the template.
+        self.routes
             .iter()
-            .filter_map(|route| {
-                route.template.matches(&segments).map(|params| {
-                    (
-                        route.precedence.as_slice(),
-                        RouteMatch {
-                            def: &route.def,
-                            params,
-                        },
-                    )
+            .filter(|route| route.accepts_method(method))
+            .find_map(|route| {
+                let params = route.template.matches(&segments)?;
+                Some(RouteMatch {
+                    def: &route.def,
+                    params,
                 })
             })
-            .collect();
-        if candidates.is_empty() {
-            return RouteResult::NotFound;
-        }
-
-        let accepts_method = |candidate: &RouteMatch| {
-            candidate
-                .def
-                .methods
-                .as_ref()
-                .is_none_or(|methods| methods.contains(method))
-        };
-        if !candidates
-            .iter()
-            .any(|(_, candidate)| accepts_method(candidate))
-        {
-            let mut allowed: Vec<String> = Vec::new();
-            for (_, candidate) in &candidates {
-                for allowed_method in candidate.def.methods.iter().flatten() {
-                    if !allowed.iter().any(|m| m == allowed_method.as_str()) {
-                        allowed.push(allowed_method.to_string());
-                    }
-                }
-            }
-            return RouteResult::MethodNotAllowed(allowed);
-        }
-
-        // The most specific route wins, and among equals the first declared one.
-        match candidates
-            .into_iter()
-            .filter(|(_, candidate)| accepts_method(candidate))
-            .min_by_key(|(precedence, _)| *precedence)
-        {
-            Some((_, found)) => RouteResult::Found(found),
-            None => RouteResult::NotFound,
-        }
     }
 
     /// Checks the key in `x-functions-key` or `code` against the function's `authLevel`.
@@ -2073,7 +2054,7 @@ mod tests {
             {"type": "httpTrigger", "direction": "in", "name": "req"},
             {"type": "http", "direction": "out", "name": "res"}
         ]});
-        let function = parse_function("hello", &json, Path::new("function.json"), "api")
+        let function = parse_function("hello", &json, Path::new("function.json"))
             .expect("parse")
             .expect("http function");
         assert_eq!(function.auth_level, AuthLevel::Function);
@@ -2086,16 +2067,14 @@ mod tests {
     fn parse_function_skips_queue_trigger() {
         let json =
             json!({"bindings": [{"type": "queueTrigger", "direction": "in", "name": "msg"}]});
-        let function =
-            parse_function("q", &json, Path::new("function.json"), "api").expect("parse");
+        let function = parse_function("q", &json, Path::new("function.json")).expect("parse");
         assert_eq!(function, None);
     }
 
     #[test]
     fn parse_function_rejects_auth_level() {
         let json = json!({"bindings": [{"type": "httpTrigger", "authLevel": "system"}]});
-        let error =
-            parse_function("f", &json, Path::new("function.json"), "api").expect_err("invalid");
+        let error = parse_function("f", &json, Path::new("function.json")).expect_err("invalid");
         assert_eq!(
             error.to_string(),
             "invalid `authLevel` in `function.json`: `system` is not anonymous, function or admin"

@@ -11,7 +11,7 @@ use http::{Method, Request, StatusCode};
 use indexmap::IndexMap;
 use serde_json::{json, Value};
 use subnetlock_emulator::functions_host::{
-    load_function_app, AuthLevel, FunctionKeys, FunctionsHost, HostConfig, HostError,
+    load_function_app, AuthLevel, FunctionError, FunctionKeys, FunctionsHost, HostConfig, HostError,
 };
 use tempfile::TempDir;
 
@@ -102,8 +102,10 @@ fn write_app(forwarding: bool) -> TempDir {
         &root.join("secure/function.json"),
         &function_json("function", None, Some("items/{id:int}")),
     );
+    // Not `adminonly`: the host rejects a route starting with `admin`, and a function without
+    // `route` is routed by its name.
     write(
-        &root.join("adminonly/function.json"),
+        &root.join("masteronly/function.json"),
         &function_json("admin", None, None),
     );
     write(
@@ -174,12 +176,13 @@ fn load_reads_functions() {
     let app = load_function_app(dir.path(), None).expect("load");
 
     let names: Vec<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, vec!["adminonly", "die", "hello", "order", "secure"]);
+    assert_eq!(names, vec!["die", "hello", "masteronly", "order", "secure"]);
+    assert!(app.function_errors.is_empty(), "{:?}", app.function_errors);
     assert_eq!(app.route_prefix, "api");
     assert!(app.forwarding);
     assert_eq!(app.executable, Path::new("python3"));
     assert_eq!(app.arguments, vec!["handler.py", "%GREETING%"]);
-    assert_eq!(app.functions[0].auth_level, AuthLevel::Admin);
+    assert_eq!(app.functions[2].auth_level, AuthLevel::Admin);
     assert_eq!(app.functions[3].methods, Some(vec![Method::POST]));
 }
 
@@ -265,16 +268,136 @@ async fn url_longer_than_4096_bytes_is_414() {
 }
 
 #[tokio::test]
-async fn wrong_method_is_405() {
-    let (host, _dir) = start(true).await;
+async fn wrong_method_is_404() {
+    let (host, _dir) = start_with(&[]).await;
 
+    // The method is a constraint of the route, so a path whose functions all reject the
+    // method matches no route at all.
     let response = host.handle(request(Method::DELETE, "/api/hello")).await;
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let allow = response
-        .headers()
-        .get("allow")
-        .and_then(|v| v.to_str().ok());
-    assert_eq!(allow, Some("GET, POST"));
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.headers().get("allow").is_none());
+    assert!(response.body().is_empty());
+
+    // `HttpMethodRouteConstraint` compares methods ignoring case.
+    let lower_case = Method::from_bytes(b"get").expect("method");
+    let function = invoked(&host, lower_case, "/api/hello").await;
+    assert_eq!(function, Ok("/hello".to_string()));
+    host.shutdown().await;
+}
+
+/// An extra anonymous function of the test app: name, `methods` and `route`.
+type ExtraFunction<'a> = (&'a str, Option<&'a [&'a str]>, Option<&'a str>);
+
+/// Writes the test app without forwarding, plus `extra` functions.
+fn write_app_with(extra: &[ExtraFunction<'_>]) -> TempDir {
+    let dir = write_app(false);
+    for (name, methods, route) in extra {
+        write(
+            &dir.path().join(name).join("function.json"),
+            &function_json("anonymous", *methods, *route),
+        );
+    }
+    dir
+}
+
+/// Starts the test app without forwarding, plus `extra` functions.
+async fn start_with(extra: &[ExtraFunction<'_>]) -> (Arc<FunctionsHost>, TempDir) {
+    let dir = write_app_with(extra);
+    let host = FunctionsHost::start(config(dir.path(), Duration::from_secs(20)))
+        .await
+        .expect("start host");
+    (host, dir)
+}
+
+/// Returns the function that the JSON contract invoked, or the status when none was.
+async fn invoked(host: &FunctionsHost, method: Method, uri: &str) -> Result<String, StatusCode> {
+    let response = host.handle(request(method, uri)).await;
+    if response.status() != StatusCode::CREATED {
+        return Err(response.status());
+    }
+    let function = json_body(&response)["function"]
+        .as_str()
+        .map(str::to_string);
+    Ok(function.expect("function in echo"))
+}
+
+#[tokio::test]
+async fn routes_are_tried_in_name_order() {
+    // The host sorts functions by name ignoring case, so `beta` comes before `Zeta` although
+    // `Zeta` sorts first by bytes, and the first route that matches wins even where a later
+    // one is more specific.
+    let (host, _dir) = start_with(&[
+        ("Zeta", None, Some("things/special")),
+        ("beta", None, Some("things/{name}")),
+        ("aaa", Some(&["post"]), Some("hello/{tail?}")),
+    ])
+    .await;
+
+    let cases = [
+        (Method::GET, "/api/things/special", Ok("/beta")),
+        (Method::GET, "/api/things/other", Ok("/beta")),
+        // `aaa` comes before `hello` and takes POST, and its method constraint passes GET on.
+        (Method::POST, "/api/hello", Ok("/aaa")),
+        (Method::GET, "/api/hello", Ok("/hello")),
+        (Method::DELETE, "/api/hello", Err(StatusCode::NOT_FOUND)),
+    ];
+    for (method, uri, expected) in cases {
+        let function = invoked(&host, method.clone(), uri).await;
+        assert_eq!(function, expected.map(str::to_string), "{method} {uri}");
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejected_route_fails_only_its_function() {
+    let dir = write_app_with(&[
+        ("administer", None, None),
+        ("probe", None, Some("/Runtime/health")),
+        // Validated after `hello`, which already takes GET on this route.
+        ("zhello", Some(&["get"]), Some("Hello/")),
+        ("status", None, Some("status")),
+    ]);
+
+    let app = load_function_app(dir.path(), None).expect("load app");
+    let failed: Vec<&FunctionError> = app.function_errors.iter().collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert!(
+        matches!(failed[0], FunctionError::ReservedRoute { function, reserved: "admin", .. } if function == "administer"),
+        "{:?}",
+        failed[0]
+    );
+    assert!(
+        matches!(failed[1], FunctionError::ReservedRoute { function, reserved: "runtime", .. } if function == "probe"),
+        "{:?}",
+        failed[1]
+    );
+    assert!(
+        matches!(failed[2], FunctionError::ConflictingRoute { function, other, .. } if function == "zhello" && other == "hello"),
+        "{:?}",
+        failed[2]
+    );
+    let message = failed[0].to_string();
+    assert!(message.contains("`administer`"), "{message}");
+    assert!(message.contains("`admin`"), "{message}");
+    let names: Vec<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["die", "hello", "masteronly", "order", "secure", "status"]
+    );
+
+    let host = FunctionsHost::start(config(dir.path(), Duration::from_secs(20)))
+        .await
+        .expect("start host");
+    let cases = [
+        ("/api/administer", Err(StatusCode::NOT_FOUND)),
+        ("/api/Runtime/health", Err(StatusCode::NOT_FOUND)),
+        ("/api/hello", Ok("/hello")),
+        ("/api/status", Ok("/status")),
+    ];
+    for (uri, expected) in cases {
+        let function = invoked(&host, Method::GET, uri).await;
+        assert_eq!(function, expected.map(str::to_string), "{uri}");
+    }
     host.shutdown().await;
 }
 
@@ -334,10 +457,13 @@ async fn admin_level_needs_master() {
     let (host, _dir) = start(true).await;
 
     let cases = [
-        ("/api/adminonly?code=host-key-1", StatusCode::UNAUTHORIZED),
-        ("/api/adminonly?code=secure-key-1", StatusCode::UNAUTHORIZED),
-        ("/api/adminonly", StatusCode::UNAUTHORIZED),
-        ("/api/adminonly?code=master-key-1", StatusCode::OK),
+        ("/api/masteronly?code=host-key-1", StatusCode::UNAUTHORIZED),
+        (
+            "/api/masteronly?code=secure-key-1",
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("/api/masteronly", StatusCode::UNAUTHORIZED),
+        ("/api/masteronly?code=master-key-1", StatusCode::OK),
     ];
     for (uri, expected) in cases {
         let response = host.handle(request(Method::GET, uri)).await;

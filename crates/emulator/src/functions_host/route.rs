@@ -117,6 +117,11 @@ impl RouteTemplate {
             .segments
             .iter()
             .position(|segment| matches!(segment, Segment::Parameter(p) if p.catch_all));
+        // Without a catch-all, every request segment needs a template segment, and failing
+        // here avoids the work below for most routes a request is tried against.
+        if catch_all_at.is_none() && path.len() > self.segments.len() {
+            return None;
+        }
         let checked = catch_all_at.map_or(path.len(), |at| (at + 1).min(path.len()));
         if path[..checked].iter().any(|segment| segment.is_empty()) {
             return None;
@@ -162,39 +167,24 @@ impl RouteTemplate {
                 return Some(values);
             }
 
-            let value = match path.get(index) {
-                Some(value) if !value.is_empty() => value.to_string(),
+            let value: &str = match path.get(index) {
+                Some(value) if !value.is_empty() => value,
                 // An optional parameter without a value has no route value, and
                 // `OptionalRouteConstraint` skips its constraints.
                 _ if parameter.optional => continue,
                 // A default is a route value like any other, so the constraints check it:
                 // `{id:int=abc}` never matches a path without `id`.
-                _ => parameter.default.clone()?,
+                _ => parameter.default.as_deref()?,
             };
-            if !parameter.accepts(Some(&value)) {
+            // The value is copied only once its constraints accept it, because most routes
+            // tried for a request do not match.
+            if !parameter.accepts(Some(value)) {
                 return None;
             }
-            values.insert(parameter.name.clone(), value);
+            values.insert(parameter.name.clone(), value.to_string());
         }
 
         (path.len() <= self.segments.len()).then_some(values)
-    }
-
-    /// Sort key where lower is more specific: literals, then complex segments and constrained
-    /// parameters, then plain, optional and catch-all parameters, in the spirit of ASP.NET
-    /// route precedence.
-    pub(super) fn precedence(&self) -> Vec<u8> {
-        self.segments
-            .iter()
-            .map(|segment| match segment {
-                Segment::Literal(_) => 0,
-                Segment::Complex(_) => 1,
-                Segment::Parameter(p) if p.catch_all => 4,
-                Segment::Parameter(p) if p.optional || p.default.is_some() => 3,
-                Segment::Parameter(p) if !p.constraints.is_empty() => 1,
-                Segment::Parameter(_) => 2,
-            })
-            .collect()
     }
 }
 
@@ -530,7 +520,7 @@ impl Constraint {
     }
 
     fn accepts(&self, value: &str) -> bool {
-        let chars = value.chars().count();
+        let chars = || value.chars().count();
         match self {
             Constraint::Int => value.parse::<i64>().is_ok(),
             Constraint::Bool => {
@@ -544,9 +534,9 @@ impl Constraint {
                     || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
                     || chrono::NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S").is_ok()
             }
-            Constraint::MinLength(min) => chars >= *min,
-            Constraint::MaxLength(max) => chars <= *max,
-            Constraint::Length(min, max) => chars >= *min && chars <= *max,
+            Constraint::MinLength(min) => chars() >= *min,
+            Constraint::MaxLength(max) => chars() <= *max,
+            Constraint::Length(min, max) => (*min..=*max).contains(&chars()),
             Constraint::Min(min) => value.parse::<i64>().is_ok_and(|v| v >= *min),
             Constraint::Max(max) => value.parse::<i64>().is_ok_and(|v| v <= *max),
             Constraint::Range(min, max) => {
@@ -922,11 +912,6 @@ mod tests {
     }
 
     #[test]
-    fn precedence_prefers_literal() {
-        assert!(template("items/new").precedence() < template("items/{id}").precedence());
-    }
-
-    #[test]
     fn empty_path_segment_never_matches() {
         let path = |parts: &[&'static str]| -> Vec<Cow<'static, str>> {
             parts.iter().map(|part| Cow::Borrowed(*part)).collect()
@@ -1202,6 +1187,10 @@ mod tests {
             segments("a"),
             segments("a/a.a"),
             segments("\u{e9}.a/x"),
+            // Three- and four-byte characters beside the delimiters, where byte arithmetic in
+            // complex segments could land inside a character.
+            segments("a.\u{20ac}"),
+            segments("\u{1f600}.\u{e9}a.\u{1f600}"),
         ];
         let mut templates = vec![String::new()];
         for _ in 0..5 {
@@ -1222,6 +1211,24 @@ mod tests {
             }
             templates = longer;
         }
+    }
+
+    #[test]
+    fn complex_segment_on_long_path() {
+        // Each literal is one search from the right, so a segment with thousands of `.` costs
+        // one pass per literal, and the leftmost parameter takes the rest.
+        let route = template("f/{a}.{b}.{c}");
+        let segment = format!("p{}", ".q".repeat(2000));
+        let values = route
+            .matches(&segments(&format!("f/{segment}")))
+            .expect("match");
+
+        assert_eq!(values["c"], "q");
+        assert_eq!(values["b"], "q");
+        assert_eq!(values["a"], &segment[..segment.len() - 4]);
+
+        let undotted = format!("f/{}", "p".repeat(4000));
+        assert!(route.matches(&segments(&undotted)).is_none());
     }
 
     #[test]
