@@ -27,13 +27,15 @@ pub struct DecisionRecord {
     pub caller: String,
     pub source: Source,
     pub host: String,
-    /// The site the host name belongs to; `None` when no site serves it.
+    /// The site the host name belongs to; `None` when no site serves it, or when the request
+    /// could not be parsed.
     pub site: Option<String>,
     pub site_kind: Option<SiteKind>,
     pub method: String,
     /// Request path without the query string, which may carry a function key.
     pub path: String,
-    /// Front-end verdict; `None` when no site serves the host.
+    /// Front-end verdict; `None` when no site serves the host, or when the request could not
+    /// be parsed.
     pub verdict: Option<Action>,
     pub reason: Option<Reason>,
     pub ambiguities: Vec<Ambiguity>,

@@ -4,7 +4,8 @@
 //! through `HTTP_PROXY`/`HTTPS_PROXY`. Because the listener belongs to one app, the caller
 //! identity is fixed when the proxy starts and nothing a client sends can change it. The proxy
 //! does not open outbound connections. Every request goes to the [`Handoff`], which decides
-//! how the emulated network responds to it.
+//! how the emulated network responds to it. A request in a CONNECT tunnel that hyper cannot
+//! parse gets hyper's response, and the [`UnparsedHandoff`] receives its destination and status.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -39,6 +40,11 @@ pub type Handoff = Arc<
         + Send
         + Sync,
 >;
+
+/// Callback for a request in a CONNECT tunnel that hyper could not parse and responded to
+/// itself. It receives the tunnel's destination and the status hyper sent (400, 414 or 431).
+/// The [`Handoff`] is not called for such a request.
+pub type UnparsedHandoff = Arc<dyn Fn(EgressContext, u16) + Send + Sync>;
 
 /// URI scheme the client used for the destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +113,7 @@ pub async fn start_egress_proxy(
     caller: String,
     ca: Arc<LocalCa>,
     handoff: Handoff,
+    unparsed_handoff: UnparsedHandoff,
 ) -> std::io::Result<EgressProxy> {
     let listener = TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
@@ -116,6 +123,7 @@ pub async fn start_egress_proxy(
         caller,
         ca,
         handoff,
+        unparsed_handoff,
         shutdown: shutdown_rx,
     });
     tracing::debug!(caller = %shared.caller, %addr, "egress proxy listening");
@@ -148,7 +156,19 @@ struct ProxyShared {
     caller: String,
     ca: Arc<LocalCa>,
     handoff: Handoff,
+    unparsed_handoff: UnparsedHandoff,
     shutdown: watch::Receiver<bool>,
+}
+
+impl ProxyShared {
+    fn context_for(&self, destination: &Destination) -> EgressContext {
+        EgressContext {
+            caller: self.caller.clone(),
+            scheme: destination.scheme,
+            host: destination.host.clone(),
+            port: destination.port,
+        }
+    }
 }
 
 /// A destination parsed from a request target.
@@ -186,6 +206,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<ProxyShared>) {
                 .with_upgrades();
             tokio::select! {
                 result = connection => {
+                    // A request that hyper cannot parse here names no destination, so no
+                    // front end would read it, and the handoffs are not called.
                     if let Err(error) = result {
                         tracing::debug!(
                             caller = %shared.caller,
@@ -338,6 +360,11 @@ async fn serve_tunnel(
     };
 
     if let Err(error) = result {
+        // hyper responds to a request it cannot parse without calling the service, so the
+        // unparsed-request handoff is called here.
+        if let Some(status) = crate::frontend::unparsed_request_status(&error) {
+            (shared.unparsed_handoff)(shared.context_for(&destination), status);
+        }
         tracing::debug!(
             caller = %shared.caller,
             host = %destination.host,
@@ -370,13 +397,7 @@ fn hand_off(
         }
     }
 
-    let context = EgressContext {
-        caller: shared.caller.clone(),
-        scheme: destination.scheme,
-        host: destination.host.clone(),
-        port: destination.port,
-    };
-    let handed_off = (shared.handoff)(outbound, context);
+    let handed_off = (shared.handoff)(outbound, shared.context_for(destination));
     Box::pin(async move {
         let (mut parts, body) = handed_off.await.into_parts();
         parts.headers = strip_hop_by_hop(parts.headers);

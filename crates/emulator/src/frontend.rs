@@ -371,6 +371,25 @@ impl FrontEnd {
         })
     }
 
+    /// Records a request from `caller` that hyper could not parse and responded to with
+    /// `status`.
+    /// `host` is the destination of the egress tunnel the request came through, or empty when
+    /// nothing names it. The record has no site or verdict, as no access check ran.
+    pub(crate) fn record_unparsed_request(
+        &self,
+        caller: &str,
+        source: Source,
+        host: &str,
+        status: u16,
+    ) {
+        let record = DecisionRecord {
+            host: host.to_owned(),
+            status,
+            ..new_record(caller, source)
+        };
+        log_record(&self.decisions, record);
+    }
+
     /// Sends an allowed request on to the site's Functions host or scm site.
     async fn forward(
         &self,
@@ -722,11 +741,7 @@ async fn serve_connection<I>(
         // hyper responds to a request it cannot parse without calling the service, so the
         // record is written here.
         if let Some(status) = unparsed_request_status(&error) {
-            let record = DecisionRecord {
-                status,
-                ..new_record(&caller, source)
-            };
-            log_record(&front_end.decisions, record);
+            front_end.record_unparsed_request(&caller, source, "", status);
         }
         tracing::debug!(%error, %peer, "front-end connection ended with an error");
     }
@@ -734,7 +749,7 @@ async fn serve_connection<I>(
 
 /// Returns the status hyper's HTTP/1 server sends for a request it could not parse (its
 /// `Server::on_error`), or `None` when it sent nothing.
-fn unparsed_request_status(error: &hyper::Error) -> Option<u16> {
+pub(crate) fn unparsed_request_status(error: &hyper::Error) -> Option<u16> {
     if !error.is_parse() || error.is_parse_version_h2() {
         return None;
     }

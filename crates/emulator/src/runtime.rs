@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
-use subnetlock_access::{CompiledSiteAccess, EngineOptions};
+use subnetlock_access::{CompiledSiteAccess, EngineOptions, Source};
 use subnetlock_arm::{EvalOptions, Parameters, Scope, Value};
 use subnetlock_model::{
     build_topology, Finding, KeyMode, ScaleUnit, SimulatedProvider, SiteKeys, Topology,
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use crate::bindings::Bindings;
 use crate::caller::{Caller, CallerError};
 use crate::decisions::{DecisionLog, DecisionRecord};
-use crate::egress::{start_egress_proxy, EgressContext, EgressProxy, Handoff};
+use crate::egress::{start_egress_proxy, EgressContext, EgressProxy, Handoff, UnparsedHandoff};
 use crate::frontend::{self, FrontEnd, RequestBody};
 use crate::functions_host::{load_function_app, FunctionKeys, FunctionsHost, HostConfig};
 use crate::tls::LocalCa;
@@ -369,6 +369,7 @@ impl Emulator {
                 caller.to_string(),
                 ca.clone(),
                 handoff(Arc::downgrade(&shared)),
+                unparsed_handoff(Arc::downgrade(&shared)),
             )
             .await
             .map_err(|source| EmulatorError::Listen {
@@ -603,31 +604,7 @@ pub(crate) fn egress_request(
             "subnetlock: the deployment is still starting",
         ));
     };
-    let topology = &shared.topology;
-    if topology.site_for_host(&context.host).is_none() {
-        return ready(pages::emulator_text(
-            StatusCode::BAD_GATEWAY,
-            format!(
-                "subnetlock egress: `{}` is not a site of this deployment; the emulator sends no traffic outside loopback",
-                context.host
-            ),
-        ));
-    }
-    let caller: Caller = match context.caller.parse() {
-        Ok(caller) => caller,
-        Err(error) => {
-            return ready(pages::emulator_text(
-                StatusCode::BAD_GATEWAY,
-                error.to_string(),
-            ))
-        }
-    };
-    // The destination decides the private-endpoint and App Service Environment paths.
-    let source = match caller.source_to(
-        topology,
-        Some(&context.host),
-        shared.service_tags.as_deref(),
-    ) {
+    let source = match egress_source(shared, &context) {
         Ok(source) => source,
         Err(error) => {
             return ready(pages::emulator_text(
@@ -656,6 +633,65 @@ pub(crate) fn egress_request(
     })
 }
 
+/// Builds the handoff for requests in egress tunnels that hyper could not parse, which records
+/// them as the destination site's front end would.
+fn unparsed_handoff(shared: std::sync::Weak<Shared>) -> UnparsedHandoff {
+    Arc::new(move |context: EgressContext, status: u16| {
+        if let Some(shared) = shared.upgrade() {
+            egress_unparsed_request(&shared, &context, status);
+        }
+    })
+}
+
+/// Records a request in an egress tunnel that hyper could not parse and responded to with
+/// `status`. In Azure no proxy sits between the app and the destination's front end, so
+/// that front end reads the request and records it. A request that [`egress_request`] would
+/// not hand to the front end gets no record.
+fn egress_unparsed_request(shared: &Shared, context: &EgressContext, status: u16) {
+    let Some(front_end) = shared.front_end.get() else {
+        return;
+    };
+    let source = match egress_source(shared, context) {
+        Ok(source) => source,
+        Err(error) => {
+            tracing::debug!(
+                caller = %context.caller,
+                host = %context.host,
+                %error,
+                "unparsed egress request not recorded",
+            );
+            return;
+        }
+    };
+    front_end.record_unparsed_request(&context.caller, source, &context.host, status);
+}
+
+/// The reason a request from an egress proxy does not reach the front end.
+#[derive(Debug, thiserror::Error)]
+enum EgressError {
+    #[error("subnetlock egress: `{0}` is not a site of this deployment; the emulator sends no traffic outside loopback")]
+    NotASite(String),
+    #[error(transparent)]
+    Caller(#[from] CallerError),
+}
+
+/// Returns the source of a request from `context`'s caller as the destination's front end
+/// receives it.
+fn egress_source(shared: &Shared, context: &EgressContext) -> Result<Source, EgressError> {
+    let topology = &shared.topology;
+    if topology.site_for_host(&context.host).is_none() {
+        return Err(EgressError::NotASite(context.host.clone()));
+    }
+    let caller: Caller = context.caller.parse()?;
+    // The destination decides the private-endpoint and App Service Environment paths.
+    let source = caller.source_to(
+        topology,
+        Some(&context.host),
+        shared.service_tags.as_deref(),
+    )?;
+    Ok(source)
+}
+
 pub(crate) async fn source_proxy(
     shared: &Arc<Shared>,
     caller: &Caller,
@@ -671,6 +707,7 @@ pub(crate) async fn source_proxy(
         key.clone(),
         shared.ca.clone(),
         handoff(Arc::downgrade(shared)),
+        unparsed_handoff(Arc::downgrade(shared)),
     )
     .await
     .map_err(|error| CallerError::Syntax(format!("{key}: cannot start its proxy: {error}")))?;

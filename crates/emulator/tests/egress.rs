@@ -2,15 +2,17 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use subnetlock_emulator::egress::{
-    start_egress_proxy, EgressContext, EgressProxy, Handoff, Scheme,
+    start_egress_proxy, EgressContext, EgressProxy, Handoff, Scheme, UnparsedHandoff,
 };
 use subnetlock_emulator::tls::LocalCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,13 +54,33 @@ fn echo_handoff() -> Handoff {
     })
 }
 
+/// Requests in tunnels that hyper could not parse, as the unparsed-request handoff got them.
+type UnparsedCalls = Arc<Mutex<Vec<(EgressContext, u16)>>>;
+
 async fn start(caller: &str) -> (EgressProxy, Arc<LocalCa>) {
+    let (proxy, ca, _) = start_recording_unparsed(caller).await;
+    (proxy, ca)
+}
+
+/// Starts a proxy with the echo handoff and an unparsed-request handoff that collects its calls.
+async fn start_recording_unparsed(caller: &str) -> (EgressProxy, Arc<LocalCa>, UnparsedCalls) {
     let ca = Arc::new(LocalCa::generate().expect("generate"));
     let bind: SocketAddr = "127.0.0.1:0".parse().expect("bind addr");
-    let proxy = start_egress_proxy(bind, caller.to_string(), Arc::clone(&ca), echo_handoff())
-        .await
-        .expect("start proxy");
-    (proxy, ca)
+    let calls = UnparsedCalls::default();
+    let unparsed_handoff: UnparsedHandoff = {
+        let calls = Arc::clone(&calls);
+        Arc::new(move |context, status| calls.lock().unwrap().push((context, status)))
+    };
+    let proxy = start_egress_proxy(
+        bind,
+        caller.to_string(),
+        Arc::clone(&ca),
+        echo_handoff(),
+        unparsed_handoff,
+    )
+    .await
+    .expect("start proxy");
+    (proxy, ca, calls)
 }
 
 fn proxied_client(proxy: &EgressProxy, ca: &LocalCa) -> reqwest::Client {
@@ -213,4 +235,66 @@ async fn shutdown_closes_listener() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn unparsed_request_in_tunnel_is_handed_off() {
+    let (proxy, ca, calls) = start_recording_unparsed("app-a").await;
+    let host = "b.azurewebsites.net";
+
+    for (scheme, port) in [(Scheme::Http, 80), (Scheme::Https, 443)] {
+        for (case, request, status) in common::unparsed_requests(host) {
+            let before = calls.lock().unwrap().len();
+            let tunnel = common::open_tunnel(proxy.addr(), &format!("{host}:{port}")).await;
+            let response = match scheme {
+                Scheme::Http => common::exchange(tunnel, &request).await,
+                Scheme::Https => {
+                    let tls = common::start_tls(tunnel, host, ca.ca_pem()).await;
+                    common::exchange(tls, &request).await
+                }
+            };
+            assert!(
+                response.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{scheme} {case}: {response}"
+            );
+
+            let count = common::wait_for_count(|| calls.lock().unwrap().len(), before + 1).await;
+            assert_eq!(count, before + 1, "{scheme} {case}: calls");
+            let (context, told_status) = calls.lock().unwrap()[before].clone();
+            assert_eq!(context.caller, "app-a", "{scheme} {case}");
+            assert_eq!(context.scheme, scheme, "{scheme} {case}");
+            assert_eq!(context.host, host, "{scheme} {case}");
+            assert_eq!(context.port, port, "{scheme} {case}");
+            assert_eq!(told_status, status, "{scheme} {case}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn unparsed_request_outside_tunnel_not_handed_off() {
+    let (proxy, _ca, calls) = start_recording_unparsed("app-a").await;
+
+    // On the proxy's own connection the request names no destination.
+    let response = raw_exchange(
+        proxy.addr(),
+        "GET http://b.azurewebsites.net/a b HTTP/1.1\r\nHost: b.azurewebsites.net\r\n\r\n",
+    )
+    .await;
+    assert!(
+        response.starts_with("HTTP/1.1 400 "),
+        "response: {response}"
+    );
+
+    // A request in a tunnel afterwards is handed off, and it is the only call.
+    let tunnel = common::open_tunnel(proxy.addr(), "b.azurewebsites.net:80").await;
+    let response = common::exchange(tunnel, b"GET /a b HTTP/1.1\r\nHost: b\r\n\r\n").await;
+    assert!(
+        response.starts_with("HTTP/1.1 400 "),
+        "response: {response}"
+    );
+    common::wait_for_count(|| calls.lock().unwrap().len(), 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let calls = calls.lock().unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0.host, "b.azurewebsites.net");
 }
