@@ -46,7 +46,8 @@ struct Mapping {
 /// A URI prefix and the folder it is mapped to, as [`Artifacts::map`] stored them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ArtifactPrefix {
-    /// The folder URI after parsing, with a path that ends in `/`.
+    /// The folder URI after parsing, with a path that ends in `/`, and its credentials shown
+    /// as [`shown_link`] shows them.
     pub uri: String,
     /// The folder as given.
     pub directory: PathBuf,
@@ -112,7 +113,7 @@ impl Artifacts {
     /// `https://host/ab/t.json`.
     pub fn map(&mut self, prefix: &str, directory: &Path) -> Result<(), ArtifactsError> {
         let invalid = || ArtifactsError::InvalidUri {
-            uri: prefix.to_owned(),
+            uri: shown_link(prefix),
         };
         let mut url = Url::parse(prefix).map_err(|_| invalid())?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -120,7 +121,7 @@ impl Artifacts {
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(ArtifactsError::QueryInPrefix {
-                uri: prefix.to_owned(),
+                uri: shown_link(prefix),
             });
         }
         if !url.path().ends_with('/') {
@@ -172,7 +173,7 @@ impl Artifacts {
         self.mappings
             .iter()
             .map(|mapping| ArtifactPrefix {
-                uri: mapping.prefix.to_string(),
+                uri: shown_link(mapping.prefix.as_str()),
                 directory: mapping.directory.clone(),
             })
             .collect()
@@ -208,22 +209,40 @@ impl Artifacts {
     }
 }
 
-/// Returns `uri` for messages and logs, with its query replaced by `?…`. The query of a linked
+/// Returns `uri` for messages and logs, with its query replaced by `?…`, or its fragment by
+/// `#…` when it has no query, and its user name and password by `…@`. The query of a linked
 /// template's URI is usually a SAS token, a secret that grants read access to the storage
-/// account, and a message may end up in a CI log.
+/// account, and a message may end up in a CI log. A template can just as well put the token
+/// after a `#` or in the user information, so those parts are hidden too.
 pub fn shown_link(uri: &str) -> String {
-    match Url::parse(uri) {
-        Ok(mut url) if url.query().is_some() => {
-            url.set_query(None);
-            url.set_fragment(None);
-            format!("{url}?…")
-        }
-        Ok(_) => uri.to_owned(),
-        Err(_) => match uri.split_once('?') {
-            Some((before, _)) => format!("{before}?…"),
+    let Ok(mut url) = Url::parse(uri) else {
+        return match uri.find(['?', '#']) {
+            Some(index) => format!("{}{}…", &uri[..index], &uri[index..=index]),
             None => uri.to_owned(),
-        },
+        };
+    };
+    let hidden_end = match (url.query(), url.fragment()) {
+        (Some(_), _) => "?…",
+        (None, Some(_)) => "#…",
+        (None, None) => "",
+    };
+    let has_credentials = !url.username().is_empty() || url.password().is_some();
+    if hidden_end.is_empty() && !has_credentials {
+        return uri.to_owned();
     }
+
+    url.set_query(None);
+    url.set_fragment(None);
+    // Only URIs without a host refuse credentials, and those have none to hide.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let mut shown = url.to_string();
+    if has_credentials {
+        let authority = shown.find("://").map_or(0, |index| index + 3);
+        shown.insert_str(authority, "…@");
+    }
+    shown.push_str(hidden_end);
+    shown
 }
 
 /// Returns whether `prefix` and `link` have the same scheme, host and port.
@@ -637,6 +656,38 @@ mod tests {
             shown_link("https://example.com/t.json"),
             "https://example.com/t.json"
         );
+    }
+
+    #[test]
+    fn shown_link_hides_fragment_and_credentials() {
+        // (link, as shown)
+        let cases = [
+            (
+                "https://example.com/t.json#sv=2022-11-02&sig=SECRET",
+                "https://example.com/t.json#…",
+            ),
+            (
+                "https://example.com/t.json#?sig=SECRET",
+                "https://example.com/t.json#…",
+            ),
+            (
+                "https://user:SECRET@example.com/a/t.json",
+                "https://…@example.com/a/t.json",
+            ),
+            (
+                "https://SECRET@example.com/t.json?sig=SECRET",
+                "https://…@example.com/t.json?…",
+            ),
+            ("nested/t.json#sig=SECRET", "nested/t.json#…"),
+            ("nested/t.json?sig=SECRET#part", "nested/t.json?…"),
+            (
+                "https://Example.com/a%7e/t.json",
+                "https://Example.com/a%7e/t.json",
+            ),
+        ];
+        for (link, shown) in cases {
+            assert_eq!(shown_link(link), shown, "{link}");
+        }
     }
 
     #[test]

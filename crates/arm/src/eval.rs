@@ -4,7 +4,7 @@
 //! Resources are declared in `resources.rs` and evaluated in `run.rs`. Expressions are
 //! evaluated in `call.rs`.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -66,8 +66,9 @@ pub struct UnresolvedTemplate {
     /// The `templateLink` value (`uri`, `id` or `relativePath`), possibly unknown.
     pub link: Value,
     /// The URI that was looked up in the artifacts folders and matched no prefix, with its
-    /// query (usually a SAS token) replaced by `?…`. It is `None` when the link is a template
-    /// spec, an unknown value, or a `relativePath` with no URI to combine with.
+    /// query (usually a SAS token) and credentials hidden as [`crate::shown_link`] hides them.
+    /// It is `None` when the link is a template spec, an unknown value, or a `relativePath`
+    /// with no URI to combine with.
     pub looked_up_uri: Option<String>,
     /// The URI prefixes mapped to artifacts folders, none of which covers `looked_up_uri`.
     /// It is empty when no folder was mapped.
@@ -178,6 +179,7 @@ fn evaluate_source(
     let root = source.parse()?;
     let engine = Engine {
         provider,
+        evaluation_depth: Cell::new(0),
         declarations: RefCell::new(HashMap::new()),
         unresolved: RefCell::new(Vec::new()),
         duplicate_keys: RefCell::new(options.parameters.duplicate_keys().to_vec()),
@@ -254,6 +256,10 @@ pub(crate) fn literal_value(node: &Node) -> Value {
 /// State shared by every template of one evaluation.
 pub(crate) struct Engine<'p> {
     pub provider: &'p dyn Provider,
+    /// Number of resources being evaluated, one inside the other, across all templates of the
+    /// deployment. [`crate::run::Run::evaluate`] keeps it below
+    /// [`crate::run::MAX_EVALUATION_DEPTH`].
+    pub evaluation_depth: Cell<usize>,
     declarations: RefCell<Declarations>,
     unresolved: RefCell<Vec<UnresolvedTemplate>>,
     duplicate_keys: RefCell<Vec<DuplicateKey>>,

@@ -25,6 +25,24 @@ use crate::value::{Object, Unknown, UnknownCause, Value};
 // NOTE: Azure's own limit on nesting depth is not known here; this bound is subnetlock's.
 const MAX_NESTING_DEPTH: usize = 16;
 
+/// Maximum length of a chain of resources evaluated one inside the other, across the
+/// templates of a deployment: a resource that reads another with `reference()` evaluates it
+/// first, and so does a deployment whose template reads a resource it depends on. Azure allows "800
+/// resources (including copy count)" in one template ("ARM template best practices",
+/// Microsoft Learn), so a chain within one template is shorter than that. The bound turns a
+/// longer chain into an error instead of exhausting the stack.
+// NOTE: the bound is subnetlock's. It admits a chain through every resource of a full template
+// and a few nested ones, not through 16 nested templates of 800 resources each.
+pub(crate) const MAX_EVALUATION_DEPTH: usize = 4000;
+
+/// Stack that must remain before one more resource of a chain is evaluated. Evaluating one
+/// resource recurses through its expressions, which nest up to 256 levels, and through
+/// nested templates.
+const STACK_RED_ZONE_BYTES: usize = 4 << 20;
+
+/// Size of each stack segment added when the red zone is reached.
+const STACK_SEGMENT_BYTES: usize = 32 << 20;
+
 #[derive(Debug)]
 enum State {
     Pending,
@@ -123,6 +141,29 @@ impl<'a> Run<'a> {
         let Some(decl) = self.decls.get(index) else {
             return Ok(());
         };
+        let depth = &self.engine.evaluation_depth;
+        if depth.get() >= MAX_EVALUATION_DEPTH {
+            return Err(self.chain_too_deep(decl, site));
+        }
+        depth.set(depth.get() + 1);
+        // Each level of the chain recurses through expression evaluation, so a long chain
+        // needs more stack than a thread has: below the red zone, the rest of the chain runs
+        // on a new stack segment.
+        let result = stacker::maybe_grow(STACK_RED_ZONE_BYTES, STACK_SEGMENT_BYTES, || {
+            self.evaluate_declared(index, decl, site)
+        });
+        depth.set(depth.get() - 1);
+        result
+    }
+
+    /// Evaluates the parent resource of `decl`, then `decl` itself unless the parent is
+    /// omitted.
+    fn evaluate_declared(
+        &self,
+        index: usize,
+        decl: &Decl,
+        site: Option<&Site<'_>>,
+    ) -> Result<(), Error> {
         if let Some(parent) = decl.parent {
             self.evaluate(parent, site)?;
             if matches!(self.states.borrow().get(parent), Some(State::Omitted)) {
@@ -164,6 +205,24 @@ impl<'a> Run<'a> {
             .map(|decl| format!("`{}`", decl.display_name()))
             .collect::<Vec<_>>()
             .join(" -> ")
+    }
+
+    /// Returns the error for a chain of resources longer than [`MAX_EVALUATION_DEPTH`],
+    /// located at the call that would go one level deeper, or else at `decl`.
+    fn chain_too_deep(&self, decl: &Decl, site: Option<&Site<'_>>) -> Error {
+        let message = format!(
+            "evaluating `{}` needs a longer chain of resources that each read or wait for the next than subnetlock follows: at most {MAX_EVALUATION_DEPTH}",
+            decl.display_name()
+        );
+        let help = "shorten the chain of `reference()` calls and `dependsOn` entries, for example by reading an earlier resource of a copy loop instead of the previous one".to_owned();
+        match site {
+            Some(site) => site.error(ErrorKind::Template, message, help),
+            None => node_site(&self.tpl.source, &decl.node, &decl.path).error(
+                ErrorKind::Template,
+                message,
+                help,
+            ),
+        }
     }
 
     fn reference_cycle(&self, index: usize, site: Option<&Site<'_>>) -> Error {

@@ -935,3 +935,111 @@ fn inner_scope_reads_parent_resource_by_id() {
         deployment.outputs["racing"]
     );
 }
+
+/// Builds a template whose resource `first` reads `r{length - 1}`, which reads
+/// `r{length - 2}`, and so on down to `r0`: evaluating `first` goes `length + 1` resources deep. Each read is
+/// wrapped in `nesting` calls of `if()`.
+fn reference_chain(length: usize, nesting: usize) -> String {
+    let read = |index: usize| {
+        let mut expression = format!("reference('r{index}').ipAddress");
+        for _ in 0..nesting {
+            expression = format!("if(true(), {expression}, 'x')");
+        }
+        format!("[{expression}]")
+    };
+    let pip = |name: &str, address: &str| {
+        format!(
+            r#"{{"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2023-04-01", "name": "{name}", "properties": {{"ipAddress": "{address}"}}}}"#
+        )
+    };
+    let mut resources = vec![pip("first", &read(length - 1)), pip("r0", "203.0.113.9")];
+    for index in 1..length {
+        resources.push(pip(&format!("r{index}"), &read(index - 1)));
+    }
+    format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [{}],
+  "outputs": {{"first": {{"type": "string", "value": "[reference('first').ipAddress]"}}}}}}"#,
+        resources.join(",\n")
+    )
+}
+
+#[test]
+fn reference_chain_at_depth_limit() {
+    // Evaluation follows a chain of at most 4,000 resources, in a test thread's small stack.
+    let deployment = run(&reference_chain(3999, 0));
+    assert_eq!(deployment.outputs["first"], text("203.0.113.9"));
+
+    let error = run_err(&reference_chain(4000, 0));
+    assert!(matches!(error, Error::Template(_)), "{error:?}");
+    let Error::Template(located) = &error else {
+        unreachable!()
+    };
+    assert_eq!(
+        located.message,
+        "evaluating `r0` needs a longer chain of resources that each read or wait for the next than subnetlock follows: at most 4000"
+    );
+    // The call that would go one resource deeper: `r1` reads `r0`.
+    assert_eq!(
+        located.location.json_path,
+        "$.resources[2].properties.ipAddress"
+    );
+}
+
+#[test]
+fn nested_expressions_in_chain_do_not_overflow() {
+    // Deeply nested expressions make each resource of the chain take more stack, and the
+    // chain still evaluates in a test thread's small stack.
+    let deployment = run(&reference_chain(200, 240));
+    assert_eq!(deployment.outputs["first"], text("203.0.113.9"));
+}
+
+#[test]
+fn parent_reads_by_id_chain_is_bounded() {
+    // Each deployment of a serial loop reads a parent resource by ID, and `first` reads the
+    // last deployment. Resolving the read walks what each deployment waits for, evaluating it
+    // first, so the chain goes through every deployment of the loops.
+    let loops = 6;
+    let mut resources = vec![
+        format!(
+            r#"{{"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2023-04-01", "name": "first", "properties": {{"ipAddress": "[reference('l{}-799').outputs.x.value]"}}}}"#,
+            loops - 1
+        ),
+        r#"{"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2023-04-01", "name": "pip", "properties": {"ipAddress": "203.0.113.9"}}"#.to_owned(),
+        r#"{"type": "Microsoft.Network/publicIPAddresses", "apiVersion": "2023-04-01", "name": "other", "properties": {"ipAddress": "203.0.113.8"}}"#.to_owned(),
+    ];
+    for index in 0..loops {
+        let previous = match index {
+            0 => "'pip'".to_owned(),
+            _ => format!("'l{}-799'", index - 1),
+        };
+        resources.push(format!(
+            r#"{{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "[concat('l{index}-', copyIndex())]",
+  "copy": {{"name": "loop{index}", "count": 800, "mode": "serial", "batchSize": 1}},
+  "dependsOn": ["[if(equals(copyIndex(), 0), {previous}, 'other')]"],
+  "properties": {{"mode": "Incremental", "expressionEvaluationOptions": {{"scope": "inner"}},
+    "template": {{"$schema": "{SCHEMA}", "resources": [],
+      "outputs": {{"x": {{"type": "string", "value": "[reference(resourceId('Microsoft.Network/publicIPAddresses', 'pip'), '2023-04-01').ipAddress]"}}}}}}}}}}"#
+        ));
+    }
+    let template = format!(
+        r#"{{"$schema": "{SCHEMA}", "resources": [{}]}}"#,
+        resources.join(",\n")
+    );
+
+    let error = run_err(&template);
+    let Error::Template(located) = &error else {
+        panic!("{error:?}")
+    };
+    assert!(
+        located
+            .message
+            .contains("needs a longer chain of resources"),
+        "{}",
+        located.message
+    );
+    // `first` and the loops `l5` to `l2` make 3,201 resources, so the 4,001st is in `l1`.
+    assert_eq!(
+        located.location.json_path,
+        "$.resources[4].properties.template.outputs.x.value"
+    );
+}

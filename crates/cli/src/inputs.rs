@@ -230,10 +230,17 @@ fn detect_format(template: &Path) -> Result<InputFormat> {
 fn parse_artifacts(values: &[String]) -> Result<Artifacts> {
     let mut artifacts = Artifacts::default();
     for value in values {
+        // A URI's query may be a SAS token that the user pasted along, and the message may
+        // end up in a CI log.
+        let shown_value = if value.contains("://") {
+            subnetlock_arm::shown_link(value)
+        } else {
+            value.clone()
+        };
         let invalid = |reason: &str, help: &str| {
             miette!(
                 help = help.to_owned(),
-                "invalid --artifacts `{value}`: {reason}"
+                "invalid --artifacts `{shown_value}`: {reason}"
             )
         };
         let mapped = match value.split_once('=') {

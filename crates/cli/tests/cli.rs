@@ -1829,3 +1829,90 @@ fn check_unmapped_link_help_names_prefixes() {
     );
     assert!(!help.contains("pass a local copy"), "{help}");
 }
+
+#[test]
+fn artifacts_flag_errors_hide_sas_token() {
+    let example = example();
+    let example = example.to_str().expect("path");
+    // (value, the message it gets)
+    let cases = [
+        (
+            "https://acct.blob.core.windows.net/c/?sv=2022-11-02&sig=SECRET=examples",
+            "invalid --artifacts `https://acct.blob.core.windows.net/c/?…`: artifacts URI `https://acct.blob.core.windows.net/c/?…` has a query or a fragment",
+        ),
+        (
+            "https://acct.blob.core.windows.net/c/#sig=SECRET=examples",
+            "invalid --artifacts `https://acct.blob.core.windows.net/c/#…`: artifacts URI `https://acct.blob.core.windows.net/c/#…` has a query or a fragment",
+        ),
+        (
+            "ftp://acct.blob.core.windows.net/c/?sig=SECRET=examples",
+            "invalid --artifacts `ftp://acct.blob.core.windows.net/c/?…`: artifacts URI `ftp://acct.blob.core.windows.net/c/?…` is not an absolute `http` or `https` URI",
+        ),
+    ];
+    for (value, expected) in cases {
+        let output = subnetlock(&["check", example, "--artifacts", value]);
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let error = stderr(&output);
+        assert!(!error.contains("SECRET"), "{value}: {error}");
+        assert!(error.contains(expected), "{value}: {error}");
+    }
+}
+
+#[test]
+fn unmapped_link_hides_fragment_and_credentials() {
+    // A token after `#` or in the user information of a link is as secret as a query.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let deployment = |name: &str, uri: &str| {
+        format!(
+            r#"{{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "{name}",
+      "properties": {{"mode": "Incremental", "templateLink": {{"uri": "{uri}"}}}}}}"#
+        )
+    };
+    let template = format!(
+        r#"{{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "parameters": {{"token": {{"type": "string", "defaultValue": "sv=2022-11-02&sig=SECRET"}}}},
+  "resources": [{}, {}]}}"#,
+        deployment(
+            "fragment",
+            "[concat('https://acct.blob.core.windows.net/c/nested/f.json#', parameters('token'))]"
+        ),
+        deployment(
+            "credentials",
+            "https://user:SECRET@acct.blob.core.windows.net/c/nested/u.json"
+        ),
+    );
+    let path = dir.path().join("azuredeploy.json");
+    std::fs::write(&path, template).expect("write template");
+    let folder = dir.path().to_str().expect("path");
+    let artifacts = format!("https://other.example.com/={folder}");
+
+    for format in ["human", "json", "sarif"] {
+        let output = subnetlock(&[
+            "-vv",
+            "check",
+            "--format",
+            format,
+            path.to_str().expect("path"),
+            "--artifacts",
+            &artifacts,
+        ]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert!(!text.contains("SECRET"), "{format}: {text}");
+        assert!(!stderr(&output).contains("SECRET"), "{format}");
+        assert!(
+            text.contains("https://acct.blob.core.windows.net/c/nested/f.json#…"),
+            "{format}: {text}"
+        );
+        assert!(
+            text.contains("https://…@acct.blob.core.windows.net/c/nested/u.json"),
+            "{format}: {text}"
+        );
+        // The example prefix leaves the credentials out, since a prefix matches without them.
+        assert!(
+            text.contains("`--artifacts https://acct.blob.core.windows.net/c/nested/=DIR`"),
+            "{format}: {text}"
+        );
+    }
+}

@@ -140,19 +140,22 @@ fn unresolved_help(unresolved: &UnresolvedTemplate) -> String {
 }
 
 /// Returns the folder of a link for an example prefix: the URI up to and including the last
-/// `/` of its path, without the query and the fragment.
+/// `/` of its path, without the credentials, the query and the fragment.
 fn link_folder(uri: &str) -> String {
     let without_query = uri.split(['?', '#']).next().unwrap_or(uri);
     let path_start = without_query.find("://").map_or(0, |index| index + 3);
-    match without_query[path_start..].rfind('/') {
-        Some(index) => without_query[..path_start + index + 1].to_owned(),
-        None => format!("{without_query}/"),
+    let (scheme, rest) = without_query.split_at(path_start);
+    // A prefix matches without the credentials that `shown_link` hides as `…@`.
+    let rest = rest.strip_prefix("…@").unwrap_or(rest);
+    match rest.rfind('/') {
+        Some(index) => format!("{scheme}{}", &rest[..=index]),
+        None => format!("{scheme}{rest}/"),
     }
 }
 
 /// Describes a `templateLink` for a message: by `uri` or `id` with its value, or the whole
 /// link. A value built from a secure parameter or a Key Vault secret is not shown, and the
-/// query of a `uri` (usually a SAS token) is shown as `?…`.
+/// query of a `uri` (usually a SAS token) is shown as `?…`, as [`shown_link`] shows it.
 fn describe_link(link: &Value) -> String {
     let shown = |value: &Value| match value {
         Value::Unknown(unknown) if unknown.secret => {
