@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::handler_client::{HandlerClient, OutboundRequest, SendError};
 
+mod path_decode;
 mod route;
 mod route_pattern;
 mod validate;
@@ -337,7 +338,7 @@ pub struct FunctionsHost {
 impl FunctionsHost {
     /// Starts the handler and waits until it responds to HTTP.
     pub async fn start(config: HostConfig) -> Result<Arc<FunctionsHost>, HostError> {
-        let routes = compile_routes(&config.app)?;
+        let routes = compile_routes(&config.app, &config.env)?;
         // Connections to the handler are kept alive and reused: opening one per request costs
         // most of the front end's throughput. A restarted handler listens on a new port, so
         // no connection to a dead process is reused.
@@ -404,6 +405,15 @@ impl FunctionsHost {
         if !shared.authorize(def, &request) {
             tracing::debug!(site = %shared.site, function = %def.name, "missing or invalid function key");
             return empty_response(StatusCode::UNAUTHORIZED);
+        }
+
+        // The host's `FunctionInvocationMiddleware` responds to a disabled function with 404
+        // after the key check, unless the key has the admin level, which only the master key has
+        // ("Using any other type of key in the request returns an HTTP 404 response", Microsoft
+        // Learn, "How to disable functions in Azure Functions").
+        if function.disabled && !shared.has_master_key(&request) {
+            tracing::debug!(site = %shared.site, function = %def.name, "function disabled by app setting");
+            return empty_response(StatusCode::NOT_FOUND);
         }
 
         shared.invoke(def, function.params, &request).await
@@ -554,16 +564,21 @@ fn load_functions(
     let mut functions = Vec::new();
     let mut errors = Vec::new();
     for (name, folder) in folders {
-        let path = folder.join("function.json");
-        let json = read_json(&path)?;
-        let Some(function) = parse_function(&name, &json, &path)? else {
-            continue;
+        let checked = read_function(&name, &folder).and_then(|function| match function {
+            Some(function) => {
+                validate::validate_http_function(&function, &functions).map(|()| Some(function))
+            }
+            None => Ok(None),
+        });
+        let function = match checked {
+            Ok(Some(function)) => function,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::error!(function = %name, %error, "function left out: the Functions host loads it in error");
+                errors.push(error);
+                continue;
+            }
         };
-        if let Err(error) = validate::validate_http_function(&function, &functions) {
-            tracing::error!(function = %function.name, %error, "function left out: the Functions host loads it in error");
-            errors.push(error);
-            continue;
-        }
         RouteTemplate::parse(
             &function.name,
             route_prefix,
@@ -574,20 +589,84 @@ fn load_functions(
     Ok((functions, errors))
 }
 
-/// Parses one function.json, returning `None` for disabled or non-HTTP functions.
+/// Reads one function folder in the order `HostFunctionMetadataProvider.ReadFunctionMetadata`
+/// checks it: the folder name, then the JSON, then the bindings. Returns `None` for a function
+/// without an HTTP trigger.
+fn read_function(name: &str, folder: &Path) -> Result<Option<FunctionDef>, FunctionError> {
+    if !validate::is_valid_function_name(name) {
+        return Err(FunctionError::InvalidName {
+            function: name.to_string(),
+        });
+    }
+    let path = folder.join("function.json");
+    let json = read_json(&path).map_err(|error| function_error(name, &path, error))?;
+    parse_function(name, &json, &path).map_err(|error| function_error(name, &path, error))
+}
+
+/// Turns an error from reading or parsing the function's `path` into an error of that function
+/// only.
+fn function_error(name: &str, path: &Path, error: HostError) -> FunctionError {
+    let function = name.to_string();
+    match error {
+        HostError::Read { path, source } => FunctionError::Read {
+            function,
+            path,
+            reason: source.to_string(),
+        },
+        HostError::Json { path, source } => FunctionError::InvalidJson {
+            function,
+            path,
+            reason: source.to_string(),
+        },
+        HostError::InvalidValue {
+            path,
+            field,
+            reason,
+        } => FunctionError::InvalidValue {
+            function,
+            path,
+            field,
+            reason,
+        },
+        // Reading and parsing function.json fail only in the ways above.
+        other => FunctionError::InvalidValue {
+            function,
+            path: path.to_path_buf(),
+            field: "function.json".to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Parses one function.json, returning `None` for a function without an HTTP trigger.
 fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<FunctionDef>, HostError> {
-    // NOTE: the host still maps a disabled function's route and responds to it with 404 (or runs
-    // it for the master key), so it can hide a later function's route; here it has no route.
-    if optional_bool(json, "disabled", path)? {
-        tracing::debug!(function = name, "skipping disabled function");
-        return Ok(None);
+    // The host 2.x and later ignores `disabled` in function.json: a host maintainer states so,
+    // and the 4.x `HostFunctionMetadataProvider` does not read it. Only the app setting
+    // `AzureWebJobs.<name>.Disabled` disables a function, which keeps its route.
+    if json
+        .get("disabled")
+        .is_some_and(|value| !matches!(value, Value::Null | Value::Bool(false)))
+    {
+        tracing::warn!(
+            function = name,
+            "`disabled` in function.json is ignored, as by the Functions host 2.x and later; set the app setting `AzureWebJobs.{name}.Disabled` to `true` instead"
+        );
     }
 
+    // `HostFunctionMetadataProvider.ParseFunctionMetadata`: "At least one binding must be
+    // declared."
     let bindings = match json.get("bindings") {
-        Some(Value::Array(bindings)) => bindings.as_slice(),
-        None => &[],
+        Some(Value::Array(bindings)) if !bindings.is_empty() => bindings.as_slice(),
+        None | Some(Value::Array(_)) => {
+            return Err(invalid(
+                path,
+                "bindings",
+                "at least one binding must be declared",
+            ))
+        }
         Some(_) => return Err(invalid(path, "bindings", "expected an array")),
     };
+    check_bindings(bindings, path)?;
 
     let binding_type = |binding: &Value| {
         binding
@@ -676,18 +755,121 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
     }))
 }
 
-fn compile_routes(app: &FunctionApp) -> Result<Vec<CompiledRoute>, HostError> {
+/// Checks the bindings as `FunctionDescriptorProvider.ValidateFunction` does when the host
+/// creates the function. Each binding is an object with a valid name and a `type`, and a
+/// `$return` binding is an output. No two names are equal ignoring case. Exactly one binding
+/// that is not an output has a type ending in `trigger`, ignoring case.
+fn check_bindings(bindings: &[Value], path: &Path) -> Result<(), HostError> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut triggers = 0;
+    for binding in bindings {
+        let Value::Object(fields) = binding else {
+            return Err(invalid(path, "bindings", "expected an array of objects"));
+        };
+
+        let name = fields.get("name").and_then(Value::as_str);
+        let Some(name) = name.filter(|name| validate::is_valid_binding_name(name)) else {
+            let written_name = fields
+                .get("name")
+                .map_or("(none)".to_string(), Value::to_string);
+            return Err(invalid(
+                path,
+                "bindings.name",
+                &format!(
+                    "{written_name} is not a valid binding name: use an ASCII letter followed by up to 127 ASCII letters or digits, or `$return`"
+                ),
+            ));
+        };
+        let output = fields
+            .get("direction")
+            .and_then(Value::as_str)
+            .is_some_and(|direction| direction.eq_ignore_ascii_case("out"));
+        if name == "$return" && !output {
+            return Err(invalid(
+                path,
+                "bindings.direction",
+                "a `$return` binding must have the direction `out`",
+            ));
+        }
+        let Some(binding_type) = fields.get("type").and_then(Value::as_str) else {
+            return Err(invalid(
+                path,
+                "bindings.type",
+                &format!("binding `{name}` has no `type`"),
+            ));
+        };
+
+        if names.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
+            return Err(invalid(
+                path,
+                "bindings.name",
+                &format!("two bindings are named `{name}`, and binding names must be unique ignoring case"),
+            ));
+        }
+        names.push(name);
+
+        let trigger_suffix = binding_type
+            .len()
+            .checked_sub("trigger".len())
+            .and_then(|start| binding_type.get(start..))
+            .is_some_and(|suffix| suffix.eq_ignore_ascii_case("trigger"));
+        if trigger_suffix && !output {
+            triggers += 1;
+        }
+    }
+
+    match triggers {
+        1 => Ok(()),
+        0 => Err(invalid(
+            path,
+            "bindings",
+            "no trigger binding: a function needs exactly one input binding whose type ends in `Trigger`",
+        )),
+        _ => Err(invalid(
+            path,
+            "bindings",
+            "several trigger bindings: a function can have only one",
+        )),
+    }
+}
+
+/// Parses every function's route, in `app.functions` order, and marks the functions that the
+/// app settings in `env` disable.
+fn compile_routes(
+    app: &FunctionApp,
+    env: &[(String, String)],
+) -> Result<Vec<CompiledRoute>, HostError> {
     app.functions
         .iter()
         .map(|function| {
             let route = validate::effective_route(function);
             let template = RouteTemplate::parse(&function.name, &app.route_prefix, route)?;
+            let disabled = disabled_by_setting(&function.name, env);
+            if disabled {
+                tracing::info!(function = %function.name, "function disabled by app setting: requests to it get 404 unless they carry the master key");
+            }
             Ok(CompiledRoute {
                 def: function.clone(),
                 template,
+                disabled,
             })
         })
         .collect()
+}
+
+/// Returns whether an app setting disables the function, as the WebJobs SDK's
+/// `FunctionIndexer.IsDisabled` decides: `AzureWebJobs.<name>.Disabled` or
+/// `AzureWebJobs_<name>_Disabled` set to `true` or `1`, ignoring case. Setting names ignore case,
+/// as .NET configuration keys do, and a later setting replaces an earlier one of the same name.
+fn disabled_by_setting(name: &str, env: &[(String, String)]) -> bool {
+    let enabled = |setting: String| {
+        env.iter()
+            .rev()
+            .find(|(key, _)| key.eq_ignore_ascii_case(&setting))
+            .is_some_and(|(_, value)| value == "1" || value.eq_ignore_ascii_case("true"))
+    };
+    enabled(format!("AzureWebJobs.{name}.Disabled"))
+        || enabled(format!("AzureWebJobs_{name}_Disabled"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -734,6 +916,9 @@ enum WorkerState {
 struct CompiledRoute {
     def: FunctionDef,
     template: RouteTemplate,
+    /// Set by the app setting `AzureWebJobs.<name>.Disabled`. The host still maps a disabled
+    /// function's route, so it hides later routes that match the same requests.
+    disabled: bool,
 }
 
 impl CompiledRoute {
@@ -763,6 +948,7 @@ struct Shared {
 
 struct RouteMatch<'a> {
     def: &'a FunctionDef,
+    disabled: bool,
     params: IndexMap<String, String>,
 }
 
@@ -781,18 +967,13 @@ impl Shared {
     /// in registration order, whose method constraint and template both match. A request that
     /// matches a route only by path gets no function, so the host responds with 404, not 405.
     fn route(&self, path: &str, method: &Method) -> Option<RouteMatch<'_>> {
-        // Segments borrow from the path unless they hold a percent sign.
+        // Segments borrow from the path unless they hold a percent sign. They are decoded as
+        // Kestrel decodes the path, which keeps `%2F`, so `a%2Fb` is one segment and a route
+        // value gets `a%2Fb`.
         let mut segments: Vec<Cow<'_, str>> = path
             .trim_start_matches('/')
             .split('/')
-            .map(|segment| {
-                // Most segments hold no escape, and a byte search is cheaper than the decoder.
-                if segment.as_bytes().contains(&b'%') {
-                    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
-                } else {
-                    Cow::Borrowed(segment)
-                }
-            })
+            .map(path_decode::decode_segment)
             .collect();
         if segments.last().is_some_and(|segment| segment.is_empty()) {
             segments.pop();
@@ -807,6 +988,7 @@ impl Shared {
                 let params = route.template.matches(&segments)?;
                 Some(RouteMatch {
                     def: &route.def,
+                    disabled: route.disabled,
                     params,
                 })
             })
@@ -818,14 +1000,7 @@ impl Shared {
             return true;
         }
 
-        // A present `x-functions-key` header wins over `code`, even when it is empty, as in
-        // the host's `AuthenticationLevelHandler` (Azure/azure-functions-host).
-        let key = match request.headers().get(&X_FUNCTIONS_KEY) {
-            Some(value) => String::from_utf8_lossy(value.as_bytes()),
-            None => {
-                query_value(request.uri().query().unwrap_or_default(), "code").unwrap_or_default()
-            }
-        };
+        let key = request_key(request);
         if key.is_empty() {
             return false;
         }
@@ -864,6 +1039,12 @@ impl Shared {
             }
         }
         accepted
+    }
+
+    /// Returns whether the request's key is the master key, the only key with the admin level.
+    fn has_master_key(&self, request: &Request<Bytes>) -> bool {
+        let key = request_key(request);
+        !key.is_empty() && constant_time_eq(self.keys.master.as_bytes(), key.as_bytes())
     }
 
     async fn invoke(
@@ -1455,6 +1636,16 @@ const X_HOST_VERSION: HeaderName = HeaderName::from_static("x-azure-functions-ho
 
 /// The header that carries a function key, named once: a `&str` name is parsed on every use.
 const X_FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");
+
+/// Returns the key a request presents, or an empty string. A present `x-functions-key` header
+/// wins over `code`, even when it is empty, as in the host's `AuthenticationLevelHandler`
+/// (Azure/azure-functions-host).
+fn request_key(request: &Request<Bytes>) -> Cow<'_, str> {
+    match request.headers().get(&X_FUNCTIONS_KEY) {
+        Some(value) => String::from_utf8_lossy(value.as_bytes()),
+        None => query_value(request.uri().query().unwrap_or_default(), "code").unwrap_or_default(),
+    }
+}
 
 /// Returns the value of the first query parameter called `name`, ignoring case, decoded as
 /// [`form_decode`] does. ASP.NET Core, which the Functions host runs on, compares query names
@@ -2064,6 +2255,124 @@ mod tests {
     }
 
     #[test]
+    fn parse_function_requires_bindings() {
+        for json in [json!({}), json!({"bindings": []})] {
+            let error =
+                parse_function("f", &json, Path::new("function.json")).expect_err("no bindings");
+            assert_eq!(
+                error.to_string(),
+                "invalid `bindings` in `function.json`: at least one binding must be declared",
+                "{json}"
+            );
+        }
+    }
+
+    #[test]
+    fn check_bindings_cases() {
+        let trigger = json!({"type": "httpTrigger", "direction": "in", "name": "req"});
+        let output = json!({"type": "http", "direction": "out", "name": "res"});
+        let accepted = [
+            vec![trigger.clone()],
+            vec![trigger.clone(), output.clone()],
+            vec![
+                json!({"type": "HTTPTRIGGER", "name": "req"}),
+                json!({"type": "http", "direction": "OUT", "name": "$return"}),
+            ],
+            // An output whose type ends in `Trigger` is not a trigger.
+            vec![
+                trigger.clone(),
+                json!({"type": "fakeTrigger", "direction": "out", "name": "other"}),
+            ],
+        ];
+        for bindings in accepted {
+            let result = check_bindings(&bindings, Path::new("function.json"));
+            assert!(result.is_ok(), "{bindings:?}: {result:?}");
+        }
+
+        let rejected = [
+            (vec![json!("httpTrigger")], "array of objects"),
+            (
+                vec![json!({"type": "httpTrigger"})],
+                "(none) is not a valid binding name",
+            ),
+            (
+                vec![json!({"type": "httpTrigger", "name": "my-req"})],
+                "\"my-req\" is not a valid binding name",
+            ),
+            (
+                vec![trigger.clone(), json!({"type": "http", "name": "$return"})],
+                "direction `out`",
+            ),
+            (vec![json!({"name": "req"})], "binding `req` has no `type`"),
+            (
+                vec![
+                    trigger.clone(),
+                    json!({"type": "http", "direction": "out", "name": "REQ"}),
+                ],
+                "two bindings are named `REQ`",
+            ),
+            (vec![output.clone()], "no trigger binding"),
+            (
+                vec![
+                    trigger.clone(),
+                    json!({"type": "queueTrigger", "name": "msg"}),
+                ],
+                "several trigger bindings",
+            ),
+        ];
+        for (bindings, expected) in rejected {
+            let error = check_bindings(&bindings, Path::new("function.json"))
+                .expect_err("invalid bindings")
+                .to_string();
+            assert!(error.contains(expected), "{bindings:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn parse_function_ignores_disabled() {
+        let json = json!({"disabled": true, "bindings": [{"type": "httpTrigger", "name": "req"}]});
+        let function = parse_function("f", &json, Path::new("function.json")).expect("parse");
+        assert!(function.is_some());
+    }
+
+    #[test]
+    fn disabled_by_setting_cases() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect()
+        };
+        let disabled = [
+            env(&[("AzureWebJobs.hello.Disabled", "true")]),
+            env(&[("azurewebjobs.HELLO.disabled", "TRUE")]),
+            env(&[("AzureWebJobs_hello_Disabled", "1")]),
+            env(&[
+                ("AzureWebJobs.hello.Disabled", "false"),
+                ("AzureWebJobs.hello.Disabled", "True"),
+            ]),
+        ];
+        for settings in disabled {
+            assert!(disabled_by_setting("hello", &settings), "{settings:?}");
+        }
+
+        let enabled = [
+            env(&[]),
+            env(&[("AzureWebJobs.hello.Disabled", "yes")]),
+            env(&[("AzureWebJobs.hello.Disabled", "0")]),
+            env(&[("AzureWebJobs.hello2.Disabled", "true")]),
+            env(&[("AzureWebJobs:hello:Disabled", "true")]),
+            env(&[
+                ("AzureWebJobs.hello.Disabled", "true"),
+                ("AzureWebJobs.hello.Disabled", "false"),
+            ]),
+        ];
+        for settings in enabled {
+            assert!(!disabled_by_setting("hello", &settings), "{settings:?}");
+        }
+    }
+
+    #[test]
     fn parse_function_skips_queue_trigger() {
         let json =
             json!({"bindings": [{"type": "queueTrigger", "direction": "in", "name": "msg"}]});
@@ -2073,7 +2382,8 @@ mod tests {
 
     #[test]
     fn parse_function_rejects_auth_level() {
-        let json = json!({"bindings": [{"type": "httpTrigger", "authLevel": "system"}]});
+        let json =
+            json!({"bindings": [{"type": "httpTrigger", "name": "req", "authLevel": "system"}]});
         let error = parse_function("f", &json, Path::new("function.json")).expect_err("invalid");
         assert_eq!(
             error.to_string(),

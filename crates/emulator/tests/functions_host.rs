@@ -684,3 +684,199 @@ async fn default_value_is_checked_by_constraints() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn invalid_function_fails_only_itself() {
+    let dir = write_app(false);
+    let root = dir.path();
+    write(&root.join("badjson/function.json"), "{\"bindings\": [");
+    write(
+        &root.join("badlevel/function.json"),
+        &function_json("superuser", None, None),
+    );
+    write(
+        &root.join("nobindings/function.json"),
+        r#"{"bindings": []}"#,
+    );
+    write(
+        &root.join("dashed/function.json"),
+        &function_json("anonymous", None, None).replace("\"req\"", "\"my-req\""),
+    );
+    write(
+        &root.join("1st/function.json"),
+        &function_json("anonymous", None, None),
+    );
+    write(
+        &root.join("Host/function.json"),
+        &function_json("anonymous", None, None),
+    );
+    write(
+        &root.join("my.func/function.json"),
+        &function_json("anonymous", None, None),
+    );
+
+    let app = load_function_app(root, None).expect("load app");
+    let names: Vec<&str> = app.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["die", "hello", "masteronly", "order", "secure"]);
+
+    // Errors come in name order, ignoring case: digits sort before letters.
+    let failed: Vec<&FunctionError> = app.function_errors.iter().collect();
+    assert_eq!(failed.len(), 7, "{failed:?}");
+    assert!(
+        matches!(failed[0], FunctionError::InvalidName { function } if function == "1st"),
+        "{:?}",
+        failed[0]
+    );
+    assert!(
+        matches!(failed[1], FunctionError::InvalidJson { function, .. } if function == "badjson"),
+        "{:?}",
+        failed[1]
+    );
+    assert!(
+        matches!(failed[2], FunctionError::InvalidValue { function, field, .. } if function == "badlevel" && field == "authLevel"),
+        "{:?}",
+        failed[2]
+    );
+    assert!(
+        matches!(failed[3], FunctionError::InvalidValue { function, field, .. } if function == "dashed" && field == "bindings.name"),
+        "{:?}",
+        failed[3]
+    );
+    assert!(
+        matches!(failed[4], FunctionError::InvalidName { function } if function == "Host"),
+        "{:?}",
+        failed[4]
+    );
+    assert!(
+        matches!(failed[5], FunctionError::InvalidName { function } if function == "my.func"),
+        "{:?}",
+        failed[5]
+    );
+    assert!(
+        matches!(failed[6], FunctionError::InvalidValue { function, field, .. } if function == "nobindings" && field == "bindings"),
+        "{:?}",
+        failed[6]
+    );
+
+    let message = failed[1].to_string();
+    assert!(message.contains("`badjson`"), "{message}");
+    assert!(message.contains("function.json"), "{message}");
+    assert!(message.contains("line 1"), "{message}");
+    let message = failed[2].to_string();
+    assert!(message.contains("`badlevel`"), "{message}");
+    assert!(message.contains("`superuser`"), "{message}");
+
+    let host = FunctionsHost::start(config(root, Duration::from_secs(20)))
+        .await
+        .expect("start host");
+    let cases = [
+        ("/api/hello", Ok("/hello")),
+        ("/api/badjson", Err(StatusCode::NOT_FOUND)),
+        ("/api/badlevel", Err(StatusCode::NOT_FOUND)),
+        ("/api/1st", Err(StatusCode::NOT_FOUND)),
+        ("/api/dashed", Err(StatusCode::NOT_FOUND)),
+        ("/api/Host", Err(StatusCode::NOT_FOUND)),
+    ];
+    for (uri, expected) in cases {
+        let function = invoked(&host, Method::GET, uri).await;
+        assert_eq!(function, expected.map(str::to_string), "{uri}");
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn disabled_function_keeps_its_route() {
+    let dir = write_app_with(&[
+        ("aaa", None, Some("things/{name}")),
+        ("bbb", None, Some("things/special")),
+    ]);
+    // The host 2.x and later ignores `disabled` in function.json.
+    write(
+        &dir.path().join("ignored/function.json"),
+        &json!({"disabled": true, "bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
+            {"type": "http", "direction": "out", "name": "res"}
+        ]})
+        .to_string(),
+    );
+    let mut config = config(dir.path(), Duration::from_secs(20));
+    config
+        .env
+        .push(("AzureWebJobs.aaa.Disabled".to_string(), "true".to_string()));
+    config
+        .env
+        .push(("AzureWebJobs_secure_Disabled".to_string(), "1".to_string()));
+    let host = FunctionsHost::start(config).await.expect("start host");
+
+    let cases = [
+        // `aaa` comes first in name order, so its route hides `bbb` even while disabled.
+        ("/api/things/special", Err(StatusCode::NOT_FOUND)),
+        ("/api/things/other", Err(StatusCode::NOT_FOUND)),
+        (
+            "/api/things/special?code=host-key-1",
+            Err(StatusCode::NOT_FOUND),
+        ),
+        ("/api/things/special?code=master-key-1", Ok("/aaa")),
+        // The key is checked before the disabled state.
+        ("/api/items/5", Err(StatusCode::UNAUTHORIZED)),
+        ("/api/items/5?code=secure-key-1", Err(StatusCode::NOT_FOUND)),
+        ("/api/items/5?code=master-key-1", Ok("/secure")),
+        ("/api/ignored", Ok("/ignored")),
+        ("/api/hello", Ok("/hello")),
+    ];
+    for (uri, expected) in cases {
+        let function = invoked(&host, Method::GET, uri).await;
+        assert_eq!(function, expected.map(str::to_string), "{uri}");
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn encoded_slash_stays_in_route_value() {
+    let (host, _dir) = start_with(&[
+        ("files", None, Some("files/{name}")),
+        ("tree", None, Some("tree/{*rest}")),
+    ])
+    .await;
+
+    // Kestrel decodes the path except `%2F`, and routing does not decode route values.
+    let cases = [
+        ("/api/files/a%2Fb", Some(json!({"name": "a%2Fb"}))),
+        ("/api/files/a%2fb", Some(json!({"name": "a%2fb"}))),
+        ("/api/files/a%20b", Some(json!({"name": "a b"}))),
+        ("/api/files/a%252Fb", Some(json!({"name": "a%2Fb"}))),
+        ("/api/files/%FFx", Some(json!({"name": "%FFx"}))),
+        ("/api/files/a/b", None),
+        ("/api/tree/x/a%2Fb", Some(json!({"rest": "x/a%2Fb"}))),
+    ];
+    for (uri, expected) in cases {
+        let response = host.handle(request(Method::GET, uri)).await;
+        match expected {
+            Some(params) => {
+                assert_eq!(response.status(), StatusCode::CREATED, "{uri}");
+                assert_eq!(json_body(&response)["params"], params, "{uri}");
+            }
+            None => assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}"),
+        }
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn encoded_slash_reaches_forwarding_handler() {
+    let dir = write_app(true);
+    write(
+        &dir.path().join("files/function.json"),
+        &function_json("anonymous", None, Some("files/{name}")),
+    );
+    let host = FunctionsHost::start(config(dir.path(), Duration::from_secs(20)))
+        .await
+        .expect("start host");
+
+    let response = host
+        .handle(request(Method::GET, "/api/files/a%2Fb?x=1"))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_body(&response)["path"], "/api/files/a%2Fb?x=1");
+    host.shutdown().await;
+}

@@ -1,5 +1,12 @@
-//! Checks the Functions host makes on each HTTP function before it maps the routes, and the
-//! order in which it maps them.
+//! Checks the Functions host makes on each function before it maps the routes, and the order in
+//! which it maps them.
+//!
+//! The host 4.x reads each folder with a `function.json` on its own
+//! (`HostFunctionMetadataProvider.ReadFunctionMetadata`). It records an invalid folder name,
+//! JSON that does not parse, or a `function.json` without bindings as an error of that
+//! function, and goes on with the next folder. An invalid binding, such as an unknown
+//! `authLevel`, fails when the host creates the function's descriptor, and
+//! `ScriptHost.GetFunctionDescriptorsAsync` also records that as a function error.
 //!
 //! The host 4.x orders function metadata by name (`FunctionMetadataManager.LoadFunctionMetadata`
 //! sorts with `StringComparer.OrdinalIgnoreCase`) and validates each function in that order
@@ -9,6 +16,7 @@
 //! `RouteCollection` tries them in that order, so the first match wins.
 
 use std::cmp::Ordering;
+use std::path::PathBuf;
 
 use super::FunctionDef;
 
@@ -17,10 +25,51 @@ use super::FunctionDef;
 /// and `runtimes/x` are rejected too.
 const RESERVED_ROUTE_PREFIXES: [&str; 2] = ["admin", "runtime"];
 
-/// An HTTP function the Functions host loads in error: it is left out, and the other functions
-/// still run.
+/// Maximum length of a function name that `Utility.IsValidFunctionName` accepts: a letter and
+/// 127 more characters.
+const MAX_FUNCTION_NAME_CHARS: usize = 128;
+
+/// Maximum length of a binding name that `Utility.ValidateBinding` accepts, `$return` aside.
+const MAX_BINDING_NAME_CHARS: usize = 128;
+
+/// A function the Functions host loads in error: it is left out, and the other functions still
+/// run.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, miette::Diagnostic)]
 pub enum FunctionError {
+    #[error("function `{function}` is in error and gets no route: `{function}` is not a valid function name")]
+    #[diagnostic(help(
+        "rename the folder: a function name is an ASCII letter followed by up to 127 ASCII \
+         letters, digits, `_` or `-`, and `host` is reserved"
+    ))]
+    InvalidName { function: String },
+
+    #[error("function `{function}` is in error and gets no route: failed to read `{}`: {reason}", path.display())]
+    #[diagnostic(help("check that the function folder and its function.json are readable"))]
+    Read {
+        function: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("function `{function}` is in error and gets no route: invalid JSON in `{}`: {reason}", path.display())]
+    #[diagnostic(help("fix the JSON syntax at the reported line and column"))]
+    InvalidJson {
+        function: String,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error("function `{function}` is in error and gets no route: invalid `{field}` in `{}`: {reason}", path.display())]
+    #[diagnostic(help(
+        "see https://learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger for the fields of an HTTP trigger"
+    ))]
+    InvalidValue {
+        function: String,
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+
     #[error(
         "function `{function}` is in error and gets no route: its route `{route}` starts with \
          `{reserved}`, which the Functions host reserves for its built-in routes"
@@ -50,12 +99,43 @@ pub enum FunctionError {
     },
 }
 
+/// Returns whether `name` is a valid function name, as `Utility.IsValidFunctionName` in the
+/// Functions host decides with `^[a-z][a-z0-9_\-]{0,127}$(?<!^host$)`, ignoring case.
+///
+/// NOTE: .NET 7 and later also match `K` (U+212A, Kelvin sign) and `ſ` (U+017F) to `[a-z]`
+/// when they ignore case, so the host may accept names with them, which this rejects.
+pub(super) fn is_valid_function_name(name: &str) -> bool {
+    // .NET's `$` also matches before a final `\n`, so the host accepts one trailing newline.
+    let name = name.strip_suffix('\n').unwrap_or(name);
+
+    let mut chars = name.chars();
+    let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_valid = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    starts_with_letter
+        && rest_valid
+        && name.len() <= MAX_FUNCTION_NAME_CHARS
+        && !name.eq_ignore_ascii_case("host")
+}
+
+/// Returns whether `name` is a valid binding name, as `Utility.ValidateBinding` in the Functions
+/// host decides with `^([a-zA-Z][a-zA-Z0-9]{0,127}|\$return)$`, which does not ignore case.
+pub(super) fn is_valid_binding_name(name: &str) -> bool {
+    // As for function names, .NET's `$` also matches before a final `\n`.
+    let name = name.strip_suffix('\n').unwrap_or(name);
+    if name == "$return" {
+        return true;
+    }
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric())
+        && name.len() <= MAX_BINDING_NAME_CHARS
+}
+
 /// Orders function names as .NET's `StringComparer.OrdinalIgnoreCase` does for ASCII: both
 /// names upper-cased, then compared byte by byte, so `_` sorts after the letters.
 ///
-/// NOTE: names outside ASCII are compared by their bytes after ASCII upper-casing. The host
-/// rejects such names (`Utility.IsValidFunctionName` wants an ASCII letter, then up to 127
-/// ASCII letters, digits, `_` or `-`), and the emulator does not check names.
+/// Names outside ASCII are compared by their bytes after ASCII upper-casing. They only order
+/// function errors, because [`is_valid_function_name`] rejects them.
 pub(super) fn compare_function_names(a: &str, b: &str) -> Ordering {
     let upper_a = a.bytes().map(|byte| byte.to_ascii_uppercase());
     let upper_b = b.bytes().map(|byte| byte.to_ascii_uppercase());
@@ -173,6 +253,64 @@ mod tests {
             names,
             vec!["a-b", "A1", "ab", "alpha", "a_b", "beta", "Zeta"]
         );
+    }
+
+    #[test]
+    fn function_name_cases() {
+        let long = format!("a{}", "b".repeat(MAX_FUNCTION_NAME_CHARS - 1));
+        let valid = [
+            "a",
+            "Hello",
+            "get-items_2",
+            "hosts",
+            "myhost",
+            long.as_str(),
+            "trailing\n",
+        ];
+        for name in valid {
+            assert!(is_valid_function_name(name), "{name:?}");
+        }
+
+        let too_long = format!("{long}c");
+        let invalid = [
+            "",
+            "host",
+            "HOST",
+            "host\n",
+            "1st",
+            "_private",
+            "-dash",
+            "my.func",
+            "my func",
+            "caf\u{e9}",
+            "two\n\n",
+            too_long.as_str(),
+        ];
+        for name in invalid {
+            assert!(!is_valid_function_name(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn binding_name_cases() {
+        let long = format!("a{}", "1".repeat(MAX_BINDING_NAME_CHARS - 1));
+        for name in ["req", "Res2", "$return", long.as_str(), "req\n"] {
+            assert!(is_valid_binding_name(name), "{name:?}");
+        }
+
+        let too_long = format!("{long}x");
+        let invalid = [
+            "",
+            "my-req",
+            "my_req",
+            "2req",
+            "$Return",
+            "$return2",
+            too_long.as_str(),
+        ];
+        for name in invalid {
+            assert!(!is_valid_binding_name(name), "{name:?}");
+        }
     }
 
     #[test]
