@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
 # Counts the user-space instructions the front end (`subnetlock up`) executes per request,
 # under valgrind's callgrind, while wrk sends function B's request through it on loopback.
+# With `floor` as the second argument it counts the floor proxy of bench/frontend.sh
+# (crates/emulator/examples/floor_proxy.rs) instead, the least a tokio proxy in front of the
+# same handler executes.
 # Instruction counts do not depend on what else the machine is doing, so this number compares
 # two commits where requests per second (bench/frontend.sh) vary from run to run. Kernel time
 # is not counted.
-# Usage: bench/frontend-instructions.sh [seconds of load, default 10]
+# Usage: bench/frontend-instructions.sh [seconds of load, default 10] [frontend|floor, default frontend]
 # Needs valgrind, wrk, python3 and curl; installs valgrind and wrk with apt-get when missing.
 set -euo pipefail
 
 duration=${1:-10}
+target=${2:-frontend}
 workspace=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d)
 up_pid=""
+handler_pid=""
 cleanup() {
     if [ -n "$up_pid" ]; then kill "$up_pid" 2>/dev/null || true; fi
+    if [ -n "$handler_pid" ]; then kill "$handler_pid" 2>/dev/null || true; fi
     wait 2>/dev/null || true
     rm -rf "$work"
 }
@@ -27,14 +33,41 @@ cd "$workspace"
 cargo build --release --quiet -p subnetlock -p subnetlock-functions
 
 port=$(free_port)
-RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
-    --callgrind-out-file="$work/callgrind.out" \
-    target/release/subnetlock up bench/frontend --no-build --http-port "$port" \
-    --state-dir "$work/state" >"$work/up.log" 2>&1 &
-up_pid=$!
-# Under callgrind the start is slow, so first_site_of waits up to 2 minutes.
-read -r host key < <(first_site_of "$work/state")
-url="http://127.0.0.1:$port/api/function-b?code=$key"
+case $target in
+    frontend)
+        RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+            --callgrind-out-file="$work/callgrind.out" \
+            target/release/subnetlock up bench/frontend --no-build --http-port "$port" \
+            --state-dir "$work/state" >"$work/up.log" 2>&1 &
+        up_pid=$!
+        # Under callgrind the start is slow, so first_site_of waits up to 2 minutes.
+        read -r host key < <(first_site_of "$work/state")
+        url="http://127.0.0.1:$port/api/function-b?code=$key"
+        ;;
+    floor)
+        cargo build --release --quiet -p subnetlock-emulator --example floor_proxy
+        handler_port=$(free_port)
+        FUNCTIONS_CUSTOMHANDLER_PORT=$handler_port RUST_LOG=warn target/release/function-app-b \
+            2>"$work/handler.log" &
+        handler_pid=$!
+        valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+            --callgrind-out-file="$work/callgrind.out" \
+            target/release/examples/floor_proxy "127.0.0.1:$port" "$handler_port" \
+            >"$work/up.log" 2>&1 &
+        up_pid=$!
+        host="function-app-b.azurewebsites.net"
+        url="http://127.0.0.1:$port/api/function-b"
+        # Under callgrind the start is slow, so this waits up to 2 minutes for a response.
+        for _ in $(seq 1 1200); do
+            if curl -s -o /dev/null "$url"; then break; fi
+            sleep 0.1
+        done
+        ;;
+    *)
+        echo "unknown target '$target': expected frontend or floor" >&2
+        exit 2
+        ;;
+esac
 
 # Warm up (connections, pools, lazily built state), then count only the measured window:
 # zero the counters, load, and dump.

@@ -116,17 +116,36 @@ cpu_ticks() {
     echo "$total"
 }
 
+# Idle and total CPU time of the whole machine so far, in clock ticks: "idle total".
+machine_ticks() {
+    awk '$1 == "cpu" {idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i; print idle, total}' /proc/stat
+}
+
+# Context switches (voluntary and involuntary) of every thread of the given processes so far.
+context_switches() {
+    local total=0 pid
+    for pid in "$@"; do
+        total=$((total + $(cat /proc/"$pid"/task/*/status | awk '/ctxt_switches/ {sum += $2} END {print sum + 0}')))
+    done
+    echo "$total"
+}
+
 # Runs wrk against a URL and prints one table row. The CPU columns are microseconds of CPU
 # per request used by the proxy under test (PROXY_PIDS) and by the handler behind it
 # (HANDLER_PID).
 run() {
     local name=$1; shift
-    local proxy_before handler_before output
+    local proxy_before handler_before switches_before machine_before output
     proxy_before=$(cpu_ticks ${PROXY_PIDS:-})
     handler_before=$(cpu_ticks "$HANDLER_PID")
+    switches_before=$(context_switches ${PROXY_PIDS:-} "$HANDLER_PID")
+    machine_before=$(machine_ticks)
     output=$(wrk -t2 -c"$connections" -d"${duration}s" --latency "$@")
+    local machine_after
+    machine_after=$(machine_ticks)
     local proxy_ticks=$(( $(cpu_ticks ${PROXY_PIDS:-}) - proxy_before ))
     local handler_ticks=$(( $(cpu_ticks "$HANDLER_PID") - handler_before ))
+    local switches=$(( $(context_switches ${PROXY_PIDS:-} "$HANDLER_PID") - switches_before ))
     local rps p50 p99 requests
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$output")
     p50=$(awk '$1=="50%" {print $2}' <<<"$output")
@@ -139,16 +158,21 @@ run() {
     proxy_cpu=$(awk -v t="$proxy_ticks" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
     handler_cpu=$(awk -v t="$handler_ticks" -v n="$requests" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
     if [ -z "${PROXY_PIDS:-}" ]; then proxy_cpu="-"; fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$name" "$rps" "$p50" "$p99" \
-        "${non2xx:-0}" "$proxy_cpu" "$handler_cpu"
-    printf '%s\t%s\t%s\t%s\n' "$name" "$rps" "$proxy_cpu" "$handler_cpu" >>"$work/results.tsv"
+    # Share of the machine's CPU time left idle during the run, and context switches of the
+    # proxy and handler threads per request.
+    local idle per_request_switches
+    idle=$(awk -v b="$machine_before" -v a="$machine_after" 'BEGIN {split(b, x, " "); split(a, y, " "); printf "%.0f %%", (y[1] - x[1]) / (y[2] - x[2]) * 100}')
+    per_request_switches=$(awk -v s="$switches" -v n="$requests" 'BEGIN {printf "%.2f", s / n}')
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$name" "$rps" "$p50" "$p99" \
+        "${non2xx:-0}" "$proxy_cpu" "$handler_cpu" "$per_request_switches" "$idle"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$rps" "$proxy_cpu" "$handler_cpu" "$per_request_switches" >>"$work/results.tsv"
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
 echo "wrk -t2 -c$connections -d${duration}s, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
-echo "| round | path | requests/s | p50 | p99 | non-2xx | proxy CPU µs/request | handler CPU µs/request |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| round | path | requests/s | p50 | p99 | non-2xx | proxy CPU µs/request | handler CPU µs/request | context switches/request | machine idle |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for round in $(seq 1 "$rounds"); do
     PROXY_PIDS="" HANDLER_PID=$handler_pid run direct "http://127.0.0.1:$handler_port/api/function-b"
     PROXY_PIDS="$frontend_pid" HANDLER_PID=$frontend_handler_pid run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
@@ -160,18 +184,19 @@ done
 echo
 echo "Medians over $rounds rounds:"
 echo
-echo "| path | requests/s | proxy CPU µs/request | handler CPU µs/request |"
-echo "|---|---|---|---|"
+echo "| path | requests/s | proxy CPU µs/request | handler CPU µs/request | context switches/request |"
+echo "|---|---|---|---|---|"
 python3 - "$work/results.tsv" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    name, rps, proxy, handler = line.rstrip("\n").split("\t")
-    rows.setdefault(name, []).append((float(rps), proxy, handler))
-def median(values):
+    name, rps, proxy, handler, switches = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append((float(rps), proxy, handler, switches))
+def median(values, digits=1):
     numbers = [float(v) for v in values if v != "-"]
-    return f"{statistics.median(numbers):.1f}" if numbers else "-"
+    return f"{statistics.median(numbers):.{digits}f}" if numbers else "-"
 for name, runs in rows.items():
     print(f"| {name} | {statistics.median(r[0] for r in runs):,.0f} | "
-          f"{median(r[1] for r in runs)} | {median(r[2] for r in runs)} |")
+          f"{median(r[1] for r in runs)} | {median(r[2] for r in runs)} | "
+          f"{median((r[3] for r in runs), 2)} |")
 PY
