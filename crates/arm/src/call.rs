@@ -454,6 +454,11 @@ impl<'a> Ctx<'a> {
         site: &Site<'_>,
         lenient: Option<Lenient>,
     ) -> Result<Value, Error> {
+        // Rendering the call below formats all of its arguments, so doing it for a call
+        // without accessors would make nested calls cost time quadratic in their depth.
+        if call.accessors.is_empty() {
+            return Ok(value);
+        }
         let mut current = value;
         // Text of `current` as an expression, for residuals of unknown values.
         let mut rendered = match &lenient {
