@@ -443,15 +443,9 @@ mod tests {
         assert_eq!(file, directory.path().join("my site.json"));
     }
 
-    #[test]
-    fn escape_is_rejected() {
-        let directory = folder();
-        let artifacts = mapped("https://example.com/a/", directory.path());
-        for uri in [
-            "https://example.com/a/..%2F..%2Fetc%2Fpasswd",
-            "https://example.com/a/%2Fetc%2Fpasswd",
-            "https://example.com/a/nested%2F..%2F..%2Ft.json",
-        ] {
+    /// Asserts that resolving each of `uris` fails because it leaves the mapped folder.
+    fn assert_outside(artifacts: &Artifacts, uris: &[&str]) {
+        for uri in uris {
             let error = artifacts.resolve(uri).unwrap().unwrap_err();
             assert!(
                 error.message.contains("outside the artifacts folder"),
@@ -459,6 +453,20 @@ mod tests {
                 error.message
             );
         }
+    }
+
+    #[test]
+    fn escape_is_rejected() {
+        let directory = folder();
+        let artifacts = mapped("https://example.com/a/", directory.path());
+        assert_outside(
+            &artifacts,
+            &[
+                "https://example.com/a/..%2F..%2Fetc%2Fpasswd",
+                "https://example.com/a/%2Fetc%2Fpasswd",
+                "https://example.com/a/nested%2F..%2F..%2Ft.json",
+            ],
+        );
         // A `..` the URI parser resolves leaves the folder's prefix, so it matches nothing.
         assert!(artifacts
             .resolve("https://example.com/a/../t.json")
@@ -554,19 +562,15 @@ mod tests {
         let inner = outer.path().join("nested");
         let artifacts = mapped("https://example.com/a/", &inner);
 
-        for uri in [
-            "https://example.com/a/%2E%2E%2Fsecret.json",
-            "https://example.com/a/%2e%2e%2fsecret.json",
-            "https://example.com/a/.%2E%2Fsecret.json",
-            "https://example.com/a/x.json%2F%2E%2E%2F%2E%2E%2Fsecret.json",
-        ] {
-            let error = artifacts.resolve(uri).unwrap().unwrap_err();
-            assert!(
-                error.message.contains("outside the artifacts folder"),
-                "{uri}: {}",
-                error.message
-            );
-        }
+        assert_outside(
+            &artifacts,
+            &[
+                "https://example.com/a/%2E%2E%2Fsecret.json",
+                "https://example.com/a/%2e%2e%2fsecret.json",
+                "https://example.com/a/.%2E%2Fsecret.json",
+                "https://example.com/a/x.json%2F%2E%2E%2F%2E%2E%2Fsecret.json",
+            ],
+        );
 
         // A backslash is a separator on Windows and part of the file name elsewhere.
         assert!(artifacts
