@@ -157,7 +157,7 @@ pub async fn run_probes(
                 let status = response.status().as_u16();
                 let body = response.text().await.into_diagnostic()?;
                 let path = format!("/api/{}", function.name);
-                let prediction = predict(
+                let mut prediction = predict(
                     analysis,
                     auth_levels,
                     engine,
@@ -168,6 +168,16 @@ pub async fn run_probes(
                         with_key,
                     },
                 )?;
+                // The host checks the key first, so only a request with the function key reaches
+                // the disabled function, which responds with 404.
+                if function.disabled && prediction.reaches_code {
+                    prediction.status = 404;
+                    prediction.reaches_code = false;
+                    prediction.why.push(format!(
+                        "the app setting `AzureWebJobs.{}.Disabled` disables the function",
+                        function.name
+                    ));
+                }
                 internet_results.push(ProbeResult {
                     label: format!(
                         "internet -> {}{path} ({})",

@@ -249,14 +249,34 @@ pub fn print_summary(
                 function.url,
                 function.key
             );
+            if function.disabled {
+                out!(
+                    "    disabled by the app setting `AzureWebJobs.{}.Disabled`: it responds with 404 unless the request carries the master key",
+                    function.name
+                );
+            }
+        }
+        // The Functions host starts the other functions, so requests to these get 404.
+        for error in &site.function_errors {
+            out!("  {}", error.error);
+            if let Some(help) = &error.help {
+                out!("    help: {help}");
+            }
         }
     }
+    // A disabled function responds with 404, so the example calls one that runs.
+    let runnable = |site: &subnetlock_emulator::SiteInfo| {
+        site.functions
+            .iter()
+            .find(|function| !function.disabled)
+            .cloned()
+    };
     if let Some(site) = emulator
         .sites()
         .iter()
-        .find(|site| try_lines && !site.functions.is_empty())
+        .find(|site| try_lines && runnable(site).is_some())
     {
-        if let Some(function) = site.functions.first() {
+        if let Some(function) = runnable(site) {
             out!();
             out!("try:");
             // The state directory is absolute by now, so the line works from any folder.

@@ -1267,6 +1267,43 @@ fn demo_without_probes_fails() {
     );
 }
 
+#[test]
+fn demo_predicts_disabled_function() {
+    // `hello` is disabled by its app setting: with its key it gets 404, without one 401.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({
+            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+            "enableForwardingHttpRequest": true
+        }),
+    );
+    std::fs::write(dir.path().join("app/handler.py"), OK_HANDLER).expect("handler");
+    let template = site_with_rules("[]").replace(
+        r#""ipSecurityRestrictions": []"#,
+        r#""appSettings": [{"name": "AzureWebJobs.hello.Disabled", "value": "true"}],
+           "ipSecurityRestrictions": []"#,
+    );
+    std::fs::write(dir.path().join("azuredeploy.json"), template).expect("template");
+
+    let state = dir.path().join("state");
+    let output = subnetlock(&[
+        "demo",
+        dir.path().to_str().expect("path"),
+        "--no-build",
+        "--state-dir",
+        state.to_str().expect("path"),
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(text.contains("all 2 probes: live result equals"), "{text}");
+    let with_key = text
+        .lines()
+        .find(|line| line.contains("/api/hello (with key)"))
+        .expect("probe with key");
+    assert!(with_key.contains("404   404"), "{text}");
+}
+
 /// Sends `GET path` with the bearer token of the `up` whose state is in `state_dir` to its
 /// control API and returns the response body.
 fn control_get(state_dir: &Path, path: &str) -> String {
@@ -1344,6 +1381,113 @@ fn up_serves_and_notes_every_finding() {
         "{text}"
     );
 }
+
+#[test]
+fn up_shows_broken_and_disabled_functions() {
+    // `hello` is disabled by its app setting and `broken` has invalid JSON. Both get 404, so
+    // `up` must name them in its listing, its state file and its control API. `world` runs.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({
+            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+            "enableForwardingHttpRequest": true
+        }),
+    );
+    std::fs::write(dir.path().join("app/handler.py"), OK_HANDLER).expect("handler");
+    std::fs::create_dir_all(dir.path().join("app/broken")).expect("function dir");
+    std::fs::write(
+        dir.path().join("app/broken/function.json"),
+        "{\"bindings\": [,]}",
+    )
+    .expect("function");
+    std::fs::create_dir_all(dir.path().join("app/world")).expect("function dir");
+    std::fs::copy(
+        dir.path().join("app/hello/function.json"),
+        dir.path().join("app/world/function.json"),
+    )
+    .expect("function");
+    let template = site_with_rules("[]").replace(
+        r#""ipSecurityRestrictions": []"#,
+        r#""appSettings": [{"name": "AzureWebJobs.hello.Disabled", "value": "true"}],
+           "ipSecurityRestrictions": []"#,
+    );
+    std::fs::write(dir.path().join("azuredeploy.json"), template).expect("template");
+
+    let state = dir.path().join("state");
+    let out = dir.path().join("up.out");
+    let log = dir.path().join("up.err");
+    let _up = Reaped {
+        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+            .args(["up", dir.path().to_str().expect("path"), "--state-dir"])
+            .arg(&state)
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(&out).expect("stdout file"))
+            .stderr(std::fs::File::create(&log).expect("stderr file"))
+            .spawn()
+            .expect("start up"),
+        state_dir: state.clone(),
+    };
+    wait_for(
+        || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("running;")
+        },
+        "up to print its summary",
+    );
+
+    let listing = std::fs::read_to_string(&out).expect("stdout");
+    assert!(
+        listing.contains("function `broken` is in error and gets no route: invalid JSON in"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("help: fix the JSON syntax at the reported line and column"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("disabled by the app setting `AzureWebJobs.hello.Disabled`"),
+        "{listing}"
+    );
+    // The example call goes to a function that runs.
+    let try_call = listing
+        .lines()
+        .find(|line| line.contains("subnetlock call"))
+        .expect("try line");
+    assert!(try_call.contains("/api/world?code="), "{listing}");
+
+    let from_file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("state.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let from_api: serde_json::Value =
+        serde_json::from_str(&control_get(&state, "/v1/state")).expect("state JSON");
+    for site_state in [&from_file["sites"][0], &from_api["sites"][0]] {
+        let errors = &site_state["function_errors"];
+        assert_eq!(errors[0]["name"], "broken", "{site_state}");
+        let error = errors[0]["error"].as_str().expect("error");
+        assert!(error.contains("broken/function.json"), "{error}");
+        assert!(errors[0]["help"].is_string(), "{site_state}");
+        assert_eq!(site_state["functions"][0]["name"], "hello", "{site_state}");
+        assert_eq!(site_state["functions"][0]["disabled"], true, "{site_state}");
+    }
+}
+
+/// A custom handler that responds to every GET with 200 `ok`.
+const OK_HANDLER: &str = r#"
+import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
 
 #[test]
 fn failed_up_removes_state_dir_it_made() {

@@ -467,7 +467,11 @@ fn read_json(path: &Path) -> Result<Value, HostError> {
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| HostError::Json {
+    // The host reads function.json with .NET's `File.ReadAllText`
+    // (`HostFunctionMetadataProvider`), which skips a UTF-8 byte order mark (`File.cs` in
+    // dotnet/runtime). host.json is read the same way here.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    serde_json::from_str(text).map_err(|source| HostError::Json {
         path: path.to_path_buf(),
         source,
     })
@@ -861,7 +865,7 @@ fn compile_routes(
 /// `FunctionIndexer.IsDisabled` decides: `AzureWebJobs.<name>.Disabled` or
 /// `AzureWebJobs_<name>_Disabled` set to `true` or `1`, ignoring case. Setting names ignore case,
 /// as .NET configuration keys do, and a later setting replaces an earlier one of the same name.
-fn disabled_by_setting(name: &str, env: &[(String, String)]) -> bool {
+pub(crate) fn disabled_by_setting(name: &str, env: &[(String, String)]) -> bool {
     let enabled = |setting: String| {
         env.iter()
             .rev()
@@ -2129,6 +2133,25 @@ mod tests {
             assert!(!error.to_string().contains(&cause), "{error}");
             assert_eq!(crate::with_causes(&error).matches(&cause).count(), 1);
         }
+    }
+
+    #[test]
+    fn load_skips_byte_order_mark() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let host = r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "handler"}}}"#;
+        std::fs::write(dir.path().join("host.json"), format!("\u{feff}{host}")).expect("host.json");
+        std::fs::create_dir(dir.path().join("hello")).expect("function dir");
+        let function = r#"{"bindings": [{"type": "httpTrigger", "name": "req"}]}"#;
+        std::fs::write(
+            dir.path().join("hello/function.json"),
+            format!("\u{feff}{function}"),
+        )
+        .expect("function.json");
+
+        let app = load_function_app(dir.path(), None).expect("app with byte order marks");
+        assert!(app.function_errors.is_empty(), "{:?}", app.function_errors);
+        assert_eq!(app.functions.len(), 1);
+        assert_eq!(app.functions[0].name, "hello");
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub use caller::{Caller, CallerError};
 pub use decisions::DecisionRecord;
 pub use pages::{EMULATOR_ORIGIN, ORIGIN_HEADER};
 pub use reaper::stop_own_processes;
-pub use runtime::{Emulator, EmulatorConfig, FunctionInfo, SiteInfo, StateFile};
+pub use runtime::{Emulator, EmulatorConfig, FunctionErrorInfo, FunctionInfo, SiteInfo, StateFile};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

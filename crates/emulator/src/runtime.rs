@@ -105,6 +105,20 @@ pub struct FunctionInfo {
     /// `https://<host>/api/<function>` without the key.
     pub url: String,
     pub key: String,
+    /// Set by the app setting `AzureWebJobs.<name>.Disabled`: the function keeps its route, and
+    /// a request to it gets 404 unless it carries the master key.
+    pub disabled: bool,
+}
+
+/// A function that the Functions host loads in error: it gets no route, so a request to it
+/// gets 404, while the other functions of the app run.
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionErrorInfo {
+    pub name: String,
+    /// The error message, which names the file or value at fault.
+    pub error: String,
+    /// The next step that fixes the function, when the error has one.
+    pub help: Option<String>,
 }
 
 /// One site of a running deployment.
@@ -116,6 +130,8 @@ pub struct SiteInfo {
     /// Whether local code serves the main site.
     pub bound: bool,
     pub functions: Vec<FunctionInfo>,
+    /// Functions of the bound app that are in error, in the order the host loads them.
+    pub function_errors: Vec<FunctionErrorInfo>,
     pub master_key: String,
     pub host_key: String,
     /// scm-site publishing credentials.
@@ -325,12 +341,14 @@ impl Emulator {
                 (user.clone(), password.clone()),
             );
             let functions = function_infos(site, app.as_ref(), &keys);
+            let function_errors = app.as_ref().map(function_error_infos).unwrap_or_default();
             sites.push(SiteInfo {
                 name: site.name.clone(),
                 host: site.default_host_name.clone(),
                 scm_host: site.scm_host_name.clone(),
                 bound: app.is_some(),
                 functions,
+                function_errors,
                 master_key: keys.master.clone(),
                 host_key: keys.host.get("default").cloned().unwrap_or_default(),
                 publishing_user: user,
@@ -837,20 +855,14 @@ fn handler_environment(
 ) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for setting in &site.app_settings {
-        let value = match &setting.value {
-            Value::String(text) => text.clone(),
-            Value::Int(number) => number.to_string(),
-            Value::Bool(flag) => if *flag { "true" } else { "false" }.to_owned(),
-            Value::Null => String::new(),
-            other => {
-                tracing::warn!(
-                    site = %site.name,
-                    setting = %setting.name,
-                    kind = other.type_name(),
-                    "app setting has no local value and is left out of the handler environment"
-                );
-                continue;
-            }
+        let Some(value) = setting_text(&setting.value) else {
+            tracing::warn!(
+                site = %site.name,
+                setting = %setting.name,
+                kind = setting.value.type_name(),
+                "app setting has no local value and is left out of the handler environment"
+            );
+            continue;
         };
         env.push((setting.name.clone(), value));
     }
@@ -879,12 +891,40 @@ fn handler_environment(
     env
 }
 
+/// Returns an app setting's value as the handler's environment gets it, or `None` for a value
+/// known only at deployment time.
+fn setting_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Int(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(if *flag { "true" } else { "false" }.to_owned()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn function_error_infos(app: &crate::functions_host::FunctionApp) -> Vec<FunctionErrorInfo> {
+    app.function_errors
+        .iter()
+        .map(|error| FunctionErrorInfo {
+            name: error.function().to_owned(),
+            error: error.to_string(),
+            help: miette::Diagnostic::help(error).map(|help| help.to_string()),
+        })
+        .collect()
+}
+
 fn function_infos(
     site: &subnetlock_model::Site,
     app: Option<&crate::functions_host::FunctionApp>,
     keys: &SiteKeys,
 ) -> Vec<FunctionInfo> {
     let mut infos = Vec::new();
+    let settings: Vec<(String, String)> = site
+        .app_settings
+        .iter()
+        .filter_map(|setting| Some((setting.name.clone(), setting_text(&setting.value)?)))
+        .collect();
     let key_of = |name: &str| {
         keys.functions
             .get(&name.to_ascii_lowercase())
@@ -909,6 +949,7 @@ fn function_infos(
                     auth_level: format!("{:?}", function.auth_level).to_ascii_lowercase(),
                     url: format!("https://{}{prefix}/{route}", site.default_host_name),
                     key: key_of(&function.name),
+                    disabled: crate::functions_host::disabled_by_setting(&function.name, &settings),
                 });
             }
         }
@@ -919,6 +960,7 @@ fn function_infos(
                     auth_level: function.auth_level.clone(),
                     url: format!("https://{}/api/{}", site.default_host_name, function.name),
                     key: key_of(&function.name),
+                    disabled: false,
                 });
             }
         }

@@ -99,6 +99,20 @@ pub enum FunctionError {
     },
 }
 
+impl FunctionError {
+    /// Returns the name of the function in error.
+    pub fn function(&self) -> &str {
+        match self {
+            FunctionError::InvalidName { function }
+            | FunctionError::Read { function, .. }
+            | FunctionError::InvalidJson { function, .. }
+            | FunctionError::InvalidValue { function, .. }
+            | FunctionError::ReservedRoute { function, .. }
+            | FunctionError::ConflictingRoute { function, .. } => function,
+        }
+    }
+}
+
 /// Returns whether `name` is a valid function name, as `Utility.IsValidFunctionName` in the
 /// Functions host decides with `^[a-z][a-z0-9_\-]{0,127}$(?<!^host$)`, ignoring case.
 ///
