@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 use subnetlock_access::EngineOptions;
-use subnetlock_emulator::{Caller, Emulator};
+use subnetlock_emulator::{Caller, Emulator, ExampleRequest};
 use subnetlock_model::egress::INTERNET_SAMPLE;
 use subnetlock_reach::{analyze, predict, Analysis, Prediction, Probe};
 
@@ -18,7 +18,8 @@ use crate::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 /// One probe: what `check` predicted and what the running emulator answered.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeResult {
-    /// Short description, for example `internet -> function-app-b-x/api/function-b (key)`.
+    /// Short description, for example
+    /// `internet -> GET function-app-b-x/api/function-b (with key)`.
     pub label: String,
     pub prediction: Prediction,
     /// Status the caller got; `None` when the call never happened.
@@ -62,7 +63,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         }
     };
     // The emulator stops when the probes are done, so no commands to try are printed.
-    crate::up::print_summary(&emulator, &bindings, &overrides, false);
+    crate::up::print_summary(&emulator, &bindings, &overrides, false, &inputs.engine);
 
     // A stop signal during the probes still shuts the emulator down, handlers included.
     let results = tokio::select! {
@@ -132,8 +133,10 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
 }
 
 /// Sends the probes through real HTTPS proxies into `emulator` and pairs each with its
-/// prediction: for every bound function, an internet caller with and without its key; then,
-/// for every call between apps found in app settings, the status the front end gave it.
+/// prediction. For every bound function, an internet caller sends the function's example
+/// request with and without its key, and a function without one is skipped with the reason
+/// printed. Then, for every call between apps found in app settings, the status the front end
+/// gave it is paired with its prediction.
 pub async fn run_probes(
     emulator: &Emulator,
     analysis: &Analysis,
@@ -144,19 +147,37 @@ pub async fn run_probes(
     let proxy = emulator.source_proxy(&internet).await?;
     let client = client_through(&proxy.to_string(), emulator.ca_pem().as_bytes())?;
 
-    let mut internet_results = Vec::new();
+    // Each internet result is kept with the site it probed, so a call between apps can show
+    // the response of its caller app.
+    let mut internet_results: Vec<(String, ProbeResult)> = Vec::new();
     for site in emulator.sites() {
         for function in &site.functions {
+            let (method, path) = match &function.example {
+                ExampleRequest::Available { method, path } => (method, path),
+                ExampleRequest::Unavailable { reason } => {
+                    out!(
+                        "skipped: internet -> {}, function `{}`: {reason}",
+                        site.name,
+                        function.name
+                    );
+                    continue;
+                }
+            };
+            let http_method = reqwest::Method::from_bytes(method.as_bytes()).into_diagnostic()?;
+            let base = format!("https://{}{path}", site.host);
             for with_key in [true, false] {
                 let url = if with_key {
-                    format!("{}?code={}", function.url, function.key)
+                    format!("{base}?code={}", function.key)
                 } else {
-                    function.url.clone()
+                    base.clone()
                 };
-                let response = client.get(&url).send().await.into_diagnostic()?;
+                let response = client
+                    .request(http_method.clone(), &url)
+                    .send()
+                    .await
+                    .into_diagnostic()?;
                 let status = response.status().as_u16();
                 let body = response.text().await.into_diagnostic()?;
-                let path = format!("/api/{}", function.name);
                 let mut prediction = predict(
                     analysis,
                     auth_levels,
@@ -165,6 +186,7 @@ pub async fn run_probes(
                         from: internet.to_string(),
                         host: site.host.clone(),
                         path: path.clone(),
+                        function: Some(function.name.clone()),
                         with_key,
                     },
                 )?;
@@ -178,16 +200,17 @@ pub async fn run_probes(
                         function.name
                     ));
                 }
-                internet_results.push(ProbeResult {
+                let result = ProbeResult {
                     label: format!(
-                        "internet -> {}{path} ({})",
+                        "internet -> {method} {}{path} ({})",
                         site.name,
                         if with_key { "with key" } else { "no key" }
                     ),
                     prediction,
                     live_status: Some(status),
                     live_body: shorten(&body),
-                });
+                };
+                internet_results.push((site.name.clone(), result));
             }
         }
     }
@@ -220,19 +243,17 @@ pub async fn run_probes(
                 from: caller.clone(),
                 host,
                 path: call.path.clone(),
+                function: None,
                 with_key: call.with_key,
             },
         )?;
         // What the caller app answered when the internet probe made it call out.
         let answered = internet_results
             .iter()
-            .find(|result| {
-                result
-                    .label
-                    .starts_with(&format!("internet -> {}/", call.from_site))
-                    && result.label.ends_with("(with key)")
+            .find(|(site, result)| {
+                site.eq_ignore_ascii_case(&call.from_site) && result.label.ends_with("(with key)")
             })
-            .map(|result| format!("{} answered: {}", call.from_site, result.live_body))
+            .map(|(_, result)| format!("{} answered: {}", call.from_site, result.live_body))
             .unwrap_or_default();
         call_results.push(ProbeResult {
             label: format!(
@@ -245,7 +266,7 @@ pub async fn run_probes(
         });
     }
 
-    call_results.extend(internet_results);
+    call_results.extend(internet_results.into_iter().map(|(_, result)| result));
     Ok(call_results)
 }
 

@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 
 use miette::{miette, Result};
-use subnetlock_emulator::{Emulator, EmulatorConfig, EmulatorError};
+use subnetlock_access::EngineOptions;
+use subnetlock_emulator::{
+    Emulator, EmulatorConfig, EmulatorError, ExampleRequest, FunctionInfo, SiteInfo,
+};
+use subnetlock_reach::{reachability_of, Analysis, Reachability};
 
 use crate::args::{InputArgs, UpArgs};
 use crate::inputs::{resolve_inputs, Inputs};
@@ -25,7 +29,7 @@ pub async fn up(args: UpArgs) -> Result<i32> {
         started = start(config) => started?,
         () = &mut stop => return Ok(abandon_start().await),
     };
-    print_summary(&emulator, &bindings, &overrides, true);
+    print_summary(&emulator, &bindings, &overrides, true, &inputs.engine);
     if let Some(note) = findings_note(emulator.findings()) {
         err!("{note}");
     }
@@ -181,12 +185,13 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
 
 /// Prints each app's host names, function URLs and keys, and how to call them.
 /// Prints the sites, keys and URLs of a started emulator. `try_lines` adds commands to try
-/// against it, which only make sense while it keeps running.
+/// against it, which only make sense while it keeps running, and `engine` picks their caller.
 pub fn print_summary(
     emulator: &Emulator,
     bindings: &subnetlock_emulator::Bindings,
     overrides: &[(String, PathBuf)],
     try_lines: bool,
+    engine: &EngineOptions,
 ) {
     for (pattern, _) in overrides {
         let used = emulator
@@ -242,8 +247,13 @@ pub fn print_summary(
             out!("  no local code bound (serves a default page)");
         }
         for function in &site.functions {
+            let methods = function
+                .methods
+                .as_ref()
+                .map(|methods| format!(", methods [{}]", methods.join(", ")))
+                .unwrap_or_default();
             out!(
-                "  function {} (authLevel {}): {}?code={}",
+                "  function {} (authLevel {}{methods}): {}?code={}",
                 function.name,
                 function.auth_level,
                 function.url,
@@ -264,48 +274,116 @@ pub fn print_summary(
             }
         }
     }
+    if try_lines {
+        print_try_lines(emulator, engine);
+    }
+}
+
+/// Caller of the printed example commands when the site's access restrictions allow it: a
+/// documentation address (RFC 5737) that represents any internet client.
+const DEFAULT_TRY_CALLER: &str = "internet:203.0.113.7";
+
+/// Prints a `subnetlock call` and a `curl` command that send one function its example request.
+/// The function is the first that runs on a site that some caller may reach. The caller is
+/// [`DEFAULT_TRY_CALLER`] when `check`'s engine allows it. Otherwise it is the first caller of
+/// `check`'s matrix that the site allows without depending on values unknown offline.
+fn print_try_lines(emulator: &Emulator, engine: &EngineOptions) {
     // A disabled function responds with 404, so the example calls one that runs.
-    let runnable = |site: &subnetlock_emulator::SiteInfo| {
-        site.functions
-            .iter()
-            .find(|function| !function.disabled)
-            .cloned()
-    };
-    if let Some(site) = emulator
+    let candidates: Vec<(&SiteInfo, &FunctionInfo, &str, &str)> = emulator
         .sites()
         .iter()
-        .find(|site| try_lines && runnable(site).is_some())
-    {
-        if let Some(function) = runnable(site) {
-            out!();
-            out!("try:");
-            // The state directory is absolute by now, so the line works from any folder.
-            let state_dir = emulator
-                .state_file()
-                .parent()
-                .map(|dir| format!(" --state-dir {}", shell_quote(&dir.display().to_string())))
-                .unwrap_or_default();
-            out!(
-                "  subnetlock call{state_dir} --from internet:203.0.113.7 '{}?code={}'",
-                function.url,
-                function.key
-            );
-            out!(
-                "  curl --connect-to ::{}:{} --cacert {} '{}?code={}'",
-                https.ip(),
-                https.port(),
-                shell_quote(
-                    &emulator
-                        .state_file()
-                        .with_file_name("ca.pem")
-                        .display()
-                        .to_string()
-                ),
-                function.url,
-                function.key
-            );
-        }
+        .flat_map(|site| {
+            site.functions
+                .iter()
+                .filter(|function| !function.disabled)
+                .filter_map(move |function| match &function.example {
+                    ExampleRequest::Available { method, path } => {
+                        Some((site, function, method.as_str(), path.as_str()))
+                    }
+                    ExampleRequest::Unavailable { .. } => None,
+                })
+        })
+        .collect();
+    let Some(&first) = candidates.first() else {
+        return;
+    };
+
+    let topology = emulator.topology();
+    let analysis = subnetlock_reach::analyze(topology.clone(), engine);
+    let allowed = candidates.iter().find_map(|&candidate| {
+        allowed_caller(&analysis, engine, &candidate.0.host).map(|caller| (candidate, caller))
+    });
+    let denied = allowed.is_none();
+    let ((site, function, method, path), caller) = match allowed {
+        Some(found) => found,
+        None => (first, DEFAULT_TRY_CALLER.to_owned()),
+    };
+
+    out!();
+    out!("try:");
+    if denied {
+        out!(
+            "  (check predicts 403 for this request: the access restrictions of every site with a function deny each caller it tries)"
+        );
     }
+    // The master key is the only key an admin-level function accepts.
+    let key = if function.auth_level == "admin" {
+        &site.master_key
+    } else {
+        &function.key
+    };
+    let url = format!("https://{}{path}?code={key}", site.host);
+    let method_flag = if method == "GET" {
+        String::new()
+    } else {
+        format!(" -X {method}")
+    };
+    // The state directory is absolute by now, so the line works from any folder.
+    let state_dir = emulator
+        .state_file()
+        .parent()
+        .map(|dir| format!(" --state-dir {}", shell_quote(&dir.display().to_string())))
+        .unwrap_or_default();
+    out!(
+        "  subnetlock call{state_dir} --from {}{method_flag} {}",
+        shell_quote(&caller),
+        shell_quote(&url)
+    );
+    let https = emulator.https_addr();
+    out!(
+        "  curl{method_flag} --connect-to ::{}:{} --cacert {} {}",
+        https.ip(),
+        https.port(),
+        shell_quote(
+            &emulator
+                .state_file()
+                .with_file_name("ca.pem")
+                .display()
+                .to_string()
+        ),
+        shell_quote(&url)
+    );
+    if caller != DEFAULT_TRY_CALLER {
+        out!(
+            "  (curl is a direct caller with its loopback address as the source, which these access restrictions may deny)"
+        );
+    }
+}
+
+/// Returns a caller, written as `--from` accepts it, whose request to `host` the site's access
+/// restrictions allow as `check` decides, or `None` when they deny every caller `check` tries.
+fn allowed_caller(analysis: &Analysis, engine: &EngineOptions, host: &str) -> Option<String> {
+    let certain = |row: &Reachability| row.allowed() && row.depends_on_unknown.is_empty();
+    let default = reachability_of(&analysis.topology, DEFAULT_TRY_CALLER, host, engine);
+    if default.as_ref().is_some_and(certain) {
+        return Some(DEFAULT_TRY_CALLER.to_owned());
+    }
+    analysis
+        .rows
+        .iter()
+        .filter(|row| row.to.host.eq_ignore_ascii_case(host))
+        .find(|row| certain(row))
+        .map(|row| row.from.label.clone())
 }
 
 /// Quotes `text` for a POSIX shell, so that a printed command line can be pasted as it is.

@@ -1304,6 +1304,195 @@ fn demo_predicts_disabled_function() {
     assert!(with_key.contains("404   404"), "{text}");
 }
 
+#[test]
+fn demo_probes_custom_routes_and_methods() {
+    // `items` takes only POST at a route with a parameter under the prefix `v1`, and `closed`
+    // takes no method at all, so it is skipped rather than compared.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let custom_handler = serde_json::json!({
+        "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+        "enableForwardingHttpRequest": true
+    });
+    write_bound_app(dir.path(), custom_handler.clone());
+    let app = dir.path().join("app");
+    let host = serde_json::json!({
+        "version": "2.0",
+        "customHandler": custom_handler,
+        "extensions": {"http": {"routePrefix": "v1"}}
+    });
+    std::fs::write(app.join("host.json"), host.to_string()).expect("host.json");
+    let function = |methods: serde_json::Value, route: &str, auth_level: &str| {
+        serde_json::json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": auth_level,
+             "methods": methods, "route": route},
+            {"type": "http", "direction": "out", "name": "res"}
+        ]})
+        .to_string()
+    };
+    for (name, json) in [
+        (
+            "items",
+            function(serde_json::json!(["post"]), "items/{id:int}", "function"),
+        ),
+        ("closed", function(serde_json::json!([]), "", "anonymous")),
+    ] {
+        std::fs::create_dir_all(app.join(name)).expect("function dir");
+        std::fs::write(app.join(name).join("function.json"), json).expect("function.json");
+    }
+    std::fs::write(app.join("handler.py"), ANY_METHOD_HANDLER).expect("handler");
+
+    let state = dir.path().join("state");
+    let output = subnetlock(&[
+        "demo",
+        dir.path().to_str().expect("path"),
+        "--no-build",
+        "--state-dir",
+        state.to_str().expect("path"),
+    ]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(text.contains("all 4 probes: live result equals"), "{text}");
+    let line = |label: &str| {
+        text.lines()
+            .find(|line| line.contains(label))
+            .unwrap_or_else(|| panic!("no line with `{label}`:\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("GET app/v1/hello (with key)").contains("200   200"),
+        "{text}"
+    );
+    assert!(
+        line("POST app/v1/items/1 (with key)").contains("200   200"),
+        "{text}"
+    );
+    assert!(
+        line("POST app/v1/items/1 (no key)").contains("401   401"),
+        "{text}"
+    );
+    assert!(
+        line("function `closed`").contains("`methods` list is empty"),
+        "{text}"
+    );
+    assert!(!text.contains("/api/"), "{text}");
+}
+
+#[test]
+fn up_invalid_route_names_file_and_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "python3"}}),
+    );
+    let function_json = dir.path().join("app/hello/function.json");
+    let function = serde_json::json!({"bindings": [
+        {"type": "httpTrigger", "direction": "in", "name": "req", "route": "{a}/{a}"},
+        {"type": "http", "direction": "out", "name": "res"}
+    ]});
+    std::fs::write(&function_json, function.to_string()).expect("function.json");
+
+    let state = dir.path().join("state");
+    let output = subnetlock(&[
+        "up",
+        dir.path().to_str().expect("path"),
+        "--no-build",
+        "--state-dir",
+        state.to_str().expect("path"),
+    ]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("invalid route `{a}/{a}` of function `hello`"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("`{}`", function_json.display())),
+        "{text}"
+    );
+    assert!(text.contains("help: change `route` in"), "{text}");
+}
+
+#[test]
+fn up_try_line_uses_allowed_caller() {
+    // The site allows only 198.51.100.0/24, so the usual example caller would get 403.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({
+            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+            "enableForwardingHttpRequest": true
+        }),
+    );
+    std::fs::write(dir.path().join("app/handler.py"), OK_HANDLER).expect("handler");
+    let rules = r#"[{"ipAddress": "198.51.100.0/24", "action": "Allow", "priority": 100, "name": "partner"}]"#;
+    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules(rules)).expect("template");
+
+    let state = dir.path().join("state");
+    let mut up = Reaped {
+        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
+            .arg("up")
+            .arg(dir.path())
+            .args(["--no-build", "--state-dir"])
+            .arg(&state)
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start up"),
+        state_dir: state.clone(),
+    };
+    let output = up.child.stdout.take().expect("stdout");
+    let call_line = std::io::BufRead::lines(std::io::BufReader::new(output))
+        .map(|line| line.expect("stdout line"))
+        .find(|line| line.trim_start().starts_with("subnetlock call"))
+        .expect("a `subnetlock call` line to try");
+
+    let words: Vec<&str> = call_line.split_whitespace().collect();
+    let from_at = words
+        .iter()
+        .position(|word| *word == "--from")
+        .expect("--from");
+    let caller = words[from_at + 1].trim_matches('\'');
+    let url = words.last().expect("URL").trim_matches('\'');
+    assert_ne!(caller, "internet:203.0.113.7", "{call_line}");
+
+    let called = subnetlock(&[
+        "call",
+        "--state-dir",
+        state.to_str().expect("path"),
+        "--from",
+        caller,
+        "--expect-status",
+        "200",
+        url,
+    ]);
+    assert_eq!(
+        called.status.code(),
+        Some(0),
+        "{call_line}\n{}",
+        stderr(&called)
+    );
+}
+
+/// A forwarding handler that responds with 200 `ok` to GET and POST.
+const ANY_METHOD_HANDLER: &str = r#"
+import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    do_GET = answer
+    do_POST = answer
+    def log_message(self, *args):
+        pass
+port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
 /// Sends `GET path` with the bearer token of the `up` whose state is in `state_dir` to its
 /// control API and returns the response body.
 fn control_get(state_dir: &Path, path: &str) -> String {

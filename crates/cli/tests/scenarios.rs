@@ -269,6 +269,7 @@ fn check_side(
             from: call.from.clone(),
             host,
             path: call.path.clone(),
+            function: None,
             with_key: call.key,
         };
         let headers: Vec<(String, String)> = call

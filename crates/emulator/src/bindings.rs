@@ -98,7 +98,11 @@ impl Bindings {
             path: path.to_owned(),
             source,
         })?;
-        let raw: RawBindings = serde_json::from_str(&text).map_err(|error| {
+        // Editors on Windows may save a UTF-8 byte order mark, which serde_json rejects. Dropping
+        // it keeps serde_json's line and column where an editor shows them, because editors
+        // do not display the mark.
+        let json = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let raw: RawBindings = serde_json::from_str(json).map_err(|error| {
             // serde_json ends its message with the position, which the error names itself.
             let position = format!(" at line {} column {}", error.line(), error.column());
             let message = error.to_string();
@@ -221,6 +225,19 @@ mod tests {
     }
 
     #[test]
+    fn load_accepts_byte_order_mark() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("subnetlock.json");
+        std::fs::write(
+            &path,
+            "\u{feff}{\"apps\": [{\"site\": \"a\", \"functionApp\": \"app\"}]}",
+        )
+        .expect("write");
+        let bindings = Bindings::load(&path).expect("valid binding file with a byte order mark");
+        assert!(bindings.for_site("a").is_some());
+    }
+
+    #[test]
     fn load_rejects_unknown_field() {
         let dir = std::env::temp_dir().join(format!("subnetlock-binding-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -241,6 +258,15 @@ mod tests {
         let path = dir.path().join("subnetlock.json");
         std::fs::write(&path, "{\"apps\": [").expect("write");
         let error = Bindings::load(&path).expect_err("invalid JSON");
+        let message = error.to_string();
+        assert!(
+            message.ends_with("at line 1, column 10: EOF while parsing a list"),
+            "{message}"
+        );
+
+        // A byte order mark is accepted and does not shift the reported column.
+        std::fs::write(&path, "\u{feff}{\"apps\": [").expect("write");
+        let error = Bindings::load(&path).expect_err("invalid JSON after the mark");
         let message = error.to_string();
         assert!(
             message.ends_with("at line 1, column 10: EOF while parsing a list"),

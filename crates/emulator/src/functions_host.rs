@@ -191,12 +191,17 @@ pub enum HostError {
         reason: String,
     },
 
-    #[error("invalid route `{route}` of function `{function}`: {reason}")]
+    /// The Functions host stops when ASP.NET Core rejects a route, so this error stops every
+    /// function of the app, not only the one that declares the route.
+    #[error("invalid route `{route}` of function `{function}` in `{}`: {reason}", path.display())]
     #[diagnostic(help(
-        "write the route in ASP.NET Core's template syntax, such as `items/{{id:int}}`, `{{name}}.{{ext?}}` or `files/{{*rest}}`"
+        "change `route` in `{}` to a template ASP.NET Core accepts, such as `items/{{id:int}}` or `files/{{*rest}}`, or remove it to use the function name. The Functions host serves no function of this app until then",
+        path.display()
     ))]
     InvalidRoute {
         function: String,
+        /// The function.json that declares the route.
+        path: PathBuf,
         route: String,
         reason: String,
     },
@@ -585,6 +590,7 @@ fn load_functions(
         };
         RouteTemplate::parse(
             &function.name,
+            &folder.join("function.json"),
             route_prefix,
             validate::effective_route(&function),
         )?;
@@ -847,7 +853,9 @@ fn compile_routes(
         .iter()
         .map(|function| {
             let route = validate::effective_route(function);
-            let template = RouteTemplate::parse(&function.name, &app.route_prefix, route)?;
+            let function_json = app.root.join(&function.name).join("function.json");
+            let template =
+                RouteTemplate::parse(&function.name, &function_json, &app.route_prefix, route)?;
             let disabled = disabled_by_setting(&function.name, env);
             if disabled {
                 tracing::info!(function = %function.name, "function disabled by app setting: requests to it get 404 unless they carry the master key");
@@ -859,6 +867,85 @@ fn compile_routes(
             })
         })
         .collect()
+}
+
+/// Builds, for each function of `app` in `app.functions` order, a request that the host routes
+/// to that function, at a path from [`RouteTemplate::example_path`]. The method is GET when the
+/// function's `methods` allow it, else the first allowed method. When an earlier route takes
+/// that request, the function's other methods are tried in order. A function gets the reason
+/// instead when `methods` is empty, no sample path fits its route, or earlier routes take the
+/// sample request for every method.
+pub(crate) fn example_requests(app: &FunctionApp) -> Vec<Result<(Method, String), String>> {
+    // The routes were parsed when the app was loaded, so this parse does not fail.
+    let routes = match compile_routes(app, &[]) {
+        Ok(routes) => routes,
+        Err(error) => {
+            let reason = error.to_string();
+            return app.functions.iter().map(|_| Err(reason.clone())).collect();
+        }
+    };
+    routes
+        .iter()
+        .enumerate()
+        .map(|(index, route)| example_request(&routes, index, route))
+        .collect()
+}
+
+fn example_request(
+    routes: &[CompiledRoute],
+    index: usize,
+    route: &CompiledRoute,
+) -> Result<(Method, String), String> {
+    let methods = match &route.def.methods {
+        None => vec![Method::GET],
+        Some(methods) if methods.is_empty() => {
+            return Err(
+                "its `methods` list is empty, so no request method matches its route".to_owned(),
+            )
+        }
+        Some(methods) => {
+            let mut ordered: Vec<Method> = methods
+                .iter()
+                .filter(|method| **method == Method::GET)
+                .cloned()
+                .collect();
+            ordered.extend(
+                methods
+                    .iter()
+                    .filter(|method| **method != Method::GET)
+                    .cloned(),
+            );
+            ordered
+        }
+    };
+    let path = route.template.example_path().map_err(|reason| {
+        format!(
+            "no sample path for the route `{}`: {reason}",
+            validate::effective_route(&route.def)
+        )
+    })?;
+
+    let segments: Vec<Cow<'_, str>> = path
+        .trim_start_matches('/')
+        .split('/')
+        .map(Cow::Borrowed)
+        .collect();
+    let mut first_reason = None;
+    for method in methods {
+        let found = routes.iter().position(|candidate| {
+            candidate.accepts_method(&method) && candidate.template.matches(&segments).is_some()
+        });
+        let reason = match found {
+            Some(found) if found == index => return Ok((method, path)),
+            Some(found) => format!(
+                "the host routes the sample request {method} {path} to the function `{}`, which comes first in name order",
+                routes[found].def.name
+            ),
+            None => format!("no route matches the sample request {method} {path}"),
+        };
+        first_reason.get_or_insert(reason);
+    }
+    Err(first_reason.unwrap_or_default())
 }
 
 /// Returns whether an app setting disables the function, as the WebJobs SDK's
@@ -2393,6 +2480,72 @@ mod tests {
         for settings in enabled {
             assert!(!disabled_by_setting("hello", &settings), "{settings:?}");
         }
+    }
+
+    #[test]
+    fn example_requests_follow_route_order_and_methods() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let host = r#"{"version": "2.0", "customHandler": {"description": {"defaultExecutablePath": "handler"}}}"#;
+        std::fs::write(dir.path().join("host.json"), host).expect("host.json");
+        // `alpha` comes first in name order and takes every GET under `things/`, which hides
+        // `beta` for GET but not for PUT, and hides `zeta`, which is probed only with GET.
+        let functions = [
+            (
+                "alpha",
+                json!({"route": "things/{name}", "methods": ["get"]}),
+            ),
+            (
+                "beta",
+                json!({"route": "things/special", "methods": ["put", "get"]}),
+            ),
+            (
+                "gamma",
+                json!({"route": "g/{id:int}", "methods": ["delete", "post"]}),
+            ),
+            ("delta", json!({"route": "d/{id:int}", "methods": ["get"]})),
+            (
+                "epsilon",
+                json!({"route": "things/{name}/x", "methods": []}),
+            ),
+            ("zeta", json!({"route": "things/other"})),
+        ];
+        for (name, trigger) in &functions {
+            let mut binding = json!({"type": "httpTrigger", "direction": "in", "name": "req"});
+            for (key, value) in trigger.as_object().expect("object") {
+                binding[key] = value.clone();
+            }
+            std::fs::create_dir(dir.path().join(name)).expect("function dir");
+            std::fs::write(
+                dir.path().join(name).join("function.json"),
+                json!({"bindings": [binding]}).to_string(),
+            )
+            .expect("function.json");
+        }
+        let app = load_function_app(dir.path(), None).expect("app");
+        let examples: IndexMap<&str, Result<(Method, String), String>> = app
+            .functions
+            .iter()
+            .map(|function| function.name.as_str())
+            .zip(example_requests(&app))
+            .collect();
+
+        assert_eq!(
+            examples["alpha"],
+            Ok((Method::GET, "/api/things/1".to_owned()))
+        );
+        assert_eq!(
+            examples["beta"],
+            Ok((Method::PUT, "/api/things/special".to_owned()))
+        );
+        let hidden = examples["zeta"].as_ref().expect_err("alpha takes GET");
+        assert!(hidden.contains("`alpha`"), "{hidden}");
+        assert_eq!(
+            examples["gamma"],
+            Ok((Method::DELETE, "/api/g/1".to_owned()))
+        );
+        assert_eq!(examples["delta"], Ok((Method::GET, "/api/d/1".to_owned())));
+        let empty = examples["epsilon"].as_ref().expect_err("no method");
+        assert!(empty.contains("`methods` list is empty"), "{empty}");
     }
 
     #[test]

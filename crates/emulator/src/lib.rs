@@ -40,7 +40,9 @@ pub use caller::{Caller, CallerError};
 pub use decisions::DecisionRecord;
 pub use pages::{EMULATOR_ORIGIN, ORIGIN_HEADER};
 pub use reaper::stop_own_processes;
-pub use runtime::{Emulator, EmulatorConfig, FunctionErrorInfo, FunctionInfo, SiteInfo, StateFile};
+pub use runtime::{
+    Emulator, EmulatorConfig, ExampleRequest, FunctionErrorInfo, FunctionInfo, SiteInfo, StateFile,
+};
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -103,7 +105,9 @@ pub enum EmulatorError {
     #[error("cannot load the function app bound to site `{site}`")]
     FunctionApp {
         site: String,
+        // The report shows the help of the function app's error, which names the next step.
         #[source]
+        #[diagnostic_source]
         source: functions_host::HostError,
     },
     #[error("the Functions host of site `{site}` did not start")]

@@ -102,12 +102,27 @@ impl EmulatorConfig {
 pub struct FunctionInfo {
     pub name: String,
     pub auth_level: String,
-    /// `https://<host>/api/<function>` without the key.
+    /// `https://<host>/<route prefix>/<route>` without the key. The route may contain
+    /// parameters such as `{id}`, so see `example` for a URL to send.
     pub url: String,
     pub key: String,
     /// Set by the app setting `AzureWebJobs.<name>.Disabled`: the function keeps its route, and
     /// a request to it gets 404 unless it carries the master key.
     pub disabled: bool,
+    /// Allowed HTTP methods in upper case, or `None` for all methods.
+    pub methods: Option<Vec<String>>,
+    /// A request that the Functions host routes to this function.
+    pub example: ExampleRequest,
+}
+
+/// A concrete request for one function, or why none could be built.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExampleRequest {
+    /// Send `method` to `path` on the site's host to reach the function.
+    Available { method: String, path: String },
+    /// No request reaches the function, or no simple one could be built, for `reason`.
+    Unavailable { reason: String },
 }
 
 /// A function that the Functions host loads in error: it gets no route, so a request to it
@@ -934,7 +949,8 @@ fn function_infos(
     };
     match app {
         Some(app) => {
-            for function in &app.functions {
+            let examples = crate::functions_host::example_requests(app);
+            for (function, example) in app.functions.iter().zip(examples) {
                 let route = function
                     .route
                     .clone()
@@ -950,6 +966,19 @@ fn function_infos(
                     url: format!("https://{}{prefix}/{route}", site.default_host_name),
                     key: key_of(&function.name),
                     disabled: crate::functions_host::disabled_by_setting(&function.name, &settings),
+                    methods: function.methods.as_ref().map(|methods| {
+                        methods
+                            .iter()
+                            .map(|method| method.as_str().to_owned())
+                            .collect()
+                    }),
+                    example: match example {
+                        Ok((method, path)) => ExampleRequest::Available {
+                            method: method.as_str().to_owned(),
+                            path,
+                        },
+                        Err(reason) => ExampleRequest::Unavailable { reason },
+                    },
                 });
             }
         }
@@ -961,6 +990,13 @@ fn function_infos(
                     url: format!("https://{}/api/{}", site.default_host_name, function.name),
                     key: key_of(&function.name),
                     disabled: false,
+                    // The template declares no route or methods, so the function is taken to
+                    // use the defaults: its name under `api` and every method.
+                    methods: None,
+                    example: ExampleRequest::Available {
+                        method: "GET".to_owned(),
+                        path: format!("/api/{}", function.name),
+                    },
                 });
             }
         }

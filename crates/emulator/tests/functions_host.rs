@@ -626,6 +626,7 @@ fn load_rejects_colon_after_regex_group() {
 
     let HostError::InvalidRoute {
         function,
+        path,
         route: reported,
         reason,
     } = &error
@@ -633,6 +634,7 @@ fn load_rejects_colon_after_regex_group() {
         panic!("expected an invalid route, got {error}");
     };
     assert_eq!(function, "lookup");
+    assert!(path.ends_with("lookup/function.json"), "{}", path.display());
     assert_eq!(reported, route);
     assert!(
         reason.contains("`c$)` is not a known route constraint"),

@@ -17,6 +17,9 @@ pub struct Probe {
     pub host: String,
     /// Request path, for example `/api/function-b`.
     pub path: String,
+    /// Function the host routes `path` to, when the caller knows it from the function's route.
+    /// Without it, the first segment after `/api/` names the function.
+    pub function: Option<String>,
     /// Whether the call carries a valid function key.
     pub with_key: bool,
 }
@@ -121,11 +124,14 @@ pub fn predict_with_headers(
         });
     }
 
-    let function = probe
-        .path
-        .trim_start_matches('/')
-        .strip_prefix("api/")
-        .map(|rest| rest.split('/').next().unwrap_or(rest).to_ascii_lowercase());
+    let function = match &probe.function {
+        Some(name) => Some(name.to_ascii_lowercase()),
+        None => probe
+            .path
+            .trim_start_matches('/')
+            .strip_prefix("api/")
+            .map(|rest| rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()),
+    };
     let auth_level = function.as_ref().and_then(|name| {
         auth_levels
             .get(&(site.name.to_ascii_lowercase(), name.clone()))

@@ -9,6 +9,7 @@
 //! [`super::route_pattern`] parses the syntax, and this module resolves constraints and matches.
 
 use std::borrow::Cow;
+use std::path::Path;
 
 use indexmap::IndexMap;
 
@@ -72,14 +73,17 @@ enum Constraint {
 
 impl RouteTemplate {
     /// Parses the template the Functions host builds for a function: `prefix/route`, or
-    /// `route` alone when the prefix is empty.
+    /// `route` alone when the prefix is empty. `function_json` is the file that declares the
+    /// route, which an error names.
     pub(super) fn parse(
         function: &str,
+        function_json: &Path,
         prefix: &str,
         route: &str,
     ) -> Result<RouteTemplate, HostError> {
         let error = |reason: String| HostError::InvalidRoute {
             function: function.to_string(),
+            path: function_json.to_path_buf(),
             route: route.to_string(),
             reason,
         };
@@ -186,9 +190,97 @@ impl RouteTemplate {
 
         (path.len() <= self.segments.len()).then_some(values)
     }
+
+    /// Builds a request path that this template matches, such as `/api/items/1` for
+    /// `api/items/{id:int}`. Each parameter, optional ones included, gets the first value
+    /// from a short list of candidates that its constraints accept, and the whole path is
+    /// checked with [`RouteTemplate::matches`]. Returns the reason when no candidate fits or
+    /// a literal would need percent-encoding.
+    pub(super) fn example_path(&self) -> Result<String, String> {
+        let mut segments = Vec::new();
+        for segment in &self.segments {
+            let text = match segment {
+                Segment::Literal(literal) => literal.clone(),
+                Segment::Parameter(parameter) => parameter.example_value()?,
+                Segment::Complex(parts) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        match part {
+                            ComplexPart::Literal(literal) => text.push_str(literal),
+                            ComplexPart::Parameter(parameter) => {
+                                text.push_str(&parameter.example_value()?);
+                            }
+                        }
+                    }
+                    text
+                }
+            };
+            // Candidate values are plain, so only a literal can hold such a character.
+            if let Some(bad) = text.chars().find(|&c| !is_plain_path_char(c)) {
+                return Err(format!(
+                    "the literal text `{text}` contains `{bad}`, which a URL path must percent-encode"
+                ));
+            }
+            segments.push(text);
+        }
+
+        let borrowed: Vec<Cow<'_, str>> = segments
+            .iter()
+            .map(|segment| Cow::Borrowed(segment.as_str()))
+            .collect();
+        if self.matches(&borrowed).is_none() {
+            return Err(format!(
+                "the route does not match the path `/{}` built from sample values",
+                segments.join("/")
+            ));
+        }
+        Ok(format!("/{}", segments.join("/")))
+    }
+}
+
+/// Returns whether `c` can appear in a path segment without percent-encoding: an RFC 3986
+/// unreserved character or one of the sub-delimiters, `:` and `@` that `pchar` allows.
+fn is_plain_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@".contains(c)
 }
 
 impl Parameter {
+    /// Returns the first sample value the constraints accept. The candidates cover the
+    /// default constraint map except `regex`, which gets a value only if one of them happens to
+    /// match it.
+    fn example_value(&self) -> Result<String, String> {
+        let mut candidates = vec![
+            "1".to_owned(),
+            "a".to_owned(),
+            "true".to_owned(),
+            "00000000-0000-0000-0000-000000000001".to_owned(),
+            "2024-01-01".to_owned(),
+            "a.txt".to_owned(),
+        ];
+        for constraint in &self.constraints {
+            match constraint {
+                Constraint::Min(min) | Constraint::Range(min, _) => {
+                    candidates.push(min.to_string());
+                }
+                Constraint::Max(max) => candidates.push(max.to_string()),
+                Constraint::MinLength(length) | Constraint::Length(length, _) => {
+                    candidates.push("1".repeat(*length));
+                    candidates.push("a".repeat(*length));
+                }
+                _ => {}
+            }
+        }
+        candidates
+            .into_iter()
+            .find(|candidate| self.accepts(Some(candidate)))
+            .ok_or_else(|| {
+                format!(
+                    "no sample value satisfies the constraints of the parameter `{}`",
+                    self.name
+                )
+            })
+    }
+
     /// Checks a route value, or its absence, against every constraint.
     fn accepts(&self, value: Option<&str>) -> bool {
         match value {
@@ -685,7 +777,7 @@ mod tests {
     use super::*;
 
     fn parse(prefix: &str, route: &str) -> Result<RouteTemplate, HostError> {
-        RouteTemplate::parse("f", prefix, route)
+        RouteTemplate::parse("f", Path::new("f/function.json"), prefix, route)
     }
 
     fn template(route: &str) -> RouteTemplate {
@@ -705,6 +797,52 @@ mod tests {
             Err(other) => panic!("route `{route}`: unexpected error {other}"),
             Ok(_) => panic!("route `{route}` must be rejected"),
         }
+    }
+
+    #[test]
+    fn example_path_cases() {
+        let cases = [
+            ("api", "hello", "/api/hello"),
+            ("", "items/{id:int}", "/items/1"),
+            ("api", "items/{name:alpha}/{rest?}", "/api/items/a/1"),
+            ("api", "n/{id:min(42)}", "/api/n/42"),
+            ("api", "n/{id:range(5,9)}", "/api/n/5"),
+            ("api", "n/{code:length(3)}", "/api/n/111"),
+            ("api", "n/{slug:minlength(5):alpha}", "/api/n/aaaaa"),
+            ("api", "f/{name}.{ext?}", "/api/f/1.1"),
+            (
+                "api",
+                "g/{id:guid}",
+                "/api/g/00000000-0000-0000-0000-000000000001",
+            ),
+            ("api", "files/{*rest}", "/api/files/1"),
+            ("api", r"r/{id:regex(^\d+$)}", "/api/r/1"),
+        ];
+        for (prefix, route, expected) in cases {
+            let template = parse(prefix, route).expect("route");
+            assert_eq!(
+                template.example_path().as_deref(),
+                Ok(expected),
+                "route `{route}`"
+            );
+        }
+    }
+
+    #[test]
+    fn example_path_reports_unmet_constraint() {
+        let anchored = template(r"r/{id:regex(^x\d$)}");
+        let reason = anchored.example_path().expect_err("no sample fits");
+        assert!(reason.contains("parameter `id`"), "{reason}");
+
+        let contradiction = template("n/{id:int:alpha}");
+        assert!(contradiction.example_path().is_err());
+    }
+
+    #[test]
+    fn example_path_rejects_encoded_literal() {
+        let spaced = template("a b/{id}");
+        let reason = spaced.example_path().expect_err("space needs encoding");
+        assert!(reason.contains("percent-encode"), "{reason}");
     }
 
     #[test]
@@ -1081,11 +1219,20 @@ mod tests {
 
     #[test]
     fn invalid_route_error_names_function_and_route() {
-        let error = RouteTemplate::parse("lookup", "api", "{id:int()}").expect_err("invalid");
+        let path = Path::new("app/lookup/function.json");
+        let error = RouteTemplate::parse("lookup", path, "api", "{id:int()}").expect_err("invalid");
         let message = error.to_string();
         assert!(message.contains("`lookup`"), "{message}");
         assert!(message.contains("`{id:int()}`"), "{message}");
         assert!(message.contains("takes none"), "{message}");
+        assert!(message.contains("`app/lookup/function.json`"), "{message}");
+
+        let help = miette::Diagnostic::help(&error).expect("help").to_string();
+        assert!(
+            help.contains("change `route` in `app/lookup/function.json`"),
+            "{help}"
+        );
+        assert!(help.contains("no function of this app"), "{help}");
     }
 
     #[test]
