@@ -4,10 +4,11 @@ use std::path::Path;
 
 use miette::{miette, Result};
 use subnetlock_model::Severity;
-use subnetlock_reach::{analyze, output, Analysis, Reachability};
+use subnetlock_reach::{analyze, output, sort_findings, Analysis, Reachability};
 
 use crate::args::{CheckArgs, ExplainArgs, Format};
 use crate::expect::{self, ExpectationFile};
+use crate::function_apps::function_app_findings;
 use crate::inputs::resolve_inputs;
 use crate::{EXIT_FINDINGS, EXIT_OK};
 
@@ -36,6 +37,9 @@ pub fn check(args: CheckArgs) -> Result<i32> {
     };
 
     let mut analysis = analyze(topology, &inputs.engine);
+    let function_findings = function_app_findings(&inputs, &analysis.topology);
+    analysis.findings.extend(function_findings);
+    sort_findings(&mut analysis.findings);
     let outcomes = match &expectations {
         Some(file) => match expect::evaluate(file, &analysis, &inputs) {
             Ok(outcomes) => Some((file, outcomes)),

@@ -45,6 +45,7 @@ mod call;
 mod check;
 mod demo;
 mod expect;
+mod function_apps;
 mod inputs;
 mod up;
 

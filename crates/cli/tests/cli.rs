@@ -2249,3 +2249,194 @@ fn unmapped_link_hides_fragment_and_credentials() {
         );
     }
 }
+
+/// Writes function `name` into the bound app folder of [`write_bound_app`], with `text` as its
+/// function.json.
+fn write_function(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let folder = dir.join("app").join(name);
+    std::fs::create_dir_all(&folder).expect("function dir");
+    let path = folder.join("function.json");
+    std::fs::write(&path, text).expect("function.json");
+    path
+}
+
+/// Returns the SL025 findings of a `check --format json` run.
+fn function_findings(dir: &Path) -> Vec<serde_json::Value> {
+    let output = subnetlock(&["check", "--format", "json", dir.to_str().expect("path")]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    value["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|finding| finding["code"] == "SL025")
+        .cloned()
+        .collect()
+}
+
+const HTTP_FUNCTION: &str = r#"{"bindings": [
+    {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous"},
+    {"type": "http", "direction": "out", "name": "res"}
+]}"#;
+
+#[test]
+fn check_reports_function_in_error() {
+    // `broken` has a stray comma at line 2, column 16, and `hello` and `world` load.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "python3"}}),
+    );
+    let broken = write_function(dir.path(), "broken", "{\n  \"bindings\": [,]\n}");
+    write_function(dir.path(), "world", HTTP_FUNCTION);
+    let input = dir.path().to_str().expect("path");
+
+    let human = subnetlock(&["check", input]);
+    assert_eq!(human.status.code(), Some(0), "{}", stderr(&human));
+    let text = stdout(&human);
+    assert!(
+        text.contains("warning SL025 function-loaded-in-error: site `app`: function `broken` is in error and gets no route: invalid JSON in"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("--> {}:2:16", broken.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("help: fix the JSON syntax at the reported line and column"),
+        "{text}"
+    );
+    assert_eq!(text.matches("SL025").count(), 1, "{text}");
+    // The finding replaces the loader's log line, which would repeat it on stderr.
+    assert!(
+        !stderr(&human).contains("function left out"),
+        "{}",
+        stderr(&human)
+    );
+
+    let findings = function_findings(dir.path());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let finding = &findings[0];
+    assert_eq!(finding["severity"], "warning");
+    assert_eq!(finding["outcome"], "Silent");
+    let resource = finding["resource"].as_str().expect("resource");
+    assert!(
+        resource.ends_with("/providers/Microsoft.Web/sites/app"),
+        "{resource}"
+    );
+    assert_eq!(finding["location"]["file"], broken.to_str().expect("path"));
+    assert_eq!(finding["location"]["line"], 2);
+    assert_eq!(finding["location"]["column"], 16);
+    assert!(finding["help"]
+        .as_str()
+        .expect("help")
+        .contains("JSON syntax"));
+
+    let sarif = subnetlock(&["check", "--format", "sarif", input]);
+    assert_eq!(sarif.status.code(), Some(0), "{}", stderr(&sarif));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&sarif)).expect("sarif");
+    let results = log["runs"][0]["results"].as_array().expect("results");
+    let result = results
+        .iter()
+        .find(|result| result["ruleId"] == "SL025")
+        .expect("SL025 result");
+    assert_eq!(result["level"], "warning");
+    let location = &result["locations"][0]["physicalLocation"];
+    let uri = location["artifactLocation"]["uri"].as_str().expect("uri");
+    assert!(uri.ends_with("/app/broken/function.json"), "{uri}");
+    assert_eq!(location["region"]["startLine"], 2);
+    assert_eq!(location["region"]["startColumn"], 16);
+    let message = result["message"]["text"].as_str().expect("message");
+    assert!(message.contains("fix the JSON syntax"), "{message}");
+}
+
+#[test]
+fn check_fails_on_unparsable_route() {
+    // ASP.NET Core cannot parse `items/{id`, so the host fails the whole app.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "python3"}}),
+    );
+    let items = write_function(
+        dir.path(),
+        "items",
+        &HTTP_FUNCTION.replace(
+            r#""name": "req","#,
+            r#""name": "req", "route": "items/{id","#,
+        ),
+    );
+    let input = dir.path().to_str().expect("path");
+
+    let human = subnetlock(&["check", input]);
+    assert_eq!(human.status.code(), Some(1), "{}", stderr(&human));
+    let text = stdout(&human);
+    assert!(
+        text.contains("error SL025 function-loaded-in-error: site `app`: function app"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fails to load, so none of its functions run: invalid route `items/{id` of function `items`"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("--> {}:1:1", items.display())),
+        "{text}"
+    );
+    assert!(text.contains("help: change `route` in"), "{text}");
+
+    let findings = function_findings(dir.path());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["severity"], "error");
+    assert_eq!(
+        findings[0]["location"]["file"],
+        items.to_str().expect("path")
+    );
+
+    let sarif = subnetlock(&["check", "--format", "sarif", input]);
+    assert_eq!(sarif.status.code(), Some(1), "{}", stderr(&sarif));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&sarif)).expect("sarif");
+    let result = log["runs"][0]["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|result| result["ruleId"] == "SL025")
+        .cloned()
+        .expect("SL025 result");
+    assert_eq!(result["level"], "error");
+    let uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        .as_str()
+        .expect("uri");
+    assert!(uri.ends_with("/app/items/function.json"), "{uri}");
+}
+
+#[test]
+fn check_clean_function_app_has_no_finding() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "python3"}}),
+    );
+    write_function(dir.path(), "world", HTTP_FUNCTION);
+    // A function without an HTTP trigger is no error, only no route.
+    write_function(
+        dir.path(),
+        "nightly",
+        r#"{"bindings": [{"type": "timerTrigger", "direction": "in", "name": "timer", "schedule": "0 0 * * * *"}]}"#,
+    );
+
+    let output = subnetlock(&["check", dir.path().to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!stdout(&output).contains("SL025"), "{}", stdout(&output));
+    assert_eq!(function_findings(dir.path()).len(), 0);
+
+    // The same app with a reserved route gets one, so the checks above can fail.
+    write_function(
+        dir.path(),
+        "manage",
+        &HTTP_FUNCTION.replace(r#""name": "req","#, r#""name": "req", "route": "admin/x","#),
+    );
+    let findings = function_findings(dir.path());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let message = findings[0]["message"].as_str().expect("message");
+    assert!(message.contains("function `manage`"), "{message}");
+}

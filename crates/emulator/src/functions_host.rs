@@ -627,6 +627,8 @@ fn function_error(name: &str, path: &Path, error: HostError) -> FunctionError {
             function,
             path,
             reason: source.to_string(),
+            line: source.line(),
+            column: source.column(),
         },
         HostError::InvalidValue {
             path,

@@ -75,11 +75,14 @@ pub enum FindingCode {
     /// A reachability expectation (`check --expect`) that the template does not meet, or whose
     /// verdict depends on a value known only at deployment time.
     SL024,
+    /// A function the Azure Functions host loads in error, so it gets no route, or a bound
+    /// function app that fails to load as a whole.
+    SL025,
 }
 
 impl FindingCode {
     /// Every code, in number order.
-    pub const ALL: [FindingCode; 24] = [
+    pub const ALL: [FindingCode; 25] = [
         FindingCode::SL001,
         FindingCode::SL002,
         FindingCode::SL003,
@@ -104,6 +107,7 @@ impl FindingCode {
         FindingCode::SL022,
         FindingCode::SL023,
         FindingCode::SL024,
+        FindingCode::SL025,
     ];
 
     /// Kebab-case name that describes the flagged pattern.
@@ -133,6 +137,7 @@ impl FindingCode {
             FindingCode::SL019 => "allow-list-with-default-allow",
             FindingCode::SL023 => "duplicate-json-key",
             FindingCode::SL024 => "reachability-expectation-not-met",
+            FindingCode::SL025 => "function-loaded-in-error",
         }
     }
 }

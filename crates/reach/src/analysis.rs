@@ -125,18 +125,24 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
     let calls = app_calls(&topology);
     let mut findings = topology.findings.clone();
     findings.extend(reach_findings(&topology, &rows));
-    findings.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.code.cmp(&b.code))
-            .then(a.message.cmp(&b.message))
-    });
+    sort_findings(&mut findings);
     Analysis {
         topology,
         rows,
         calls,
         findings,
     }
+}
+
+/// Sorts findings as [`Analysis::findings`] keeps them: by severity, most serious first, then
+/// by code and message.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.code.cmp(&b.code))
+            .then(a.message.cmp(&b.message))
+    });
 }
 
 /// Builds the row of one caller to one host name, for a caller the matrix may not list, such as

@@ -16,8 +16,8 @@ pub mod output;
 mod predict;
 
 pub use analysis::{
-    analyze, describe_ambiguity, reachability_of, Analysis, AppCall, CallerKind, CallerSpec,
-    Reachability, Target,
+    analyze, describe_ambiguity, reachability_of, sort_findings, Analysis, AppCall, CallerKind,
+    CallerSpec, Reachability, Target,
 };
 pub use predict::{predict, predict_with_headers, Prediction, Probe};
 pub use subnetlock_model::internet::unnamed_internet_v4;

@@ -57,6 +57,11 @@ pub enum FunctionError {
         function: String,
         path: PathBuf,
         reason: String,
+        /// Line of the syntax error, counted from 1.
+        line: usize,
+        /// Column of the syntax error in bytes from the start of the line, counted from 1 as
+        /// `serde_json` counts it, and 0 when the error is at a line break.
+        column: usize,
     },
 
     #[error("function `{function}` is in error and gets no route: invalid `{field}` in `{}`: {reason}", path.display())]
