@@ -63,6 +63,29 @@ fn write_bound_app(dir: &Path, custom_handler: serde_json::Value) {
     std::fs::write(dir.join("subnetlock.json"), binding.to_string()).expect("binding");
 }
 
+/// A `customHandler` section that runs `python3 handler.py` and forwards HTTP requests to it.
+fn python_custom_handler() -> serde_json::Value {
+    serde_json::json!({
+        "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
+        "enableForwardingHttpRequest": true
+    })
+}
+
+/// Writes a bound app as `write_bound_app` does, served by `handler` as `app/handler.py`.
+fn write_python_app(dir: &Path, handler: &str) {
+    write_bound_app(dir, python_custom_handler());
+    std::fs::write(dir.join("app/handler.py"), handler).expect("handler");
+}
+
+/// Template text of `site_with_rules("[]")` with `hello` disabled by its app setting.
+fn site_with_hello_disabled() -> String {
+    site_with_rules("[]").replace(
+        r#""ipSecurityRestrictions": []"#,
+        r#""appSettings": [{"name": "AzureWebJobs.hello.Disabled", "value": "true"}],
+           "ipSecurityRestrictions": []"#,
+    )
+}
+
 #[test]
 fn check_example_human() {
     let output = subnetlock(&["check", example().to_str().expect("path")]);
@@ -885,21 +908,10 @@ fn check_scale_unit_older_fails() {
 }
 
 /// A handler that starts a long `sleep` in the background, as handlers that spawn helpers do,
-/// and returns 200 for every request.
-const BACKGROUND_HANDLER: &str = r#"
-import http.server, os, subprocess
-subprocess.Popen(["sleep", "300"])
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
-http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-"#;
+/// and then serves as `OK_HANDLER` does.
+fn background_handler() -> String {
+    format!("import subprocess\nsubprocess.Popen([\"sleep\", \"300\"])\n{OK_HANDLER}")
+}
 
 /// Process ids whose environment marks them as started by an emulator on `state_dir`:
 /// `SUBNETLOCK_EMULATOR=<state_dir>#<pid>:<start time>`.
@@ -963,26 +975,10 @@ fn up_stops_left_over_handlers() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    write_bound_app(
-        dir.path(),
-        serde_json::json!({
-            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
-            "enableForwardingHttpRequest": true
-        }),
-    );
-    std::fs::write(dir.path().join("app/handler.py"), BACKGROUND_HANDLER).expect("handler");
+    write_python_app(dir.path(), &background_handler());
     let state = dir.path().join("state");
 
-    let start = || Reaped {
-        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
-            .args(["up", dir.path().to_str().expect("path"), "--state-dir"])
-            .arg(&state)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start up"),
-        state_dir: state.clone(),
-    };
+    let start = || start_up(dir.path(), &state, &[]);
 
     // The handler and its background `sleep` both carry the marker.
     let mut first = start();
@@ -1064,6 +1060,24 @@ fn rule_defaults_mark_verdicts() {
 
 /// Starts `up` on `input` with `state_dir`, output discarded, killed when the test ends.
 fn start_up(input: &Path, state_dir: &Path, extra: &[&str]) -> Reaped {
+    spawn_up(
+        input,
+        state_dir,
+        extra,
+        std::process::Stdio::null(),
+        std::process::Stdio::null(),
+    )
+}
+
+/// Starts `up` on `input` with `state_dir`, `extra` arguments and colour off, killed when the
+/// test ends.
+fn spawn_up(
+    input: &Path,
+    state_dir: &Path,
+    extra: &[&str],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> Reaped {
     Reaped {
         child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
             .arg("up")
@@ -1071,12 +1085,64 @@ fn start_up(input: &Path, state_dir: &Path, extra: &[&str]) -> Reaped {
             .arg("--state-dir")
             .arg(state_dir)
             .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .env("NO_COLOR", "1")
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("start up"),
         state_dir: state_dir.to_owned(),
     }
+}
+
+/// Files that receive the stdout and stderr of an `up` started by `start_up_logged`.
+struct UpLog {
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl UpLog {
+    /// Waits until `up` prints its `running;` summary to stderr, then returns its stdout.
+    fn wait_for_summary(&self) -> String {
+        wait_for(
+            || {
+                std::fs::read_to_string(&self.stderr)
+                    .unwrap_or_default()
+                    .contains("running;")
+            },
+            "up to print its summary",
+        );
+        std::fs::read_to_string(&self.stdout).expect("stdout")
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).expect("stderr")
+    }
+}
+
+/// Starts `up` as `spawn_up` does, with its stdout in `up.out` and its stderr in `up.err` in
+/// `log_dir`.
+fn start_up_logged(
+    input: &Path,
+    state_dir: &Path,
+    extra: &[&str],
+    log_dir: &Path,
+) -> (Reaped, UpLog) {
+    let log = UpLog {
+        stdout: log_dir.join("up.out"),
+        stderr: log_dir.join("up.err"),
+    };
+    let up = spawn_up(
+        input,
+        state_dir,
+        extra,
+        std::fs::File::create(&log.stdout)
+            .expect("stdout file")
+            .into(),
+        std::fs::File::create(&log.stderr)
+            .expect("stderr file")
+            .into(),
+    );
+    (up, log)
 }
 
 #[test]
@@ -1241,19 +1307,24 @@ fn call_internet_uses_explain_address() {
     );
 }
 
+/// Runs `demo --no-build` on `dir` with the state directory `dir/state`.
+fn run_demo(dir: &Path) -> std::process::Output {
+    let state = dir.join("state");
+    subnetlock(&[
+        "demo",
+        dir.to_str().expect("path"),
+        "--no-build",
+        "--state-dir",
+        state.to_str().expect("path"),
+    ])
+}
+
 #[test]
 fn demo_without_probes_fails() {
     // A site without bound code and no calls between apps leaves nothing to compare.
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules("[]")).expect("template");
-    let state = dir.path().join("state");
-    let output = subnetlock(&[
-        "demo",
-        dir.path().to_str().expect("path"),
-        "--no-build",
-        "--state-dir",
-        state.to_str().expect("path"),
-    ]);
+    let output = run_demo(dir.path());
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("nothing to compare"),
@@ -1271,29 +1342,14 @@ fn demo_without_probes_fails() {
 fn demo_predicts_disabled_function() {
     // `hello` is disabled by its app setting: with its key it gets 404, without one 401.
     let dir = tempfile::tempdir().expect("temp dir");
-    write_bound_app(
-        dir.path(),
-        serde_json::json!({
-            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
-            "enableForwardingHttpRequest": true
-        }),
-    );
-    std::fs::write(dir.path().join("app/handler.py"), OK_HANDLER).expect("handler");
-    let template = site_with_rules("[]").replace(
-        r#""ipSecurityRestrictions": []"#,
-        r#""appSettings": [{"name": "AzureWebJobs.hello.Disabled", "value": "true"}],
-           "ipSecurityRestrictions": []"#,
-    );
-    std::fs::write(dir.path().join("azuredeploy.json"), template).expect("template");
+    write_python_app(dir.path(), OK_HANDLER);
+    std::fs::write(
+        dir.path().join("azuredeploy.json"),
+        site_with_hello_disabled(),
+    )
+    .expect("template");
 
-    let state = dir.path().join("state");
-    let output = subnetlock(&[
-        "demo",
-        dir.path().to_str().expect("path"),
-        "--no-build",
-        "--state-dir",
-        state.to_str().expect("path"),
-    ]);
+    let output = run_demo(dir.path());
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     assert!(text.contains("all 2 probes: live result equals"), "{text}");
@@ -1309,11 +1365,8 @@ fn demo_probes_custom_routes_and_methods() {
     // `items` takes only POST at a route with a parameter under the prefix `v1`, and `closed`
     // takes no method at all, so it is skipped rather than compared.
     let dir = tempfile::tempdir().expect("temp dir");
-    let custom_handler = serde_json::json!({
-        "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
-        "enableForwardingHttpRequest": true
-    });
-    write_bound_app(dir.path(), custom_handler.clone());
+    let custom_handler = python_custom_handler();
+    write_python_app(dir.path(), ANY_METHOD_HANDLER);
     let app = dir.path().join("app");
     let host = serde_json::json!({
         "version": "2.0",
@@ -1339,16 +1392,8 @@ fn demo_probes_custom_routes_and_methods() {
         std::fs::create_dir_all(app.join(name)).expect("function dir");
         std::fs::write(app.join(name).join("function.json"), json).expect("function.json");
     }
-    std::fs::write(app.join("handler.py"), ANY_METHOD_HANDLER).expect("handler");
 
-    let state = dir.path().join("state");
-    let output = subnetlock(&[
-        "demo",
-        dir.path().to_str().expect("path"),
-        "--no-build",
-        "--state-dir",
-        state.to_str().expect("path"),
-    ]);
+    let output = run_demo(dir.path());
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     assert!(text.contains("all 4 probes: live result equals"), "{text}");
@@ -1416,31 +1461,18 @@ fn up_invalid_route_names_file_and_fix() {
 fn up_try_line_uses_allowed_caller() {
     // The site allows only 198.51.100.0/24, so the usual example caller would get 403.
     let dir = tempfile::tempdir().expect("temp dir");
-    write_bound_app(
-        dir.path(),
-        serde_json::json!({
-            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
-            "enableForwardingHttpRequest": true
-        }),
-    );
-    std::fs::write(dir.path().join("app/handler.py"), OK_HANDLER).expect("handler");
+    write_python_app(dir.path(), OK_HANDLER);
     let rules = r#"[{"ipAddress": "198.51.100.0/24", "action": "Allow", "priority": 100, "name": "partner"}]"#;
     std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules(rules)).expect("template");
 
     let state = dir.path().join("state");
-    let mut up = Reaped {
-        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
-            .arg("up")
-            .arg(dir.path())
-            .args(["--no-build", "--state-dir"])
-            .arg(&state)
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start up"),
-        state_dir: state.clone(),
-    };
+    let mut up = spawn_up(
+        dir.path(),
+        &state,
+        &["--no-build"],
+        std::process::Stdio::piped(),
+        std::process::Stdio::null(),
+    );
     let output = up.child.stdout.take().expect("stdout");
     let call_line = std::io::BufRead::lines(std::io::BufReader::new(output))
         .map(|line| line.expect("stdout line"))
@@ -1538,33 +1570,14 @@ fn up_serves_and_notes_every_finding() {
     assert!(expected.contains(&"SL012".to_owned()), "{expected:?}");
 
     let state = dir.path().join("state");
-    let log = dir.path().join("up.err");
-    let _up = Reaped {
-        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
-            .arg("up")
-            .arg(&path)
-            .arg("--state-dir")
-            .arg(&state)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start up"),
-        state_dir: state.clone(),
-    };
+    let (_up, log) = start_up_logged(&path, &state, &[], dir.path());
     wait_for(|| state.join("state.json").is_file(), "up to start");
     let served: serde_json::Value =
         serde_json::from_str(&control_get(&state, "/v1/findings")).expect("findings JSON");
     assert_eq!(codes(&served), expected);
 
-    wait_for(
-        || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("running;")
-        },
-        "up to print its summary",
-    );
-    let text = std::fs::read_to_string(&log).expect("log");
+    log.wait_for_summary();
+    let text = log.stderr();
     assert!(
         text.contains("note: `subnetlock check` reports 1 warning (SL012) for this deployment"),
         "{text}"
@@ -1576,14 +1589,7 @@ fn up_shows_broken_and_disabled_functions() {
     // `hello` is disabled by its app setting and `broken` has invalid JSON. Both get 404, so
     // `up` must name them in its listing, its state file and its control API. `world` runs.
     let dir = tempfile::tempdir().expect("temp dir");
-    write_bound_app(
-        dir.path(),
-        serde_json::json!({
-            "description": {"defaultExecutablePath": "python3", "arguments": ["handler.py"]},
-            "enableForwardingHttpRequest": true
-        }),
-    );
-    std::fs::write(dir.path().join("app/handler.py"), OK_HANDLER).expect("handler");
+    write_python_app(dir.path(), OK_HANDLER);
     std::fs::create_dir_all(dir.path().join("app/broken")).expect("function dir");
     std::fs::write(
         dir.path().join("app/broken/function.json"),
@@ -1596,37 +1602,15 @@ fn up_shows_broken_and_disabled_functions() {
         dir.path().join("app/world/function.json"),
     )
     .expect("function");
-    let template = site_with_rules("[]").replace(
-        r#""ipSecurityRestrictions": []"#,
-        r#""appSettings": [{"name": "AzureWebJobs.hello.Disabled", "value": "true"}],
-           "ipSecurityRestrictions": []"#,
-    );
-    std::fs::write(dir.path().join("azuredeploy.json"), template).expect("template");
+    std::fs::write(
+        dir.path().join("azuredeploy.json"),
+        site_with_hello_disabled(),
+    )
+    .expect("template");
 
     let state = dir.path().join("state");
-    let out = dir.path().join("up.out");
-    let log = dir.path().join("up.err");
-    let _up = Reaped {
-        child: Command::new(env!("CARGO_BIN_EXE_subnetlock"))
-            .args(["up", dir.path().to_str().expect("path"), "--state-dir"])
-            .arg(&state)
-            .env("NO_COLOR", "1")
-            .stdout(std::fs::File::create(&out).expect("stdout file"))
-            .stderr(std::fs::File::create(&log).expect("stderr file"))
-            .spawn()
-            .expect("start up"),
-        state_dir: state.clone(),
-    };
-    wait_for(
-        || {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("running;")
-        },
-        "up to print its summary",
-    );
-
-    let listing = std::fs::read_to_string(&out).expect("stdout");
+    let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+    let listing = log.wait_for_summary();
     assert!(
         listing.contains("function `broken` is in error and gets no route: invalid JSON in"),
         "{listing}"

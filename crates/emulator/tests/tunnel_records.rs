@@ -119,6 +119,15 @@ async fn start(dir: &Path) -> Emulator {
     Emulator::start(config).await.expect("emulator starts")
 }
 
+/// Starts the emulator as `start` does in a new temporary directory, and returns it with
+/// `app-a`'s egress proxy. The directory is deleted when the returned `TempDir` is dropped.
+async fn start_in_temp_dir() -> (TempDir, Emulator, SocketAddr) {
+    let dir = TempDir::new().expect("temp dir");
+    let emulator = start(dir.path()).await;
+    let proxy = egress_proxy_of(&emulator, "app-a");
+    (dir, emulator, proxy)
+}
+
 fn egress_proxy_of(emulator: &Emulator, site: &str) -> SocketAddr {
     emulator
         .site(site)
@@ -154,9 +163,7 @@ async fn new_records(emulator: &Emulator, before: usize) -> Vec<DecisionRecord> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparsed_request_in_tunnel_recorded_once() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let proxy = egress_proxy_of(&emulator, "app-a");
+    let (_dir, emulator, proxy) = start_in_temp_dir().await;
     let caller = Caller::App("app-a".to_owned());
     let expected_source = caller
         .source_to(emulator.topology(), Some(DESTINATION), None)
@@ -198,9 +205,7 @@ async fn unparsed_request_in_tunnel_recorded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parsed_request_in_tunnel_recorded_once() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let proxy = egress_proxy_of(&emulator, "app-a");
+    let (_dir, emulator, proxy) = start_in_temp_dir().await;
     let request = format!("GET /x HTTP/1.1\r\nHost: {DESTINATION}\r\nConnection: close\r\n\r\n");
 
     let mut sources = Vec::new();
@@ -238,9 +243,7 @@ async fn parsed_request_in_tunnel_recorded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparsed_request_to_other_host_not_recorded() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let proxy = egress_proxy_of(&emulator, "app-a");
+    let (_dir, emulator, proxy) = start_in_temp_dir().await;
     let host = "elsewhere.example";
 
     for tls in [false, true] {
