@@ -7,6 +7,7 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -598,8 +599,22 @@ async fn get(handler: &Handler, path: &str) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
-/// Returns a loopback port that was free a moment ago.
+/// Returns a loopback port that was free a moment ago, below Linux's default ephemeral range
+/// (32768 to 60999). The mock servers of parallel tests bind port 0 and so get ephemeral
+/// ports: a port taken from that range here could be handed to one of them before the handler
+/// binds it, and the handler would then fail to start while its readiness probe reached the
+/// mock. Each call of this process takes a different port.
 fn free_port() -> u16 {
-    let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // A base that differs between runs of the test binary, so that a port left in TIME_WAIT
+    // by an earlier run is rarely tried first.
+    let base = 20_000 + (std::process::id() % 5_000) as u16;
+    for _ in 0..10_000 {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        let port = 20_000 + (base - 20_000 + offset) % 10_000;
+        if StdTcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 29999");
 }
