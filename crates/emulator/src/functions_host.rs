@@ -1869,18 +1869,46 @@ async fn start_worker(shared: &Shared) -> Result<Worker, HostError> {
     }
 }
 
+/// First port of the range handler ports are picked from.
+const HANDLER_PORT_BASE: u16 = 20_000;
+
+/// Number of ports in that range.
+const HANDLER_PORT_COUNT: u16 = 10_000;
+
+/// Picks a loopback port for a handler that is free at this moment.
+///
+/// The port is released before the handler binds it, so another process could take it in
+/// between. The range lies below Linux's default ephemeral ports (32768 to 60999, in
+/// `/proc/sys/net/ipv4/ip_local_port_range`) and below the dynamic ports of RFC 6335 (49152
+/// to 65535). So a process that binds port 0 or opens a connection does not get it in that
+/// moment; only one that binds this very port can.
+// NOTE: a port taken in between still makes the handler fail to bind, and the readiness probe
+// may then reach the process that took it. A system whose ephemeral range includes
+// 20000 to 29999 gets no benefit from the range.
+fn pick_handler_port() -> std::io::Result<u16> {
+    let start: u16 = rand::random::<u16>() % HANDLER_PORT_COUNT;
+    let mut last_error = None;
+    for attempt in 0..64 {
+        let port = HANDLER_PORT_BASE + (start + attempt * 151) % HANDLER_PORT_COUNT;
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(_) => return Ok(port),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    // Every try was taken: fall back to a port the system picks.
+    tracing::debug!(error = ?last_error, "no free handler port in the preferred range");
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+}
+
 fn spawn_worker(shared: &Shared) -> Result<Worker, HostError> {
     let app = &shared.app;
 
-    // The port is released before the handler binds it. Another process could take it in
-    // between, which shows up as a readiness timeout.
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .map_err(|source| HostError::Port {
-            site: shared.site.clone(),
-            source,
-        })?;
+    let port = pick_handler_port().map_err(|source| HostError::Port {
+        site: shared.site.clone(),
+        source,
+    })?;
 
     let worker_id = new_uuid_v4();
     let arguments: Vec<String> = app
@@ -2208,6 +2236,36 @@ fn expand_variables(text: &str, env: &[(String, String)]) -> String {
 #[allow(clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handler_port_is_free_and_below_ephemeral_range() {
+        let range = HANDLER_PORT_BASE..HANDLER_PORT_BASE + HANDLER_PORT_COUNT;
+        for _ in 0..20 {
+            let port = pick_handler_port().expect("port");
+            assert!(range.contains(&port), "{port}");
+            // Free: a handler can bind it.
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port));
+            assert!(listener.is_ok(), "{port}: {listener:?}");
+        }
+    }
+
+    #[test]
+    fn handler_port_skips_taken_ports() {
+        // Hold many ports of the range; the picked one is never among them.
+        let held: Vec<std::net::TcpListener> = (0..200)
+            .filter_map(|offset| {
+                std::net::TcpListener::bind(("127.0.0.1", HANDLER_PORT_BASE + offset * 50)).ok()
+            })
+            .collect();
+        let taken: Vec<u16> = held
+            .iter()
+            .filter_map(|listener| listener.local_addr().ok().map(|address| address.port()))
+            .collect();
+        for _ in 0..20 {
+            let port = pick_handler_port().expect("port");
+            assert!(!taken.contains(&port), "{port} is held by the test");
+        }
+    }
 
     #[test]
     fn load_errors_leave_the_cause_to_the_report() {
