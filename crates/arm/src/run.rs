@@ -26,11 +26,11 @@ use crate::value::{Object, Unknown, UnknownCause, Value};
 const MAX_NESTING_DEPTH: usize = 16;
 
 /// Maximum length of a chain of resources evaluated one inside the other, across the
-/// templates of a deployment: a resource that reads another with `reference()` evaluates it
-/// first, and so does a deployment whose template reads a resource it depends on. Azure allows "800
-/// resources (including copy count)" in one template ("ARM template best practices",
-/// Microsoft Learn), so a chain within one template is shorter than that. The bound turns a
-/// longer chain into an error instead of exhausting the stack.
+/// templates of a deployment. A resource that reads another with `reference()` evaluates it
+/// first, and so does a deployment whose template reads a resource it depends on. Azure
+/// allows "800 resources (including copy count)" in one template ("ARM template best
+/// practices", Microsoft Learn), so a chain within one template is shorter than that. The
+/// bound turns a longer chain into a located error and limits the stack evaluation grows.
 // NOTE: the bound is subnetlock's. It admits a chain through every resource of a full template
 // and a few nested ones, not through 16 nested templates of 800 resources each.
 pub(crate) const MAX_EVALUATION_DEPTH: usize = 4000;

@@ -115,8 +115,8 @@ impl RouteTemplate {
     /// Matches decoded path segments, returning the route values.
     pub(super) fn matches(&self, path: &[Cow<'_, str>]) -> Option<IndexMap<String, String>> {
         // `RoutePatternMatcher` rejects an empty segment (`a//b`) up to and including the first
-        // segment of a catch-all, so an empty segment never stands in for an optional parameter
-        // or a default.
+        // segment of a catch-all, so an empty segment never matches an optional parameter or
+        // takes a default.
         let catch_all_at = self
             .segments
             .iter()
@@ -764,8 +764,8 @@ fn is_guid(value: &str) -> bool {
 }
 
 /// Returns whether the last `/`-separated part of the value has a `.` followed somewhere by
-/// a character other than `.`, which is how ASP.NET Core's `FileNameRouteConstraint`
-/// recognises a file name: `a/b.txt` and `.gitignore` are file names, and `a.b/c` and `x.` are not.
+/// a character other than `.`, as ASP.NET Core's `FileNameRouteConstraint` decides. So
+/// `a/b.txt` and `.gitignore` are file names, and `a.b/c` and `x.` are not.
 fn is_file_name(value: &str) -> bool {
     let last = value.rsplit('/').next().unwrap_or(value);
     last.split_once('.')
@@ -845,10 +845,27 @@ mod tests {
         assert!(reason.contains("percent-encode"), "{reason}");
     }
 
+    /// A route, a path under it, and the route values it gives, or `None` when it does not
+    /// match.
+    type MatchCase<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
+
+    /// Asserts that each route matches its path with exactly the expected values.
+    fn assert_route_matches(cases: &[MatchCase<'_>]) {
+        for &(route, path, expected) in cases {
+            let actual = template(route).matches(&segments(path));
+            let expected = expected.map(|pairs| {
+                pairs
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect::<IndexMap<_, _>>()
+            });
+            assert_eq!(actual, expected, "route `{route}` path `{path}`");
+        }
+    }
+
     #[test]
     fn route_matches_cases() {
-        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
-        let cases: [Case; 24] = [
+        let cases: [MatchCase; 24] = [
             ("hello", "hello", Some(&[])),
             ("hello", "HELLO", Some(&[])),
             ("hello", "hello/x", None),
@@ -901,16 +918,7 @@ mod tests {
                 Some(&[("id", "5f1c7a7e-3c1b-4c6e-9a4e-0d5f2b6c8a11")]),
             ),
         ];
-        for (route, path, expected) in cases {
-            let actual = template(route).matches(&segments(path));
-            let expected = expected.map(|pairs| {
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<IndexMap<_, _>>()
-            });
-            assert_eq!(actual, expected, "route `{route}` path `{path}`");
-        }
+        assert_route_matches(&cases);
     }
 
     #[test]
@@ -1237,8 +1245,7 @@ mod tests {
 
     #[test]
     fn complex_segment_matches_like_aspnet_core() {
-        type Case<'a> = (&'a str, &'a str, Option<&'a [(&'a str, &'a str)]>);
-        let cases: [Case; 22] = [
+        let cases: [MatchCase; 22] = [
             (
                 "{p1}.{p2?}",
                 "foo.bar",
@@ -1302,16 +1309,7 @@ mod tests {
             (".{ext?}", ".txt", Some(&[("ext", "txt")])),
             (".{ext?}", "txt", None),
         ];
-        for (route, path, expected) in cases {
-            let actual = template(route).matches(&segments(path));
-            let expected = expected.map(|pairs| {
-                pairs
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<IndexMap<_, _>>()
-            });
-            assert_eq!(actual, expected, "route `{route}` path `{path}`");
-        }
+        assert_route_matches(&cases);
     }
 
     #[test]
