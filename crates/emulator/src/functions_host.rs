@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::handler_client::{HandlerClient, OutboundRequest, SendError};
 
-mod path_decode;
+mod percent;
 mod route;
 mod route_pattern;
 mod validate;
@@ -1066,7 +1066,7 @@ impl Shared {
         let mut segments: Vec<Cow<'_, str>> = path
             .trim_start_matches('/')
             .split('/')
-            .map(path_decode::decode_segment)
+            .map(percent::decode_segment)
             .collect();
         if segments.last().is_some_and(|segment| segment.is_empty()) {
             segments.pop();
@@ -1644,65 +1644,11 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             (
-                form_decode(name).into_owned(),
-                form_decode(value).into_owned(),
+                percent::decode_query_part(name).into_owned(),
+                percent::decode_query_part(value).into_owned(),
             )
         })
         .collect()
-}
-
-/// Decodes one name or value of a query as ASP.NET Core does: `+` is a space, and `%XX`
-/// escapes are decoded as UTF-8. Escapes that do not form valid UTF-8, such as `%FF`, and a
-/// `%` not followed by two hexadecimal digits stay as written, because .NET's
-/// `Uri.UnescapeDataString` leaves them escaped rather than substituting U+FFFD.
-fn form_decode(text: &str) -> Cow<'_, str> {
-    if !text.bytes().any(|byte| byte == b'%' || byte == b'+') {
-        return Cow::Borrowed(text);
-    }
-    let bytes = text.as_bytes();
-    let mut decoded = String::with_capacity(text.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        // A run of consecutive escapes is decoded together, as one UTF-8 sequence may span
-        // several of them.
-        let mut run = Vec::new();
-        let mut end = index;
-        while let Some(byte) = escaped_byte(bytes, end) {
-            run.push(byte);
-            end += 3;
-        }
-        if run.is_empty() {
-            let next = text[index..].chars().next().unwrap_or(' ');
-            decoded.push(if next == '+' { ' ' } else { next });
-            index += next.len_utf8();
-            continue;
-        }
-        let mut consumed = 0;
-        for chunk in run.utf8_chunks() {
-            decoded.push_str(chunk.valid());
-            consumed += chunk.valid().len();
-            // Each byte of the run came from three characters of the text.
-            let invalid = chunk.invalid().len();
-            let start = index + 3 * consumed;
-            decoded.push_str(&text[start..start + 3 * invalid]);
-            consumed += invalid;
-        }
-        index = end;
-    }
-    Cow::Owned(decoded)
-}
-
-/// Returns the byte of the escape `%XX` at `index`, if one is there.
-fn escaped_byte(bytes: &[u8], index: usize) -> Option<u8> {
-    if bytes.get(index) != Some(&b'%') {
-        return None;
-    }
-    let digit = |offset: usize| {
-        bytes
-            .get(index + offset)
-            .and_then(|byte| char::from(*byte).to_digit(16))
-    };
-    Some(u8::try_from(digit(1)? * 16 + digit(2)?).unwrap_or(0))
 }
 
 /// The headers the Functions host sets on every request to the handler, replacing any the
@@ -1741,13 +1687,13 @@ fn request_key(request: &Request<Bytes>) -> Cow<'_, str> {
 }
 
 /// Returns the value of the first query parameter called `name`, ignoring case, decoded as
-/// [`form_decode`] does. ASP.NET Core, which the Functions host runs on, compares query names
+/// [`percent::decode_query_part`] does. ASP.NET Core, which the Functions host runs on, compares query names
 /// ignoring case, so `?CODE=` carries a key as `?code=` does.
 fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     for pair in query.split('&') {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        if form_decode(raw_name).eq_ignore_ascii_case(name) {
-            return Some(form_decode(raw_value));
+        if percent::decode_query_part(raw_name).eq_ignore_ascii_case(name) {
+            return Some(percent::decode_query_part(raw_value));
         }
     }
     None
@@ -1881,7 +1827,7 @@ const HANDLER_PORT_COUNT: u16 = 10_000;
 /// between. The range lies below Linux's default ephemeral ports (32768 to 60999, in
 /// `/proc/sys/net/ipv4/ip_local_port_range`) and below the dynamic ports of RFC 6335 (49152
 /// to 65535). So a process that binds port 0 or opens a connection does not get it in that
-/// moment; only one that binds this very port can.
+/// moment, and only one that binds this very port can.
 // NOTE: a port taken in between still makes the handler fail to bind, and the readiness probe
 // may then reach the process that took it. A system whose ephemeral range includes
 // 20000 to 29999 gets no benefit from the range.
@@ -2252,18 +2198,18 @@ mod tests {
     #[test]
     fn handler_port_skips_taken_ports() {
         // Hold many ports of the range; the picked one is never among them.
-        let held: Vec<std::net::TcpListener> = (0..200)
+        let held_listeners: Vec<std::net::TcpListener> = (0..200)
             .filter_map(|offset| {
                 std::net::TcpListener::bind(("127.0.0.1", HANDLER_PORT_BASE + offset * 50)).ok()
             })
             .collect();
-        let taken: Vec<u16> = held
+        let held_ports: Vec<u16> = held_listeners
             .iter()
             .filter_map(|listener| listener.local_addr().ok().map(|address| address.port()))
             .collect();
         for _ in 0..20 {
             let port = pick_handler_port().expect("port");
-            assert!(!taken.contains(&port), "{port} is held by the test");
+            assert!(!held_ports.contains(&port), "{port} is held by the test");
         }
     }
 
@@ -2355,7 +2301,7 @@ mod tests {
     }
 
     #[test]
-    fn form_decode_keeps_escapes_that_are_not_utf8() {
+    fn query_decode_keeps_invalid_escapes() {
         let cases = [
             ("plain", "plain"),
             ("a+b", "a b"),
@@ -2372,7 +2318,7 @@ mod tests {
             ("\u{e9}%41", "\u{e9}A"),
         ];
         for (text, expected) in cases {
-            assert_eq!(form_decode(text), expected, "{text}");
+            assert_eq!(percent::decode_query_part(text), expected, "{text}");
         }
     }
 

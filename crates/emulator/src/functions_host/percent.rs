@@ -1,12 +1,15 @@
-//! Percent-decoding of request path segments as Kestrel, the server under the Functions host,
-//! decodes the request path before routing.
+//! Percent-decoding of request paths and query strings as ASP.NET Core decodes them under
+//! the Functions host.
 //!
-//! Kestrel's `UrlDecoder` decodes every `%XX` escape, and a run of escapes that forms one UTF-8
-//! character decodes to that character. Some escapes stay as written. `%2F` in either case does,
-//! because decoding it would add a path separator. So do escapes that do not form valid UTF-8
-//! (`%FF`, an overlong form, a surrogate) and a `%` without two hex digits. ASP.NET Core's
-//! routing splits the decoded path at `/` and does not decode route values again, so a
-//! route value keeps `%2F` (`/api/items/a%2Fb` gives `{id}` the value `a%2Fb`).
+//! Both decode every `%XX` escape, and a run of escapes that forms UTF-8 decodes to those
+//! characters. Escapes that do not form valid UTF-8 (`%FF`, an overlong form, a surrogate) and
+//! a `%` without two hex digits stay as written, as in Kestrel's `UrlDecoder` and .NET's
+//! `Uri.UnescapeDataString`.
+//!
+//! A path segment also keeps `%2F` in either case, because Kestrel does not decode it: that
+//! would add a path separator. ASP.NET Core's routing splits the decoded path at `/` and does
+//! not decode route values again, so a route value keeps `%2F` (`/api/items/a%2Fb` gives
+//! `{id}` the value `a%2Fb`). A query name or value reads `+` as a space.
 
 use std::borrow::Cow;
 
@@ -17,69 +20,83 @@ use std::borrow::Cow;
 /// host fails such a request before routing, with a status not established here. Here `%00`
 /// decodes to a NUL character, and the request is routed.
 pub(super) fn decode_segment(segment: &str) -> Cow<'_, str> {
-    // A byte search is cheaper than the decoder, and most segments contain no escape.
-    if !segment.as_bytes().contains(&b'%') {
-        return Cow::Borrowed(segment);
+    decode(segment, Form::PathSegment)
+}
+
+/// Decodes one name or value of a query as ASP.NET Core does. Borrows the text when it
+/// contains no `%` and no `+`.
+pub(super) fn decode_query_part(text: &str) -> Cow<'_, str> {
+    decode(text, Form::QueryPart)
+}
+
+/// The part of a URL being decoded, which decides the two rules in which they differ.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// `%2F` stays as written.
+    PathSegment,
+    /// `+` is a space.
+    QueryPart,
+}
+
+fn decode(text: &str, form: Form) -> Cow<'_, str> {
+    let plus_is_space = form == Form::QueryPart;
+    // A byte search is cheaper than the decoder, and most texts contain no escape.
+    if !text
+        .bytes()
+        .any(|byte| byte == b'%' || (plus_is_space && byte == b'+'))
+    {
+        return Cow::Borrowed(text);
     }
 
-    let bytes = segment.as_bytes();
-    let mut decoded = String::with_capacity(segment.len());
-    // Start of the text not yet copied to `decoded`.
-    let mut copied = 0;
+    let bytes = text.as_bytes();
+    let mut decoded = String::with_capacity(text.len());
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] != b'%' {
-            index += 1;
+        // A run of consecutive escapes is decoded together, because one UTF-8 sequence may
+        // span several of them.
+        let mut run = Vec::new();
+        let mut end = index;
+        while let Some(byte) = escaped_byte(bytes, end, form) {
+            run.push(byte);
+            end += 3;
+        }
+        if run.is_empty() {
+            let next = text[index..].chars().next().unwrap_or(' ');
+            decoded.push(if plus_is_space && next == '+' {
+                ' '
+            } else {
+                next
+            });
+            index += next.len_utf8();
             continue;
         }
-        let Some((character, escapes)) = decode_char(bytes, index) else {
-            // The `%` stays as written, and scanning resumes after it.
-            index += 1;
-            continue;
-        };
 
-        decoded.push_str(&segment[copied..index]);
-        decoded.push(character);
-        index += 3 * escapes;
-        copied = index;
+        let mut consumed = 0;
+        for chunk in run.utf8_chunks() {
+            decoded.push_str(chunk.valid());
+            consumed += chunk.valid().len();
+            // Each byte of the run came from three characters of the text.
+            let invalid = chunk.invalid().len();
+            let start = index + 3 * consumed;
+            decoded.push_str(&text[start..start + 3 * invalid]);
+            consumed += invalid;
+        }
+        index = end;
     }
-    decoded.push_str(&segment[copied..]);
     Cow::Owned(decoded)
 }
 
-/// Decodes the character that the escapes from `start` stand for, returning it with the number
-/// of escapes it takes, or `None` when the escape at `start` stays as written.
-fn decode_char(bytes: &[u8], start: usize) -> Option<(char, usize)> {
-    let first = escaped_byte(bytes, start)?;
-    let length = match first {
-        0x00..=0x7F => 1,
-        0xC0..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xF7 => 4,
-        _ => return None,
-    };
-
-    let mut utf8 = [0u8; 4];
-    for (offset, byte) in utf8.iter_mut().take(length).enumerate() {
-        *byte = escaped_byte(bytes, start + 3 * offset)?;
-    }
-    // Rust's UTF-8 check rejects overlong forms, surrogates and values above U+10FFFF, as
-    // Kestrel's decoder does.
-    let character = std::str::from_utf8(&utf8[..length]).ok()?.chars().next()?;
-    Some((character, length))
-}
-
-/// Returns the byte that the escape at `at` stands for, or `None` when there is no escape at
-/// `at` or it is `%2F`, which Kestrel does not decode in a path.
-fn escaped_byte(bytes: &[u8], at: usize) -> Option<u8> {
-    let escape = bytes.get(at..at + 3)?;
+/// Returns the byte of the escape `%XX` at `index`, or `None` when there is no escape there or
+/// `form` keeps it as written.
+fn escaped_byte(bytes: &[u8], index: usize, form: Form) -> Option<u8> {
+    let escape = bytes.get(index..index + 3)?;
     if escape[0] != b'%' {
         return None;
     }
     let high = char::from(escape[1]).to_digit(16)?;
     let low = char::from(escape[2]).to_digit(16)?;
     let byte = u8::try_from(high * 16 + low).ok()?;
-    (byte != b'/').then_some(byte)
+    (form == Form::QueryPart || byte != b'/').then_some(byte)
 }
 
 #[cfg(test)]
