@@ -178,7 +178,7 @@ pub async fn run_probes(
                     .into_diagnostic()?;
                 let status = response.status().as_u16();
                 let body = response.text().await.into_diagnostic()?;
-                let mut prediction = predict(
+                let prediction = predict(
                     analysis,
                     auth_levels,
                     engine,
@@ -188,18 +188,9 @@ pub async fn run_probes(
                         path: path.clone(),
                         function: Some(function.name.clone()),
                         with_key,
+                        function_disabled: function.disabled,
                     },
                 )?;
-                // The host checks the key first, so only a request with the function key reaches
-                // the disabled function, which responds with 404.
-                if function.disabled && prediction.reaches_code {
-                    prediction.status = 404;
-                    prediction.reaches_code = false;
-                    prediction.why.push(format!(
-                        "the app setting `AzureWebJobs.{}.Disabled` disables the function",
-                        function.name
-                    ));
-                }
                 let result = ProbeResult {
                     label: format!(
                         "internet -> {method} {}{path} ({})",
@@ -245,6 +236,7 @@ pub async fn run_probes(
                 path: call.path.clone(),
                 function: None,
                 with_key: call.with_key,
+                function_disabled: false,
             },
         )?;
         // What the caller app answered when the internet probe made it call out.

@@ -271,6 +271,7 @@ fn check_side(
             path: call.path.clone(),
             function: None,
             with_key: call.key,
+            function_disabled: false,
         };
         let headers: Vec<(String, String)> = call
             .headers

@@ -22,6 +22,9 @@ pub struct Probe {
     pub function: Option<String>,
     /// Whether the call carries a valid function key.
     pub with_key: bool,
+    /// Whether the app setting `AzureWebJobs.<function>.Disabled` disables the function. The
+    /// template does not show it, so only a caller that loaded the app knows.
+    pub function_disabled: bool,
 }
 
 /// The status a caller should receive, with the reasons.
@@ -152,6 +155,20 @@ pub fn predict_with_headers(
             ));
             Ok(Prediction {
                 status: 401,
+                reaches_code: false,
+                decision: Some(decision),
+                why,
+            })
+        }
+        // The host checks the key first, so only a request that passes it reaches the disabled
+        // function, which responds with 404.
+        _ if probe.function_disabled => {
+            why.push(format!(
+                "the app setting `AzureWebJobs.{}.Disabled` disables the function",
+                function.unwrap_or_default()
+            ));
+            Ok(Prediction {
+                status: 404,
                 reaches_code: false,
                 decision: Some(decision),
                 why,
