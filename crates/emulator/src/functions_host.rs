@@ -871,12 +871,12 @@ fn compile_routes(
         .collect()
 }
 
-/// Builds, for each function of `app` in `app.functions` order, a request that the host routes
-/// to that function, at a path from [`RouteTemplate::example_path`]. The method is GET when the
-/// function's `methods` allow it, else the first allowed method. When an earlier route takes
-/// that request, the function's other methods are tried in order. A function gets the reason
-/// instead when `methods` is empty, no sample path fits its route, or earlier routes take the
-/// sample request for every method.
+/// Builds a request for each function of `app`, in `app.functions` order, that the host routes
+/// to that function. Its path comes from [`RouteTemplate::example_path`]. Its method is GET
+/// when the function's `methods` allow it, else the first allowed method, and when an earlier
+/// route takes that request, the function's other methods are tried in order. A function gets
+/// the reason instead when `methods` is empty, no sample path fits its route, or earlier routes
+/// take the sample request for every method.
 pub(crate) fn example_requests(app: &FunctionApp) -> Vec<Result<(Method, String), String>> {
     // The routes were parsed when the app was loaded, so this parse does not fail.
     let routes = match compile_routes(app, &[]) {

@@ -23,7 +23,7 @@ pub struct Probe {
     /// Whether the call carries a valid function key.
     pub with_key: bool,
     /// Whether the app setting `AzureWebJobs.<function>.Disabled` disables the function. The
-    /// template does not show it, so only a caller that loaded the app knows.
+    /// template does not show it, so only a caller that loaded the app can set it.
     pub function_disabled: bool,
 }
 
