@@ -8,6 +8,7 @@
 # two commits where requests per second (bench/frontend.sh) vary from run to run. Kernel time
 # is not counted.
 # Usage: bench/frontend-instructions.sh [seconds of load, default 10] [frontend|floor, default frontend]
+# With KEEP_CALLGRIND=DIR, the callgrind output is copied to DIR for callgrind_annotate.
 # Needs valgrind, wrk, python3 and curl; installs valgrind and wrk with apt-get when missing.
 set -euo pipefail
 
@@ -21,6 +22,7 @@ cleanup() {
     if [ -n "$up_pid" ]; then kill "$up_pid" 2>/dev/null || true; fi
     if [ -n "$handler_pid" ]; then kill "$handler_pid" 2>/dev/null || true; fi
     wait 2>/dev/null || true
+    if [ -n "${KEEP_CALLGRIND:-}" ]; then cp "$work"/callgrind.out.* "$KEEP_CALLGRIND"/ 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -20,14 +20,14 @@ use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use subnetlock_access::{Action, CompiledSiteAccess, HeaderLookup, SiteKind, Source};
 use subnetlock_model::Topology;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::decisions::{push_ip, DecisionLog, DecisionRecord};
-use crate::functions_host::FunctionsHost;
+use crate::functions_host::{Direct, FunctionsHost};
 use crate::handler_client::HOP_BY_HOP;
 use crate::pages;
 
@@ -36,6 +36,8 @@ use crate::pages;
 // NOTE: Learn does not say which status a longer request gets; 413 is the HTTP status for it
 // (RFC 9110, section 15.5.14). See docs/fidelity.md.
 const MAX_BODY_BYTES: usize = 104_857_600;
+
+mod fast_path;
 
 /// Everything the front end needs to handle a request.
 pub struct FrontEnd {
@@ -98,6 +100,20 @@ pub(crate) struct PendingRecord {
     record: Option<DecisionRecord>,
 }
 
+/// What [`FrontEnd::admit_direct`] reads of a request.
+pub(crate) struct DirectRequest<'a> {
+    /// The host name the request addresses, as [`request_host`] returns it.
+    pub host: &'a str,
+    pub method: &'a http::Method,
+    /// The origin-form target, path and query.
+    pub target: &'a str,
+    /// The path of `target`, without the query.
+    pub path: &'a str,
+    pub headers: &'a dyn HeaderLookup,
+    /// The function key the request presents (`functions_host::key_from`).
+    pub key: &'a str,
+}
+
 impl PendingRecord {
     fn record(&mut self) -> Option<&mut DecisionRecord> {
         self.record.as_mut()
@@ -113,7 +129,7 @@ impl PendingRecord {
     }
 
     /// Logs the record with the status of `response`, and returns the response.
-    fn finish(mut self, response: Response<Bytes>) -> Response<Bytes> {
+    pub(crate) fn finish(mut self, response: Response<Bytes>) -> Response<Bytes> {
         if let Some(mut record) = self.record.take() {
             record.status = response.status().as_u16();
             log_record(&self.decisions, record);
@@ -371,6 +387,67 @@ impl FrontEnd {
         })
     }
 
+    /// Admits a request for the fast path (see `fast_path`): the request must be allowed to
+    /// a site's main host name, over a scheme `httpsOnly` accepts, and its Functions host must
+    /// forward it to the handler unchanged ([`FunctionsHost::direct`]). Then the request's
+    /// record is started and returned with the way to the handler.
+    ///
+    /// `None` means that [`Self::admit`] and [`Self::complete`] must handle the request. Until
+    /// this returns a record, nothing is recorded or sent, so the request is handled once
+    /// either way.
+    pub(crate) fn admit_direct(
+        &self,
+        request: &DirectRequest<'_>,
+        source: &Source,
+        caller: &str,
+        scheme: &str,
+    ) -> Option<(PendingRecord, Direct<'_>)> {
+        let (index, kind) = self.topology.site_index_for_host(request.host)?;
+        let site = self.topology.sites.get(index)?;
+        if kind != SiteKind::Main || (site.https_only && scheme == "http") {
+            return None;
+        }
+        // Site names are mostly lower-case already, so the key is copied only when not.
+        let site_key = if site.name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            std::borrow::Cow::Owned(site.name.to_ascii_lowercase())
+        } else {
+            std::borrow::Cow::Borrowed(site.name.as_str())
+        };
+        let access = self.access.get(site_key.as_ref())?;
+        let mut decision = access.decide(&subnetlock_access::Request {
+            source,
+            site: kind,
+            headers: request.headers,
+        });
+        subnetlock_model::note_rule_defaults(site, &mut decision);
+        if decision.verdict != Action::Allow {
+            return None;
+        }
+        let direct = self.hosts.get(site_key.as_ref())?.direct(
+            request.method,
+            request.target,
+            request.path,
+            request.key,
+        )?;
+
+        let record = DecisionRecord {
+            host: request.host.to_owned(),
+            method: request.method.as_str().to_owned(),
+            path: request.path.to_owned(),
+            site: Some(site.name.clone()),
+            site_kind: Some(kind),
+            verdict: Some(decision.verdict),
+            reason: Some(decision.reason),
+            ambiguities: decision.ambiguities,
+            ..new_record(caller, source.clone())
+        };
+        let pending = PendingRecord {
+            decisions: Arc::clone(&self.decisions),
+            record: Some(record),
+        };
+        Some((pending, direct))
+    }
+
     /// Records a request from `caller` that hyper could not parse and responded to with
     /// `status`.
     /// `host` is the destination of the egress tunnel the request came through, or empty when
@@ -507,9 +584,7 @@ fn host_without_port(text: &str) -> Option<&str> {
     } else {
         let (name, port) = text.rsplit_once(':').unwrap_or((text, ""));
         // A registered name: unreserved characters, percent escapes and sub-delimiters.
-        let valid = name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&byte));
+        let valid = name.bytes().all(|byte| REG_NAME[usize::from(byte)]);
         if name.is_empty() || !valid {
             return None;
         }
@@ -519,6 +594,37 @@ fn host_without_port(text: &str) -> Option<&str> {
         .all(|byte| byte.is_ascii_digit())
         .then_some(host)
 }
+
+/// The bytes of a registered name in a host (RFC 3986, section 3.2.2), as a table: this runs
+/// for every request.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        byte += 1;
+    }
+    table
+};
 
 /// Lower-cases a host name. A trailing dot stays: the record shows the name as sent, and
 /// [`Topology::site_for_host`] accepts one.
@@ -686,14 +792,12 @@ pub async fn serve(
                     let handshake =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     match handshake {
-                        Ok(Ok(stream)) => {
-                            serve_connection(TokioIo::new(stream), peer, front_end, scheme).await
-                        }
+                        Ok(Ok(stream)) => fast_path::serve(stream, peer, front_end, scheme).await,
                         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(TokioIo::new(stream), peer, front_end, scheme).await,
+                None => fast_path::serve(stream, peer, front_end, scheme).await,
             }
         });
     }
@@ -882,6 +986,7 @@ enum Drain {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper_util::rt::TokioIo;
 
     fn host_of(
         target: &str,

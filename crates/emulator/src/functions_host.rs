@@ -30,7 +30,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::handler_client::{HandlerClient, OutboundRequest, SendError};
+use crate::handler_client::{EncodedKind, HandlerClient, OutboundRequest, SendError};
 
 mod percent;
 mod route;
@@ -407,7 +407,8 @@ impl FunctionsHost {
         );
 
         // Keys are checked before the handler is contacted, as the Functions host does.
-        if !shared.authorize(def, &request) {
+        let key = request_key(&request);
+        if !shared.authorize(def, &key) {
             tracing::debug!(site = %shared.site, function = %def.name, "missing or invalid function key");
             return empty_response(StatusCode::UNAUTHORIZED);
         }
@@ -416,12 +417,54 @@ impl FunctionsHost {
         // after the key check, unless the key has the admin level, which only the master key has
         // ("Using any other type of key in the request returns an HTTP 404 response", Microsoft
         // Learn, "How to disable functions in Azure Functions").
-        if function.disabled && !shared.has_master_key(&request) {
+        if function.disabled && !shared.has_master_key(&key) {
             tracing::debug!(site = %shared.site, function = %def.name, "function disabled by app setting");
             return empty_response(StatusCode::NOT_FOUND);
         }
 
-        shared.invoke(def, function.params, &request).await
+        let invocation = if shared.app.forwarding && def.http_only {
+            Invocation::Forward(&request)
+        } else {
+            Invocation::Json {
+                def,
+                params: &function.params,
+                request: &request,
+            }
+        };
+        shared.invoke(invocation).await
+    }
+
+    /// Returns whether [`Self::handle`] would send this request (`target`, whose path is
+    /// `path`) to a running handler as it is, with the forwarding headers added and nothing else changed: the URL is within the
+    /// host's limit, the path has no dot segments, a route matches, `key` passes the
+    /// function's `authLevel`, the function is enabled and forwarded
+    /// (`enableForwardingHttpRequest`), and the handler is up.
+    ///
+    /// The front end then encodes and sends the request itself. For `None` it calls
+    /// [`Self::handle`], which responds as the host does. Deciding has no side effects, so
+    /// either way the request is handled once.
+    pub(crate) fn direct(
+        &self,
+        method: &Method,
+        target: &str,
+        path: &str,
+        key: &str,
+    ) -> Option<Direct<'_>> {
+        let shared = &*self.shared;
+        if target.len() > MAX_URL_BYTES || may_have_dot_segments(path) {
+            return None;
+        }
+        let function = shared.route(path, method)?;
+        let def = function.def;
+        let forwarded = shared.app.forwarding && def.http_only;
+        if function.disabled || !forwarded || !shared.authorize(def, key) {
+            return None;
+        }
+        if !matches!(*shared.state.borrow(), WorkerState::Ready { .. }) {
+            return None;
+        }
+        tracing::debug!(site = %shared.site, function = %def.name, %method, path, "function request");
+        Some(Direct { shared })
     }
 
     /// Returns how many times the handler was restarted after it exited.
@@ -1014,6 +1057,38 @@ struct CompiledRoute {
     disabled: bool,
 }
 
+/// A request that [`FunctionsHost::direct`] found the host would forward unchanged.
+pub(crate) struct Direct<'h> {
+    shared: &'h Shared,
+}
+
+impl Direct<'_> {
+    /// Sends the encoded request to the handler, with the host's retry, limits and error
+    /// responses, and returns the response for the caller.
+    pub(crate) async fn send(&self, encoded: &[u8], kind: EncodedKind) -> Response<Bytes> {
+        self.shared
+            .invoke(Invocation::Encoded {
+                bytes: encoded,
+                kind,
+            })
+            .await
+    }
+}
+
+/// What one invocation sends to the handler.
+enum Invocation<'a> {
+    /// The caller's request, forwarded as it is (`enableForwardingHttpRequest`).
+    Forward(&'a Request<Bytes>),
+    /// The caller's request inside the JSON invoke payload.
+    Json {
+        def: &'a FunctionDef,
+        params: &'a IndexMap<String, String>,
+        request: &'a Request<Bytes>,
+    },
+    /// A forwarded request that the front end has encoded already.
+    Encoded { bytes: &'a [u8], kind: EncodedKind },
+}
+
 impl CompiledRoute {
     /// Checks the request method as the route's `HttpMethodRouteConstraint` does: against
     /// the function's `methods`, ignoring case.
@@ -1087,13 +1162,12 @@ impl Shared {
             })
     }
 
-    /// Checks the key in `x-functions-key` or `code` against the function's `authLevel`.
-    fn authorize(&self, def: &FunctionDef, request: &Request<Bytes>) -> bool {
+    /// Checks the request's key (from [`request_key`]) against the function's `authLevel`.
+    fn authorize(&self, def: &FunctionDef, key: &str) -> bool {
         if def.auth_level == AuthLevel::Anonymous {
             return true;
         }
 
-        let key = request_key(request);
         if key.is_empty() {
             return false;
         }
@@ -1135,19 +1209,11 @@ impl Shared {
     }
 
     /// Returns whether the request's key is the master key, the only key with the admin level.
-    fn has_master_key(&self, request: &Request<Bytes>) -> bool {
-        let key = request_key(request);
+    fn has_master_key(&self, key: &str) -> bool {
         !key.is_empty() && constant_time_eq(self.keys.master.as_bytes(), key.as_bytes())
     }
 
-    async fn invoke(
-        &self,
-        def: &FunctionDef,
-        params: IndexMap<String, String>,
-        request: &Request<Bytes>,
-    ) -> Response<Bytes> {
-        let forwarding = self.app.forwarding && def.http_only;
-
+    async fn invoke(&self, invocation: Invocation<'_>) -> Response<Bytes> {
         let mut retried = false;
         loop {
             let Some(port) = self.wait_for_worker().await else {
@@ -1160,10 +1226,22 @@ impl Shared {
                 );
             };
 
-            let attempt = if forwarding {
-                self.forward(port, request).await
-            } else {
-                self.invoke_json(port, def, &params, request).await
+            let attempt = match invocation {
+                Invocation::Forward(request) => self.forward(port, request).await,
+                Invocation::Json {
+                    def,
+                    params,
+                    request,
+                } => self.invoke_json(port, def, params, request).await,
+                Invocation::Encoded { bytes, kind } => {
+                    match self
+                        .bounded(self.client.send_encoded(port, bytes, kind))
+                        .await
+                    {
+                        Ok(response) => Attempt::Done(response),
+                        Err(attempt) => attempt,
+                    }
+                }
             };
 
             match attempt {
@@ -1327,7 +1405,16 @@ impl Shared {
         port: u16,
         request: &OutboundRequest<'_>,
     ) -> Result<Response<Bytes>, Attempt> {
-        let sent = tokio::time::timeout(INVOCATION_TIMEOUT, self.client.send(port, request)).await;
+        self.bounded(self.client.send(port, request)).await
+    }
+
+    /// Waits for an exchange with the handler up to the invocation timeout, and turns its
+    /// failure into the host's response or into a retry.
+    async fn bounded(
+        &self,
+        exchange: impl std::future::Future<Output = Result<Response<Bytes>, SendError>>,
+    ) -> Result<Response<Bytes>, Attempt> {
+        let sent = tokio::time::timeout(INVOCATION_TIMEOUT, exchange).await;
         match sent {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error @ SendError::Connect { .. })) => {
@@ -1356,12 +1443,7 @@ impl Shared {
 /// `/api/x/%2e%2e/f` reach `f`, and the handler gets the path the host routed by.
 fn normalise_path(request: &mut Request<Bytes>) {
     let path = request.uri().path();
-    // Every dot segment starts with `/.` or `/%2`, and most paths have neither.
-    let may_have_dots = path
-        .as_bytes()
-        .windows(3)
-        .any(|window| window.starts_with(b"/.") || window == b"/%2");
-    if !may_have_dots && !path.ends_with("/.") {
+    if !may_have_dot_segments(path) {
         return;
     }
 
@@ -1403,6 +1485,15 @@ fn normalise_path(request: &mut Request<Bytes>) {
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
+}
+
+/// Returns whether `path` may hold a `.` or `..` segment. Every dot segment starts with `/.`
+/// or `/%2`, and most paths have neither.
+fn may_have_dot_segments(path: &str) -> bool {
+    path.as_bytes()
+        .windows(3)
+        .any(|window| window.starts_with(b"/.") || window == b"/%2")
+        || path.ends_with("/.")
 }
 
 /// Returns 1 for a `.` segment and 2 for a `..` segment, each dot written as `.` or as `%2E` in
@@ -1653,7 +1744,7 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 
 /// The headers the Functions host sets on every request to the handler, replacing any the
 /// caller sent under the same names.
-fn host_headers() -> [(HeaderName, HeaderValue); 3] {
+pub(crate) fn host_headers() -> [(HeaderName, HeaderValue); 3] {
     let uuid = uuid_v4_text();
     // A UUID contains only hexadecimal digits and hyphens, which are valid header bytes.
     let invocation_id = HeaderValue::from_bytes(&uuid)
@@ -1668,6 +1759,31 @@ fn host_headers() -> [(HeaderName, HeaderValue); 3] {
     ]
 }
 
+/// The names of the headers [`host_headers`] sets, in the order it sets them.
+pub(crate) const HOST_HEADER_NAMES: [&str; 3] = [
+    "x-azure-functions-invocationid",
+    "x-azure-functions-hostversion",
+    "user-agent",
+];
+
+/// Writes the headers [`host_headers`] returns as HTTP/1.1 header lines, for a request the
+/// front end encodes itself.
+pub(crate) fn write_host_headers(out: &mut Vec<u8>) {
+    out.extend_from_slice(HOST_HEADER_NAMES[0].as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(&uuid_v4_text());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in [
+        (HOST_HEADER_NAMES[1], HOST_VERSION),
+        (HOST_HEADER_NAMES[2], HOST_USER_AGENT),
+    ] {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// The names of the headers [`host_headers`] sets, as constants: `from_static` called at run
 /// time validates the name on every request.
 const X_INVOCATION_ID: HeaderName = HeaderName::from_static("x-azure-functions-invocationid");
@@ -1680,9 +1796,21 @@ const X_FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");
 /// wins over `code`, even when it is empty, as in the host's `AuthenticationLevelHandler`
 /// (Azure/azure-functions-host).
 fn request_key(request: &Request<Bytes>) -> Cow<'_, str> {
-    match request.headers().get(&X_FUNCTIONS_KEY) {
-        Some(value) => String::from_utf8_lossy(value.as_bytes()),
-        None => query_value(request.uri().query().unwrap_or_default(), "code").unwrap_or_default(),
+    key_from(
+        request
+            .headers()
+            .get(&X_FUNCTIONS_KEY)
+            .map(HeaderValue::as_bytes),
+        request.uri().query().unwrap_or_default(),
+    )
+}
+
+/// Returns the key given by the first `x-functions-key` header's value, when there is one, or
+/// else by the `code` parameter of `query`; see [`request_key`].
+pub(crate) fn key_from<'r>(header: Option<&'r [u8]>, query: &'r str) -> Cow<'r, str> {
+    match header {
+        Some(value) => String::from_utf8_lossy(value),
+        None => query_value(query, "code").unwrap_or_default(),
     }
 }
 

@@ -97,6 +97,16 @@ pub(crate) struct OutboundRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// What [`HandlerClient::send_encoded`] needs to know about an encoded request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EncodedKind {
+    /// The method is `HEAD`, so the response has no body whatever its framing says.
+    pub head_request: bool,
+    /// The request may be sent again after a reused connection closed without a response:
+    /// see [`HandlerClient::send`].
+    pub replayable: bool,
+}
+
 /// A client for handlers on loopback, shared by every request of one Functions host.
 pub(crate) struct HandlerClient {
     idle: Mutex<Vec<IdleConnection>>,
@@ -168,19 +178,34 @@ impl HandlerClient {
         request: &OutboundRequest<'_>,
     ) -> Result<Response<Bytes>, SendError> {
         let encoded = encode_request(port, request);
-        let head_request = request.method == Method::HEAD;
+        let kind = EncodedKind {
+            head_request: request.method == Method::HEAD,
+            replayable: is_replayable(request),
+        };
+        self.send_encoded(port, &encoded, kind).await
+    }
+
+    /// Sends a request already encoded as HTTP/1.1 bytes, as [`Self::send`] does. `kind`
+    /// says what the client cannot read from the bytes without parsing them again.
+    pub(crate) async fn send_encoded(
+        &self,
+        port: u16,
+        encoded: &[u8],
+        kind: EncodedKind,
+    ) -> Result<Response<Bytes>, SendError> {
+        let head_request = kind.head_request;
         let mut delivered_error = None;
 
         if let Some(mut connection) = self.checkout(port) {
             match connection
-                .exchange(&encoded, head_request, self.max_body)
+                .exchange(encoded, head_request, self.max_body)
                 .await
             {
                 Ok(exchange) => return Ok(self.finish(connection, exchange)),
                 Err(Failure::NotSent(error)) => {
                     tracing::debug!(port, error = %crate::with_causes(&error), "reused handler connection failed before the request went out, retrying on a new one");
                 }
-                Err(Failure::NothingReceived(error)) if is_replayable(request) => {
+                Err(Failure::NothingReceived(error)) if kind.replayable => {
                     tracing::debug!(port, error = %crate::with_causes(&error), "reused handler connection closed without a response, retrying on a new one");
                     delivered_error = Some(error);
                 }
@@ -197,7 +222,7 @@ impl HandlerClient {
             Err(error) => return Err(delivered_error.unwrap_or(error)),
         };
         match connection
-            .exchange(&encoded, head_request, self.max_body)
+            .exchange(encoded, head_request, self.max_body)
             .await
         {
             Ok(exchange) => Ok(self.finish(connection, exchange)),
@@ -768,7 +793,7 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, SendError> {
 
 /// Writes the request line, headers and body into one buffer, so that a small request goes
 /// out in one system call.
-fn encode_request(port: u16, request: &OutboundRequest<'_>) -> Vec<u8> {
+pub(crate) fn encode_request(port: u16, request: &OutboundRequest<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(512 + request.body.len());
     out.extend_from_slice(request.method.as_str().as_bytes());
     out.push(b' ');

@@ -1,0 +1,255 @@
+//! Requests on one kept-alive connection to the front end, over real TCP on loopback, with
+//! a real custom handler. The front end takes plain requests on its fast path and hands the
+//! connection to hyper at the first request that path does not take. These tests check that
+//! responses and records are the same whichever path a request takes.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use subnetlock_emulator::{AppBinding, Bindings, Emulator, EmulatorConfig};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Two sites bound to the same code: `app-open` has no access restriction, and `app-closed`
+/// allows only a documentation range, so a loopback caller gets 403.
+const TEMPLATE: &str = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1", "tier": "Standard" }, "properties": {} },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app-open",
+      "location": "westeurope", "kind": "functionapp",
+      "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]" } },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app-closed",
+      "location": "westeurope", "kind": "functionapp",
+      "properties": {
+        "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+        "siteConfig": { "ipSecurityRestrictions": [ { "name": "docs", "action": "Allow",
+          "priority": 100, "ipAddress": "203.0.113.0/24" } ] }
+      } }
+  ]
+}"#;
+
+/// `/api/echo` responds with the method, path and body it received, and `/api/slow` responds
+/// after two seconds.
+const HANDLER: &str = r#"
+import os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def handle_any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        if self.path.startswith("/api/slow"):
+            time.sleep(2)
+        data = f"{self.command} {self.path} [{body}]".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+    do_GET = do_POST = handle_any
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])), Handler).serve_forever()
+"#;
+
+async fn start(dir: &Path) -> Emulator {
+    let template = dir.join("azuredeploy.json");
+    std::fs::write(&template, TEMPLATE).expect("write template");
+
+    let app = dir.join("app");
+    std::fs::write(dir.join("handler.py"), HANDLER).expect("write handler");
+    let host = serde_json::json!({
+        "version": "2.0",
+        "customHandler": {
+            "description": {"defaultExecutablePath": "python3", "arguments": ["../handler.py"]},
+            "enableForwardingHttpRequest": true
+        }
+    });
+    for function in ["echo", "slow"] {
+        std::fs::create_dir_all(app.join(function)).expect("create function folder");
+        let definition = serde_json::json!({"bindings": [
+            {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous",
+             "methods": ["get", "post"]},
+            {"type": "http", "direction": "out", "name": "res"}
+        ]});
+        std::fs::write(
+            app.join(function).join("function.json"),
+            definition.to_string(),
+        )
+        .expect("write function.json");
+    }
+    std::fs::write(app.join("host.json"), host.to_string()).expect("write host.json");
+
+    let mut config = EmulatorConfig::new(template, dir.join("state"));
+    config.run_builds = false;
+    config.bindings = Bindings {
+        apps: vec![AppBinding {
+            site_pattern: "app-*".to_owned(),
+            function_app: app,
+            executable: None,
+            build: None,
+        }],
+        ..Bindings::default()
+    };
+    Emulator::start(config).await.expect("emulator starts")
+}
+
+/// Reads one response with a `Content-Length` body from `stream`, keeping bytes of a later
+/// response in `pending`. Returns the status and the body.
+async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut parsed = httparse::Response::new(&mut slots);
+        if let Ok(httparse::Status::Complete(head)) = parsed.parse(pending) {
+            let length = parsed
+                .headers
+                .iter()
+                .find(|field| field.name.eq_ignore_ascii_case("content-length"))
+                .map(|field| {
+                    std::str::from_utf8(field.value)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()
+                })
+                .expect("responses carry Content-Length");
+            if pending.len() >= head + length {
+                let status = parsed.code.expect("status");
+                let body = String::from_utf8_lossy(&pending[head..head + length]).into_owned();
+                pending.drain(..head + length);
+                return (status, body);
+            }
+        }
+        let mut buffer = [0u8; 4096];
+        let count = tokio::time::timeout_at(deadline, stream.read(&mut buffer))
+            .await
+            .expect("a response within 10 seconds")
+            .expect("read");
+        assert_ne!(count, 0, "the front end closed the connection");
+        pending.extend_from_slice(&buffer[..count]);
+    }
+}
+
+fn get(host: &str, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_requests_on_one_connection() {
+    let dir = TempDir::new().expect("temp dir");
+    let emulator = start(dir.path()).await;
+    let open = &emulator.site("app-open").expect("site").host;
+    let closed = &emulator.site("app-closed").expect("site").host;
+    let mut stream = TcpStream::connect(emulator.http_addr())
+        .await
+        .expect("connect");
+    let mut pending = Vec::new();
+
+    // A request the fast path takes, one with a body that it leaves to hyper, a denied one,
+    // and plain ones again, now served by hyper, all on one connection.
+    let requests = [
+        (
+            get(open, "/api/echo?n=1"),
+            200,
+            "GET /api/echo?n=1 []".to_owned(),
+        ),
+        (
+            format!("POST /api/echo HTTP/1.1\r\nHost: {open}\r\nContent-Length: 5\r\n\r\nhello"),
+            200,
+            "POST /api/echo [hello]".to_owned(),
+        ),
+        (get(closed, "/api/echo"), 403, String::new()),
+        (
+            get(open, "/api/echo?n=2"),
+            200,
+            "GET /api/echo?n=2 []".to_owned(),
+        ),
+    ];
+    for (request, status, body) in &requests {
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let (got_status, got_body) = read_response(&mut stream, &mut pending).await;
+        assert_eq!(got_status, *status, "{request:?}");
+        if *status == 200 {
+            assert_eq!(&got_body, body);
+        }
+    }
+
+    let statuses: Vec<u16> = emulator
+        .decisions()
+        .iter()
+        .map(|record| record.status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 403, 200]);
+    let paths: Vec<String> = emulator
+        .decisions()
+        .iter()
+        .map(|record| record.path.clone())
+        .collect();
+    assert_eq!(paths, ["/api/echo", "/api/echo", "/api/echo", "/api/echo"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_in_order() {
+    let dir = TempDir::new().expect("temp dir");
+    let emulator = start(dir.path()).await;
+    let open = &emulator.site("app-open").expect("site").host;
+    let mut stream = TcpStream::connect(emulator.http_addr())
+        .await
+        .expect("connect");
+
+    // Three requests in one write, the second one slow, so the third arrives long before the
+    // response to the second.
+    let burst = [
+        get(open, "/api/echo?n=1"),
+        get(open, "/api/slow?n=2"),
+        get(open, "/api/echo?n=3"),
+    ]
+    .concat();
+    stream.write_all(burst.as_bytes()).await.expect("write");
+    let mut pending = Vec::new();
+    for expected in [
+        "GET /api/echo?n=1 []",
+        "GET /api/slow?n=2 []",
+        "GET /api/echo?n=3 []",
+    ] {
+        let (status, body) = read_response(&mut stream, &mut pending).await;
+        assert_eq!((status, body.as_str()), (200, expected));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_caller_recorded_once() {
+    let dir = TempDir::new().expect("temp dir");
+    let emulator = start(dir.path()).await;
+    let open = &emulator.site("app-open").expect("site").host;
+    let mut stream = TcpStream::connect(emulator.http_addr())
+        .await
+        .expect("connect");
+
+    stream
+        .write_all(get(open, "/api/slow").as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(stream);
+
+    // The handler responds after two seconds, and the record must not change when it does.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let statuses: Vec<u16> = emulator
+        .decisions()
+        .iter()
+        .map(|record| record.status)
+        .collect();
+    assert_eq!(statuses, [subnetlock_emulator::frontend::CALLER_CLOSED]);
+}
