@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use miette::{miette, Result};
-use subnetlock_model::Severity;
+use subnetlock_access::EngineOptions;
+use subnetlock_emulator::Bindings;
+use subnetlock_model::{Severity, Topology};
 use subnetlock_reach::{analyze, output, sort_findings, Analysis, Reachability};
 
 use crate::args::{CheckArgs, ExplainArgs, Format};
@@ -36,10 +38,7 @@ pub fn check(args: CheckArgs) -> Result<i32> {
         None => None,
     };
 
-    let mut analysis = analyze(topology, &inputs.engine);
-    let function_findings = function_app_findings(&inputs, &analysis.topology);
-    analysis.findings.extend(function_findings);
-    sort_findings(&mut analysis.findings);
+    let mut analysis = analyze_deployment(topology, &inputs.bindings, &inputs.engine);
     let outcomes = match &expectations {
         Some(file) => match expect::evaluate(file, &analysis, &inputs) {
             Ok(outcomes) => Some((file, outcomes)),
@@ -69,6 +68,21 @@ pub fn check(args: CheckArgs) -> Result<i32> {
     } else {
         EXIT_OK
     })
+}
+
+/// Runs the analysis whose findings `check` reports: the reachability analysis of `topology`
+/// and the SL025 findings of the function apps that `bindings` binds to its sites. `up` serves
+/// the same findings, so both call this.
+pub fn analyze_deployment(
+    topology: Topology,
+    bindings: &Bindings,
+    engine: &EngineOptions,
+) -> Analysis {
+    let mut analysis = analyze(topology, engine);
+    let function_findings = function_app_findings(bindings, &analysis.topology);
+    analysis.findings.extend(function_findings);
+    sort_findings(&mut analysis.findings);
+    analysis
 }
 
 /// Renders the analysis, with the expectation results when there are some. Without them

@@ -7,7 +7,7 @@ use serde::Serialize;
 use subnetlock_access::EngineOptions;
 use subnetlock_emulator::{Caller, Emulator, ExampleRequest};
 use subnetlock_model::egress::INTERNET_SAMPLE;
-use subnetlock_reach::{analyze, predict, Analysis, Prediction, Probe};
+use subnetlock_reach::{predict, Analysis, Prediction, Probe};
 
 use crate::args::DemoArgs;
 use crate::call::client_through;
@@ -38,7 +38,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let inputs = resolve_inputs(&args.input)?;
     let topology = inputs.topology()?;
     let auth_levels = inputs.auth_levels(&topology);
-    let analysis = analyze(topology, &inputs.engine);
+    let analysis = crate::check::analyze_deployment(topology, &inputs.bindings, &inputs.engine);
     let template = inputs.template.display().to_string();
     out!("== check (offline) ==");
     out!(
@@ -46,7 +46,8 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         subnetlock_reach::output::render_human(&analysis, &template).trim_end()
     );
 
-    let mut config = emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
+    let (mut config, _) =
+        emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
     config.run_builds = !args.no_build;
     out!("\n== up (live, on loopback) ==");
     let bindings = config.bindings.clone();
@@ -63,7 +64,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         }
     };
     // The emulator stops when the probes are done, so no commands to try are printed.
-    crate::up::print_summary(&emulator, &bindings, &overrides, false, &inputs.engine);
+    crate::up::print_summary(&emulator, &bindings, &overrides, None, &inputs.engine);
 
     // A stop signal during the probes still shuts the emulator down, handlers included.
     let results = tokio::select! {

@@ -11,17 +11,16 @@ use std::path::{Path, PathBuf};
 use subnetlock_access::Outcome;
 use subnetlock_arm::SourceLocation;
 use subnetlock_emulator::functions_host::{load_function_app, FunctionError, HostError};
+use subnetlock_emulator::Bindings;
 use subnetlock_model::{Finding, FindingCode, Severity, Site, Topology};
 use tracing::subscriber::NoSubscriber;
 
-use crate::inputs::Inputs;
-
 /// Loads the function app bound to each site of `topology` and returns a warning for each
 /// function in error and an error for each app that fails to load.
-pub fn function_app_findings(inputs: &Inputs, topology: &Topology) -> Vec<Finding> {
+pub fn function_app_findings(bindings: &Bindings, topology: &Topology) -> Vec<Finding> {
     let mut findings = Vec::new();
     for site in &topology.sites {
-        let Some(binding) = inputs.bindings.for_site(&site.name) else {
+        let Some(binding) = bindings.for_site(&site.name) else {
             continue;
         };
         let root = &binding.function_app;

@@ -1,21 +1,24 @@
 //! `subnetlock up`: run a template's apps locally until Ctrl-C.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 
 use miette::{miette, Result};
 use subnetlock_access::EngineOptions;
 use subnetlock_emulator::{
-    Emulator, EmulatorConfig, EmulatorError, ExampleRequest, FunctionInfo, SiteInfo,
+    Emulator, EmulatorConfig, EmulatorError, ExampleRequest, FindingsOf, FunctionInfo, SiteInfo,
 };
 use subnetlock_reach::{reachability_of, Analysis, Reachability};
 
 use crate::args::{InputArgs, UpArgs};
+use crate::check::analyze_deployment;
 use crate::inputs::{resolve_inputs, Inputs};
 use crate::EXIT_OK;
 
 pub async fn up(args: UpArgs) -> Result<i32> {
     let inputs = resolve_inputs(&args.input)?;
-    let mut config = emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
+    let (mut config, analysis) =
+        emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
     config.http_port = args.http_port;
     config.https_port = args.https_port;
     config.run_builds = !args.no_build;
@@ -29,7 +32,14 @@ pub async fn up(args: UpArgs) -> Result<i32> {
         started = start(config) => started?,
         () = &mut stop => return Ok(abandon_start().await),
     };
-    print_summary(&emulator, &bindings, &overrides, true, &inputs.engine);
+    // The emulator runs `check`'s analysis while it starts, so it is set by now.
+    print_summary(
+        &emulator,
+        &bindings,
+        &overrides,
+        analysis.get(),
+        &inputs.engine,
+    );
     if let Some(note) = findings_note(emulator.findings()) {
         err!("{note}");
     }
@@ -119,13 +129,14 @@ pub async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Builds the emulator configuration shared by `up` and `demo`.
+/// Builds the emulator configuration shared by `up` and `demo`, and the cell in which the start
+/// keeps `check`'s analysis of the deployment it makes.
 pub fn emulator_config(
     inputs: &Inputs,
     _args: &InputArgs,
     state_dir: PathBuf,
     handlers: &[String],
-) -> Result<EmulatorConfig> {
+) -> Result<(EmulatorConfig, Arc<OnceLock<Analysis>>)> {
     let mut config = EmulatorConfig::new(inputs.template.clone(), state_dir);
     config.topology = inputs.prebuilt_topology()?;
     config.previous = inputs.previous_topology()?;
@@ -135,10 +146,18 @@ pub fn emulator_config(
     config.bindings = inputs.bindings.clone();
     config.scope = inputs.scope.clone();
     config.engine = inputs.engine.clone();
-    // The control API serves the findings `check` reports: the deployment's and the
-    // reachability ones.
-    config.findings_of =
-        Some(|topology, engine| subnetlock_reach::analyze(topology, engine).findings);
+    // The control API serves the findings `check` reports, SL025 included. The start keeps the
+    // analysis, so `up` picks the caller of its try line without running it again.
+    let analysis = Arc::new(OnceLock::new());
+    let cell = analysis.clone();
+    config.findings_of = Some(FindingsOf::new(move |topology, bindings, engine| {
+        let deployed = analyze_deployment(topology, bindings, engine);
+        let findings = deployed.findings.clone();
+        // `up` and `demo` start a configuration once. A second start would keep the first
+        // start's analysis.
+        let _ = cell.set(deployed);
+        findings
+    }));
     for entry in handlers {
         let (pattern, path) = entry.split_once('=').ok_or_else(|| {
             miette!(
@@ -152,7 +171,7 @@ pub fn emulator_config(
             .map_err(|error| miette!("invalid handler path `{path}`: {error}"))?;
         config.executable_overrides.push((pattern.to_owned(), path));
     }
-    Ok(config)
+    Ok((config, analysis))
 }
 
 /// Starts the emulator; a deployment Azure would reject is shown with every finding.
@@ -183,14 +202,14 @@ pub async fn start(config: EmulatorConfig) -> Result<Emulator> {
     }
 }
 
-/// Prints each app's host names, function URLs and keys, and how to call them.
-/// Prints the sites, keys and URLs of a started emulator. `try_lines` adds commands to try
-/// against it, which only make sense while it keeps running, and `engine` picks their caller.
+/// Prints the sites, keys and URLs of a started emulator. Given `try_lines`, `check`'s analysis
+/// of the deployment, it also prints commands to try against the emulator, which only make
+/// sense while it keeps running. The analysis and `engine` pick their caller.
 pub fn print_summary(
     emulator: &Emulator,
     bindings: &subnetlock_emulator::Bindings,
     overrides: &[(String, PathBuf)],
-    try_lines: bool,
+    try_lines: Option<&Analysis>,
     engine: &EngineOptions,
 ) {
     for (pattern, _) in overrides {
@@ -274,8 +293,8 @@ pub fn print_summary(
             }
         }
     }
-    if try_lines {
-        print_try_lines(emulator, engine);
+    if let Some(analysis) = try_lines {
+        print_try_lines(emulator, analysis, engine);
     }
 }
 
@@ -287,7 +306,7 @@ const DEFAULT_TRY_CALLER: &str = "internet:203.0.113.7";
 /// The function is the first that runs on a site that some caller may reach. The caller is
 /// [`DEFAULT_TRY_CALLER`] when `check`'s engine allows it. Otherwise it is the first caller of
 /// `check`'s matrix that the site allows without depending on values unknown offline.
-fn print_try_lines(emulator: &Emulator, engine: &EngineOptions) {
+fn print_try_lines(emulator: &Emulator, analysis: &Analysis, engine: &EngineOptions) {
     // A disabled function responds with 404, so the example calls one that runs.
     let candidates: Vec<(&SiteInfo, &FunctionInfo, &str, &str)> = emulator
         .sites()
@@ -308,10 +327,8 @@ fn print_try_lines(emulator: &Emulator, engine: &EngineOptions) {
         return;
     };
 
-    let topology = emulator.topology();
-    let analysis = subnetlock_reach::analyze(topology.clone(), engine);
     let allowed = candidates.iter().find_map(|&candidate| {
-        allowed_caller(&analysis, engine, &candidate.0.host).map(|caller| (candidate, caller))
+        allowed_caller(analysis, engine, &candidate.0.host).map(|caller| (candidate, caller))
     });
     let denied = allowed.is_none();
     let ((site, function, method, path), caller) = match allowed {

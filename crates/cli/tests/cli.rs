@@ -1647,6 +1647,43 @@ fn up_shows_broken_and_disabled_functions() {
     }
 }
 
+#[test]
+fn up_serves_function_in_error_finding() {
+    // `broken` has invalid JSON, so the host leaves it out and `check` reports SL025 for it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_python_app(dir.path(), OK_HANDLER);
+    write_function(dir.path(), "broken", "{\n  \"bindings\": [,]\n}");
+    let check = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        dir.path().to_str().expect("path"),
+    ]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    let expected: serde_json::Value = serde_json::from_str(&stdout(&check)).expect("check JSON");
+    let expected = &expected["findings"];
+    let function_findings = expected
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|finding| finding["code"] == "SL025")
+        .count();
+    assert_eq!(function_findings, 1, "{expected}");
+
+    let state = dir.path().join("state");
+    let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+    log.wait_for_summary();
+    let served: serde_json::Value =
+        serde_json::from_str(&control_get(&state, "/v1/findings")).expect("findings JSON");
+    assert_eq!(&served, expected);
+
+    let text = log.stderr();
+    assert!(
+        text.contains("note: `subnetlock check` reports 1 warning (SL025) for this deployment"),
+        "{text}"
+    );
+}
+
 /// A custom handler that responds to every GET with 200 `ok`.
 const OK_HANDLER: &str = r#"
 import http.server, os

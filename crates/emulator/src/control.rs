@@ -6,8 +6,8 @@
 //! - `GET /v1/decisions?since=N`: front-end decisions after sequence number N, as JSON, from
 //!   the newest [`crate::decisions::MAX_RECORDS_IN_MEMORY`] (the file has them all);
 //! - `GET /v1/findings`: every finding `subnetlock check` reports for the deployment, as the
-//!   `findings` array of `check --format json`, except SL025 (functions in error), which
-//!   `/v1/state` lists as `function_errors`;
+//!   `findings` array of `check --format json`, which the CLI computes through
+//!   [`crate::EmulatorConfig::findings_of`];
 //! - `POST /v1/sources` with `{"from": "internet:203.0.113.7"}`: a proxy address whose requests
 //!   carry that caller's source identity, and the caller with its address (`"from"`), which
 //!   for `internet` alone is the address `explain --from internet` uses. An invalid caller

@@ -41,7 +41,8 @@ pub use decisions::DecisionRecord;
 pub use pages::{EMULATOR_ORIGIN, ORIGIN_HEADER};
 pub use reaper::stop_own_processes;
 pub use runtime::{
-    Emulator, EmulatorConfig, ExampleRequest, FunctionErrorInfo, FunctionInfo, SiteInfo, StateFile,
+    Emulator, EmulatorConfig, ExampleRequest, FindingsOf, FunctionErrorInfo, FunctionInfo,
+    SiteInfo, StateFile,
 };
 
 use std::net::{IpAddr, SocketAddr};

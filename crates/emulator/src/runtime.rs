@@ -67,10 +67,31 @@ pub struct EmulatorConfig {
     pub executable_overrides: Vec<(String, PathBuf)>,
     pub engine: EngineOptions,
     pub startup_timeout: Duration,
-    /// Works out the findings the control API serves from the deployed topology. The CLI
-    /// passes the reachability analysis, so that they equal what `check` reports; without it
-    /// they are the deployment's own findings.
-    pub findings_of: Option<fn(Topology, &EngineOptions) -> Vec<Finding>>,
+    /// Computes the findings the control API serves from the deployed topology and `bindings`,
+    /// once per start. The CLI passes `check`'s analysis, so that they equal what `check`
+    /// reports. Without it they are the deployment's own findings.
+    pub findings_of: Option<FindingsOf>,
+}
+
+/// A function that computes a deployment's findings from its topology, its bindings and the
+/// engine options.
+#[derive(Clone)]
+pub struct FindingsOf(Arc<FindingsFn>);
+
+type FindingsFn = dyn Fn(Topology, &Bindings, &EngineOptions) -> Vec<Finding> + Send + Sync;
+
+impl FindingsOf {
+    pub fn new(
+        compute: impl Fn(Topology, &Bindings, &EngineOptions) -> Vec<Finding> + Send + Sync + 'static,
+    ) -> Self {
+        FindingsOf(Arc::new(compute))
+    }
+}
+
+impl std::fmt::Debug for FindingsOf {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("FindingsOf(..)")
+    }
 }
 
 impl EmulatorConfig {
@@ -383,8 +404,10 @@ impl Emulator {
             token: random_token(),
             source_proxies: tokio::sync::Mutex::new(HashMap::new()),
             app_proxies: Mutex::new(Vec::new()),
-            findings: match config.findings_of {
-                Some(findings_of) => findings_of(Topology::clone(&topology), &config.engine),
+            findings: match &config.findings_of {
+                Some(FindingsOf(compute)) => {
+                    compute(Topology::clone(&topology), &config.bindings, &config.engine)
+                }
                 None => topology.findings.clone(),
             },
             service_tags: config.engine.service_tags.clone(),
