@@ -33,8 +33,8 @@ use subnetlock_access::{HeaderLookup, Source};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::{
-    canonical_peer, host_without_port, normalise_host, serve_connection, DirectRequest, FrontEnd,
-    PendingRecord, HEAD_TIMEOUT,
+    canonical_peer, serve_connection, DirectRequest, FrontEnd, PendingRecord, HEAD_TIMEOUT,
+    REG_NAME,
 };
 use crate::decisions::push_ip;
 use crate::functions_host::{key_from, write_host_headers, HOST_HEADER_NAMES};
@@ -369,15 +369,28 @@ fn is_full_path_header(name: &str) -> bool {
 /// Returns the host name of the request's only `Host` header, as the full path's
 /// `request_host` does. Returns `None` for a missing, empty or invalid one, to which the full
 /// path responds with 400.
+///
+/// Only a registered name with an optional port is read here, in one pass, because the
+/// full path's reading took a twentieth of this path's time. Anything else, such as an IPv6
+/// literal, returns `None`, so the full path reads it.
 fn single_host(headers: &[httparse::Header<'_>]) -> Option<String> {
     let field = headers
         .iter()
         .find(|field| field.name.eq_ignore_ascii_case("host"))?;
-    let text = visible_ascii(field.value)?.trim();
-    if text.is_empty() {
-        return None;
+    // httparse admits no control character other than a tab, so only spaces and tabs are
+    // trimmed, as `str::trim` trims them on the full path.
+    let value = field.value.trim_ascii();
+    let mut host = String::with_capacity(value.len());
+    for (index, &byte) in value.iter().enumerate() {
+        if REG_NAME[usize::from(byte)] {
+            host.push(char::from(byte.to_ascii_lowercase()));
+        } else if byte == b':' && value[index + 1..].iter().all(u8::is_ascii_digit) {
+            break;
+        } else {
+            return None;
+        }
     }
-    Some(normalise_host(host_without_port(text)?))
+    (!host.is_empty()).then_some(host)
 }
 
 /// Returns `value` as text when it is visible ASCII, spaces and tabs only, as
@@ -706,8 +719,16 @@ mod tests {
         for (value, expected) in [
             ("App.AzureWebsites.net", Some("app.azurewebsites.net")),
             (" app.azurewebsites.net:80 ", Some("app.azurewebsites.net")),
+            ("\tapp:\t", Some("app")),
             ("app.azurewebsites.net.", Some("app.azurewebsites.net.")),
+            ("app:", Some("app")),
+            ("a%41pp!$&'()*+,;=~_-", Some("a%41pp!$&'()*+,;=~_-")),
             ("", None),
+            (" ", None),
+            (":80", None),
+            ("app:8x", None),
+            ("a:b:80", None),
+            ("[::1]:80", None),
             ("user@app", None),
             ("caf\u{e9}", None),
         ] {
@@ -715,7 +736,18 @@ mod tests {
                 name: "host",
                 value: value.as_bytes(),
             };
-            assert_eq!(single_host(&[field]).as_deref(), expected, "{value:?}");
+            let fast = single_host(&[field]);
+            assert_eq!(fast.as_deref(), expected, "{value:?}");
+
+            // Whatever the fast path reads, the full path reads the same.
+            if let Some(fast) = fast {
+                let mut request = Request::new(Bytes::new());
+                request
+                    .headers_mut()
+                    .insert(header::HOST, HeaderValue::from_str(value).expect("value"));
+                let full = super::super::request_host(&request.into_parts().0);
+                assert_eq!(full.as_deref(), Ok(fast.as_str()), "{value:?}");
+            }
         }
     }
 
