@@ -129,12 +129,17 @@ impl PendingRecord {
     }
 
     /// Logs the record with the status of `response`, and returns the response.
-    pub(crate) fn finish(mut self, response: Response<Bytes>) -> Response<Bytes> {
+    pub(crate) fn finish(self, response: Response<Bytes>) -> Response<Bytes> {
+        self.finish_with_status(response.status().as_u16());
+        response
+    }
+
+    /// Logs the record with `status`, the status of the response about to be sent.
+    pub(crate) fn finish_with_status(mut self, status: u16) {
         if let Some(mut record) = self.record.take() {
-            record.status = response.status().as_u16();
+            record.status = status;
             log_record(&self.decisions, record);
         }
-        response
     }
 }
 

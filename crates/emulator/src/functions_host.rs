@@ -30,7 +30,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::handler_client::{EncodedKind, HandlerClient, OutboundRequest, SendError};
+use crate::handler_client::{EncodedKind, HandlerClient, OutboundRequest, Reply, SendError};
 
 mod percent;
 mod route;
@@ -1070,7 +1070,7 @@ pub(crate) struct Direct<'h> {
 impl Direct<'_> {
     /// Sends the encoded request to the handler, with the host's retry, limits and error
     /// responses, and returns the response for the caller.
-    pub(crate) async fn send(&self, encoded: &[u8], kind: EncodedKind) -> Response<Bytes> {
+    pub(crate) async fn send(&self, encoded: &[u8], kind: EncodedKind) -> Reply {
         let shared = self.shared;
         shared
             .invoke(|port| async move {
@@ -1120,8 +1120,9 @@ struct RouteMatch<'a> {
 ///
 /// NOTE: a request already sent when the handler exits fails with 502 and is not retried,
 /// because the handler may have acted on it. Only refused connections are retried.
-enum Attempt {
-    Done(Response<Bytes>),
+enum Attempt<R = Response<Bytes>> {
+    /// The response: the handler's, or the host's own.
+    Done(R),
     /// The connection was refused, so the request was never sent and may be retried.
     Unreachable(String),
 }
@@ -1218,10 +1219,11 @@ impl Shared {
     /// Runs `attempt` against the handler's port until it is done, waiting for the handler to
     /// start or restart. Each way of sending a request has its own `attempt`, so the future
     /// of one way does not carry the state of the others.
-    async fn invoke<F, A>(&self, mut attempt: F) -> Response<Bytes>
+    async fn invoke<F, A, R>(&self, mut attempt: F) -> R
     where
         F: FnMut(u16) -> A,
-        A: std::future::Future<Output = Attempt>,
+        A: std::future::Future<Output = Attempt<R>>,
+        R: From<Response<Bytes>>,
     {
         let mut retried = false;
         loop {
@@ -1232,7 +1234,8 @@ impl Shared {
                         "the custom handler for site `{}` is not running\n",
                         self.site
                     ),
-                );
+                )
+                .into();
             };
 
             match attempt(port).await {
@@ -1254,10 +1257,10 @@ impl Shared {
                     )
                     .await;
                     if changed.is_err() {
-                        return bad_gateway(&self.site, &reason);
+                        return bad_gateway(&self.site, &reason).into();
                     }
                 }
-                Attempt::Unreachable(reason) => return bad_gateway(&self.site, &reason),
+                Attempt::Unreachable(reason) => return bad_gateway(&self.site, &reason).into(),
             }
         }
     }
@@ -1401,28 +1404,30 @@ impl Shared {
 
     /// Waits for an exchange with the handler up to the invocation timeout, and turns its
     /// failure into the host's response or into a retry.
-    async fn bounded(
+    async fn bounded<R: From<Response<Bytes>>>(
         &self,
-        exchange: impl std::future::Future<Output = Result<Response<Bytes>, SendError>>,
-    ) -> Result<Response<Bytes>, Attempt> {
+        exchange: impl std::future::Future<Output = Result<R, SendError>>,
+    ) -> Result<R, Attempt<R>> {
         let sent = tokio::time::timeout(INVOCATION_TIMEOUT, exchange).await;
         match sent {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error @ SendError::Connect { .. })) => {
                 Err(Attempt::Unreachable(crate::with_causes(&error)))
             }
-            Ok(Err(error)) => Err(Attempt::Done(bad_gateway(
-                &self.site,
-                &crate::with_causes(&error),
-            ))),
+            Ok(Err(error)) => Err(Attempt::Done(
+                bad_gateway(&self.site, &crate::with_causes(&error)).into(),
+            )),
             Err(_) => {
                 // "If a function that uses the HTTP trigger doesn't complete within 230
                 // seconds, the Azure Load Balancer will time out and return an HTTP 502 error"
                 // (Microsoft Learn, "Azure Functions HTTP trigger", Limits).
-                Err(Attempt::Done(text_response(
-                    StatusCode::BAD_GATEWAY,
-                    "the custom handler did not respond within 230 seconds\n",
-                )))
+                Err(Attempt::Done(
+                    text_response(
+                        StatusCode::BAD_GATEWAY,
+                        "the custom handler did not respond within 230 seconds\n",
+                    )
+                    .into(),
+                ))
             }
         }
     }

@@ -38,7 +38,7 @@ use super::{
 };
 use crate::decisions::push_ip;
 use crate::functions_host::{key_from, write_host_headers, HOST_HEADER_NAMES};
-use crate::handler_client::{EncodedKind, HOP_BY_HOP};
+use crate::handler_client::{EncodedKind, Reply, HOP_BY_HOP};
 
 /// Maximum size of a request head on this path. A longer one goes to hyper, whose limits then
 /// apply.
@@ -141,9 +141,9 @@ pub(crate) async fn serve<I>(
             drop(record);
             return;
         };
-        let response = PendingRecord::finish(record, response);
+        record.finish_with_status(response.status().as_u16());
 
-        encode_response(&response, &mut output);
+        encode_reply(&response, &mut output);
         let written = async {
             io.write_all(&output).await?;
             io.flush().await
@@ -232,6 +232,7 @@ fn prepare<'f>(
     encode_request(&request, source, scheme, outbound);
     let kind = EncodedKind {
         head_request: false,
+        header_lines: true,
         replayable: matches!(
             request.method,
             Method::GET | Method::OPTIONS | Method::TRACE
@@ -502,10 +503,24 @@ fn write_forwarded_proto(out: &mut Vec<u8>, scheme: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Encodes a reply to a request that is neither `HEAD` nor `CONNECT`, as [`encode_response`]
+/// encodes a response.
+fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
+    let lines = match reply {
+        Reply::Built(response) => return encode_response(response, out),
+        Reply::Lines(lines) => lines,
+    };
+    out.clear();
+    write_status_line(out, lines.status, lines.reason.as_ref());
+    out.extend_from_slice(&lines.lines);
+    write_framing(out, lines.status, lines.body.len(), lines.has_date);
+    if has_body(lines.status) {
+        out.extend_from_slice(&lines.body);
+    }
+}
+
 /// Encodes a response to a request that is neither `HEAD` nor `CONNECT` as hyper's HTTP/1
-/// server does. The status line comes first, then the headers in map order. `content-length`
-/// follows unless the status has no body (RFC 9110, sections 15.3.5 and 15.4.5), and `date`
-/// unless the response has one.
+/// server does: the status line, the headers in map order, then [`write_framing`]'s lines.
 ///
 /// Responses that reach here carry no framing or connection headers: the handler client
 /// removes them from the handler's response, and the Functions host's own responses have
@@ -514,6 +529,34 @@ fn encode_response(response: &Response<Bytes>, out: &mut Vec<u8>) {
     out.clear();
     let status = response.status();
     let reason = response.extensions().get::<hyper::ext::ReasonPhrase>();
+    write_status_line(out, status, reason);
+
+    let mut has_date = false;
+    for (name, value) in response.headers() {
+        has_date |= name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    write_framing(out, status, response.body().len(), has_date);
+    if has_body(status) {
+        out.extend_from_slice(response.body());
+    }
+}
+
+/// Returns whether a response with `status` has a body (RFC 9110, sections 15.3.5 and
+/// 15.4.5).
+fn has_body(status: StatusCode) -> bool {
+    !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
+}
+
+/// Writes the status line as hyper writes it.
+fn write_status_line(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    reason: Option<&hyper::ext::ReasonPhrase>,
+) {
     if status == StatusCode::OK && reason.is_none() {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
@@ -527,19 +570,14 @@ fn encode_response(response: &Response<Bytes>, out: &mut Vec<u8>) {
         }
         out.extend_from_slice(b"\r\n");
     }
+}
 
-    let mut has_date = false;
-    for (name, value) in response.headers() {
-        has_date |= name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let has_body = !matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
-    if has_body {
+/// Writes what hyper writes after the headers: `content-length` when the status has a body,
+/// `date` unless the response has one, and the blank line.
+fn write_framing(out: &mut Vec<u8>, status: StatusCode, body_length: usize, has_date: bool) {
+    if has_body(status) {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(itoa::Buffer::new().format(response.body().len()).as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(body_length).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     if !has_date {
@@ -548,9 +586,6 @@ fn encode_response(response: &Response<Bytes>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if has_body {
-        out.extend_from_slice(response.body());
-    }
 }
 
 /// Returns the current time as an HTTP date (RFC 9110, section 5.6.7). It is formatted once
@@ -923,8 +958,29 @@ mod tests {
         for case in cases {
             let mut fast = Vec::new();
             encode_response(&case, &mut fast);
+
+            // The same response with its headers as lines, which the handler client gives
+            // when no name occurs twice.
+            let mut lines = Vec::new();
+            for (name, value) in case.headers() {
+                crate::handler_client::write_header(&mut lines, name, value);
+            }
+            let distinct = case.headers().keys_len() == case.headers().len();
+            let as_lines = Reply::Lines(crate::handler_client::ResponseLines {
+                status: case.status(),
+                reason: case.extensions().get::<hyper::ext::ReasonPhrase>().cloned(),
+                lines,
+                has_date: case.headers().contains_key(header::DATE),
+                body: case.body().clone(),
+            });
+            let mut from_lines = Vec::new();
+            encode_reply(&as_lines, &mut from_lines);
+
             let hyper = written_by_hyper(case).await;
             assert_eq!(mask_dates(&fast), mask_dates(&hyper));
+            if distinct {
+                assert_eq!(mask_dates(&from_lines), mask_dates(&hyper));
+            }
         }
     }
 }
