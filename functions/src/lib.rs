@@ -21,7 +21,7 @@ use tracing_subscriber::EnvFilter;
 ///
 /// The host picks an unused port, starts the handler with this variable set and polls
 /// `http://127.0.0.1:<port>/` until any response arrives
-/// (https://learn.microsoft.com/en-us/azure/azure-functions/functions-custom-handlers).
+/// (<https://learn.microsoft.com/en-us/azure/azure-functions/functions-custom-handlers>).
 pub const PORT_VARIABLE: &str = "FUNCTIONS_CUSTOMHANDLER_PORT";
 
 /// Header in which the Functions host sends the invocation id of a forwarded request.

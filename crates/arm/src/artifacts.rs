@@ -106,7 +106,8 @@ impl Artifacts {
     ///
     /// Scheme and host are compared ignoring case, as URIs define them (RFC 3986, sections
     /// 3.1 and 6.2.2.1). Paths are compared after the percent-encoding normalization of RFC
-    /// 3986, section 6.2.2 (see [`normalize_path`]), and otherwise as written, because "blob
+    /// 3986, section 6.2.2, which decodes unreserved characters and upper-cases the hexadecimal
+    /// digits of other encodings, and otherwise as written, because "blob
     /// names are case-sensitive" in Azure Storage ("Naming and Referencing Containers, Blobs,
     /// and Metadata", Microsoft Learn). `prefix` names a folder, so `https://host/a` and
     /// `https://host/a/` both match `https://host/a/t.json` and neither matches

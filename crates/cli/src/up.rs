@@ -271,13 +271,15 @@ pub fn print_summary(
                 .as_ref()
                 .map(|methods| format!(", methods [{}]", methods.join(", ")))
                 .unwrap_or_default();
+            let (address, no_example) = function_address(site, function);
             out!(
-                "  function {} (authLevel {}{methods}): {}?code={}",
+                "  function {} (authLevel {}{methods}): {address}",
                 function.name,
                 function.auth_level,
-                function.url,
-                function.key
             );
+            if let Some(reason) = no_example {
+                out!("    no example URL: {reason}");
+            }
             if function.disabled {
                 out!(
                     "    disabled by the app setting `AzureWebJobs.{}.Disabled`: it responds with 404 unless the request carries the master key",
@@ -295,6 +297,35 @@ pub fn print_summary(
     }
     if let Some(analysis) = try_lines {
         print_try_lines(emulator, analysis, engine);
+    }
+}
+
+/// Returns the text of a function line after the colon, and the reason when no example URL
+/// exists. The text is the function's URL with a key it accepts. When the route has parameters,
+/// it is the route template and an example URL from the same example request as the try line.
+fn function_address(site: &SiteInfo, function: &FunctionInfo) -> (String, Option<String>) {
+    let key = request_key(site, function);
+    // Route parameters are written in braces, so a URL that contains them cannot be sent as is.
+    if !function.route.contains('{') {
+        return (format!("{}?code={key}", function.url), None);
+    }
+    let route = format!("route {}", function.route);
+    match &function.example {
+        ExampleRequest::Available { path, .. } => (
+            format!("{route}  e.g. https://{}{path}?code={key}", site.host),
+            None,
+        ),
+        ExampleRequest::Unavailable { reason } => (route, Some(reason.clone())),
+    }
+}
+
+/// Returns the key to send in `code`: the master key for an admin-level function, which accepts
+/// no other key, and the function's default key otherwise.
+fn request_key<'a>(site: &'a SiteInfo, function: &'a FunctionInfo) -> &'a str {
+    if function.auth_level == "admin" {
+        &site.master_key
+    } else {
+        &function.key
     }
 }
 
@@ -343,12 +374,7 @@ fn print_try_lines(emulator: &Emulator, analysis: &Analysis, engine: &EngineOpti
             "  (check predicts 403 for this request: the access restrictions of every site with a function deny each caller it tries)"
         );
     }
-    // The master key is the only key an admin-level function accepts.
-    let key = if function.auth_level == "admin" {
-        &site.master_key
-    } else {
-        &function.key
-    };
+    let key = request_key(site, function);
     let url = format!("https://{}{path}?code={key}", site.host);
     let method_flag = if method == "GET" {
         String::new()

@@ -1506,6 +1506,88 @@ fn up_try_line_uses_allowed_caller() {
     );
 }
 
+#[test]
+fn up_function_lines_give_sendable_urls() {
+    // `items` has a route parameter, so its template URL cannot be sent as it is. `manage` has
+    // authLevel admin, so it accepts only the master key. No sample value meets the constraint
+    // of `odd`.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_python_app(dir.path(), OK_HANDLER);
+    let function = |fields: &str| {
+        format!(
+            r#"{{"bindings": [
+                {{"type": "httpTrigger", "direction": "in", "name": "req", {fields}}},
+                {{"type": "http", "direction": "out", "name": "res"}}
+            ]}}"#
+        )
+    };
+    write_function(
+        dir.path(),
+        "items",
+        &function(r#""authLevel": "function", "route": "items/{id:int}""#),
+    );
+    write_function(dir.path(), "manage", &function(r#""authLevel": "admin""#));
+    write_function(
+        dir.path(),
+        "odd",
+        &function(r#""authLevel": "function", "route": "odd/{id:regex(^x\\d$)}""#),
+    );
+
+    let state = dir.path().join("state");
+    let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+    let listing = log.wait_for_summary();
+    let line = |name: &str| {
+        listing
+            .lines()
+            .find(|line| line.contains(&format!("function {name} (")))
+            .unwrap_or_else(|| panic!("no line for `{name}`:\n{listing}"))
+    };
+    let last_word = |text: &str| text.split_whitespace().last().expect("URL").to_owned();
+
+    let items = line("items");
+    assert!(
+        items.contains(": route items/{id:int}  e.g. https://"),
+        "{listing}"
+    );
+    let items_url = last_word(items);
+    assert!(items_url.contains("/api/items/1?code="), "{listing}");
+
+    let hello = line("hello");
+    assert!(
+        hello.contains(".azurewebsites.net/api/hello?code="),
+        "{listing}"
+    );
+    assert!(!hello.contains("route "), "{listing}");
+
+    let odd = line("odd");
+    assert!(odd.ends_with(r": route odd/{id:regex(^x\d$)}"), "{listing}");
+    let odd_note = listing
+        .lines()
+        .skip_while(|line| !line.contains("function odd ("))
+        .nth(1)
+        .expect("line after `odd`");
+    assert!(
+        odd_note.starts_with("    no example URL: no sample path for the route"),
+        "{listing}"
+    );
+
+    let manage_url = last_word(line("manage"));
+    assert!(manage_url.contains("/api/manage?code="), "{listing}");
+    for url in [&items_url, &manage_url] {
+        let called = subnetlock(&[
+            "call",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--from",
+            "internet:203.0.113.7",
+            "--expect-status",
+            "200",
+            url,
+        ]);
+        assert_eq!(called.status.code(), Some(0), "{url}\n{}", stderr(&called));
+    }
+}
+
 /// A forwarding handler that responds with 200 `ok` to GET and POST.
 const ANY_METHOD_HANDLER: &str = r#"
 import http.server, os

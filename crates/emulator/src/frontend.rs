@@ -873,8 +873,9 @@ pub(crate) fn unparsed_request_status(error: &hyper::Error) -> Option<u16> {
     Some(400)
 }
 
-/// Buffers the body of an incoming request, returning 413 beyond [`MAX_BODY_BYTES`], 400 for
-/// a body that breaks its framing, and 408 when it takes longer than Azure's request timeout.
+/// Buffers the body of an incoming request, returning 413 beyond 104,857,600 bytes (the 100 MB
+/// Azure Functions allows), 400 for a body that breaks its framing, and 408 when it takes
+/// longer than Azure's request timeout.
 pub async fn read_body(request: Request<Incoming>) -> Result<Request<Bytes>, Response<Bytes>> {
     let (parts, body) = request.into_parts();
     match read_incoming(body).await {

@@ -123,6 +123,8 @@ impl EmulatorConfig {
 pub struct FunctionInfo {
     pub name: String,
     pub auth_level: String,
+    /// The route template from function.json, or the function name when it sets no route.
+    pub route: String,
     /// `https://<host>/<route prefix>/<route>` without the key. The route may contain
     /// parameters such as `{id}`, so see `example` for a URL to send.
     pub url: String,
@@ -986,6 +988,7 @@ fn function_infos(
                 infos.push(FunctionInfo {
                     name: function.name.clone(),
                     auth_level: format!("{:?}", function.auth_level).to_ascii_lowercase(),
+                    route: route.clone(),
                     url: format!("https://{}{prefix}/{route}", site.default_host_name),
                     key: key_of(&function.name),
                     disabled: crate::functions_host::disabled_by_setting(&function.name, &settings),
@@ -1010,6 +1013,7 @@ fn function_infos(
                 infos.push(FunctionInfo {
                     name: function.name.clone(),
                     auth_level: function.auth_level.clone(),
+                    route: function.name.clone(),
                     url: format!("https://{}/api/{}", site.default_host_name, function.name),
                     key: key_of(&function.name),
                     disabled: false,

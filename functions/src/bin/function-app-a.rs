@@ -23,11 +23,11 @@ const TARGET_URL_SETTING: &str = "target-url";
 /// App Service passes app settings to the code as environment variables. Windows workers keep
 /// the name as written. App Service on Linux accepts only letters, digits, periods and
 /// underscores in app setting names
-/// (https://learn.microsoft.com/en-us/azure/app-service/configure-common#configure-app-settings)
+/// (<https://learn.microsoft.com/en-us/azure/app-service/configure-common#configure-app-settings>)
 /// and replaces `.` with `_` in the variable name
-/// (https://learn.microsoft.com/en-us/training/modules/configure-web-app-settings/2-configure-application-settings).
+/// (<https://learn.microsoft.com/en-us/training/modules/configure-web-app-settings/2-configure-application-settings>).
 /// A Linux container was also reported to drop the `-` from names
-/// (https://github.com/dotnet/extensions/issues/1659), hence `targeturl`.
+/// (<https://github.com/dotnet/extensions/issues/1659>), hence `targeturl`.
 /// NOTE: the `APPSETTING_` prefixed form is kept for older workers; Microsoft Learn does not
 /// document it for Linux.
 const TARGET_URL_VARIABLES: [&str; 5] = [
