@@ -25,6 +25,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
+use smallvec::SmallVec;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -1031,7 +1032,7 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 const EXIT_NOTICE_WAIT: Duration = Duration::from_secs(2);
 
 /// App Service front ends end requests after 230 seconds, so a handler gets no longer.
-const INVOCATION_TIMEOUT: Duration = Duration::from_secs(230);
+pub(crate) const INVOCATION_TIMEOUT: Duration = Duration::from_secs(230);
 
 /// Longest URL (path and query) the Functions host accepts: "the URL length is limited to
 /// 4 KB (4,096 bytes)" (Microsoft Learn, "Azure Functions HTTP trigger", Limits).
@@ -1068,14 +1069,18 @@ pub(crate) struct Direct<'h> {
 }
 
 impl Direct<'_> {
-    /// Sends the encoded request to the handler, with the host's retry, limits and error
-    /// responses, and returns the response for the caller.
+    /// Sends the encoded request to the handler, with the host's retry and error responses,
+    /// and returns the response for the caller.
+    ///
+    /// The caller bounds the time it waits, by [`INVOCATION_TIMEOUT`] with
+    /// [`invocation_timed_out`] as the response. A timer of its own can live as long as its
+    /// connection, where one per request took a few percent of the front end's time.
     pub(crate) async fn send(&self, encoded: &[u8], kind: EncodedKind) -> Reply {
         let shared = self.shared;
         shared
             .invoke(|port| async move {
-                let exchange = shared.client.send_encoded(port, encoded, kind);
-                match shared.bounded(exchange).await {
+                let result = shared.client.send_encoded(port, encoded, kind).await;
+                match shared.outcome(result) {
                     Ok(response) => Attempt::Done(response),
                     Err(attempt) => attempt,
                 }
@@ -1135,7 +1140,8 @@ impl Shared {
         // Segments borrow from the path unless they hold a percent sign. They are decoded as
         // Kestrel decodes the path, which keeps `%2F`, so `a%2Fb` is one segment and a route
         // value gets `a%2Fb`.
-        let mut segments: Vec<Cow<'_, str>> = path
+        // Most paths have a few segments, so they are kept on the stack.
+        let mut segments: SmallVec<[Cow<'_, str>; 8]> = path
             .trim_start_matches('/')
             .split('/')
             .map(percent::decode_segment)
@@ -1408,30 +1414,43 @@ impl Shared {
         &self,
         exchange: impl std::future::Future<Output = Result<R, SendError>>,
     ) -> Result<R, Attempt<R>> {
-        let sent = tokio::time::timeout(INVOCATION_TIMEOUT, exchange).await;
-        match sent {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(error @ SendError::Connect { .. })) => {
+        match tokio::time::timeout(INVOCATION_TIMEOUT, exchange).await {
+            Ok(result) => self.outcome(result),
+            Err(_) => Err(Attempt::Done(invocation_timed_out().into())),
+        }
+    }
+
+    /// Turns the result of an exchange with the handler into the response, the host's own
+    /// response for a failure, or a retry.
+    fn outcome<R: From<Response<Bytes>>>(
+        &self,
+        result: Result<R, SendError>,
+    ) -> Result<R, Attempt<R>> {
+        match result {
+            Ok(response) => Ok(response),
+            Err(error @ SendError::Connect { .. }) => {
                 Err(Attempt::Unreachable(crate::with_causes(&error)))
             }
-            Ok(Err(error)) => Err(Attempt::Done(
+            Err(error) => Err(Attempt::Done(
                 bad_gateway(&self.site, &crate::with_causes(&error)).into(),
             )),
-            Err(_) => {
-                // "If a function that uses the HTTP trigger doesn't complete within 230
-                // seconds, the Azure Load Balancer will time out and return an HTTP 502 error"
-                // (Microsoft Learn, "Azure Functions HTTP trigger", Limits).
-                Err(Attempt::Done(
-                    text_response(
-                        StatusCode::BAD_GATEWAY,
-                        "the custom handler did not respond within 230 seconds\n",
-                    )
-                    .into(),
-                ))
-            }
         }
     }
 }
+
+/// Returns the response to an invocation that took longer than [`INVOCATION_TIMEOUT`].
+///
+/// "If a function that uses the HTTP trigger doesn't complete within 230 seconds, the Azure
+/// Load Balancer will time out and return an HTTP 502 error" (Microsoft Learn, "Azure
+/// Functions HTTP trigger", Limits).
+pub(crate) fn invocation_timed_out() -> Response<Bytes> {
+    text_response(
+        StatusCode::BAD_GATEWAY,
+        "the custom handler did not respond within 230 seconds\n",
+    )
+}
+
+impl Shared {}
 
 /// Removes `.` and `..` segments from the request path (RFC 3986, section 5.2.4). Kestrel, the
 /// server under the Functions host, does this before routing (its `PathNormalizer`), after

@@ -37,7 +37,9 @@ use super::{
     REG_NAME,
 };
 use crate::decisions::push_ip;
-use crate::functions_host::{key_from, write_host_headers, HOST_HEADER_NAMES};
+use crate::functions_host::{
+    invocation_timed_out, key_from, write_host_headers, HOST_HEADER_NAMES, INVOCATION_TIMEOUT,
+};
 use crate::handler_client::{EncodedKind, Reply, HOP_BY_HOP};
 
 /// Maximum size of a request head on this path. A longer one goes to hyper, whose limits then
@@ -78,6 +80,11 @@ pub(crate) async fn serve<I>(
     let mut waiting_since = Instant::now();
     let head_timer = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(head_timer);
+    // The same for the Functions host's invocation timeout, which bounds the whole invocation
+    // here, retry included. The full path bounds each attempt, and attempts after the first
+    // follow only a refused connection, so the two differ by at most a restart's wait.
+    let invocation_timer = tokio::time::sleep(INVOCATION_TIMEOUT);
+    tokio::pin!(invocation_timer);
 
     loop {
         // Parsing borrows the buffer only until the request is encoded, so the buffer can
@@ -119,6 +126,7 @@ pub(crate) async fn serve<I>(
         };
         input.advance(head_length);
 
+        let invoked = Instant::now();
         let response = {
             let send = direct.send(&outbound, kind);
             tokio::pin!(send);
@@ -126,6 +134,14 @@ pub(crate) async fn serve<I>(
                 tokio::select! {
                     biased;
                     response = &mut send => break Some(response),
+                    () = &mut invocation_timer => {
+                        let deadline = invoked + INVOCATION_TIMEOUT;
+                        if Instant::now() >= deadline {
+                            tracing::warn!(%peer, "custom handler did not respond within the invocation timeout");
+                            break Some(Reply::Built(invocation_timed_out()));
+                        }
+                        invocation_timer.as_mut().reset(deadline);
+                    }
                     // hyper drops a request whose caller closes the connection, and so
                     // does this path: the record then shows that the caller left.
                     read = read_more(&mut io, &mut input), if input.len() < MAX_READ_AHEAD => {
