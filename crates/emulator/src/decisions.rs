@@ -202,14 +202,17 @@ fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
     // An IP address prints as digits, dots, colons and hex letters only.
     push_ip(out, *address);
     out.extend_from_slice(b"\",\"service_endpoint\":");
-    json_value(out, service_endpoint);
+    match service_endpoint {
+        None => out.extend_from_slice(b"null"),
+        Some(_) => json_value(out, service_endpoint),
+    }
     out.extend_from_slice(b",\"entry\":\"");
     out.extend_from_slice(match entry {
         Entry::PublicEndpoint => b"PublicEndpoint",
         Entry::PrivateEndpoint => b"PrivateEndpoint",
     });
     out.extend_from_slice(b"\",\"service_tags\":");
-    json_value(out, service_tags);
+    json_list(out, service_tags);
 
     out.extend_from_slice(b"},\"host\":");
     json_string(out, host);
@@ -228,7 +231,7 @@ fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
         json_reason(out, reason, &mut number)
     });
     out.extend_from_slice(b",\"ambiguities\":");
-    json_value(out, ambiguities);
+    json_list(out, ambiguities);
     out.extend_from_slice(b",\"status\":");
     out.extend_from_slice(number.format(*status).as_bytes());
     out.extend_from_slice(b"}\n");
@@ -320,6 +323,15 @@ fn write_action(out: &mut Vec<u8>, action: Action) {
         Action::Allow => b"\"Allow\"",
         Action::Deny => b"\"Deny\"",
     });
+}
+
+/// Writes a list, which is usually empty, so `serde_json` runs only for one that is not.
+fn json_list<T: Serialize>(out: &mut Vec<u8>, items: &[T]) {
+    if items.is_empty() {
+        out.extend_from_slice(b"[]");
+    } else {
+        json_value(out, items);
+    }
 }
 
 /// Writes a value through `serde_json`. Callers use it for the fields that are usually empty.

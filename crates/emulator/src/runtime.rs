@@ -320,7 +320,7 @@ impl Emulator {
             source,
         })?;
 
-        let mut access = HashMap::new();
+        let mut access = crate::frontend::SiteMap::default();
         for site in &topology.sites {
             access.insert(
                 site.name.to_ascii_lowercase(),
@@ -416,7 +416,7 @@ impl Emulator {
         });
 
         // Egress proxies and Functions hosts of bound apps.
-        let mut hosts = HashMap::new();
+        let mut hosts = crate::frontend::SiteMap::default();
         for ((site, app, keys), info) in plans.into_iter().zip(sites.iter_mut()) {
             let Some(app) = app else {
                 continue;

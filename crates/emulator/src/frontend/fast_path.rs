@@ -233,14 +233,14 @@ fn prepare<'f>(
         .map(|field| field.value);
     let key = key_from(key_header, request.query);
     let direct_request = DirectRequest {
-        host: &host,
+        host,
         method: &request.method,
         target: request.target,
         path: request.path,
         headers: &Fields(request.headers),
         key: &key,
     };
-    let Some((record, direct)) = front_end.admit_direct(&direct_request, source, caller, scheme)
+    let Some((record, direct)) = front_end.admit_direct(direct_request, source, caller, scheme)
     else {
         return Step::FullPath;
     };
