@@ -193,8 +193,10 @@ fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
     } = source;
     let mut number = itoa::Buffer::new();
 
+    // The time is digits and `-:.TZ`, and a method is a token (RFC 9110, section 9.1), so
+    // neither has a byte that JSON escapes.
     out.extend_from_slice(b",\"time\":");
-    json_string(out, time);
+    json_plain_string(out, time);
     out.extend_from_slice(b",\"caller\":");
     json_string(out, caller);
 
@@ -221,7 +223,7 @@ fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b",\"site_kind\":");
     write_optional(out, *site_kind, write_site_kind);
     out.extend_from_slice(b",\"method\":");
-    json_string(out, method);
+    json_plain_string(out, method);
     out.extend_from_slice(b",\"path\":");
     json_string(out, path);
     out.extend_from_slice(b",\"verdict\":");
@@ -242,13 +244,26 @@ fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
 pub(crate) fn push_ip(out: &mut Vec<u8>, address: IpAddr) {
     match address {
         IpAddr::V4(v4) => {
-            let mut number = itoa::Buffer::new();
+            // Written into a buffer on the stack first, so the output grows once.
+            let mut text = [0u8; 15];
+            let mut length = 0;
             for (index, octet) in v4.octets().into_iter().enumerate() {
                 if index > 0 {
-                    out.push(b'.');
+                    text[length] = b'.';
+                    length += 1;
                 }
-                out.extend_from_slice(number.format(octet).as_bytes());
+                if octet >= 100 {
+                    text[length] = b'0' + octet / 100;
+                    length += 1;
+                }
+                if octet >= 10 {
+                    text[length] = b'0' + octet / 10 % 10;
+                    length += 1;
+                }
+                text[length] = b'0' + octet % 10;
+                length += 1;
             }
+            out.extend_from_slice(&text[..length]);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
@@ -340,6 +355,15 @@ fn json_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
         // Only a map with non-string keys fails, and these values have none.
         out.extend_from_slice(b"null");
     }
+}
+
+/// Writes `text` as a JSON string, checking nothing: the caller knows that `text` has no
+/// byte that JSON escapes. A debug build checks it.
+fn json_plain_string(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(!needs_escape(text.as_bytes()), "{text:?} needs escaping");
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// Writes `text` as a JSON string, escaping through `serde_json` only when a byte needs it.
@@ -524,6 +548,7 @@ mod tests {
             "0.0.0.0",
             "255.255.255.255",
             "10.0.100.4",
+            "9.99.100.109",
             "::1",
             "::ffff:1.2.3.4",
         ] {

@@ -397,17 +397,24 @@ fn single_host(headers: &[httparse::Header<'_>]) -> Option<String> {
     // httparse admits no control character other than a tab, so only spaces and tabs are
     // trimmed, as `str::trim` trims them on the full path.
     let value = field.value.trim_ascii();
-    let mut host = String::with_capacity(value.len());
+    let mut end = value.len();
     for (index, &byte) in value.iter().enumerate() {
         if REG_NAME[usize::from(byte)] {
-            host.push(char::from(byte.to_ascii_lowercase()));
-        } else if byte == b':' && value[index + 1..].iter().all(u8::is_ascii_digit) {
-            break;
-        } else {
-            return None;
+            continue;
         }
+        if byte == b':' && value[index + 1..].iter().all(u8::is_ascii_digit) {
+            end = index;
+            break;
+        }
+        return None;
     }
-    (!host.is_empty()).then_some(host)
+    if end == 0 {
+        return None;
+    }
+    let mut host = value[..end].to_vec();
+    host.make_ascii_lowercase();
+    // Every byte of a registered name is ASCII.
+    String::from_utf8(host).ok()
 }
 
 /// Returns `value` as text when it is visible ASCII, spaces and tabs only, as
@@ -477,7 +484,9 @@ fn encode_request(request: &Qualified<'_, '_>, source: &Source, scheme: &str, ou
             .iter()
             .any(|host_header| host_header.eq_ignore_ascii_case(name))
         {
-            out.extend(name.bytes().map(|byte| byte.to_ascii_lowercase()));
+            let start = out.len();
+            out.extend_from_slice(name.as_bytes());
+            out[start..].make_ascii_lowercase();
             out.extend_from_slice(b": ");
             out.extend_from_slice(field.value);
             out.extend_from_slice(b"\r\n");
