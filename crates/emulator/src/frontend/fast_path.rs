@@ -49,12 +49,18 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Maximum number of header lines on this path. A request with more goes to hyper.
 const MAX_HEADERS: usize = 32;
 
+/// hyper's limits for a request head on the full path: header lines (its default
+/// `max_headers`), and bytes buffered while the head is incomplete (its default read buffer,
+/// 8,192 bytes and 4,096 per header line).
+const HYPER_MAX_HEADERS: usize = 100;
+const HYPER_MAX_BUFFER: usize = 8_192 + 4_096 * 100;
+
 /// Bytes requested from the caller's connection per read.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Maximum bytes of later requests read while one request is with the handler. The front end
-/// reads to notice a caller that closes, and past this limit the bytes wait in the socket.
-const MAX_READ_AHEAD: usize = 64 * 1024;
+/// Capacity above which the response buffer is not kept for the connection's next response,
+/// so that an idle connection does not keep the copy of a large body.
+const MAX_KEPT_OUTPUT: usize = 64 * 1024;
 
 /// Request headers that send the request to hyper: framing, `Expect`, and the hop-by-hop
 /// headers, which the full path removes along with the headers `Connection` lists.
@@ -143,8 +149,11 @@ pub(crate) async fn serve<I>(
                         invocation_timer.as_mut().reset(deadline);
                     }
                     // hyper drops a request whose caller closes the connection, and so
-                    // does this path: the record then shows that the caller left.
-                    read = read_more(&mut io, &mut input), if input.len() < MAX_READ_AHEAD => {
+                    // does this path: the record then shows that the caller left. Like
+                    // hyper, it reads only while no byte of a later request is buffered.
+                    // A caller that sends several requests and then shuts down its sending
+                    // side therefore still gets the responses to all but the last.
+                    read = read_more(&mut io, &mut input), if input.is_empty() => {
                         match read {
                             Ok(0) | Err(_) => break None,
                             Ok(_) => {}
@@ -167,6 +176,9 @@ pub(crate) async fn serve<I>(
         if let Err(error) = written.await {
             tracing::debug!(%error, %peer, "front-end connection ended with an error");
             return;
+        }
+        if output.capacity() > MAX_KEPT_OUTPUT {
+            output = Vec::with_capacity(1024);
         }
         waiting_since = Instant::now();
     }
@@ -218,7 +230,10 @@ fn prepare<'f>(
     {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) if input.len() < MAX_HEAD_BYTES => return Step::NeedMore,
-        _ => return Step::FullPath,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return head_for_hyper(input)
+        }
+        Err(_) => return Step::FullPath,
     };
     let Some(request) = qualify(&parsed) else {
         return Step::FullPath;
@@ -259,6 +274,21 @@ fn prepare<'f>(
         record,
         direct,
         kind,
+    }
+}
+
+/// Decides when to hand hyper a head longer than this path reads. Until hyper would reject
+/// the head, it is read on here, so that the head timeout runs once: handed over unfinished,
+/// hyper would start its own timer for the same head.
+fn head_for_hyper<'f>(input: &[u8]) -> Step<'f> {
+    let mut slots =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; HYPER_MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    match config.parse_request_with_uninit_headers(&mut parsed, input, &mut slots) {
+        Ok(httparse::Status::Partial) if input.len() < HYPER_MAX_BUFFER => Step::NeedMore,
+        // A complete head, or one hyper rejects already.
+        _ => Step::FullPath,
     }
 }
 
@@ -1006,6 +1036,78 @@ mod tests {
             if distinct {
                 assert_eq!(mask_dates(&from_lines), mask_dates(&hyper));
             }
+        }
+    }
+
+    /// Serves a connection on which the caller waits `idle`, then sends `head`, which must end
+    /// inside a header value, and then one more byte of that value a second. Returns how long
+    /// after the connection opened the server closed it. Time is paused, so the test takes
+    /// no real time.
+    async fn seconds_until_slow_head_closed(
+        fast: bool,
+        idle: std::time::Duration,
+        head: &[u8],
+    ) -> u64 {
+        let front_end = Arc::new(FrontEnd {
+            topology: Arc::new(subnetlock_model::Topology::default()),
+            access: super::super::SiteMap::default(),
+            hosts: super::super::SiteMap::default(),
+            publishing: std::collections::HashMap::new(),
+            decisions: Arc::new(crate::decisions::DecisionLog::new(None).expect("log")),
+        });
+        let (mut client, server) = tokio::io::duplex(1024 * 1024);
+        let peer: SocketAddr = "127.0.0.1:50000".parse().expect("peer");
+        let opened = Instant::now();
+        let served = if fast {
+            tokio::spawn(serve(server, peer, front_end, "http"))
+        } else {
+            tokio::spawn(serve_connection(
+                TokioIo::new(server),
+                peer,
+                front_end,
+                "http",
+            ))
+        };
+
+        tokio::time::sleep(idle).await;
+        client.write_all(head).await.expect("write the head");
+        while !served.is_finished() && opened.elapsed() < std::time::Duration::from_secs(120) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if client.write_all(b"a").await.is_err() {
+                break;
+            }
+        }
+        served.await.expect("connection task");
+        opened.elapsed().as_secs()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_head_gets_one_head_timeout() {
+        // A head longer than this path reads, in one long line because hyper rejects more
+        // than 100 header lines at once, and a head with more header lines than this path
+        // parses.
+        let mut long = b"GET / HTTP/1.1\r\nHost: app.azurewebsites.net\r\nX-Filler: ".to_vec();
+        long.resize(MAX_HEAD_BYTES + 1, b'a');
+        let mut many = b"GET / HTTP/1.1\r\nHost: app.azurewebsites.net\r\n".to_vec();
+        for index in 0..MAX_HEADERS {
+            many.extend_from_slice(format!("X-H{index}: 1\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"X-Last: a");
+
+        let idle = std::time::Duration::from_secs(20);
+        // The caller notices the close at its next write, up to a second later.
+        let limit = HEAD_TIMEOUT.as_secs() + 1;
+        for (name, head) in [("many header lines", &many), ("long head", &long)] {
+            let on_hyper = seconds_until_slow_head_closed(false, idle, head).await;
+            let on_fast_path = seconds_until_slow_head_closed(true, idle, head).await;
+            assert!(
+                on_hyper <= limit,
+                "{name}: hyper alone closed after {on_hyper} s"
+            );
+            assert!(
+                on_fast_path <= limit,
+                "{name}: fast path, then hyper, closed after {on_fast_path} s"
+            );
         }
     }
 }
