@@ -105,7 +105,7 @@ pub(crate) struct PendingRecord {
     record: Option<DecisionRecord>,
 }
 
-/// What [`FrontEnd::admit_direct`] reads of a request.
+/// The parts of a request that [`FrontEnd::admit_direct`] reads.
 pub(crate) struct DirectRequest<'a> {
     /// The host name the request addresses, as [`request_host`] returns it.
     pub host: String,

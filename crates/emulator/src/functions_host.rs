@@ -438,10 +438,10 @@ impl FunctionsHost {
     }
 
     /// Returns whether [`Self::handle`] would send this request (`target`, whose path is
-    /// `path`) to a running handler as it is, with the forwarding headers added and nothing else changed: the URL is within the
-    /// host's limit, the path has no dot segments, a route matches, `key` passes the
-    /// function's `authLevel`, the function is enabled and forwarded
-    /// (`enableForwardingHttpRequest`), and the handler is up.
+    /// `path`) to a running handler as it is, with only the forwarding headers added. That
+    /// holds when the URL is within the host's limit, the path has no dot segments, a route
+    /// matches and `key` passes the function's `authLevel`. The function must also be enabled
+    /// and forwarded (`enableForwardingHttpRequest`), and the handler up.
     ///
     /// The front end then encodes and sends the request itself. For `None` it calls
     /// [`Self::handle`], which responds as the host does. Deciding has no side effects, so

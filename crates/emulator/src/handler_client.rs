@@ -97,10 +97,10 @@ pub(crate) struct OutboundRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// What [`HandlerClient::send_encoded`] needs to know about an encoded request.
+/// The facts about an encoded request that [`HandlerClient::send_encoded`] needs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EncodedKind {
-    /// The method is `HEAD`, so the response has no body whatever its framing says.
+    /// The method is `HEAD`, so the response has no body whatever its framing declares.
     pub head_request: bool,
     /// The request may be sent again after a reused connection closed without a response:
     /// see [`HandlerClient::send`].
@@ -258,7 +258,7 @@ impl HandlerClient {
     }
 
     /// Sends a request already encoded as HTTP/1.1 bytes, as [`Self::send`] does. `kind`
-    /// says what the client cannot read from the bytes without parsing them again.
+    /// gives what the client cannot read from the bytes without parsing them again.
     pub(crate) async fn send_encoded(
         &self,
         port: u16,

@@ -13,9 +13,9 @@
 //! about it was recorded or sent before.
 //!
 //! These requests go to hyper: a body or a framing header, `Expect`, `Connection` or
-//! `Upgrade`, HTTP/1.0, `HEAD`, a target other than a plain origin-form path, and a header
-//! given twice. So do a denied caller, the scm site, a 401 or 404 from the Functions host, and
-//! any request hyper would reject.
+//! `Upgrade`, HTTP/1.0, `HEAD`, a target other than a plain origin-form path, a header given
+//! twice, and a head over 16 KiB or 32 header lines. So do a denied caller, the scm site, a 401
+//! or 404 from the Functions host, and any request hyper would reject.
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,13 +24,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use tokio::time::Instant;
-
 use bytes::{Buf, Bytes, BytesMut};
 use http::{header, Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use subnetlock_access::{HeaderLookup, Source};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
 
 use super::{
     canonical_peer, serve_connection, DirectRequest, FrontEnd, PendingRecord, HEAD_TIMEOUT,
@@ -560,6 +559,8 @@ fn write_forwarded_proto(out: &mut Vec<u8>, scheme: &str) {
 
 /// Encodes a reply to a request that is neither `HEAD` nor `CONNECT`, as [`encode_response`]
 /// encodes a response.
+// NOTE: the body is copied after the head, so a large response takes twice its size in
+// memory while it is written, where hyper writes the body from its own buffer.
 fn encode_reply(reply: &Reply, out: &mut Vec<u8>) {
     let lines = match reply {
         Reply::Built(response) => return encode_response(response, out),
