@@ -607,34 +607,23 @@ fn host_without_port(text: &str) -> Option<&str> {
 
 /// The bytes of a registered name in a host (RFC 3986, section 3.2.2), as a table: this runs
 /// for every request.
-const REG_NAME: [bool; 256] = {
+const REG_NAME: [bool; 256] = byte_table(b"-._~%!$&'()*+,;=");
+
+/// Returns a table that is true for ASCII letters and digits and for the bytes of `others`.
+const fn byte_table(others: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
         byte += 1;
     }
+    let mut index = 0;
+    while index < others.len() {
+        table[others[index] as usize] = true;
+        index += 1;
+    }
     table
-};
+}
 
 /// Lower-cases a host name. A trailing dot stays: the record shows the name as sent, and
 /// [`Topology::site_for_host`] accepts one.

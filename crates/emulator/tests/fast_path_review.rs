@@ -6,11 +6,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod python_app;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use subnetlock_emulator::{AppBinding, Bindings, Emulator, EmulatorConfig};
+use subnetlock_emulator::Emulator;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -103,52 +105,21 @@ class Handler(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])), Handler).serve_forever()
 "#;
 
+/// Starts the emulator with the handler's functions: every method reaches each of them.
 async fn start(dir: &Path) -> Emulator {
-    let template = dir.join("azuredeploy.json");
-    std::fs::write(&template, TEMPLATE).expect("write template");
-
-    let app = dir.join("app");
-    std::fs::write(dir.join("handler.py"), HANDLER).expect("write handler");
-    let host = serde_json::json!({
-        "version": "2.0",
-        "customHandler": {
-            "description": {"defaultExecutablePath": "python3", "arguments": ["../handler.py"]},
-            "enableForwardingHttpRequest": true
-        }
-    });
-    for (function, auth_level) in [
-        ("echo", "anonymous"),
-        ("slow", "anonymous"),
-        ("big", "anonymous"),
-        ("raw", "anonymous"),
-        ("secure", "function"),
-    ] {
-        std::fs::create_dir_all(app.join(function)).expect("create function folder");
-        // No `methods`, so every method reaches the function.
-        let definition = serde_json::json!({"bindings": [
-            {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": auth_level},
-            {"type": "http", "direction": "out", "name": "res"}
-        ]});
-        std::fs::write(
-            app.join(function).join("function.json"),
-            definition.to_string(),
-        )
-        .expect("write function.json");
-    }
-    std::fs::write(app.join("host.json"), host.to_string()).expect("write host.json");
-
-    let mut config = EmulatorConfig::new(template, dir.join("state"));
-    config.run_builds = false;
-    config.bindings = Bindings {
-        apps: vec![AppBinding {
-            site_pattern: "app-*".to_owned(),
-            function_app: app,
-            executable: None,
-            build: None,
-        }],
-        ..Bindings::default()
+    let function = |name, auth_level| python_app::Function {
+        name,
+        auth_level,
+        methods: None,
     };
-    Emulator::start(config).await.expect("emulator starts")
+    let functions = [
+        function("echo", "anonymous"),
+        function("slow", "anonymous"),
+        function("big", "anonymous"),
+        function("raw", "anonymous"),
+        function("secure", "function"),
+    ];
+    python_app::start(dir, TEMPLATE, HANDLER, &functions).await
 }
 
 /// Adds `Connection: keep-alive` as the last header line of the first request in `request`,

@@ -5,10 +5,12 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod python_app;
+
 use std::path::Path;
 use std::time::Duration;
 
-use subnetlock_emulator::{AppBinding, Bindings, Emulator, EmulatorConfig};
+use subnetlock_emulator::Emulator;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -64,45 +66,13 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"]
 "#;
 
 async fn start(dir: &Path) -> Emulator {
-    let template = dir.join("azuredeploy.json");
-    std::fs::write(&template, TEMPLATE).expect("write template");
-
-    let app = dir.join("app");
-    std::fs::write(dir.join("handler.py"), HANDLER).expect("write handler");
-    let host = serde_json::json!({
-        "version": "2.0",
-        "customHandler": {
-            "description": {"defaultExecutablePath": "python3", "arguments": ["../handler.py"]},
-            "enableForwardingHttpRequest": true
-        }
+    let methods: &[&str] = &["get", "post"];
+    let functions = ["echo", "slow"].map(|name| python_app::Function {
+        name,
+        auth_level: "anonymous",
+        methods: Some(methods),
     });
-    for function in ["echo", "slow"] {
-        std::fs::create_dir_all(app.join(function)).expect("create function folder");
-        let definition = serde_json::json!({"bindings": [
-            {"type": "httpTrigger", "direction": "in", "name": "req", "authLevel": "anonymous",
-             "methods": ["get", "post"]},
-            {"type": "http", "direction": "out", "name": "res"}
-        ]});
-        std::fs::write(
-            app.join(function).join("function.json"),
-            definition.to_string(),
-        )
-        .expect("write function.json");
-    }
-    std::fs::write(app.join("host.json"), host.to_string()).expect("write host.json");
-
-    let mut config = EmulatorConfig::new(template, dir.join("state"));
-    config.run_builds = false;
-    config.bindings = Bindings {
-        apps: vec![AppBinding {
-            site_pattern: "app-*".to_owned(),
-            function_app: app,
-            executable: None,
-            build: None,
-        }],
-        ..Bindings::default()
-    };
-    Emulator::start(config).await.expect("emulator starts")
+    python_app::start(dir, TEMPLATE, HANDLER, &functions).await
 }
 
 /// Reads one response with a `Content-Length` body from `stream`, keeping bytes of a later

@@ -32,8 +32,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::{
-    canonical_peer, serve_connection, DirectRequest, FrontEnd, PendingRecord, HEAD_TIMEOUT,
-    REG_NAME,
+    byte_table, canonical_peer, serve_connection, DirectRequest, FrontEnd, PendingRecord,
+    HEAD_TIMEOUT, REG_NAME,
 };
 use crate::decisions::push_ip;
 use crate::functions_host::{
@@ -352,38 +352,7 @@ fn qualify<'b, 'h>(parsed: &'h httparse::Request<'h, 'b>) -> Option<Qualified<'b
 }
 
 /// The bytes of a target this path takes, by [`qualify`]'s rule.
-const PLAIN_TARGET: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-                    | b'/'
-                    | b'?'
-                    | b'%'
-            );
-        byte += 1;
-    }
-    table
-};
+const PLAIN_TARGET: [bool; 256] = byte_table(b"-._~!$&'()*+,;=:@/?%");
 
 /// The lengths of the names [`is_full_path_header`] looks for, one bit per length.
 const FULL_PATH_HEADER_LENGTHS: u64 = {
