@@ -157,6 +157,9 @@ pub struct HostConfig {
     pub env: Vec<(String, String)>,
     pub keys: FunctionKeys,
     pub startup_timeout: Duration,
+    /// How long the handler may take to respond: [`INVOCATION_TIMEOUT`] unless a test
+    /// shortens it.
+    pub invocation_timeout: Duration,
 }
 
 /// Errors from loading a function app or starting its handler.
@@ -361,6 +364,7 @@ impl FunctionsHost {
             env: config.env,
             keys: config.keys,
             startup_timeout: config.startup_timeout,
+            invocation_timeout: config.invocation_timeout,
             state,
             restarts: AtomicU32::new(0),
             client,
@@ -1069,10 +1073,15 @@ pub(crate) struct Direct<'h> {
 }
 
 impl Direct<'_> {
+    /// Returns how long the handler may take to respond.
+    pub(crate) fn invocation_timeout(&self) -> Duration {
+        self.shared.invocation_timeout
+    }
+
     /// Sends the encoded request to the handler, with the host's retry and error responses,
     /// and returns the response for the caller.
     ///
-    /// The caller bounds the time it waits, by [`INVOCATION_TIMEOUT`] with
+    /// The caller bounds the time it waits, by [`Self::invocation_timeout`] with
     /// [`invocation_timed_out`] as the response. A timer of its own can live as long as its
     /// connection, where one per request took a few percent of the front end's time.
     pub(crate) async fn send(&self, encoded: &[u8], kind: EncodedKind) -> Reply {
@@ -1109,6 +1118,7 @@ struct Shared {
     env: Vec<(String, String)>,
     keys: FunctionKeys,
     startup_timeout: Duration,
+    invocation_timeout: Duration,
     state: watch::Sender<WorkerState>,
     restarts: AtomicU32,
     client: HandlerClient,
@@ -1414,9 +1424,11 @@ impl Shared {
         &self,
         exchange: impl std::future::Future<Output = Result<R, SendError>>,
     ) -> Result<R, Attempt<R>> {
-        match tokio::time::timeout(INVOCATION_TIMEOUT, exchange).await {
+        match tokio::time::timeout(self.invocation_timeout, exchange).await {
             Ok(result) => self.outcome(result),
-            Err(_) => Err(Attempt::Done(invocation_timed_out().into())),
+            Err(_) => Err(Attempt::Done(
+                invocation_timed_out(self.invocation_timeout).into(),
+            )),
         }
     }
 
@@ -1438,15 +1450,19 @@ impl Shared {
     }
 }
 
-/// Returns the response to an invocation that took longer than [`INVOCATION_TIMEOUT`].
+/// Returns the response to an invocation that took longer than `timeout`,
+/// [`INVOCATION_TIMEOUT`] outside tests.
 ///
 /// "If a function that uses the HTTP trigger doesn't complete within 230 seconds, the Azure
 /// Load Balancer will time out and return an HTTP 502 error" (Microsoft Learn, "Azure
 /// Functions HTTP trigger", Limits).
-pub(crate) fn invocation_timed_out() -> Response<Bytes> {
+pub(crate) fn invocation_timed_out(timeout: Duration) -> Response<Bytes> {
     text_response(
         StatusCode::BAD_GATEWAY,
-        "the custom handler did not respond within 230 seconds\n",
+        &format!(
+            "the custom handler did not respond within {} seconds\n",
+            timeout.as_secs_f64()
+        ),
     )
 }
 

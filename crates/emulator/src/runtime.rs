@@ -67,6 +67,9 @@ pub struct EmulatorConfig {
     pub executable_overrides: Vec<(String, PathBuf)>,
     pub engine: EngineOptions,
     pub startup_timeout: Duration,
+    /// How long a function may take to respond before the caller gets 502: App Service's
+    /// 230 seconds unless a test shortens it.
+    pub invocation_timeout: Duration,
     /// Computes the findings the control API serves from the deployed topology and `bindings`,
     /// once per start. The CLI passes `check`'s analysis, so that they equal what `check`
     /// reports. Without it they are the deployment's own findings.
@@ -113,6 +116,7 @@ impl EmulatorConfig {
             executable_overrides: Vec::new(),
             engine: EngineOptions::default(),
             startup_timeout: Duration::from_secs(60),
+            invocation_timeout: crate::functions_host::INVOCATION_TIMEOUT,
             findings_of: None,
         }
     }
@@ -446,6 +450,7 @@ impl Emulator {
                     functions: keys.functions.clone(),
                 },
                 startup_timeout: config.startup_timeout,
+                invocation_timeout: config.invocation_timeout,
             };
             let host = FunctionsHost::start(host_config).await.map_err(|source| {
                 EmulatorError::FunctionsHost {

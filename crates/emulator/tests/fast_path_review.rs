@@ -119,7 +119,7 @@ async fn start(dir: &Path) -> Emulator {
         function("raw", "anonymous"),
         function("secure", "function"),
     ];
-    python_app::start(dir, TEMPLATE, HANDLER, &functions).await
+    python_app::start(dir, TEMPLATE, HANDLER, &functions, |_| {}).await
 }
 
 /// Adds `Connection: keep-alive` as the last header line of the first request in `request`,

@@ -66,13 +66,21 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"]
 "#;
 
 async fn start(dir: &Path) -> Emulator {
+    start_with_timeout(dir, Duration::from_secs(230)).await
+}
+
+/// Starts the emulator with `timeout` as the time a function may take to respond.
+async fn start_with_timeout(dir: &Path, timeout: Duration) -> Emulator {
     let methods: &[&str] = &["get", "post"];
     let functions = ["echo", "slow"].map(|name| python_app::Function {
         name,
         auth_level: "anonymous",
         methods: Some(methods),
     });
-    python_app::start(dir, TEMPLATE, HANDLER, &functions).await
+    python_app::start(dir, TEMPLATE, HANDLER, &functions, |config| {
+        config.invocation_timeout = timeout;
+    })
+    .await
 }
 
 /// Reads one response with a `Content-Length` body from `stream`, keeping bytes of a later
@@ -222,4 +230,39 @@ async fn leaving_caller_recorded_once() {
         .map(|record| record.status)
         .collect();
     assert_eq!(statuses, [subnetlock_emulator::frontend::CALLER_CLOSED]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_function_gets_502_on_both_paths() {
+    let dir = TempDir::new().expect("temp dir");
+    // `/api/slow` takes two seconds, longer than this limit.
+    let emulator = start_with_timeout(dir.path(), Duration::from_millis(1500)).await;
+    let open = &emulator.site("app-open").expect("site").host;
+
+    // The first request is plain, so the fast path serves it. `Connection` sends the second
+    // to hyper's path.
+    let requests = [
+        get(open, "/api/slow"),
+        format!("GET /api/slow HTTP/1.1\r\nHost: {open}\r\nConnection: keep-alive\r\n\r\n"),
+    ];
+    for request in requests {
+        let mut stream = TcpStream::connect(emulator.http_addr())
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut pending = Vec::new();
+        let (status, body) = read_response(&mut stream, &mut pending).await;
+        assert_eq!(status, 502, "{request:?}");
+        assert_eq!(
+            body, "the custom handler did not respond within 1.5 seconds\n",
+            "{request:?}"
+        );
+    }
+
+    let statuses: Vec<u16> = emulator
+        .decisions()
+        .iter()
+        .map(|record| record.status)
+        .collect();
+    assert_eq!(statuses, [502, 502]);
 }

@@ -146,6 +146,7 @@ fn config(root: &Path, startup_timeout: Duration) -> HostConfig {
         env: vec![("GREETING".to_string(), "hello-arg".to_string())],
         keys: keys(),
         startup_timeout,
+        invocation_timeout: Duration::from_secs(230),
     }
 }
 

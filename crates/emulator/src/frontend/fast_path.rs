@@ -132,6 +132,12 @@ pub(crate) async fn serve<I>(
         input.advance(head_length);
 
         let invoked = Instant::now();
+        let limit = direct.invocation_timeout();
+        // The timer must not fire after this request's deadline. It fires early when an
+        // earlier request armed it, and is then moved.
+        if invocation_timer.deadline() > invoked + limit {
+            invocation_timer.as_mut().reset(invoked + limit);
+        }
         let response = {
             let send = direct.send(&outbound, kind);
             tokio::pin!(send);
@@ -140,10 +146,10 @@ pub(crate) async fn serve<I>(
                     biased;
                     response = &mut send => break Some(response),
                     () = &mut invocation_timer => {
-                        let deadline = invoked + INVOCATION_TIMEOUT;
+                        let deadline = invoked + limit;
                         if Instant::now() >= deadline {
                             tracing::warn!(%peer, "custom handler did not respond within the invocation timeout");
-                            break Some(Reply::Built(invocation_timed_out()));
+                            break Some(Reply::Built(invocation_timed_out(limit)));
                         }
                         invocation_timer.as_mut().reset(deadline);
                     }

@@ -13,13 +13,14 @@ pub struct Function<'a> {
 }
 
 /// Writes `template`, a function app in `dir/app` with `functions` and the Python `handler`
-/// (forwarding HTTP requests), and starts the emulator with the app bound to every site
-/// whose name matches `app-*`.
+/// (forwarding HTTP requests). Then starts the emulator with the app bound to every site
+/// whose name matches `app-*`, after `configure` has changed its configuration.
 pub async fn start(
     dir: &Path,
     template: &str,
     handler: &str,
     functions: &[Function<'_>],
+    configure: impl FnOnce(&mut EmulatorConfig),
 ) -> Emulator {
     let template_path = dir.join("azuredeploy.json");
     std::fs::write(&template_path, template).expect("write template");
@@ -65,5 +66,6 @@ pub async fn start(
         }],
         ..Bindings::default()
     };
+    configure(&mut config);
     Emulator::start(config).await.expect("emulator starts")
 }
