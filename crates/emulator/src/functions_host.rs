@@ -1923,15 +1923,13 @@ fn uuid_v4_text() -> [u8; 36] {
     GENERATOR.with_borrow_mut(|generator| rand::RngCore::fill_bytes(generator, &mut bytes));
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
+
+    // Where each byte's two digits go in `8-4-4-4-12`.
+    const POSITIONS: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut text = [b'-'; 36];
-    let mut at = 0;
-    for (index, byte) in bytes.iter().enumerate() {
-        if matches!(index, 4 | 6 | 8 | 10) {
-            at += 1;
-        }
+    for (byte, at) in bytes.iter().zip(POSITIONS) {
         text[at] = HEX[usize::from(byte >> 4)];
         text[at + 1] = HEX[usize::from(byte & 0x0f)];
-        at += 2;
     }
     text
 }
