@@ -2142,6 +2142,55 @@ fn check_without_artifacts_leaves_link_unresolved() {
 }
 
 #[test]
+fn template_spec_link_help_in_every_format() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/specs/providers/Microsoft.Resources/templateSpecs/web-app/versions/1.0";
+    let template = format!(
+        r#"{{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    {{"type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+      "location": "westeurope", "sku": {{"name": "S1", "tier": "Standard"}}}},
+    {{"type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01", "name": "spec",
+      "properties": {{"mode": "Incremental", "templateLink": {{"id": "{id}"}}}}}}
+  ]}}"#
+    );
+    let path = dir.path().join("azuredeploy.json");
+    std::fs::write(&path, template).expect("write template");
+    let folder = dir.path().to_str().expect("path");
+    let export = format!("`az ts export --template-spec {id} --output-folder DIR`");
+
+    // With and without `--artifacts`, because no artifacts folder can replace a template spec.
+    for artifacts in [None, Some(folder)] {
+        for format in ["human", "json", "sarif"] {
+            let mut args = vec!["check", "--format", format, path.to_str().expect("path")];
+            if let Some(folder) = artifacts {
+                args.extend(["--artifacts", folder]);
+            }
+            let output = subnetlock(&args);
+            assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+            let text = stdout(&output);
+            let case = format!("{format}, --artifacts {artifacts:?}");
+            assert!(
+                text.contains(&format!("by `id` `{id}`, a template spec version")),
+                "{case}: {text}"
+            );
+            assert!(
+                text.contains("subnetlock does not read template specs offline"),
+                "{case}: {text}"
+            );
+            assert!(text.contains(&export), "{case}: {text}");
+            assert!(!text.contains("pass a local copy"), "{case}: {text}");
+            assert!(!text.contains("--artifacts DIR"), "{case}: {text}");
+            assert!(
+                !text.contains("none of the `--artifacts`"),
+                "{case}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
 fn check_artifacts_missing_file_is_located() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_linked_quickstart(dir.path());

@@ -86,18 +86,22 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
         topology.findings.push(finding);
     }
     for unresolved in &deployment.unresolved_templates {
-        topology.findings.push(
-            Finding::new(
-                FindingCode::SL010,
-                Severity::Warning,
-                format!(
-                    "nested deployment `{}` links its template {}; subnetlock does not fetch linked templates, so the resources it deploys are not analysed",
-                    unresolved.deployment,
-                    describe_link(&unresolved.link)
-                ),
+        let link = describe_link(&unresolved.link);
+        let message = if template_spec_id(&unresolved.link).is_some() {
+            format!(
+                "nested deployment `{}` links its template {link}, a template spec version; subnetlock does not read template specs, which are stored in Azure, so the resources it deploys are not analysed",
+                unresolved.deployment
             )
-            .help(unresolved_help(unresolved))
-            .at(&unresolved.deployment, unresolved.declared_at.clone()),
+        } else {
+            format!(
+                "nested deployment `{}` links its template {link}; subnetlock does not fetch linked templates, so the resources it deploys are not analysed",
+                unresolved.deployment
+            )
+        };
+        topology.findings.push(
+            Finding::new(FindingCode::SL010, Severity::Warning, message)
+                .help(unresolved_help(unresolved))
+                .at(&unresolved.deployment, unresolved.declared_at.clone()),
         );
     }
     validate::validate(&mut topology);
@@ -106,8 +110,12 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
 
 /// Returns the next step for a linked template that was not read. When artifacts folders
 /// were mapped and the link's URI is known, suggesting `--artifacts` again would not help, so
-/// the help names the URI and the prefixes that do not cover it.
+/// the help names the URI and the prefixes that do not cover it. A template spec link gets
+/// [`template_spec_help`] instead.
 fn unresolved_help(unresolved: &UnresolvedTemplate) -> String {
+    if let Some(id) = template_spec_id(&unresolved.link) {
+        return template_spec_help(id);
+    }
     let generic = "to have it analysed, pass a local copy of the linked templates with `--artifacts DIR` (or `--artifacts URI=DIR`), point `templateLink.relativePath` at it, or inline the template";
     let Some(uri) = unresolved.looked_up_uri.as_deref() else {
         return generic.to_owned();
@@ -139,6 +147,36 @@ fn unresolved_help(unresolved: &UnresolvedTemplate) -> String {
     )
 }
 
+/// Returns the `templateLink.id` of a link that names a template spec version. A link that
+/// also has a `uri` or a `relativePath` is read by those, so it gets no template spec help.
+fn template_spec_id(link: &Value) -> Option<&Value> {
+    if link.get("uri").is_some() || link.get("relativePath").is_some() {
+        return None;
+    }
+    link.get("id")
+}
+
+/// Returns the next step for a nested deployment linked to the template spec version `id`.
+/// `--artifacts` maps only URIs, so the help suggests exporting the version's main template
+/// and linking the file in its place.
+fn template_spec_help(id: &Value) -> String {
+    // `az ts export --template-spec` takes the version's resource ID and writes its main
+    // template and linked templates to `--output-folder` (`export_template_spec` in the
+    // Azure/azure-cli repository, src/azure-cli/azure/cli/command_modules/resource/custom.py).
+    let export = match id {
+        Value::String(id) => format!(
+            "export the main template of the spec version, for example with `az ts export --template-spec {id} --output-folder DIR`"
+        ),
+        other => format!(
+            "export the main template of the template spec version {}, for example with `az ts export --template-spec ID --output-folder DIR`, where ID is the version's resource ID",
+            shown_value(other)
+        ),
+    };
+    format!(
+        "subnetlock does not read template specs offline, and `--artifacts` maps only `templateLink.uri` links. To have the deployment analysed, {export}. Then, in a copy of this template used only for the check, link the exported file by `templateLink.relativePath` or by a `uri` that `--artifacts URI=DIR` maps to DIR, or inline it as `properties.template`. Or accept the gap: the resources the spec deploys stay out of the analysis and the deployment's outputs stay unknown"
+    )
+}
+
 /// Returns the folder of a link for an example prefix: the URI up to and including the last
 /// `/` of its path, without the credentials, the query and the fragment.
 fn link_folder(uri: &str) -> String {
@@ -157,7 +195,20 @@ fn link_folder(uri: &str) -> String {
 /// link. A value built from a secure parameter or a Key Vault secret is not shown, and the
 /// query of a `uri` (usually a SAS token) is shown as `?…`, as [`shown_link`] shows it.
 fn describe_link(link: &Value) -> String {
-    let shown = |value: &Value| match value {
+    ["uri", "id"]
+        .iter()
+        .find_map(|key| {
+            link.get(key)
+                .map(|value| format!("by `{key}` {}", shown_value(value)))
+        })
+        .unwrap_or_else(|| format!("with `templateLink` {}", shown_value(link)))
+}
+
+/// Returns a link value as messages show it: in backticks, with a URI's query, fragment and
+/// credentials hidden as [`shown_link`] hides them, or a note in place of a value built from a
+/// secret.
+fn shown_value(value: &Value) -> String {
+    match value {
         Value::Unknown(unknown) if unknown.secret => {
             "(its value is built from a secure parameter or a secret, so it is not shown)"
                 .to_owned()
@@ -165,14 +216,7 @@ fn describe_link(link: &Value) -> String {
         Value::Unknown(unknown) => format!("`[{}]`", unknown.expression),
         Value::String(text) => format!("`{}`", shown_link(text)),
         other => format!("`{}`", serde_json::to_string(other).unwrap_or_default()),
-    };
-    ["uri", "id"]
-        .iter()
-        .find_map(|key| {
-            link.get(key)
-                .map(|value| format!("by `{key}` {}", shown(value)))
-        })
-        .unwrap_or_else(|| format!("with `templateLink` {}", shown(link)))
+    }
 }
 
 /// Adds SL019 for each rule list of Allow rules whose default action is Allow. The Terraform

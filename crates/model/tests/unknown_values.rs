@@ -5,7 +5,9 @@
 
 use serde_json::{json, Value as Json};
 use subnetlock_access::SiteKind;
-use subnetlock_model::{build_topology, FindingCode, KeyMode, SimulatedProvider, Site, Topology};
+use subnetlock_model::{
+    build_topology, Finding, FindingCode, KeyMode, SimulatedProvider, Site, Topology,
+};
 
 /// An expression `check` cannot evaluate: a `reference()` to a resource outside the template.
 const UNKNOWN: &str =
@@ -234,8 +236,8 @@ fn outbound_vnet_routing_flags_are_booleans() {
         .any(|finding| finding.code == FindingCode::SL020));
 }
 
-/// Returns the message of the SL010 finding about a linked template.
-fn linked_template_message(template_link: Json) -> String {
+/// Returns the SL010 finding about nested deployment `linked`, linked by `template_link`.
+fn linked_template_finding(template_link: Json) -> Finding {
     let nested = json!({
         "type": "Microsoft.Resources/deployments", "apiVersion": "2022-09-01",
         "name": "linked",
@@ -244,10 +246,14 @@ fn linked_template_message(template_link: Json) -> String {
     let topology = topology(json!({}), &[nested]);
     topology
         .findings
-        .iter()
+        .into_iter()
         .find(|finding| finding.code == FindingCode::SL010)
-        .map(|finding| finding.message.clone())
         .expect("SL010 for the linked template")
+}
+
+/// Returns the message of the SL010 finding about a linked template.
+fn linked_template_message(template_link: Json) -> String {
+    linked_template_finding(template_link).message
 }
 
 #[test]
@@ -387,5 +393,70 @@ fn unmapped_link_help_without_artifacts() {
             "to have it analysed, pass a local copy of the linked templates with `--artifacts DIR`"
         ),
         "{help}"
+    );
+}
+
+/// The resource ID of a template spec version, as `templateLink.id` names it.
+const SPEC_VERSION_ID: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/specs/providers/Microsoft.Resources/templateSpecs/web-app/versions/1.0";
+
+#[test]
+fn template_spec_link_names_the_spec() {
+    let finding = linked_template_finding(json!({ "id": SPEC_VERSION_ID }));
+    assert_eq!(
+        finding.message,
+        format!(
+            "nested deployment `linked` links its template by `id` `{SPEC_VERSION_ID}`, a template spec version; subnetlock does not read template specs, which are stored in Azure, so the resources it deploys are not analysed"
+        )
+    );
+
+    let help = finding.help.expect("help");
+    assert!(
+        help.starts_with("subnetlock does not read template specs offline"),
+        "{help}"
+    );
+    assert!(
+        help.contains(&format!(
+            "`az ts export --template-spec {SPEC_VERSION_ID} --output-folder DIR`"
+        )),
+        "{help}"
+    );
+    assert!(help.contains("`templateLink.relativePath`"), "{help}");
+    // `--artifacts` alone cannot read a template spec, so it is not offered as the fix.
+    assert!(!help.contains("pass a local copy"), "{help}");
+    assert!(!help.contains("--artifacts DIR"), "{help}");
+}
+
+#[test]
+fn template_spec_link_with_unknown_id() {
+    // An ID known only at deployment time is named by its expression, and the example
+    // command gets a placeholder in its place.
+    let finding = linked_template_finding(json!({
+        "id": "[resourceId(reference(resourceId('Microsoft.Network/ipGroups', 'x'), '2023-09-01').group, 'Microsoft.Resources/templateSpecs/versions', 'web-app', '1.0')]"
+    }));
+    assert!(
+        finding.message.contains(", a template spec version; "),
+        "{}",
+        finding.message
+    );
+
+    let help = finding.help.expect("help");
+    assert!(
+        help.contains("the template spec version `[resourceId(reference("),
+        "{help}"
+    );
+    assert!(
+        help.contains("`az ts export --template-spec ID --output-folder DIR`, where ID is"),
+        "{help}"
+    );
+    assert!(!help.contains("--artifacts DIR"), "{help}");
+}
+
+#[test]
+fn uri_link_help_suggests_artifacts() {
+    let finding = linked_template_finding(json!({ "uri": "https://example.com/t.json" }));
+    let help = finding.help.expect("help");
+    assert_eq!(
+        help,
+        "to have it analysed, pass a local copy of the linked templates with `--artifacts DIR` (or `--artifacts URI=DIR`), point `templateLink.relativePath` at it, or inline the template"
     );
 }
