@@ -29,7 +29,7 @@ pub async fn call(args: CallArgs) -> Result<i32> {
     if let Some(caller) = &source.caller {
         if args.from.trim().eq_ignore_ascii_case("internet") && *caller != sample {
             err!(
-                "note: caller `internet` is `{caller}` in this deployment, because a rule's range contains {}",
+                "note: caller `internet` is `{caller}` in this deployment, because a rule's range or service tag contains {}",
                 subnetlock_model::egress::INTERNET_SAMPLE
             );
         }

@@ -159,7 +159,11 @@ pub fn explain(args: ExplainArgs) -> Result<i32> {
     let topology = inputs.topology()?;
     let analysis = analyze(topology, &inputs.engine);
 
-    let from = normalize_caller(&args.from, &analysis.topology);
+    let from = normalize_caller(
+        &args.from,
+        &analysis.topology,
+        inputs.engine.service_tags.as_deref(),
+    );
     let target = target_host(&args.to);
     let rows: Vec<_> = analysis
         .rows
@@ -283,14 +287,19 @@ fn names_site(row: &Reachability, target: &str) -> bool {
     }
 }
 
-/// `internet` alone means the matrix's internet caller for the addresses that no rule names.
-/// The caller kind is matched ignoring case, as in `check --expect`.
-fn normalize_caller(text: &str, topology: &subnetlock_model::Topology) -> String {
+/// `internet` alone means the matrix's internet caller for the addresses that no rule names,
+/// with `service_tags` the table the matrix was built with. The caller kind is matched ignoring
+/// case, as in `check --expect`.
+fn normalize_caller(
+    text: &str,
+    topology: &subnetlock_model::Topology,
+    service_tags: Option<&subnetlock_access::ServiceTagTable>,
+) -> String {
     let text = text.trim();
     if text.eq_ignore_ascii_case("internet") {
         return format!(
             "internet:{}",
-            subnetlock_reach::unnamed_internet_v4(topology)
+            subnetlock_reach::unnamed_internet_v4(topology, service_tags)
         );
     }
     match text.split_once(':') {

@@ -753,6 +753,87 @@ fn explain_unknown_service_tag_fails() {
 }
 
 #[test]
+fn internet_row_avoids_service_tag_prefixes() {
+    // The only rule allows a service tag whose prefix contains 203.0.113.10, the address
+    // `check` samples first. Every other internet address meets the implicit deny, and the
+    // row for the internet at large must show that.
+    let (dir, path) = template(&site_with_rules(
+        r#"[{ "ipAddress": "DocTag", "tag": "ServiceTag", "action": "Allow", "priority": 100,
+              "name": "allow-doc-tag" }]"#,
+    ));
+    let tags = dir.path().join("ServiceTags_Public_test.json");
+    std::fs::write(
+        &tags,
+        r#"{
+  "changeNumber": 1,
+  "cloud": "Public",
+  "values": [
+    { "name": "DocTag", "id": "DocTag",
+      "properties": { "changeNumber": 1, "region": "", "regionId": 0, "platform": "Azure",
+                      "systemService": "", "addressPrefixes": ["203.0.113.0/24"],
+                      "networkFeatures": ["API"] } }
+  ]
+}"#,
+    )
+    .expect("write service tags");
+    let path = path.to_str().expect("path");
+    let tags = tags.to_str().expect("path");
+
+    let output = subnetlock(&["check", path, "--format", "json", "--service-tags", tags]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let rows = report["reachability"].as_array().expect("rows");
+    let main_row = |label: &str| {
+        rows.iter()
+            .find(|row| row["from"]["label"] == label && row["to"]["kind"] == "Main")
+            .unwrap_or_else(|| panic!("no main row from {label}: {report}"))
+    };
+
+    let rest = main_row("internet:198.51.100.10");
+    assert_eq!(rest["verdict"], "Deny", "{rest}");
+    assert_ne!(rest["reason"]["name"], "allow-doc-tag", "{rest}");
+    assert_eq!(
+        rest["from"]["note"], "a sample of the addresses that no rule names",
+        "{rest}"
+    );
+
+    let sample = main_row("internet:203.0.113.10");
+    assert_eq!(sample["verdict"], "Allow", "{sample}");
+    assert_eq!(sample["reason"]["name"], "allow-doc-tag", "{sample}");
+    assert_eq!(
+        sample["from"]["note"],
+        "a documentation address that a prefix of a rule's service tag contains",
+        "{sample}"
+    );
+
+    // The scm site has no rules, so it is open while the main site denies the internet.
+    let codes: Vec<_> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|finding| finding["code"].as_str().expect("code"))
+        .collect();
+    assert!(codes.contains(&"SL012"), "{codes:?}");
+
+    let explain = subnetlock(&[
+        "explain",
+        path,
+        "--from",
+        "internet",
+        "--to",
+        "app",
+        "--service-tags",
+        tags,
+    ]);
+    assert_eq!(explain.status.code(), Some(0), "{}", stderr(&explain));
+    let text = stdout(&explain);
+    assert!(
+        text.starts_with("internet:198.51.100.10 -> "),
+        "explain must judge the address check's matrix uses: {text}"
+    );
+    assert!(text.contains("\n  decision: denied"), "{text}");
+}
+
+#[test]
 fn caller_help_lists_every_form() {
     for command in ["explain", "call"] {
         let output = subnetlock(&[command, "--help"]);

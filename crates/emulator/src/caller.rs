@@ -122,12 +122,17 @@ impl fmt::Display for Caller {
 
 impl Caller {
     /// Parses `text` as [`FromStr`] does, except that `internet` alone means the address that
-    /// represents the internet at large in `topology`, as `check` and `explain` choose it: not
-    /// [`egress::INTERNET_SAMPLE`] when a rule's range contains that address.
-    pub fn parse_in(text: &str, topology: &Topology) -> Result<Caller, CallerError> {
+    /// represents the internet at large in `topology`, as `check` and `explain` choose it with
+    /// the same `service_tags`: not [`egress::INTERNET_SAMPLE`] when a rule's range, or a
+    /// prefix of a service tag that a rule names, contains that address.
+    pub fn parse_in(
+        text: &str,
+        topology: &Topology,
+        service_tags: Option<&ServiceTagTable>,
+    ) -> Result<Caller, CallerError> {
         if text.trim().eq_ignore_ascii_case("internet") {
             return Ok(Caller::Internet(
-                subnetlock_model::internet::unnamed_internet_v4(topology),
+                subnetlock_model::internet::unnamed_internet_v4(topology, service_tags),
             ));
         }
         text.parse()
@@ -330,19 +335,19 @@ mod tests {
         .expect("template evaluates");
         let topology = subnetlock_model::build_topology(&deployment).expect("topology");
 
-        let internet = Caller::parse_in(" Internet ", &topology).expect("caller");
+        let internet = Caller::parse_in(" Internet ", &topology, None).expect("caller");
         assert_eq!(
             internet,
             Caller::Internet("198.51.100.10".parse().expect("ip"))
         );
         // A written address stays as written, even inside the rule's range.
         assert_eq!(
-            Caller::parse_in("internet:203.0.113.10", &topology),
+            Caller::parse_in("internet:203.0.113.10", &topology, None),
             Ok(Caller::Internet(egress::INTERNET_SAMPLE))
         );
         // Without rules, `internet` is the sample.
         assert_eq!(
-            Caller::parse_in("internet", &Topology::default()),
+            Caller::parse_in("internet", &Topology::default(), None),
             Ok(Caller::Internet(egress::INTERNET_SAMPLE))
         );
     }

@@ -155,7 +155,7 @@ async fn create_source(shared: &Arc<Shared>, body: &Bytes) -> Response<Bytes> {
             "expected a JSON body {\"from\": \"internet:203.0.113.7\"}",
         );
     };
-    let caller = match Caller::parse_in(&from, &shared.topology) {
+    let caller = match Caller::parse_in(&from, &shared.topology, shared.service_tags.as_deref()) {
         Ok(caller) => caller,
         Err(error) => return invalid_caller(shared, &error),
     };

@@ -1,9 +1,10 @@
 //! The internet address that represents every internet caller no rule names.
 //!
 //! `check` samples the internet at [`INTERNET_SAMPLE`], a documentation address. A rule whose
-//! range contains that address makes it a poor stand-in for the rest of the internet, so another
-//! address takes its place. `check`, `explain`, finding SL012 and the emulator's `internet`
-//! caller all take the address from here, so they judge the same caller.
+//! range contains that address, or whose service tag has a prefix that contains it, makes it a
+//! poor stand-in for the rest of the internet, so another address takes its place. `check`,
+//! `explain`, finding SL012 and the emulator's `internet` caller all take the address from
+//! [`unnamed_internet`], so they judge the same caller.
 //!
 //! The search works on addresses as numbers ([`Family`], [`span`]) and on the [`segments`] that
 //! rule ranges cut an address family into. `check --expect` samples the same segments, so
@@ -12,27 +13,53 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use subnetlock_access::{IpNet, SourceCondition};
+use subnetlock_access::{IpNet, ServiceTagTable, SourceCondition};
 
 use crate::egress::INTERNET_SAMPLE;
 use crate::Topology;
 
 /// Returns the IPv4 address that represents the internet callers no rule names, in `check`'s
-/// matrix and as `up`'s `internet` caller: the sample, unless a rule's range other than
-/// `0.0.0.0/0` contains it.
-pub fn unnamed_internet_v4(topology: &Topology) -> IpAddr {
-    let ranges: Vec<IpNet> = topology
+/// matrix and as `up`'s `internet` caller: [`unnamed_internet`] for [`INTERNET_SAMPLE`].
+pub fn unnamed_internet_v4(topology: &Topology, service_tags: Option<&ServiceTagTable>) -> IpAddr {
+    unnamed_internet(topology, service_tags, INTERNET_SAMPLE)
+}
+
+/// Returns the address of `sample`'s family that represents the internet callers no rule
+/// names: `sample`, unless a range of [`named_ranges`] other than the whole family contains it.
+/// `service_tags` is the table the engine resolves service-tag rules with.
+pub fn unnamed_internet(
+    topology: &Topology,
+    service_tags: Option<&ServiceTagTable>,
+    sample: IpAddr,
+) -> IpAddr {
+    replacement_sample(sample, &named_ranges(topology, service_tags)).unwrap_or(sample)
+}
+
+/// Lists the ranges that the rules of every site's main and scm list name as sources: IP
+/// ranges, and the prefixes in `service_tags` of the tags that service-tag rules name. A tag
+/// that `service_tags` lacks, or every tag when there is no table, adds no range, because the
+/// engine then matches no internet address with it.
+pub fn named_ranges(topology: &Topology, service_tags: Option<&ServiceTagTable>) -> Vec<IpNet> {
+    let mut ranges = Vec::new();
+    let rules = topology
         .sites
         .iter()
         .flat_map(|site| [&site.access.main, &site.access.scm])
-        .flat_map(|list| &list.rules)
-        .filter_map(|rule| match &rule.source {
-            SourceCondition::Ranges(ranges) => Some(ranges.iter().copied()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    replacement_sample(INTERNET_SAMPLE, &ranges).unwrap_or(INTERNET_SAMPLE)
+        .flat_map(|list| &list.rules);
+    for rule in rules {
+        match &rule.source {
+            SourceCondition::Ranges(nets) => ranges.extend(nets.iter().copied()),
+            SourceCondition::ServiceTags(tags) => {
+                let prefixes = tags
+                    .iter()
+                    .filter_map(|tag| service_tags?.prefixes(tag))
+                    .flatten();
+                ranges.extend(prefixes.copied());
+            }
+            _ => {}
+        }
+    }
+    ranges
 }
 
 /// Returns the address that stands for the internet callers no rule names in place of
@@ -199,9 +226,39 @@ pub fn segments(ranges: &[(u128, u128, usize)], family: Family) -> Vec<Segment> 
 
 #[cfg(test)]
 mod tests {
-    use subnetlock_access::IpNet;
+    use subnetlock_access::{IpNet, ServiceTagTable};
 
-    use super::unnamed_address;
+    use super::{unnamed_address, unnamed_internet_v4};
+    use crate::{build_topology, KeyMode, SimulatedProvider, Topology};
+
+    /// Builds the topology of site `app` whose main rules are `rules`, with the default
+    /// action `Allow`.
+    fn site_with_rules(rules: serde_json::Value) -> Topology {
+        let template = serde_json::json!({
+            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+            "contentVersion": "1.0.0.0",
+            "resources": [
+                { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
+                  "sku": { "name": "S1" } },
+                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app",
+                  "properties": {
+                      "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
+                      "siteConfig": {
+                          "ipSecurityRestrictionsDefaultAction": "Allow",
+                          "ipSecurityRestrictions": rules
+                      } } }
+            ]
+        });
+        let provider = SimulatedProvider::new(KeyMode::Placeholder);
+        let deployment = subnetlock_arm::evaluate_str(
+            "internet.json",
+            &template.to_string(),
+            &subnetlock_arm::EvalOptions::default(),
+            &provider,
+        )
+        .expect("template evaluates");
+        build_topology(&deployment).expect("topology")
+    }
 
     fn nets(ranges: &[&str]) -> Vec<IpNet> {
         ranges
@@ -253,5 +310,42 @@ mod tests {
             unnamed(&["::/0", "2001:db8::/32"], false).as_deref(),
             Some("3fff::10")
         );
+    }
+
+    #[test]
+    fn unnamed_internet_avoids_service_tag_prefixes() {
+        let topology = site_with_rules(serde_json::json!([
+            { "ipAddress": "DocTag", "tag": "ServiceTag", "action": "Deny", "priority": 100,
+              "name": "deny-tag" }
+        ]));
+        let table = |entries: &[(&str, &[&str])]| {
+            ServiceTagTable::from_prefixes(
+                entries
+                    .iter()
+                    .map(|(tag, prefixes)| (*tag, nets(prefixes)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let pick =
+            |table: Option<&ServiceTagTable>| unnamed_internet_v4(&topology, table).to_string();
+
+        // The rule's tag contains the default sample, so the first free documentation address
+        // is picked.
+        let covering = table(&[("DocTag", &["203.0.113.0/24"])]);
+        assert_eq!(pick(Some(&covering)), "198.51.100.10");
+
+        // Tag names are compared ignoring case, as the engine compares them.
+        let other_case = table(&[("doctag", &["203.0.113.0/24", "198.51.100.0/24"])]);
+        assert_eq!(pick(Some(&other_case)), "192.0.2.10");
+
+        // Without a table, or when the table lacks the tag, the rule matches no internet
+        // address, and the sample stays.
+        assert_eq!(pick(None), "203.0.113.10");
+        let unused = table(&[("OtherTag", &["203.0.113.0/24"])]);
+        assert_eq!(pick(Some(&unused)), "203.0.113.10");
+
+        // A tag prefix for the whole family contains every address alike.
+        let everything = table(&[("DocTag", &["0.0.0.0/0"])]);
+        assert_eq!(pick(Some(&everything)), "203.0.113.10");
     }
 }

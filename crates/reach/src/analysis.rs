@@ -6,11 +6,13 @@ use std::net::IpAddr;
 use serde::Serialize;
 use subnetlock_access::{
     Action, Ambiguity, CompiledSiteAccess, Decision, EngineOptions, HeaderLookup, Reason, Request,
-    SiteKind, SourceCondition,
+    ServiceTagTable, SiteKind, SourceCondition,
 };
 use subnetlock_arm::Value;
 use subnetlock_model::egress::{self, Egress};
-use subnetlock_model::internet::{replacement_sample, singles_out, unnamed_internet_v4};
+use subnetlock_model::internet::{
+    named_ranges, singles_out, unnamed_internet, unnamed_internet_v4,
+};
 use subnetlock_model::{Finding, FindingCode, Severity, Site, Topology};
 
 /// The kind of caller a row is about.
@@ -98,7 +100,7 @@ impl HeaderLookup for NoHeaders {
 
 /// Builds the reachability matrix and its findings.
 pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
-    let callers = callers(&topology);
+    let callers = callers(&topology, options.service_tags.as_deref());
     let mut rows = Vec::new();
     for site in &topology.sites {
         let compiled = CompiledSiteAccess::compile(&site.access, options);
@@ -124,7 +126,7 @@ pub fn analyze(topology: Topology, options: &EngineOptions) -> Analysis {
 
     let calls = app_calls(&topology);
     let mut findings = topology.findings.clone();
-    findings.extend(reach_findings(&topology, &rows));
+    findings.extend(reach_findings(&topology, &rows, options));
     sort_findings(&mut findings);
     Analysis {
         topology,
@@ -163,7 +165,9 @@ pub fn reachability_of(
         _ => return None,
     };
     let note = match kind_of_caller {
-        CallerKind::Internet => internet_caller_note(topology, caller),
+        CallerKind::Internet => {
+            internet_caller_note(topology, caller, options.service_tags.as_deref())
+        }
         _ => None,
     };
     let caller = CallerSpec {
@@ -184,8 +188,13 @@ pub fn reachability_of(
 }
 
 /// Says how `caller` (`internet:<address>`) relates to the rules: inside the first IP range a
-/// rule names, or named by none, as the matrix notes its own internet callers.
-fn internet_caller_note(topology: &Topology, caller: &str) -> Option<String> {
+/// rule names, else inside a prefix in `service_tags` of a tag a rule names, or named by none,
+/// as the matrix notes its own internet callers.
+fn internet_caller_note(
+    topology: &Topology,
+    caller: &str,
+    service_tags: Option<&ServiceTagTable>,
+) -> Option<String> {
     let address: IpAddr = caller
         .split_once(':')?
         .1
@@ -193,19 +202,37 @@ fn internet_caller_note(topology: &Topology, caller: &str) -> Option<String> {
         .trim_end_matches(']')
         .parse()
         .ok()?;
-    let range = topology
-        .sites
-        .iter()
-        .flat_map(|site| [&site.access.main, &site.access.scm])
-        .flat_map(|list| &list.rules)
+    let rules = || {
+        topology
+            .sites
+            .iter()
+            .flat_map(|site| [&site.access.main, &site.access.scm])
+            .flat_map(|list| &list.rules)
+    };
+    let range = rules()
         .filter_map(|rule| match &rule.source {
             SourceCondition::Ranges(ranges) => Some(ranges),
             _ => None,
         })
         .flatten()
         .find(|range| range.contains(address));
-    Some(match range {
-        Some(range) => format!("inside {}/{}", range.network, range.prefix),
+    if let Some(range) = range {
+        return Some(format!("inside {}/{}", range.network, range.prefix));
+    }
+
+    let tag = rules()
+        .filter_map(|rule| match &rule.source {
+            SourceCondition::ServiceTags(tags) => Some(tags),
+            _ => None,
+        })
+        .flatten()
+        .find(|tag| {
+            service_tags
+                .and_then(|table| table.prefixes(tag))
+                .is_some_and(|prefixes| prefixes.iter().any(|range| range.contains(address)))
+        });
+    Some(match tag {
+        Some(tag) => format!("inside a prefix of service tag `{tag}`"),
         None => "an address that no rule names".to_owned(),
     })
 }
@@ -259,8 +286,9 @@ fn reachability(
 }
 
 /// Lists the callers worth trying: the internet from a documentation address, one address inside
-/// each IP range a rule names, each subnet, and each app.
-fn callers(topology: &Topology) -> Vec<CallerSpec> {
+/// each IP range a rule names, each subnet, and each app. `service_tags` is the table the engine
+/// resolves service-tag rules with.
+fn callers(topology: &Topology, service_tags: Option<&ServiceTagTable>) -> Vec<CallerSpec> {
     let mut callers = vec![CallerSpec {
         kind: CallerKind::Internet,
         label: format!("internet:{}", egress::INTERNET_SAMPLE),
@@ -289,7 +317,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         .filter_map(|caller| caller.label.strip_prefix("internet:")?.parse().ok())
         .collect();
     let mut tags = BTreeSet::new();
-    let mut named_ranges = Vec::new();
+    let mut rule_ranges = Vec::new();
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
             for rule in &list.rules {
@@ -300,7 +328,7 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
                     continue;
                 };
                 for range in ranges {
-                    named_ranges.push(*range);
+                    rule_ranges.push(*range);
                     let address = sample_address(range.network, range.prefix, &sampled);
                     if sampled.insert(address) {
                         callers.push(CallerSpec {
@@ -314,26 +342,29 @@ fn callers(topology: &Topology) -> Vec<CallerSpec> {
         }
     }
 
-    // The internet samples stand for addresses no rule names, unless a rule names them too.
-    // Then another address stands for those, when one exists: with a `Deny` rule for the
-    // sample's range and the default action `Allow`, the rest of the internet is allowed, and
-    // the matrix must show it.
+    // The internet samples stand for addresses no rule names, unless a rule names them too,
+    // by an IP range or by a service tag whose prefixes contain them. Then another address
+    // stands for those, when one exists: with a `Deny` rule for the sample's range and the
+    // default action `Allow`, the rest of the internet is allowed, and the matrix must show it.
+    let named = named_ranges(topology, service_tags);
     for sample in [egress::INTERNET_SAMPLE, egress::INTERNET_SAMPLE_V6] {
         let label = format!("internet:{sample}");
         let Some(caller) = callers.iter_mut().find(|caller| caller.label == label) else {
             continue;
         };
-        if !named_ranges.iter().any(|range| range.contains(sample)) {
-            continue;
-        }
-        caller.note = Some("a documentation address that a rule's range contains".to_owned());
-        let Some(address) = replacement_sample(sample, &named_ranges) else {
+        let note = if rule_ranges.iter().any(|range| range.contains(sample)) {
+            "a documentation address that a rule's range contains"
+        } else if named.iter().any(|range| range.contains(sample)) {
+            "a documentation address that a prefix of a rule's service tag contains"
+        } else {
             continue;
         };
-        if sampled.contains(&address) {
+        caller.note = Some(note.to_owned());
+        let address = unnamed_internet(topology, service_tags, sample);
+        if address == sample || sampled.contains(&address) {
             continue;
         }
-        let whole_family_named = named_ranges
+        let whole_family_named = named
             .iter()
             .any(|range| !singles_out(range) && range.network.is_ipv4() == sample.is_ipv4());
         let note = if whole_family_named {
@@ -557,11 +588,18 @@ fn app_calls(topology: &Topology) -> Vec<AppCall> {
     calls
 }
 
-fn reach_findings(topology: &Topology, rows: &[Reachability]) -> Vec<Finding> {
+fn reach_findings(
+    topology: &Topology,
+    rows: &[Reachability],
+    options: &EngineOptions,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     // SL012 compares what the internet at large gets: the caller that stands for addresses no
-    // rule names, which is not the sample when a rule's range contains the sample.
-    let internet = format!("internet:{}", unnamed_internet_v4(topology));
+    // rule names, which is not the sample when a rule's range or service tag contains it.
+    let internet = format!(
+        "internet:{}",
+        unnamed_internet_v4(topology, options.service_tags.as_deref())
+    );
     for site in &topology.sites {
         let cell = |kind: SiteKind| {
             rows.iter().find(|row| {

@@ -127,7 +127,7 @@ fn allow_all_rule_keeps_internet_at_large() {
         "{rows:?}"
     );
     assert_eq!(
-        subnetlock_reach::unnamed_internet_v4(&analysis.topology).to_string(),
+        subnetlock_reach::unnamed_internet_v4(&analysis.topology, None).to_string(),
         "198.51.100.10"
     );
     let codes: Vec<_> = analysis
