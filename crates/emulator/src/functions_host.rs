@@ -157,7 +157,7 @@ pub struct HostConfig {
     pub env: Vec<(String, String)>,
     pub keys: FunctionKeys,
     pub startup_timeout: Duration,
-    /// How long the handler may take to respond: [`INVOCATION_TIMEOUT`] unless a test
+    /// How long the handler may take to respond: App Service's 230 seconds unless a test
     /// shortens it.
     pub invocation_timeout: Duration,
 }
