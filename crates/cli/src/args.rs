@@ -169,9 +169,9 @@ pub struct CallArgs {
     pub from: String,
     /// URL, for example https://<site>.azurewebsites.net/api/<function>?code=<key>.
     pub url: String,
-    /// HTTP method.
-    #[arg(short = 'X', long, default_value = "GET")]
-    pub method: String,
+    /// HTTP method: GET, or POST when `-d` gives a body, as curl chooses.
+    #[arg(short = 'X', long)]
+    pub method: Option<String>,
     /// Request header as `Name: value`; repeatable.
     #[arg(short = 'H', long = "header")]
     pub header: Vec<String>,

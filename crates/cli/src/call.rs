@@ -40,12 +40,16 @@ pub async fn call(args: CallArgs) -> Result<i32> {
         .wrap_err_with(|| format!("cannot read the emulator CA `{}`", state.ca_file.display()))?;
 
     let client = client_through(&proxy, &ca)?;
+    let method_text = match (&args.method, &args.data) {
+        (Some(method), _) => method.as_str(),
+        (None, Some(_)) => "POST",
+        (None, None) => "GET",
+    };
     let method =
-        reqwest::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+        reqwest::Method::from_bytes(method_text.to_ascii_uppercase().as_bytes()).map_err(|_| {
             miette!(
                 help = "use GET, POST, PUT, DELETE, ...",
-                "invalid method `{}`",
-                args.method
+                "invalid method `{method_text}`"
             )
         })?;
     let mut request = client.request(method, url);
@@ -197,6 +201,8 @@ async fn source_proxy(state: &State, from: &str) -> Result<SourceProxy> {
 }
 
 /// An HTTP client whose every request goes through `proxy` and trusts only the emulator's CA.
+/// It follows no redirect, so the caller sees the response the site sent, such as the 301 of
+/// `httpsOnly`, as curl shows it without `-L`.
 pub fn client_through(proxy: &str, ca_pem: &[u8]) -> Result<reqwest::Client> {
     let certificate = reqwest::Certificate::from_pem(ca_pem).into_diagnostic()?;
     let proxy = reqwest::Proxy::all(format!("http://{proxy}")).into_diagnostic()?;
@@ -204,6 +210,7 @@ pub fn client_through(proxy: &str, ca_pem: &[u8]) -> Result<reqwest::Client> {
         .proxy(proxy)
         .tls_built_in_root_certs(false)
         .add_root_certificate(certificate)
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .into_diagnostic()

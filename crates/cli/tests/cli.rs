@@ -1227,6 +1227,77 @@ fn start_up_logged(
 }
 
 #[test]
+fn call_shows_redirect_and_posts_data() {
+    // One open site with `httpsOnly` and no local code.
+    let (dir, path) = template(
+        r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1" }, "properties": {} },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app-h",
+      "location": "westeurope",
+      "properties": { "httpsOnly": true,
+        "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]" } }
+  ]
+}"#,
+    );
+    let state = dir.path().join("state");
+    let _up = start_up(&path, &state, &[]);
+    wait_for(|| state.join("state.json").is_file(), "up to start");
+    let call = |extra: &[&str], url: &str| {
+        let mut args = vec![
+            "call",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--from",
+            "internet",
+            "-i",
+        ];
+        args.extend_from_slice(extra);
+        args.push(url);
+        subnetlock(&args)
+    };
+
+    // The redirect of `httpsOnly` is the response, as curl shows it without `-L`.
+    let redirected = call(
+        &["--expect-status", "301"],
+        "http://app-h.azurewebsites.net/a?b=1",
+    );
+    assert_eq!(redirected.status.code(), Some(0), "{}", stderr(&redirected));
+    assert!(
+        stdout(&redirected)
+            .to_ascii_lowercase()
+            .contains("location: https://app-h.azurewebsites.net/a?b=1"),
+        "{}",
+        stdout(&redirected)
+    );
+
+    // `-d` without `-X` sends POST, as curl does.
+    let posted = call(&["-d", "x=1"], "https://app-h.azurewebsites.net/");
+    assert_eq!(posted.status.code(), Some(0), "{}", stderr(&posted));
+    let log = state.join("decisions.jsonl");
+    wait_for(
+        || {
+            std::fs::read_to_string(&log)
+                .map(|text| text.lines().count() >= 2)
+                .unwrap_or(false)
+        },
+        "two decision records",
+    );
+    let text = std::fs::read_to_string(&log).expect("decision log");
+    let methods: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("record");
+            record["method"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(methods, ["GET", "POST"]);
+}
+
+#[test]
 fn call_exit_code_tells_site_from_emulator() {
     // Scenario 1010: an NSG on subnet `default` drops outbound 443 to App Service, and app-b
     // allows only that subnet.
