@@ -6,7 +6,6 @@ use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
 use subnetlock_access::EngineOptions;
 use subnetlock_emulator::{Caller, Emulator, ExampleRequest};
-use subnetlock_model::egress::INTERNET_SAMPLE;
 use subnetlock_reach::{predict, Analysis, Prediction, Probe};
 
 use crate::args::DemoArgs;
@@ -144,7 +143,12 @@ pub async fn run_probes(
     auth_levels: &HashMap<(String, String), String>,
     engine: &EngineOptions,
 ) -> Result<Vec<ProbeResult>> {
-    let internet = Caller::Internet(INTERNET_SAMPLE);
+    // The address `call --from internet` and `explain --from internet` use, which avoids the
+    // ranges and service-tag prefixes that rules name.
+    let internet = Caller::Internet(subnetlock_reach::unnamed_internet_v4(
+        emulator.topology(),
+        engine.service_tags.as_deref(),
+    ));
     let proxy = emulator.source_proxy(&internet).await?;
     let client = client_through(&proxy.to_string(), emulator.ca_pem().as_bytes())?;
 
