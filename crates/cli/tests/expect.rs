@@ -576,6 +576,20 @@ fn expect_internet_inside_service_tag() {
         ),
         "{text}"
     );
+
+    // Without the table the tag's prefixes are unknown, so some internet callers may match
+    // the allow rule: the denial is not proven, though the row reads "denied".
+    let output = subnetlock(&["check", template.to_str().expect("path"), "--expect", &file]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(text.contains("  NOT PROVEN 1:13 expected deny"), "{text}");
+    assert!(
+        text.contains(
+            "depending on the prefixes of service tag `AzureCloud`, which only a --service-tags file gives"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("0 passed, 0 failed, 1 not proven"), "{text}");
 }
 
 /// A subnet whose network security group drops traffic to App Service, and a site whose rule

@@ -15,7 +15,7 @@ pub use render::{add_to_json, render_human, sarif_findings};
 
 use std::net::IpAddr;
 
-use subnetlock_access::SiteKind;
+use subnetlock_access::{Ambiguity, SiteKind};
 use subnetlock_emulator::bindings::pattern_matches;
 use subnetlock_model::egress;
 use subnetlock_reach::{Analysis, CallerKind, Reachability};
@@ -105,7 +105,7 @@ pub fn evaluate<'a>(
 /// proven either way. Offline, an unknown rule list is replaced by a placeholder that matches
 /// nothing, so its verdict holds only if the value turns out harmless.
 fn pair_status(row: &Reachability, expected: ExpectedVerdict) -> Status {
-    if !row.depends_on_unknown.is_empty() {
+    if !row.depends_on_unknown.is_empty() || !unresolved_tags(row).is_empty() {
         return Status::NotProven;
     }
     let reached = row.allowed();
@@ -113,6 +113,24 @@ fn pair_status(row: &Reachability, expected: ExpectedVerdict) -> Status {
         (ExpectedVerdict::Allow, true) | (ExpectedVerdict::Deny, false) => Status::Pass,
         _ => Status::Fail,
     }
+}
+
+/// Returns the service tags of rules without prefixes (no `--service-tags` table, or a tag
+/// the table lacks) that come before the deciding rule and could match the caller's address.
+/// Their prefixes are unknown, like values known only at deployment time, so the verdict is
+/// not proven. A caller over a service endpoint is seen by its subnet, which no tag contains.
+pub(crate) fn unresolved_tags(row: &Reachability) -> Vec<&str> {
+    if row.egress.source.service_endpoint.is_some() {
+        return Vec::new();
+    }
+    row.decision
+        .ambiguities
+        .iter()
+        .filter_map(|ambiguity| match ambiguity {
+            Ambiguity::ServiceTagUnresolved { tag } => Some(tag.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A site and which of its two host names an expectation targets.

@@ -117,7 +117,7 @@ pub fn sarif_findings(outcomes: &[Outcome<'_>]) -> Vec<Finding> {
             ),
             Status::NotProven => (
                 "which is not proven:",
-                "pass the value known only at deployment time as a parameter, so that `check` can evaluate the verdict offline",
+                "pass the value known only at deployment time as a parameter, or the service tags file with `--service-tags`, so that `check` can evaluate the verdict offline",
             ),
         };
         let message = format!(
@@ -208,8 +208,17 @@ fn passed_on_reading(outcome: &Outcome<'_>) -> Option<Finding> {
 }
 
 fn unknown_text(row: &Reachability) -> String {
-    format!(
-        ", depending on values known only at deployment time: {}",
-        row.depends_on_unknown.join("; ")
-    )
+    let mut parts = Vec::new();
+    if !row.depends_on_unknown.is_empty() {
+        parts.push(format!(
+            "values known only at deployment time: {}",
+            row.depends_on_unknown.join("; ")
+        ));
+    }
+    for tag in super::unresolved_tags(row) {
+        parts.push(format!(
+            "the prefixes of service tag `{tag}`, which only a --service-tags file gives"
+        ));
+    }
+    format!(", depending on {}", parts.join("; "))
 }
