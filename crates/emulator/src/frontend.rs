@@ -209,7 +209,10 @@ fn log_record(decisions: &DecisionLog, record: DecisionRecord) {
         caller = %record.caller,
         source = %record.source.address,
         host = %record.host,
-        verdict = ?record.verdict,
+        verdict = record.verdict.map_or("none", |verdict| match verdict {
+            Action::Allow => "Allow",
+            Action::Deny => "Deny",
+        }),
         status = record.status,
         "front-end decision"
     );
