@@ -714,18 +714,12 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 /// Adds the headers App Service's front end is commonly observed to add for the worker.
 // NOTE: not verified against Microsoft documentation; see docs/fidelity.md.
 fn add_forwarding_headers(headers: &mut http::HeaderMap, source: &Source, scheme: &str) {
-    // Every X-Forwarded-For line the caller sent stays in the chain, in order (RFC 9110,
-    // section 5.3: several lines of a list header are one comma-separated list). A line's
-    // bytes are copied as sent, including bytes outside ASCII.
     let mut chain = Vec::with_capacity(48);
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        let text = value.as_bytes().trim_ascii();
-        if !text.is_empty() {
-            chain.extend_from_slice(text);
-            chain.extend_from_slice(b", ");
-        }
-    }
-    push_ip(&mut chain, source.address);
+    let lines = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    push_forwarded_chain(&mut chain, lines, source);
     // Every byte came from a valid header value or is part of an address, so the chain is a
     // valid header value too.
     if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(chain)) {
@@ -737,6 +731,25 @@ fn add_forwarding_headers(headers: &mut http::HeaderMap, source: &Source, scheme
         HeaderValue::from_static("http")
     };
     headers.insert(X_FORWARDED_PROTO, proto);
+}
+
+/// Appends the value of `X-Forwarded-For` for a request from `source` whose caller sent the
+/// X-Forwarded-For `lines`. Every line stays in the chain, in order (RFC 9110, section 5.3:
+/// several lines of a list header are one comma-separated list), and its bytes are copied as
+/// sent, including bytes outside ASCII. The caller's address comes last.
+fn push_forwarded_chain<'v>(
+    out: &mut Vec<u8>,
+    lines: impl Iterator<Item = &'v [u8]>,
+    source: &Source,
+) {
+    for line in lines {
+        let text = line.trim_ascii();
+        if !text.is_empty() {
+            out.extend_from_slice(text);
+            out.extend_from_slice(b", ");
+        }
+    }
+    push_ip(out, source.address);
 }
 
 /// Maps an IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`) to its IPv4 address, as the peer is an

@@ -1817,8 +1817,8 @@ pub(crate) fn write_host_headers(out: &mut Vec<u8>) {
 
 /// The names of the headers [`host_headers`] sets, as constants: `from_static` called at run
 /// time validates the name on every request.
-const X_INVOCATION_ID: HeaderName = HeaderName::from_static("x-azure-functions-invocationid");
-const X_HOST_VERSION: HeaderName = HeaderName::from_static("x-azure-functions-hostversion");
+const X_INVOCATION_ID: HeaderName = HeaderName::from_static(HOST_HEADER_NAMES[0]);
+const X_HOST_VERSION: HeaderName = HeaderName::from_static(HOST_HEADER_NAMES[1]);
 
 /// The header that carries a function key, named once: a `&str` name is parsed on every use.
 const X_FUNCTIONS_KEY: HeaderName = HeaderName::from_static("x-functions-key");

@@ -778,7 +778,8 @@ fn parse_head(
         keep_alive = false;
     }
 
-    let kept = |field: &&httparse::Header<'_>| {
+    // The headers the front end passes on to its caller.
+    let passed_on = |field: &&httparse::Header<'_>| {
         !(is_hop_by_hop(field.name)
             || field.name.eq_ignore_ascii_case("content-length")
             || listed_in_connection
@@ -786,12 +787,15 @@ fn parse_head(
                 .any(|listed| field.name.eq_ignore_ascii_case(listed)))
     };
     let headers = match header_lines {
-        true => header_lines_of(parsed.headers.iter().filter(kept)),
+        true => header_lines_of(parsed.headers.iter().filter(passed_on)),
         false => None,
     };
     let headers = match headers {
         Some(headers) => headers,
-        None => HeadFields::Map(header_map_of(parsed.headers.iter().filter(kept))?),
+        None => {
+            let fields = parsed.headers.iter().filter(passed_on);
+            HeadFields::Map(header_map_of(fields, parsed.headers.len())?)
+        }
     };
 
     Ok(Some((
@@ -832,11 +836,12 @@ fn header_lines_of<'h, 'b: 'h>(
     Some(HeadFields::Lines { lines, has_date })
 }
 
-/// Collects the headers into a map, as the response's headers.
+/// Collects the headers into a map with room for `capacity` of them.
 fn header_map_of<'h, 'b: 'h>(
     fields: impl Iterator<Item = &'h httparse::Header<'b>>,
+    capacity: usize,
 ) -> Result<HeaderMap, SendError> {
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(capacity);
     for field in fields {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| SendError::Invalid(format!("header name `{}`", field.name)))?;

@@ -66,8 +66,10 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         target = urlsplit(self.path)
         query = parse_qs(target.query)
+
         if target.path.startswith("/api/slow"):
             time.sleep(1)
+
         if target.path.startswith("/api/big"):
             size = int(query["size"][0])
             self.send_response(200)
@@ -78,6 +80,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block[:size])
                 size -= len(block)
             return
+
         if target.path.startswith("/api/raw"):
             raw, close = RAW[query["case"][0]]
             if raw is None:
@@ -86,6 +89,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = close
             return
+
         lines = [self.requestline] + [f"{name}: {value}" for name, value in self.headers.items()]
         data = ("\n".join(lines) + "\n\n").encode("latin-1", "replace") + body
         self.send_response(200)

@@ -1,7 +1,7 @@
 //! Static reachability: who can reach whom in a deployment, which rule decided, and why.
 //!
 //! This crate takes a [`Topology`](subnetlock_model::Topology) from `subnetlock-model` and
-//! asks the access-restriction engine, for every site (main and scm) and every caller the
+//! queries the access-restriction engine, for every site (main and scm) and every caller the
 //! deployment implies (the internet, each subnet, each app), what the App Service front end
 //! would do. The callers'
 //! source identities come from [`subnetlock_model::egress`], the same code the emulator's

@@ -32,10 +32,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::{
-    byte_table, canonical_peer, serve_connection, DirectRequest, FrontEnd, PendingRecord,
-    HEAD_TIMEOUT, REG_NAME,
+    byte_table, canonical_peer, push_forwarded_chain, serve_connection, DirectRequest, FrontEnd,
+    PendingRecord, HEAD_TIMEOUT, REG_NAME,
 };
-use crate::decisions::push_ip;
 use crate::functions_host::{
     invocation_timed_out, key_from, write_host_headers, HOST_HEADER_NAMES, INVOCATION_TIMEOUT,
 };
@@ -504,18 +503,11 @@ fn encode_request(request: &Qualified<'_, '_>, source: &Source, scheme: &str, ou
     out.extend_from_slice(b"\r\n");
 }
 
-/// Writes `X-Forwarded-For` as the full path's `add_forwarding_headers` builds it: the
-/// caller's chain, then the caller's address.
-fn write_forwarded_for(out: &mut Vec<u8>, chain: Option<&[u8]>, source: &Source) {
+/// Writes `X-Forwarded-For` as the full path builds it, from the caller's line when it sent
+/// one.
+fn write_forwarded_for(out: &mut Vec<u8>, line: Option<&[u8]>, source: &Source) {
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(chain) = chain
-        .map(<[u8]>::trim_ascii)
-        .filter(|chain| !chain.is_empty())
-    {
-        out.extend_from_slice(chain);
-        out.extend_from_slice(b", ");
-    }
-    push_ip(out, source.address);
+    push_forwarded_chain(out, line.into_iter(), source);
     out.extend_from_slice(b"\r\n");
 }
 
