@@ -26,7 +26,7 @@ use subnetlock_model::Topology;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::decisions::{push_ip, DecisionLog, DecisionRecord};
+use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart};
 use crate::functions_host::{Direct, FunctionsHost};
 use crate::handler_client::HOP_BY_HOP;
 use crate::pages;
@@ -108,7 +108,7 @@ pub(crate) struct PendingRecord {
 /// The parts of a request that [`FrontEnd::admit_direct`] reads.
 pub(crate) struct DirectRequest<'a> {
     /// The host name the request addresses, as [`request_host`] returns it.
-    pub host: String,
+    pub host: std::borrow::Cow<'a, str>,
     pub method: &'a http::Method,
     /// The origin-form target, path and query.
     pub target: &'a str,
@@ -148,6 +148,85 @@ impl PendingRecord {
     }
 }
 
+/// The decision record of a request on the fast path, which [`FrontEnd::admit_direct`] writes
+/// as its line up to the status. Like [`PendingRecord`], it is logged once: by
+/// [`Self::finish_with_status`], or on drop with [`CALLER_CLOSED`].
+pub(crate) struct PendingLine<'f> {
+    decisions: &'f DecisionLog,
+    /// The record as `decisions::write_json_tail` writes it, without the status. Empty once
+    /// logged.
+    tail: Vec<u8>,
+    /// Where the caller's name and the host name are in `tail`, for the log event.
+    caller: Option<std::ops::Range<usize>>,
+    host: Option<std::ops::Range<usize>>,
+    address: IpAddr,
+}
+
+/// What a fast-path record shares with every other record of its connection: the `caller`
+/// and `source` members, written once.
+pub(crate) struct ConnectionPart {
+    bytes: Vec<u8>,
+    caller: Option<std::ops::Range<usize>>,
+    address: IpAddr,
+    /// The connection's last decision and its members from `verdict` to `ambiguities`. A
+    /// connection mostly carries one kind of request, so they are written once per change.
+    last_decision: Option<(subnetlock_access::Decision, Vec<u8>)>,
+}
+
+impl ConnectionPart {
+    pub(crate) fn new(caller: &str, source: &Source) -> ConnectionPart {
+        let mut bytes = Vec::with_capacity(256);
+        let caller = decisions::write_caller_and_source(&mut bytes, caller, source);
+        ConnectionPart {
+            bytes,
+            caller,
+            address: source.address,
+            last_decision: None,
+        }
+    }
+}
+
+impl PendingLine<'_> {
+    /// Logs the record with `status`, the status of the response about to be sent. Returns a
+    /// buffer for the connection's next record when one came free.
+    pub(crate) fn finish_with_status(mut self, status: u16) -> Option<Vec<u8>> {
+        self.log(status)
+    }
+
+    fn log(&mut self, status: u16) -> Option<Vec<u8>> {
+        if self.tail.is_empty() {
+            return None;
+        }
+        let mut tail = std::mem::take(&mut self.tail);
+        // Reading the names back from the line costs more than the rest of a disabled event.
+        if tracing::enabled!(target: "subnetlock::frontend", tracing::Level::INFO) {
+            let text = |range: &Option<std::ops::Range<usize>>| {
+                range
+                    .clone()
+                    .and_then(|range| tail.get(range))
+                    .and_then(|bytes| std::str::from_utf8(bytes).ok())
+                    .unwrap_or("")
+            };
+            log_event(
+                text(&self.caller),
+                self.address,
+                text(&self.host),
+                Some(Action::Allow),
+                status,
+            );
+        }
+        decisions::write_status(&mut tail, status);
+        let (_, spare) = self.decisions.push_tail(tail);
+        spare
+    }
+}
+
+impl Drop for PendingLine<'_> {
+    fn drop(&mut self) {
+        self.log(CALLER_CLOSED);
+    }
+}
+
 impl Drop for PendingRecord {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
@@ -177,10 +256,18 @@ fn new_record(caller: &str, source: Source) -> DecisionRecord {
     }
 }
 
-/// Formats `now` as RFC 3339 with milliseconds, as `to_rfc3339_opts(Millis, true)` does. The
-/// text up to the seconds is kept per thread and reused within the same second, because
-/// formatting the whole date for every request showed in instruction counts.
+/// Formats `now` as RFC 3339 with milliseconds, as `to_rfc3339_opts(Millis, true)` does.
 fn record_time(now: chrono::DateTime<chrono::Utc>) -> String {
+    let mut text = Vec::with_capacity(24);
+    write_record_time(&mut text, now);
+    // Every byte written is ASCII.
+    String::from_utf8(text).unwrap_or_default()
+}
+
+/// Appends `now` as [`record_time`] formats it. The text up to the seconds is kept per thread
+/// and reused within the same second, because formatting the whole date for every request
+/// showed in instruction counts.
+fn write_record_time(out: &mut Vec<u8>, now: chrono::DateTime<chrono::Utc>) {
     thread_local! {
         static SECOND: std::cell::RefCell<(i64, String)> =
             const { std::cell::RefCell::new((i64::MIN, String::new())) };
@@ -192,31 +279,43 @@ fn record_time(now: chrono::DateTime<chrono::Utc>) -> String {
             *prefix = now.format("%Y-%m-%dT%H:%M:%S").to_string();
             *cached_second = second;
         }
-        let mut text = String::with_capacity(prefix.len() + 5);
-        text.push_str(prefix);
-        text.push('.');
-        for digit in [millis / 100, millis / 10 % 10, millis % 10] {
-            text.push(char::from_digit(digit, 10).unwrap_or('0'));
-        }
-        text.push('Z');
-        text
-    })
+        out.extend_from_slice(prefix.as_bytes());
+    });
+    // `millis` is below 1,000, so each digit fits in a byte.
+    let digit = |value: u32| b'0' + (value % 10) as u8;
+    out.extend_from_slice(&[
+        b'.',
+        digit(millis / 100),
+        digit(millis / 10),
+        digit(millis),
+        b'Z',
+    ]);
 }
 
 fn log_record(decisions: &DecisionLog, record: DecisionRecord) {
+    log_event(
+        &record.caller,
+        record.source.address,
+        &record.host,
+        record.verdict,
+        record.status,
+    );
+    decisions.push(&record);
+}
+
+fn log_event(caller: &str, address: IpAddr, host: &str, verdict: Option<Action>, status: u16) {
     tracing::info!(
         target: "subnetlock::frontend",
-        caller = %record.caller,
-        source = %record.source.address,
-        host = %record.host,
-        verdict = record.verdict.map_or("none", |verdict| match verdict {
+        caller,
+        source = %address,
+        host,
+        verdict = verdict.map_or("none", |verdict| match verdict {
             Action::Allow => "Allow",
             Action::Deny => "Deny",
         }),
-        status = record.status,
+        status,
         "front-end decision"
     );
-    decisions.push(record);
 }
 
 /// The front end's decision on a request's head. It owns the request's pending record, so it
@@ -408,13 +507,14 @@ impl FrontEnd {
     /// `None` means that [`Self::admit`] and [`Self::complete`] must handle the request. Until
     /// this returns a record, nothing is recorded or sent, so the request is handled once
     /// either way.
-    pub(crate) fn admit_direct(
-        &self,
+    pub(crate) fn admit_direct<'f>(
+        &'f self,
         request: DirectRequest<'_>,
         source: &Source,
-        caller: &str,
+        connection: &mut ConnectionPart,
         scheme: &str,
-    ) -> Option<(PendingRecord, Direct<'_>)> {
+        spare: Option<Vec<u8>>,
+    ) -> Option<(PendingLine<'f>, Direct<'f>)> {
         let (index, kind) = self.topology.site_index_for_host(&request.host)?;
         let site = self.topology.sites.get(index)?;
         if kind != SiteKind::Main || (site.https_only && scheme == "http") {
@@ -443,20 +543,51 @@ impl FrontEnd {
             request.key,
         )?;
 
-        let record = DecisionRecord {
-            host: request.host,
-            method: request.method.as_str().to_owned(),
-            path: request.path.to_owned(),
-            site: Some(site.name.clone()),
-            site_kind: Some(kind),
-            verdict: Some(decision.verdict),
-            reason: Some(decision.reason),
-            ambiguities: decision.ambiguities,
-            ..new_record(caller, source.clone())
+        // The record's members in `DecisionRecord`'s order, as `write_json_tail` writes them.
+        let mut tail = spare.unwrap_or_else(|| Vec::with_capacity(decisions::LINE_CAPACITY));
+        tail.clear();
+        tail.extend_from_slice(b",\"time\":\"");
+        write_record_time(&mut tail, chrono::Utc::now());
+        tail.push(b'"');
+        let offset = tail.len();
+        tail.extend_from_slice(&connection.bytes);
+        let caller = connection
+            .caller
+            .clone()
+            .map(|range| range.start + offset..range.end + offset);
+        let host = decisions::write_request(
+            &mut tail,
+            RequestPart {
+                host: &request.host,
+                site: Some(&site.name),
+                site_kind: Some(kind),
+                method: request.method.as_str(),
+                path: request.path,
+                // The fast path takes only a registered name and a target of plain
+                // characters, neither with a byte that JSON escapes.
+                plain: true,
+            },
+        );
+        let members = match &mut connection.last_decision {
+            Some((last, members)) if *last == decision => members,
+            last => {
+                let mut members = Vec::with_capacity(256);
+                decisions::write_decision(
+                    &mut members,
+                    Some(decision.verdict),
+                    Some(&decision.reason),
+                    &decision.ambiguities,
+                );
+                &mut last.insert((decision, members)).1
+            }
         };
-        let pending = PendingRecord {
-            decisions: Arc::clone(&self.decisions),
-            record: Some(record),
+        tail.extend_from_slice(members);
+        let pending = PendingLine {
+            decisions: &self.decisions,
+            tail,
+            caller,
+            host,
+            address: connection.address,
         };
         Some((pending, direct))
     }

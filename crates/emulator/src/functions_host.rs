@@ -1151,11 +1151,21 @@ impl Shared {
         // Kestrel decodes the path, which keeps `%2F`, so `a%2Fb` is one segment and a route
         // value gets `a%2Fb`.
         // Most paths have a few segments, so they are kept on the stack.
-        let mut segments: SmallVec<[Cow<'_, str>; 8]> = path
-            .trim_start_matches('/')
-            .split('/')
-            .map(percent::decode_segment)
-            .collect();
+        // The path is searched for `%` once, so that a path without one, the usual case, is
+        // only split.
+        let trimmed = path.trim_start_matches('/');
+        let escaped = memchr::memchr(b'%', trimmed.as_bytes()).is_some();
+        let mut segments: SmallVec<[Cow<'_, str>; 8]> = SmallVec::new();
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'/', trimmed.as_bytes()).chain([trimmed.len()]);
+        for end in ends {
+            let segment = &trimmed[start..end];
+            segments.push(match escaped {
+                true => percent::decode_segment(segment),
+                false => Cow::Borrowed(segment),
+            });
+            start = end + 1;
+        }
         if segments.last().is_some_and(|segment| segment.is_empty()) {
             segments.pop();
         }
@@ -1521,10 +1531,11 @@ fn normalise_path(request: &mut Request<Bytes>) {
 /// Returns whether `path` may hold a `.` or `..` segment. Every dot segment starts with `/.`
 /// or `/%2`, and most paths have neither.
 fn may_have_dot_segments(path: &str) -> bool {
-    path.as_bytes()
-        .windows(3)
-        .any(|window| window.starts_with(b"/.") || window == b"/%2")
-        || path.ends_with("/.")
+    let bytes = path.as_bytes();
+    memchr::memchr_iter(b'/', bytes).any(|slash| {
+        let after = &bytes[slash + 1..];
+        after.starts_with(b".") || after.starts_with(b"%2")
+    })
 }
 
 /// Returns 1 for a `.` segment and 2 for a `..` segment, each dot written as `.` or as `%2E` in
@@ -1849,17 +1860,15 @@ pub(crate) fn key_from<'r>(header: Option<&'r [u8]>, query: &'r str) -> Cow<'r, 
 /// [`percent::decode_query_part`] does. ASP.NET Core, which the Functions host runs on, compares query names
 /// ignoring case, so `?CODE=` carries a key as `?code=` does.
 fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
-    // Byte positions, not `str::split`: its searcher cost more than the rest of this on every
-    // request. `&` and `=` are ASCII, so every slice starts and ends on a character boundary.
+    // Byte positions found with `memchr`, not `str::split`: its searcher cost more than the
+    // rest of this on every request. `&` and `=` are ASCII, so every slice starts and ends on a character boundary.
     let bytes = query.as_bytes();
     let mut start = 0;
     while start <= bytes.len() {
-        let end = bytes[start..]
-            .iter()
-            .position(|&byte| byte == b'&')
-            .map_or(bytes.len(), |offset| start + offset);
+        let end =
+            memchr::memchr(b'&', &bytes[start..]).map_or(bytes.len(), |offset| start + offset);
         let pair = &query[start..end];
-        let (raw_name, raw_value) = match pair.bytes().position(|byte| byte == b'=') {
+        let (raw_name, raw_value) = match memchr::memchr(b'=', pair.as_bytes()) {
             Some(equals) => (&pair[..equals], &pair[equals + 1..]),
             None => (pair, ""),
         };

@@ -828,7 +828,9 @@ fn header_lines_of<'h, 'b: 'h>(
             return None;
         }
         has_date |= field.name.eq_ignore_ascii_case("date");
-        lines.extend(field.name.bytes().map(|byte| byte.to_ascii_lowercase()));
+        let start = lines.len();
+        lines.extend_from_slice(field.name.as_bytes());
+        lines[start..].make_ascii_lowercase();
         lines.extend_from_slice(b": ");
         lines.extend_from_slice(field.value);
         lines.extend_from_slice(b"\r\n");

@@ -175,6 +175,18 @@ async fn mixed_requests_on_one_connection() {
         .map(|record| record.path.clone())
         .collect();
     assert_eq!(paths, ["/api/echo", "/api/echo", "/api/echo", "/api/echo"]);
+
+    // The first request took the fast path and the last went through hyper: their records
+    // differ only in sequence number and time.
+    let records = emulator.decisions();
+    let comparable = |index: usize| {
+        let mut record = records[index].clone();
+        record.sequence = 0;
+        record.time.clear();
+        record
+    };
+    assert_eq!(comparable(0), comparable(3));
+    assert_eq!(records[0].verdict, Some(subnetlock_access::Action::Allow));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@
 //! twice, and a head over 16 KiB or 32 header lines. So do a denied caller, the scm site, a 401
 //! or 404 from the Functions host, and any request hyper would reject.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -32,8 +33,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::{
-    byte_table, canonical_peer, push_forwarded_chain, serve_connection, DirectRequest, FrontEnd,
-    PendingRecord, HEAD_TIMEOUT, REG_NAME,
+    byte_table, canonical_peer, push_forwarded_chain, serve_connection, ConnectionPart,
+    DirectRequest, FrontEnd, PendingLine, HEAD_TIMEOUT, REG_NAME,
 };
 use crate::functions_host::{
     invocation_timed_out, key_from, write_host_headers, HOST_HEADER_NAMES, INVOCATION_TIMEOUT,
@@ -74,7 +75,9 @@ pub(crate) async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let source = Source::internet(canonical_peer(peer.ip()));
-    let caller = format!("direct:{}", source.address);
+    let mut connection = ConnectionPart::new(&format!("direct:{}", source.address), &source);
+    // The buffer of a record that left the decision log's memory, for the next record.
+    let mut spare = None;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut outbound = Vec::with_capacity(1024);
     let mut output = Vec::with_capacity(1024);
@@ -93,7 +96,14 @@ pub(crate) async fn serve<I>(
     loop {
         // Parsing borrows the buffer only until the request is encoded, so the buffer can
         // take more bytes while the handler works.
-        let step = prepare(&front_end, &input, &source, &caller, scheme, &mut outbound);
+        let step = prepare(
+            &front_end,
+            &input,
+            (&source, &mut connection),
+            scheme,
+            &mut outbound,
+            &mut spare,
+        );
         let (head_length, record, direct, kind) = match step {
             Step::Ready {
                 head_length,
@@ -170,7 +180,7 @@ pub(crate) async fn serve<I>(
             drop(record);
             return;
         };
-        record.finish_with_status(response.status().as_u16());
+        spare = record.finish_with_status(response.status().as_u16());
 
         encode_reply(&response, &mut output);
         let written = async {
@@ -202,7 +212,7 @@ enum Step<'f> {
     /// handler. The handler's request is in the `outbound` buffer.
     Ready {
         head_length: usize,
-        record: PendingRecord,
+        record: PendingLine<'f>,
         direct: crate::functions_host::Direct<'f>,
         kind: EncodedKind,
     },
@@ -217,10 +227,10 @@ enum Step<'f> {
 fn prepare<'f>(
     front_end: &'f FrontEnd,
     input: &[u8],
-    source: &Source,
-    caller: &str,
+    (source, connection): (&Source, &mut ConnectionPart),
     scheme: &str,
     outbound: &mut Vec<u8>,
+    spare: &mut Option<Vec<u8>>,
 ) -> Step<'f> {
     if input.is_empty() {
         return Step::NeedMore;
@@ -259,8 +269,8 @@ fn prepare<'f>(
         headers: &Fields(request.headers),
         key: &key,
     };
-    let Some((record, direct)) = front_end.admit_direct(direct_request, source, caller, scheme)
-    else {
+    let admitted = front_end.admit_direct(direct_request, source, connection, scheme, spare.take());
+    let Some((record, direct)) = admitted else {
         return Step::FullPath;
     };
 
@@ -325,7 +335,7 @@ fn qualify<'b, 'h>(parsed: &'h httparse::Request<'h, 'b>) -> Option<Qualified<'b
         return None;
     }
     // Two simple passes cost less than one that also tracks the first `?`.
-    let (path, query) = match target.bytes().position(|byte| byte == b'?') {
+    let (path, query) = match memchr::memchr(b'?', target.as_bytes()) {
         Some(index) => (&target[..index], &target[index + 1..]),
         None => (target, ""),
     };
@@ -386,7 +396,7 @@ fn is_full_path_header(name: &str) -> bool {
 /// Only a registered name with an optional port is read here, in one pass, because the
 /// full path's reading took a twentieth of this path's time. Anything else, such as an IPv6
 /// literal, returns `None`, so the full path reads it.
-fn single_host(headers: &[httparse::Header<'_>]) -> Option<String> {
+fn single_host<'b>(headers: &[httparse::Header<'b>]) -> Option<Cow<'b, str>> {
     let field = headers
         .iter()
         .find(|field| field.name.eq_ignore_ascii_case("host"))?;
@@ -407,10 +417,13 @@ fn single_host(headers: &[httparse::Header<'_>]) -> Option<String> {
     if end == 0 {
         return None;
     }
-    let mut host = value[..end].to_vec();
-    host.make_ascii_lowercase();
-    // Every byte of a registered name is ASCII.
-    String::from_utf8(host).ok()
+    // Every byte of a registered name is ASCII. Most names are lower-case already.
+    let host = std::str::from_utf8(&value[..end]).ok()?;
+    if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 /// Returns `value` as text when it is visible ASCII, spaces and tabs only, as
@@ -797,7 +810,7 @@ mod tests {
                     .headers_mut()
                     .insert(header::HOST, HeaderValue::from_str(value).expect("value"));
                 let full = super::super::request_host(&request.into_parts().0);
-                assert_eq!(full.as_deref(), Ok(fast.as_str()), "{value:?}");
+                assert_eq!(full.as_deref(), Ok(fast.as_ref()), "{value:?}");
             }
         }
     }

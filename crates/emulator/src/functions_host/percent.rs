@@ -41,10 +41,11 @@ enum Form {
 fn decode(text: &str, form: Form) -> Cow<'_, str> {
     let plus_is_space = form == Form::QueryPart;
     // A byte search is cheaper than the decoder, and most texts contain no escape.
-    if !text
-        .bytes()
-        .any(|byte| byte == b'%' || (plus_is_space && byte == b'+'))
-    {
+    let found = match form {
+        Form::PathSegment => memchr::memchr(b'%', text.as_bytes()),
+        Form::QueryPart => memchr::memchr2(b'%', b'+', text.as_bytes()),
+    };
+    if found.is_none() {
         return Cow::Borrowed(text);
     }
 
