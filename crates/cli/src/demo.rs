@@ -156,6 +156,13 @@ pub async fn run_probes(
     // the response of its caller app.
     let mut internet_results: Vec<(String, ProbeResult)> = Vec::new();
     for site in emulator.sites() {
+        if let Some(app_error) = &site.app_error {
+            out!(
+                "skipped: internet -> {}: its function app fails to load, so it has no functions to probe: {}",
+                site.name,
+                app_error.error
+            );
+        }
         for function in &site.functions {
             let (method, path) = match &function.example {
                 ExampleRequest::Available { method, path } => (method, path),

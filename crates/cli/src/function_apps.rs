@@ -77,7 +77,7 @@ fn app_finding(site: &Site, root: &Path, error: &HostError) -> Finding {
         | HostError::TimedOut { .. } => file_start(root.join("host.json")),
     };
     let message = format!(
-        "site `{}`: function app `{}` fails to load, so none of its functions run: {}",
+        "site `{}`: function app `{}` fails to load, so its Functions host does not start and every request to the site gets 503: {}",
         site.name,
         root.display(),
         error_chain(error)

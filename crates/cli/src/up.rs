@@ -6,7 +6,8 @@ use std::sync::{Arc, OnceLock};
 use miette::{miette, Result};
 use subnetlock_access::EngineOptions;
 use subnetlock_emulator::{
-    Emulator, EmulatorConfig, EmulatorError, ExampleRequest, FindingsOf, FunctionInfo, SiteInfo,
+    Emulator, EmulatorConfig, EmulatorError, ExampleRequest, FindingsOf, FunctionInfo, Shutdown,
+    SiteInfo,
 };
 use subnetlock_reach::{reachability_of, Analysis, Reachability};
 
@@ -45,8 +46,50 @@ pub async fn up(args: UpArgs) -> Result<i32> {
     }
     err!("running; press Ctrl-C to stop (SIGTERM and SIGHUP stop it too)");
     emulator.wait(&mut stop).await;
-    emulator.shutdown().await;
+    let stopped = emulator.shutdown().await;
+    for line in closing_lines(&stopped) {
+        err!("{line}");
+    }
     Ok(EXIT_OK)
+}
+
+/// Returns the lines `up` prints after it stopped: what it ended, and which files of its state
+/// directory remain for the user to read.
+fn closing_lines(stopped: &Shutdown) -> Vec<String> {
+    let plural = |count: usize, word: &str| {
+        if count == 1 {
+            format!("{count} {word}")
+        } else {
+            format!("{count} {word}s")
+        }
+    };
+    let mut ended = format!(
+        "stopped: front end and egress proxies closed, {} ended",
+        plural(stopped.handlers, "custom handler")
+    );
+    if stopped.other_processes > 0 {
+        ended.push_str(&format!(
+            ", and {} that handlers started",
+            plural(stopped.other_processes, "process")
+        ));
+    }
+    let state_file = if stopped.state_file_removed {
+        "state.json removed"
+    } else {
+        "state.json left in place, because the directory was replaced while `up` ran"
+    };
+    let kept = match &stopped.decision_log {
+        Some(log) => format!(
+            "decision log: {}; state directory: {} ({state_file})",
+            log.display(),
+            stopped.state_dir.display()
+        ),
+        None => format!(
+            "no decision log was written; state directory: {} ({state_file})",
+            stopped.state_dir.display()
+        ),
+    };
+    vec![ended, kept]
 }
 
 /// Returns one line that counts the errors and warnings `check` reports for the running
@@ -265,6 +308,17 @@ pub fn print_summary(
         if !site.bound {
             out!("  no local code bound (serves a default page)");
         }
+        if let Some(app_error) = &site.app_error {
+            out!(
+                "  error: function app `{}` fails to load, so its Functions host does not start: {}",
+                app_error.function_app.display(),
+                app_error.error
+            );
+            out!("    every request the access restrictions allow gets 503 `Function host is not running.`, as on Azure; the other sites run");
+            if let Some(help) = &app_error.help {
+                out!("    help: {help}");
+            }
+        }
         for function in &site.functions {
             let methods = function
                 .methods
@@ -304,28 +358,29 @@ pub fn print_summary(
 /// exists. The text is the function's URL with a key it accepts. When the route has parameters,
 /// it is the route template and an example URL from the same example request as the try line.
 fn function_address(site: &SiteInfo, function: &FunctionInfo) -> (String, Option<String>) {
-    let key = request_key(site, function);
+    let query = key_query(site, function);
     // Route parameters are written in braces, so a URL that contains them cannot be sent as is.
     if !function.route.contains('{') {
-        return (format!("{}?code={key}", function.url), None);
+        return (format!("{}{query}", function.url), None);
     }
     let route = format!("route {}", function.route);
     match &function.example {
         ExampleRequest::Available { path, .. } => (
-            format!("{route}  e.g. https://{}{path}?code={key}", site.host),
+            format!("{route}  e.g. https://{}{path}{query}", site.host),
             None,
         ),
         ExampleRequest::Unavailable { reason } => (route, Some(reason.clone())),
     }
 }
 
-/// Returns the key to send in `code`: the master key for an admin-level function, which accepts
-/// no other key, and the function's default key otherwise.
-fn request_key<'a>(site: &'a SiteInfo, function: &'a FunctionInfo) -> &'a str {
-    if function.auth_level == "admin" {
-        &site.master_key
-    } else {
-        &function.key
+/// Returns the query that carries a key the function accepts: the master key for an
+/// admin-level function, which accepts no other key, nothing for an anonymous one, which needs
+/// no key, and the function's default key otherwise.
+fn key_query(site: &SiteInfo, function: &FunctionInfo) -> String {
+    match function.auth_level.as_str() {
+        "anonymous" => String::new(),
+        "admin" => format!("?code={}", site.master_key),
+        _ => format!("?code={}", function.key),
     }
 }
 
@@ -374,8 +429,7 @@ fn print_try_lines(emulator: &Emulator, analysis: &Analysis, engine: &EngineOpti
             "  (check predicts 403 for this request: the access restrictions of every site with a function deny each caller it tries)"
         );
     }
-    let key = request_key(site, function);
-    let url = format!("https://{}{path}?code={key}", site.host);
+    let url = format!("https://{}{path}{}", site.host, key_query(site, function));
     let method_flag = if method == "GET" {
         String::new()
     } else {
@@ -406,10 +460,24 @@ fn print_try_lines(emulator: &Emulator, analysis: &Analysis, engine: &EngineOpti
         ),
         shell_quote(&url)
     );
-    if caller != DEFAULT_TRY_CALLER {
-        out!(
-            "  (curl is a direct caller with its loopback address as the source, which these access restrictions may deny)"
-        );
+    // The call line's caller was picked above, but curl's source is fixed: the front end treats
+    // a direct connection as an internet caller with the client's loopback address.
+    if !denied {
+        let curl_caller = format!("internet:{}", https.ip());
+        let curl_row = reachability_of(&analysis.topology, &curl_caller, &site.host, engine);
+        match curl_row {
+            Some(row) if row.allowed() && row.depends_on_unknown.is_empty() => {}
+            Some(row) if !row.allowed() && row.depends_on_unknown.is_empty() => out!(
+                "  (check predicts 403 for this curl command: its source is {}, which the access restrictions of {} deny; the call line above is allowed)",
+                https.ip(),
+                site.name
+            ),
+            _ => out!(
+                "  (curl's source is {}, and whether the access restrictions of {} allow it depends on values known only at deployment time)",
+                https.ip(),
+                site.name
+            ),
+        }
     }
 }
 

@@ -1588,16 +1588,10 @@ fn up_invalid_route_names_file_and_fix() {
     ]});
     std::fs::write(&function_json, function.to_string()).expect("function.json");
 
+    // The app fails to load as a whole, so `up` runs the deployment and lists the app's error.
     let state = dir.path().join("state");
-    let output = subnetlock(&[
-        "up",
-        dir.path().to_str().expect("path"),
-        "--no-build",
-        "--state-dir",
-        state.to_str().expect("path"),
-    ]);
-    let text = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "{text}");
+    let (_up, log) = start_up_logged(dir.path(), &state, &["--no-build"], dir.path());
+    let text = log.wait_for_summary();
     assert!(
         text.contains("invalid route `{a}/{a}` of function `hello`"),
         "{text}"
@@ -1684,6 +1678,11 @@ fn up_function_lines_give_sendable_urls() {
         "odd",
         &function(r#""authLevel": "function", "route": "odd/{id:regex(^x\\d$)}""#),
     );
+    write_function(
+        dir.path(),
+        "spaced",
+        &function(r#""authLevel": "function", "route": "spaced/{id:regex(^x y$)}""#),
+    );
 
     let state = dir.path().join("state");
     let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
@@ -1704,28 +1703,44 @@ fn up_function_lines_give_sendable_urls() {
     let items_url = last_word(items);
     assert!(items_url.contains("/api/items/1?code="), "{listing}");
 
+    // `hello` is anonymous, so its URL carries no key.
     let hello = line("hello");
+    assert!(hello.ends_with(".azurewebsites.net/api/hello"), "{listing}");
+    assert!(!hello.contains("route "), "{listing}");
+    let hello_url = last_word(hello);
+
+    // A sample value is derived from the pattern of `odd`'s regex constraint.
+    let odd = line("odd");
     assert!(
-        hello.contains(".azurewebsites.net/api/hello?code="),
+        odd.contains(r": route odd/{id:regex(^x\d$)}  e.g. https://"),
         "{listing}"
     );
-    assert!(!hello.contains("route "), "{listing}");
+    let odd_url = last_word(odd);
+    assert!(odd_url.contains("/api/odd/x0?code="), "{listing}");
 
-    let odd = line("odd");
-    assert!(odd.ends_with(r": route odd/{id:regex(^x\d$)}"), "{listing}");
-    let odd_note = listing
-        .lines()
-        .skip_while(|line| !line.contains("function odd ("))
-        .nth(1)
-        .expect("line after `odd`");
+    // A value of `spaced` needs a space, which a URL path must percent-encode.
+    let spaced = line("spaced");
     assert!(
-        odd_note.starts_with("    no example URL: no sample path for the route"),
+        spaced.ends_with(r": route spaced/{id:regex(^x y$)}"),
+        "{listing}"
+    );
+    let spaced_note = listing
+        .lines()
+        .skip_while(|line| !line.contains("function spaced ("))
+        .nth(1)
+        .expect("line after `spaced`");
+    assert!(
+        spaced_note.starts_with("    no example URL: no sample path for the route"),
+        "{listing}"
+    );
+    assert!(
+        spaced_note.contains("the parameter `id` has the constraint `regex(^x y$)`"),
         "{listing}"
     );
 
     let manage_url = last_word(line("manage"));
     assert!(manage_url.contains("/api/manage?code="), "{listing}");
-    for url in [&items_url, &manage_url] {
+    for url in [&items_url, &manage_url, &hello_url, &odd_url] {
         let called = subnetlock(&[
             "call",
             "--state-dir",
@@ -1862,7 +1877,9 @@ fn up_shows_broken_and_disabled_functions() {
         .lines()
         .find(|line| line.contains("subnetlock call"))
         .expect("try line");
-    assert!(try_call.contains("/api/world?code="), "{listing}");
+    assert!(try_call.contains("/api/world"), "{listing}");
+    // `world` is anonymous, so it needs no key.
+    assert!(!try_call.contains("code="), "{listing}");
 
     let from_file: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(state.join("state.json")).expect("state file"),
@@ -2679,7 +2696,7 @@ fn check_fails_on_unparsable_route() {
         "{text}"
     );
     assert!(
-        text.contains("fails to load, so none of its functions run: invalid route `items/{id` of function `items`"),
+        text.contains("fails to load, so its Functions host does not start and every request to the site gets 503: invalid route `items/{id` of function `items`"),
         "{text}"
     );
     assert!(
@@ -2743,4 +2760,190 @@ fn check_clean_function_app_has_no_finding() {
     assert_eq!(findings.len(), 1, "{findings:?}");
     let message = findings[0]["message"].as_str().expect("message");
     assert!(message.contains("function `manage`"), "{message}");
+}
+
+#[test]
+fn up_prints_closing_lines_on_signal() {
+    for signal in ["-TERM", "-INT"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_python_app(dir.path(), OK_HANDLER);
+        let state = dir.path().join("state");
+        let (mut up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+        log.wait_for_summary();
+
+        let sent = Command::new("kill")
+            .args([signal, &up.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let status = up.child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "{signal}");
+
+        let text = log.stderr();
+        let state = std::fs::canonicalize(&state).expect("state dir");
+        assert!(
+            text.contains("stopped: front end and egress proxies closed, 1 custom handler ended"),
+            "{signal}: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "decision log: {}; state directory: {} (state.json removed)",
+                state.join("decisions.jsonl").display(),
+                state.display()
+            )),
+            "{signal}: {text}"
+        );
+        assert!(state.join("decisions.jsonl").is_file());
+        assert!(!state.join("state.json").exists());
+    }
+}
+
+/// Two sites on one plan, `app` and `other`, without rules.
+const TWO_SITES: &str = r#"{
+  "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0",
+  "resources": [
+    { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-03-01", "name": "plan",
+      "location": "westeurope", "sku": { "name": "S1", "tier": "Standard" } },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "app",
+      "location": "westeurope", "kind": "functionapp",
+      "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]" } },
+    { "type": "Microsoft.Web/sites", "apiVersion": "2022-03-01", "name": "other",
+      "location": "westeurope", "kind": "functionapp",
+      "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]" } }
+  ]
+}"#;
+
+#[test]
+fn up_runs_other_sites_when_app_fails() {
+    // `other` is bound to a folder whose host.json is invalid JSON, so its host cannot start.
+    // `app` runs, and `other` responds as a Functions host that is not running.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_python_app(dir.path(), OK_HANDLER);
+    std::fs::write(dir.path().join("azuredeploy.json"), TWO_SITES).expect("template");
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(broken.join("hello")).expect("function dir");
+    std::fs::write(broken.join("host.json"), "{\"version\": \"2.0\",}").expect("host.json");
+    std::fs::copy(
+        dir.path().join("app/hello/function.json"),
+        broken.join("hello/function.json"),
+    )
+    .expect("function");
+    let binding = serde_json::json!({
+        "template": "azuredeploy.json",
+        "apps": [
+            {"site": "app", "functionApp": "app"},
+            {"site": "other", "functionApp": "broken"}
+        ]
+    });
+    std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+
+    let check = subnetlock(&["check", dir.path().to_str().expect("path")]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    let report = stdout(&check);
+    assert!(report.contains("site `other`: function app"), "{report}");
+    assert!(
+        report.contains("fails to load, so its Functions host does not start and every request to the site gets 503"),
+        "{report}"
+    );
+
+    let state = dir.path().join("state");
+    let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+    let listing = log.wait_for_summary();
+    let other = listing
+        .split("\nsite ")
+        .find(|section| section.starts_with("other"))
+        .unwrap_or_else(|| panic!("no section for `other`:\n{listing}"));
+    assert!(
+        other.contains(&format!(
+            "  error: function app `{}` fails to load, so its Functions host does not start:",
+            broken.display()
+        )),
+        "{listing}"
+    );
+    assert!(
+        other.contains(
+            "every request the access restrictions allow gets 503 `Function host is not running.`"
+        ),
+        "{listing}"
+    );
+    assert!(other.contains("    help: "), "{listing}");
+    assert!(!other.contains("function hello"), "{listing}");
+
+    let from_file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("state.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let from_api: serde_json::Value =
+        serde_json::from_str(&control_get(&state, "/v1/state")).expect("state JSON");
+    for sites in [&from_file["sites"], &from_api["sites"]] {
+        assert!(sites[0]["app_error"].is_null(), "{sites}");
+        let app_error = &sites[1]["app_error"];
+        let error = app_error["error"].as_str().expect("error");
+        assert!(error.contains("host.json"), "{error}");
+        assert!(app_error["help"].is_string(), "{app_error}");
+        assert_eq!(sites[1]["functions"], serde_json::json!([]), "{sites}");
+    }
+
+    let call = |url: &str, status: &str| {
+        subnetlock(&[
+            "call",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--from",
+            "internet",
+            "-i",
+            "--expect-status",
+            status,
+            url,
+        ])
+    };
+    let running = call("https://app.azurewebsites.net/api/hello", "200");
+    assert_eq!(running.status.code(), Some(0), "{}", stderr(&running));
+    let stopped = call("https://other.azurewebsites.net/api/hello", "503");
+    assert_eq!(stopped.status.code(), Some(0), "{}", stderr(&stopped));
+    let response = stdout(&stopped);
+    assert!(
+        response
+            .trim_end()
+            .ends_with("Function host is not running."),
+        "{response}"
+    );
+    assert!(
+        !response
+            .to_ascii_lowercase()
+            .contains("x-subnetlock-origin"),
+        "the site sends this response on Azure: {response}"
+    );
+}
+
+#[test]
+fn up_try_line_notes_denied_curl() {
+    // The rule allows the call line's caller, 203.0.113.7, but not curl's loopback source.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_python_app(dir.path(), OK_HANDLER);
+    let rules = r#"[{"ipAddress": "128.0.0.0/1", "action": "Allow", "priority": 100, "name": "upper-half"}]"#;
+    std::fs::write(dir.path().join("azuredeploy.json"), site_with_rules(rules)).expect("template");
+
+    let state = dir.path().join("state");
+    let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+    let listing = log.wait_for_summary();
+    let lines: Vec<&str> = listing.lines().collect();
+    let call_at = lines
+        .iter()
+        .position(|line| line.trim_start().starts_with("subnetlock call"))
+        .unwrap_or_else(|| panic!("no call line:\n{listing}"));
+    assert!(
+        lines[call_at].contains("--from internet:203.0.113.7"),
+        "{listing}"
+    );
+    assert!(
+        lines[call_at + 1].trim_start().starts_with("curl"),
+        "{listing}"
+    );
+    assert!(
+        lines.get(call_at + 2).is_some_and(|note| note
+            .contains("check predicts 403 for this curl command: its source is 127.0.0.1")),
+        "{listing}"
+    );
 }

@@ -51,6 +51,9 @@ pub struct FrontEnd {
     pub access: SiteMap<CompiledSiteAccess>,
     /// Functions hosts per site, keyed by lower-case site name.
     pub hosts: SiteMap<Arc<FunctionsHost>>,
+    /// Lower-case names of the sites whose bound app fails to load, so that no Functions host
+    /// runs for them.
+    pub hosts_not_running: std::collections::HashSet<String>,
     /// scm-site publishing credentials (user, password) per site.
     pub publishing: HashMap<String, (String, String)>,
     pub decisions: Arc<DecisionLog>,
@@ -634,6 +637,9 @@ impl FrontEnd {
         let response = match kind {
             SiteKind::Main => match self.hosts.get(&site_key) {
                 Some(host) => host.handle(request).await,
+                None if self.hosts_not_running.contains(site_key.as_str()) => {
+                    pages::host_not_running()
+                }
                 None => pages::default_site_page(site_name),
             },
             SiteKind::Scm => self.kudu(&site_key, site_name, &request),
@@ -1283,6 +1289,7 @@ mod tests {
             topology: Arc::new(Topology::default()),
             access: SiteMap::default(),
             hosts: SiteMap::default(),
+            hosts_not_running: Default::default(),
             publishing: HashMap::new(),
             decisions: Arc::new(DecisionLog::new(None).unwrap()),
         };
@@ -1335,6 +1342,7 @@ mod tests {
             topology: Arc::new(topology),
             access: SiteMap::from_iter([("app".to_owned(), access)]),
             hosts: SiteMap::default(),
+            hosts_not_running: Default::default(),
             publishing: HashMap::new(),
             decisions: Arc::new(DecisionLog::new(None).unwrap()),
         })

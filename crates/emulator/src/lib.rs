@@ -41,8 +41,8 @@ pub use decisions::DecisionRecord;
 pub use pages::{EMULATOR_ORIGIN, ORIGIN_HEADER};
 pub use reaper::stop_own_processes;
 pub use runtime::{
-    Emulator, EmulatorConfig, ExampleRequest, FindingsOf, FunctionErrorInfo, FunctionInfo,
-    SiteInfo, StateFile,
+    AppErrorInfo, Emulator, EmulatorConfig, ExampleRequest, FindingsOf, FunctionErrorInfo,
+    FunctionInfo, Shutdown, SiteInfo, StateFile,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -103,7 +103,7 @@ pub enum EmulatorError {
         "run the command yourself to see its output, or remove `build` from the binding file"
     ))]
     Build { command: String, detail: String },
-    #[error("cannot load the function app bound to site `{site}`")]
+    #[error("cannot run the function app bound to site `{site}`, so `up` starts none of the deployment's sites")]
     FunctionApp {
         site: String,
         // The report shows the help of the function app's error, which names the next step.

@@ -163,6 +163,19 @@ pub struct FunctionErrorInfo {
     pub help: Option<String>,
 }
 
+/// A bound function app that fails to load as a whole, such as one with an invalid host.json.
+/// Its Functions host does not start, so every request to the main site that the access
+/// restrictions allow gets 503, while the other sites run.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppErrorInfo {
+    /// The app folder the binding file names.
+    pub function_app: PathBuf,
+    /// The error message with its causes, which names the file or value at fault.
+    pub error: String,
+    /// The next step that fixes the app, when the error has one.
+    pub help: Option<String>,
+}
+
 /// One site of a running deployment.
 #[derive(Clone, Debug, Serialize)]
 pub struct SiteInfo {
@@ -174,6 +187,8 @@ pub struct SiteInfo {
     pub functions: Vec<FunctionInfo>,
     /// Functions of the bound app that are in error, in the order the host loads them.
     pub function_errors: Vec<FunctionErrorInfo>,
+    /// The reason the bound app fails to load as a whole, when it does. Such a site has no functions.
+    pub app_error: Option<AppErrorInfo>,
     pub master_key: String,
     pub host_key: String,
     /// scm-site publishing credentials.
@@ -194,6 +209,24 @@ pub struct StateFile {
     pub ca_file: PathBuf,
     pub decision_log: Option<PathBuf>,
     pub sites: Vec<SiteInfo>,
+}
+
+/// The result of [`Emulator::shutdown`]: the processes it stopped and the files it left in the
+/// state directory.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    /// Functions hosts whose custom handler was stopped, one per bound site that ran.
+    pub handlers: usize,
+    /// Processes that carried the emulator's marker after the handlers stopped, such as
+    /// background children of a handler, stopped by signal.
+    pub other_processes: usize,
+    /// The decision log, which stays in the state directory after the stop.
+    pub decision_log: Option<PathBuf>,
+    /// The state directory, which keeps `ca.pem`, the decision log and the `lock` file.
+    pub state_dir: PathBuf,
+    /// Whether `state.json` was removed. It stays when the state directory was replaced while
+    /// the emulator ran, because the file there is not this emulator's.
+    pub state_file_removed: bool,
 }
 
 /// A running emulated deployment.
@@ -350,6 +383,7 @@ impl Emulator {
         let mut sites = Vec::new();
         let mut publishing = HashMap::new();
         let mut plans = Vec::new();
+        let mut hosts_not_running = std::collections::HashSet::new();
         for site in &topology.sites {
             let binding = config.bindings.for_site(&site.name);
             let override_path = config
@@ -357,19 +391,42 @@ impl Emulator {
                 .iter()
                 .find(|(pattern, _)| crate::bindings::pattern_matches(pattern, &site.name))
                 .map(|(_, path)| path.clone());
-            let app = match binding {
+            let (app, app_error) = match binding {
                 Some(binding) => {
                     let executable = override_path.or_else(|| binding.executable.clone());
-                    Some(
-                        load_function_app(&binding.function_app, executable.as_deref()).map_err(
-                            |source| EmulatorError::FunctionApp {
+                    match load_function_app(&binding.function_app, executable.as_deref()) {
+                        Ok(app) => (Some(app), None),
+                        // Azure would run such an app with a language worker, which the
+                        // emulator does not have, so no reading of Azure applies to it.
+                        Err(
+                            source @ crate::functions_host::HostError::MissingCustomHandler {
+                                ..
+                            },
+                        ) => {
+                            return Err(EmulatorError::FunctionApp {
                                 site: site.name.clone(),
                                 source,
-                            },
-                        )?,
-                    )
+                            });
+                        }
+                        // Each function app is its own site, so one whose host cannot start
+                        // leaves the other sites running, as on Azure.
+                        Err(error) => {
+                            tracing::error!(
+                                site = %site.name,
+                                function_app = %binding.function_app.display(),
+                                error = %crate::with_causes(&error),
+                                "function app fails to load, so its Functions host does not start and requests to the site get 503"
+                            );
+                            let info = AppErrorInfo {
+                                function_app: binding.function_app.clone(),
+                                error: crate::with_causes(&error),
+                                help: miette::Diagnostic::help(&error).map(|help| help.to_string()),
+                            };
+                            (None, Some(info))
+                        }
+                    }
                 }
-                None => None,
+                None => (None, None),
             };
             let function_names: Vec<String> = match &app {
                 Some(app) => app.functions.iter().map(|f| f.name.clone()).collect(),
@@ -382,15 +439,24 @@ impl Emulator {
                 site.name.to_ascii_lowercase(),
                 (user.clone(), password.clone()),
             );
-            let functions = function_infos(site, app.as_ref(), &keys);
+            // A host that does not start serves none of the functions the template declares.
+            let functions = if app_error.is_some() {
+                Vec::new()
+            } else {
+                function_infos(site, app.as_ref(), &keys)
+            };
             let function_errors = app.as_ref().map(function_error_infos).unwrap_or_default();
+            if app_error.is_some() {
+                hosts_not_running.insert(site.name.to_ascii_lowercase());
+            }
             sites.push(SiteInfo {
                 name: site.name.clone(),
                 host: site.default_host_name.clone(),
                 scm_host: site.scm_host_name.clone(),
-                bound: app.is_some(),
+                bound: binding.is_some(),
                 functions,
                 function_errors,
+                app_error,
                 master_key: keys.master.clone(),
                 host_key: keys.host.get("default").cloned().unwrap_or_default(),
                 publishing_user: user,
@@ -470,6 +536,7 @@ impl Emulator {
             topology: topology.clone(),
             access,
             hosts,
+            hosts_not_running,
             publishing,
             decisions: decisions.clone(),
         });
@@ -603,13 +670,16 @@ impl Emulator {
         }
     }
 
-    /// Stops listeners, proxies and handler processes, and removes the state file.
-    pub async fn shutdown(self) {
+    /// Stops listeners, proxies and handler processes, and removes the state file. Returns what
+    /// was stopped and which files remain, for the closing message.
+    pub async fn shutdown(self) -> Shutdown {
         let _ = self.shutdown.send(true);
         self.shared.decisions.flush();
+        let mut handlers = 0;
         if let Some(front_end) = self.shared.front_end.get() {
             for host in front_end.hosts.values() {
                 host.shutdown().await;
+                handlers += 1;
             }
         }
         let proxies: Vec<EgressProxy> = std::mem::take(
@@ -624,13 +694,28 @@ impl Emulator {
         // Handlers are stopped by their hosts above; this catches what they started in the
         // background. Only this emulator's marker counts: another emulator in this process
         // shares the token, and its processes are not this one's to stop.
-        reaper::stop_processes_of(&self.marker).await;
+        let other_processes = reaper::stop_processes_of(&self.marker).await;
         // The directory may have been removed and made again for another emulator meanwhile;
         // its state file is not this one's to remove.
-        if self.lock.still_locked_directory(&self.state_file) {
-            let _ = std::fs::remove_file(&self.state_file);
+        let state_file_removed = self.lock.still_locked_directory(&self.state_file)
+            && std::fs::remove_file(&self.state_file).is_ok();
+        tracing::info!(handlers, other_processes, "emulator stopped");
+        Shutdown {
+            handlers,
+            other_processes,
+            decision_log: self
+                .shared
+                .decisions
+                .path()
+                .filter(|path| path.is_file())
+                .cloned(),
+            state_dir: self
+                .state_file
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            state_file_removed,
         }
-        tracing::info!("emulator stopped");
     }
 }
 

@@ -1026,6 +1026,7 @@ mod tests {
             topology: Arc::new(subnetlock_model::Topology::default()),
             access: super::super::SiteMap::default(),
             hosts: super::super::SiteMap::default(),
+            hosts_not_running: Default::default(),
             publishing: std::collections::HashMap::new(),
             decisions: Arc::new(crate::decisions::DecisionLog::new(None).expect("log")),
         });

@@ -238,6 +238,68 @@ impl RouteTemplate {
     }
 }
 
+/// Derives a short string that `pattern` matches, written in characters a path segment contains
+/// without percent-encoding, or `None` when the pattern needs other characters or uses syntax
+/// the derivation does not follow. Each repetition takes its minimum count (at least one for
+/// `*` and `?`, so that a parameter gets a value) and each alternation its first branch that
+/// yields a string.
+fn regex_sample(pattern: &str) -> Option<String> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut sample = String::new();
+    sample_of(&hir, &mut sample).then_some(sample)
+}
+
+/// Appends to `out` a string that `hir` matches, or returns `false`.
+fn sample_of(hir: &regex_syntax::hir::Hir, out: &mut String) -> bool {
+    use regex_syntax::hir::{Class, HirKind};
+
+    // Longer samples make unwieldy URLs, and a route value this long needs no sample.
+    const MAX_SAMPLE_CHARS: usize = 256;
+    if out.len() > MAX_SAMPLE_CHARS {
+        return false;
+    }
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => true,
+        HirKind::Literal(literal) => match std::str::from_utf8(&literal.0) {
+            Ok(text) if text.chars().all(is_plain_path_char) => {
+                out.push_str(text);
+                true
+            }
+            _ => false,
+        },
+        HirKind::Class(Class::Unicode(class)) => {
+            let plain = class.iter().find_map(|range| {
+                (range.start()..=range.end())
+                    .take(128)
+                    .find(|&c| is_plain_path_char(c))
+            });
+            plain.map(|c| out.push(c)).is_some()
+        }
+        HirKind::Class(Class::Bytes(class)) => {
+            let plain = class.iter().find_map(|range| {
+                (range.start()..=range.end())
+                    .map(char::from)
+                    .find(|&c| c.is_ascii() && is_plain_path_char(c))
+            });
+            plain.map(|c| out.push(c)).is_some()
+        }
+        HirKind::Repetition(repetition) => {
+            let count = repetition.min.max(1);
+            (0..count).all(|_| sample_of(&repetition.sub, out))
+        }
+        HirKind::Capture(capture) => sample_of(&capture.sub, out),
+        HirKind::Concat(parts) => parts.iter().all(|part| sample_of(part, out)),
+        HirKind::Alternation(branches) => branches.iter().any(|branch| {
+            let start = out.len();
+            let found = sample_of(branch, out);
+            if !found {
+                out.truncate(start);
+            }
+            found
+        }),
+    }
+}
+
 /// Returns whether `c` can appear in a path segment without percent-encoding: an RFC 3986
 /// unreserved character or one of the sub-delimiters, `:` and `@` that `pchar` allows.
 fn is_plain_path_char(c: char) -> bool {
@@ -267,18 +329,38 @@ impl Parameter {
                     candidates.push("1".repeat(*length));
                     candidates.push("a".repeat(*length));
                 }
+                Constraint::Regex(pattern) => {
+                    candidates.extend(regex_sample(pattern.as_str()));
+                }
                 _ => {}
             }
         }
-        candidates
+        if let Some(found) = candidates
             .into_iter()
             .find(|candidate| self.accepts(Some(candidate)))
-            .ok_or_else(|| {
-                format!(
-                    "no sample value satisfies the constraints of the parameter `{}`",
-                    self.name
-                )
-            })
+        {
+            return Ok(found);
+        }
+        let regex = self
+            .constraints
+            .iter()
+            .find_map(|constraint| match constraint {
+                Constraint::Regex(pattern) => Some(pattern.as_str()),
+                _ => None,
+            });
+        Err(match regex {
+            Some(pattern) => format!(
+                "the parameter `{}` has the constraint `regex({pattern})`, and no value that \
+                 meets all its constraints could be derived (the emulator derives one only from \
+                 literals, character classes, repetitions and alternatives, in URL-safe \
+                 characters)",
+                self.name
+            ),
+            None => format!(
+                "no sample value satisfies the constraints of the parameter `{}`",
+                self.name
+            ),
+        })
     }
 
     /// Checks a route value, or its absence, against every constraint.
@@ -817,6 +899,13 @@ mod tests {
             ),
             ("api", "files/{*rest}", "/api/files/1"),
             ("api", r"r/{id:regex(^\d+$)}", "/api/r/1"),
+            ("api", r"r/{id:regex(^x\d$)}", "/api/r/x0"),
+            (
+                "api",
+                r"r/{code:regex(^[A-Z]{{3}}-\d{{2,4}}$)}",
+                "/api/r/AAA-00",
+            ),
+            ("api", r"r/{v:regex(^(beta|rc)\.\d+$)}", "/api/r/beta.0"),
         ];
         for (prefix, route, expected) in cases {
             let template = parse(prefix, route).expect("route");
@@ -830,9 +919,11 @@ mod tests {
 
     #[test]
     fn example_path_reports_unmet_constraint() {
-        let anchored = template(r"r/{id:regex(^x\d$)}");
-        let reason = anchored.example_path().expect_err("no sample fits");
+        // A value must hold a space, which a URL path must percent-encode.
+        let spaced = template(r"r/{id:regex(^x y$)}");
+        let reason = spaced.example_path().expect_err("no sample fits");
         assert!(reason.contains("parameter `id`"), "{reason}");
+        assert!(reason.contains("constraint `regex(^x y$)`"), "{reason}");
 
         let contradiction = template("n/{id:int:alpha}");
         assert!(contradiction.example_path().is_err());
