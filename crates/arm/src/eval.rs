@@ -177,6 +177,7 @@ fn evaluate_source(
     provider: &dyn Provider,
 ) -> Result<Deployment, Error> {
     let root = source.parse()?;
+    crate::template_kind::check_deployment_template(&source, &root)?;
     let engine = Engine {
         provider,
         evaluation_depth: Cell::new(0),

@@ -59,6 +59,8 @@ mod provider;
 mod resources;
 mod run;
 mod source;
+mod spanned;
+mod template_kind;
 mod value;
 
 pub use artifacts::{shown_link, ArtifactPrefix, Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};
@@ -70,6 +72,7 @@ pub use eval::{
 pub use hash::{guid, unique_string};
 pub use params::Parameters;
 pub use provider::{full_envelope, ListRequest, OfflineProvider, Provider, ReferenceRequest};
+pub use spanned::{JsonStep, SpannedJson};
 pub use value::{Object, Unknown, UnknownCause, Value};
 
 use std::path::PathBuf;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use subnetlock_access::Outcome;
-use subnetlock_arm::SourceLocation;
+use subnetlock_arm::{JsonStep, SourceLocation, SpannedJson};
 use subnetlock_emulator::functions_host::{load_function_app, FunctionError, HostError};
 use subnetlock_emulator::Bindings;
 use subnetlock_model::{Finding, FindingCode, Severity, Site, Topology};
@@ -54,7 +54,13 @@ fn function_finding(site: &Site, root: &Path, error: &FunctionError) -> Finding 
         FunctionError::InvalidJson { line, column, .. } => {
             json_error_location(path, *line, *column)
         }
-        _ => file_start(path),
+        FunctionError::InvalidValue { field, .. } => function_field_location(path, field),
+        // The route the host compares is `route`, or the folder name when `route` is blank,
+        // and then no field is at fault.
+        FunctionError::ReservedRoute { .. } | FunctionError::ConflictingRoute { .. } => {
+            function_field_location(path, "route")
+        }
+        FunctionError::InvalidName { .. } | FunctionError::Read { .. } => file_start(path),
     };
     let message = format!("site `{}`: {error}", site.name);
     finding(Severity::Warning, message, miette::Diagnostic::help(error)).at(&site.id, location)
@@ -63,13 +69,16 @@ fn function_finding(site: &Site, root: &Path, error: &FunctionError) -> Finding 
 /// Builds the error for an app that fails to load, located in the file that makes it fail.
 fn app_finding(site: &Site, root: &Path, error: &HostError) -> Finding {
     let location = match error {
-        HostError::InvalidRoute { function, .. } => file_start(function_json(root, function)),
+        HostError::InvalidRoute { function, .. } => {
+            function_field_location(function_json(root, function), "route")
+        }
         HostError::Json { path, source } => {
             json_error_location(path.clone(), source.line(), source.column())
         }
-        HostError::Read { path, .. }
-        | HostError::InvalidValue { path, .. }
-        | HostError::MissingCustomHandler { path } => file_start(path.clone()),
+        HostError::InvalidValue { path, field, .. } => host_field_location(path.clone(), field),
+        HostError::Read { path, .. } | HostError::MissingCustomHandler { path } => {
+            file_start(path.clone())
+        }
         // Only starting the handler fails in the remaining ways, and `check` does not start it.
         HostError::Port { .. }
         | HostError::Spawn { .. }
@@ -112,6 +121,94 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Locates `field` of a function.json as the loader names it: a field of the HTTP trigger
+/// (`route`, `authLevel`, `methods`, `name`), `bindings`, or `bindings[<index>].<key>`. A field
+/// the file does not contain, such as a missing `bindings`, falls back to the file's start.
+fn function_field_location(file: PathBuf, field: &str) -> SourceLocation {
+    let Some(document) = read_spanned(&file) else {
+        return file_start(file);
+    };
+    let located = match parse_binding_field(field) {
+        Some((index, key)) => document.locate(&binding_steps(index, key)),
+        None if field == "bindings" => document.locate(&[JsonStep::Key("bindings")]),
+        None => http_trigger_index(&file)
+            .and_then(|index| document.locate(&binding_steps(index, Some(field)))),
+    };
+    located.unwrap_or_else(|| file_start(file))
+}
+
+/// Locates `field` of host.json as the loader names it, or the file's start when the file does
+/// not contain it. The loader names a field either by its dotted path from the top, such as
+/// `extensions.http.routePrefix`, or by its key alone inside the custom handler section
+/// (`customHandler`, or `httpWorker` before it) or that section's `description`.
+fn host_field_location(file: PathBuf, field: &str) -> SourceLocation {
+    let Some(document) = read_spanned(&file) else {
+        return file_start(file);
+    };
+    let dotted: Vec<JsonStep<'_>> = field.split('.').map(JsonStep::Key).collect();
+    let mut candidates = vec![dotted];
+    for section in ["customHandler", "httpWorker"] {
+        let section = JsonStep::Key(section);
+        candidates.push(vec![
+            section,
+            JsonStep::Key("description"),
+            JsonStep::Key(field),
+        ]);
+        candidates.push(vec![section, JsonStep::Key(field)]);
+    }
+    candidates
+        .iter()
+        .find_map(|steps| document.locate(steps))
+        .unwrap_or_else(|| file_start(file))
+}
+
+/// Reads `file` with spans. The loader has read it already, so a failure here only loses the
+/// position.
+fn read_spanned(file: &Path) -> Option<SpannedJson> {
+    match SpannedJson::read(file) {
+        Ok(document) => Some(document),
+        Err(error) => {
+            tracing::debug!(file = %file.display(), %error, "cannot locate the field at fault, so the finding points at the file's start");
+            None
+        }
+    }
+}
+
+/// Splits `bindings[<index>]` or `bindings[<index>].<key>` into the index and the key.
+fn parse_binding_field(field: &str) -> Option<(usize, Option<&str>)> {
+    let rest = field.strip_prefix("bindings[")?;
+    let (index, rest) = rest.split_once(']')?;
+    let index = index.parse().ok()?;
+    match rest {
+        "" => Some((index, None)),
+        _ => Some((index, Some(rest.strip_prefix('.')?))),
+    }
+}
+
+fn binding_steps(index: usize, key: Option<&str>) -> Vec<JsonStep<'_>> {
+    let mut steps = vec![JsonStep::Key("bindings"), JsonStep::Index(index)];
+    steps.extend(key.map(JsonStep::Key));
+    steps
+}
+
+/// Returns the index of the binding the loader reads as the HTTP trigger: the first whose
+/// `type` is `httpTrigger`, ignoring case.
+fn http_trigger_index(file: &Path) -> Option<usize> {
+    // The loader has parsed the file as plain JSON, so serde_json reads it too.
+    let text = std::fs::read_to_string(file).ok()?;
+    let json: serde_json::Value =
+        serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text)).ok()?;
+    json.get("bindings")?
+        .as_array()?
+        .iter()
+        .position(|binding| {
+            binding
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|kind| kind.eq_ignore_ascii_case("httpTrigger"))
+        })
 }
 
 fn file_start(file: PathBuf) -> SourceLocation {

@@ -367,6 +367,59 @@ fn failed_check_still_writes_sarif_and_json() {
 }
 
 #[test]
+fn non_template_input_is_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let parameters = dir.path().join("azuredeploy.parameters.json");
+    std::fs::write(
+        &parameters,
+        r#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+  "contentVersion": "1.0.0.0", "parameters": {"siteName": {"value": "app"}}}"#,
+    )
+    .expect("write parameters");
+    let package = dir.path().join("package.json");
+    std::fs::write(&package, r#"{"name": "app", "version": "1.0.0"}"#).expect("write package");
+
+    let output = subnetlock(&["check", parameters.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains(
+            "azuredeploy.parameters.json` is a parameters file, not a deployment template"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("azuredeploy.parameters.json:1:13"), "{text}");
+    assert!(text.contains("with `--parameters "), "{text}");
+
+    let output = subnetlock(&["check", "--format", "json", package.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let error = value["error"].as_str().expect("error");
+    assert!(
+        error.contains("package.json` is not an ARM deployment template: it has no `resources`"),
+        "{error}"
+    );
+    let help = value["help"].as_str().expect("help");
+    assert!(help.contains("point at the deployment template"), "{help}");
+    assert!(help.contains("`--parameters FILE`"), "{help}");
+}
+
+#[test]
+fn empty_resources_is_not_rejected_as_non_template() {
+    let (_dir, path) = template(
+        r#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+  "contentVersion": "1.0.0.0", "resources": []}"#,
+    );
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+    let text = stderr(&output);
+    assert!(
+        text.contains("the deployment contains no resources"),
+        "{text}"
+    );
+    assert!(!text.contains("not an ARM deployment template"), "{text}");
+}
+
+#[test]
 fn malformed_json_is_located() {
     let (_dir, path) = template("{\n  \"resources\": [\n    { \"type\": \"x\", }\n  ,\n");
     let output = subnetlock(&["check", path.to_str().expect("path")]);
@@ -1105,6 +1158,36 @@ fn up_stops_left_over_handlers() {
 }
 
 #[test]
+fn xff_proxy_range_moves_internet_sample() {
+    // The `XffProxy` range contains the usual sample, so the matrix adds another internet
+    // caller and notes why the usual one is no sample of the addresses no rule names.
+    let (_dir, path) = template(&site_with_rules(
+        r#"[{"ipAddress": "203.0.113.0/24", "tag": "XffProxy", "action": "Deny", "priority": 100, "name": "proxy"}]"#,
+    ));
+    let output = subnetlock(&["check", path.to_str().expect("path"), "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    let rows = report["reachability"].as_array().expect("rows");
+    let note_of = |label: &str| {
+        rows.iter()
+            .find(|row| row["from"]["label"] == label)
+            .map(|row| row["from"]["note"].clone())
+    };
+
+    assert_eq!(
+        note_of("internet:203.0.113.10"),
+        Some(serde_json::json!(
+            "a documentation address that the range of an `XffProxy` rule contains"
+        ))
+    );
+    assert_eq!(
+        note_of("internet:198.51.100.10"),
+        Some(serde_json::json!(
+            "a sample of the addresses that no rule names"
+        ))
+    );
+}
+
+#[test]
 fn rule_defaults_mark_verdicts() {
     // 203.0.113.10 is the internet caller `check` samples, so rule 0 decides its verdict.
     let (_dir, path) = template(&site_with_rules(r#"[{ "ipAddress": "203.0.113.0/24" }]"#));
@@ -1777,6 +1860,12 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 /// Sends `GET path` with the bearer token of the `up` whose state is in `state_dir` to its
 /// control API and returns the response body.
 fn control_get(state_dir: &Path, path: &str) -> String {
+    control_request(state_dir, "GET", path, "")
+}
+
+/// Sends `method path` with `body` and the bearer token of the `up` whose state is in
+/// `state_dir` to its control API, and returns the body of its 200 response.
+fn control_request(state_dir: &Path, method: &str, path: &str, body: &str) -> String {
     use std::io::{Read, Write};
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(state_dir.join("state.json")).expect("state file"),
@@ -1787,8 +1876,9 @@ fn control_get(state_dir: &Path, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        state["token"].as_str().expect("token")
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        state["token"].as_str().expect("token"),
+        body.len()
     )
     .expect("send");
     let mut response = String::new();
@@ -1796,6 +1886,38 @@ fn control_get(state_dir: &Path, path: &str) -> String {
     let (head, body) = response.split_once("\r\n\r\n").expect("response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     body.to_owned()
+}
+
+#[test]
+fn up_internet_source_avoids_tag_prefixes() {
+    // The tag's prefix contains the usual internet sample, so `internet` must get another
+    // address, which only the service tags table passed to `up` reveals.
+    let (dir, path) = template(&site_with_rules(
+        r#"[{"ipAddress": "AzureFrontDoor.Backend", "tag": "ServiceTag", "action": "Deny", "priority": 100, "name": "deny-tag"}]"#,
+    ));
+    let tags = dir.path().join("ServiceTags_Public.json");
+    std::fs::write(
+        &tags,
+        r#"{"values": [{"name": "AzureFrontDoor.Backend", "properties": {"addressPrefixes": ["203.0.113.0/24"]}}]}"#,
+    )
+    .expect("write service tags");
+
+    let state = dir.path().join("state");
+    let _up = start_up(
+        &path,
+        &state,
+        &["--service-tags", tags.to_str().expect("path")],
+    );
+    wait_for(|| state.join("state.json").is_file(), "up to start");
+    let source: serde_json::Value = serde_json::from_str(&control_request(
+        &state,
+        "POST",
+        "/v1/sources",
+        r#"{"from": "internet"}"#,
+    ))
+    .expect("source JSON");
+
+    assert_eq!(source["from"], "internet:198.51.100.10", "{source}");
 }
 
 #[test]
@@ -2678,14 +2800,12 @@ fn check_fails_on_unparsable_route() {
         dir.path(),
         serde_json::json!({"description": {"defaultExecutablePath": "python3"}}),
     );
-    let items = write_function(
-        dir.path(),
-        "items",
-        &HTTP_FUNCTION.replace(
-            r#""name": "req","#,
-            r#""name": "req", "route": "items/{id","#,
-        ),
+    let items_text = HTTP_FUNCTION.replace(
+        r#""name": "req","#,
+        r#""name": "req", "route": "items/{id","#,
     );
+    let items = write_function(dir.path(), "items", &items_text);
+    let (line, column) = line_column_of(&items_text, r#""items/{id""#);
     let input = dir.path().to_str().expect("path");
 
     let human = subnetlock(&["check", input]);
@@ -2700,7 +2820,7 @@ fn check_fails_on_unparsable_route() {
         "{text}"
     );
     assert!(
-        text.contains(&format!("--> {}:1:1", items.display())),
+        text.contains(&format!("--> {}:{line}:{column}", items.display())),
         "{text}"
     );
     assert!(text.contains("help: change `route` in"), "{text}");
@@ -2728,6 +2848,120 @@ fn check_fails_on_unparsable_route() {
         .as_str()
         .expect("uri");
     assert!(uri.ends_with("/app/items/function.json"), "{uri}");
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(region["startLine"], line);
+    assert_eq!(region["startColumn"], column);
+}
+
+/// Returns the 1-based line and column (in characters) where `needle` first occurs in `text`.
+fn line_column_of(text: &str, needle: &str) -> (u64, u64) {
+    let offset = text.find(needle).expect("needle in text");
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line as u64, column as u64)
+}
+
+#[test]
+fn function_errors_point_at_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "python3"}}),
+    );
+    let with_route = |route: &str| {
+        HTTP_FUNCTION.replace(
+            r#""name": "req","#,
+            &format!(r#""name": "req", "route": "{route}","#),
+        )
+    };
+    // Each case: folder, function.json, and the text the finding points at, or `None` for the
+    // file's start because no field is at fault.
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        (
+            "badlevel",
+            HTTP_FUNCTION.replace(r#""anonymous""#, r#""nobody""#),
+            Some(r#""nobody""#),
+        ),
+        ("manage", with_route("admin/x"), Some(r#""admin/x""#)),
+        (
+            "badname",
+            HTTP_FUNCTION.replace(r#""res""#, r#""my-res""#),
+            Some(r#""my-res""#),
+        ),
+        ("alpha", with_route("same"), None),
+        // `beta` loads after `alpha` with the same route, so its route is at fault.
+        ("beta", with_route("same"), Some(r#""same""#)),
+        ("nobindings", "{\n  \"disabled\": false\n}".to_owned(), None),
+        ("1st", HTTP_FUNCTION.to_owned(), None),
+    ];
+    let mut expected = Vec::new();
+    for (name, text, at) in &cases {
+        let path = write_function(dir.path(), name, text);
+        if name == &"alpha" {
+            continue;
+        }
+        let (line, column) = at.map_or((1, 1), |needle| line_column_of(text, needle));
+        expected.push((*name, path, line, column));
+    }
+    let input = dir.path().to_str().expect("path");
+
+    let findings = function_findings(dir.path());
+    assert_eq!(findings.len(), expected.len(), "{findings:?}");
+    let human = stdout(&subnetlock(&["check", input]));
+    let sarif = subnetlock(&["check", "--format", "sarif", input]);
+    let log: serde_json::Value = serde_json::from_str(&stdout(&sarif)).expect("sarif");
+    let results = log["runs"][0]["results"].as_array().expect("results");
+
+    for (name, path, line, column) in &expected {
+        let finding = findings
+            .iter()
+            .find(|finding| finding["location"]["file"] == path.to_str().expect("path"))
+            .unwrap_or_else(|| panic!("{name}: no finding in {findings:?}"));
+        assert_eq!(finding["location"]["line"], *line, "{name}: {finding}");
+        assert_eq!(finding["location"]["column"], *column, "{name}: {finding}");
+
+        assert!(
+            human.contains(&format!("--> {}:{line}:{column}", path.display())),
+            "{name}: {human}"
+        );
+
+        let suffix = format!("/app/{name}/function.json");
+        let region = results
+            .iter()
+            .map(|result| &result["locations"][0]["physicalLocation"])
+            .find(|location| {
+                location["artifactLocation"]["uri"]
+                    .as_str()
+                    .is_some_and(|uri| uri.ends_with(&suffix))
+            })
+            .map(|location| &location["region"])
+            .unwrap_or_else(|| panic!("{name}: no SARIF result"));
+        assert_eq!(region["startLine"], *line, "{name}: {region}");
+        assert_eq!(region["startColumn"], *column, "{name}: {region}");
+    }
+}
+
+#[test]
+fn host_json_error_points_at_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_bound_app(
+        dir.path(),
+        serde_json::json!({"description": {"defaultExecutablePath": "python3", "arguments": "handler.py"}}),
+    );
+    let host = dir.path().join("app").join("host.json");
+    let text = std::fs::read_to_string(&host).expect("host.json");
+    let (line, column) = line_column_of(&text, r#""handler.py""#);
+
+    let findings = function_findings(dir.path());
+
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    let finding = &findings[0];
+    assert_eq!(finding["severity"], "error");
+    assert_eq!(finding["location"]["file"], host.to_str().expect("path"));
+    assert_eq!(finding["location"]["line"], line, "{finding}");
+    assert_eq!(finding["location"]["column"], column, "{finding}");
 }
 
 #[test]

@@ -824,9 +824,15 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
 fn check_bindings(bindings: &[Value], path: &Path) -> Result<(), HostError> {
     let mut names: Vec<&str> = Vec::new();
     let mut triggers = 0;
-    for binding in bindings {
+    for (index, binding) in bindings.iter().enumerate() {
+        // The field names the binding by its index, so that `check` can point at it.
+        let field = |name: &str| format!("bindings[{index}].{name}");
         let Value::Object(fields) = binding else {
-            return Err(invalid(path, "bindings", "expected an array of objects"));
+            return Err(invalid(
+                path,
+                &format!("bindings[{index}]"),
+                "expected an object",
+            ));
         };
 
         let name = fields.get("name").and_then(Value::as_str);
@@ -836,7 +842,7 @@ fn check_bindings(bindings: &[Value], path: &Path) -> Result<(), HostError> {
                 .map_or("(none)".to_string(), Value::to_string);
             return Err(invalid(
                 path,
-                "bindings.name",
+                &field("name"),
                 &format!(
                     "{written_name} is not a valid binding name: use an ASCII letter followed by up to 127 ASCII letters or digits, or `$return`"
                 ),
@@ -849,14 +855,14 @@ fn check_bindings(bindings: &[Value], path: &Path) -> Result<(), HostError> {
         if name == "$return" && !output {
             return Err(invalid(
                 path,
-                "bindings.direction",
+                &field("direction"),
                 "a `$return` binding must have the direction `out`",
             ));
         }
         let Some(binding_type) = fields.get("type").and_then(Value::as_str) else {
             return Err(invalid(
                 path,
-                "bindings.type",
+                &field("type"),
                 &format!("binding `{name}` has no `type`"),
             ));
         };
@@ -864,7 +870,7 @@ fn check_bindings(bindings: &[Value], path: &Path) -> Result<(), HostError> {
         if names.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
             return Err(invalid(
                 path,
-                "bindings.name",
+                &field("name"),
                 &format!("two bindings are named `{name}`, and binding names must be unique ignoring case"),
             ));
         }
@@ -2593,7 +2599,10 @@ mod tests {
         }
 
         let rejected = [
-            (vec![json!("httpTrigger")], "array of objects"),
+            (
+                vec![json!("httpTrigger")],
+                "invalid `bindings[0]` in `function.json`: expected an object",
+            ),
             (
                 vec![json!({"type": "httpTrigger"})],
                 "(none) is not a valid binding name",
@@ -2604,7 +2613,7 @@ mod tests {
             ),
             (
                 vec![trigger.clone(), json!({"type": "http", "name": "$return"})],
-                "direction `out`",
+                "invalid `bindings[1].direction` in `function.json`: a `$return` binding must have the direction `out`",
             ),
             (vec![json!({"name": "req"})], "binding `req` has no `type`"),
             (

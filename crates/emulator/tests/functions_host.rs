@@ -741,7 +741,7 @@ async fn invalid_function_fails_only_itself() {
         failed[2]
     );
     assert!(
-        matches!(failed[3], FunctionError::InvalidValue { function, field, .. } if function == "dashed" && field == "bindings.name"),
+        matches!(failed[3], FunctionError::InvalidValue { function, field, .. } if function == "dashed" && field == "bindings[0].name"),
         "{:?}",
         failed[3]
     );

@@ -160,21 +160,48 @@ fn template_spec_id(link: &Value) -> Option<&Value> {
 /// `--artifacts` maps only URIs, so the help suggests exporting the version's main template
 /// and linking the file in its place.
 fn template_spec_help(id: &Value) -> String {
-    // `az ts export --template-spec` takes the version's resource ID and writes its main
-    // template and linked templates to `--output-folder` (`export_template_spec` in the
-    // Azure/azure-cli repository, src/azure-cli/azure/cli/command_modules/resource/custom.py).
-    let export = match id {
-        Value::String(id) => format!(
-            "export the main template of the spec version, for example with `az ts export --template-spec {id} --output-folder DIR`"
-        ),
-        other => format!(
-            "export the main template of the template spec version {}, for example with `az ts export --template-spec ID --output-folder DIR`, where ID is the version's resource ID",
-            shown_value(other)
+    // `az ts export --template-spec` takes the version's resource ID and writes the main
+    // template to `<output folder>/<spec name>.JSON`, with the linked templates beside it at
+    // their relative paths (`export_template_spec` in custom.py and `unpack` in
+    // _packing_engine.py, src/azure-cli/azure/cli/command_modules/resource in Azure/azure-cli).
+    let (export, main_file) = match id {
+        Value::String(id) => {
+            let file = template_spec_name(id).map_or_else(
+                || "DIR/<spec name>.JSON".to_owned(),
+                |name| format!("DIR/{name}.JSON"),
+            );
+            (
+                format!(
+                    "export the main template of the spec version, for example with `az ts export --template-spec {id} --output-folder DIR`"
+                ),
+                file,
+            )
+        }
+        other => (
+            format!(
+                "export the main template of the template spec version {}, for example with `az ts export --template-spec ID --output-folder DIR`, where ID is the version's resource ID",
+                shown_value(other)
+            ),
+            "DIR/<spec name>.JSON".to_owned(),
         ),
     };
     format!(
-        "subnetlock does not read template specs offline, and `--artifacts` maps only `templateLink.uri` links. To have the deployment analysed, {export}. Then, in a copy of this template used only for the check, link the exported file by `templateLink.relativePath` or by a `uri` that `--artifacts URI=DIR` maps to DIR, or inline it as `properties.template`. Or accept the gap: the resources the spec deploys stay out of the analysis and the deployment's outputs stay unknown"
+        "subnetlock does not read template specs offline, and `--artifacts` maps only `templateLink.uri` links. To have the deployment analysed, {export}, which writes it as `{main_file}`. Then, in a copy of this template used only for the check, link `{main_file}` by `templateLink.relativePath` or by a `uri` that `--artifacts URI=DIR` maps to DIR, or inline it as `properties.template`. Or accept the gap: the resources the spec deploys stay out of the analysis and the deployment's outputs stay unknown"
     )
+}
+
+/// Returns the template spec name in a version ID such as
+/// `/subscriptions/…/providers/Microsoft.Resources/templateSpecs/<name>/versions/<version>`.
+fn template_spec_name(id: &str) -> Option<&str> {
+    let segments: Vec<&str> = id.trim_matches('/').split('/').collect();
+    segments
+        .windows(4)
+        .find(|window| {
+            window[0].eq_ignore_ascii_case("templateSpecs")
+                && window[2].eq_ignore_ascii_case("versions")
+        })
+        .map(|window| window[1])
+        .filter(|name| !name.is_empty())
 }
 
 /// Returns the folder of a link for an example prefix: the URI up to and including the last

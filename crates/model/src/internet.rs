@@ -36,9 +36,12 @@ pub fn unnamed_internet(
 }
 
 /// Lists the ranges that the rules of every site's main and scm list name as sources: IP
-/// ranges, and the prefixes in `service_tags` of the tags that service-tag rules name. A tag
-/// that `service_tags` lacks, or every tag when there is no table, adds no range, because the
-/// engine then matches no internet address with it.
+/// ranges, `XffProxy` ranges, and the prefixes in `service_tags` of the tags that service-tag
+/// rules name. A tag that `service_tags` lacks, or every tag when there is no table, adds no
+/// range, because the engine then matches no internet address with it. `XffProxy` ranges
+/// count although the default reading never matches them, because `check --expect` samples
+/// them as sets of their own, and the engine option `xff_proxy_matches_forwarded_for` matches
+/// them.
 pub fn named_ranges(topology: &Topology, service_tags: Option<&ServiceTagTable>) -> Vec<IpNet> {
     let mut ranges = Vec::new();
     let rules = topology
@@ -48,7 +51,9 @@ pub fn named_ranges(topology: &Topology, service_tags: Option<&ServiceTagTable>)
         .flat_map(|list| &list.rules);
     for rule in rules {
         match &rule.source {
-            SourceCondition::Ranges(nets) => ranges.extend(nets.iter().copied()),
+            SourceCondition::Ranges(nets) | SourceCondition::XffProxy(nets) => {
+                ranges.extend(nets.iter().copied());
+            }
             SourceCondition::ServiceTags(tags) => {
                 let prefixes = tags
                     .iter()
@@ -347,5 +352,20 @@ mod tests {
         // A tag prefix for the whole family contains every address alike.
         let everything = table(&[("DocTag", &["0.0.0.0/0"])]);
         assert_eq!(pick(Some(&everything)), "203.0.113.10");
+    }
+
+    #[test]
+    fn unnamed_internet_avoids_xff_proxy_ranges() {
+        let topology = site_with_rules(serde_json::json!([
+            { "ipAddress": "203.0.113.0/24", "tag": "XffProxy", "action": "Deny",
+              "priority": 100, "name": "proxy" },
+            { "ipAddress": "198.51.100.0/24", "tag": "XffProxy", "action": "Deny",
+              "priority": 200, "name": "other-proxy" }
+        ]));
+
+        assert_eq!(
+            unnamed_internet_v4(&topology, None).to_string(),
+            "192.0.2.10"
+        );
     }
 }

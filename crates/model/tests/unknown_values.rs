@@ -421,6 +421,11 @@ fn template_spec_link_names_the_spec() {
         "{help}"
     );
     assert!(help.contains("`templateLink.relativePath`"), "{help}");
+    // `az ts export` names the main template after the spec, with an upper-case extension.
+    assert!(
+        help.contains("which writes it as `DIR/web-app.JSON`. Then, in a copy of this template used only for the check, link `DIR/web-app.JSON` by"),
+        "{help}"
+    );
     // `--artifacts` alone cannot read a template spec, so it is not offered as the fix.
     assert!(!help.contains("pass a local copy"), "{help}");
     assert!(!help.contains("--artifacts DIR"), "{help}");
@@ -448,6 +453,7 @@ fn template_spec_link_with_unknown_id() {
         help.contains("`az ts export --template-spec ID --output-folder DIR`, where ID is"),
         "{help}"
     );
+    assert!(help.contains("link `DIR/<spec name>.JSON` by"), "{help}");
     assert!(!help.contains("--artifacts DIR"), "{help}");
 }
 

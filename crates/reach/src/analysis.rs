@@ -318,11 +318,14 @@ fn callers(topology: &Topology, service_tags: Option<&ServiceTagTable>) -> Vec<C
         .collect();
     let mut tags = BTreeSet::new();
     let mut rule_ranges = Vec::new();
+    let mut xff_proxy_ranges: Vec<subnetlock_access::IpNet> = Vec::new();
     for site in &topology.sites {
         for list in [&site.access.main, &site.access.scm] {
             for rule in &list.rules {
-                if let SourceCondition::ServiceTags(names) = &rule.source {
-                    tags.extend(names.iter().cloned());
+                match &rule.source {
+                    SourceCondition::ServiceTags(names) => tags.extend(names.iter().cloned()),
+                    SourceCondition::XffProxy(ranges) => xff_proxy_ranges.extend(ranges),
+                    _ => {}
                 }
                 let SourceCondition::Ranges(ranges) = &rule.source else {
                     continue;
@@ -354,6 +357,8 @@ fn callers(topology: &Topology, service_tags: Option<&ServiceTagTable>) -> Vec<C
         };
         let note = if rule_ranges.iter().any(|range| range.contains(sample)) {
             "a documentation address that a rule's range contains"
+        } else if xff_proxy_ranges.iter().any(|range| range.contains(sample)) {
+            "a documentation address that the range of an `XffProxy` rule contains"
         } else if named.iter().any(|range| range.contains(sample)) {
             "a documentation address that a prefix of a rule's service tag contains"
         } else {
