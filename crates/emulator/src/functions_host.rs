@@ -1153,35 +1153,10 @@ impl Shared {
     /// in registration order, whose method constraint and template both match. A request that
     /// matches a route only by path gets no function, so the host responds with 404, not 405.
     fn route(&self, path: &str, method: &Method) -> Option<RouteMatch<'_>> {
-        // Segments borrow from the path unless they hold a percent sign. They are decoded as
-        // Kestrel decodes the path, which keeps `%2F`, so `a%2Fb` is one segment and a route
-        // value gets `a%2Fb`.
-        // Most paths have a few segments, so they are kept on the stack.
-        // One pass over the path splits it and notes a `%`, so that a path without one, the
-        // usual case, is not decoded. Paths are short, so a plain loop costs less here than a
-        // vectorised search per separator.
         let trimmed = path.trim_start_matches('/');
-        let mut segments: SmallVec<[Cow<'_, str>; 8]> = SmallVec::new();
-        let mut escaped = false;
-        let mut start = 0;
-        for (index, &byte) in trimmed.as_bytes().iter().enumerate() {
-            escaped |= byte == b'%';
-            if byte == b'/' {
-                segments.push(Cow::Borrowed(&trimmed[start..index]));
-                start = index + 1;
-            }
-        }
-        segments.push(Cow::Borrowed(&trimmed[start..]));
-        if escaped {
-            for segment in &mut segments {
-                if let Cow::Borrowed(text) = *segment {
-                    *segment = percent::decode_segment(text);
-                }
-            }
-        }
-        if segments.last().is_some_and(|segment| segment.is_empty()) {
-            segments.pop();
-        }
+        let escaped = trimmed.contains('%');
+        // Split only when a template needs the segments (see `RouteTemplate::matches_literal`).
+        let mut segments = None;
 
         // Each template starts with the route prefix, so it matches the whole path. The method
         // is checked first because it costs less than the template.
@@ -1189,7 +1164,18 @@ impl Shared {
             .iter()
             .filter(|route| route.accepts_method(method))
             .find_map(|route| {
-                let params = route.template.matches(&segments)?;
+                let literal = match escaped {
+                    false => route.template.matches_literal(trimmed),
+                    true => None,
+                };
+                let params = match literal {
+                    Some(true) => IndexMap::new(),
+                    Some(false) => return None,
+                    None => {
+                        let segments = segments.get_or_insert_with(|| path_segments(trimmed));
+                        route.template.matches(segments)?
+                    }
+                };
                 Some(RouteMatch {
                     def: &route.def,
                     disabled: route.disabled,
@@ -1489,8 +1475,6 @@ pub(crate) fn invocation_timed_out(timeout: Duration) -> Response<Bytes> {
     )
 }
 
-impl Shared {}
-
 /// Removes `.` and `..` segments from the request path (RFC 3986, section 5.2.4). Kestrel, the
 /// server under the Functions host, does this before routing (its `PathNormalizer`), after
 /// decoding, so an escaped dot (`%2E`) counts as a dot. So `/api/x/../f` and
@@ -1539,6 +1523,36 @@ fn normalise_path(request: &mut Request<Bytes>) {
     if let Ok(uri) = http::Uri::from_parts(parts) {
         *request.uri_mut() = uri;
     }
+}
+
+/// Splits a path, without its leading slashes, into segments as the host routes them. They
+/// borrow from the path unless they hold a percent sign, and are decoded as Kestrel decodes
+/// the path, which keeps `%2F`: `a%2Fb` is one segment, and a route value gets `a%2Fb`. One
+/// empty last segment, from a trailing `/`, is dropped.
+fn path_segments(trimmed: &str) -> SmallVec<[Cow<'_, str>; 8]> {
+    // Paths are short, so one plain pass costs less than a vectorised search per separator.
+    let mut segments: SmallVec<[Cow<'_, str>; 8]> = SmallVec::new();
+    let mut escaped = false;
+    let mut start = 0;
+    for (index, &byte) in trimmed.as_bytes().iter().enumerate() {
+        escaped |= byte == b'%';
+        if byte == b'/' {
+            segments.push(Cow::Borrowed(&trimmed[start..index]));
+            start = index + 1;
+        }
+    }
+    segments.push(Cow::Borrowed(&trimmed[start..]));
+    if escaped {
+        for segment in &mut segments {
+            if let Cow::Borrowed(text) = *segment {
+                *segment = percent::decode_segment(text);
+            }
+        }
+    }
+    if segments.last().is_some_and(|segment| segment.is_empty()) {
+        segments.pop();
+    }
+    segments
 }
 
 /// Returns whether `path` may hold a `.` or `..` segment. Every dot segment starts with `/.`

@@ -158,7 +158,7 @@ pub(crate) async fn serve<I>(
                         let deadline = invoked + limit;
                         if Instant::now() >= deadline {
                             tracing::warn!(%peer, "custom handler did not respond within the invocation timeout");
-                            break Some(Reply::Built(invocation_timed_out(limit)));
+                            break Some(Reply::from(invocation_timed_out(limit)));
                         }
                         invocation_timer.as_mut().reset(deadline);
                     }

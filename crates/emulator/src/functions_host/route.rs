@@ -21,6 +21,8 @@ use super::HostError;
 #[derive(Debug)]
 pub(super) struct RouteTemplate {
     segments: Vec<Segment>,
+    /// The literal segments joined with `/`, when the template has no parameter.
+    literal: Option<String>,
 }
 
 #[derive(Debug)]
@@ -109,7 +111,28 @@ impl RouteTemplate {
             .map(|parts| build_segment(parts))
             .collect::<Result<Vec<_>, _>>()
             .map_err(error)?;
-        Ok(RouteTemplate { segments })
+        let literals: Option<Vec<&str>> = segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Literal(text) => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let literal = literals.map(|literals| literals.join("/"));
+        Ok(RouteTemplate { segments, literal })
+    }
+
+    /// Matches a path without `%` and without its leading slashes, for a template of literal
+    /// segments only; `None` for any other template, which [`Self::matches`] takes.
+    ///
+    /// [`Self::matches`] would compare the path's segments one by one, ignoring case, after
+    /// dropping one empty last segment. A literal segment holds no `/` and is never empty, so
+    /// comparing the path without one trailing `/` to the joined literals decides the same,
+    /// without splitting the path. Most functions have such a route.
+    pub(super) fn matches_literal(&self, path: &str) -> Option<bool> {
+        let literal = self.literal.as_deref()?;
+        let path = path.strip_suffix('/').unwrap_or(path);
+        Some(path.eq_ignore_ascii_case(literal))
     }
 
     /// Matches decoded path segments, returning the route values.
@@ -864,6 +887,53 @@ mod tests {
 
     fn template(route: &str) -> RouteTemplate {
         parse("", route).expect("route")
+    }
+
+    #[test]
+    fn literal_match_equals_segment_match() {
+        let routes = [
+            "api/function-b",
+            "API/Items",
+            "a/b/c",
+            "",
+            "api/{id}",
+            "api/{*rest}",
+            "api/x.{ext}",
+        ];
+        let paths = [
+            "",
+            "/",
+            "api",
+            "api/",
+            "api/function-b",
+            "API/FUNCTION-B",
+            "api/function-b/",
+            "api/function-b//",
+            "api//function-b",
+            "api/function-bb",
+            "api/items",
+            "a/b/c",
+            "a/b/c/",
+            "a/b",
+            "a//b/c",
+            "api/7",
+        ];
+        for route in routes {
+            let template = template(route);
+            for path in paths {
+                // As `Shared::route` splits a path without `%`, after its leading slashes.
+                let path = path.trim_start_matches('/');
+                let mut split: Vec<Cow<'_, str>> = path.split('/').map(Cow::Borrowed).collect();
+                if split.last().is_some_and(|segment| segment.is_empty()) {
+                    split.pop();
+                }
+                let by_segments = template.matches(&split).is_some();
+                match template.matches_literal(path) {
+                    Some(by_literal) => assert_eq!(by_literal, by_segments, "{route} {path}"),
+                    None => assert!(route.contains('{'), "{route}"),
+                }
+            }
+        }
     }
 
     fn segments(path: &str) -> Vec<Cow<'_, str>> {
