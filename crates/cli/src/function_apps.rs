@@ -139,16 +139,18 @@ fn function_field_location(file: PathBuf, field: &str) -> SourceLocation {
     located.unwrap_or_else(|| file_start(file))
 }
 
-/// Locates `field` of host.json as the loader names it, or the file's start when the file does
-/// not contain it. The loader names a field either by its dotted path from the top, such as
-/// `extensions.http.routePrefix`, or by its key alone inside the custom handler section
-/// (`customHandler`, or `httpWorker` before it) or that section's `description`.
+/// Locates `field` of host.json as the loader names it. The loader names a field either by its
+/// dotted path from the top, such as `extensions.http.routePrefix`, or by its key alone inside
+/// the custom handler section (`customHandler`, or `httpWorker` before it) or that section's
+/// `description`. A missing field, such as `customHandler.description`, is located at the
+/// nearest object on its dotted path that the file contains, and at the file's start when
+/// there is none.
 fn host_field_location(file: PathBuf, field: &str) -> SourceLocation {
     let Some(document) = read_spanned(&file) else {
         return file_start(file);
     };
     let dotted: Vec<JsonStep<'_>> = field.split('.').map(JsonStep::Key).collect();
-    let mut candidates = vec![dotted];
+    let mut candidates = vec![dotted.clone()];
     for section in ["customHandler", "httpWorker"] {
         let section = JsonStep::Key(section);
         candidates.push(vec![
@@ -158,9 +160,13 @@ fn host_field_location(file: PathBuf, field: &str) -> SourceLocation {
         ]);
         candidates.push(vec![section, JsonStep::Key(field)]);
     }
+    let enclosing = (1..dotted.len())
+        .rev()
+        .map(|length| dotted[..length].to_vec());
     candidates
-        .iter()
-        .find_map(|steps| document.locate(steps))
+        .into_iter()
+        .chain(enclosing)
+        .find_map(|steps| document.locate(&steps))
         .unwrap_or_else(|| file_start(file))
 }
 

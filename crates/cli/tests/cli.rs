@@ -2965,6 +2965,45 @@ fn host_json_error_points_at_field() {
 }
 
 #[test]
+fn host_json_error_names_field_read() {
+    // Each host.json has one error, in a field that the loader reads from a place other than
+    // `customHandler` and `extensions`: the expected field name and the text it points at.
+    let cases = [
+        (
+            "{\n  \"version\": \"2.0\",\n  \"http\": {\"routePrefix\": 5},\n  \"customHandler\": {\"description\": {\"defaultExecutablePath\": \"python3\"}}\n}\n",
+            "`http.routePrefix`",
+            "5}",
+        ),
+        (
+            "{\n  \"version\": \"2.0\",\n  \"httpWorker\": {\"enableForwardingHttpRequest\": true}\n}\n",
+            "`httpWorker.description`",
+            "{\"enableForwardingHttpRequest\"",
+        ),
+        (
+            "{\n  \"version\": \"2.0\",\n  \"customHandler\": {\"enableForwardingHttpRequest\": true}\n}\n",
+            "`customHandler.description`",
+            "{\"enableForwardingHttpRequest\"",
+        ),
+    ];
+    for (text, field, at) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_bound_app(dir.path(), python_custom_handler());
+        let host = dir.path().join("app").join("host.json");
+        std::fs::write(&host, text).expect("host.json");
+        let (line, column) = line_column_of(text, at);
+
+        let findings = function_findings(dir.path());
+
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        let finding = &findings[0];
+        let message = finding["message"].as_str().expect("message");
+        assert!(message.contains(&format!("invalid {field}")), "{message}");
+        assert_eq!(finding["location"]["line"], line, "{field}: {finding}");
+        assert_eq!(finding["location"]["column"], column, "{field}: {finding}");
+    }
+}
+
+#[test]
 fn check_clean_function_app_has_no_finding() {
     let dir = tempfile::tempdir().expect("temp dir");
     write_bound_app(

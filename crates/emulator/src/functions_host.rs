@@ -265,15 +265,19 @@ pub fn load_function_app(
     let host = read_json(&host_path)?;
 
     // The host accepts the legacy `httpWorker` section, but `customHandler` wins when both exist.
-    let section = host
-        .get("customHandler")
-        .or_else(|| host.get("httpWorker"))
+    let (section_name, section) = ["customHandler", "httpWorker"]
+        .into_iter()
+        .find_map(|name| host.get(name).map(|section| (name, section)))
         .ok_or_else(|| HostError::MissingCustomHandler {
             path: host_path.clone(),
         })?;
-    let description = section
-        .get("description")
-        .ok_or_else(|| invalid(&host_path, "customHandler.description", "missing"))?;
+    let description = section.get("description").ok_or_else(|| {
+        invalid(
+            &host_path,
+            &format!("{section_name}.description"),
+            "missing",
+        )
+    })?;
 
     let working_dir = match optional_str(description, "workingDirectory", &host_path)? {
         Some(dir) if !dir.is_empty() => root.join(dir),
@@ -288,7 +292,7 @@ pub fn load_function_app(
                 .ok_or_else(|| {
                     invalid(
                         &host_path,
-                        "customHandler.description.defaultExecutablePath",
+                        &format!("{section_name}.description.defaultExecutablePath"),
                         "missing",
                     )
                 })?;
@@ -308,19 +312,20 @@ pub fn load_function_app(
         || optional_bool(section, "enableProxyingHttpRequest", &host_path)?;
 
     // Version 2+ reads `extensions.http.routePrefix`, and version 1 read `http.routePrefix`.
-    let prefix = host
-        .pointer("/extensions/http/routePrefix")
-        .or_else(|| host.pointer("/http/routePrefix"));
+    // The error names the field that was read.
+    let prefix = [
+        (
+            "/extensions/http/routePrefix",
+            "extensions.http.routePrefix",
+        ),
+        ("/http/routePrefix", "http.routePrefix"),
+    ]
+    .into_iter()
+    .find_map(|(pointer, field)| host.pointer(pointer).map(|value| (field, value)));
     let route_prefix = match prefix {
         None => "api".to_string(),
-        Some(Value::String(prefix)) => prefix.trim_matches('/').to_string(),
-        Some(_) => {
-            return Err(invalid(
-                &host_path,
-                "extensions.http.routePrefix",
-                "expected a string",
-            ))
-        }
+        Some((_, Value::String(prefix))) => prefix.trim_matches('/').to_string(),
+        Some((field, _)) => return Err(invalid(&host_path, field, "expected a string")),
     };
 
     let (functions, function_errors) = load_functions(root, &route_prefix)?;

@@ -203,6 +203,39 @@ fn load_reads_route_prefix() {
 }
 
 #[test]
+fn load_error_names_field_read() {
+    let cases = [
+        (
+            json!({"http": {"routePrefix": 5},
+                   "customHandler": {"description": {"defaultExecutablePath": "python3"}}}),
+            "http.routePrefix",
+        ),
+        (
+            json!({"extensions": {"http": {"routePrefix": 5}},
+                   "customHandler": {"description": {"defaultExecutablePath": "python3"}}}),
+            "extensions.http.routePrefix",
+        ),
+        (json!({"httpWorker": {}}), "httpWorker.description"),
+        (
+            json!({"httpWorker": {"description": {}}}),
+            "httpWorker.description.defaultExecutablePath",
+        ),
+        (json!({"customHandler": {}}), "customHandler.description"),
+    ];
+    for (host, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(&dir.path().join("host.json"), &host.to_string());
+
+        let error = load_function_app(dir.path(), None).expect_err("invalid host.json");
+
+        match error {
+            HostError::InvalidValue { field, .. } => assert_eq!(field, expected, "{host}"),
+            other => panic!("{host}: {other}"),
+        }
+    }
+}
+
+#[test]
 fn load_rejects_missing_custom_handler() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(&dir.path().join("host.json"), r#"{"version": "2.0"}"#);

@@ -331,8 +331,8 @@ fn is_plain_path_char(c: char) -> bool {
 
 impl Parameter {
     /// Returns the first sample value the constraints accept. The candidates cover the
-    /// default constraint map except `regex`, which gets a value only if one of them happens to
-    /// match it.
+    /// default constraint map, and a `regex` constraint adds the value [`regex_sample`]
+    /// derives from its pattern.
     fn example_value(&self) -> Result<String, String> {
         let mut candidates = vec![
             "1".to_owned(),
@@ -358,9 +358,12 @@ impl Parameter {
                 _ => {}
             }
         }
+        // A segment of `.` or `..` is a dot-segment, which clients and the server remove from
+        // the path (RFC 3986, section 5.2.4), so such a value never reaches the function.
+        let is_dot_segment = |candidate: &str| matches!(candidate, "." | "..");
         if let Some(found) = candidates
             .into_iter()
-            .find(|candidate| self.accepts(Some(candidate)))
+            .find(|candidate| !is_dot_segment(candidate) && self.accepts(Some(candidate)))
         {
             return Ok(found);
         }
@@ -994,6 +997,11 @@ mod tests {
         let reason = spaced.example_path().expect_err("no sample fits");
         assert!(reason.contains("parameter `id`"), "{reason}");
         assert!(reason.contains("constraint `regex(^x y$)`"), "{reason}");
+
+        // The only values are dot-segments, which a URL cannot carry as they are.
+        let dots = template(r"r/{id:regex(^\.{{1,2}}$)}");
+        let reason = dots.example_path().expect_err("no sample fits");
+        assert!(reason.contains("parameter `id`"), "{reason}");
 
         let contradiction = template("n/{id:int:alpha}");
         assert!(contradiction.example_path().is_err());
