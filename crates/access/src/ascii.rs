@@ -11,7 +11,7 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 
 /// Checks whether `a` and `b` are equal ignoring ASCII case, with the same result as
 /// [`str::eq_ignore_ascii_case`].
-pub(crate) fn eq_ignore_case(a: &str, b: &str) -> bool {
+pub fn eq_ignore_case(a: &str, b: &str) -> bool {
     compare_words(a.as_bytes(), b.as_bytes(), |x, y| lower(x) == lower(y))
 }
 
@@ -22,7 +22,7 @@ pub(crate) fn eq_ignore_case(a: &str, b: &str) -> bool {
 /// equal to it, and every other byte must match exactly, so this needs no lower-casing.
 /// When `lower_case` is a constant, its letter positions are computed at compile time.
 #[inline]
-pub(crate) fn eq_lower_case(text: &str, lower_case: &str) -> bool {
+pub fn eq_lower_case(text: &str, lower_case: &str) -> bool {
     compare_words(
         text.as_bytes(),
         lower_case.as_bytes(),

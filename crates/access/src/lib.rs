@@ -31,6 +31,9 @@ mod reference;
 mod service_tags;
 mod types;
 
+/// Header-name comparison ignoring ASCII case, eight bytes at a time, as the engine compares
+/// names. The emulator's front end uses it for the names it reads on every request.
+pub use ascii::{eq_ignore_case, eq_lower_case};
 pub use compiled::CompiledSiteAccess;
 pub use error::{Outcome, RuleError};
 pub use parse::{

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
+use subnetlock_access::{eq_ignore_case, eq_lower_case};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -57,12 +58,35 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-/// Returns whether `name` is one of [`HOP_BY_HOP`], in any case. The length is compared first:
-/// this runs for every header of every response.
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP
-        .iter()
-        .any(|hop| hop.len() == name.len() && hop.eq_ignore_ascii_case(name))
+/// What the client does with a response header, by its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    /// A hop-by-hop header other than the three above.
+    OtherHopByHop,
+    Date,
+    /// Any other header, passed on unless `Connection` lists it.
+    Other,
+}
+
+/// Returns the role of a header name with at most two comparisons: the names in
+/// [`HOP_BY_HOP`], `content-length` and `date` differ in length, but for two pairs.
+fn role_of(name: &str) -> Role {
+    let is = |lower: &str| eq_lower_case(name, lower);
+    match name.len() {
+        2 if is("te") => Role::OtherHopByHop,
+        4 if is("date") => Role::Date,
+        7 if is("trailer") || is("upgrade") => Role::OtherHopByHop,
+        10 if is("connection") => Role::Connection,
+        10 if is("keep-alive") => Role::KeepAlive,
+        14 if is("content-length") => Role::ContentLength,
+        16 if is("proxy-connection") => Role::OtherHopByHop,
+        17 if is("transfer-encoding") => Role::TransferEncoding,
+        _ => Role::Other,
+    }
 }
 
 /// Failure of an exchange with the handler.
@@ -732,9 +756,11 @@ fn parse_head(
     let mut codings: Vec<&str> = Vec::new();
     let mut listed_in_connection: Vec<&str> = Vec::new();
 
-    for field in parsed.headers.iter() {
-        let name = field.name;
-        if name.eq_ignore_ascii_case("content-length") {
+    // Each header's role is found once, as the loops below and the lines read it.
+    let mut roles = [Role::Other; MAX_HEADERS];
+    for (field, role) in parsed.headers.iter().zip(roles.iter_mut()) {
+        *role = role_of(field.name);
+        if *role == Role::ContentLength {
             let value = parse_content_length(field.value)?;
             if content_length.is_some_and(|known| known != value) {
                 return Err(SendError::Invalid(
@@ -742,12 +768,12 @@ fn parse_head(
                 ));
             }
             content_length = Some(value);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if *role == Role::TransferEncoding {
             let text = std::str::from_utf8(field.value)
                 .map_err(|_| SendError::Invalid("Transfer-Encoding is not ASCII".into()))?;
             // A later header field continues the list of an earlier one.
             codings.extend(text.split(',').map(str::trim).filter(|c| !c.is_empty()));
-        } else if name.eq_ignore_ascii_case("connection") {
+        } else if *role == Role::Connection {
             let text = std::str::from_utf8(field.value).unwrap_or_default();
             for token in text.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
@@ -755,7 +781,7 @@ fn parse_head(
                 }
                 listed_in_connection.push(token);
             }
-        } else if name.eq_ignore_ascii_case("keep-alive") {
+        } else if *role == Role::KeepAlive {
             keep_alive_timeout = parse_keep_alive_timeout(field.value);
         }
     }
@@ -780,22 +806,23 @@ fn parse_head(
         keep_alive = false;
     }
 
-    // The headers the front end passes on to its caller.
-    let passed_on = |field: &&httparse::Header<'_>| {
-        !(is_hop_by_hop(field.name)
-            || field.name.eq_ignore_ascii_case("content-length")
-            || listed_in_connection
+    // The headers the front end passes on to its caller, with their roles: neither framing
+    // nor hop-by-hop, nor listed in `Connection`.
+    let passed_on = |(field, role): &(&httparse::Header<'_>, &Role)| {
+        matches!(role, Role::Other | Role::Date)
+            && !listed_in_connection
                 .iter()
-                .any(|listed| field.name.eq_ignore_ascii_case(listed)))
+                .any(|listed| eq_ignore_case(field.name, listed))
     };
+    let fields = parsed.headers.iter().zip(roles.iter()).filter(passed_on);
     let headers = match header_lines {
-        true => header_lines_of(parsed.headers.iter().filter(passed_on)),
+        true => header_lines_of(fields.clone()),
         false => None,
     };
     let headers = match headers {
         Some(headers) => headers,
         None => {
-            let fields = parsed.headers.iter().filter(passed_on);
+            let fields = fields.map(|(field, _)| field);
             HeadFields::Map(header_map_of(fields, parsed.headers.len())?)
         }
     };
@@ -817,19 +844,19 @@ fn parse_head(
 /// Writes the headers as the lines hyper would write for their map, or returns `None` when a
 /// name occurs twice, because the map groups its values.
 fn header_lines_of<'h, 'b: 'h>(
-    fields: impl Iterator<Item = &'h httparse::Header<'b>> + Clone,
+    fields: impl Iterator<Item = (&'h httparse::Header<'b>, &'h Role)> + Clone,
 ) -> Option<HeadFields> {
     let mut lines = Vec::with_capacity(256);
     let mut has_date = false;
-    for (index, field) in fields.clone().enumerate() {
+    for (index, (field, role)) in fields.clone().enumerate() {
         let repeated = fields
             .clone()
             .take(index)
-            .any(|earlier| earlier.name.eq_ignore_ascii_case(field.name));
+            .any(|(earlier, _)| eq_ignore_case(earlier.name, field.name));
         if repeated {
             return None;
         }
-        has_date |= field.name.eq_ignore_ascii_case("date");
+        has_date |= *role == Role::Date;
         let start = lines.len();
         lines.extend_from_slice(field.name.as_bytes());
         lines[start..].make_ascii_lowercase();
@@ -1538,6 +1565,31 @@ mod tests {
         let text = String::from_utf8(encode_request(7071, &get(&headers, &[]))).unwrap();
         assert!(text.contains("\r\nhost: 127.0.0.1:7071\r\n"));
         assert!(!text.contains("content-length"));
+    }
+
+    #[test]
+    fn roles_follow_the_header_lists() {
+        for name in HOP_BY_HOP {
+            for spelled in [name.to_owned(), name.to_ascii_uppercase()] {
+                let role = role_of(&spelled);
+                assert!(role != Role::Other && role != Role::Date, "{spelled}");
+            }
+        }
+        assert_eq!(role_of("Content-Length"), Role::ContentLength);
+        assert_eq!(role_of("DATE"), Role::Date);
+        assert_eq!(role_of("Transfer-Encoding"), Role::TransferEncoding);
+        assert_eq!(role_of("Connection"), Role::Connection);
+        assert_eq!(role_of("Keep-Alive"), Role::KeepAlive);
+        for other in [
+            "content-type",
+            "dates",
+            "tee",
+            "upgrades",
+            "x-connection",
+            "",
+        ] {
+            assert_eq!(role_of(other), Role::Other, "{other}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::time::SystemTime;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{header, Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use subnetlock_access::{HeaderLookup, Source};
+use subnetlock_access::{eq_ignore_case, eq_lower_case, HeaderLookup, Source};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
@@ -258,7 +258,7 @@ fn prepare<'f>(
     let key_header = request
         .headers
         .iter()
-        .find(|field| field.name.eq_ignore_ascii_case("x-functions-key"))
+        .find(|field| eq_lower_case(field.name, "x-functions-key"))
         .map(|field| field.value);
     let key = key_from(key_header, request.query);
     let direct_request = DirectRequest {
@@ -345,7 +345,7 @@ fn qualify<'b, 'h>(parsed: &'h httparse::Request<'h, 'b>) -> Option<Qualified<'b
         let name = field.name;
         let repeated = headers[..index]
             .iter()
-            .any(|earlier| earlier.name.eq_ignore_ascii_case(name));
+            .any(|earlier| eq_ignore_case(earlier.name, name));
         if is_full_path_header(name) || repeated {
             return None;
         }
@@ -415,7 +415,7 @@ fn is_full_path_header(name: &str) -> bool {
         && HOP_BY_HOP
             .iter()
             .chain(FULL_PATH_HEADERS.iter())
-            .any(|special| special.eq_ignore_ascii_case(name))
+            .any(|special| eq_lower_case(name, special))
 }
 
 /// Returns the host name of the request's only `Host` header, as the full path's
@@ -474,7 +474,7 @@ impl HeaderLookup for Fields<'_, '_> {
     fn values(&self, lower_case_name: &str) -> Vec<&str> {
         self.0
             .iter()
-            .filter(|field| field.name.eq_ignore_ascii_case(lower_case_name))
+            .filter(|field| eq_lower_case(field.name, lower_case_name))
             .filter_map(|field| visible_ascii(field.value))
             .collect()
     }
@@ -482,7 +482,7 @@ impl HeaderLookup for Fields<'_, '_> {
     fn visit_values(&self, lower_case_name: &str, visit: &mut dyn FnMut(&str) -> bool) -> bool {
         let mut present = false;
         for field in self.0 {
-            if field.name.eq_ignore_ascii_case(lower_case_name) {
+            if eq_lower_case(field.name, lower_case_name) {
                 // As on the full path, a value that is not visible ASCII matches no filter
                 // but still counts as the header being present.
                 present = true;
@@ -510,15 +510,15 @@ fn encode_request(request: &Qualified<'_, '_>, source: &Source, scheme: &str, ou
     let mut forwarded_proto = false;
     for field in request.headers {
         let name = field.name;
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
+        if eq_lower_case(name, "x-forwarded-for") {
             write_forwarded_for(out, Some(field.value), source);
             forwarded_for = true;
-        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+        } else if eq_lower_case(name, "x-forwarded-proto") {
             write_forwarded_proto(out, scheme);
             forwarded_proto = true;
         } else if !HOST_HEADER_NAMES
             .iter()
-            .any(|host_header| host_header.eq_ignore_ascii_case(name))
+            .any(|host_header| eq_lower_case(name, host_header))
         {
             let start = out.len();
             out.extend_from_slice(name.as_bytes());

@@ -21,7 +21,8 @@ use super::HostError;
 #[derive(Debug)]
 pub(super) struct RouteTemplate {
     segments: Vec<Segment>,
-    /// The literal segments joined with `/`, when the template has no parameter.
+    /// The literal segments joined with `/` in lower case, when the template has no
+    /// parameter.
     literal: Option<String>,
 }
 
@@ -118,7 +119,7 @@ impl RouteTemplate {
                 _ => None,
             })
             .collect();
-        let literal = literals.map(|literals| literals.join("/"));
+        let literal = literals.map(|literals| literals.join("/").to_ascii_lowercase());
         Ok(RouteTemplate { segments, literal })
     }
 
@@ -132,7 +133,7 @@ impl RouteTemplate {
     pub(super) fn matches_literal(&self, path: &str) -> Option<bool> {
         let literal = self.literal.as_deref()?;
         let path = path.strip_suffix('/').unwrap_or(path);
-        Some(path.eq_ignore_ascii_case(literal))
+        Some(subnetlock_access::eq_lower_case(path, literal))
     }
 
     /// Matches decoded path segments, returning the route values.
