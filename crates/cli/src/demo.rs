@@ -158,7 +158,7 @@ pub async fn run_probes(
     for site in emulator.sites() {
         if let Some(app_error) = &site.app_error {
             out!(
-                "skipped: internet -> {}: its function app fails to load, so it has no functions to probe: {}",
+                "skipped: internet -> {}: the Functions host of its function app does not start, so it has no functions to probe: {}",
                 site.name,
                 app_error.error
             );

@@ -310,7 +310,7 @@ pub fn print_summary(
         }
         if let Some(app_error) = &site.app_error {
             out!(
-                "  error: function app `{}` fails to load, so its Functions host does not start: {}",
+                "  error: the Functions host of function app `{}` does not start: {}",
                 app_error.function_app.display(),
                 app_error.error
             );

@@ -1574,6 +1574,22 @@ fn demo_without_probes_fails() {
 }
 
 #[test]
+fn demo_skips_site_whose_handler_exits() {
+    // `other` gets no probes but a line with the reason, and the probes of `app` still pass.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_site_with_failing_handler(dir.path());
+    let output = run_demo(dir.path());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("skipped: internet -> other: the Functions host of its function app does not start, so it has no functions to probe: custom handler `sh` for site `other` exited with exit code 3"),
+        "{text}"
+    );
+    assert!(text.contains("all 2 probes: live result equals"), "{text}");
+    assert!(!text.contains("internet -> GET other/"), "{text}");
+}
+
+#[test]
 fn demo_predicts_disabled_function() {
     // `hello` is disabled by its app setting: with its key it gets 404, without one 401.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -2115,31 +2131,9 @@ fn failed_up_removes_state_dir_it_made() {
 }
 
 #[test]
-fn handler_that_exits_leaves_no_state_dir() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    write_bound_app(
-        dir.path(),
-        serde_json::json!({"description": {"defaultExecutablePath": "false"}}),
-    );
-
-    let state = dir.path().join("state");
-    let output = subnetlock(&[
-        "up",
-        dir.path().to_str().expect("path"),
-        "--state-dir",
-        state.to_str().expect("path"),
-    ]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("did not start"),
-        "{}",
-        stderr(&output)
-    );
-    assert!(!state.exists(), "the state directory is left");
-}
-
-#[test]
-fn missing_handler_has_help() {
+fn missing_handler_stops_only_its_site() {
+    // The handler executable does not exist, so `up` cannot spawn it. `up` still runs and
+    // lists the site's error with the executable and the next step.
     let dir = tempfile::tempdir().expect("temp dir");
     write_bound_app(
         dir.path(),
@@ -2148,19 +2142,144 @@ fn missing_handler_has_help() {
     let state = dir.path().join("state");
     let missing = dir.path().join("no-such-handler");
     let handler = format!("app={}", missing.display());
-    let output = subnetlock(&[
-        "up",
-        dir.path().to_str().expect("path"),
-        "--no-build",
-        "--state-dir",
-        state.to_str().expect("path"),
-        "--handler",
-        &handler,
-    ]);
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    let text = stderr(&output);
-    assert!(text.contains("no-such-handler"), "{text}");
-    assert!(text.contains("help: check the handler"), "{text}");
+    let (_up, log) = start_up_logged(
+        dir.path(),
+        &state,
+        &["--no-build", "--handler", &handler],
+        dir.path(),
+    );
+    let listing = log.wait_for_summary();
+    assert!(
+        listing.contains(&format!(
+            "  error: the Functions host of function app `{}` does not start: failed to start custom handler `{}` for site `app`: ",
+            dir.path().join("app").display(),
+            missing.display()
+        )),
+        "{listing}"
+    );
+    assert!(listing.contains("    help: check the handler"), "{listing}");
+    assert!(!listing.contains("function hello"), "{listing}");
+}
+
+/// Writes the two sites of `TWO_SITES`: `app` with `OK_HANDLER`, and `other` bound to the
+/// folder `failing`, whose handler writes two lines to stderr and exits with code 3. Returns
+/// that folder.
+fn write_site_with_failing_handler(dir: &Path) -> PathBuf {
+    write_python_app(dir, OK_HANDLER);
+    std::fs::write(dir.join("azuredeploy.json"), TWO_SITES).expect("template");
+    let failing = dir.join("failing");
+    std::fs::create_dir_all(failing.join("hello")).expect("function dir");
+    let host = serde_json::json!({"version": "2.0", "customHandler": {
+        "description": {"defaultExecutablePath": "sh", "arguments": ["exit.sh"]}
+    }});
+    std::fs::write(failing.join("host.json"), host.to_string()).expect("host.json");
+    std::fs::write(
+        failing.join("exit.sh"),
+        "echo 'reading settings' >&2\necho 'missing setting DB_URL' >&2\nexit 3\n",
+    )
+    .expect("handler");
+    std::fs::copy(
+        dir.join("app/hello/function.json"),
+        failing.join("hello/function.json"),
+    )
+    .expect("function");
+    let binding = serde_json::json!({
+        "template": "azuredeploy.json",
+        "apps": [
+            {"site": "app", "functionApp": "app"},
+            {"site": "other", "functionApp": "failing"}
+        ]
+    });
+    std::fs::write(dir.join("subnetlock.json"), binding.to_string()).expect("binding");
+    failing
+}
+
+#[test]
+fn up_runs_other_sites_when_handler_exits() {
+    // The handler of `other` writes to stderr and exits at once, so its Functions host does
+    // not start. `app` runs, and `other` responds as a Functions host that is not running.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let failing = write_site_with_failing_handler(dir.path());
+
+    let state = dir.path().join("state");
+    let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+    let listing = log.wait_for_summary();
+    let other = listing
+        .split("\nsite ")
+        .find(|section| section.starts_with("other"))
+        .unwrap_or_else(|| panic!("no section for `other`:\n{listing}"));
+    let exited = "custom handler `sh` for site `other` exited with exit code 3 before it responded to HTTP; last stderr lines: reading settings | missing setting DB_URL";
+    assert!(
+        other.contains(&format!(
+            "  error: the Functions host of function app `{}` does not start: {exited}",
+            failing.display()
+        )),
+        "{listing}"
+    );
+    assert!(
+        other.contains(
+            "every request the access restrictions allow gets 503 `Function host is not running.`"
+        ),
+        "{listing}"
+    );
+    assert!(
+        other.contains("    help: the handler must listen on"),
+        "{listing}"
+    );
+    assert!(!other.contains("function hello"), "{listing}");
+    assert!(log.stderr().contains(exited), "{}", log.stderr());
+
+    let from_file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("state.json")).expect("state file"),
+    )
+    .expect("state JSON");
+    let from_api: serde_json::Value =
+        serde_json::from_str(&control_get(&state, "/v1/state")).expect("state JSON");
+    for sites in [&from_file["sites"], &from_api["sites"]] {
+        assert!(sites[0]["app_error"].is_null(), "{sites}");
+        assert!(sites[0]["egress_proxy"].is_string(), "{sites}");
+        let app_error = &sites[1]["app_error"];
+        assert_eq!(
+            app_error["function_app"].as_str(),
+            failing.to_str(),
+            "{app_error}"
+        );
+        assert_eq!(app_error["error"].as_str(), Some(exited), "{app_error}");
+        assert!(app_error["help"].is_string(), "{app_error}");
+        assert_eq!(sites[1]["functions"], serde_json::json!([]), "{sites}");
+        assert!(sites[1]["egress_proxy"].is_null(), "{sites}");
+    }
+
+    let call = |url: &str, status: &str| {
+        subnetlock(&[
+            "call",
+            "--state-dir",
+            state.to_str().expect("path"),
+            "--from",
+            "internet",
+            "-i",
+            "--expect-status",
+            status,
+            url,
+        ])
+    };
+    let running = call("https://app.azurewebsites.net/api/hello", "200");
+    assert_eq!(running.status.code(), Some(0), "{}", stderr(&running));
+    let stopped = call("https://other.azurewebsites.net/api/hello", "503");
+    assert_eq!(stopped.status.code(), Some(0), "{}", stderr(&stopped));
+    let response = stdout(&stopped);
+    assert!(
+        response
+            .trim_end()
+            .ends_with("Function host is not running."),
+        "{response}"
+    );
+    assert!(
+        !response
+            .to_ascii_lowercase()
+            .contains("x-subnetlock-origin"),
+        "the site sends this response on Azure: {response}"
+    );
 }
 
 #[test]
@@ -3129,7 +3248,7 @@ fn up_runs_other_sites_when_app_fails() {
         .unwrap_or_else(|| panic!("no section for `other`:\n{listing}"));
     assert!(
         other.contains(&format!(
-            "  error: function app `{}` fails to load, so its Functions host does not start:",
+            "  error: the Functions host of function app `{}` does not start: invalid JSON in `",
             broken.display()
         )),
         "{listing}"

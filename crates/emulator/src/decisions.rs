@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -79,15 +79,24 @@ struct Inner {
 
 impl DecisionLog {
     /// Creates a log that also appends to `path` when given.
+    ///
+    /// When the file already contains records, from an earlier run on the same state directory,
+    /// numbering continues after the last complete one, so that sequence numbers stay unique
+    /// in the file. A record that a crash left incomplete at the end is skipped with a warning,
+    /// and the next record starts on a new line.
     pub fn new(path: Option<PathBuf>) -> std::io::Result<DecisionLog> {
-        let file = match &path {
-            Some(path) => Some(open_log_file(path)?),
-            None => None,
+        let (file, next_sequence) = match &path {
+            Some(path) => {
+                let mut file = open_log_file(path)?;
+                let next_sequence = continue_numbering(&mut file, path)?;
+                (Some(file), next_sequence)
+            }
+            None => (None, 1),
         };
         Ok(DecisionLog {
             inner: Mutex::new(Inner {
                 tails: VecDeque::with_capacity(MAX_RECORDS_IN_MEMORY),
-                next_sequence: 1,
+                next_sequence,
                 file: file.map(|file| BufWriter::with_capacity(FILE_BUFFER_BYTES, file)),
             }),
             path,
@@ -524,13 +533,168 @@ fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
         }
     }
     let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
+    // Read access lets `continue_numbering` find the last record.
+    options.create(true).append(true).read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
     options.open(path)
+}
+
+/// Returns the sequence number for the next record appended to `file`: one after the last
+/// complete record in it, or 1 when it holds none. A line at the end that a crash left without
+/// its newline is terminated with one, so the next record starts on its own line. Lines that
+/// are not records are skipped with a warning.
+fn continue_numbering(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
+    let mut lines = ReverseLines::new(file)?;
+
+    // The bytes after the last newline: empty unless the last write was cut short.
+    let torn = lines.next_line()?.map_or(0, |line| line.length);
+    if torn > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = torn,
+            "the decision log file ends in an incomplete record, as a crash leaves it; skipping it and starting the next record on a new line"
+        );
+        write_newline(lines.file)?;
+    }
+
+    let mut skipped = 0usize;
+    let last_sequence = loop {
+        let Some(line) = lines.next_line()? else {
+            break None;
+        };
+        let sequence = line
+            .bytes
+            .and_then(|bytes| serde_json::from_slice::<SequenceOnly>(&bytes).ok());
+        match sequence {
+            Some(SequenceOnly { sequence }) => break Some(sequence),
+            None => skipped += 1,
+        }
+    };
+    if skipped > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            lines = skipped,
+            "skipped lines at the end of the decision log file that are not decision records"
+        );
+    }
+
+    match last_sequence {
+        Some(last) => {
+            tracing::info!(
+                path = %path.display(),
+                last_sequence = last,
+                "the decision log file has records of an earlier run; numbering continues after its last one"
+            );
+            last.checked_add(1).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the last record in `{}` has the largest sequence number; move the file away",
+                        path.display()
+                    ),
+                )
+            })
+        }
+        None => Ok(1),
+    }
+}
+
+fn write_newline(mut file: &std::fs::File) -> std::io::Result<()> {
+    file.write_all(b"\n")
+}
+
+/// The only member of a record that [`continue_numbering`] reads. Parsing the whole line into
+/// it still checks that the line is complete JSON.
+#[derive(Deserialize)]
+struct SequenceOnly {
+    sequence: u64,
+}
+
+/// Longest line that [`ReverseLines`] returns the bytes of. A record is about 500 bytes, and its
+/// longest strings, the host and the path, are bounded by the front end's parser at a few
+/// hundred kilobytes, escaped at most six times, so a longer line is not a record.
+const MAX_RECORD_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bytes read from the file at a time, from its end backwards.
+const REVERSE_READ_BYTES: usize = 16 * 1024;
+
+/// One line found by [`ReverseLines`], without its newline.
+struct ReverseLine {
+    length: u64,
+    /// The line's bytes, or `None` when it is longer than [`MAX_RECORD_LINE_BYTES`].
+    bytes: Option<Vec<u8>>,
+}
+
+/// Reads the lines of a file from its end, so that finding the last record costs one read
+/// however long the file is. The first line returned is the part after the last newline,
+/// which is empty when the file ends with one.
+struct ReverseLines<'a> {
+    file: &'a mut std::fs::File,
+    /// Offset of the first byte of `buffer` in the file.
+    position: u64,
+    /// Bytes from `position` to the end of the line being read, which are not yet returned.
+    buffer: Vec<u8>,
+    /// Length of the part of the current line that was dropped because it was too long.
+    dropped: u64,
+    finished: bool,
+}
+
+impl<'a> ReverseLines<'a> {
+    fn new(file: &'a mut std::fs::File) -> std::io::Result<ReverseLines<'a>> {
+        let position = file.metadata()?.len();
+        Ok(ReverseLines {
+            file,
+            position,
+            buffer: Vec::new(),
+            dropped: 0,
+            finished: false,
+        })
+    }
+
+    fn next_line(&mut self) -> std::io::Result<Option<ReverseLine>> {
+        use std::io::{Read, Seek, SeekFrom};
+        if self.finished {
+            return Ok(None);
+        }
+        loop {
+            // The newline found ends the line before; the bytes after it are this line.
+            let start = match memchr::memrchr(b'\n', &self.buffer) {
+                Some(newline) => Some(newline + 1),
+                None if self.position == 0 => {
+                    self.finished = true;
+                    Some(0)
+                }
+                None => None,
+            };
+            if let Some(start) = start {
+                let bytes = self.buffer.split_off(start);
+                self.buffer.truncate(start.saturating_sub(1));
+                let length = bytes.len() as u64 + std::mem::take(&mut self.dropped);
+                let bytes = (length <= MAX_RECORD_LINE_BYTES as u64).then_some(bytes);
+                return Ok(Some(ReverseLine { length, bytes }));
+            }
+
+            if self.buffer.len() > MAX_RECORD_LINE_BYTES {
+                self.dropped += self.buffer.len() as u64;
+                self.buffer.clear();
+            }
+            // Each read is at least as long as the bytes held, so a long line is copied a
+            // bounded number of times in all.
+            let read = REVERSE_READ_BYTES
+                .max(self.buffer.len())
+                .min(usize::try_from(self.position).unwrap_or(usize::MAX));
+            self.position -= read as u64;
+            let mut block = vec![0; read];
+            self.file.seek(SeekFrom::Start(self.position))?;
+            self.file.read_exact(&mut block)?;
+            block.extend_from_slice(&self.buffer);
+            self.buffer = block;
+        }
+    }
 }
 
 impl Drop for DecisionLog {
@@ -718,5 +882,116 @@ mod tests {
                 String::from_utf8(expected).unwrap()
             );
         }
+    }
+
+    /// Returns the sequence numbers of the lines in `path`, failing on a line that is not a
+    /// complete record.
+    fn sequences_in_file(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let record: DecisionRecord =
+                    serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line:?}"));
+                record.sequence
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reused_file_continues_numbering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        {
+            let first = DecisionLog::new(Some(path.clone())).unwrap();
+            for expected in 1..=3 {
+                assert_eq!(first.push(&record(None)), expected);
+            }
+        }
+        let second = DecisionLog::new(Some(path.clone())).unwrap();
+        assert_eq!(second.push(&record(None)), 4);
+        assert_eq!(second.push(&record(None)), 5);
+        second.flush();
+
+        assert_eq!(sequences_in_file(&path), [1, 2, 3, 4, 5]);
+        // The control API's records are the file's last lines.
+        let served: Vec<u64> = second.all().iter().map(|r| r.sequence).collect();
+        assert_eq!(served, [4, 5]);
+        assert_eq!(second.since(4).len(), 1);
+    }
+
+    #[test]
+    fn torn_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        {
+            let first = DecisionLog::new(Some(path.clone())).unwrap();
+            first.push(&record(None));
+            first.push(&record(None));
+        }
+        let complete = std::fs::read(&path).unwrap();
+        let torn = b"{\"sequence\":3,\"time\":\"2026-12";
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(torn).unwrap();
+        drop(file);
+
+        // A run that writes nothing still ends the torn line, and the next run skips it.
+        drop(DecisionLog::new(Some(path.clone())).unwrap());
+        let mut expected = complete.clone();
+        expected.extend_from_slice(torn);
+        expected.push(b'\n');
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+
+        let second = DecisionLog::new(Some(path.clone())).unwrap();
+        assert_eq!(second.push(&record(None)), 3);
+        drop(second);
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines[2].as_bytes(), torn);
+        let last: DecisionRecord = serde_json::from_str(lines[3]).unwrap();
+        assert_eq!(last.sequence, 3);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn numbering_reads_across_blocks() {
+        // The last record is longer than one backward read, and the ones before fill several.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        {
+            let first = DecisionLog::new(Some(path.clone())).unwrap();
+            for _ in 0..100 {
+                first.push(&record(None));
+            }
+            let mut long = record(None);
+            long.path = format!("/{}", "a".repeat(3 * REVERSE_READ_BYTES));
+            assert_eq!(first.push(&long), 101);
+        }
+        let second = DecisionLog::new(Some(path.clone())).unwrap();
+        assert_eq!(second.push(&record(None)), 102);
+        drop(second);
+        assert_eq!(sequences_in_file(&path), (1..=102).collect::<Vec<u64>>());
+    }
+
+    #[test]
+    fn empty_or_foreign_file_starts_at_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(
+            DecisionLog::new(Some(path.clone()))
+                .unwrap()
+                .push(&record(None)),
+            1
+        );
+
+        std::fs::write(&path, "not a record\n\n").unwrap();
+        let log = DecisionLog::new(Some(path.clone())).unwrap();
+        assert_eq!(log.push(&record(None)), 1);
     }
 }

@@ -220,7 +220,7 @@ pub enum HostError {
 
     #[error("failed to start custom handler `{}` for site `{site}`", executable.display())]
     #[diagnostic(help(
-        "check `customHandler.description.defaultExecutablePath` and that the program is executable"
+        "check the handler: the path given with `--handler` or in host.json's `customHandler.description.defaultExecutablePath`, that it is built (`--no-build` skips the binding file's build commands), and that it is executable"
     ))]
     Spawn {
         site: String,

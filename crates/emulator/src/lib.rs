@@ -111,13 +111,4 @@ pub enum EmulatorError {
         #[diagnostic_source]
         source: functions_host::HostError,
     },
-    #[error("the Functions host of site `{site}` did not start")]
-    #[diagnostic(help(
-        "check the handler: the path given with `--handler` or in host.json's `customHandler.description.defaultExecutablePath`, that it is built (`--no-build` skips the binding file's build commands), and that it is executable"
-    ))]
-    FunctionsHost {
-        site: String,
-        #[source]
-        source: functions_host::HostError,
-    },
 }

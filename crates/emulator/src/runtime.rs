@@ -163,17 +163,38 @@ pub struct FunctionErrorInfo {
     pub help: Option<String>,
 }
 
-/// A bound function app that fails to load as a whole, such as one with an invalid host.json.
-/// Its Functions host does not start, so every request to the main site that the access
-/// restrictions allow gets 503, while the other sites run.
+/// A bound function app whose Functions host does not start: the app fails to load as a whole,
+/// such as one with an invalid host.json, or its custom handler fails to spawn, exits or does
+/// not respond in time. Every request to the main site that the access restrictions allow gets
+/// 503, while the other sites run.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppErrorInfo {
     /// The app folder the binding file names.
     pub function_app: PathBuf,
-    /// The error message with its causes, which names the file or value at fault.
+    /// The error message with its causes, which names the file, value or handler executable at
+    /// fault, and for a handler that exited its exit status and last stderr lines.
     pub error: String,
     /// The next step that fixes the app, when the error has one.
     pub help: Option<String>,
+}
+
+impl AppErrorInfo {
+    fn new(function_app: &Path, error: &crate::functions_host::HostError) -> AppErrorInfo {
+        AppErrorInfo {
+            function_app: function_app.to_path_buf(),
+            error: crate::with_causes(error),
+            help: miette::Diagnostic::help(error).map(|help| help.to_string()),
+        }
+    }
+
+    fn log(&self, site: &str) {
+        tracing::error!(
+            site,
+            function_app = %self.function_app.display(),
+            error = %self.error,
+            "the Functions host of the site does not start, so requests to the site get 503 while the other sites run"
+        );
+    }
 }
 
 /// One site of a running deployment.
@@ -187,7 +208,8 @@ pub struct SiteInfo {
     pub functions: Vec<FunctionInfo>,
     /// Functions of the bound app that are in error, in the order the host loads them.
     pub function_errors: Vec<FunctionErrorInfo>,
-    /// The reason the bound app fails to load as a whole, when it does. Such a site has no functions.
+    /// The reason the Functions host of the bound app does not start, when it does not. Such a
+    /// site has no functions.
     pub app_error: Option<AppErrorInfo>,
     pub master_key: String,
     pub host_key: String,
@@ -411,17 +433,8 @@ impl Emulator {
                         // Each function app is its own site, so one whose host cannot start
                         // leaves the other sites running, as on Azure.
                         Err(error) => {
-                            tracing::error!(
-                                site = %site.name,
-                                function_app = %binding.function_app.display(),
-                                error = %crate::with_causes(&error),
-                                "function app fails to load, so its Functions host does not start and requests to the site get 503"
-                            );
-                            let info = AppErrorInfo {
-                                function_app: binding.function_app.clone(),
-                                error: crate::with_causes(&error),
-                                help: miette::Diagnostic::help(&error).map(|help| help.to_string()),
-                            };
+                            let info = AppErrorInfo::new(&binding.function_app, &error);
+                            info.log(&site.name);
                             (None, Some(info))
                         }
                     }
@@ -518,12 +531,22 @@ impl Emulator {
                 startup_timeout: config.startup_timeout,
                 invocation_timeout: config.invocation_timeout,
             };
-            let host = FunctionsHost::start(host_config).await.map_err(|source| {
-                EmulatorError::FunctionsHost {
-                    site: site.name.clone(),
-                    source,
+            let function_app = host_config.app.root.clone();
+            let host = match FunctionsHost::start(host_config).await {
+                Ok(host) => host,
+                // A handler that cannot be spawned, exits or never responds takes down only its
+                // own site, as an app that fails to load does.
+                Err(error) => {
+                    let app_error = AppErrorInfo::new(&function_app, &error);
+                    app_error.log(&site.name);
+                    info.app_error = Some(app_error);
+                    info.functions.clear();
+                    info.egress_proxy = None;
+                    hosts_not_running.insert(site.name.to_ascii_lowercase());
+                    // Dropping the proxy closes it: no handler of this site runs to use it.
+                    continue;
                 }
-            })?;
+            };
             hosts.insert(site.name.to_ascii_lowercase(), host);
             shared
                 .app_proxies
