@@ -371,8 +371,8 @@ fn in_range(byte: u8, low: u8, high: u8) -> bool {
     byte.wrapping_sub(low) <= high - low
 }
 
-/// A byte of a registered name, as [`REG_NAME`](super::REG_NAME) lists them, in comparisons that the compiler
-/// can test on many bytes at once.
+/// A byte of a registered name, as [`REG_NAME`](super::REG_NAME) lists them, in comparisons
+/// that the compiler can test on many bytes at once.
 fn is_reg_name_byte(byte: u8) -> bool {
     (byte == b'!')
         | in_range(byte, b'$', b'.')
