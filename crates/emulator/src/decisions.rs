@@ -223,8 +223,7 @@ pub(crate) fn write_json_tail(record: &DecisionRecord, out: &mut Vec<u8>) {
         out,
         RequestPart {
             host,
-            site: site.as_deref(),
-            site_kind: *site_kind,
+            site: SitePart::Fields(site.as_deref(), *site_kind),
             method,
             path,
             plain: false,
@@ -278,14 +277,20 @@ pub(crate) fn write_caller_and_source(
 /// The members of a record that describe the request.
 pub(crate) struct RequestPart<'a> {
     pub host: &'a str,
-    pub site: Option<&'a str>,
-    pub site_kind: Option<SiteKind>,
+    pub site: SitePart<'a>,
     /// A token (RFC 9110, section 9.1), with no byte that JSON escapes.
     pub method: &'a str,
     pub path: &'a str,
     /// The caller checked that `host` and `path` hold no byte that JSON escapes, as the front
     /// end's fast path does before it takes a request.
     pub plain: bool,
+}
+
+/// The `site` and `site_kind` members of a record.
+pub(crate) enum SitePart<'a> {
+    Fields(Option<&'a str>, Option<SiteKind>),
+    /// The members as [`write_site`] wrote them, for a connection that keeps them.
+    Written(&'a [u8]),
 }
 
 /// Writes the members from `host` to `path`. Returns where the host name is in `out`, when it
@@ -301,20 +306,28 @@ pub(crate) fn write_request(
     };
     out.extend_from_slice(b",\"host\":");
     let host_range = string(out, part.host);
-    out.extend_from_slice(b",\"site\":");
     match part.site {
+        SitePart::Fields(site, site_kind) => write_site(out, site, site_kind),
+        SitePart::Written(members) => out.extend_from_slice(members),
+    }
+    out.extend_from_slice(b",\"method\":");
+    json_plain_string(out, part.method);
+    out.extend_from_slice(b",\"path\":");
+    string(out, part.path);
+    host_range
+}
+
+/// Writes the `site` and `site_kind` members.
+pub(crate) fn write_site(out: &mut Vec<u8>, site: Option<&str>, site_kind: Option<SiteKind>) {
+    out.extend_from_slice(b",\"site\":");
+    match site {
         Some(site) => {
             json_string(out, site);
         }
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"site_kind\":");
-    write_optional(out, part.site_kind, write_site_kind);
-    out.extend_from_slice(b",\"method\":");
-    json_plain_string(out, part.method);
-    out.extend_from_slice(b",\"path\":");
-    string(out, part.path);
-    host_range
+    write_optional(out, site_kind, write_site_kind);
 }
 
 /// Writes the members from `verdict` to `ambiguities`.

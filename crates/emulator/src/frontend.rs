@@ -26,7 +26,7 @@ use subnetlock_model::Topology;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart};
+use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart, SitePart};
 use crate::functions_host::{Direct, FunctionsHost};
 use crate::handler_client::HOP_BY_HOP;
 use crate::pages;
@@ -174,6 +174,9 @@ pub(crate) struct ConnectionPart {
     /// The connection's last decision and its members from `verdict` to `ambiguities`. A
     /// connection mostly carries one kind of request, so they are written once per change.
     last_decision: Option<(subnetlock_access::Decision, Vec<u8>)>,
+    /// The same for the site, by its index in the topology, and its `site` and `site_kind`
+    /// members.
+    last_site: Option<(usize, Vec<u8>)>,
 }
 
 impl ConnectionPart {
@@ -185,6 +188,7 @@ impl ConnectionPart {
             caller,
             address: source.address,
             last_decision: None,
+            last_site: None,
         }
     }
 }
@@ -558,12 +562,19 @@ impl FrontEnd {
             .caller
             .clone()
             .map(|range| range.start + offset..range.end + offset);
+        let site_members = match &mut connection.last_site {
+            Some((last, members)) if *last == index => members,
+            last => {
+                let mut members = Vec::with_capacity(128);
+                decisions::write_site(&mut members, Some(&site.name), Some(kind));
+                &mut last.insert((index, members)).1
+            }
+        };
         let host = decisions::write_request(
             &mut tail,
             RequestPart {
                 host: &request.host,
-                site: Some(&site.name),
-                site_kind: Some(kind),
+                site: SitePart::Written(site_members),
                 method: request.method.as_str(),
                 path: request.path,
                 // The fast path takes only a registered name and a target of plain
