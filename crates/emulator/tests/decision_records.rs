@@ -165,14 +165,17 @@ async fn rule_changes_on_one_connection() {
     let after_two = control_decisions(&emulator, 2).await;
     assert_eq!(after_two, records[2..]);
 
-    // The runtime flushes the file every half second.
+    assert_eq!(file_records(dir.path()).await, records);
+}
+
+/// Reads the decision file of the emulator whose state is under `dir`, after the runtime's
+/// flush, which runs every half second.
+async fn file_records(dir: &std::path::Path) -> Vec<DecisionRecord> {
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let file = std::fs::read_to_string(dir.path().join("state/decisions.jsonl")).expect("file");
-    let from_file: Vec<DecisionRecord> = file
-        .lines()
+    let file = std::fs::read_to_string(dir.join("state/decisions.jsonl")).expect("file");
+    file.lines()
         .map(|line| serde_json::from_str(line).expect("record line"))
-        .collect();
-    assert_eq!(from_file, records);
+        .collect()
 }
 
 /// Sends raw `bytes` on a new connection, closes its sending side, and reads until the front
@@ -226,12 +229,7 @@ async fn odd_requests_all_recorded() {
     assert_eq!(sequences, expected);
     assert_eq!(control_decisions(&emulator, 0).await, records);
 
-    let file = std::fs::read_to_string(dir.path().join("state/decisions.jsonl")).expect("file");
-    let from_file: Vec<DecisionRecord> = file
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("record line"))
-        .collect();
-    assert_eq!(from_file, records);
+    assert_eq!(file_records(dir.path()).await, records);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,11 +276,5 @@ async fn concurrent_connections_lose_nothing() {
         }
     }
     assert_eq!(control_decisions(&emulator, 0).await, records);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let file = std::fs::read_to_string(dir.path().join("state/decisions.jsonl")).expect("file");
-    let from_file: Vec<DecisionRecord> = file
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("record line"))
-        .collect();
-    assert_eq!(from_file, records);
+    assert_eq!(file_records(dir.path()).await, records);
 }
