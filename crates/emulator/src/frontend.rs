@@ -167,20 +167,29 @@ pub(crate) struct PendingLine<'f> {
 
 /// What a fast-path record shares with every other record of its connection: the `caller`
 /// and `source` members, written once.
-pub(crate) struct ConnectionPart {
+pub(crate) struct ConnectionPart<'f> {
     bytes: Vec<u8>,
     caller: Option<std::ops::Range<usize>>,
     address: IpAddr,
     /// The connection's last decision and its members from `verdict` to `ambiguities`. A
     /// connection mostly carries one kind of request, so they are written once per change.
     last_decision: Option<(subnetlock_access::Decision, Vec<u8>)>,
-    /// The same for the site, by its index in the topology, and its `site` and `site_kind`
-    /// members.
-    last_site: Option<(usize, Vec<u8>)>,
+    /// The same for the connection's last site.
+    last_site: Option<LastSite<'f>>,
 }
 
-impl ConnectionPart {
-    pub(crate) fn new(caller: &str, source: &Source) -> ConnectionPart {
+/// The site of a connection's last request, by its index in the topology: its `site` and
+/// `site_kind` members, and its access restrictions and Functions host, which would otherwise
+/// be looked up by name for every request.
+struct LastSite<'f> {
+    index: usize,
+    members: Vec<u8>,
+    access: &'f CompiledSiteAccess,
+    host: &'f FunctionsHost,
+}
+
+impl ConnectionPart<'_> {
+    pub(crate) fn new(caller: &str, source: &Source) -> Self {
         let mut bytes = Vec::with_capacity(256);
         let caller = decisions::write_caller_and_source(&mut bytes, caller, source);
         ConnectionPart {
@@ -518,7 +527,7 @@ impl FrontEnd {
         &'f self,
         request: DirectRequest<'_>,
         source: &Source,
-        connection: &mut ConnectionPart,
+        connection: &mut ConnectionPart<'f>,
         scheme: &str,
         spare: Option<Vec<u8>>,
     ) -> Option<(PendingLine<'f>, Direct<'f>)> {
@@ -527,14 +536,23 @@ impl FrontEnd {
         if kind != SiteKind::Main || (site.https_only && scheme == "http") {
             return None;
         }
-        // Site names are mostly lower-case already, so the key is copied only when not.
-        let site_key = if site.name.bytes().any(|byte| byte.is_ascii_uppercase()) {
-            std::borrow::Cow::Owned(site.name.to_ascii_lowercase())
-        } else {
-            std::borrow::Cow::Borrowed(site.name.as_str())
+        let last = match &mut connection.last_site {
+            Some(last) if last.index == index => last,
+            slot => {
+                let site_key = site.name.to_ascii_lowercase();
+                let access = self.access.get(&site_key)?;
+                let host = self.hosts.get(&site_key)?;
+                let mut members = Vec::with_capacity(128);
+                decisions::write_site(&mut members, Some(&site.name), Some(kind));
+                slot.insert(LastSite {
+                    index,
+                    members,
+                    access,
+                    host,
+                })
+            }
         };
-        let access = self.access.get(site_key.as_ref())?;
-        let mut decision = access.decide(&subnetlock_access::Request {
+        let mut decision = last.access.decide(&subnetlock_access::Request {
             source,
             site: kind,
             headers: request.headers,
@@ -543,12 +561,9 @@ impl FrontEnd {
         if decision.verdict != Action::Allow {
             return None;
         }
-        let direct = self.hosts.get(site_key.as_ref())?.direct(
-            request.method,
-            request.target,
-            request.path,
-            request.key,
-        )?;
+        let direct = last
+            .host
+            .direct(request.method, request.target, request.path, request.key)?;
 
         // The record's members in `DecisionRecord`'s order, as `write_json_tail` writes them.
         let mut tail = spare.unwrap_or_else(|| Vec::with_capacity(decisions::LINE_CAPACITY));
@@ -562,19 +577,11 @@ impl FrontEnd {
             .caller
             .clone()
             .map(|range| range.start + offset..range.end + offset);
-        let site_members = match &mut connection.last_site {
-            Some((last, members)) if *last == index => members,
-            last => {
-                let mut members = Vec::with_capacity(128);
-                decisions::write_site(&mut members, Some(&site.name), Some(kind));
-                &mut last.insert((index, members)).1
-            }
-        };
         let host = decisions::write_request(
             &mut tail,
             RequestPart {
                 host: &request.host,
-                site: SitePart::Written(site_members),
+                site: SitePart::Written(&last.members),
                 method: request.method.as_str(),
                 path: request.path,
                 // The fast path takes only a registered name and a target of plain

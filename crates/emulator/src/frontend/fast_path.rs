@@ -75,6 +75,8 @@ pub(crate) async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let source = Source::internet(canonical_peer(peer.ip()));
+    // The connection's record parts refer into the front end, which outlives the loop.
+    let front_end_ref: &FrontEnd = &front_end;
     let mut connection = ConnectionPart::new(&format!("direct:{}", source.address), &source);
     // The buffer of a record that left the decision log's memory, for the next record.
     let mut spare = None;
@@ -97,7 +99,7 @@ pub(crate) async fn serve<I>(
         // Parsing borrows the buffer only until the request is encoded, so the buffer can
         // take more bytes while the handler works.
         let step = prepare(
-            &front_end,
+            front_end_ref,
             &input,
             (&source, &mut connection),
             scheme,
@@ -227,7 +229,7 @@ enum Step<'f> {
 fn prepare<'f>(
     front_end: &'f FrontEnd,
     input: &[u8],
-    (source, connection): (&Source, &mut ConnectionPart),
+    (source, connection): (&Source, &mut ConnectionPart<'f>),
     scheme: &str,
     outbound: &mut Vec<u8>,
     spare: &mut Option<Vec<u8>>,
