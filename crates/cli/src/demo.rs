@@ -65,6 +65,10 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     // The emulator stops when the probes are done, so no commands to try are printed.
     crate::up::print_summary(&emulator, &bindings, &overrides, None, &inputs.engine);
 
+    // Probes of a site whose Functions host does not start are skipped, so they may leave
+    // nothing to compare for a reason other than missing code.
+    let host_failed = emulator.sites().iter().any(|site| site.app_error.is_some());
+
     // A stop signal during the probes still shuts the emulator down, handlers included.
     let results = tokio::select! {
         results = run_probes(&emulator, &analysis, &auth_levels, &inputs.engine) => Some(results),
@@ -78,6 +82,12 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let results = results?;
     if results.is_empty() {
         // A demo that compared nothing must not pass a CI job as if it had compared everything.
+        if host_failed {
+            return Err(miette::miette!(
+                help = "fix the function apps that the `skipped:` lines name, then run the demo again",
+                "nothing to compare: every probe was skipped, because the Functions host of a site does not start"
+            ));
+        }
         return Err(miette::miette!(
             help = format!(
                 "add a binding file (`{}`) that maps a site to a function app folder, as examples/lock-in-subnet does",
@@ -136,7 +146,8 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
 /// prediction. For every bound function, an internet caller sends the function's example
 /// request with and without its key, and a function without one is skipped with the reason
 /// printed. Then, for every call between apps found in app settings, the status the front end
-/// gave it is paired with its prediction.
+/// gave it is paired with its prediction, unless the calling app's Functions host does not
+/// start, which skips the call with the reason printed.
 pub async fn run_probes(
     emulator: &Emulator,
     analysis: &Analysis,
@@ -221,6 +232,24 @@ pub async fn run_probes(
     let decisions = emulator.decisions();
     let mut call_results = Vec::new();
     for call in &analysis.calls {
+        let label = format!(
+            "app {} -> {}{} (setting `{}`)",
+            call.from_site, call.to_site, call.path, call.setting
+        );
+        // An app whose Functions host does not start runs no code, so it never sends the call.
+        let caller_error = emulator
+            .sites()
+            .iter()
+            .find(|site| site.name.eq_ignore_ascii_case(&call.from_site))
+            .and_then(|site| site.app_error.as_ref());
+        if let Some(app_error) = caller_error {
+            out!(
+                "skipped: {label}: the Functions host of the calling function app does not start, so it never sends the call: {}",
+                app_error.error
+            );
+            continue;
+        }
+
         let caller = format!("app:{}", call.from_site);
         let live = decisions
             .iter()
@@ -260,10 +289,7 @@ pub async fn run_probes(
             .map(|(_, result)| format!("{} answered: {}", call.from_site, result.live_body))
             .unwrap_or_default();
         call_results.push(ProbeResult {
-            label: format!(
-                "app {} -> {}{} (setting `{}`)",
-                call.from_site, call.to_site, call.path, call.setting
-            ),
+            label,
             prediction,
             live_status: live,
             live_body: answered,

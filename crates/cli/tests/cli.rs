@@ -1589,6 +1589,70 @@ fn demo_skips_site_whose_handler_exits() {
     assert!(!text.contains("internet -> GET other/"), "{text}");
 }
 
+/// Gives site `other` of the template in `dir` an app setting `TARGET_URL` that calls
+/// `hello` on site `app`.
+fn add_call_from_other_to_app(dir: &Path) {
+    let path = dir.join("azuredeploy.json");
+    let text = std::fs::read_to_string(&path).expect("template");
+    let mut template: serde_json::Value = serde_json::from_str(&text).expect("template JSON");
+    let other = template["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .iter_mut()
+        .find(|resource| resource["name"] == "other")
+        .expect("site `other`");
+    other["properties"]["siteConfig"] = serde_json::json!({"appSettings": [
+        {"name": "TARGET_URL", "value": "https://app.azurewebsites.net/api/hello"}
+    ]});
+    std::fs::write(&path, template.to_string()).expect("template");
+}
+
+#[test]
+fn demo_skips_calls_from_failed_app() {
+    // `other` calls `app` from its app settings, but its handler exits, so the call is never
+    // sent. The call gets a line with the reason instead of a mismatch.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_site_with_failing_handler(dir.path());
+    add_call_from_other_to_app(dir.path());
+
+    let output = run_demo(dir.path());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("skipped: app other -> app/api/hello (setting `TARGET_URL`): the Functions host of the calling function app does not start, so it never sends the call: custom handler `sh` for site `other` exited with exit code 3"),
+        "{text}"
+    );
+    assert!(text.contains("all 2 probes: live result equals"), "{text}");
+    assert!(!text.contains("!app other"), "{text}");
+}
+
+#[test]
+fn demo_fails_when_every_probe_skipped() {
+    // Only `other` is bound, and its handler exits, so both its internet probes and its call
+    // to `app` are skipped. The error names the skips, not missing code or calls.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_site_with_failing_handler(dir.path());
+    add_call_from_other_to_app(dir.path());
+    let binding = serde_json::json!({
+        "template": "azuredeploy.json",
+        "apps": [{"site": "other", "functionApp": "failing"}]
+    });
+    std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+
+    let output = run_demo(dir.path());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{}{text}", stdout(&output));
+    assert!(
+        text.contains("nothing to compare: every probe was skipped, because the Functions host of a site does not start"),
+        "{text}"
+    );
+    assert!(
+        stdout(&output).contains("skipped: app other -> app/api/hello"),
+        "{}",
+        stdout(&output)
+    );
+}
+
 #[test]
 fn demo_predicts_disabled_function() {
     // `hello` is disabled by its app setting: with its key it gets 404, without one 401.

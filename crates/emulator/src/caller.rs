@@ -308,32 +308,11 @@ mod tests {
     #[test]
     fn parse_in_internet_avoids_named_sample() {
         // A rule denies the range of the usual sample; the rest of the internet is allowed.
-        let template = serde_json::json!({
-            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-            "contentVersion": "1.0.0.0",
-            "resources": [
-                { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
-                  "sku": { "name": "S1" } },
-                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app",
-                  "properties": {
-                      "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
-                      "siteConfig": {
-                          "ipSecurityRestrictionsDefaultAction": "Allow",
-                          "ipSecurityRestrictions": [{ "ipAddress": "203.0.113.0/24",
-                              "action": "Deny", "priority": 100, "name": "deny-doc" }]
-                      } } }
-            ]
-        });
-        let provider =
-            subnetlock_model::SimulatedProvider::new(subnetlock_model::KeyMode::Placeholder);
-        let deployment = subnetlock_arm::evaluate_str(
-            "internet.json",
-            &template.to_string(),
-            &subnetlock_arm::EvalOptions::default(),
-            &provider,
-        )
-        .expect("template evaluates");
-        let topology = subnetlock_model::build_topology(&deployment).expect("topology");
+        let topology = subnetlock_model::testing::one_site_topology(serde_json::json!({
+            "ipSecurityRestrictionsDefaultAction": "Allow",
+            "ipSecurityRestrictions": [{ "ipAddress": "203.0.113.0/24",
+                "action": "Deny", "priority": 100, "name": "deny-doc" }]
+        }));
 
         let internet = Caller::parse_in(" Internet ", &topology, None).expect("caller");
         assert_eq!(

@@ -9,7 +9,6 @@
 mod python_app;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use subnetlock_emulator::Emulator;
@@ -109,8 +108,11 @@ class Handler(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])), Handler).serve_forever()
 "#;
 
-/// Starts the emulator with the handler's functions: every method reaches each of them.
-async fn start(dir: &Path) -> Emulator {
+/// Starts the emulator in a new temporary folder with the handler's functions, which every
+/// method reaches. Returns the folder, the emulator and the host name of `app-open`. The
+/// folder must outlive the emulator.
+async fn start_open_app() -> (TempDir, Emulator, String) {
+    let dir = TempDir::new().expect("temp dir");
     let function = |name, auth_level| python_app::Function {
         name,
         auth_level,
@@ -123,7 +125,9 @@ async fn start(dir: &Path) -> Emulator {
         function("raw", "anonymous"),
         function("secure", "function"),
     ];
-    python_app::start(dir, TEMPLATE, HANDLER, &functions, |_| {}).await
+    let emulator = python_app::start(dir.path(), TEMPLATE, HANDLER, &functions, |_| {}).await;
+    let open = emulator.site("app-open").expect("site").host.clone();
+    (dir, emulator, open)
 }
 
 /// Adds `Connection: keep-alive` as the last header line of the first request in `request`,
@@ -302,10 +306,8 @@ async fn assert_same_on_both_paths(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_heads_match_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
+    let (_dir, emulator, open) = start_open_app().await;
     let site = emulator.site("app-open").expect("site");
-    let open = site.host.clone();
     let host_key = site.host_key.clone();
     let master_key = site.master_key.clone();
 
@@ -374,9 +376,7 @@ async fn request_heads_match_full_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_responses_match_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
 
     for case in [
         "dup",
@@ -400,9 +400,7 @@ async fn handler_responses_match_full_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dying_handler_matches_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
 
     // The handler exits while it handles the request. GET may be sent again once it restarts,
     // so POST, which is never sent again, is used.
@@ -412,9 +410,7 @@ async fn dying_handler_matches_full_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_closed_single_request_matches_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
 
     // A whole head, and a head cut short.
     let head = format!("GET /api/echo HTTP/1.1\r\nHost: {open}\r\n\r\n");
@@ -427,9 +423,7 @@ async fn half_closed_single_request_matches_full_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_closed_pipeline_matches_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
 
     // Two requests in one write, then the end of the caller's stream, as `nc -N` or a script
     // that writes a file of requests sends them. hyper serves the first while the second is
@@ -456,9 +450,7 @@ async fn half_closed_pipeline_matches_full_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_split_at_every_byte() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
     let addr = emulator.http_addr();
 
     let head = format!("GET /api/echo?n=1 HTTP/1.1\r\nHost: {open}\r\nX-A: 1\r\n\r\n");
@@ -500,9 +492,7 @@ async fn head_split_at_every_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_mix_matches_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
     let addr = emulator.http_addr();
 
     // A request the fast path takes, one with a body that goes to hyper, and a plain one that
@@ -578,9 +568,7 @@ async fn memory_held_by_idle_connections(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_holds_no_response_buffer() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
 
     // Just below the 32 MiB the Functions host buffers of a handler's response.
     let size = 30 * 1024 * 1024;
@@ -644,9 +632,7 @@ async fn read_tls_until_closed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_pipeline_matches_full_path() {
-    let dir = TempDir::new().expect("temp dir");
-    let emulator = start(dir.path()).await;
-    let open = emulator.site("app-open").expect("site").host.clone();
+    let (_dir, emulator, open) = start_open_app().await;
 
     // A fast request, one that hyper takes, and a fast one again, and then the caller's
     // `close_notify` and the end of its stream.

@@ -234,35 +234,16 @@ mod tests {
     use subnetlock_access::{IpNet, ServiceTagTable};
 
     use super::{unnamed_address, unnamed_internet_v4};
-    use crate::{build_topology, KeyMode, SimulatedProvider, Topology};
+    use crate::testing::one_site_topology;
+    use crate::Topology;
 
     /// Builds the topology of site `app` whose main rules are `rules`, with the default
     /// action `Allow`.
     fn site_with_rules(rules: serde_json::Value) -> Topology {
-        let template = serde_json::json!({
-            "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-            "contentVersion": "1.0.0.0",
-            "resources": [
-                { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
-                  "sku": { "name": "S1" } },
-                { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app",
-                  "properties": {
-                      "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
-                      "siteConfig": {
-                          "ipSecurityRestrictionsDefaultAction": "Allow",
-                          "ipSecurityRestrictions": rules
-                      } } }
-            ]
-        });
-        let provider = SimulatedProvider::new(KeyMode::Placeholder);
-        let deployment = subnetlock_arm::evaluate_str(
-            "internet.json",
-            &template.to_string(),
-            &subnetlock_arm::EvalOptions::default(),
-            &provider,
-        )
-        .expect("template evaluates");
-        build_topology(&deployment).expect("topology")
+        one_site_topology(serde_json::json!({
+            "ipSecurityRestrictionsDefaultAction": "Allow",
+            "ipSecurityRestrictions": rules
+        }))
     }
 
     fn nets(ranges: &[&str]) -> Vec<IpNet> {

@@ -21,6 +21,8 @@ pub mod egress;
 mod findings;
 pub mod internet;
 mod provider;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod topology;
 mod validate;
 

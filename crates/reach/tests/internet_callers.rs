@@ -5,34 +5,13 @@
 
 use serde_json::{json, Value as Json};
 use subnetlock_access::{EngineOptions, SiteKind};
-use subnetlock_model::{build_topology, FindingCode, KeyMode, SimulatedProvider};
+use subnetlock_model::testing::one_site_topology;
+use subnetlock_model::FindingCode;
 use subnetlock_reach::{analyze, Analysis};
 
 /// Analyses a plan and site `app` whose `siteConfig` is `site_config`.
 fn one_site(site_config: Json) -> Analysis {
-    let template = json!({
-        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
-        "contentVersion": "1.0.0.0",
-        "resources": [
-            { "type": "Microsoft.Web/serverfarms", "apiVersion": "2022-09-01", "name": "plan",
-              "sku": { "name": "S1" } },
-            { "type": "Microsoft.Web/sites", "apiVersion": "2022-09-01", "name": "app",
-              "properties": { "serverFarmId": "[resourceId('Microsoft.Web/serverfarms', 'plan')]",
-                              "siteConfig": site_config } }
-        ]
-    });
-    let provider = SimulatedProvider::new(KeyMode::Placeholder);
-    let deployment = subnetlock_arm::evaluate_str(
-        "internet.json",
-        &template.to_string(),
-        &subnetlock_arm::EvalOptions::default(),
-        &provider,
-    )
-    .expect("template evaluates");
-    analyze(
-        build_topology(&deployment).expect("topology"),
-        &EngineOptions::default(),
-    )
+    analyze(one_site_topology(site_config), &EngineOptions::default())
 }
 
 /// Returns the internet callers of the main site's rows, with whether each is allowed.
