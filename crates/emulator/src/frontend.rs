@@ -159,14 +159,14 @@ pub(crate) struct PendingLine<'f> {
     /// The record as `decisions::write_json_tail` writes it, without the status. Empty once
     /// logged.
     tail: Vec<u8>,
-    /// Where the caller's name and the host name are in `tail`, for the log event.
+    /// Positions of the caller's name and the host name in `tail`, for the log event.
     caller: Option<std::ops::Range<usize>>,
     host: Option<std::ops::Range<usize>>,
     address: IpAddr,
 }
 
-/// What a fast-path record shares with every other record of its connection: the `caller`
-/// and `source` members, written once.
+/// The part that a fast-path record shares with every other record of its connection: the
+/// `caller` and `source` members, written once.
 pub(crate) struct ConnectionPart<'f> {
     bytes: Vec<u8>,
     caller: Option<std::ops::Range<usize>>,

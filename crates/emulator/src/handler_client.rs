@@ -58,7 +58,7 @@ pub(crate) const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-/// What the client does with a response header, by its name.
+/// The handling a response header gets from the client, by its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     ContentLength,

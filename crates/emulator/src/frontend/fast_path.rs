@@ -373,8 +373,8 @@ fn in_range(byte: u8, low: u8, high: u8) -> bool {
     byte.wrapping_sub(low) <= high - low
 }
 
-/// A byte of a registered name, as [`REG_NAME`](super::REG_NAME) lists them, in comparisons
-/// that the compiler can test on many bytes at once.
+/// Returns whether `byte` belongs in a registered name, as [`REG_NAME`](super::REG_NAME) lists
+/// them, with comparisons that the compiler can test on many bytes at once.
 fn is_reg_name_byte(byte: u8) -> bool {
     (byte == b'!')
         | in_range(byte, b'$', b'.')
@@ -387,8 +387,8 @@ fn is_reg_name_byte(byte: u8) -> bool {
         | (byte == b'~')
 }
 
-/// A byte of a target this path takes, by [`qualify`]'s rule: a byte of a registered name,
-/// `:`, `@`, `/` or `?`.
+/// Returns whether `byte` belongs in a target this path takes, by [`qualify`]'s rule: a byte of
+/// a registered name, `:`, `@`, `/` or `?`.
 fn is_plain_target_byte(byte: u8) -> bool {
     is_reg_name_byte(byte) | (byte == b':') | (byte == b'@') | (byte == b'/') | (byte == b'?')
 }

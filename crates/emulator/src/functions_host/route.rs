@@ -127,7 +127,7 @@ impl RouteTemplate {
     /// segments only; `None` for any other template, which [`Self::matches`] takes.
     ///
     /// [`Self::matches`] would compare the path's segments one by one, ignoring case, after
-    /// dropping one empty last segment. A literal segment holds no `/` and is never empty, so
+    /// dropping one empty last segment. A literal segment contains no `/` and is never empty, so
     /// comparing the path without one trailing `/` to the joined literals decides the same,
     /// without splitting the path. Most functions have such a route.
     pub(super) fn matches_literal(&self, path: &str) -> Option<bool> {
