@@ -165,16 +165,17 @@ pub(crate) struct PendingLine<'f> {
     address: IpAddr,
 }
 
-/// The part that a fast-path record shares with every other record of its connection: the
-/// `caller` and `source` members, written once.
+/// The state the fast path keeps per connection for its records. A connection mostly carries
+/// one kind of request to one site, so what its requests share is written or looked up once
+/// per change.
 pub(crate) struct ConnectionPart<'f> {
+    /// The `caller` and `source` members, the same for every record of the connection.
     bytes: Vec<u8>,
+    /// Position of the caller's name in `bytes`, for the log event.
     caller: Option<std::ops::Range<usize>>,
     address: IpAddr,
-    /// The connection's last decision and its members from `verdict` to `ambiguities`. A
-    /// connection mostly carries one kind of request, so they are written once per change.
+    /// The last decision, with its members from `verdict` to `ambiguities`.
     last_decision: Option<(subnetlock_access::Decision, Vec<u8>)>,
-    /// The same for the connection's last site.
     last_site: Option<LastSite<'f>>,
 }
 
