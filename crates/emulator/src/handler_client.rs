@@ -211,6 +211,10 @@ pub(crate) struct HandlerClient {
 
 struct IdleConnection {
     connection: Connection,
+    /// The thread that used it last. A connection is registered with the runtime of the thread
+    /// that opened it, and each of the front end's threads runs a runtime of its own, so a
+    /// connection goes back only to its thread (see `frontend::spawn_per_core`).
+    thread: std::thread::ThreadId,
     since: Instant,
 }
 
@@ -332,10 +336,13 @@ impl HandlerClient {
         exchange.response
     }
 
-    /// Takes the most recently used idle connection to `port` that is still open.
+    /// Takes the most recently used idle connection to `port` that this thread checked in and
+    /// that is still open.
     fn checkout(&self, port: u16) -> Option<Connection> {
         let mut idle = self.lock_idle();
-        while let Some(candidate) = idle.pop() {
+        let thread = std::thread::current().id();
+        while let Some(position) = idle.iter().rposition(|idle| idle.thread == thread) {
+            let candidate = idle.remove(position);
             // Connections that idled too long, or that go to an earlier handler process, are
             // closed on the way.
             let fresh = candidate.since.elapsed() <= candidate.connection.idle_limit;
@@ -351,6 +358,7 @@ impl HandlerClient {
         if idle.len() < MAX_IDLE {
             idle.push(IdleConnection {
                 connection,
+                thread: std::thread::current().id(),
                 since: Instant::now(),
             });
         }
