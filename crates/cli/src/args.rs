@@ -156,7 +156,9 @@ pub struct UpArgs {
     /// Handler executable for sites matching PATTERN, as PATTERN=PATH.
     #[arg(long = "handler", value_name = "PATTERN=PATH")]
     pub handler: Vec<String>,
-    /// Worker threads of the emulator's async runtime; 0 means one per CPU core.
+    /// Worker threads of the emulator's async runtime (control API, egress proxies, handler
+    /// supervision); 0 means one per CPU core. The front end always serves its listeners on
+    /// one thread per CPU core.
     #[arg(long, default_value_t = 0)]
     pub worker_threads: usize,
 }
