@@ -931,27 +931,30 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// accept loop into a busy loop that floods the log.
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Serves the front end on `listener` until `shutdown` changes. With `tls`, connections are
-/// TLS first. Each connection's source is its TCP peer: a direct caller is an internet caller.
-/// Serves `listener` on one thread per CPU core, each with a single-threaded runtime of its
-/// own, until `shutdown` changes or its sender is dropped.
+/// Serves `listeners` on one thread per CPU core, each with a single-threaded runtime of its
+/// own that serves every listener, until `shutdown` changes or its sender is dropped.
 ///
 /// Each thread accepts connections and serves them to the end, as nginx's worker processes
 /// do, so a request is never handed between threads, and the handler connections a thread
 /// opens stay with it (`HandlerClient` keeps idle connections per thread). On the
 /// multi-threaded runtime the front end reached 82 % of nginx's requests per second; on these
-/// threads, 93 % (docs/benchmarks.md).
+/// threads, 98 % (docs/benchmarks.md).
 pub(crate) fn spawn_per_core(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
     front_end: Arc<FrontEnd>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let listener = listener.into_std()?;
+    let listeners = listeners
+        .into_iter()
+        .map(|(listener, tls)| Ok((listener.into_std()?, tls)))
+        .collect::<std::io::Result<Vec<_>>>()?;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     for index in 0..threads {
-        let listener = listener.try_clone()?;
-        let (tls, front_end, shutdown) = (tls.clone(), front_end.clone(), shutdown.clone());
+        let own = listeners
+            .iter()
+            .map(|(listener, tls)| Ok((listener.try_clone()?, tls.clone())))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let (front_end, shutdown) = (front_end.clone(), shutdown.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -959,10 +962,23 @@ pub(crate) fn spawn_per_core(
             .name(format!("front-end-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => serve(listener, tls, front_end, shutdown).await,
-                        Err(error) => {
-                            tracing::error!(%error, "front-end thread cannot use its listener")
+                    let mut serving = Vec::new();
+                    for (listener, tls) in own {
+                        match TcpListener::from_std(listener) {
+                            Ok(listener) => serving.push(tokio::spawn(serve(
+                                listener,
+                                tls,
+                                front_end.clone(),
+                                shutdown.clone(),
+                            ))),
+                            Err(error) => {
+                                tracing::error!(%error, "front-end thread cannot use a listener")
+                            }
+                        }
+                    }
+                    for task in serving {
+                        if let Err(error) = task.await {
+                            tracing::error!(%error, "front-end listener task failed");
                         }
                     }
                 });
@@ -971,6 +987,8 @@ pub(crate) fn spawn_per_core(
     Ok(())
 }
 
+/// Serves the front end on `listener` until `shutdown` changes. With `tls`, connections are
+/// TLS first. Each connection's source is its TCP peer: a direct caller is an internet caller.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,

@@ -567,13 +567,13 @@ impl Emulator {
         let _ = shared.sites.set(sites.clone());
 
         let tls = tokio_rustls::TlsAcceptor::from(ca.sni_server_config());
-        for (listener, tls, address) in [
-            (http_listener, None, http),
-            (https_listener, Some(tls), https),
-        ] {
-            frontend::spawn_per_core(listener, tls, front_end.clone(), shutdown_signal.clone())
-                .map_err(|source| EmulatorError::Listen { address, source })?;
-        }
+        let listeners = vec![(http_listener, None), (https_listener, Some(tls))];
+        frontend::spawn_per_core(listeners, front_end.clone(), shutdown_signal.clone()).map_err(
+            |source| EmulatorError::Listen {
+                address: http,
+                source,
+            },
+        )?;
 
         // Buffered decisions reach the file within one flush interval even when traffic stops.
         let flushing = decisions.clone();
