@@ -173,12 +173,18 @@ echo "wrk -t2 -c$connections -d${duration}s, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo
 echo "| round | path | requests/s | p50 | p99 | non-2xx | proxy CPU µs/request | handler CPU µs/request | context switches/request | machine idle |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
+# With ONLY_FRONT_END_AND_NGINX=1, each round runs only the front end and nginx.
+only=${ONLY_FRONT_END_AND_NGINX:-0}
 for round in $(seq 1 "$rounds"); do
-    PROXY_PIDS="" HANDLER_PID=$handler_pid run direct "http://127.0.0.1:$handler_port/api/function-b"
+    if [ "$only" != 1 ]; then
+        PROXY_PIDS="" HANDLER_PID=$handler_pid run direct "http://127.0.0.1:$handler_port/api/function-b"
+    fi
     PROXY_PIDS="$frontend_pid" HANDLER_PID=$frontend_handler_pid run "subnetlock front end" -H "Host: $host" "http://127.0.0.1:$frontend_port/api/function-b?code=$key"
     PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
-    PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"
-    PROXY_PIDS="$floor_pid" HANDLER_PID=$handler_pid run "floor (headers only)" "http://127.0.0.1:$floor_port/api/function-b"
+    if [ "$only" != 1 ]; then
+        PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"
+        PROXY_PIDS="$floor_pid" HANDLER_PID=$handler_pid run "floor (headers only)" "http://127.0.0.1:$floor_port/api/function-b"
+    fi
 done
 
 echo
