@@ -6,6 +6,8 @@
 
 mod python_app;
 
+use python_app::records_since;
+
 use std::time::Duration;
 
 use subnetlock_emulator::Emulator;
@@ -175,21 +177,6 @@ fn masked(bytes: &[u8]) -> String {
         })
         .collect::<Vec<_>>()
         .join("|")
-}
-
-fn records_since(emulator: &Emulator, from: usize) -> Vec<serde_json::Value> {
-    emulator
-        .decisions()
-        .iter()
-        .skip(from)
-        .map(|record| {
-            let mut value = serde_json::to_value(record).expect("record serializes");
-            let object = value.as_object_mut().expect("record is an object");
-            object.remove("sequence");
-            object.remove("time");
-            value
-        })
-        .collect()
 }
 
 /// Sends `heads` one after the other on one connection, each after the previous response.

@@ -8,6 +8,8 @@
 
 mod python_app;
 
+use python_app::records_since;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -223,22 +225,6 @@ fn masked(bytes: &[u8]) -> String {
         })
         .collect::<Vec<_>>()
         .join("|")
-}
-
-/// Returns the decision records after the first `from`, without sequence numbers and times.
-fn records_since(emulator: &Emulator, from: usize) -> Vec<serde_json::Value> {
-    emulator
-        .decisions()
-        .iter()
-        .skip(from)
-        .map(|record| {
-            let mut value = serde_json::to_value(record).expect("record serializes");
-            let object = value.as_object_mut().expect("record is an object");
-            object.remove("sequence");
-            object.remove("time");
-            value
-        })
-        .collect()
 }
 
 /// What one connection produced: the bytes the caller received and the new records.

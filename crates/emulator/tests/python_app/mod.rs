@@ -69,3 +69,22 @@ pub async fn start(
     configure(&mut config);
     Emulator::start(config).await.expect("emulator starts")
 }
+
+/// Returns the decision records after the first `from`, without sequence numbers and times,
+/// so that the records of two requests compare equal when only those differ.
+// Not every test crate that includes this module compares records.
+#[allow(dead_code)]
+pub fn records_since(emulator: &Emulator, from: usize) -> Vec<serde_json::Value> {
+    emulator
+        .decisions()
+        .iter()
+        .skip(from)
+        .map(|record| {
+            let mut value = serde_json::to_value(record).expect("record serializes");
+            let object = value.as_object_mut().expect("record is an object");
+            object.remove("sequence");
+            object.remove("time");
+            value
+        })
+        .collect()
+}
