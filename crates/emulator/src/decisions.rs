@@ -557,7 +557,7 @@ fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Returns the sequence number for the next record appended to `file`: one after the last
-/// complete record in it, or 1 when it holds none. A line at the end that a crash left without
+/// complete record in it, or 1 when it contains none. A line at the end that a crash left without
 /// its newline is terminated with one, so the next record starts on its own line. Lines that
 /// are not records are skipped with a warning.
 fn continue_numbering(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
@@ -627,8 +627,8 @@ struct SequenceOnly {
     sequence: u64,
 }
 
-/// Longest line that [`ReverseLines`] returns the bytes of. A record is about 500 bytes, and its
-/// longest strings, the host and the path, are bounded by the front end's parser at a few
+/// Maximum length of a line whose bytes [`ReverseLines`] returns. A record is about 500 bytes,
+/// and its longest strings, the host and the path, are bounded by the front end's parser at a few
 /// hundred kilobytes, escaped at most six times, so a longer line is not a record.
 const MAX_RECORD_LINE_BYTES: usize = 16 * 1024 * 1024;
 

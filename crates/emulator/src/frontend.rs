@@ -972,7 +972,7 @@ pub(crate) fn spawn_per_core(
                                 shutdown.clone(),
                             ))),
                             Err(error) => {
-                                tracing::error!(%error, "front-end thread cannot use a listener")
+                                tracing::error!(%error, "front-end thread failed to register a listener with its runtime")
                             }
                         }
                     }

@@ -1580,7 +1580,8 @@ mod tests {
         for name in HOP_BY_HOP {
             for spelled in [name.to_owned(), name.to_ascii_uppercase()] {
                 let role = role_of(&spelled);
-                assert!(role != Role::Other && role != Role::Date, "{spelled}");
+                assert_ne!(role, Role::Other, "{spelled}");
+                assert_ne!(role, Role::Date, "{spelled}");
             }
         }
         assert_eq!(role_of("Content-Length"), Role::ContentLength);

@@ -75,8 +75,8 @@ pub fn default_site_page(site: &str) -> Response<Bytes> {
 /// Builds the response of a Functions host that is not running: 503 with the body that the
 /// host's `HostAvailabilityCheckMiddleware` (Azure/azure-functions-host) writes. The site sends
 /// it on Azure, so it carries no emulator-origin header.
-// NOTE: the real host first waits for the host to become ready (`DelayUntilHostReady`); the
-// emulator knows its host never starts and answers at once.
+// NOTE: the real host first waits for the host to become ready (`DelayUntilHostReady`). The
+// emulator's host for such a site never starts, so it responds at once.
 pub fn host_not_running() -> Response<Bytes> {
     text(
         StatusCode::SERVICE_UNAVAILABLE,
