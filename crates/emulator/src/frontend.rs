@@ -23,7 +23,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
 use subnetlock_access::{Action, CompiledSiteAccess, HeaderLookup, SiteKind, Source};
 use subnetlock_model::Topology;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart, SitePart};
@@ -38,6 +38,9 @@ use crate::pages;
 const MAX_BODY_BYTES: usize = 104_857_600;
 
 mod fast_path;
+mod threads;
+
+pub(crate) use threads::spawn_per_core;
 
 /// A map keyed by lower-case site name. Its hasher is foldhash: SipHash, the standard one,
 /// took a few percent of the front end's time per request, and site names are not chosen by
@@ -931,62 +934,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// accept loop into a busy loop that floods the log.
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Serves `listeners` on one thread per CPU core, each with a single-threaded runtime of its
-/// own that serves every listener, until `shutdown` changes or its sender is dropped.
-///
-/// Each thread accepts connections and serves them to the end, as nginx's worker processes
-/// do, so a request is never handed between threads, and the handler connections a thread
-/// opens stay with it (`HandlerClient` keeps idle connections per thread). On the
-/// multi-threaded runtime the front end reached 82 % of nginx's requests per second; on these
-/// threads, 98 % (docs/benchmarks.md).
-pub(crate) fn spawn_per_core(
-    listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
-    front_end: Arc<FrontEnd>,
-    shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let listeners = listeners
-        .into_iter()
-        .map(|(listener, tls)| Ok((listener.into_std()?, tls)))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    for index in 0..threads {
-        let own = listeners
-            .iter()
-            .map(|(listener, tls)| Ok((listener.try_clone()?, tls.clone())))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let (front_end, shutdown) = (front_end.clone(), shutdown.clone());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name(format!("front-end-{index}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let mut serving = Vec::new();
-                    for (listener, tls) in own {
-                        match TcpListener::from_std(listener) {
-                            Ok(listener) => serving.push(tokio::spawn(serve(
-                                listener,
-                                tls,
-                                front_end.clone(),
-                                shutdown.clone(),
-                            ))),
-                            Err(error) => {
-                                tracing::error!(%error, "front-end thread failed to register a listener with its runtime")
-                            }
-                        }
-                    }
-                    for task in serving {
-                        if let Err(error) = task.await {
-                            tracing::error!(%error, "front-end listener task failed");
-                        }
-                    }
-                });
-            })?;
-    }
-    Ok(())
-}
-
 /// Serves the front end on `listener` until `shutdown` changes. With `tls`, connections are
 /// TLS first. Each connection's source is its TCP peer: a direct caller is an internet caller.
 pub async fn serve(
@@ -995,7 +942,16 @@ pub async fn serve(
     front_end: Arc<FrontEnd>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
+        tokio::spawn(serve_accepted(stream, peer, tls.clone(), front_end.clone()));
+    }
+}
+
+/// Accepts the next connection, with `TCP_NODELAY` set; `None` once `shutdown` changes.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(TcpStream, SocketAddr)> {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -1006,27 +962,32 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return None,
         };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
-        let front_end = front_end.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-                    match handshake {
-                        Ok(Ok(stream)) => fast_path::serve(stream, peer, front_end, scheme).await,
-                        Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-                None => fast_path::serve(stream, peer, front_end, scheme).await,
+        return Some((stream, peer));
+    }
+}
+
+/// Serves one accepted connection to its end, after the TLS handshake when `tls` is given.
+async fn serve_accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    front_end: Arc<FrontEnd>,
+) {
+    match tls {
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            match handshake {
+                Ok(Ok(stream)) => fast_path::serve(stream, peer, front_end, "https").await,
+                Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
-        });
+        }
+        None => fast_path::serve(stream, peer, front_end, "http").await,
     }
 }
 
