@@ -68,7 +68,7 @@ fn check(template: &Path) -> (Analysis, HashMap<(String, String), String>) {
     };
     let deployment =
         subnetlock_arm::evaluate_file(template, &options, &provider).expect("template evaluates");
-    let topology = build_topology(&deployment).expect("topology");
+    let topology = build_topology(&deployment);
     let suffix = suffix();
     let mut levels = HashMap::new();
     levels.insert(

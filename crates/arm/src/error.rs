@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{NamedSource, SourceSpan};
+use miette::{MietteError, MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents};
 
 use crate::source::Source;
 use crate::SourceLocation;
@@ -74,8 +74,68 @@ pub struct Located {
     /// Next step for the user.
     pub help: String,
     pub location: SourceLocation,
-    pub source_code: NamedSource<Arc<String>>,
+    pub source_code: NamedSource<SourceText>,
     pub span: SourceSpan,
+}
+
+/// The text of a file as a diagnostic shows it. A leading UTF-8 byte order mark is left out,
+/// because editors do not display it. The column of a span counts characters, as
+/// [`SourceLocation::column`] does, where miette counts bytes. Spans stay byte offsets in the
+/// file, the byte order mark included.
+#[derive(Clone, Debug)]
+pub struct SourceText(Arc<String>);
+
+impl SourceText {
+    /// Returns the length of the byte order mark at the start of the text, 0 when it has none.
+    fn byte_order_mark(&self) -> usize {
+        if self.0.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        }
+    }
+}
+
+impl SourceCode for SourceText {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let skipped = self.byte_order_mark();
+        let body = self.0.get(skipped..).unwrap_or_default();
+        let start = span.offset().saturating_sub(skipped).min(body.len());
+        let end = (span.offset() + span.len())
+            .saturating_sub(skipped)
+            .clamp(start, body.len());
+        let contents = body.as_bytes().read_span(
+            &SourceSpan::new(start.into(), end - start),
+            context_lines_before,
+            context_lines_after,
+        )?;
+
+        // miette gives the column of the data's start, the span's start without context lines
+        // and a line's start with them.
+        let data_span = contents.span();
+        let data_start = data_span.offset();
+        let line_start = body
+            .get(..data_start)
+            .and_then(|before| before.rfind('\n'))
+            .map_or(0, |newline| newline + 1);
+        let column = body
+            .get(line_start..data_start)
+            .map_or(contents.column(), |prefix| prefix.chars().count());
+        // The data starts after the byte order mark, so its span moves back to file offsets,
+        // where the labels are.
+        Ok(Box::new(MietteSpanContents::new(
+            contents.data(),
+            SourceSpan::new((data_span.offset() + skipped).into(), data_span.len()),
+            contents.line(),
+            column,
+            contents.line_count(),
+        )))
+    }
 }
 
 impl std::ops::Deref for Located {
@@ -119,7 +179,8 @@ impl Error {
             message,
             help,
             span: SourceSpan::new(location.offset.into(), location.length),
-            source_code: NamedSource::new(name, Arc::clone(&source.text)).with_language("json"),
+            source_code: NamedSource::new(name, SourceText(Arc::clone(&source.text)))
+                .with_language("json"),
             location,
         });
         match kind {
@@ -196,3 +257,48 @@ impl std::fmt::Display for Located {
 }
 
 impl std::error::Error for Located {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads the span of `needle` in `text` with `context` lines before and after it, and
+    /// returns the data, its offset, and its line and column.
+    fn read(text: &str, needle: &str, context: usize) -> (String, usize, usize, usize) {
+        let source = SourceText(Arc::new(text.to_owned()));
+        let offset = text.find(needle).unwrap();
+        let contents = source
+            .read_span(
+                &SourceSpan::new(offset.into(), needle.len()),
+                context,
+                context,
+            )
+            .unwrap();
+        let data = String::from_utf8(contents.data().to_vec()).unwrap();
+        (
+            data,
+            contents.span().offset(),
+            contents.line(),
+            contents.column(),
+        )
+    }
+
+    #[test]
+    fn source_text_leaves_out_byte_order_mark() {
+        let text = "\u{feff}{\"a\": x}";
+
+        // With a context line, the data is the whole line, at its offset in the file after
+        // the three bytes of the mark.
+        assert_eq!(read(text, "x", 1), ("{\"a\": x}".to_owned(), 3, 0, 0));
+        // Without one, the data is the span, and its column is the editor's.
+        assert_eq!(read(text, "x", 0), ("x".to_owned(), 9, 0, 6));
+    }
+
+    #[test]
+    fn source_text_counts_characters_in_column() {
+        let text = "{\n\"é\": x}";
+
+        assert_eq!(read(text, "x", 0), ("x".to_owned(), 8, 1, 5));
+        assert_eq!(read(text, "x", 1), (text.to_owned(), 0, 0, 0));
+    }
+}

@@ -64,7 +64,7 @@ mod template_kind;
 mod value;
 
 pub use artifacts::{shown_link, ArtifactPrefix, Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};
-pub use error::{Error, Located};
+pub use error::{Error, Located, SourceText};
 pub use eval::{
     evaluate_file, evaluate_str, Deployment, DuplicateKey, EvalOptions, Resource,
     UnresolvedTemplate,

@@ -64,7 +64,14 @@ pub(crate) struct ReadOptions {
 
 impl Source {
     pub fn new(name: impl Into<PathBuf>, text: String) -> Self {
-        let mut line_starts = vec![0];
+        // Editors do not count a byte order mark as a column, and SARIF columns are the
+        // editor's, so line 1 starts after it. Offsets stay those of the file.
+        let first_line = if text.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
+        let mut line_starts = vec![first_line];
         for (index, byte) in text.bytes().enumerate() {
             if byte == b'\n' {
                 line_starts.push(index + 1);
@@ -677,6 +684,28 @@ mod tests {
     fn line_column_counts_characters() {
         let source = Source::new("t.json", "ab\néx".to_owned());
         assert_eq!(source.line_column(5), (2, 2));
+    }
+
+    #[test]
+    fn byte_order_mark_is_not_a_column() {
+        let plain = "{\"a\": x,\n \"b\": 1}";
+        let marked = format!("\u{feff}{plain}");
+        let mark = '\u{feff}'.len_utf8();
+
+        let plain = Source::new("t.json", plain.to_owned());
+        let plain_location = plain.parse().unwrap_err().location().cloned().unwrap();
+        let marked = Source::new("t.json", marked);
+        let marked_location = marked.parse().unwrap_err().location().cloned().unwrap();
+
+        assert_eq!((plain_location.line, plain_location.column), (1, 7));
+        assert_eq!((marked_location.line, marked_location.column), (1, 7));
+        // Offsets are bytes in the file, so they count the mark.
+        assert_eq!(marked_location.offset, plain_location.offset + mark);
+        assert_eq!(&marked.text[marked_location.offset..][..1], "x");
+        // Line 2 starts after a newline, as without the mark.
+        assert_eq!(marked.line_column(marked.text.find('b').unwrap()), (2, 3));
+        // An offset inside the mark is the start of line 1.
+        assert_eq!(marked.line_column(0), (1, 1));
     }
 
     proptest::proptest! {

@@ -67,13 +67,7 @@ impl SpannedJson {
             };
         }
 
-        let mut location = self.source.location(node.start, node.end, &json_path);
-        // Editors do not count a byte order mark as a column, and SARIF columns are the
-        // editor's.
-        if location.line == 1 && self.source.text.starts_with('\u{feff}') {
-            location.column = location.column.saturating_sub(1).max(1);
-        }
-        Some(location)
+        Some(self.source.location(node.start, node.end, &json_path))
     }
 }
 

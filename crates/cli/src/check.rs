@@ -209,8 +209,13 @@ fn explain_any_caller(
     if topology.site_for_host(&host).is_none() {
         let mut sites: Vec<&str> = topology.sites.iter().map(|s| s.name.as_str()).collect();
         sites.sort();
+        let help = if sites.is_empty() {
+            "this deployment has no sites, so there is nothing to explain".to_owned()
+        } else {
+            format!("sites in this deployment: {}", sites.join(", "))
+        };
         return Err(miette!(
-            help = format!("sites in this deployment: {}", sites.join(", ")),
+            help = help,
             "no site `{}` in this deployment",
             args.to
         ));

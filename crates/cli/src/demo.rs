@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
-use subnetlock_access::EngineOptions;
-use subnetlock_emulator::{Caller, Emulator, ExampleRequest};
+use subnetlock_access::{Action, EngineOptions};
+use subnetlock_emulator::{Caller, Emulator, ExampleRequest, SiteInfo};
 use subnetlock_reach::{predict, Analysis, Prediction, Probe};
 
 use crate::args::DemoArgs;
@@ -65,9 +65,9 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     // The emulator stops when the probes are done, so no commands to try are printed.
     crate::up::print_summary(&emulator, &bindings, &overrides, None, &inputs.engine);
 
-    // Probes of a site whose Functions host does not start are skipped, so they may leave
-    // nothing to compare for a reason other than missing code.
-    let host_failed = emulator.sites().iter().any(|site| site.app_error.is_some());
+    // Probes may be skipped for a reason other than missing code. The error that names the
+    // reason is built from the emulator's sites, which are gone after it stops.
+    let nothing_to_compare = nothing_to_compare(emulator.sites());
 
     // A stop signal during the probes still shuts the emulator down, handlers included.
     let results = tokio::select! {
@@ -82,19 +82,7 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     let results = results?;
     if results.is_empty() {
         // A demo that compared nothing must not pass a CI job as if it had compared everything.
-        if host_failed {
-            return Err(miette::miette!(
-                help = "fix the function apps that the `skipped:` lines name, then run the demo again",
-                "nothing to compare: every probe was skipped, because the Functions host of a site does not start"
-            ));
-        }
-        return Err(miette::miette!(
-            help = format!(
-                "add a binding file (`{}`) that maps a site to a function app folder, as examples/lock-in-subnet does",
-                subnetlock_emulator::BINDING_FILE_NAME
-            ),
-            "nothing to compare: no site of this deployment has bound code with an HTTP function, and no app calls another from its app settings"
-        ));
+        return Err(nothing_to_compare);
     }
 
     out!("\n== check versus live ==");
@@ -142,12 +130,50 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
     }
 }
 
+/// Builds the error of a demo whose probes are all skipped or that has none, which names the
+/// reason. Calls between apps are skipped only when a Functions host does not start, so in
+/// every other case the deployment has no such call.
+fn nothing_to_compare(sites: &[SiteInfo]) -> miette::Report {
+    let functions: Vec<_> = sites.iter().flat_map(|site| &site.functions).collect();
+    if sites.iter().any(|site| site.app_error.is_some()) {
+        miette::miette!(
+            help = "fix the function apps that the `skipped:` lines name, then run the demo again",
+            "nothing to compare: every probe was skipped, because the Functions host of a site does not start"
+        )
+    } else if sites.is_empty() {
+        miette::miette!(
+            help = "run the demo on a template that deploys a web app or function app (`Microsoft.Web/sites`)",
+            "nothing to compare: the deployment has no sites"
+        )
+    } else if !functions.is_empty() {
+        miette::miette!(
+            help = "change the `route` or `methods` in the function.json of the functions that the `skipped:` lines name, so that a request can reach them, then run the demo again",
+            "nothing to compare: every probe was skipped, because no request that the demo can build reaches any of the {} function(s), and no app calls another from its app settings",
+            functions.len()
+        )
+    } else if sites.iter().any(|site| site.bound) {
+        miette::miette!(
+            help = "add a function whose function.json has an `httpTrigger` binding to a bound function app folder; `subnetlock check` reports the functions that load in error (SL025)",
+            "nothing to compare: no function app bound to a site has an HTTP function that loads, and no app calls another from its app settings"
+        )
+    } else {
+        miette::miette!(
+            help = format!(
+                "add a binding file (`{}`) that maps a site to a function app folder, as examples/lock-in-subnet does",
+                subnetlock_emulator::BINDING_FILE_NAME
+            ),
+            "nothing to compare: no site of this deployment has bound code with an HTTP function, and no app calls another from its app settings"
+        )
+    }
+}
+
 /// Sends the probes through real HTTPS proxies into `emulator` and pairs each with its
 /// prediction. For every bound function, an internet caller sends the function's example
 /// request with and without its key, and a function without one is skipped with the reason
 /// printed. Then, for every call between apps found in app settings, the status the front end
-/// gave it is paired with its prediction, unless the calling app's Functions host does not
-/// start, which skips the call with the reason printed.
+/// gave it is paired with its prediction. A call is skipped with the reason printed when the
+/// calling app's Functions host does not start, or when the target's does not start and the
+/// access restrictions let the call through to it.
 pub async fn run_probes(
     emulator: &Emulator,
     analysis: &Analysis,
@@ -280,6 +306,26 @@ pub async fn run_probes(
                 function_disabled: false,
             },
         )?;
+        // A target whose Functions host does not start responds with 503 to every request that
+        // passes its access restrictions, which the prediction leaves out. A denied call never
+        // reaches the host, so it is still compared.
+        let target_error = emulator
+            .sites()
+            .iter()
+            .find(|site| site.name.eq_ignore_ascii_case(&call.to_site))
+            .and_then(|site| site.app_error.as_ref());
+        let passes_front_end = prediction
+            .decision
+            .as_ref()
+            .is_some_and(|decision| decision.verdict == Action::Allow);
+        if let (Some(app_error), true) = (target_error, passes_front_end) {
+            out!(
+                "skipped: {label}: the access restrictions allow the call, but the Functions host of the target function app does not start, so it gets 503 where check predicts {}: {}",
+                prediction.status,
+                app_error.error
+            );
+            continue;
+        }
         // What the caller app answered when the internet probe made it call out.
         let answered = internet_results
             .iter()

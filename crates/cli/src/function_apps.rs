@@ -24,9 +24,10 @@ pub fn function_app_findings(bindings: &Bindings, topology: &Topology) -> Vec<Fi
             continue;
         };
         let root = &binding.function_app;
-        // `check` starts no handler, so a placeholder executable keeps the loader from
-        // resolving `defaultExecutablePath`. The loader logs each function error, which the
-        // findings already report, so its events are dropped.
+        // `check` starts no handler, so a placeholder executable keeps the loader from looking
+        // up `defaultExecutablePath` on disk. The loader still rejects a host.json without it,
+        // as `up` does. It logs each function error, which the findings already report, so its
+        // events are dropped.
         let loaded = tracing::subscriber::with_default(NoSubscriber::default(), || {
             load_function_app(root, Some(Path::new("handler")))
         });

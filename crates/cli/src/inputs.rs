@@ -350,7 +350,7 @@ impl Inputs {
             parameters,
         };
         let deployment = subnetlock_arm::evaluate_file(template, &options, &provider)?;
-        Ok(build_topology(&deployment)?)
+        Ok(build_topology(&deployment))
     }
 
     /// The topology `up` deploys instead of evaluating the template: `Some` for a Terraform

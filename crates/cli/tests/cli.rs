@@ -405,18 +405,66 @@ fn non_template_input_is_rejected() {
 }
 
 #[test]
-fn empty_resources_is_not_rejected_as_non_template() {
+fn empty_resources_is_valid_deployment() {
+    // Resource Manager runs a deployment without resources, and it succeeds with nothing
+    // deployed, so `check` reports that there is no site and exits as for no findings.
     let (_dir, path) = template(
         r#"{"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
   "contentVersion": "1.0.0.0", "resources": []}"#,
     );
-    let output = subnetlock(&["check", path.to_str().expect("path")]);
-    let text = stderr(&output);
+    let path = path.to_str().expect("path");
+
+    let output = subnetlock(&["check", path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
     assert!(
-        text.contains("the deployment contains no resources"),
+        text.contains("none: the template deploys no web app or function app"),
         "{text}"
     );
-    assert!(!text.contains("not an ARM deployment template"), "{text}");
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
+
+    let output = subnetlock(&["check", "--format", "json", path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    assert!(value.get("error").is_none(), "{value}");
+    assert_eq!(value["sites"], serde_json::json!([]), "{value}");
+    assert_eq!(value["reachability"], serde_json::json!([]), "{value}");
+    assert_eq!(value["findings"], serde_json::json!([]), "{value}");
+
+    let output = subnetlock(&["check", "--format", "sarif", path]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let log: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("sarif");
+    let run = &log["runs"][0];
+    assert_eq!(run["results"], serde_json::json!([]), "{log}");
+    assert!(run.get("invocations").is_none(), "{log}");
+
+    let output = subnetlock(&["explain", path, "--from", "internet", "--to", "app"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stderr(&output);
+    assert!(text.contains("no site `app` in this deployment"), "{text}");
+    assert!(text.contains("this deployment has no sites"), "{text}");
+}
+
+#[test]
+fn byte_order_mark_keeps_columns() {
+    // The stray `}` is at column 32 of line 1, as an editor shows it, with or without a UTF-8
+    // byte order mark before the first `{`.
+    let text = "{\"resources\": [ { \"type\": \"x\", } ]}\n";
+    for prefix in ["", "\u{feff}"] {
+        let (_dir, path) = template(&format!("{prefix}{text}"));
+        let output = subnetlock(&["check", path.to_str().expect("path")]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let report = stderr(&output);
+        assert!(
+            report.contains("azuredeploy.json:1:32 ($)"),
+            "{prefix:?}: {report}"
+        );
+        assert!(
+            report.contains("azuredeploy.json:1:32]"),
+            "{prefix:?}: {report}"
+        );
+        assert!(!report.contains('\u{feff}'), "{prefix:?}: {report}");
+    }
 }
 
 #[test]
@@ -1624,6 +1672,117 @@ fn demo_skips_calls_from_failed_app() {
     );
     assert!(text.contains("all 2 probes: live result equals"), "{text}");
     assert!(!text.contains("!app other"), "{text}");
+}
+
+/// A forwarding handler that responds to GET on a function with 200 and the status of its own GET
+/// to the URL in app setting `TARGET_URL`, sent through the egress proxy that `up` sets in
+/// `HTTPS_PROXY`.
+const CALLING_HANDLER: &str = r#"
+import http.server, os, urllib.error, urllib.request
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = 0
+        if self.path.startswith("/api/"):
+            try:
+                with urllib.request.urlopen(os.environ["TARGET_URL"], timeout=20) as response:
+                    status = response.status
+            except urllib.error.HTTPError as error:
+                status = error.code
+        body = ("target answered %d" % status).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+#[test]
+fn demo_skips_allowed_calls_to_failed_app() {
+    // `app` calls `hello` on `other`, whose handler exits. With no rules on `other` the front
+    // end lets the call through to a host that is not running, so it gets 503, which check
+    // does not predict, and the call is skipped. When `other` denies everyone, the front end
+    // responds with 403 before the host, so the call is compared.
+    let deny_all =
+        r#"[{"ipAddress": "192.0.2.1/32", "action": "Allow", "priority": 100, "name": "one"}]"#;
+    for rules in [None, Some(deny_all)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_site_with_failing_handler(dir.path());
+        std::fs::write(dir.path().join("app/handler.py"), CALLING_HANDLER).expect("handler");
+        let path = dir.path().join("azuredeploy.json");
+        let text = std::fs::read_to_string(&path).expect("template");
+        let mut template: serde_json::Value = serde_json::from_str(&text).expect("template JSON");
+        for resource in template["resources"].as_array_mut().expect("resources") {
+            if resource["name"] == "app" {
+                resource["properties"]["siteConfig"] = serde_json::json!({"appSettings": [
+                    {"name": "TARGET_URL", "value": "https://other.azurewebsites.net/api/hello"}
+                ]});
+            }
+            if let (true, Some(rules)) = (resource["name"] == "other", rules) {
+                resource["properties"]["siteConfig"] = serde_json::json!({
+                    "ipSecurityRestrictions": serde_json::from_str::<serde_json::Value>(rules).expect("rules")
+                });
+            }
+        }
+        std::fs::write(&path, template.to_string()).expect("template");
+
+        let output = run_demo(dir.path());
+        let text = stdout(&output);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{rules:?}: {text}{}",
+            stderr(&output)
+        );
+        let call = "app app -> other/api/hello (setting `TARGET_URL`)";
+        let skipped = format!(
+            "skipped: {call}: the access restrictions allow the call, but the Functions host of the target function app does not start, so it gets 503 where check predicts 200: custom handler `sh` for site `other` exited with exit code 3"
+        );
+        match rules {
+            None => {
+                assert!(text.contains(&skipped), "{text}");
+                assert!(text.contains("target answered 503"), "{text}");
+                assert!(text.contains("all 2 probes: live result equals"), "{text}");
+            }
+            Some(_) => {
+                assert!(!text.contains("skipped: app app"), "{text}");
+                assert!(text.contains(&format!(" {call}")), "{text}");
+                assert!(text.contains("all 3 probes: live result equals"), "{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn demo_names_functions_without_example() {
+    // The only function takes no method, so no request reaches it and both of its probes are
+    // skipped. The error names that reason, not missing code.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_python_app(dir.path(), OK_HANDLER);
+    write_function(
+        dir.path(),
+        "hello",
+        &HTTP_FUNCTION.replace(r#""name": "req","#, r#""name": "req", "methods": [],"#),
+    );
+
+    let output = run_demo(dir.path());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{}{text}", stdout(&output));
+    assert!(
+        stdout(&output).contains("skipped: internet -> app, function `hello`: "),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        text.contains("nothing to compare: every probe was skipped, because no request that the demo can build reaches any of the 1 function(s)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("no site of this deployment has bound code"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -3183,6 +3342,54 @@ fn host_json_error_names_field_read() {
         assert!(message.contains(&format!("invalid {field}")), "{message}");
         assert_eq!(finding["location"]["line"], line, "{field}: {finding}");
         assert_eq!(finding["location"]["column"], column, "{field}: {finding}");
+    }
+}
+
+#[test]
+fn missing_default_executable_path_agrees() {
+    // The Functions host does not start without `defaultExecutablePath`, also when the binding
+    // file names a local executable. `check` reports the app at the section that lacks the
+    // field, and `up` runs the site as a host that is not running.
+    let text = "{\n  \"version\": \"2.0\",\n  \"customHandler\": {\n    \"description\": {\"arguments\": [\"handler.py\"]},\n    \"enableForwardingHttpRequest\": true\n  }\n}\n";
+    let (line, column) = line_column_of(text, "{\"arguments\"");
+    for executable in [None, Some("python3")] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_python_app(dir.path(), OK_HANDLER);
+        let host = dir.path().join("app").join("host.json");
+        std::fs::write(&host, text).expect("host.json");
+        let mut app = serde_json::json!({"site": "app", "functionApp": "app"});
+        if let Some(executable) = executable {
+            app["executable"] = executable.into();
+        }
+        let binding = serde_json::json!({"template": "azuredeploy.json", "apps": [app]});
+        std::fs::write(dir.path().join("subnetlock.json"), binding.to_string()).expect("binding");
+
+        let output = subnetlock(&["check", dir.path().to_str().expect("path")]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let findings = function_findings(dir.path());
+        assert_eq!(findings.len(), 1, "{executable:?}: {findings:?}");
+        let finding = &findings[0];
+        assert_eq!(finding["severity"], "error", "{finding}");
+        let message = finding["message"].as_str().expect("message");
+        assert!(
+            message.contains("invalid `customHandler.description.defaultExecutablePath`"),
+            "{message}"
+        );
+        assert_eq!(finding["location"]["file"], host.to_str().expect("path"));
+        assert_eq!(finding["location"]["line"], line, "{finding}");
+        assert_eq!(finding["location"]["column"], column, "{finding}");
+
+        let state = dir.path().join("state");
+        let (_up, log) = start_up_logged(dir.path(), &state, &[], dir.path());
+        let listing = log.wait_for_summary();
+        assert!(
+            listing.contains("error: the Functions host of function app `"),
+            "{executable:?}: {listing}"
+        );
+        assert!(
+            listing.contains("invalid `customHandler.description.defaultExecutablePath`"),
+            "{executable:?}: {listing}"
+        );
     }
 }
 

@@ -256,7 +256,8 @@ pub enum HostError {
 /// Reads `host.json` (`customHandler`, legacy `httpWorker`, `extensions.http.routePrefix`) and
 /// every `<dir>/function.json` with an `httpTrigger` binding.
 ///
-/// `executable_override` replaces `defaultExecutablePath`.
+/// `executable_override` replaces the program that `defaultExecutablePath` names, which
+/// host.json must still give.
 pub fn load_function_app(
     root: &Path,
     executable_override: Option<&Path>,
@@ -284,20 +285,22 @@ pub fn load_function_app(
         _ => root.to_path_buf(),
     };
 
+    // The host stops when `defaultExecutablePath` is missing or empty
+    // (`HttpWorkerDescription.ApplyDefaultsAndValidate` throws "WorkerDescription
+    // DefaultExecutablePath cannot be empty"), so an override, which exists only locally, does
+    // not excuse it.
+    let default_executable = optional_str(description, "defaultExecutablePath", &host_path)?
+        .filter(|path| !path.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                &host_path,
+                &format!("{section_name}.description.defaultExecutablePath"),
+                "missing",
+            )
+        })?;
     let executable = match executable_override {
         Some(path) => path.to_path_buf(),
-        None => {
-            let path = optional_str(description, "defaultExecutablePath", &host_path)?
-                .filter(|path| !path.is_empty())
-                .ok_or_else(|| {
-                    invalid(
-                        &host_path,
-                        &format!("{section_name}.description.defaultExecutablePath"),
-                        "missing",
-                    )
-                })?;
-            resolve_executable(root, &working_dir, path)
-        }
+        None => resolve_executable(root, &working_dir, default_executable),
     };
 
     let mut arguments = string_array(description, "arguments", &host_path)?;

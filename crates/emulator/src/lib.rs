@@ -67,9 +67,6 @@ pub enum EmulatorError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Template(subnetlock_arm::Error),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Model(subnetlock_model::BuildError),
     #[error("Azure or its tooling would reject this deployment ({} finding(s))", findings.len())]
     #[diagnostic(help("`subnetlock check` lists the findings with their locations and fixes"))]
     DeploymentRejected {

@@ -925,7 +925,7 @@ fn evaluate_template(
     };
     let deployment = subnetlock_arm::evaluate_file(&config.template, &options, provider)
         .map_err(EmulatorError::Template)?;
-    build_topology(&deployment).map_err(EmulatorError::Model)
+    Ok(build_topology(&deployment))
 }
 
 /// Runs the binding file's build commands. They carry the marker and end with a dropped start,

@@ -236,6 +236,30 @@ fn load_error_names_field_read() {
 }
 
 #[test]
+fn load_requires_default_executable_with_override() {
+    // The host does not start without `defaultExecutablePath`, so a local executable that
+    // replaces it does not make the app load.
+    for description in [json!({}), json!({"defaultExecutablePath": ""})] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = json!({"customHandler": {"description": description}});
+        write(&dir.path().join("host.json"), &host.to_string());
+
+        let error = load_function_app(dir.path(), Some(Path::new("python3")))
+            .expect_err("no defaultExecutablePath");
+
+        match error {
+            HostError::InvalidValue { field, .. } => {
+                assert_eq!(
+                    field, "customHandler.description.defaultExecutablePath",
+                    "{host}"
+                );
+            }
+            other => panic!("{host}: {other}"),
+        }
+    }
+}
+
+#[test]
 fn load_rejects_missing_custom_handler() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(&dir.path().join("host.json"), r#"{"version": "2.0"}"#);

@@ -17,21 +17,12 @@ use crate::findings::{Finding, FindingCode, Severity};
 use crate::topology::*;
 use crate::validate;
 
-/// A problem that stops the topology from being built at all.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum BuildError {
-    #[error("the deployment contains no resources")]
-    #[diagnostic(help(
-        "check that the template's `resources` are not all disabled by `condition`"
-    ))]
-    Empty,
-}
-
 /// Reads every resource that matters for access and returns the topology with its findings.
-pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
-    if deployment.resources.is_empty() {
-        return Err(BuildError::Empty);
-    }
+///
+/// A deployment without resources (an empty `resources`, or a false `condition` on every
+/// resource) gives an empty topology. Resource Manager runs such a deployment, and it succeeds
+/// with nothing deployed.
+pub fn build_topology(deployment: &Deployment) -> Topology {
     let mut builder = Builder {
         deployment,
         topology: Topology::default(),
@@ -105,7 +96,7 @@ pub fn build_topology(deployment: &Deployment) -> Result<Topology, BuildError> {
         );
     }
     validate::validate(&mut topology);
-    Ok(topology)
+    topology
 }
 
 /// Returns the next step for a linked template that was not read. When artifacts folders

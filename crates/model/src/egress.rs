@@ -741,7 +741,7 @@ mod tests {
             &provider,
         )
         .expect("template evaluates");
-        build_topology(&deployment).expect("topology")
+        build_topology(&deployment)
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub mod testing;
 mod topology;
 mod validate;
 
-pub use build::{build_topology, is_synthetic_rule, parse_action, rule_finding, BuildError};
+pub use build::{build_topology, is_synthetic_rule, parse_action, rule_finding};
 pub use findings::{Finding, FindingCode, Severity};
 pub use provider::{KeyMode, SimulatedProvider, SiteKeys};
 pub use topology::*;

@@ -514,7 +514,7 @@ mod tests {
             &provider,
         )
         .expect("template evaluates");
-        build_topology(&deployment).expect("topology")
+        build_topology(&deployment)
     }
 
     fn has(topology: &Topology, code: FindingCode) -> bool {

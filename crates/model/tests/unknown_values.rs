@@ -38,7 +38,7 @@ fn topology(site_properties: Json, extra: &[Json]) -> Topology {
         &provider,
     )
     .expect("template evaluates");
-    build_topology(&deployment).expect("topology")
+    build_topology(&deployment)
 }
 
 fn site(topology: &Topology) -> &Site {
@@ -289,7 +289,7 @@ fn linked_template_message_names_the_link() {
         &SimulatedProvider::new(KeyMode::Placeholder),
     )
     .expect("template evaluates");
-    let topology = build_topology(&deployment).expect("topology");
+    let topology = build_topology(&deployment);
     let secret = &topology
         .findings
         .iter()
@@ -330,7 +330,7 @@ fn unmapped_link_finding(artifacts: subnetlock_arm::Artifacts) -> (String, Strin
         &SimulatedProvider::new(KeyMode::Placeholder),
     )
     .expect("template evaluates");
-    let topology = build_topology(&deployment).expect("topology");
+    let topology = build_topology(&deployment);
     let finding = topology
         .findings
         .iter()

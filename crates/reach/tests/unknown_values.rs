@@ -29,7 +29,7 @@ fn analysis(resources: Json) -> Analysis {
         &provider,
     )
     .expect("template evaluates");
-    let topology = build_topology(&deployment).expect("topology");
+    let topology = build_topology(&deployment);
     analyze(topology, &EngineOptions::default())
 }
 
