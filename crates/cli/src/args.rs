@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -157,10 +158,32 @@ pub struct UpArgs {
     #[arg(long = "handler", value_name = "PATTERN=PATH")]
     pub handler: Vec<String>,
     /// Worker threads of the emulator's async runtime (control API, egress proxies, handler
-    /// supervision); 0 means one per CPU core. The front end always serves its listeners on
-    /// one thread per CPU core.
+    /// supervision); 0 means one per CPU core. The front end has threads of its own, set with
+    /// --front-end-threads.
     #[arg(long, default_value_t = 0)]
     pub worker_threads: usize,
+    /// Threads of the front end that serves the HTTP and HTTPS listeners, each with its own
+    /// single-threaded runtime. From 1 to 1024, one per CPU core by default.
+    #[arg(long, value_name = "N", value_parser = parse_front_end_threads)]
+    pub front_end_threads: Option<NonZeroUsize>,
+}
+
+/// Parses a `--front-end-threads` value. clap adds the option and the value to the error.
+fn parse_front_end_threads(text: &str) -> Result<NonZeroUsize, String> {
+    let max = subnetlock_emulator::MAX_FRONT_END_THREADS;
+    let choose = format!(
+        "Choose a count from 1 to {max}, or leave the option out for one thread per CPU core"
+    );
+    let threads: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a whole number of threads. {choose}"))?;
+    let threads = NonZeroUsize::new(threads)
+        .ok_or_else(|| format!("the front end needs at least one thread. {choose}"))?;
+    if threads.get() > max {
+        return Err(format!("the maximum is {max} threads. {choose}"));
+    }
+    Ok(threads)
 }
 
 #[derive(Debug, Args)]

@@ -199,7 +199,9 @@ pub fn resolve_inputs(args: &InputArgs) -> Result<Inputs> {
 }
 
 /// A `.json` file whose top level has `format_version` and `planned_values` (or
-/// `terraform_version`) is a Terraform plan; everything else is read as an ARM template.
+/// `terraform_version`) is a Terraform plan. So is one with `format_version` and no
+/// `resources`, such as the state output of an empty workspace (`{"format_version":"1.0"}`),
+/// so that the plan reader names what it lacks. Everything else is read as an ARM template.
 fn detect_format(template: &Path) -> Result<InputFormat> {
     let is_json = template
         .extension()
@@ -213,9 +215,15 @@ fn detect_format(template: &Path) -> Result<InputFormat> {
     if subnetlock_terraform::is_plan_text(&text) {
         return Ok(InputFormat::TerraformPlan);
     }
+    let parsed = serde_json::from_str::<serde_json::Value>(&text).ok();
+    if let Some(root) = &parsed {
+        if root.get("format_version").is_some() && root.get("resources").is_none() {
+            return Ok(InputFormat::TerraformPlan);
+        }
+    }
     // A plan with a syntax error is still reported by the plan reader, whose message names
     // the plan, when its top-level keys are visible in the text.
-    let parses = serde_json::from_str::<serde_json::Value>(&text).is_ok();
+    let parses = parsed.is_some();
     let plan_keys = text.contains("\"format_version\"")
         && (text.contains("\"planned_values\"") || text.contains("\"terraform_version\""));
     if !parses && plan_keys {

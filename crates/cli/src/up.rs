@@ -22,6 +22,9 @@ pub async fn up(args: UpArgs) -> Result<i32> {
         emulator_config(&inputs, &args.input, args.state_dir.clone(), &args.handler)?;
     config.http_port = args.http_port;
     config.https_port = args.https_port;
+    if let Some(threads) = args.front_end_threads {
+        config.front_end_threads = threads;
+    }
     config.run_builds = !args.no_build;
 
     let bindings = config.bindings.clone();

@@ -446,6 +446,108 @@ fn empty_resources_is_valid_deployment() {
 }
 
 #[test]
+fn plan_without_sites_is_valid_deployment() {
+    // Plans that Terraform 1.11.4 wrote for an empty configuration and for destroying the only
+    // resource. Applying either leaves no site, so `check` reports them as it does a template
+    // with an empty `resources`.
+    let fixtures = workspace_root().join("crates/terraform/tests/fixtures");
+    for name in ["empty_configuration.json", "terraform_data_destroy.json"] {
+        let path = fixtures.join(name);
+        let path = path.to_str().expect("path");
+
+        let output = subnetlock(&["check", path]);
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+        let text = stdout(&output);
+        assert!(
+            text.contains("none: the template deploys no web app or function app"),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains("none: there is no site to reach"),
+            "{name}: {text}"
+        );
+        assert!(stderr(&output).is_empty(), "{name}: {}", stderr(&output));
+
+        let output = subnetlock(&["check", "--format", "json", path]);
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+        let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+        assert!(value.get("error").is_none(), "{name}: {value}");
+        assert_eq!(value["sites"], serde_json::json!([]), "{name}: {value}");
+        assert_eq!(
+            value["reachability"],
+            serde_json::json!([]),
+            "{name}: {value}"
+        );
+        assert_eq!(value["findings"], serde_json::json!([]), "{name}: {value}");
+
+        let output = subnetlock(&["check", "--format", "sarif", path]);
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
+        let log: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("sarif");
+        assert_eq!(
+            log["runs"][0]["results"],
+            serde_json::json!([]),
+            "{name}: {log}"
+        );
+
+        let output = subnetlock(&["explain", path, "--from", "internet", "--to", "app"]);
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", stdout(&output));
+        let text = stderr(&output);
+        assert!(
+            text.contains("this deployment has no sites"),
+            "{name}: {text}"
+        );
+    }
+}
+
+#[test]
+fn terraform_state_is_not_a_plan() {
+    // `terraform show -json` without a plan file prints state (here as Terraform 1.11.4 prints
+    // it for an empty and for an applied workspace), which is an input error, not an empty
+    // plan.
+    let states = [
+        r#"{"format_version":"1.0"}"#,
+        r#"{"format_version":"1.0","terraform_version":"1.11.4","values":{"root_module":{}}}"#,
+    ];
+    for state in states {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, state).expect("write state");
+        let path = path.to_str().expect("path");
+
+        let output = subnetlock(&["check", path]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{state}: {}",
+            stdout(&output)
+        );
+        let text = stderr(&output);
+        assert!(
+            text.contains("state.json` is not a Terraform plan: it has no `planned_values`"),
+            "{state}: {text}"
+        );
+        assert!(
+            text.contains("`terraform show -json <planfile>`"),
+            "{state}: {text}"
+        );
+
+        let output = subnetlock(&["check", "--format", "json", path]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{state}: {}",
+            stderr(&output)
+        );
+        let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+        let error = value["error"].as_str().expect("error");
+        assert!(
+            error.contains("is not a Terraform plan"),
+            "{state}: {error}"
+        );
+    }
+}
+
+#[test]
 fn byte_order_mark_keeps_columns() {
     // The stray `}` is at column 32 of line 1, as an editor shows it, with or without a UTF-8
     // byte order mark before the first `{`.
@@ -1355,6 +1457,162 @@ fn start_up_logged(
             .into(),
     );
     (up, log)
+}
+
+/// Counts the threads of process `pid` that the front end named `front-end-<index>`.
+fn front_end_threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("task directory")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("front-end-"))
+        .count()
+}
+
+#[test]
+fn up_serves_on_chosen_front_end_threads() {
+    if !Path::new("/proc/self/task").exists() {
+        println!("skipped: counting threads needs /proc (Linux)");
+        return;
+    }
+    // Two counts, so that at least one differs from the default of one per CPU core.
+    for threads in [1, 3] {
+        let (dir, path) = template(&site_with_rules("[]"));
+        let state = dir.path().join("state");
+        let count = threads.to_string();
+        let up = start_up(&path, &state, &["--front-end-threads", &count]);
+        wait_for(|| state.join("state.json").is_file(), "up to start");
+
+        assert_eq!(front_end_threads_of(up.child.id()), threads);
+        for request in 0..4 {
+            let output = subnetlock(&[
+                "call",
+                "--state-dir",
+                state.to_str().expect("path"),
+                "--from",
+                "internet",
+                "--expect-status",
+                "200",
+                "https://app.azurewebsites.net/",
+            ]);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{threads} thread(s), request {request}: {}{}",
+                stdout(&output),
+                stderr(&output)
+            );
+        }
+    }
+}
+
+/// Runs `command`, an `up` expected to stop with an error, and returns its output. It fails the
+/// test, after killing the process, when the process still runs after 60 seconds, which is how
+/// an `up` that starts instead of rejecting its options would behave.
+fn output_of_failing_up(mut command: Command) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = command
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("up starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for up") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "up still runs after 60 seconds: {}",
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&out).expect("stdout"),
+        stderr: std::fs::read(&err).expect("stderr"),
+    }
+}
+
+#[test]
+fn up_rejects_invalid_front_end_threads() {
+    let (dir, path) = template(&site_with_rules("[]"));
+    let state = dir.path().join("state");
+    let max = subnetlock_emulator::MAX_FRONT_END_THREADS;
+    let above_max = (max + 1).to_string();
+    let above_max_reason = format!("the maximum is {max} threads.");
+    let cases = [
+        ("0", "the front end needs at least one thread."),
+        (above_max.as_str(), above_max_reason.as_str()),
+        ("-3", "expected a whole number of threads."),
+        ("many", "expected a whole number of threads."),
+        ("", "expected a whole number of threads."),
+    ];
+    for (value, reason) in cases {
+        let mut up = Command::new(env!("CARGO_BIN_EXE_subnetlock"));
+        up.arg("up")
+            .arg(&path)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg(format!("--front-end-threads={value}"))
+            .env("NO_COLOR", "1");
+        let output = output_of_failing_up(up);
+
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{value}: {}",
+            stdout(&output)
+        );
+        let text = stderr(&output);
+        assert!(
+            text.contains(&format!(
+                "invalid value '{value}' for '--front-end-threads <N>'"
+            )),
+            "{value}: {text}"
+        );
+        assert!(text.contains(reason), "{value}: {text}");
+        assert!(
+            text.contains(&format!("Choose a count from 1 to {max}")),
+            "{value}: {text}"
+        );
+        assert!(!state.exists(), "{value}: up created its state directory");
+    }
+
+    let help = stdout(&subnetlock(&["up", "--help"]));
+    assert!(help.contains(&format!("1 to {max}")), "{help}");
+}
+
+#[test]
+fn up_names_front_end_thread_failure() {
+    // Each front-end thread opens file descriptors, so 100 threads exceed an open-file limit of
+    // 64 part way through the start.
+    let (dir, path) = template(&site_with_rules("[]"));
+    let state = dir.path().join("state");
+    let mut up = Command::new("sh");
+    up.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_subnetlock"))
+        .arg("up")
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--front-end-threads", "100"])
+        .env("NO_COLOR", "1");
+    let output = output_of_failing_up(up);
+
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("cannot start 100 front-end threads"),
+        "{text}"
+    );
+    assert!(text.contains("Too many open files"), "{text}");
+    assert!(text.contains("`ulimit -n`"), "{text}");
+    assert!(!text.contains("cannot listen on"), "{text}");
 }
 
 #[test]

@@ -40,7 +40,7 @@ const MAX_BODY_BYTES: usize = 104_857_600;
 mod fast_path;
 mod threads;
 
-pub(crate) use threads::spawn_per_core;
+pub(crate) use threads::spawn_threads;
 
 /// A map keyed by lower-case site name. Its hasher is foldhash: SipHash, the standard one,
 /// took a few percent of the front end's time per request, and site names are not chosen by

@@ -213,7 +213,7 @@ struct IdleConnection {
     connection: Connection,
     /// The thread that used it last. A connection is registered with the runtime of the thread
     /// that opened it, and each of the front end's threads runs a runtime of its own, so a
-    /// connection goes back only to its thread (see `frontend::spawn_per_core`).
+    /// connection goes back only to its thread (see `frontend::spawn_threads`).
     thread: std::thread::ThreadId,
     since: Instant,
 }

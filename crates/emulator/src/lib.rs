@@ -42,7 +42,7 @@ pub use pages::{EMULATOR_ORIGIN, ORIGIN_HEADER};
 pub use reaper::stop_own_processes;
 pub use runtime::{
     AppErrorInfo, Emulator, EmulatorConfig, ExampleRequest, FindingsOf, FunctionErrorInfo,
-    FunctionInfo, Shutdown, SiteInfo, StateFile,
+    FunctionInfo, Shutdown, SiteInfo, StateFile, MAX_FRONT_END_THREADS,
 };
 
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +81,19 @@ pub enum EmulatorError {
     #[error("listen address `{0}` is not a loopback address")]
     #[diagnostic(help("the emulator serves only 127.0.0.0/8 or ::1"))]
     NotLoopback(IpAddr),
+    #[error("front-end thread count {threads} is above the maximum of {max}")]
+    #[diagnostic(help(
+        "choose at most {max} front-end threads, or keep the default of one per CPU core"
+    ))]
+    TooManyFrontEndThreads { threads: usize, max: usize },
+    #[error("cannot start {threads} front-end threads")]
+    #[diagnostic(help(
+        "choose fewer front-end threads (`--front-end-threads` of `up`), or raise the open-file limit (`ulimit -n`) when the cause is too many open files"
+    ))]
+    FrontEndThreads {
+        threads: usize,
+        source: std::io::Error,
+    },
     #[error("cannot listen on `{address}`")]
     #[diagnostic(help("pick another port, or 0 for any free port"))]
     Listen {

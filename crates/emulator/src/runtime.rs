@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,21 @@ use crate::functions_host::{load_function_app, FunctionKeys, FunctionsHost, Host
 use crate::tls::LocalCa;
 use crate::{pages, reaper, EmulatorError};
 
+/// Largest accepted [`EmulatorConfig::front_end_threads`]. Each front-end thread has its own
+/// runtime and opens six file descriptors (counted in `/proc/<pid>/fd` on Linux: `up` had 20
+/// open with one thread and 68 with nine), so a mistyped count such as 100000 would exhaust
+/// the open-file limit part way through the start.
+// NOTE: no Azure fact sets this bound. A count below it can still fail to start under a low
+// open-file limit, which `EmulatorError::FrontEndThreads` reports.
+pub const MAX_FRONT_END_THREADS: usize = 1024;
+
+/// Returns the default front-end thread count: one per CPU core, as
+/// `std::thread::available_parallelism` reports them, and at most [`MAX_FRONT_END_THREADS`].
+fn default_front_end_threads() -> NonZeroUsize {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    NonZeroUsize::new(cores.min(MAX_FRONT_END_THREADS)).unwrap_or(NonZeroUsize::MIN)
+}
+
 /// Configuration of one emulated deployment: what to deploy and where to listen.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
@@ -59,6 +75,9 @@ pub struct EmulatorConfig {
     pub http_port: u16,
     /// Port of the TLS front end; 0 picks a free one.
     pub https_port: u16,
+    /// Threads that serve both front-end listeners, each with a single-threaded runtime of its
+    /// own, at most [`MAX_FRONT_END_THREADS`]. [`EmulatorConfig::new`] sets one per CPU core.
+    pub front_end_threads: NonZeroUsize,
     /// Directory for the state file, the local CA and the decision log.
     pub state_dir: PathBuf,
     /// Run the binding file's `build` commands before starting.
@@ -111,6 +130,7 @@ impl EmulatorConfig {
             listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
             http_port: 0,
             https_port: 0,
+            front_end_threads: default_front_end_threads(),
             state_dir,
             run_builds: true,
             executable_overrides: Vec::new(),
@@ -294,6 +314,12 @@ impl Emulator {
             })?;
         if !config.listen.is_loopback() {
             return Err(EmulatorError::NotLoopback(config.listen));
+        }
+        if config.front_end_threads.get() > MAX_FRONT_END_THREADS {
+            return Err(EmulatorError::TooManyFrontEndThreads {
+                threads: config.front_end_threads.get(),
+                max: MAX_FRONT_END_THREADS,
+            });
         }
         // The template is evaluated and validated first, so that a deployment Azure would
         // reject leaves no state directory behind.
@@ -568,12 +594,17 @@ impl Emulator {
 
         let tls = tokio_rustls::TlsAcceptor::from(ca.sni_server_config());
         let listeners = vec![(http_listener, None), (https_listener, Some(tls))];
-        frontend::spawn_per_core(listeners, front_end.clone(), shutdown_signal.clone()).map_err(
-            |source| EmulatorError::Listen {
-                address: http,
-                source,
-            },
-        )?;
+        let front_end_threads = config.front_end_threads;
+        frontend::spawn_threads(
+            front_end_threads,
+            listeners,
+            front_end.clone(),
+            shutdown_signal.clone(),
+        )
+        .map_err(|source| EmulatorError::FrontEndThreads {
+            threads: front_end_threads.get(),
+            source,
+        })?;
 
         // Buffered decisions reach the file within one flush interval even when traffic stops.
         let flushing = decisions.clone();
@@ -612,7 +643,7 @@ impl Emulator {
         };
         let state_file = config.state_dir.join("state.json");
         write_state(&state_file, &state)?;
-        tracing::info!(%http, %https, %control, state = %state_file.display(), "emulator started");
+        tracing::info!(%http, %https, %control, front_end_threads, state = %state_file.display(), "emulator started");
 
         Ok(Emulator {
             shared,

@@ -23,10 +23,6 @@ pub enum Error {
     #[error("`{file}` is not a Terraform plan: {reason}")]
     #[diagnostic(help("pass the output of `terraform show -json <planfile>`; `terraform show -json` without a plan file prints state, which has no `planned_values`"))]
     NotAPlan { file: PathBuf, reason: String },
-
-    #[error("Terraform plan `{file}` creates no azurerm resources that decide access")]
-    #[diagnostic(help("subnetlock reads virtual networks, subnets, service plans, web and function apps, VNet integration and private endpoints; check that the plan includes them"))]
-    NoResources { file: PathBuf },
 }
 
 /// Plan text that is not valid JSON, with the place serde_json stopped.

@@ -34,6 +34,10 @@ pub fn topology_from_plan(path: &Path) -> Result<Topology, Error> {
 }
 
 /// Builds the topology of plan JSON `text`; `name` is the file name used in locations.
+///
+/// A plan that creates none of the resources subnetlock reads (an empty configuration, a
+/// destroy plan, or only resources of other types) gives an empty topology. Applying it leaves
+/// no site to reach, as deploying an ARM template with an empty `resources` does.
 pub fn from_str(name: impl AsRef<Path>, text: &str) -> Result<Topology, Error> {
     let name = name.as_ref();
     let root: Json =
@@ -47,11 +51,6 @@ pub fn from_str(name: impl AsRef<Path>, text: &str) -> Result<Topology, Error> {
 
     let plan = plan::Plan::new(name, text, &root);
     let mut topology = build::build(&plan);
-    if topology.vnets.is_empty() && topology.plans.is_empty() && topology.sites.is_empty() {
-        return Err(Error::NoResources {
-            file: name.to_owned(),
-        });
-    }
     subnetlock_model::validate(&mut topology);
     Ok(topology)
 }
@@ -72,6 +71,10 @@ pub fn looks_like_plan(root: &Json) -> bool {
 }
 
 /// Returns the reason a JSON document cannot be read as a plan, if there is one.
+///
+/// Terraform writes `planned_values.root_module` in every plan, as `{}` when the plan creates
+/// nothing (checked with Terraform 1.11.4), so a document without it is not a plan. Without this
+/// check such a document would read as a plan that creates nothing.
 fn not_a_plan(root: &Json) -> Option<String> {
     if !root.is_object() {
         return Some("the top level is not a JSON object".to_owned());
@@ -79,12 +82,41 @@ fn not_a_plan(root: &Json) -> Option<String> {
     if root.get("format_version").is_none() {
         return Some("it has no `format_version`".to_owned());
     }
-    if root.get("planned_values").is_none() {
+    let Some(planned_values) = root.get("planned_values") else {
         return Some(
-            "it has no `planned_values` (state output, or a plan without changes)".to_owned(),
+            "it has no `planned_values`, so it is state output or another Terraform JSON document"
+                .to_owned(),
         );
+    };
+    if !planned_values.is_object() {
+        return Some("its `planned_values` is not a JSON object".to_owned());
     }
-    None
+    match planned_values.get("root_module") {
+        None => Some("its `planned_values` has no `root_module`".to_owned()),
+        Some(module) => invalid_module(module, "planned_values.root_module"),
+    }
+}
+
+/// Returns the reason the module at JSON path `path` is malformed, if there is one. The
+/// reader skips what it cannot read, so a `resources` that is not an array would otherwise hide
+/// every resource of the module.
+fn invalid_module(module: &Json, path: &str) -> Option<String> {
+    if !module.is_object() {
+        return Some(format!("its `{path}` is not a JSON object"));
+    }
+    if let Some(resources) = module.get("resources") {
+        if !resources.is_array() {
+            return Some(format!("its `{path}.resources` is not an array"));
+        }
+    }
+    let children = module.get("child_modules")?;
+    let Some(children) = children.as_array() else {
+        return Some(format!("its `{path}.child_modules` is not an array"));
+    };
+    children
+        .iter()
+        .enumerate()
+        .find_map(|(index, child)| invalid_module(child, &format!("{path}.child_modules[{index}]")))
 }
 
 fn syntax_error(name: &Path, text: &str, error: &serde_json::Error) -> Error {

@@ -20,6 +20,11 @@
 //! (10.0.2.0/24), both delegated to `Microsoft.Web/serverFarms`, and a web app whose
 //! `virtual_network_subnet_id = azurerm_subnet.test1.id` is unknown at plan time and resolves
 //! only through the configuration reference.
+//!
+//! Terraform 1.11.4 wrote the plans that create nothing subnetlock reads, with
+//! `terraform show -json` of a saved plan: `empty_configuration.json` for an empty `main.tf`,
+//! `terraform_data_create.json` for one `terraform_data` resource, and
+//! `terraform_data_destroy.json` for `terraform plan -destroy` after that resource was applied.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -450,12 +455,41 @@ fn malformed_json_located() {
 #[test]
 fn not_a_plan_rejected() {
     let cases = [
+        // `terraform show -json` without a plan file, on an empty and on an applied workspace
+        // (Terraform 1.11.4).
+        (r#"{"format_version":"1.0"}"#, "no `planned_values`"),
         (
-            r#"{"format_version": "1.0", "values": {}}"#,
-            "planned_values",
+            r#"{"format_version":"1.0","terraform_version":"1.11.4","values":{"root_module":{}}}"#,
+            "no `planned_values`",
         ),
         (r#"{"planned_values": {}}"#, "format_version"),
         ("[]", "not a JSON object"),
+        (
+            r#"{"format_version": "1.2", "planned_values": []}"#,
+            "`planned_values` is not a JSON object",
+        ),
+        (
+            r#"{"format_version": "1.2", "planned_values": {}}"#,
+            "`planned_values` has no `root_module`",
+        ),
+        (
+            r#"{"format_version": "1.2", "planned_values": {"root_module": null}}"#,
+            "`planned_values.root_module` is not a JSON object",
+        ),
+        (
+            r#"{"format_version": "1.2", "planned_values": {"root_module": {"resources": {}}}}"#,
+            "`planned_values.root_module.resources` is not an array",
+        ),
+        (
+            r#"{"format_version": "1.2", "planned_values": {"root_module": {"child_modules": {}}}}"#,
+            "`planned_values.root_module.child_modules` is not an array",
+        ),
+        (
+            r#"{"format_version": "1.2", "planned_values": {"root_module": {"child_modules": [
+                {"address": "module.a", "resources": []},
+                {"address": "module.b", "resources": "none"}]}}}"#,
+            "`planned_values.root_module.child_modules[1].resources` is not an array",
+        ),
     ];
     for (text, reason) in cases {
         let error = from_str("state.json", text).unwrap_err();
@@ -464,12 +498,43 @@ fn not_a_plan_rejected() {
     }
 }
 
+/// Applying a plan that creates none of the resources subnetlock reads leaves no site, as an
+/// ARM template with an empty `resources` does, so the topology is empty and has no finding.
 #[test]
-fn plan_without_azure_resources() {
-    let text = r#"{"format_version": "1.2", "planned_values": {"root_module": {"resources": [
-        {"address": "null_resource.x", "type": "null_resource", "name": "x", "values": {}}]}}}"#;
-    let error = from_str("plan.json", text).unwrap_err();
-    assert!(matches!(error, Error::NoResources { .. }), "{error:?}");
+fn plans_without_sites_are_empty() {
+    let fixtures = [
+        "empty_configuration.json",
+        "terraform_data_create.json",
+        "terraform_data_destroy.json",
+    ];
+    for name in fixtures {
+        let topology =
+            topology_from_plan(&fixture(name)).unwrap_or_else(|error| panic!("{name}: {error:?}"));
+
+        assert!(topology.sites.is_empty(), "{name}: {:?}", topology.sites);
+        assert!(topology.plans.is_empty(), "{name}: {:?}", topology.plans);
+        assert!(topology.vnets.is_empty(), "{name}: {:?}", topology.vnets);
+        assert!(
+            topology.private_endpoints.is_empty(),
+            "{name}: {:?}",
+            topology.private_endpoints
+        );
+        assert!(
+            topology.findings.is_empty(),
+            "{name}: {:?}",
+            topology.findings
+        );
+    }
+}
+
+#[test]
+fn empty_child_modules_are_empty() {
+    let text = r#"{"format_version": "1.2", "planned_values": {"root_module": {"resources": [],
+        "child_modules": [{"address": "module.web", "resources": []}]}}}"#;
+    let topology = from_str("plan.json", text).unwrap();
+
+    assert!(topology.sites.is_empty(), "{:?}", topology.sites);
+    assert!(topology.findings.is_empty(), "{:?}", topology.findings);
 }
 
 /// Reads a configuration of the Terraform corpus in `shared/corpus` beside the workspace root,

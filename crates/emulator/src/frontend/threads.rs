@@ -1,8 +1,9 @@
-//! The front end's threads: one per CPU core, each with a single-threaded runtime that
-//! serves its connections to the end, and a count of live connections per thread that
+//! The front end's threads: by default one per CPU core, each with a single-threaded runtime
+//! that serves its connections to the end, and a count of live connections per thread that
 //! decides which thread serves a new connection.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -10,25 +11,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::{accept, serve_accepted, FrontEnd};
-
-/// Serves `listeners` on one thread per CPU core until `shutdown` changes or its sender is
-/// dropped.
-///
-/// Each thread runs a single-threaded runtime that accepts connections on every listener and
-/// serves each connection to the end, as nginx's worker processes do. A new connection goes to
-/// the thread with the fewest live connections (see [`Balance::pick`]). A request is never
-/// handed between threads, and the handler connections a thread opens stay with it
-/// (`HandlerClient` keeps idle connections per thread). On the multi-threaded runtime the
-/// front end reached 82 % of nginx's requests per second; on these threads, 98 %
-/// (docs/benchmarks.md).
-pub(crate) fn spawn_per_core(
-    listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
-    front_end: Arc<FrontEnd>,
-    shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    spawn_threads(threads, listeners, front_end, shutdown).map(drop)
-}
 
 /// A connection on its way to the thread that will serve it.
 struct Handoff {
@@ -91,9 +73,21 @@ impl Drop for Live {
     }
 }
 
-/// Spawns `threads` front-end threads serving `listeners`, and returns what they share.
+/// Serves `listeners` on `threads` threads until `shutdown` changes or its sender is dropped,
+/// and returns what the threads share.
+///
+/// Each thread runs a single-threaded runtime that accepts connections on every listener and
+/// serves each connection to the end, as nginx's worker processes do. A new connection goes to
+/// the thread with the fewest live connections (see [`Balance::pick`]). A request is never
+/// handed between threads, and the handler connections a thread opens stay with it
+/// (`HandlerClient` keeps idle connections per thread). On the multi-threaded runtime the
+/// front end reached 82 % of nginx's requests per second; on one thread per core, 98 %, and
+/// with connections spread by [`Balance::pick`], 102 to 103 % (docs/benchmarks.md).
+///
+/// When a thread fails to start, the threads started before it stop once `shutdown`'s sender
+/// is dropped.
 pub(crate) fn spawn_threads(
-    threads: usize,
+    threads: NonZeroUsize,
     listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
     front_end: Arc<FrontEnd>,
     shutdown: watch::Receiver<bool>,
@@ -102,10 +96,11 @@ pub(crate) fn spawn_threads(
         .into_iter()
         .map(|(listener, tls)| Ok((listener.into_std()?, tls)))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let (inboxes, receivers): (Vec<_>, Vec<_>) =
-        (0..threads).map(|_| mpsc::unbounded_channel()).unzip();
+    let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..threads.get())
+        .map(|_| mpsc::unbounded_channel())
+        .unzip();
     let balance = Arc::new(Balance {
-        live: (0..threads).map(|_| AtomicUsize::new(0)).collect(),
+        live: (0..threads.get()).map(|_| AtomicUsize::new(0)).collect(),
         inboxes,
     });
 
@@ -270,8 +265,13 @@ mod tests {
             .build()
             .unwrap();
         let listener = runtime.block_on(async { TcpListener::from_std(listener).unwrap() });
-        let balance =
-            spawn_threads(2, vec![(listener, None)], empty_front_end(), shutdown).unwrap();
+        let balance = spawn_threads(
+            NonZeroUsize::new(2).unwrap(),
+            vec![(listener, None)],
+            empty_front_end(),
+            shutdown,
+        )
+        .unwrap();
 
         for stream in &mut streams {
             let head = round_trip(stream);
