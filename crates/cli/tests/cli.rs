@@ -418,7 +418,7 @@ fn empty_resources_is_valid_deployment() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
-        text.contains("none: the template deploys no web app or function app"),
+        text.contains("none: the deployment has no web app or function app"),
         "{text}"
     );
     assert!(stderr(&output).is_empty(), "{}", stderr(&output));
@@ -459,7 +459,7 @@ fn plan_without_sites_is_valid_deployment() {
         assert_eq!(output.status.code(), Some(0), "{name}: {}", stderr(&output));
         let text = stdout(&output);
         assert!(
-            text.contains("none: the template deploys no web app or function app"),
+            text.contains("none: the deployment has no web app or function app"),
             "{name}: {text}"
         );
         assert!(
@@ -888,7 +888,7 @@ fn check_without_sites_says_none() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
-        text.contains("\nsites\n  none: the template deploys no web app or function app"),
+        text.contains("\nsites\n  none: the deployment has no web app or function app"),
         "{text}"
     );
     for kind in ["main", "scm"] {

@@ -98,7 +98,7 @@ pub fn render_human(analysis: &Analysis, template: &str) -> String {
     if analysis.topology.sites.is_empty() {
         push_line(
             &mut out,
-            "  none: the template deploys no web app or function app (`Microsoft.Web/sites`)"
+            "  none: the deployment has no web app or function app (`Microsoft.Web/sites`)"
                 .to_owned(),
         );
     }

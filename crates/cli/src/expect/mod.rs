@@ -181,7 +181,7 @@ impl Resolver<'_> {
                 .collect();
             sites.sort();
             let help = if sites.is_empty() {
-                "the template deploys no web app or function app".to_owned()
+                "the deployment has no web app or function app".to_owned()
             } else {
                 format!(
                     "sites in this deployment: {}; write `<site>.scm` for a scm site",
