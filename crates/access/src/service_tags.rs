@@ -52,6 +52,9 @@ impl ServiceTagTable {
     ///
     /// Prefixes with host bits set are kept as the network that contains them.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ServiceTagError> {
+        // A copy saved by Windows PowerShell 5.1 (`Out-File -Encoding UTF8`) or by some
+        // editors starts with a UTF-8 byte order mark, which serde_json rejects.
+        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         let file: TagFile = serde_json::from_slice(bytes).map_err(|error| {
             // serde_json ends its message with the position, which the variant prints itself.
             let text = error.to_string();
@@ -187,6 +190,27 @@ mod tests {
         assert_eq!(
             table.prefixes("AzureFrontDoor.Backend").map(<[IpNet]>::len),
             Some(2)
+        );
+    }
+
+    #[test]
+    fn from_json_skips_byte_order_mark() {
+        let marked = format!("\u{feff}{SMALL}");
+        let table = ServiceTagTable::from_json(marked.as_bytes()).unwrap();
+        assert_eq!(table.len(), 2);
+
+        // A position after the mark is the one an editor shows.
+        let error = ServiceTagTable::from_json("\u{feff}{\"values\": 1}".as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ServiceTagError::Json {
+                    line: 1,
+                    column: 12,
+                    ..
+                }
+            ),
+            "{error}"
         );
     }
 

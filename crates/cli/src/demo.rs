@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use miette::{IntoDiagnostic, Result};
 use serde::Serialize;
-use subnetlock_access::{Action, EngineOptions};
-use subnetlock_emulator::{Caller, Emulator, ExampleRequest, SiteInfo};
-use subnetlock_reach::{predict, Analysis, Prediction, Probe};
+use subnetlock_access::{Action, EngineOptions, SiteKind};
+use subnetlock_emulator::{AppErrorInfo, Caller, Emulator, ExampleRequest, SiteInfo};
+use subnetlock_reach::{predict, Analysis, AppCall, Prediction, Probe};
 
 use crate::args::DemoArgs;
 use crate::call::client_through;
@@ -115,7 +115,10 @@ pub async fn demo(args: DemoArgs) -> Result<i32> {
         );
     }
     let mismatches = results.iter().filter(|r| !r.matches()).count();
-    if mismatches == 0 {
+    if mismatches == 0 && results.len() == 1 {
+        out!("\nthe only probe: live result equals check's prediction");
+        Ok(EXIT_OK)
+    } else if mismatches == 0 {
         out!(
             "\nall {} probes: live result equals check's prediction",
             results.len()
@@ -171,9 +174,14 @@ fn nothing_to_compare(sites: &[SiteInfo]) -> miette::Report {
 /// prediction. For every bound function, an internet caller sends the function's example
 /// request with and without its key, and a function without one is skipped with the reason
 /// printed. Then, for every call between apps found in app settings, the status the front end
-/// gave it is paired with its prediction. A call is skipped with the reason printed when the
-/// calling app's Functions host does not start, or when the target's does not start and the
-/// access restrictions let the call through to it.
+/// gave it is paired with its prediction.
+///
+/// A result that may depend on a Functions host that does not start is skipped with the
+/// reason printed, because that host's 503 is not in the prediction. These are a call that the
+/// access restrictions let through to the main site of such a host, and an internet probe that
+/// differs from its prediction and runs the code of an app that sends such a call. A call is
+/// also skipped when the calling app's Functions host does not start, as it never sends the
+/// call.
 pub async fn run_probes(
     emulator: &Emulator,
     analysis: &Analysis,
@@ -188,10 +196,11 @@ pub async fn run_probes(
     ));
     let proxy = emulator.source_proxy(&internet).await?;
     let client = client_through(&proxy.to_string(), emulator.ca_pem().as_bytes())?;
+    let calls = predict_calls(emulator, analysis, auth_levels, engine)?;
 
     // Each internet result is kept with the site it probed, so a call between apps can show
-    // the response of its caller app.
-    let mut internet_results: Vec<(String, ProbeResult)> = Vec::new();
+    // the response of its caller app. A result that is not compared is kept for that too.
+    let mut internet_results: Vec<(String, ProbeResult, Comparison)> = Vec::new();
     for site in emulator.sites() {
         if let Some(app_error) = &site.app_error {
             out!(
@@ -200,6 +209,12 @@ pub async fn run_probes(
                 app_error.error
             );
         }
+        // Any probe that runs this app's code may make it send its calls, so a call that gets
+        // a 503 that check does not predict may change the response of every such probe.
+        let call_to_failed_host = calls.iter().find(|predicted| {
+            predicted.failed_target.is_some()
+                && predicted.call.from_site.eq_ignore_ascii_case(&site.name)
+        });
         for function in &site.functions {
             let (method, path) = match &function.example {
                 ExampleRequest::Available { method, path } => (method, path),
@@ -250,28 +265,44 @@ pub async fn run_probes(
                     live_status: Some(status),
                     live_body: shorten(&body),
                 };
-                internet_results.push((site.name.clone(), result));
+                // A handler may pass on the failed call or ignore it, so only a result that
+                // differs is skipped.
+                let comparison = match call_to_failed_host {
+                    Some(predicted) if result.prediction.reaches_code && !result.matches() => {
+                        out!(
+                            "skipped: {}: live status {status} where check predicts {}, but the app's code calls `{}` (setting `{}`), whose Functions host does not start, and the access restrictions allow the call, so the response may depend on a 503 that check does not predict: {}",
+                            result.label,
+                            result.prediction.status,
+                            predicted.call.to_site,
+                            predicted.call.setting,
+                            predicted.failed_target.unwrap_or_default()
+                        );
+                        Comparison::Skipped
+                    }
+                    _ => Comparison::Compared,
+                };
+                internet_results.push((site.name.clone(), result, comparison));
             }
         }
     }
 
     let decisions = emulator.decisions();
     let mut call_results = Vec::new();
-    for call in &analysis.calls {
-        let label = format!(
-            "app {} -> {}{} (setting `{}`)",
-            call.from_site, call.to_site, call.path, call.setting
-        );
+    for predicted in calls {
+        let call = predicted.call;
+        let label = call_label(call);
         // An app whose Functions host does not start runs no code, so it never sends the call.
-        let caller_error = emulator
-            .sites()
-            .iter()
-            .find(|site| site.name.eq_ignore_ascii_case(&call.from_site))
-            .and_then(|site| site.app_error.as_ref());
-        if let Some(app_error) = caller_error {
+        if let Some(app_error) = app_error_of(emulator, &call.from_site) {
             out!(
                 "skipped: {label}: the Functions host of the calling function app does not start, so it never sends the call: {}",
                 app_error.error
+            );
+            continue;
+        }
+        if let Some(error) = predicted.failed_target {
+            out!(
+                "skipped: {label}: the access restrictions allow the call, but the Functions host of the target function app does not start, so it gets 503 where check predicts {}: {error}",
+                predicted.prediction.status,
             );
             continue;
         }
@@ -282,23 +313,81 @@ pub async fn run_probes(
             .rev()
             .find(|record| {
                 record.caller.eq_ignore_ascii_case(&caller)
+                    && record.site_kind == Some(call.to_kind)
                     && record
                         .site
                         .as_deref()
                         .is_some_and(|site| site.eq_ignore_ascii_case(&call.to_site))
             })
             .map(|record| record.status);
+        // What the caller app answered when the internet probe made it call out.
+        let answered = internet_results
+            .iter()
+            .find(|(site, result, _)| {
+                site.eq_ignore_ascii_case(&call.from_site) && result.label.ends_with("(with key)")
+            })
+            .map(|(_, result, _)| format!("{} answered: {}", call.from_site, result.live_body))
+            .unwrap_or_default();
+        call_results.push(ProbeResult {
+            label,
+            prediction: predicted.prediction,
+            live_status: live,
+            live_body: answered,
+        });
+    }
+
+    call_results.extend(
+        internet_results
+            .into_iter()
+            .filter(|(_, _, comparison)| *comparison == Comparison::Compared)
+            .map(|(_, result, _)| result),
+    );
+    Ok(call_results)
+}
+
+/// Whether a probe's live result is compared with its prediction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Comparison {
+    Compared,
+    /// The result may depend on something the prediction leaves out, and a line with the
+    /// reason is printed.
+    Skipped,
+}
+
+/// A call between apps with its prediction.
+struct PredictedCall<'a> {
+    call: &'a AppCall,
+    prediction: Prediction,
+    /// The error of the target app when the access restrictions let the call through to a
+    /// main site whose Functions host does not start. That host responds with 503, which the
+    /// prediction leaves out. A call to the scm site of that app is still compared, because
+    /// the scm site runs apart from the Functions host.
+    failed_target: Option<&'a str>,
+}
+
+/// Predicts every call between apps that `analysis` found in app settings.
+fn predict_calls<'a>(
+    emulator: &'a Emulator,
+    analysis: &'a Analysis,
+    auth_levels: &HashMap<(String, String), String>,
+    engine: &EngineOptions,
+) -> Result<Vec<PredictedCall<'a>>> {
+    let mut calls = Vec::with_capacity(analysis.calls.len());
+    for call in &analysis.calls {
         let host = analysis
             .topology
             .site(&call.to_site)
-            .map(|site| site.default_host_name.clone())
+            .map(|site| match call.to_kind {
+                SiteKind::Main => site.default_host_name.clone(),
+                SiteKind::Scm => site.scm_host_name.clone(),
+            })
             .unwrap_or_default();
         let prediction = predict(
             analysis,
             auth_levels,
             engine,
             &Probe {
-                from: caller.clone(),
+                from: format!("app:{}", call.from_site),
                 host,
                 path: call.path.clone(),
                 function: None,
@@ -306,44 +395,46 @@ pub async fn run_probes(
                 function_disabled: false,
             },
         )?;
-        // A target whose Functions host does not start responds with 503 to every request that
-        // passes its access restrictions, which the prediction leaves out. A denied call never
-        // reaches the host, so it is still compared.
-        let target_error = emulator
-            .sites()
-            .iter()
-            .find(|site| site.name.eq_ignore_ascii_case(&call.to_site))
-            .and_then(|site| site.app_error.as_ref());
+        // A denied call never reaches the host, so it is still compared.
         let passes_front_end = prediction
             .decision
             .as_ref()
             .is_some_and(|decision| decision.verdict == Action::Allow);
-        if let (Some(app_error), true) = (target_error, passes_front_end) {
-            out!(
-                "skipped: {label}: the access restrictions allow the call, but the Functions host of the target function app does not start, so it gets 503 where check predicts {}: {}",
-                prediction.status,
-                app_error.error
-            );
-            continue;
-        }
-        // What the caller app answered when the internet probe made it call out.
-        let answered = internet_results
-            .iter()
-            .find(|(site, result)| {
-                site.eq_ignore_ascii_case(&call.from_site) && result.label.ends_with("(with key)")
-            })
-            .map(|(_, result)| format!("{} answered: {}", call.from_site, result.live_body))
-            .unwrap_or_default();
-        call_results.push(ProbeResult {
-            label,
+        let failed_target = match app_error_of(emulator, &call.to_site) {
+            Some(app_error) if passes_front_end && call.to_kind == SiteKind::Main => {
+                Some(app_error.error.as_str())
+            }
+            _ => None,
+        };
+        calls.push(PredictedCall {
+            call,
             prediction,
-            live_status: live,
-            live_body: answered,
+            failed_target,
         });
     }
+    Ok(calls)
+}
 
-    call_results.extend(internet_results.into_iter().map(|(_, result)| result));
-    Ok(call_results)
+/// Returns the error of the app bound to `site` when its Functions host does not start.
+fn app_error_of<'a>(emulator: &'a Emulator, site: &str) -> Option<&'a AppErrorInfo> {
+    emulator
+        .sites()
+        .iter()
+        .find(|info| info.name.eq_ignore_ascii_case(site))
+        .and_then(|info| info.app_error.as_ref())
+}
+
+/// Returns the label of a call between apps, with `.scm` after a target that is an scm site.
+fn call_label(call: &AppCall) -> String {
+    let scm = if call.to_kind == SiteKind::Scm {
+        ".scm"
+    } else {
+        ""
+    };
+    format!(
+        "app {} -> {}{scm}{} (setting `{}`)",
+        call.from_site, call.to_site, call.path, call.setting
+    )
 }
 
 fn shorten(body: &str) -> String {

@@ -87,7 +87,7 @@ fn app_finding(site: &Site, root: &Path, error: &HostError) -> Finding {
         | HostError::TimedOut { .. } => file_start(root.join("host.json")),
     };
     let message = format!(
-        "site `{}`: function app `{}` fails to load, so its Functions host does not start and every request to the site gets 503: {}",
+        "site `{}`: function app `{}` fails to load, so its Functions host does not start and every request that the access restrictions allow gets 503: {}",
         site.name,
         root.display(),
         error_chain(error)

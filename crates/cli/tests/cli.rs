@@ -2013,6 +2013,104 @@ fn demo_skips_allowed_calls_to_failed_app() {
     }
 }
 
+/// A forwarding handler that passes on the outcome of its GET to the URL in app setting
+/// `TARGET_URL`, as function A of the example does: 200 `target answered 200`, or 502 with
+/// the target's status when that is another one.
+const RELAYING_HANDLER: &str = r#"
+import http.server, os, urllib.error, urllib.request
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        try:
+            with urllib.request.urlopen(os.environ["TARGET_URL"], timeout=20) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        body = ("target answered %d" % status).encode()
+        self.send_response(200 if status == 200 else 502)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+port = int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"#;
+
+#[test]
+fn demo_skips_probes_calling_failed_app() {
+    // `app` calls `other`, whose handler exits, and passes the failure on. The front end lets
+    // the call through, so what `app` returns depends on the 503 of a Functions host that did
+    // not start, which check does not predict: the probe that runs `app`'s code differs from
+    // the prediction and is skipped with the reason. The probe without key gets 401 before
+    // that code, so it is compared. With a handler that ignores the failure, as in
+    // `demo_skips_allowed_calls_to_failed_app`, both probes are compared.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_site_with_failing_handler(dir.path());
+    std::fs::write(dir.path().join("app/handler.py"), RELAYING_HANDLER).expect("handler");
+    let function = dir.path().join("app/hello/function.json");
+    let text = std::fs::read_to_string(&function).expect("function.json");
+    std::fs::write(&function, text.replace("anonymous", "function")).expect("function.json");
+    set_target_url(dir.path(), "https://other.azurewebsites.net/api/hello");
+
+    let output = run_demo(dir.path());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(
+        text.contains("skipped: internet -> GET app/api/hello (with key): live status 502 where check predicts 200, but the app's code calls `other` (setting `TARGET_URL`), whose Functions host does not start, and the access restrictions allow the call, so the response may depend on a 503 that check does not predict: custom handler `sh` for site `other` exited with exit code 3"),
+        "{text}"
+    );
+    assert!(!text.contains("!internet -> GET app/api/hello"), "{text}");
+    assert!(
+        text.contains(" internet -> GET app/api/hello (no key)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the only probe: live result equals"),
+        "{text}"
+    );
+}
+
+/// Gives site `app` of the template in `dir` the app setting `TARGET_URL` with `url`.
+fn set_target_url(dir: &Path, url: &str) {
+    let path = dir.join("azuredeploy.json");
+    let text = std::fs::read_to_string(&path).expect("template");
+    let mut template: serde_json::Value = serde_json::from_str(&text).expect("template JSON");
+    let app = template["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .iter_mut()
+        .find(|resource| resource["name"] == "app")
+        .expect("site `app`");
+    app["properties"]["siteConfig"] = serde_json::json!({"appSettings": [
+        {"name": "TARGET_URL", "value": url}
+    ]});
+    std::fs::write(&path, template.to_string()).expect("template");
+}
+
+#[test]
+fn demo_compares_call_to_failed_apps_scm_site() {
+    // `app` calls the scm site of `other`, whose handler exits. The scm site does not depend
+    // on the Functions host: it asks for publishing credentials, so the call gets the 401
+    // that check predicts for it and is compared.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_site_with_failing_handler(dir.path());
+    std::fs::write(dir.path().join("app/handler.py"), CALLING_HANDLER).expect("handler");
+    set_target_url(dir.path(), "https://other.scm.azurewebsites.net/api/hello");
+
+    let output = run_demo(dir.path());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(!text.contains("skipped: app app"), "{text}");
+    let call = text
+        .lines()
+        .find(|line| line.contains("app app -> other.scm/api/hello (setting `TARGET_URL`)"))
+        .unwrap_or_else(|| panic!("no line for the call: {text}"));
+    let columns: Vec<&str> = call.split_whitespace().collect();
+    assert_eq!(columns.get(6..8), Some(&["401", "401"][..]), "{call}");
+    assert!(text.contains("target answered 401"), "{text}");
+    assert!(text.contains("all 3 probes: live result equals"), "{text}");
+}
+
 #[test]
 fn demo_names_functions_without_example() {
     // The only function takes no method, so no request reaches it and both of its probes are
@@ -3416,7 +3514,7 @@ fn check_fails_on_unparsable_route() {
         "{text}"
     );
     assert!(
-        text.contains("fails to load, so its Functions host does not start and every request to the site gets 503: invalid route `items/{id` of function `items`"),
+        text.contains("fails to load, so its Functions host does not start and every request that the access restrictions allow gets 503: invalid route `items/{id` of function `items`"),
         "{text}"
     );
     assert!(
@@ -3764,7 +3862,7 @@ fn up_runs_other_sites_when_app_fails() {
     let report = stdout(&check);
     assert!(report.contains("site `other`: function app"), "{report}");
     assert!(
-        report.contains("fails to load, so its Functions host does not start and every request to the site gets 503"),
+        report.contains("fails to load, so its Functions host does not start and every request that the access restrictions allow gets 503"),
         "{report}"
     );
 

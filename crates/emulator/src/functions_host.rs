@@ -295,7 +295,8 @@ pub fn load_function_app(
             invalid(
                 &host_path,
                 &format!("{section_name}.description.defaultExecutablePath"),
-                "missing",
+                "missing or empty, and the Functions host does not start without it, even when \
+                 `--handler` or the binding file's `executable` names the program that runs locally",
             )
         })?;
     let executable = match executable_override {

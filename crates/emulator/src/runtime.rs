@@ -212,7 +212,7 @@ impl AppErrorInfo {
             site,
             function_app = %self.function_app.display(),
             error = %self.error,
-            "the Functions host of the site does not start, so requests to the site get 503 while the other sites run"
+            "the Functions host of the site does not start, so requests that the access restrictions allow get 503 while the other sites run"
         );
     }
 }

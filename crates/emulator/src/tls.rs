@@ -292,7 +292,7 @@ impl ResolvesServerCert for SniResolver {
 // rustls 0.23.48 deprecates the ring provider because it lacks post-quantum key exchange.
 // That does not matter for loopback traffic between the emulator and its handlers.
 #[allow(deprecated)]
-fn ring_provider() -> CryptoProvider {
+pub(crate) fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 

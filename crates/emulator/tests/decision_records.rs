@@ -278,3 +278,37 @@ async fn concurrent_connections_lose_nothing() {
     assert_eq!(control_decisions(&emulator, 0).await, records);
     assert_eq!(file_records(dir.path()).await, records);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_times_follow_clock_on_both_paths() {
+    // The fast path reads the clock with `SystemTime` and formats the record itself, and
+    // hyper's path stamps a `DecisionRecord` with chrono. Both records carry the time of
+    // their request as RFC 3339 in UTC with milliseconds.
+    let dir = TempDir::new().expect("temp dir");
+    let emulator = start(dir.path()).await;
+    let host = emulator.site("app-one").expect("site").host.clone();
+    let mut stream = TcpStream::connect(emulator.http_addr())
+        .await
+        .expect("connect");
+
+    let before = chrono::Utc::now().timestamp_millis();
+    let fast = format!("GET /api/echo HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    assert_eq!(exchange(&mut stream, &fast).await, 200);
+    // `Connection` sends this request, and the rest of the connection, to hyper.
+    let full = format!("GET /api/echo HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(exchange(&mut stream, &full).await, 200);
+    let after = chrono::Utc::now().timestamp_millis();
+
+    let records = emulator.decisions();
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let time = &record.time;
+        assert_eq!(time.len(), "2026-12-05T01:02:03.004Z".len(), "{time}");
+        assert!(time.ends_with('Z'), "{time}");
+        let parsed = chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339 time");
+        let millis = parsed.timestamp_millis();
+        assert!(before <= millis, "{time} is before the request");
+        assert!(millis <= after, "{time} is after the response");
+    }
+    assert_eq!(file_records(dir.path()).await, records);
+}

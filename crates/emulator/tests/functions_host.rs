@@ -248,11 +248,14 @@ fn load_requires_default_executable_with_override() {
             .expect_err("no defaultExecutablePath");
 
         match error {
-            HostError::InvalidValue { field, .. } => {
+            HostError::InvalidValue { field, reason, .. } => {
                 assert_eq!(
                     field, "customHandler.description.defaultExecutablePath",
                     "{host}"
                 );
+                // The reason explains why the local executable does not help.
+                assert!(reason.starts_with("missing or empty"), "{host}: {reason}");
+                assert!(reason.contains("`--handler`"), "{host}: {reason}");
             }
             other => panic!("{host}: {other}"),
         }

@@ -231,7 +231,7 @@ mod tests {
 
     /// Sends one request on `stream` and reads the response head, so that the connection is
     /// known to be served.
-    fn round_trip(stream: &mut std::net::TcpStream) -> String {
+    fn round_trip(stream: &mut impl ReadWrite) -> String {
         stream
             .write_all(b"GET / HTTP/1.1\r\nHost: unknown.azurewebsites.net\r\n\r\n")
             .unwrap();
@@ -246,6 +246,90 @@ mod tests {
             head.push(byte[0]);
         }
         String::from_utf8_lossy(&head).into_owned()
+    }
+
+    trait ReadWrite: Read + Write {}
+    impl<T: Read + Write> ReadWrite for T {}
+
+    /// Waits until the threads of `balance` count `expected` live connections in all.
+    fn wait_for_live(balance: &Balance, expected: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while balance.live().iter().sum::<usize>() != expected {
+            assert!(std::time::Instant::now() < deadline, "{:?}", balance.live());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Returns a TLS client configuration that trusts only `ca`.
+    fn client_trusting(ca: &crate::tls::LocalCa) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in rustls_pemfile::certs(&mut ca.ca_pem().as_bytes()) {
+            roots.add(certificate.unwrap()).unwrap();
+        }
+        let provider = Arc::new(crate::tls::ring_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn tls_handshake_follows_handoff() {
+        // As in the burst below, one thread may accept every queued connection, and the
+        // connections it hands over reach the other thread before their TLS handshake.
+        let ca = Arc::new(crate::tls::LocalCa::generate().unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut streams: Vec<_> = (0..8)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+        // Two connections that never complete a handshake.
+        let mut plain = std::net::TcpStream::connect(address).unwrap();
+        let silent = std::net::TcpStream::connect(address).unwrap();
+
+        let (stop, shutdown) = watch::channel(false);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime.block_on(async { TcpListener::from_std(listener).unwrap() });
+        let acceptor = tokio_rustls::TlsAcceptor::from(ca.sni_server_config());
+        let balance = spawn_threads(
+            NonZeroUsize::new(2).unwrap(),
+            vec![(listener, Some(acceptor))],
+            empty_front_end(),
+            shutdown,
+        )
+        .unwrap();
+
+        let config = client_trusting(&ca);
+        let mut sessions = Vec::new();
+        for stream in streams.drain(..) {
+            let name = rustls::pki_types::ServerName::try_from("unknown.azurewebsites.net")
+                .unwrap()
+                .to_owned();
+            let connection = rustls::ClientConnection::new(config.clone(), name).unwrap();
+            let mut session = rustls::StreamOwned::new(connection, stream);
+            let head = round_trip(&mut session);
+            assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+            sessions.push(session);
+        }
+        let live = balance.live();
+        assert_eq!(live.iter().sum::<usize>(), 10, "{live:?}");
+        assert!(live.iter().all(|&count| count >= 4), "{live:?}");
+
+        // A failed handshake and closed connections leave their threads' counts.
+        plain.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut rest = Vec::new();
+        let _ = plain.read_to_end(&mut rest);
+        wait_for_live(&balance, 9);
+        drop(silent);
+        drop(sessions);
+        wait_for_live(&balance, 0);
+        stop.send(true).unwrap();
     }
 
     #[test]
@@ -284,11 +368,7 @@ mod tests {
         // A closed connection leaves its thread's count.
         drop(streams.pop());
         drop(streams.pop());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while balance.live().iter().sum::<usize>() != 14 {
-            assert!(std::time::Instant::now() < deadline, "{:?}", balance.live());
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_for_live(&balance, 14);
         stop.send(true).unwrap();
     }
 }
