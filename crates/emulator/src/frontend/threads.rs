@@ -81,8 +81,8 @@ impl Drop for Live {
 /// the thread with the fewest live connections (see [`Balance::pick`]). A request is never
 /// handed between threads, and the handler connections a thread opens stay with it
 /// (`HandlerClient` keeps idle connections per thread). On the multi-threaded runtime the
-/// front end reached 82 % of nginx's requests per second; on one thread per core, 98 %, and
-/// with connections spread by [`Balance::pick`], 102 to 103 % (docs/benchmarks.md).
+/// front end reached 82 % of nginx's requests per second; on one thread per core, 98 %. With
+/// connections spread by [`Balance::pick`], runs gave 93 to 103 % (docs/benchmarks.md).
 ///
 /// When a thread fails to start, the threads started before it stop once `shutdown`'s sender
 /// is dropped.
