@@ -212,10 +212,12 @@ fn detect_format(template: &Path) -> Result<InputFormat> {
     let text = std::fs::read_to_string(template)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read `{}`", template.display()))?;
-    if subnetlock_terraform::is_plan_text(&text) {
+    // serde_json rejects a UTF-8 byte order mark, which both readers skip.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    if subnetlock_terraform::is_plan_text(text) {
         return Ok(InputFormat::TerraformPlan);
     }
-    let parsed = serde_json::from_str::<serde_json::Value>(&text).ok();
+    let parsed = serde_json::from_str::<serde_json::Value>(text).ok();
     if let Some(root) = &parsed {
         if root.get("format_version").is_some() && root.get("resources").is_none() {
             return Ok(InputFormat::TerraformPlan);

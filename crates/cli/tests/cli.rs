@@ -548,6 +548,42 @@ fn terraform_state_is_not_a_plan() {
 }
 
 #[test]
+fn byte_order_mark_plan_checks() {
+    // The same plan with and without a UTF-8 byte order mark gives the same report. Only the
+    // byte offsets of the JSON report differ, because they count the mark.
+    let fixture =
+        workspace_root().join("crates/terraform/tests/fixtures/ip_restriction_default_action.json");
+    let plain = std::fs::read_to_string(fixture).expect("read fixture");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("plan.json");
+    let path_text = path.to_str().expect("path");
+
+    let mut reports = Vec::new();
+    for prefix in ["", "\u{feff}"] {
+        std::fs::write(&path, format!("{prefix}{plain}")).expect("write plan");
+        let output = subnetlock(&["check", "--format", "json", path_text]);
+        let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+        assert!(value.get("error").is_none(), "{prefix:?}: {value}");
+        assert_ne!(value["sites"], serde_json::json!([]), "{prefix:?}: {value}");
+
+        let output = subnetlock(&["check", path_text]);
+        reports.push((output.status.code(), stdout(&output), stderr(&output)));
+    }
+    assert_eq!(reports[0], reports[1]);
+
+    // State output with a mark is still recognised as Terraform JSON, so the plan reader
+    // names what it lacks.
+    std::fs::write(&path, "\u{feff}{\"format_version\":\"1.0\"}").expect("write state");
+    let output = subnetlock(&["check", path_text]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("plan.json` is not a Terraform plan: it has no `planned_values`"),
+        "{text}"
+    );
+}
+
+#[test]
 fn byte_order_mark_keeps_columns() {
     // The stray `}` is at column 32 of line 1, as an editor shows it, with or without a UTF-8
     // byte order mark before the first `{`.

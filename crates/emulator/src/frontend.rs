@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use subnetlock_model::Topology;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use self::accept_failures::{AcceptFailures, FailureLine};
 use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart, SitePart};
 use crate::functions_host::{Direct, FunctionsHost};
 use crate::handler_client::HOP_BY_HOP;
@@ -37,6 +38,7 @@ use crate::pages;
 // (RFC 9110, section 15.5.14). See docs/fidelity.md.
 const MAX_BODY_BYTES: usize = 104_857_600;
 
+mod accept_failures;
 mod fast_path;
 mod threads;
 
@@ -975,26 +977,54 @@ pub async fn serve(
 }
 
 /// Accepts the next connection, with `TCP_NODELAY` set; `None` once `shutdown` changes.
+///
+/// A failed `accept` is retried after [`ACCEPT_RETRY`]. The first failure is logged, then at
+/// most one summary per [`accept_failures::SUMMARY_INTERVAL`] and one line on recovery.
 async fn accept(
     listener: &TcpListener,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<(TcpStream, SocketAddr)> {
+    // A run of failures cannot outlive this call, which returns only on a success or shutdown.
+    let mut failures = AcceptFailures::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "front end failed to accept a connection");
+                    log_accept_failure(failures.record_failure(Instant::now()), &error);
                     tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => return None,
         };
+        if let Some(recovery) = failures.record_success(Instant::now()) {
+            tracing::info!(
+                failures = recovery.failures,
+                duration_ms = recovery.duration.as_millis(),
+                "front end accepts connections again"
+            );
+        }
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
         return Some((stream, peer));
+    }
+}
+
+fn log_accept_failure(line: FailureLine, error: &std::io::Error) {
+    match line {
+        FailureLine::First => tracing::warn!(
+            %error,
+            retry_ms = ACCEPT_RETRY.as_millis(),
+            "front end failed to accept a connection, retrying"
+        ),
+        FailureLine::Summary { failures } => tracing::warn!(
+            last_error = %error,
+            failures_since_last_log = failures,
+            "front end still fails to accept connections"
+        ),
+        FailureLine::Quiet => {}
     }
 }
 

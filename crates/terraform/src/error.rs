@@ -25,7 +25,8 @@ pub enum Error {
     NotAPlan { file: PathBuf, reason: String },
 }
 
-/// Plan text that is not valid JSON, with the place serde_json stopped.
+/// Plan text that is not valid JSON, with the place serde_json stopped. `source_code` is the
+/// text without a leading byte order mark, and `line`, `column` and `span` count from its start.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("invalid JSON in Terraform plan `{file}` at line {line}, column {column}: {message}")]
 #[diagnostic(help(

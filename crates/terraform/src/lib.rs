@@ -40,8 +40,9 @@ pub fn topology_from_plan(path: &Path) -> Result<Topology, Error> {
 /// no site to reach, as deploying an ARM template with an empty `resources` does.
 pub fn from_str(name: impl AsRef<Path>, text: &str) -> Result<Topology, Error> {
     let name = name.as_ref();
+    let body = without_byte_order_mark(text);
     let root: Json =
-        serde_json::from_str(text).map_err(|error| syntax_error(name, text, &error))?;
+        serde_json::from_str(body).map_err(|error| syntax_error(name, body, &error))?;
     if let Some(reason) = not_a_plan(&root) {
         return Err(Error::NotAPlan {
             file: name.to_owned(),
@@ -58,10 +59,19 @@ pub fn from_str(name: impl AsRef<Path>, text: &str) -> Result<Topology, Error> {
 /// Returns whether `text` is Terraform plan JSON: an object with `format_version` and
 /// `planned_values` or `terraform_version`. ARM templates have neither.
 pub fn is_plan_text(text: &str) -> bool {
-    match serde_json::from_str::<Json>(text) {
+    match serde_json::from_str::<Json>(without_byte_order_mark(text)) {
         Ok(root) => looks_like_plan(&root),
         Err(_) => false,
     }
+}
+
+/// Returns `text` without the UTF-8 byte order mark it may start with, which serde_json rejects.
+///
+/// Windows PowerShell 5.1 writes the mark with every Unicode encoding except UTF-7, so
+/// `terraform show -json plan | Out-File -Encoding utf8 plan.json` starts with one
+/// (Microsoft Learn, "about_Character_Encoding").
+pub(crate) fn without_byte_order_mark(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Returns whether a parsed JSON document is Terraform plan JSON (see [`is_plan_text`]).
@@ -160,6 +170,10 @@ mod tests {
                 true,
             ),
             (r#"{"format_version":"1.2","planned_values":{}}"#, true),
+            (
+                "\u{feff}{\"format_version\":\"1.2\",\"planned_values\":{}}",
+                true,
+            ),
             (
                 r#"{"format_version":"1.0","terraform_version":"1.7.5","values":{}}"#,
                 true,

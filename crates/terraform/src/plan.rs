@@ -437,11 +437,16 @@ fn find_address(text: &str, address: &str) -> Option<usize> {
     None
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// 1-based line and column (in characters) of a byte offset. A leading byte order mark takes
+/// no column, because editors do not show it.
 pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|at| at + 1).unwrap_or(0);
+    let first_line_start = text.len() - crate::without_byte_order_mark(text).len();
+    let line_start = before
+        .rfind('\n')
+        .map_or(0, |at| at + 1)
+        .max(first_line_start);
     let column = before
         .get(line_start..)
         .map(|s| s.chars().count())

@@ -30,6 +30,7 @@
 
 use std::path::{Path, PathBuf};
 
+use miette::SourceCode;
 use serde_json::json;
 use subnetlock_access::{Action, PublicNetworkAccess, SourceCondition, SubnetId};
 use subnetlock_model::{FindingCode, IntegrationSource, PlanFamily, Topology};
@@ -450,6 +451,75 @@ fn malformed_json_located() {
         .to_string()
         .starts_with("invalid JSON in Terraform plan `broken.json` at line 3"));
     assert_eq!(syntax.span.offset(), text.find(",}").unwrap());
+}
+
+#[test]
+fn byte_order_mark_plan_reads() {
+    // `network_plan` is one line, so every location is on the line that contains the mark.
+    let plain = network_plan();
+    let marked = format!("\u{feff}{plain}");
+    let mark = '\u{feff}'.len_utf8();
+
+    let expected = from_str("plan.json", &plain).unwrap();
+    let topology = from_str("plan.json", &marked).unwrap();
+
+    let names = |topology: &Topology| -> Vec<String> {
+        topology
+            .sites
+            .iter()
+            .map(|site| site.name.clone())
+            .collect()
+    };
+    assert!(!expected.sites.is_empty());
+    assert_eq!(names(&topology), names(&expected));
+    assert_eq!(topology.findings.len(), expected.findings.len());
+    for (site, plain_site) in topology.sites.iter().zip(&expected.sites) {
+        let (location, plain_location) = (&site.declared_at, &plain_site.declared_at);
+        assert_eq!(location.line, 1, "{}", site.name);
+        assert_eq!(location.column, plain_location.column, "{}", site.name);
+        assert_eq!(
+            location.offset,
+            plain_location.offset + mark,
+            "{}",
+            site.name
+        );
+        assert_eq!(
+            marked.get(location.offset..location.offset + location.length),
+            Some("\"address\""),
+            "{}",
+            site.name
+        );
+    }
+}
+
+#[test]
+fn byte_order_mark_plan_file_reads() {
+    let plain = std::fs::read_to_string(fixture("ip_restriction_default_action.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    std::fs::write(&path, format!("\u{feff}{plain}")).unwrap();
+
+    let topology = topology_from_plan(&path).unwrap();
+    let site = topology.site("acctestWA-240311031305920692").expect("site");
+
+    // The mark is on line 1, so the site's line and column are those of the plain fixture.
+    assert_eq!(site.declared_at.line, 8);
+    assert_eq!(site.declared_at.column, 11);
+}
+
+#[test]
+fn byte_order_mark_syntax_error_column() {
+    let text = "\u{feff}{\"format_version\": ,}";
+    let error = from_str("broken.json", text).unwrap_err();
+    let Error::Syntax(syntax) = &error else {
+        panic!("expected a syntax error, got {error:?}");
+    };
+
+    // The stray `,` is column 20 of line 1 as an editor shows it, without the mark.
+    assert_eq!(syntax.line, 1);
+    assert_eq!(syntax.column, 20);
+    let span_text = syntax.source_code.read_span(&syntax.span, 0, 0).unwrap();
+    assert_eq!(span_text.data(), b",");
 }
 
 #[test]
