@@ -1388,16 +1388,21 @@ mod tests {
         assert_eq!(request.headers()[header::HOST], "a.azurewebsites.net");
     }
 
-    #[test]
-    fn abandoned_request_is_recorded_once() {
-        let front_end = FrontEnd {
+    /// A front end with no sites and a decision log without a file.
+    pub(super) fn empty_front_end() -> FrontEnd {
+        FrontEnd {
             topology: Arc::new(Topology::default()),
             access: SiteMap::default(),
             hosts: SiteMap::default(),
             hosts_not_running: Default::default(),
             publishing: HashMap::new(),
             decisions: Arc::new(DecisionLog::new(None).unwrap()),
-        };
+        }
+    }
+
+    #[test]
+    fn abandoned_request_is_recorded_once() {
+        let front_end = empty_front_end();
         let head = Request::new(()).into_parts().0;
         let source = Source::internet("198.51.100.7".parse().unwrap());
 

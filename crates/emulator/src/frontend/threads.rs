@@ -209,24 +209,24 @@ fn start(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::io::{Read, Write};
 
-    use subnetlock_model::Topology;
-
     use super::*;
-    use crate::decisions::DecisionLog;
-    use crate::frontend::SiteMap;
 
     fn empty_front_end() -> Arc<FrontEnd> {
-        Arc::new(FrontEnd {
-            topology: Arc::new(Topology::default()),
-            access: SiteMap::default(),
-            hosts: SiteMap::default(),
-            hosts_not_running: Default::default(),
-            publishing: HashMap::new(),
-            decisions: Arc::new(DecisionLog::new(None).unwrap()),
-        })
+        Arc::new(crate::frontend::tests::empty_front_end())
+    }
+
+    /// Binds a listener and opens `count` connections that wait in its queue before any
+    /// thread runs, as wrk's do when it opens them all at once.
+    fn queued_connections(count: usize) -> (std::net::TcpListener, Vec<std::net::TcpStream>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let streams = (0..count)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+        (listener, streams)
     }
 
     /// Sends one request on `stream` and reads the response head, so that the connection is
@@ -280,12 +280,8 @@ mod tests {
         // As in the burst below, one thread may accept every queued connection, and the
         // connections it hands over reach the other thread before their TLS handshake.
         let ca = Arc::new(crate::tls::LocalCa::generate().unwrap());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
+        let (listener, mut streams) = queued_connections(8);
         let address = listener.local_addr().unwrap();
-        let mut streams: Vec<_> = (0..8)
-            .map(|_| std::net::TcpStream::connect(address).unwrap())
-            .collect();
         // Two connections that never complete a handshake.
         let mut plain = std::net::TcpStream::connect(address).unwrap();
         let silent = std::net::TcpStream::connect(address).unwrap();
@@ -334,14 +330,7 @@ mod tests {
 
     #[test]
     fn balance_spreads_connection_burst() {
-        // The connections wait in the listening socket before any thread runs, as wrk's do
-        // when it opens them all at once.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut streams: Vec<_> = (0..16)
-            .map(|_| std::net::TcpStream::connect(address).unwrap())
-            .collect();
+        let (listener, mut streams) = queued_connections(16);
 
         let (stop, shutdown) = watch::channel(false);
         let runtime = tokio::runtime::Builder::new_current_thread()
