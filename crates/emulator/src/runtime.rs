@@ -36,9 +36,9 @@ use crate::tls::LocalCa;
 use crate::{pages, reaper, EmulatorError};
 
 /// Largest accepted [`EmulatorConfig::front_end_threads`]. Each front-end thread has its own
-/// runtime and opens six file descriptors (counted in `/proc/<pid>/fd` on Linux: `up` had 20
-/// open with one thread and 68 with nine), so a mistyped count such as 100000 would exhaust
-/// the open-file limit part way through the start.
+/// runtime and opens six file descriptors: `up` had 20 open with one thread and 68 with nine
+/// (counted in `/proc/<pid>/fd` on Linux). A mistyped count such as 100000 would exhaust the
+/// open-file limit part way through the start.
 // NOTE: no Azure fact sets this bound. A count below it can still fail to start under a low
 // open-file limit, which `EmulatorError::FrontEndThreads` reports.
 pub const MAX_FRONT_END_THREADS: usize = 1024;
@@ -49,6 +49,9 @@ fn default_front_end_threads() -> NonZeroUsize {
     let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
     NonZeroUsize::new(cores.min(MAX_FRONT_END_THREADS)).unwrap_or(NonZeroUsize::MIN)
 }
+
+/// How long shutdown waits for the front-end threads to end.
+const FRONT_END_STOP: Duration = Duration::from_secs(5);
 
 /// Configuration of one emulated deployment: what to deploy and where to listen.
 #[derive(Clone, Debug)]
@@ -278,6 +281,9 @@ pub struct Emulator {
     https: SocketAddr,
     control: SocketAddr,
     shutdown: watch::Sender<bool>,
+    /// The front end's threads, joined at shutdown so that no decision record comes after the
+    /// last flush.
+    front_end_threads: Vec<std::thread::JoinHandle<()>>,
     state_file: PathBuf,
     /// Held while the emulator runs; dropping it releases the state directory.
     lock: StateLock,
@@ -595,7 +601,7 @@ impl Emulator {
         let tls = tokio_rustls::TlsAcceptor::from(ca.sni_server_config());
         let listeners = vec![(http_listener, None), (https_listener, Some(tls))];
         let front_end_threads = config.front_end_threads;
-        frontend::spawn_threads(
+        let (_, threads) = frontend::spawn_threads(
             front_end_threads,
             listeners,
             front_end.clone(),
@@ -651,6 +657,7 @@ impl Emulator {
             https,
             control,
             shutdown,
+            front_end_threads: threads,
             state_file,
             lock,
             marker,
@@ -721,8 +728,25 @@ impl Emulator {
 
     /// Stops listeners, proxies and handler processes, and removes the state file. Returns what
     /// was stopped and which files remain, for the closing message.
-    pub async fn shutdown(self) -> Shutdown {
+    pub async fn shutdown(mut self) -> Shutdown {
         let _ = self.shutdown.send(true);
+        // A connection that a front-end thread drops now records its request as 499, so the
+        // log is flushed after the threads end. A thread ends as soon as its runtime has
+        // dropped its tasks; the bound only keeps a stuck one from holding up the exit.
+        let threads = std::mem::take(&mut self.front_end_threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                if thread.join().is_err() {
+                    tracing::error!("a front-end thread panicked");
+                }
+            }
+        });
+        if tokio::time::timeout(FRONT_END_STOP, joined).await.is_err() {
+            tracing::warn!(
+                timeout_ms = FRONT_END_STOP.as_millis(),
+                "front-end threads did not stop in time; later decision records may be lost"
+            );
+        }
         self.shared.decisions.flush();
         let mut handlers = 0;
         if let Some(front_end) = self.shared.front_end.get() {

@@ -278,3 +278,36 @@ async fn slow_function_gets_502_on_both_paths() {
         .collect();
     assert_eq!(statuses, [502, 502]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_writes_in_flight_record() {
+    let dir = TempDir::new().expect("temp dir");
+    let emulator = start(dir.path()).await;
+    let open = emulator.site("app-open").expect("site").host.clone();
+    let mut stream = TcpStream::connect(emulator.http_addr())
+        .await
+        .expect("connect");
+    stream
+        .write_all(get(&open, "/api/slow").as_bytes())
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The request is at the handler when the emulator stops: its record, written when the
+    // front end drops the connection, must be in the file once `shutdown` returns.
+    let stopped = emulator.shutdown().await;
+    let log = stopped.decision_log.expect("decision log file");
+    let text = std::fs::read_to_string(&log).expect("read decision log");
+    let statuses: Vec<u64> = text
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+            record["status"].as_u64().expect("status")
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [u64::from(subnetlock_emulator::frontend::CALLER_CLOSED)]
+    );
+    drop(stream);
+}

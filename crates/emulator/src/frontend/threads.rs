@@ -84,14 +84,15 @@ impl Drop for Live {
 /// front end reached 82 % of nginx's requests per second; on one thread per core, 98 %. With
 /// connections spread by [`Balance::pick`], runs gave 93 to 103 % (docs/benchmarks.md).
 ///
-/// When a thread fails to start, the threads started before it stop once `shutdown`'s sender
-/// is dropped.
+/// Returns the threads' shared state and their handles: a thread ends once its runtime has
+/// dropped its connections, and with them pushed their last records. When a thread fails to
+/// start, the threads started before it stop once `shutdown`'s sender is dropped.
 pub(crate) fn spawn_threads(
     threads: NonZeroUsize,
     listeners: Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>,
     front_end: Arc<FrontEnd>,
     shutdown: watch::Receiver<bool>,
-) -> std::io::Result<Arc<Balance>> {
+) -> std::io::Result<(Arc<Balance>, Vec<std::thread::JoinHandle<()>>)> {
     let listeners = listeners
         .into_iter()
         .map(|(listener, tls)| Ok((listener.into_std()?, tls)))
@@ -104,6 +105,7 @@ pub(crate) fn spawn_threads(
         inboxes,
     });
 
+    let mut handles = Vec::with_capacity(threads.get());
     for (index, mut inbox) in receivers.into_iter().enumerate() {
         let own = listeners
             .iter()
@@ -114,7 +116,7 @@ pub(crate) fn spawn_threads(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name(format!("front-end-{index}"))
             .spawn(move || {
                 runtime.block_on(async move {
@@ -151,12 +153,13 @@ pub(crate) fn spawn_threads(
                     }
                 });
             })?;
+        handles.push(handle);
     }
-    Ok(balance)
+    Ok((balance, handles))
 }
 
-/// Accepts connections on `listener` for thread `this_thread`, and serves each one here or hands it to
-/// the thread with the fewest live connections.
+/// Accepts connections on `listener` for thread `this_thread`, and serves each one here or
+/// hands it to the thread with the fewest live connections.
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -293,7 +296,7 @@ mod tests {
             .unwrap();
         let listener = runtime.block_on(async { TcpListener::from_std(listener).unwrap() });
         let acceptor = tokio_rustls::TlsAcceptor::from(ca.sni_server_config());
-        let balance = spawn_threads(
+        let (balance, _threads) = spawn_threads(
             NonZeroUsize::new(2).unwrap(),
             vec![(listener, Some(acceptor))],
             empty_front_end(),
@@ -338,7 +341,7 @@ mod tests {
             .build()
             .unwrap();
         let listener = runtime.block_on(async { TcpListener::from_std(listener).unwrap() });
-        let balance = spawn_threads(
+        let (balance, _threads) = spawn_threads(
             NonZeroUsize::new(2).unwrap(),
             vec![(listener, None)],
             empty_front_end(),
