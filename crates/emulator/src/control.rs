@@ -16,6 +16,7 @@
 //! - `POST /v1/shutdown`: stops the emulator.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
@@ -27,8 +28,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::accept_failures::{self, AcceptFailures};
 use crate::caller::Caller;
-use crate::frontend::read_body;
+use crate::frontend::{read_body, ACCEPT_RETRY};
 use crate::pages;
 use crate::runtime::{source_proxy, Shared};
 
@@ -38,18 +40,23 @@ pub(crate) async fn serve(
     stop: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut failures = AcceptFailures::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    tracing::warn!(%error, "control API failed to accept a connection");
-                    tokio::time::sleep(crate::frontend::ACCEPT_RETRY).await;
+                    let line = failures.record_failure(Instant::now());
+                    accept_failures::log_failure("control API", line, &error, ACCEPT_RETRY);
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
             _ = shutdown.changed() => return,
         };
+        if let Some(recovery) = failures.record_success(Instant::now()) {
+            accept_failures::log_recovery("control API", recovery);
+        }
         let shared = shared.clone();
         let stop = stop.clone();
         tokio::spawn(async move {

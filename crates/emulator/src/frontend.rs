@@ -26,7 +26,7 @@ use subnetlock_model::Topology;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use self::accept_failures::{AcceptFailures, FailureLine};
+use crate::accept_failures::{self, AcceptFailures};
 use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart, SitePart};
 use crate::functions_host::{Direct, FunctionsHost};
 use crate::handler_client::HOP_BY_HOP;
@@ -38,7 +38,6 @@ use crate::pages;
 // (RFC 9110, section 15.5.14). See docs/fidelity.md.
 const MAX_BODY_BYTES: usize = 104_857_600;
 
-mod accept_failures;
 mod fast_path;
 mod threads;
 
@@ -991,7 +990,8 @@ async fn accept(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(error) => {
-                    log_accept_failure(failures.record_failure(Instant::now()), &error);
+                    let line = failures.record_failure(Instant::now());
+                    accept_failures::log_failure("front end", line, &error, ACCEPT_RETRY);
                     tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
@@ -999,32 +999,12 @@ async fn accept(
             _ = shutdown.changed() => return None,
         };
         if let Some(recovery) = failures.record_success(Instant::now()) {
-            tracing::info!(
-                failures = recovery.failures,
-                duration_ms = recovery.duration.as_millis(),
-                "front end accepts connections again"
-            );
+            accept_failures::log_recovery("front end", recovery);
         }
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
         }
         return Some((stream, peer));
-    }
-}
-
-fn log_accept_failure(line: FailureLine, error: &std::io::Error) {
-    match line {
-        FailureLine::First => tracing::warn!(
-            %error,
-            retry_ms = ACCEPT_RETRY.as_millis(),
-            "front end failed to accept a connection, retrying"
-        ),
-        FailureLine::Summary { failures } => tracing::warn!(
-            last_error = %error,
-            failures_since_last_log = failures,
-            "front end still fails to accept connections"
-        ),
-        FailureLine::Quiet => {}
     }
 }
 

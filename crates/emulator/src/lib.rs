@@ -22,6 +22,7 @@
 // so its size costs nothing worth boxing for.
 #![allow(clippy::result_large_err)]
 
+mod accept_failures;
 pub mod bindings;
 pub mod caller;
 mod control;

@@ -1,5 +1,5 @@
 //! Rate limit for the log of a listener whose `accept` keeps failing, for example while the
-//! process is out of file descriptors. The accept loop retries every `ACCEPT_RETRY`, so one
+//! process is out of file descriptors. The accept loops retry every `ACCEPT_RETRY`, so one
 //! line per failure would be one line per retry for as long as the failures last.
 
 use std::time::{Duration, Instant};
@@ -73,6 +73,41 @@ impl AcceptFailures {
             duration: now.saturating_duration_since(run.started),
         })
     }
+}
+
+/// Logs a failed `accept` on `listener` (its name in the log, such as `front end`) as `line`
+/// says, with the retry delay `retry`.
+pub(crate) fn log_failure(
+    listener: &'static str,
+    line: FailureLine,
+    error: &std::io::Error,
+    retry: Duration,
+) {
+    match line {
+        FailureLine::First => tracing::warn!(
+            listener,
+            %error,
+            retry_ms = retry.as_millis(),
+            "failed to accept a connection, retrying"
+        ),
+        FailureLine::Summary { failures } => tracing::warn!(
+            listener,
+            last_error = %error,
+            failures_since_last_log = failures,
+            "still failing to accept connections"
+        ),
+        FailureLine::Quiet => {}
+    }
+}
+
+/// Logs that `accept` on `listener` works again after a run of failures.
+pub(crate) fn log_recovery(listener: &'static str, recovery: Recovery) {
+    tracing::info!(
+        listener,
+        failures = recovery.failures,
+        duration_ms = recovery.duration.as_millis(),
+        "accepts connections again"
+    );
 }
 
 #[cfg(test)]
