@@ -320,7 +320,7 @@ pub async fn run_probes(
                         .is_some_and(|site| site.eq_ignore_ascii_case(&call.to_site))
             })
             .map(|record| record.status);
-        // What the caller app answered when the internet probe made it call out.
+        // The caller app's response to the internet probe that made it send the call.
         let answered = internet_results
             .iter()
             .find(|(site, result, _)| {

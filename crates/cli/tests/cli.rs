@@ -2075,8 +2075,8 @@ http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
 #[test]
 fn demo_skips_probes_calling_failed_app() {
     // `app` calls `other`, whose handler exits, and passes the failure on. The front end lets
-    // the call through, so what `app` returns depends on the 503 of a Functions host that did
-    // not start, which check does not predict: the probe that runs `app`'s code differs from
+    // the call through, so what `app` returns depends on a 503 that check does not predict,
+    // from a Functions host that did not start. The probe that runs `app`'s code differs from
     // the prediction and is skipped with the reason. The probe without key gets 401 before
     // that code, so it is compared. With a handler that ignores the failure, as in
     // `demo_skips_allowed_calls_to_failed_app`, both probes are compared.
@@ -2126,7 +2126,7 @@ fn set_target_url(dir: &Path, url: &str) {
 #[test]
 fn demo_compares_call_to_failed_apps_scm_site() {
     // `app` calls the scm site of `other`, whose handler exits. The scm site does not depend
-    // on the Functions host: it asks for publishing credentials, so the call gets the 401
+    // on the Functions host: it requires publishing credentials, so the call gets the 401
     // that check predicts for it and is compared.
     let dir = tempfile::tempdir().expect("temp dir");
     write_site_with_failing_handler(dir.path());

@@ -75,8 +75,8 @@ impl AcceptFailures {
     }
 }
 
-/// Logs a failed `accept` on `listener` (its name in the log, such as `front end`) as `line`
-/// says, with the retry delay `retry`.
+/// Logs a failed `accept` on `listener` (its name in the log, such as `front end`) in the form
+/// `line` selects, with the retry delay `retry`.
 pub(crate) fn log_failure(
     listener: &'static str,
     line: FailureLine,

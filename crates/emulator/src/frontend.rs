@@ -962,19 +962,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// accept loop into a busy loop that floods the log.
 pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
-/// Serves the front end on `listener` until `shutdown` changes. With `tls`, connections are
-/// TLS first. Each connection's source is its TCP peer: a direct caller is an internet caller.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    front_end: Arc<FrontEnd>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    while let Some((stream, peer)) = accept(&listener, &mut shutdown).await {
-        tokio::spawn(serve_accepted(stream, peer, tls.clone(), front_end.clone()));
-    }
-}
-
 /// Accepts the next connection, with `TCP_NODELAY` set; `None` once `shutdown` changes.
 ///
 /// A failed `accept` is retried after [`ACCEPT_RETRY`]. The first failure is logged, then at
@@ -1009,6 +996,7 @@ async fn accept(
 }
 
 /// Serves one accepted connection to its end, after the TLS handshake when `tls` is given.
+/// The connection's source is its TCP peer: a direct caller is an internet caller.
 async fn serve_accepted(
     stream: TcpStream,
     peer: SocketAddr,
@@ -1368,7 +1356,7 @@ mod tests {
         assert_eq!(request.headers()[header::HOST], "a.azurewebsites.net");
     }
 
-    /// A front end with no sites and a decision log without a file.
+    /// Builds a front end with no sites and a decision log without a file.
     pub(super) fn empty_front_end() -> FrontEnd {
         FrontEnd {
             topology: Arc::new(Topology::default()),
