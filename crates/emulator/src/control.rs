@@ -4,7 +4,8 @@
 //! (readable by its owner only). Endpoints:
 //! - `GET /v1/state`: sites, host names, function URLs and keys;
 //! - `GET /v1/decisions?since=N`: front-end decisions after sequence number N, as JSON, from
-//!   the newest [`crate::decisions::MAX_RECORDS_IN_MEMORY`] (the file has them all);
+//!   at most the newest [`crate::decisions::MAX_RECORDS_PER_READ`], read back from the
+//!   decision file, which has them all;
 //! - `GET /v1/findings`: every finding `subnetlock check` reports for the deployment, as the
 //!   `findings` array of `check --format json`, which the CLI computes through
 //!   [`crate::EmulatorConfig::findings_of`];

@@ -1,18 +1,19 @@
 //! The record of every front-end decision.
 //!
 //! Each request the front end sees becomes one [`DecisionRecord`]: when, from which source, to
-//! which site, which rule decided and what the caller got back. The newest
-//! [`MAX_RECORDS_IN_MEMORY`] records are kept in memory for the control API and tests; every
-//! record is appended to a JSON Lines file when one is configured. File writes are buffered;
-//! the emulator's runtime flushes them every [`FLUSH_INTERVAL`], and so does dropping the log.
-//! A full buffer is written at once.
+//! which site, which rule decided and what the caller got back. Every record is appended to a
+//! JSON Lines file, and the control API and tests read records back from it. File writes are
+//! buffered; the emulator's runtime flushes them every [`FLUSH_INTERVAL`], and so do a read
+//! and dropping the log. A full buffer is written at once. A log without a file, as unit tests
+//! use, keeps its newest [`MAX_RECORDS_PER_READ`] lines in memory instead.
 //!
-//! A record is kept as its JSON line, the same bytes the file gets, and read back into a
-//! [`DecisionRecord`] only when asked for. Every request writes a record, and few are ever
+//! A record is written as its JSON line, straight from the front end's parts, and parsed into
+//! a [`DecisionRecord`] only when asked for. Every request writes a record, and few are ever
 //! read: an owned record cost the front end about a fifth of its instructions per request in
 //! allocations and copies (docs/benchmarks.md).
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -49,9 +50,9 @@ pub struct DecisionRecord {
     pub status: u16,
 }
 
-/// Number of records kept in memory. Older ones remain only in the file. Ten thousand records
-/// take a few megabytes, and the ring is allocated once, so a busy front end does not grow it.
-pub const MAX_RECORDS_IN_MEMORY: usize = 10_000;
+/// Maximum number of records one read returns: the newest ones after the requested sequence
+/// number. The file keeps every record.
+pub const MAX_RECORDS_PER_READ: usize = 10_000;
 
 /// Longest time a record waits in the file buffer.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(500);
@@ -67,39 +68,58 @@ pub(crate) const LINE_CAPACITY: usize = 768;
 pub struct DecisionLog {
     inner: Mutex<Inner>,
     path: Option<PathBuf>,
+    /// The sequence number of this log's first record. Lines before it in the file are an
+    /// earlier run's, which reads leave out.
+    first_sequence: u64,
+    /// A second handle on the file, for reading records back without holding the lock.
+    reader: Option<File>,
 }
 
 struct Inner {
-    /// The newest records as [`write_json_tail`] writes them, oldest first. The last one has
-    /// the sequence number `next_sequence - 1`.
-    tails: VecDeque<Vec<u8>>,
     next_sequence: u64,
-    file: Option<BufWriter<std::fs::File>>,
+    sink: Sink,
+}
+
+/// Where records go.
+///
+/// Records are read back from the file rather than kept in memory. A ring of the newest ten
+/// thousand lines took a few megabytes, and each record was written into a slot that had left
+/// the processor's caches since the ring last came round. Callgrind's cache simulation counted
+/// 8.5 last-level cache write misses per request with the ring and 0.1 without it
+/// (docs/benchmarks.md).
+enum Sink {
+    File(BufWriter<File>),
+    /// Without a file, the newest [`MAX_RECORDS_PER_READ`] lines stay in memory.
+    Memory(VecDeque<Vec<u8>>),
 }
 
 impl DecisionLog {
-    /// Creates a log that also appends to `path` when given.
+    /// Creates a log that appends to `path` when given, and keeps its newest records in memory
+    /// otherwise.
     ///
     /// When the file already contains records, from an earlier run on the same state directory,
     /// numbering continues after the last complete one, so that sequence numbers stay unique
     /// in the file. A record that a crash left incomplete at the end is skipped with a warning,
     /// and the next record starts on a new line.
     pub fn new(path: Option<PathBuf>) -> std::io::Result<DecisionLog> {
-        let (file, next_sequence) = match &path {
+        let (sink, first_sequence, reader) = match &path {
             Some(path) => {
-                let mut file = open_log_file(path)?;
-                let next_sequence = continue_numbering(&mut file, path)?;
-                (Some(file), next_sequence)
+                let file = open_log_file(path)?;
+                let next_sequence = continue_numbering(&file, path)?;
+                let reader = file.try_clone()?;
+                let writer = BufWriter::with_capacity(FILE_BUFFER_BYTES, file);
+                (Sink::File(writer), next_sequence, Some(reader))
             }
-            None => (None, 1),
+            None => (Sink::Memory(VecDeque::new()), 1, None),
         };
         Ok(DecisionLog {
             inner: Mutex::new(Inner {
-                tails: VecDeque::with_capacity(MAX_RECORDS_IN_MEMORY),
-                next_sequence,
-                file: file.map(|file| BufWriter::with_capacity(FILE_BUFFER_BYTES, file)),
+                next_sequence: first_sequence,
+                sink,
             }),
             path,
+            first_sequence,
+            reader,
         })
     }
 
@@ -116,68 +136,94 @@ impl DecisionLog {
     }
 
     /// Appends a record written as [`write_json_tail`] writes it, numbering it. Returns the
-    /// sequence number, and the buffer of the record that this one pushed out of memory, for
-    /// the caller to reuse.
-    pub(crate) fn push_tail(&self, tail: Vec<u8>) -> (u64, Option<Vec<u8>>) {
+    /// sequence number, and `tail`'s buffer, emptied, for the caller's next record.
+    pub(crate) fn push_tail(&self, mut tail: Vec<u8>) -> (u64, Option<Vec<u8>>) {
+        let mut number = itoa::Buffer::new();
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let sequence = inner.next_sequence;
         inner.next_sequence += 1;
+        let number = number.format(sequence).as_bytes();
 
-        if let Some(file) = inner.file.as_mut() {
-            let mut number = itoa::Buffer::new();
-            let written = file
-                .write_all(b"{\"sequence\":")
-                .and_then(|()| file.write_all(number.format(sequence).as_bytes()))
-                .and_then(|()| file.write_all(&tail));
-            if let Err(error) = written {
-                tracing::warn!(%error, "cannot append to the decision log file");
+        match &mut inner.sink {
+            Sink::File(file) => {
+                let written = file
+                    .write_all(SEQUENCE_PREFIX)
+                    .and_then(|()| file.write_all(number))
+                    .and_then(|()| file.write_all(&tail));
+                if let Err(error) = written {
+                    tracing::warn!(%error, "cannot append to the decision log file");
+                }
+            }
+            Sink::Memory(lines) => {
+                let mut line =
+                    Vec::with_capacity(SEQUENCE_PREFIX.len() + number.len() + tail.len());
+                line.extend_from_slice(SEQUENCE_PREFIX);
+                line.extend_from_slice(number);
+                line.extend_from_slice(&tail);
+                if lines.len() == MAX_RECORDS_PER_READ {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
             }
         }
-
-        let evicted = if inner.tails.len() == MAX_RECORDS_IN_MEMORY {
-            inner.tails.pop_front()
-        } else {
-            None
-        };
-        inner.tails.push_back(tail);
-        (sequence, evicted)
+        drop(inner);
+        tail.clear();
+        (sequence, Some(tail))
     }
 
     /// Writes buffered records to the file. The emulator's runtime calls it every
     /// [`FLUSH_INTERVAL`].
     pub fn flush(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(file) = inner.file.as_mut() {
+        if let Sink::File(file) = &mut inner.sink {
             if let Err(error) = file.flush() {
                 tracing::warn!(%error, "cannot flush the decision log file");
             }
         }
     }
 
-    /// Records in memory after `since` (a sequence number; 0 for all).
+    /// Returns this log's records after `since` (a sequence number, or 0 for all), oldest first:
+    /// at most the newest [`MAX_RECORDS_PER_READ`] of them.
     pub fn since(&self, since: u64) -> Vec<DecisionRecord> {
-        // The lines are copied under the lock and read outside it, so that reading thousands
-        // of records does not hold up the front end.
-        let (first, tails) = {
-            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            let first = inner.next_sequence - inner.tails.len() as u64;
-            let skip = usize::try_from(since.saturating_add(1).saturating_sub(first))
-                .unwrap_or(usize::MAX);
-            let tails: Vec<Vec<u8>> = inner.tails.iter().skip(skip).cloned().collect();
-            (first + skip.min(inner.tails.len()) as u64, tails)
+        // Lines are collected newest first, then read into records oldest first. The file is
+        // flushed under the lock and read outside it, so that reading thousands of records
+        // does not hold up the front end. Its bytes up to that length do not change, because
+        // records are only appended.
+        let requested = |sequence: u64| sequence > since && sequence >= self.first_sequence;
+        let mut lines = Vec::new();
+        let end = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match &mut inner.sink {
+                Sink::Memory(memory) => {
+                    let newest = memory.iter().rev();
+                    let matching =
+                        newest.take_while(|line| sequence_of(line).is_some_and(requested));
+                    lines.extend(matching.cloned());
+                    None
+                }
+                Sink::File(file) => {
+                    if let Err(error) = file.flush() {
+                        tracing::warn!(%error, "cannot flush the decision log file");
+                    }
+                    Some(file.get_ref().metadata().map(|metadata| metadata.len()))
+                }
+            }
         };
-        let mut line = Vec::with_capacity(LINE_CAPACITY);
-        let mut records = Vec::with_capacity(tails.len());
-        for (sequence, tail) in (first..).zip(&tails) {
-            line.clear();
-            line.extend_from_slice(b"{\"sequence\":");
-            line.extend_from_slice(itoa::Buffer::new().format(sequence).as_bytes());
-            line.extend_from_slice(tail);
-            match serde_json::from_slice(&line) {
+        if let (Some(end), Some(reader)) = (end, &self.reader) {
+            let read = end.and_then(|end| newest_lines(reader, end, requested, &mut lines));
+            if let Err(error) = read {
+                tracing::warn!(%error, path = ?self.path, "failed to read the decision log file back; returning the records read so far");
+            }
+        }
+
+        let mut records = Vec::with_capacity(lines.len());
+        for line in lines.iter().rev() {
+            match serde_json::from_slice(line) {
                 Ok(record) => records.push(record),
-                // The writers and `DecisionRecord` are tested to agree, so this is a bug.
+                // The writers and `DecisionRecord` are tested to agree, so this is a bug, or
+                // someone else wrote to the file.
                 Err(error) => {
-                    tracing::error!(sequence, %error, "cannot read a decision record back")
+                    tracing::error!(%error, "cannot read a decision record back")
                 }
             }
         }
@@ -560,8 +606,8 @@ fn open_log_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 /// complete record in it, or 1 when it contains none. A line at the end that a crash left without
 /// its newline is terminated with one, so the next record starts on its own line. Lines that
 /// are not records are skipped with a warning.
-fn continue_numbering(file: &mut std::fs::File, path: &Path) -> std::io::Result<u64> {
-    let mut lines = ReverseLines::new(file)?;
+fn continue_numbering(file: &File, path: &Path) -> std::io::Result<u64> {
+    let mut lines = ReverseLines::new(file, file.metadata()?.len());
 
     // The bytes after the last newline: empty unless the last write was cut short.
     let torn = lines.next_line()?.map_or(0, |line| line.length);
@@ -616,7 +662,7 @@ fn continue_numbering(file: &mut std::fs::File, path: &Path) -> std::io::Result<
     }
 }
 
-fn write_newline(mut file: &std::fs::File) -> std::io::Result<()> {
+fn write_newline(mut file: &File) -> std::io::Result<()> {
     file.write_all(b"\n")
 }
 
@@ -642,11 +688,12 @@ struct ReverseLine {
     bytes: Option<Vec<u8>>,
 }
 
-/// Reads the lines of a file from its end, so that finding the last record costs one read
-/// however long the file is. The first line returned is the part after the last newline,
-/// which is empty when the file ends with one.
+/// Reads the lines of a file from a given end backwards, so that finding the last record costs
+/// one read however long the file is. The first line returned is the part after the last
+/// newline, which is empty when the file ends with one. Reads are positioned, so the file's
+/// offset, which the log's writer shares, does not move.
 struct ReverseLines<'a> {
-    file: &'a mut std::fs::File,
+    file: &'a File,
     /// Offset of the first byte of `buffer` in the file.
     position: u64,
     /// Bytes from `position` to the end of the line being read, which are not yet returned.
@@ -657,19 +704,18 @@ struct ReverseLines<'a> {
 }
 
 impl<'a> ReverseLines<'a> {
-    fn new(file: &'a mut std::fs::File) -> std::io::Result<ReverseLines<'a>> {
-        let position = file.metadata()?.len();
-        Ok(ReverseLines {
+    fn new(file: &'a File, end: u64) -> ReverseLines<'a> {
+        ReverseLines {
             file,
-            position,
+            position: end,
             buffer: Vec::new(),
             dropped: 0,
             finished: false,
-        })
+        }
     }
 
     fn next_line(&mut self) -> std::io::Result<Option<ReverseLine>> {
-        use std::io::{Read, Seek, SeekFrom};
+        use std::os::unix::fs::FileExt;
         if self.finished {
             return Ok(None);
         }
@@ -702,12 +748,50 @@ impl<'a> ReverseLines<'a> {
                 .min(usize::try_from(self.position).unwrap_or(usize::MAX));
             self.position -= read as u64;
             let mut block = vec![0; read];
-            self.file.seek(SeekFrom::Start(self.position))?;
-            self.file.read_exact(&mut block)?;
+            self.file.read_exact_at(&mut block, self.position)?;
             block.extend_from_slice(&self.buffer);
             self.buffer = block;
         }
     }
+}
+
+/// The start of every decision line, up to its sequence number.
+const SEQUENCE_PREFIX: &[u8] = b"{\"sequence\":";
+
+/// The sequence number of a decision line, read from its start as the log writes it; `None`
+/// for a line the log did not write.
+fn sequence_of(line: &[u8]) -> Option<u64> {
+    let rest = line.strip_prefix(SEQUENCE_PREFIX)?;
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if rest.get(digits) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// Pushes onto `lines` the lines of `file` before offset `end` whose sequence numbers are
+/// `requested`, newest first, up to [`MAX_RECORDS_PER_READ`] in all. Sequence numbers grow
+/// through the file, so the first record not requested ends the search. Lines that are not
+/// records, such as one a crash cut short, are skipped.
+fn newest_lines(
+    file: &File,
+    end: u64,
+    requested: impl Fn(u64) -> bool,
+    lines: &mut Vec<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut reverse = ReverseLines::new(file, end);
+    while lines.len() < MAX_RECORDS_PER_READ {
+        let Some(line) = reverse.next_line()? else {
+            break;
+        };
+        let Some(bytes) = line.bytes else { continue };
+        match sequence_of(&bytes) {
+            Some(sequence) if requested(sequence) => lines.push(bytes),
+            Some(_) => break,
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 impl Drop for DecisionLog {
@@ -768,21 +852,92 @@ mod tests {
     }
 
     #[test]
-    fn full_ring_gives_back_the_oldest_buffer() {
+    fn push_gives_back_the_emptied_buffer() {
         let log = DecisionLog::new(None).unwrap();
-        for _ in 0..MAX_RECORDS_IN_MEMORY {
-            assert!(log.push_tail(b"x".to_vec()).1.is_none());
-        }
-        let first = MAX_RECORDS_IN_MEMORY as u64 + 1;
-        let mut tail = Vec::new();
+        let mut tail = Vec::with_capacity(4096);
         write_json_tail(&record(None), &mut tail);
+        let pointer = tail.as_ptr();
         let (sequence, spare) = log.push_tail(tail);
-        assert_eq!(sequence, first);
-        assert_eq!(spare.as_deref(), Some(&b"x"[..]));
-        // Only the newest record is readable; the others were written as `x` on purpose.
-        let newest = log.since(first - 1);
+        assert_eq!(sequence, 1);
+        let spare = spare.expect("the buffer comes back");
+        assert!(spare.is_empty());
+        assert_eq!(spare.as_ptr(), pointer);
+        assert_eq!(spare.capacity(), 4096);
+    }
+
+    #[test]
+    fn memory_keeps_the_newest_records() {
+        let log = DecisionLog::new(None).unwrap();
+        let total = MAX_RECORDS_PER_READ as u64 + 3;
+        for _ in 0..total {
+            log.push(&record(None));
+        }
+        let all = log.all();
+        assert_eq!(all.len(), MAX_RECORDS_PER_READ);
+        assert_eq!(all.first().map(|r| r.sequence), Some(4));
+        assert_eq!(all.last().map(|r| r.sequence), Some(total));
+        assert_eq!(log.since(total - 2).len(), 2);
+    }
+
+    #[test]
+    fn file_reads_see_unflushed_records_of_this_run_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        {
+            let earlier = DecisionLog::new(Some(path.clone())).unwrap();
+            for _ in 0..3 {
+                earlier.push(&record(None));
+            }
+        }
+        let log = DecisionLog::new(Some(path.clone())).unwrap();
+        assert!(
+            log.all().is_empty(),
+            "an earlier run's records are not this log's"
+        );
+        let total = MAX_RECORDS_PER_READ as u64 + 5;
+        for _ in 0..total {
+            log.push(&record(None));
+        }
+        // The last records are still in the write buffer; a read flushes it.
+        let all = log.all();
+        assert_eq!(all.len(), MAX_RECORDS_PER_READ);
+        let sequences: Vec<u64> = all.iter().map(|r| r.sequence).collect();
+        let expected: Vec<u64> = (4 + total - MAX_RECORDS_PER_READ as u64..4 + total).collect();
+        assert_eq!(sequences, expected);
+        let newest = log.since(3 + total - 1);
         assert_eq!(newest.len(), 1);
-        assert_eq!(newest[0].sequence, first);
+        assert_eq!(newest[0].sequence, 3 + total);
+        assert_eq!(newest[0].host, "app.azurewebsites.net");
+        assert!(log.since(3 + total).is_empty());
+    }
+
+    #[test]
+    fn file_reads_skip_lines_the_log_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.jsonl");
+        let log = DecisionLog::new(Some(path.clone())).unwrap();
+        log.push(&record(None));
+        log.flush();
+        // Someone else appends a line between two records.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"not a record\n")
+            .unwrap();
+        log.push(&record(None));
+        let sequences: Vec<u64> = log.all().iter().map(|r| r.sequence).collect();
+        assert_eq!(sequences, [1, 2]);
+    }
+
+    #[test]
+    fn sequence_is_read_from_the_line_start() {
+        assert_eq!(sequence_of(b"{\"sequence\":42,\"time\":\"x\"}"), Some(42));
+        assert_eq!(sequence_of(b"{\"sequence\":42"), None);
+        assert_eq!(sequence_of(b"{\"sequence\":,"), None);
+        assert_eq!(sequence_of(b"{\"sequence\":99999999999999999999999,"), None);
+        assert_eq!(sequence_of(b"{\"time\":1,\"sequence\":4,"), None);
+        assert_eq!(sequence_of(b""), None);
     }
 
     #[test]

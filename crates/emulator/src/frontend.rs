@@ -211,8 +211,8 @@ impl ConnectionPart<'_> {
 }
 
 impl PendingLine<'_> {
-    /// Logs the record with `status`, the status of the response about to be sent. Returns a
-    /// buffer for the connection's next record when one came free.
+    /// Logs the record with `status`, the status of the response about to be sent. Returns the
+    /// record's buffer, emptied, for the connection's next record.
     pub(crate) fn finish_with_status(mut self, status: u16) -> Option<Vec<u8>> {
         self.log(status)
     }

@@ -78,7 +78,7 @@ pub(crate) async fn serve<I>(
     // The connection's record parts refer into the front end, which outlives the loop.
     let front_end_ref: &FrontEnd = &front_end;
     let mut connection = ConnectionPart::new(&format!("direct:{}", source.address), &source);
-    // The buffer of a record that left the decision log's memory, for the next record.
+    // The buffer of the connection's last record, emptied, for its next record.
     let mut spare = None;
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut outbound = Vec::with_capacity(1024);
