@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Measures requests per second, p50/p99 latency and CPU per request of function B's handler
-# five ways, in one run, on loopback only:
+# six ways, in one run, on loopback only:
 #   direct       wrk -> handler
 #   frontend     wrk -> subnetlock front end (B's access restrictions, Functions host, key
 #                check, decision log) -> handler
 #   nginx        wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
 #   nginx + log  the same with a buffered access log, the counterpart of the decision log
+#   nginx + headers  the same without the log, forwarding the request as the front end does:
+#                the caller's host name and function key, and the headers the App Service
+#                front end and the Functions host add, which the handler then parses
 #   floor        wrk -> crates/emulator/examples/floor_proxy.rs, which adds the front end's
 #                headers and does nothing else: the least any front end in tokio pays
 # Every path runs once per round, the paths taking turns, so that a slow spell of the machine
@@ -67,6 +70,7 @@ frontend_handler_pid=$(pgrep -P "$frontend_pid" | head -n 1)
 # the second server does the same per-request bookkeeping as the front end does.
 nginx_port=$(free_port)
 nginx_log_port=$(free_port)
+nginx_headers_port=$(free_port)
 mkdir -p "$work/nginx/logs"
 location='location / {
             deny 192.0.2.0/24;
@@ -75,6 +79,17 @@ location='location / {
             proxy_pass http://handler;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }'
+# The headers the front end sends the handler (encode_request in
+# crates/emulator/src/frontend/fast_path.rs). A location that sets any header inherits none from
+# its server, so they are all here. nginx's request id has 32 hexadecimal digits where the
+# invocation id is a 36-character UUID.
+location_with_headers="${location%\}}"'    proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Azure-Functions-InvocationId $request_id;
+            proxy_set_header X-Azure-Functions-HostVersion 4.x-subnetlock;
+            proxy_set_header User-Agent Azure-Functions-Host/4.x-subnetlock;
         }'
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 2;
@@ -92,6 +107,10 @@ http {
         listen 127.0.0.1:$nginx_log_port;
         access_log $work/nginx/logs/access.log combined buffer=64k flush=500ms;
         $location
+    }
+    server {
+        listen 127.0.0.1:$nginx_headers_port;
+        $location_with_headers
     }
 }
 CONF
@@ -183,6 +202,7 @@ for round in $(seq 1 "$rounds"); do
     PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny" "http://127.0.0.1:$nginx_port/api/function-b"
     if [ "$only" != 1 ]; then
         PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + access log" "http://127.0.0.1:$nginx_log_port/api/function-b"
+        PROXY_PIDS="$nginx_workers" HANDLER_PID=$handler_pid run "nginx allow/deny + Functions host headers" -H "Host: $host" "http://127.0.0.1:$nginx_headers_port/api/function-b?code=$key"
         PROXY_PIDS="$floor_pid" HANDLER_PID=$handler_pid run "floor (headers only)" "http://127.0.0.1:$floor_port/api/function-b"
     fi
 done
