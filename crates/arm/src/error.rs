@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use miette::{MietteError, MietteSpanContents, NamedSource, SourceCode, SourceSpan, SpanContents};
 
+use crate::encoding::EncodingError;
 use crate::source::Source;
 use crate::SourceLocation;
 
 /// An error found while reading or evaluating a template or a parameters file.
 ///
-/// Every variant except [`Error::Io`] and [`Error::Inline`] carries the file, line, column and JSON path of the value
+/// Every variant except [`Error::Io`], [`Error::Encoding`] and [`Error::Inline`] carries the file, line, column and JSON path of the value
 /// at fault, and the source text so that `miette` can underline it.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum Error {
@@ -22,6 +23,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+
+    /// The file is neither UTF-8 nor UTF-16 with a byte order mark.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Encoding(Box<EncodingError>),
 
     /// The text is not JSON (comments are allowed).
     #[error(transparent)]
@@ -78,10 +84,10 @@ pub struct Located {
     pub span: SourceSpan,
 }
 
-/// The text of a file as a diagnostic shows it. A leading UTF-8 byte order mark is left out,
+/// The text of a file as a diagnostic shows it. A leading byte order mark is left out,
 /// because editors do not display it. The column of a span counts characters, as
 /// [`SourceLocation::column`] does, where miette counts bytes. Spans stay byte offsets in the
-/// file, the byte order mark included.
+/// text as UTF-8, the byte order mark included, which for a UTF-8 file are its own offsets.
 #[derive(Clone, Debug)]
 pub struct SourceText(Arc<String>);
 
@@ -193,10 +199,11 @@ impl Error {
         }
     }
 
-    /// Returns the located payload, or `None` for [`Error::Io`] and [`Error::Inline`].
+    /// Returns the located payload, or `None` for [`Error::Io`], [`Error::Encoding`] and
+    /// [`Error::Inline`].
     pub fn located_payload(&self) -> Option<&Located> {
         match self {
-            Error::Io { .. } | Error::Inline { .. } => None,
+            Error::Io { .. } | Error::Encoding(_) | Error::Inline { .. } => None,
             Error::Syntax(located)
             | Error::Expression(located)
             | Error::Function(located)
@@ -206,8 +213,8 @@ impl Error {
         }
     }
 
-    /// Returns the location the error points at, or `None` for [`Error::Io`] and
-    /// [`Error::Inline`].
+    /// Returns the location the error points at, or `None` for [`Error::Io`],
+    /// [`Error::Encoding`] and [`Error::Inline`].
     pub fn location(&self) -> Option<&SourceLocation> {
         self.located_payload().map(|located| &located.location)
     }
@@ -224,6 +231,7 @@ impl Error {
     pub fn help_text(&self) -> Option<&str> {
         match self {
             Error::Inline { help, .. } => Some(help),
+            Error::Encoding(error) => Some(error.help_text()),
             _ => self.located_payload().map(|located| located.help.as_str()),
         }
     }

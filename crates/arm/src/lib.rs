@@ -46,6 +46,7 @@ mod artifacts;
 mod call;
 mod cidr;
 mod dates;
+mod encoding;
 mod error;
 mod eval;
 mod expr;
@@ -64,6 +65,7 @@ mod template_kind;
 mod value;
 
 pub use artifacts::{shown_link, ArtifactPrefix, Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};
+pub use encoding::{decode_text, EncodingError};
 pub use error::{Error, Located, SourceText};
 pub use eval::{
     evaluate_file, evaluate_str, Deployment, DuplicateKey, EvalOptions, Resource,
@@ -166,7 +168,8 @@ pub struct SourceLocation {
     pub line: usize,
     pub column: usize,
     pub json_path: String,
-    /// Byte offset and length in the file, for diagnostics that underline the value.
+    /// Byte offset and length in the file's text as UTF-8, for diagnostics that underline the
+    /// value. They are the file's own offsets unless the file is UTF-16.
     pub offset: usize,
     pub length: usize,
 }

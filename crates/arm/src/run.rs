@@ -16,7 +16,7 @@ use crate::eval::{
 use crate::linked::LinkedTemplate;
 use crate::provider::ReferenceRequest;
 use crate::resources::{copy_count, Decl};
-use crate::source::{path_key, Node, NodeKind, Source};
+use crate::source::{path_index, path_key, Node, NodeKind, Source};
 use crate::value::{Object, Unknown, UnknownCause, Value};
 
 /// Deepest chain of nested deployments evaluated. Real templates nest a few levels (the
@@ -55,7 +55,17 @@ enum State {
 struct Done {
     resource: Resource,
     explicit: Vec<usize>,
+    /// The written `dependsOn` entry behind each target of `explicit`, where one maps onto it.
+    entries: Vec<DependencyEntry>,
     nested: Option<Nested>,
+}
+
+/// A `dependsOn` array item that names resource `target`, with its JSON path.
+#[derive(Debug)]
+struct DependencyEntry {
+    target: usize,
+    node: Arc<Node>,
+    path: String,
 }
 
 /// Result of a nested deployment: its resources and outputs.
@@ -303,7 +313,7 @@ impl<'a> Run<'a> {
             body.insert_written(name, value);
         }
 
-        let explicit = self.explicit_dependencies(&ctx, index, decl)?;
+        let (explicit, entries) = self.explicit_dependencies(&ctx, index, decl)?;
         let resource = Resource {
             id: decl.id.clone(),
             resource_type: decl.resource_type.clone(),
@@ -327,19 +337,23 @@ impl<'a> Run<'a> {
         Ok(State::Done(Box::new(Done {
             resource,
             explicit,
+            entries,
             nested,
         })))
     }
 
+    /// Returns the resources that `dependsOn` of resource `index` names, and the written
+    /// entries that name them.
     fn explicit_dependencies(
         &self,
         ctx: &Ctx<'_>,
         index: usize,
         decl: &Decl,
-    ) -> Result<Vec<usize>, Error> {
+    ) -> Result<(Vec<usize>, Vec<DependencyEntry>), Error> {
         let mut explicit = Vec::new();
+        let mut entries = Vec::new();
         let Some(member) = decl.node.member("dependsOn") else {
-            return Ok(explicit);
+            return Ok((explicit, entries));
         };
         let path = path_key(&decl.path, &member.key.text);
         let items = match ctx.eval_node(&member.value, &path)? {
@@ -354,14 +368,39 @@ impl<'a> Run<'a> {
                 ));
             }
         };
-        for item in items {
+        // Entries map onto the written array, unless an expression built the array.
+        let written = member
+            .value
+            .as_array()
+            .filter(|written| written.len() == items.len());
+        for (position, item) in items.into_iter().enumerate() {
             match item {
                 Value::String(text) => {
                     let targets = self.resolve_dependency(&text);
                     if targets.is_empty() {
                         tracing::debug!(resource = %decl.name, depends_on = %text, "dependsOn names no resource of this template");
                     }
-                    explicit.extend(targets.into_iter().filter(|target| *target != index));
+                    let entry = written.and_then(|nodes| nodes.get(position));
+                    if self.names_itself(index, &targets) {
+                        let (node, entry_path) = match entry {
+                            Some(node) => (node, path_index(&path, position)),
+                            None => (&member.value, path.clone()),
+                        };
+                        return Err(self.self_dependency(decl, &text, node, &entry_path));
+                    }
+                    // NOTE: a bare name that also names other resources keeps only those, as
+                    // before. Whether Azure then rejects the entry as a circular dependency is
+                    // not verified.
+                    for target in targets.into_iter().filter(|target| *target != index) {
+                        explicit.push(target);
+                        if let Some(node) = entry {
+                            entries.push(DependencyEntry {
+                                target,
+                                node: Arc::clone(node),
+                                path: path_index(&path, position),
+                            });
+                        }
+                    }
                 }
                 Value::Unknown(unknown) => {
                     tracing::debug!(resource = %decl.name, depends_on = %unknown.expression, "dependsOn entry is unknown offline");
@@ -369,7 +408,40 @@ impl<'a> Run<'a> {
                 _ => {}
             }
         }
-        Ok(explicit)
+        Ok((explicit, entries))
+    }
+
+    /// Returns whether a `dependsOn` entry of resource `index`, which resolves to `targets`,
+    /// names that resource itself: nothing but it, or its own copy loop.
+    fn names_itself(&self, index: usize, targets: &[usize]) -> bool {
+        let Some(own_loop) = self.decls.get(index).map(|decl| decl.copy_name.as_deref()) else {
+            return false;
+        };
+        targets.contains(&index)
+            && targets.iter().all(|target| {
+                *target == index
+                    || own_loop.is_some()
+                        && self
+                            .decls
+                            .get(*target)
+                            .map(|decl| decl.copy_name.as_deref())
+                            == Some(own_loop)
+            })
+    }
+
+    /// Returns the error for a `dependsOn` entry, `text` at `node`, that names its own
+    /// resource `decl`. Azure Resource Manager rejects a template whose resources wait for each
+    /// other with `InvalidTemplate`, "Circular dependency detected" (Microsoft Learn, "Resolve
+    /// errors for invalid template"), and a resource that names itself waits for itself.
+    fn self_dependency(&self, decl: &Decl, text: &str, node: &Node, path: &str) -> Error {
+        let message = format!(
+            "`dependsOn` of `{}` names the resource itself (`{text}`), so Azure Resource Manager rejects the template: InvalidTemplate, circular dependency detected",
+            decl.display_name()
+        );
+        let help = format!(
+            "remove `{text}` from `dependsOn`: a resource needs no dependency on itself, and a resource of a copy loop waits for the earlier ones with `\"mode\": \"serial\"` on its `copy`"
+        );
+        node_site(&self.tpl.source, node, path).error(ErrorKind::Cycle, message, help)
     }
 
     /// Resolves a `dependsOn` entry: a full id, a symbolic name, a copy loop name, a name or
@@ -802,7 +874,7 @@ impl<'a> Run<'a> {
     fn dependency_cycle(&self, index: usize, stack: &[usize]) -> Error {
         let chain = self.cycle_chain(stack, index);
         let message = format!("resources depend on each other in a cycle: {chain}");
-        let help = "remove one of these `dependsOn` entries".to_owned();
+        let help = "remove one of these `dependsOn` entries; Azure Resource Manager rejects the template with InvalidTemplate, circular dependency detected".to_owned();
         // The error points at the `dependsOn` of the resource where the cycle closes.
         let Some(decl) = self.decls.get(index) else {
             return node_site(&self.tpl.source, &self.tpl.root, &self.tpl.path).error(
@@ -811,12 +883,26 @@ impl<'a> Run<'a> {
                 help,
             );
         };
-        let (node, path) = match decl.node.member("dependsOn") {
-            Some(member) => (
+        // The entry that names the next resource of the cycle is the one to remove, when the
+        // cycle goes through a written `dependsOn` entry and not through `reference()`.
+        let start = stack.iter().position(|entry| *entry == index).unwrap_or(0);
+        let next = stack.get(start + 1).copied().unwrap_or(index);
+        let states = self.states.borrow();
+        let entry = match states.get(index) {
+            Some(State::Done(done)) => done
+                .entries
+                .iter()
+                .find(|entry| entry.target == next)
+                .map(|entry| (Arc::clone(&entry.node), entry.path.clone())),
+            _ => None,
+        };
+        let (node, path) = match (entry, decl.node.member("dependsOn")) {
+            (Some(entry), _) => entry,
+            (None, Some(member)) => (
                 Arc::clone(&member.value),
                 path_key(&decl.path, &member.key.text),
             ),
-            None => (Arc::clone(&decl.node), decl.path.clone()),
+            (None, None) => (Arc::clone(&decl.node), decl.path.clone()),
         };
         node_site(&self.tpl.source, &node, &path).error(ErrorKind::Cycle, message, help)
     }

@@ -4,12 +4,14 @@
 //! is written, and produces plain values. Azure CLI, PowerShell and the portal accept `//` and
 //! `/* */` comments and string literals that span several lines
 //! (<https://learn.microsoft.com/azure/azure-resource-manager/templates/syntax#comments>), so
-//! this reader accepts them too, plus a leading byte order mark.
+//! this reader accepts them too, plus a leading byte order mark. Files are read as UTF-8, or as
+//! UTF-16 with a byte order mark (see [`crate::encoding`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::encoding::decode_text;
 use crate::error::{Error, ErrorKind};
 use crate::{DuplicateKey, SourceLocation};
 
@@ -85,10 +87,11 @@ impl Source {
     }
 
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let text = decode_text(path, bytes).map_err(|error| Error::Encoding(Box::new(error)))?;
         Ok(Source::new(path, text))
     }
 

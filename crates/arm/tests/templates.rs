@@ -346,8 +346,61 @@ fn depends_on_cycle_names_the_cycle() {
         "resources depend on each other in a cycle: `a` -> `b` -> `a`"
     );
     let location = error.location().unwrap();
-    assert_eq!(location.json_path, "$.resources[0].dependsOn");
-    assert_eq!(location.line, 3);
+    // The entry of `a` that names `b`, the next resource of the cycle.
+    assert_eq!(location.json_path, "$.resources[0].dependsOn[0]");
+    assert_eq!((location.line, location.column), (3, 92));
+    assert!(
+        error.help_text().unwrap().contains("circular dependency"),
+        "{error}"
+    );
+}
+
+#[test]
+fn depends_on_itself_is_an_error() {
+    // Each case: the `dependsOn` entry of `a`, and whether `a` is in a copy loop `loop`.
+    let cases = [
+        ("a", false),
+        ("Microsoft.Web/sites/a", false),
+        ("[resourceId('Microsoft.Web/sites', 'a')]", false),
+        ("loop", true),
+    ];
+    for (entry, in_loop) in cases {
+        let (name, copy) = if in_loop {
+            (
+                "[concat('a', copyIndex())]",
+                ", \"copy\": {\"name\": \"loop\", \"count\": 2}",
+            )
+        } else {
+            ("a", "")
+        };
+        let template = format!(
+            "{{\"$schema\": \"{SCHEMA}\",\n  \"resources\": [\n    {{\"type\": \"Microsoft.Web/serverfarms\", \"apiVersion\": \"2022-03-01\", \"name\": \"plan\"}},\n    {{\"type\": \"Microsoft.Web/sites\", \"apiVersion\": \"2022-03-01\", \"name\": \"{name}\"{copy},\n     \"dependsOn\": [\"plan\", \"{entry}\"]}}\n  ]}}"
+        );
+
+        let error = run_err(&template);
+
+        assert!(matches!(error, Error::Cycle(_)), "{entry}: {error:?}");
+        assert!(
+            error.message().contains("names the resource itself (`"),
+            "{entry}: {error}"
+        );
+        assert!(
+            error.message().contains("circular dependency detected"),
+            "{entry}: {error}"
+        );
+        let location = error.location().unwrap();
+        assert_eq!(location.json_path, "$.resources[1].dependsOn[1]", "{entry}");
+        let line = template.lines().nth(4).unwrap();
+        let column = line[..line.find(&format!("\"{entry}\"")).unwrap()]
+            .chars()
+            .count()
+            + 1;
+        assert_eq!((location.line, location.column), (5, column), "{entry}");
+        assert!(
+            error.help_text().unwrap().starts_with("remove `"),
+            "{entry}: {error}"
+        );
+    }
 }
 
 #[test]
@@ -887,6 +940,104 @@ fn locate_inside_nested_template() {
         location.json_path,
         "$.resources[0].properties.template.resources[0].properties.ipSecurityRestrictions[0].ipAddress"
     );
+}
+
+/// Encodes `text` as UTF-16 with a byte order mark, as Windows PowerShell 5.1 writes a file
+/// with `Out-File -Encoding Unicode` (little-endian) or `BigEndianUnicode`.
+fn utf16_with_mark(text: &str, little_endian: bool) -> Vec<u8> {
+    std::iter::once(0xFEFF_u16)
+        .chain(text.encode_utf16())
+        .flat_map(|unit| {
+            if little_endian {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            }
+        })
+        .collect()
+}
+
+/// Returns the 1-based line and column (in characters) where `needle` first occurs in `text`.
+fn line_column_of(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text.find(needle).expect("needle in text");
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Returns a template with one plan, named by `name`, whose tag before the name makes a column in
+/// characters differ from one in bytes or in UTF-16 code units.
+fn plan_template(name: &str) -> String {
+    format!(
+        "{{\n  \"$schema\": \"{SCHEMA}\",\n  \"parameters\": {{\"name\": {{\"type\": \"string\", \"defaultValue\": \"plan\"}}}},\n  \"resources\": [\n    {{\"type\": \"Microsoft.Web/serverfarms\", \"apiVersion\": \"2022-03-01\", \"tags\": {{\"é😀\": \"x\"}}, \"name\": \"{name}\"}}\n  ]\n}}"
+    )
+}
+
+#[test]
+fn utf16_template_and_parameters_read() {
+    let template = plan_template("[parameters('name')]");
+    let parameters = "{\"parameters\": {\"name\": {\"value\": \"plan-é😀\"}}}";
+    let dir = tempfile::tempdir().unwrap();
+    let template_path = dir.path().join("azuredeploy.json");
+    let parameters_path = dir.path().join("azuredeploy.parameters.json");
+    std::fs::write(&template_path, utf16_with_mark(&template, true)).unwrap();
+    std::fs::write(&parameters_path, utf16_with_mark(parameters, false)).unwrap();
+
+    let options = EvalOptions {
+        scope: Scope::default(),
+        parameters: Parameters::from_file(&parameters_path).unwrap(),
+    };
+    let deployment =
+        subnetlock_arm::evaluate_file(&template_path, &options, &OfflineProvider).unwrap();
+
+    assert_eq!(names(&deployment), ["plan-é😀"]);
+    let location = deployment.locate(&deployment.resources[0], &["name"]);
+    assert_eq!(
+        (location.line, location.column),
+        line_column_of(&template, "\"[parameters")
+    );
+}
+
+#[test]
+fn utf16_template_error_counts_characters() {
+    let template = plan_template("[concat('a' 'b')]");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("azuredeploy.json");
+    std::fs::write(&path, utf16_with_mark(&template, true)).unwrap();
+
+    let error = subnetlock_arm::evaluate_file(&path, &EvalOptions::default(), &OfflineProvider)
+        .unwrap_err();
+
+    let location = error.location().unwrap_or_else(|| panic!("{error}"));
+    assert_eq!(location.file, path);
+    assert_eq!(location.json_path, "$.resources[0].name", "{error}");
+    // The error points at the string, whose column in bytes would be 4 more, and in UTF-16
+    // code units 1 more.
+    let (line, column) = line_column_of(&template, "\"[concat");
+    assert_eq!((location.line, location.column), (line, column), "{error}");
+}
+
+#[test]
+fn utf16_without_mark_is_encoding_error() {
+    let template = format!("{{\"$schema\": \"{SCHEMA}\", \"resources\": []}}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("azuredeploy.json");
+    let bytes: Vec<u8> = template.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    std::fs::write(&path, bytes).unwrap();
+
+    let error = subnetlock_arm::evaluate_file(&path, &EvalOptions::default(), &OfflineProvider)
+        .unwrap_err();
+
+    assert!(matches!(error, Error::Encoding(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "`{}` is UTF-16LE text without a byte order mark",
+            path.display()
+        )
+    );
+    assert!(error.help_text().unwrap_or_default().contains("as UTF-8"));
 }
 
 #[test]

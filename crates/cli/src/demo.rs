@@ -173,15 +173,16 @@ fn nothing_to_compare(sites: &[SiteInfo]) -> miette::Report {
 /// Sends the probes through real HTTPS proxies into `emulator` and pairs each with its
 /// prediction. For every bound function, an internet caller sends the function's example
 /// request with and without its key, and a function without one is skipped with the reason
-/// printed. Then, for every call between apps found in app settings, the status the front end
-/// gave it is paired with its prediction.
+/// printed. A site whose Functions host does not start lists no functions, so it gets one
+/// internet probe at its root instead. Then, for every call between apps found in app
+/// settings, the status the front end gave it is paired with its prediction.
 ///
 /// A result that may depend on a Functions host that does not start is skipped with the
-/// reason printed, because that host's 503 is not in the prediction. These are a call that the
-/// access restrictions let through to the main site of such a host, and an internet probe that
-/// differs from its prediction and runs the code of an app that sends such a call. A call is
-/// also skipped when the calling app's Functions host does not start, as it never sends the
-/// call.
+/// reason printed, because that host's 503 is not in the prediction. These are a call or an
+/// internet probe that the access restrictions let through to the main site of such a host,
+/// and an internet probe that differs from its prediction and runs the code of an app that
+/// sends such a call. A call is also skipped when the calling app's Functions host does not
+/// start, as it never sends the call.
 pub async fn run_probes(
     emulator: &Emulator,
     analysis: &Analysis,
@@ -203,11 +204,19 @@ pub async fn run_probes(
     let mut internet_results: Vec<(String, ProbeResult, Comparison)> = Vec::new();
     for site in emulator.sites() {
         if let Some(app_error) = &site.app_error {
-            out!(
-                "skipped: internet -> {}: the Functions host of its function app does not start, so it has no functions to probe: {}",
-                site.name,
-                app_error.error
-            );
+            let probed = probe_failed_site(
+                &client,
+                site,
+                app_error,
+                &internet,
+                analysis,
+                auth_levels,
+                engine,
+            )
+            .await?;
+            if let Some(result) = probed {
+                internet_results.push((site.name.clone(), result, Comparison::Compared));
+            }
         }
         // Any probe that runs this app's code may make it send its calls, so a call that gets
         // a 503 that check does not predict may change the response of every such probe.
@@ -235,13 +244,7 @@ pub async fn run_probes(
                 } else {
                     base.clone()
                 };
-                let response = client
-                    .request(http_method.clone(), &url)
-                    .send()
-                    .await
-                    .into_diagnostic()?;
-                let status = response.status().as_u16();
-                let body = response.text().await.into_diagnostic()?;
+                let (status, body) = send(&client, http_method.clone(), &url).await?;
                 let prediction = predict(
                     analysis,
                     auth_levels,
@@ -345,6 +348,79 @@ pub async fn run_probes(
     Ok(call_results)
 }
 
+/// Probes `site`, whose Functions host does not start, from `internet` at the site root
+/// without a key. The front end applies the access restrictions before it consults the
+/// Functions host, so a denial is compared: the 403 shows the lockdown of the failed site.
+/// A request that the access restrictions let through gets 503 from the host that is not
+/// running, which the prediction leaves out, so it is not sent and a line with the reason is
+/// printed instead. Returns the result of the probe when it was sent.
+async fn probe_failed_site(
+    client: &reqwest::Client,
+    site: &SiteInfo,
+    app_error: &AppErrorInfo,
+    internet: &Caller,
+    analysis: &Analysis,
+    auth_levels: &HashMap<(String, String), String>,
+    engine: &EngineOptions,
+) -> Result<Option<ProbeResult>> {
+    // Access restrictions decide by the caller and the request headers, not by the path, and
+    // the failed host lists no functions, so the probe goes to the site root.
+    let path = "/";
+    let label = format!("internet -> GET {}{path} (no key)", site.name);
+    let prediction = predict(
+        analysis,
+        auth_levels,
+        engine,
+        &Probe {
+            from: internet.to_string(),
+            host: site.host.clone(),
+            path: path.to_owned(),
+            function: None,
+            with_key: false,
+            function_disabled: false,
+        },
+    )?;
+    if passes_front_end(&prediction) {
+        out!(
+            "skipped: {label}: the access restrictions allow the request, but the Functions host of the site's function app does not start, so it gets 503 where check predicts {}: {}",
+            prediction.status,
+            app_error.error
+        );
+        return Ok(None);
+    }
+
+    let url = format!("https://{}{path}", site.host);
+    let (status, body) = send(client, reqwest::Method::GET, &url).await?;
+    Ok(Some(ProbeResult {
+        label,
+        prediction,
+        live_status: Some(status),
+        live_body: shorten(&body),
+    }))
+}
+
+/// Sends one probe and returns the status and body of its response.
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+) -> Result<(u16, String)> {
+    let response = client.request(method, url).send().await.into_diagnostic()?;
+    let status = response.status().as_u16();
+    let body = response.text().await.into_diagnostic()?;
+    Ok((status, body))
+}
+
+/// Returns whether the access restrictions let a predicted request through to the app behind the
+/// front end. A request they deny, or one that never reaches the front end, gets its response
+/// before any Functions host is consulted.
+fn passes_front_end(prediction: &Prediction) -> bool {
+    prediction
+        .decision
+        .as_ref()
+        .is_some_and(|decision| decision.verdict == Action::Allow)
+}
+
 /// Whether a probe's live result is compared with its prediction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Comparison {
@@ -396,12 +472,8 @@ fn predict_calls<'a>(
             },
         )?;
         // A denied call never reaches the host, so it is still compared.
-        let passes_front_end = prediction
-            .decision
-            .as_ref()
-            .is_some_and(|decision| decision.verdict == Action::Allow);
         let failed_target = match app_error_of(emulator, &call.to_site) {
-            Some(app_error) if passes_front_end && call.to_kind == SiteKind::Main => {
+            Some(app_error) if passes_front_end(&prediction) && call.to_kind == SiteKind::Main => {
                 Some(app_error.error.as_str())
             }
             _ => None,

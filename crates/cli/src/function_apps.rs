@@ -77,6 +77,7 @@ fn app_finding(site: &Site, root: &Path, error: &HostError) -> Finding {
             json_error_location(path.clone(), source.line(), source.column())
         }
         HostError::InvalidValue { path, field, .. } => host_field_location(path.clone(), field),
+        HostError::InvalidType { location, .. } => (**location).clone(),
         HostError::Read { path, .. } | HostError::MissingCustomHandler { path } => {
             file_start(path.clone())
         }

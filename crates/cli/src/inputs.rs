@@ -209,9 +209,12 @@ fn detect_format(template: &Path) -> Result<InputFormat> {
     if !is_json {
         return Ok(InputFormat::ArmTemplate);
     }
-    let text = std::fs::read_to_string(template)
+    let bytes = std::fs::read(template)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read `{}`", template.display()))?;
+    // Both readers accept UTF-8 and UTF-16 with a byte order mark, so the format is detected on
+    // the decoded text, and a file neither reader accepts is reported here, by its encoding.
+    let text = subnetlock_arm::decode_text(template, bytes)?;
     // serde_json rejects a UTF-8 byte order mark, which both readers skip.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     if subnetlock_terraform::is_plan_text(text) {

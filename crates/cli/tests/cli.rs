@@ -42,6 +42,91 @@ fn site_with_rules(rules: &str) -> String {
     )
 }
 
+/// Encodes `text` as UTF-16 with a byte order mark, as Windows PowerShell 5.1 writes a file
+/// with `>` (little-endian) or with `Out-File -Encoding BigEndianUnicode`.
+fn utf16_with_mark(text: &str, little_endian: bool) -> Vec<u8> {
+    std::iter::once(0xFEFF_u16)
+        .chain(text.encode_utf16())
+        .flat_map(|unit| {
+            if little_endian {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn check_reads_utf16_inputs() {
+    let text = site_with_rules("[]");
+    let (_utf8_dir, utf8_path) = template(&text);
+    let expected = subnetlock(&[
+        "check",
+        "--format",
+        "json",
+        utf8_path.to_str().expect("path"),
+    ]);
+    assert_eq!(expected.status.code(), Some(0), "{}", stderr(&expected));
+    let plan = std::fs::read_to_string(
+        workspace_root().join("crates/terraform/tests/fixtures/ip_restriction_default_action.json"),
+    )
+    .expect("plan fixture");
+
+    for little_endian in [true, false] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("azuredeploy.json");
+        std::fs::write(&path, utf16_with_mark(&text, little_endian)).expect("template");
+        let output = subnetlock(&["check", "--format", "json", path.to_str().expect("path")]);
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        let findings = |stdout: &str| {
+            let value: serde_json::Value = serde_json::from_str(stdout).expect("json");
+            value["findings"].as_array().expect("findings").len()
+        };
+        assert_eq!(
+            findings(&stdout(&output)),
+            findings(&stdout(&expected)),
+            "{little_endian}"
+        );
+
+        let plan_path = dir.path().join("plan.json");
+        std::fs::write(&plan_path, utf16_with_mark(&plan, little_endian)).expect("plan");
+        let output = subnetlock(&["check", plan_path.to_str().expect("path")]);
+        assert_ne!(output.status.code(), Some(2), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("acctestWA-240311031305920692"),
+            "{little_endian}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn check_rejects_utf16_without_mark() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("azuredeploy.json");
+    let bytes: Vec<u8> = site_with_rules("[]")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    std::fs::write(&path, bytes).expect("template");
+
+    let output = subnetlock(&["check", path.to_str().expect("path")]);
+
+    assert_ne!(output.status.code(), Some(0));
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!(
+            "`{}` is UTF-16LE text without a byte order mark",
+            path.display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("save the file as UTF-8"), "{error}");
+    assert!(!error.contains("panicked"), "{error}");
+}
+
 /// Writes into `dir` a template with site `app` and no rules, and a binding file that serves it
 /// with function app folder `app/`: one anonymous HTTP function `hello` and the given
 /// `customHandler` section.
@@ -1924,11 +2009,52 @@ fn demo_skips_site_whose_handler_exits() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
     assert!(
-        text.contains("skipped: internet -> other: the Functions host of its function app does not start, so it has no functions to probe: custom handler `sh` for site `other` exited with exit code 3"),
+        text.contains("skipped: internet -> GET other/ (no key): the access restrictions allow the request, but the Functions host of the site's function app does not start, so it gets 503 where check predicts 200: custom handler `sh` for site `other` exited with exit code 3"),
         "{text}"
     );
     assert!(text.contains("all 2 probes: live result equals"), "{text}");
-    assert!(!text.contains("internet -> GET other/"), "{text}");
+    // Rows of compared probes start with a space, or with `!` when they differ.
+    assert!(
+        !text.lines().any(|line| line
+            .trim_start_matches([' ', '!'])
+            .starts_with("internet -> GET other/")),
+        "{text}"
+    );
+}
+
+#[test]
+fn demo_compares_denied_probe_to_failed_app() {
+    // The handler of `other` exits, and its rules allow only 192.0.2.1. The front end applies
+    // them before it consults the Functions host, so the internet probe of `other` gets the
+    // 403 that check predicts and is compared, which shows the lockdown of the failed site.
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_site_with_failing_handler(dir.path());
+    let path = dir.path().join("azuredeploy.json");
+    let text = std::fs::read_to_string(&path).expect("template");
+    let mut template: serde_json::Value = serde_json::from_str(&text).expect("template JSON");
+    let other = template["resources"]
+        .as_array_mut()
+        .expect("resources")
+        .iter_mut()
+        .find(|resource| resource["name"] == "other")
+        .expect("site `other`");
+    other["properties"]["siteConfig"] = serde_json::json!({"ipSecurityRestrictions": [
+        {"ipAddress": "192.0.2.1/32", "action": "Allow", "priority": 100, "name": "one"}
+    ]});
+    std::fs::write(&path, template.to_string()).expect("template");
+
+    let output = run_demo(dir.path());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}{}", stderr(&output));
+    assert!(!text.contains("skipped: internet -> "), "{text}");
+    let probe = text
+        .lines()
+        .find(|line| line.starts_with(" internet -> GET other/ (no key)"))
+        .unwrap_or_else(|| panic!("no line for the probe of `other`: {text}"));
+    let columns: Vec<&str> = probe.split_whitespace().collect();
+    assert_eq!(columns.get(6..8), Some(&["403", "403"][..]), "{probe}");
+    assert!(probe.ends_with("Error 403 - Forbidden page"), "{probe}");
+    assert!(text.contains("all 3 probes: live result equals"), "{text}");
 }
 
 /// Gives site `other` of the template in `dir` an app setting `TARGET_URL` that calls
@@ -2043,7 +2169,9 @@ fn demo_skips_allowed_calls_to_failed_app() {
             Some(_) => {
                 assert!(!text.contains("skipped: app app"), "{text}");
                 assert!(text.contains(&format!(" {call}")), "{text}");
-                assert!(text.contains("all 3 probes: live result equals"), "{text}");
+                // The internet probe of `other` is denied too, so it is compared as well.
+                assert!(text.contains(" internet -> GET other/ (no key)"), "{text}");
+                assert!(text.contains("all 4 probes: live result equals"), "{text}");
             }
         }
     }
@@ -3734,6 +3862,58 @@ fn host_json_error_names_field_read() {
         assert!(message.contains(&format!("invalid {field}")), "{message}");
         assert_eq!(finding["location"]["line"], line, "{field}: {finding}");
         assert_eq!(finding["location"]["column"], column, "{field}: {finding}");
+    }
+}
+
+#[test]
+fn host_json_type_error_points_at_value() {
+    // Each host.json has one value of the wrong type: the full path of the value, the text it
+    // starts with, and the type found.
+    let cases = [
+        (
+            "{\n  \"version\": \"2.0\",\n  \"customHandler\": {\n    \"description\": {\"defaultExecutablePath\": 5}\n  }\n}\n",
+            "customHandler.description.defaultExecutablePath",
+            "5}",
+            "expected a string, found the number 5",
+        ),
+        (
+            "{\n  \"version\": \"2.0\",\n  \"customHandler\": {\n    \"description\": {\"defaultExecutablePath\": \"python3\"},\n    \"enableForwardingHttpRequest\": \"yes\"\n  }\n}\n",
+            "customHandler.enableForwardingHttpRequest",
+            "\"yes\"",
+            "expected a boolean, found the string \"yes\"",
+        ),
+        (
+            "{\n  \"version\": \"2.0\",\n  \"extensions\": {\"http\": {\"routePrefix\": 3}},\n  \"customHandler\": {\"description\": {\"defaultExecutablePath\": \"python3\"}}\n}\n",
+            "extensions.http.routePrefix",
+            "3}",
+            "expected a string, found the number 3",
+        ),
+    ];
+    for (text, field, at, types) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_bound_app(dir.path(), python_custom_handler());
+        let host = dir.path().join("app").join("host.json");
+        std::fs::write(&host, text).expect("host.json");
+        let (line, column) = line_column_of(text, at);
+
+        let findings = function_findings(dir.path());
+
+        assert_eq!(findings.len(), 1, "{field}: {findings:?}");
+        let finding = &findings[0];
+        assert_eq!(finding["severity"], "error", "{field}: {finding}");
+        let message = finding["message"].as_str().expect("message");
+        assert!(
+            message.contains(&format!(
+                "invalid `{field}` in `{}` at line {line}, column {column}: {types}",
+                host.display()
+            )),
+            "{message}"
+        );
+        assert_eq!(finding["location"]["file"], host.to_str().expect("path"));
+        assert_eq!(finding["location"]["line"], line, "{field}: {finding}");
+        assert_eq!(finding["location"]["column"], column, "{field}: {finding}");
+        let help = finding["help"].as_str().expect("help");
+        assert!(help.contains(&format!("write `{field}` as ")), "{help}");
     }
 }
 

@@ -327,7 +327,11 @@ fn expect_json_shape() {
 #[test]
 fn expect_sarif_result_in_expectations_file() {
     // Under the workspace root, the current directory of the run, so the URI is relative.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+    // `CARGO_TARGET_TMPDIR` is not under it when `CARGO_TARGET_DIR` points elsewhere, so the
+    // file goes to the workspace's own `target`, which git ignores.
+    let parent = workspace_root().join("target").join("test-tmp");
+    std::fs::create_dir_all(&parent).expect("test-tmp dir");
+    let dir = tempfile::tempdir_in(&parent).expect("temp dir");
     let file = write_expectations(dir.path(), EXAMPLE_VIOLATED);
     let output = subnetlock(&["check", "--format", "sarif", &example(), "--expect", &file]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));

@@ -31,6 +31,7 @@ use crate::decisions::{self, push_ip, DecisionLog, DecisionRecord, RequestPart, 
 use crate::functions_host::{Direct, FunctionsHost};
 use crate::handler_client::HOP_BY_HOP;
 use crate::pages;
+use write_timeout::{is_write_timeout, WriteTimeout};
 
 /// Largest request body the front end buffers: Azure Functions limits an HTTP request to
 /// 100 MB, 104,857,600 bytes (Microsoft Learn, "Azure Functions HTTP trigger", Limits).
@@ -40,8 +41,10 @@ const MAX_BODY_BYTES: usize = 104_857_600;
 
 mod fast_path;
 mod threads;
+mod write_timeout;
 
 pub(crate) use threads::spawn_threads;
+pub use write_timeout::WRITE_TIMEOUT;
 
 /// A map keyed by lower-case site name. Its hasher is foldhash: SipHash, the standard one,
 /// took a few percent of the front end's time per request, and site names are not chosen by
@@ -61,6 +64,9 @@ pub struct FrontEnd {
     /// scm-site publishing credentials (user, password) per site.
     pub publishing: HashMap<String, (String, String)>,
     pub decisions: Arc<DecisionLog>,
+    /// Maximum time a write to a caller may wait without progress before the connection is
+    /// closed: [`WRITE_TIMEOUT`] unless a test shortens it.
+    pub write_timeout: Duration,
 }
 
 /// The request headers as the engine reads them.
@@ -1003,6 +1009,8 @@ async fn serve_accepted(
     tls: Option<tokio_rustls::TlsAcceptor>,
     front_end: Arc<FrontEnd>,
 ) {
+    // Below TLS, so that the bound also covers the records the TLS layer writes.
+    let stream = WriteTimeout::new(stream, peer, front_end.write_timeout);
     match tls {
         Some(acceptor) => {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
@@ -1060,7 +1068,10 @@ async fn serve_connection<I>(
         if let Some(status) = unparsed_request_status(&error) {
             front_end.record_unparsed_request(&caller, source, "", status);
         }
-        tracing::debug!(%error, %peer, "front-end connection ended with an error");
+        // The write timeout logged its own line.
+        if !is_write_timeout(&error) {
+            tracing::debug!(%error, %peer, "front-end connection ended with an error");
+        }
     }
 }
 
@@ -1365,6 +1376,7 @@ mod tests {
             hosts_not_running: Default::default(),
             publishing: HashMap::new(),
             decisions: Arc::new(DecisionLog::new(None).unwrap()),
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 
@@ -1423,6 +1435,7 @@ mod tests {
             hosts_not_running: Default::default(),
             publishing: HashMap::new(),
             decisions: Arc::new(DecisionLog::new(None).unwrap()),
+            write_timeout: WRITE_TIMEOUT,
         })
     }
 

@@ -33,11 +33,13 @@ use tokio::task::JoinHandle;
 
 use crate::handler_client::{EncodedKind, HandlerClient, OutboundRequest, Reply, SendError};
 
+mod fields;
 mod percent;
 mod route;
 mod route_pattern;
 mod validate;
 
+use fields::{Expected, FieldPath, JsonFile};
 use route::RouteTemplate;
 pub use validate::FunctionError;
 
@@ -195,6 +197,22 @@ pub enum HostError {
         reason: String,
     },
 
+    #[error(
+        "invalid `{field}` in `{}` at line {}, column {}: expected {expected}, found {found}",
+        path.display(), location.line, location.column
+    )]
+    InvalidType {
+        path: PathBuf,
+        /// Path of the value from the top of the file, such as
+        /// `customHandler.description.defaultExecutablePath`.
+        field: String,
+        expected: &'static str,
+        found: String,
+        location: Box<subnetlock_arm::SourceLocation>,
+        #[help]
+        help: String,
+    },
+
     /// The Functions host stops when ASP.NET Core rejects a route, so this error stops every
     /// function of the app, not only the one that declares the route.
     #[error("invalid route `{route}` of function `{function}` in `{}`: {reason}", path.display())]
@@ -263,7 +281,9 @@ pub fn load_function_app(
     executable_override: Option<&Path>,
 ) -> Result<FunctionApp, HostError> {
     let host_path = root.join("host.json");
-    let host = read_json(&host_path)?;
+    let host_file = JsonFile::read(&host_path)?;
+    let host = &host_file.value;
+    let top = FieldPath::default();
 
     // The host accepts the legacy `httpWorker` section, but `customHandler` wins when both exist.
     let (section_name, section) = ["customHandler", "httpWorker"]
@@ -272,29 +292,36 @@ pub fn load_function_app(
         .ok_or_else(|| HostError::MissingCustomHandler {
             path: host_path.clone(),
         })?;
-    let description = section.get("description").ok_or_else(|| {
-        invalid(
-            &host_path,
-            &format!("{section_name}.description"),
-            "missing",
-        )
-    })?;
+    let section_field = top.key(section_name);
+    if !section.is_object() {
+        return Err(host_file.type_error(&section_field, section, Expected::Object));
+    }
+    let description_field = section_field.key("description");
+    let description = section
+        .get("description")
+        .ok_or_else(|| invalid(&host_path, &description_field.to_string(), "missing"))?;
+    if !description.is_object() {
+        return Err(host_file.type_error(&description_field, description, Expected::Object));
+    }
 
-    let working_dir = match optional_str(description, "workingDirectory", &host_path)? {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.to_path_buf(),
-    };
+    let working_dir =
+        match host_file.optional_str(description, &description_field.key("workingDirectory"))? {
+            Some(dir) if !dir.is_empty() => root.join(dir),
+            _ => root.to_path_buf(),
+        };
 
     // The host stops when `defaultExecutablePath` is missing or empty
     // (`HttpWorkerDescription.ApplyDefaultsAndValidate` throws "WorkerDescription
     // DefaultExecutablePath cannot be empty"), so an override, which exists only locally, does
     // not excuse it.
-    let default_executable = optional_str(description, "defaultExecutablePath", &host_path)?
+    let executable_field = description_field.key("defaultExecutablePath");
+    let default_executable = host_file
+        .optional_str(description, &executable_field)?
         .filter(|path| !path.is_empty())
         .ok_or_else(|| {
             invalid(
                 &host_path,
-                &format!("{section_name}.description.defaultExecutablePath"),
+                &executable_field.to_string(),
                 "missing or empty, and the Functions host does not start without it, even when \
                  `--handler` or the binding file's `executable` names the program that runs locally",
             )
@@ -304,32 +331,36 @@ pub fn load_function_app(
         None => resolve_executable(root, &working_dir, default_executable),
     };
 
-    let mut arguments = string_array(description, "arguments", &host_path)?;
-    if let Some(worker_path) = optional_str(description, "defaultWorkerPath", &host_path)? {
+    let mut arguments = host_file.string_array(description, &description_field.key("arguments"))?;
+    if let Some(worker_path) =
+        host_file.optional_str(description, &description_field.key("defaultWorkerPath"))?
+    {
         if !worker_path.is_empty() {
             arguments.push(worker_path.to_string());
         }
     }
-    arguments.extend(string_array(description, "workerArguments", &host_path)?);
+    arguments
+        .extend(host_file.string_array(description, &description_field.key("workerArguments"))?);
 
-    let forwarding = optional_bool(section, "enableForwardingHttpRequest", &host_path)?
-        || optional_bool(section, "enableProxyingHttpRequest", &host_path)?;
+    let forwarding = host_file
+        .optional_bool(section, &section_field.key("enableForwardingHttpRequest"))?
+        || host_file.optional_bool(section, &section_field.key("enableProxyingHttpRequest"))?;
 
     // Version 2+ reads `extensions.http.routePrefix`, and version 1 read `http.routePrefix`.
     // The error names the field that was read.
     let prefix = [
         (
             "/extensions/http/routePrefix",
-            "extensions.http.routePrefix",
+            top.key("extensions").key("http").key("routePrefix"),
         ),
-        ("/http/routePrefix", "http.routePrefix"),
+        ("/http/routePrefix", top.key("http").key("routePrefix")),
     ]
     .into_iter()
     .find_map(|(pointer, field)| host.pointer(pointer).map(|value| (field, value)));
     let route_prefix = match prefix {
         None => "api".to_string(),
         Some((_, Value::String(prefix))) => prefix.trim_matches('/').to_string(),
-        Some((field, _)) => return Err(invalid(&host_path, field, "expected a string")),
+        Some((field, value)) => return Err(host_file.type_error(&field, value, Expected::String)),
     };
 
     let (functions, function_errors) = load_functions(root, &route_prefix)?;
@@ -526,60 +557,11 @@ impl fmt::Debug for FunctionsHost {
 // Loading host.json and function.json
 // ---------------------------------------------------------------------------------------------
 
-fn read_json(path: &Path) -> Result<Value, HostError> {
-    let text = std::fs::read_to_string(path).map_err(|source| HostError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // The host reads function.json with .NET's `File.ReadAllText`
-    // (`HostFunctionMetadataProvider`), which skips a UTF-8 byte order mark (`File.cs` in
-    // dotnet/runtime). host.json is read the same way here.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    serde_json::from_str(text).map_err(|source| HostError::Json {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 fn invalid(path: &Path, field: &str, reason: &str) -> HostError {
     HostError::InvalidValue {
         path: path.to_path_buf(),
         field: field.to_string(),
         reason: reason.to_string(),
-    }
-}
-
-fn optional_str<'a>(
-    object: &'a Value,
-    field: &str,
-    path: &Path,
-) -> Result<Option<&'a str>, HostError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text)),
-        Some(_) => Err(invalid(path, field, "expected a string")),
-    }
-}
-
-fn optional_bool(object: &Value, field: &str, path: &Path) -> Result<bool, HostError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(value)) => Ok(*value),
-        Some(_) => Err(invalid(path, field, "expected true or false")),
-    }
-}
-
-fn string_array(object: &Value, field: &str, path: &Path) -> Result<Vec<String>, HostError> {
-    match object.get(field) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| match item {
-                Value::String(text) => Ok(text.clone()),
-                _ => Err(invalid(path, field, "expected an array of strings")),
-            })
-            .collect(),
-        Some(_) => Err(invalid(path, field, "expected an array of strings")),
     }
 }
 
@@ -668,8 +650,8 @@ fn read_function(name: &str, folder: &Path) -> Result<Option<FunctionDef>, Funct
         });
     }
     let path = folder.join("function.json");
-    let json = read_json(&path).map_err(|error| function_error(name, &path, error))?;
-    parse_function(name, &json, &path).map_err(|error| function_error(name, &path, error))
+    let file = JsonFile::read(&path).map_err(|error| function_error(name, &path, error))?;
+    parse_function(name, &file).map_err(|error| function_error(name, &path, error))
 }
 
 /// Turns an error from reading or parsing the function's `path` into an error of that function
@@ -699,6 +681,22 @@ fn function_error(name: &str, path: &Path, error: HostError) -> FunctionError {
             field,
             reason,
         },
+        HostError::InvalidType {
+            path,
+            field,
+            expected,
+            found,
+            location,
+            ..
+        } => FunctionError::InvalidValue {
+            function,
+            path,
+            field,
+            reason: format!(
+                "expected {expected}, found {found} at line {}, column {}",
+                location.line, location.column
+            ),
+        },
         // Reading and parsing function.json fail only in the ways above.
         other => FunctionError::InvalidValue {
             function,
@@ -710,7 +708,8 @@ fn function_error(name: &str, path: &Path, error: HostError) -> FunctionError {
 }
 
 /// Parses one function.json, returning `None` for a function without an HTTP trigger.
-fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<FunctionDef>, HostError> {
+fn parse_function(name: &str, file: &JsonFile) -> Result<Option<FunctionDef>, HostError> {
+    let (json, path) = (&file.value, file.path.as_path());
     // The host 2.x and later ignores `disabled` in function.json: a host maintainer states so,
     // and the 4.x `HostFunctionMetadataProvider` does not read it. Only the app setting
     // `AzureWebJobs.<name>.Disabled` disables a function, which keeps its route.
@@ -754,9 +753,10 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
             .to_ascii_lowercase()
     };
 
-    let Some(trigger) = bindings
+    let Some((trigger_index, trigger)) = bindings
         .iter()
-        .find(|binding| binding_type(binding) == "httptrigger")
+        .enumerate()
+        .find(|(_, binding)| binding_type(binding) == "httptrigger")
     else {
         tracing::debug!(
             function = name,
@@ -766,7 +766,8 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
     };
 
     // `authLevel` defaults to `function` because `HttpTriggerAttribute()` sets it.
-    let auth_level = match optional_str(trigger, "authLevel", path)? {
+    let trigger_field = FieldPath::default().key("bindings").index(trigger_index);
+    let auth_level = match file.optional_str(trigger, &trigger_field.key("authLevel"))? {
         None => AuthLevel::Function,
         Some(level) => match level.to_ascii_lowercase().as_str() {
             "anonymous" => AuthLevel::Anonymous,
@@ -801,11 +802,13 @@ fn parse_function(name: &str, json: &Value, path: &Path) -> Result<Option<Functi
 
     // The host replaces an empty or blank route with the function name
     // (`ScriptHost.ValidateHttpFunction` tests `string.IsNullOrWhiteSpace`).
-    let route = optional_str(trigger, "route", path)?
+    let route = file
+        .optional_str(trigger, &trigger_field.key("route"))?
         .filter(|route| !route.trim().is_empty())
         .map(str::to_string);
 
-    let request_binding = optional_str(trigger, "name", path)?
+    let request_binding = file
+        .optional_str(trigger, &trigger_field.key("name"))?
         .unwrap_or("req")
         .to_string();
     let response_binding = bindings
@@ -2586,7 +2589,7 @@ mod tests {
             {"type": "httpTrigger", "direction": "in", "name": "req"},
             {"type": "http", "direction": "out", "name": "res"}
         ]});
-        let function = parse_function("hello", &json, Path::new("function.json"))
+        let function = parse_function("hello", &JsonFile::from_value("function.json", json))
             .expect("parse")
             .expect("http function");
         assert_eq!(function.auth_level, AuthLevel::Function);
@@ -2598,8 +2601,8 @@ mod tests {
     #[test]
     fn parse_function_requires_bindings() {
         for json in [json!({}), json!({"bindings": []})] {
-            let error =
-                parse_function("f", &json, Path::new("function.json")).expect_err("no bindings");
+            let error = parse_function("f", &JsonFile::from_value("function.json", json.clone()))
+                .expect_err("no bindings");
             assert_eq!(
                 error.to_string(),
                 "invalid `bindings` in `function.json`: at least one binding must be declared",
@@ -2675,7 +2678,8 @@ mod tests {
     #[test]
     fn parse_function_ignores_disabled() {
         let json = json!({"disabled": true, "bindings": [{"type": "httpTrigger", "name": "req"}]});
-        let function = parse_function("f", &json, Path::new("function.json")).expect("parse");
+        let function =
+            parse_function("f", &JsonFile::from_value("function.json", json)).expect("parse");
         assert!(function.is_some());
     }
 
@@ -2786,7 +2790,8 @@ mod tests {
     fn parse_function_skips_queue_trigger() {
         let json =
             json!({"bindings": [{"type": "queueTrigger", "direction": "in", "name": "msg"}]});
-        let function = parse_function("q", &json, Path::new("function.json")).expect("parse");
+        let function =
+            parse_function("q", &JsonFile::from_value("function.json", json)).expect("parse");
         assert_eq!(function, None);
     }
 
@@ -2794,7 +2799,8 @@ mod tests {
     fn parse_function_rejects_auth_level() {
         let json =
             json!({"bindings": [{"type": "httpTrigger", "name": "req", "authLevel": "system"}]});
-        let error = parse_function("f", &json, Path::new("function.json")).expect_err("invalid");
+        let error =
+            parse_function("f", &JsonFile::from_value("function.json", json)).expect_err("invalid");
         assert_eq!(
             error.to_string(),
             "invalid `authLevel` in `function.json`: `system` is not anonymous, function or admin"

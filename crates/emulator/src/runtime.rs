@@ -92,6 +92,10 @@ pub struct EmulatorConfig {
     /// How long a function may take to respond before the caller gets 502: App Service's
     /// 230 seconds unless a test shortens it.
     pub invocation_timeout: Duration,
+    /// How long a write to a caller of the front end may wait without progress, for a caller
+    /// that does not read its responses, before the connection is closed:
+    /// [`crate::frontend::WRITE_TIMEOUT`] unless a test shortens it.
+    pub write_timeout: Duration,
     /// Computes the findings the control API serves from the deployed topology and `bindings`,
     /// once per start. The CLI passes `check`'s analysis, so that they equal what `check`
     /// reports. Without it they are the deployment's own findings.
@@ -140,6 +144,7 @@ impl EmulatorConfig {
             engine: EngineOptions::default(),
             startup_timeout: Duration::from_secs(60),
             invocation_timeout: crate::functions_host::INVOCATION_TIMEOUT,
+            write_timeout: crate::frontend::WRITE_TIMEOUT,
             findings_of: None,
         }
     }
@@ -594,6 +599,7 @@ impl Emulator {
             hosts_not_running,
             publishing,
             decisions: decisions.clone(),
+            write_timeout: config.write_timeout,
         });
         let _ = shared.front_end.set(front_end.clone());
         let _ = shared.sites.set(sites.clone());

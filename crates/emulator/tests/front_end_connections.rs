@@ -311,3 +311,105 @@ async fn shutdown_writes_in_flight_record() {
     );
     drop(stream);
 }
+
+/// `/api/big` responds with a body of [`BIG_BODY_BYTES`] bytes.
+const BIG_HANDLER: &str = r#"
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+BODY = b"x" * 1048576
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["FUNCTIONS_CUSTOMHANDLER_PORT"])), Handler).serve_forever()
+"#;
+
+const BIG_BODY_BYTES: usize = 1_048_576;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_that_never_reads_is_closed() {
+    // A caller pipelines requests for 1 MiB each and reads nothing, so the front end's writes
+    // wait once the socket buffers are full. With a write timeout of one second, the front
+    // end must close the connection, on its fast path and on hyper's path alike.
+    let write_timeout = Duration::from_secs(1);
+    let requests = 64;
+    let dir = TempDir::new().expect("temp dir");
+    let function = python_app::Function {
+        name: "big",
+        auth_level: "anonymous",
+        methods: Some(&["get"]),
+    };
+    let emulator = python_app::start(dir.path(), TEMPLATE, BIG_HANDLER, &[function], |config| {
+        config.write_timeout = write_timeout;
+    })
+    .await;
+    let open = emulator.site("app-open").expect("site").host.clone();
+
+    // A plain GET takes the fast path, and a `Connection` header sends it to hyper.
+    for (path, extra_header) in [("fast path", ""), ("hyper", "Connection: keep-alive\r\n")] {
+        let before = emulator.decisions().len();
+        let mut stream = TcpStream::connect(emulator.http_addr())
+            .await
+            .expect("connect");
+        let request = format!("GET /api/big HTTP/1.1\r\nHost: {open}\r\n{extra_header}\r\n");
+        stream
+            .write_all(request.repeat(requests).as_bytes())
+            .await
+            .expect("write");
+
+        // The front end fills the buffers within a few hundred milliseconds, then waits for
+        // the write timeout.
+        tokio::time::sleep(write_timeout + Duration::from_secs(3)).await;
+
+        // What the buffers hold arrives at once. Without the timeout, the front end would go on
+        // writing the other responses and then wait 30 seconds for another request.
+        let mut received = 0;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(count) => received += count,
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{path}: the connection is still open after {received} bytes"
+        );
+        assert!(
+            received < requests * BIG_BODY_BYTES,
+            "{path}: every response arrived, {received} bytes"
+        );
+
+        // Each request the front end read has one record, and none follows the close.
+        let records = emulator.decisions()[before..].to_vec();
+        assert!(!records.is_empty(), "{path}: no record");
+        assert!(
+            records.len() < requests,
+            "{path}: {} records",
+            records.len()
+        );
+        let mut sequences: Vec<u64> = records.iter().map(|record| record.sequence).collect();
+        sequences.dedup();
+        assert_eq!(sequences.len(), records.len(), "{path}: {records:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            emulator.decisions().len(),
+            before + records.len(),
+            "{path}: a record after the close"
+        );
+    }
+}

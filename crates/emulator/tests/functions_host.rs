@@ -229,10 +229,128 @@ fn load_error_names_field_read() {
         let error = load_function_app(dir.path(), None).expect_err("invalid host.json");
 
         match error {
-            HostError::InvalidValue { field, .. } => assert_eq!(field, expected, "{host}"),
+            HostError::InvalidValue { field, .. } | HostError::InvalidType { field, .. } => {
+                assert_eq!(field, expected, "{host}")
+            }
             other => panic!("{host}: {other}"),
         }
     }
+}
+
+/// Returns the 1-based line and column (in characters) where `needle` first occurs in `text`.
+fn line_column_of(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text.find(needle).expect("needle in text");
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[test]
+fn load_type_error_names_path_and_place() {
+    // Each case: host.json, the full path of the value at fault, the text it starts with, the
+    // type expected and the type found.
+    let cases = [
+        (
+            "{\n  \"version\": \"2.0\",\n  \"customHandler\": {\n    \"description\": {\"defaultExecutablePath\": 5}\n  }\n}\n",
+            "customHandler.description.defaultExecutablePath",
+            "5}",
+            "a string",
+            "the number 5",
+        ),
+        (
+            "{\n  \"customHandler\": {\n    \"description\": {\"defaultExecutablePath\": \"python3\"},\n    \"enableForwardingHttpRequest\": \"yes\"\n  }\n}\n",
+            "customHandler.enableForwardingHttpRequest",
+            "\"yes\"",
+            "a boolean",
+            "the string \"yes\"",
+        ),
+        (
+            "{\n  \"extensions\": {\"http\": {\"routePrefix\": 3}},\n  \"customHandler\": {\"description\": {\"defaultExecutablePath\": \"python3\"}}\n}\n",
+            "extensions.http.routePrefix",
+            "3}",
+            "a string",
+            "the number 3",
+        ),
+        (
+            "{\n  \"httpWorker\": {\n    \"description\": {\"defaultExecutablePath\": \"python3\", \"arguments\": [\"a.py\", 7]}\n  }\n}\n",
+            "httpWorker.description.arguments[1]",
+            "7]",
+            "a string",
+            "the number 7",
+        ),
+        (
+            "{\n  \"customHandler\": {\"description\": \"python3\"}\n}\n",
+            "customHandler.description",
+            "\"python3\"",
+            "an object",
+            "the string \"python3\"",
+        ),
+    ];
+    for (text, expected_field, at, expected_type, found_type) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = dir.path().join("host.json");
+        write(&host, text);
+        let (line, column) = line_column_of(text, at);
+
+        let error = load_function_app(dir.path(), None).expect_err("invalid host.json");
+
+        let message = error.to_string();
+        let help = miette::Diagnostic::help(&error)
+            .map(|help| help.to_string())
+            .unwrap_or_default();
+        let HostError::InvalidType {
+            path,
+            field,
+            expected,
+            found,
+            location,
+            ..
+        } = error
+        else {
+            panic!("{expected_field}: {message}");
+        };
+        assert_eq!(field, expected_field);
+        assert_eq!(path, host, "{field}");
+        assert_eq!(expected, expected_type, "{field}");
+        assert_eq!(found, found_type, "{field}");
+        assert_eq!((location.line, location.column), (line, column), "{field}");
+        assert_eq!(location.file, host, "{field}");
+        assert!(
+            message.contains(&format!(
+                "invalid `{expected_field}` in `{}` at line {line}, column {column}: expected {expected_type}, found {found_type}",
+                host.display()
+            )),
+            "{message}"
+        );
+        assert!(
+            help.contains(&format!("write `{expected_field}` as ")),
+            "{field}: {help}"
+        );
+    }
+}
+
+#[test]
+fn function_type_error_names_binding_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        &dir.path().join("host.json"),
+        r#"{"customHandler": {"description": {"defaultExecutablePath": "python3"}}}"#,
+    );
+    let function = "{\"bindings\": [\n  {\"type\": \"http\", \"direction\": \"out\", \"name\": \"res\"},\n  {\"type\": \"httpTrigger\", \"name\": \"req\", \"route\": 12}\n]}";
+    write(&dir.path().join("numbered/function.json"), function);
+
+    let app = load_function_app(dir.path(), None).expect("app");
+
+    assert_eq!(app.function_errors.len(), 1, "{:?}", app.function_errors);
+    let FunctionError::InvalidValue { field, reason, .. } = &app.function_errors[0] else {
+        panic!("{:?}", app.function_errors);
+    };
+    assert_eq!(field, "bindings[1].route");
+    assert_eq!(
+        reason,
+        "expected a string, found the number 12 at line 3, column 51"
+    );
 }
 
 #[test]

@@ -16,6 +16,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The file is neither UTF-8 nor UTF-16 with a byte order mark.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Encoding(#[from] subnetlock_arm::EncodingError),
+
     #[error(transparent)]
     #[diagnostic(transparent)]
     Syntax(Box<SyntaxError>),
@@ -27,6 +32,7 @@ pub enum Error {
 
 /// Plan text that is not valid JSON, with the place serde_json stopped. `source_code` is the
 /// text without a leading byte order mark, and `line`, `column` and `span` count from its start.
+/// `column` counts characters, and `span` counts bytes of the text as UTF-8.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("invalid JSON in Terraform plan `{file}` at line {line}, column {column}: {message}")]
 #[diagnostic(help(

@@ -26,10 +26,12 @@ pub use error::{Error, SyntaxError};
 
 /// Reads the plan JSON file at `path` and builds its topology, with findings.
 pub fn topology_from_plan(path: &Path) -> Result<Topology, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_owned(),
         source,
     })?;
+    // Windows PowerShell 5.1 saves `terraform show -json plan > plan.json` as UTF-16LE.
+    let text = subnetlock_arm::decode_text(path, bytes)?;
     from_str(path, &text)
 }
 
@@ -130,8 +132,15 @@ fn invalid_module(module: &Json, path: &str) -> Option<String> {
 }
 
 fn syntax_error(name: &Path, text: &str, error: &serde_json::Error) -> Error {
-    let (line, column) = (error.line(), error.column());
-    let offset = offset_of(text, line, column);
+    let line = error.line();
+    let mut offset = offset_of(text, line, error.column());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    // serde_json counts the column in bytes, and the message counts characters, as an editor
+    // does, also for a plan decoded from UTF-16.
+    let line_start = text[..offset].rfind('\n').map_or(0, |newline| newline + 1);
+    let column = text[line_start..offset].chars().count() + 1;
     let message = error.to_string();
     // serde_json appends " at line L column C"; the error names the place itself.
     let message = match message.rfind(" at line ") {
@@ -188,6 +197,21 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(is_plan_text(text), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn syntax_error_column_counts_characters() {
+        // `é` is two bytes, so the byte column of the stray comma is one more than its
+        // character column.
+        let text = "{\n  \"é\": ,\n}";
+        let error = serde_json::from_str::<Json>(text).expect_err("invalid JSON");
+
+        let Error::Syntax(syntax) = syntax_error(Path::new("plan.json"), text, &error) else {
+            panic!("not a syntax error");
+        };
+
+        assert_eq!((syntax.line, syntax.column), (2, 8));
+        assert_eq!(&text[syntax.span.offset()..syntax.span.offset() + 1], ",");
     }
 
     #[test]

@@ -522,6 +522,116 @@ fn byte_order_mark_syntax_error_column() {
     assert_eq!(span_text.data(), b",");
 }
 
+/// Encodes `text` as UTF-16 with a byte order mark, little-endian or big-endian, as Windows
+/// PowerShell 5.1 writes a file with `Out-File -Encoding Unicode` or `BigEndianUnicode`.
+fn utf16_with_mark(text: &str, little_endian: bool) -> Vec<u8> {
+    std::iter::once(0xFEFF_u16)
+        .chain(text.encode_utf16())
+        .flat_map(|unit| {
+            if little_endian {
+                unit.to_le_bytes()
+            } else {
+                unit.to_be_bytes()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn utf16_plan_file_reads() {
+    let plain = std::fs::read_to_string(fixture("ip_restriction_default_action.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let utf8_path = dir.path().join("plan-utf8.json");
+    std::fs::write(&utf8_path, &plain).unwrap();
+    let expected = topology_from_plan(&utf8_path).unwrap();
+    let expected_site = expected.site("acctestWA-240311031305920692").expect("site");
+
+    for (little_endian, encoding) in [(true, "UTF-16LE"), (false, "UTF-16BE")] {
+        let path = dir.path().join("plan.json");
+        let bytes = utf16_with_mark(&plain, little_endian);
+        let mark = if little_endian {
+            [0xFF, 0xFE]
+        } else {
+            [0xFE, 0xFF]
+        };
+        assert_eq!(bytes[..2], mark, "{encoding}");
+        std::fs::write(&path, bytes).unwrap();
+
+        let topology = topology_from_plan(&path).unwrap();
+
+        let site = topology.site("acctestWA-240311031305920692").expect("site");
+        assert_eq!(site.declared_at.line, 8, "{encoding}");
+        assert_eq!(site.declared_at.column, 11, "{encoding}");
+        assert_eq!(
+            site.declared_at.line, expected_site.declared_at.line,
+            "{encoding}"
+        );
+        assert_eq!(topology.sites.len(), expected.sites.len(), "{encoding}");
+        assert_eq!(
+            topology.findings.len(),
+            expected.findings.len(),
+            "{encoding}"
+        );
+    }
+}
+
+#[test]
+fn utf16_syntax_error_counts_characters() {
+    // `é` and `😀` are one character each, but two and four bytes in UTF-8 and one and two
+    // code units in UTF-16, so only a count in characters puts the stray `,` at column 13.
+    let text = "{\"format_version\": \"1.2\",\n \"é😀\": \"x\", ,}";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.json");
+    std::fs::write(&path, utf16_with_mark(text, true)).unwrap();
+
+    let error = topology_from_plan(&path).unwrap_err();
+
+    let Error::Syntax(syntax) = &error else {
+        panic!("expected a syntax error, got {error:?}");
+    };
+    assert_eq!((syntax.line, syntax.column), (2, 13));
+    let span_text = syntax.source_code.read_span(&syntax.span, 0, 0).unwrap();
+    assert_eq!(span_text.data(), b",");
+}
+
+#[test]
+fn utf16_without_mark_rejected() {
+    let text = r#"{"format_version": "1.2", "planned_values": {"root_module": {}}}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            text.encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect::<Vec<u8>>(),
+            "UTF-16LE text without a byte order mark",
+        ),
+        (
+            text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+            "UTF-16BE text without a byte order mark",
+        ),
+        (
+            // A high surrogate followed by `}` instead of a low surrogate.
+            vec![0xFF, 0xFE, b'{', 0, 0x00, 0xD8, b'}', 0],
+            "UTF-16LE text with an unpaired surrogate 0xD800 at byte 4",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, bytes).unwrap();
+
+        let error = topology_from_plan(&path).unwrap_err();
+
+        assert!(matches!(error, Error::Encoding(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("`{}` is {expected}", path.display())),
+            "{message}"
+        );
+        let help = miette::Diagnostic::help(&error).unwrap().to_string();
+        assert!(help.contains("as UTF-8"), "{help}");
+    }
+}
+
 #[test]
 fn not_a_plan_rejected() {
     let cases = [

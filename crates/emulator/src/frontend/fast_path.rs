@@ -32,6 +32,7 @@ use subnetlock_access::{eq_ignore_case, eq_lower_case, HeaderLookup, Source};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
+use super::write_timeout::is_write_timeout;
 use super::{
     canonical_peer, push_forwarded_chain, serve_connection, ConnectionPart, DirectRequest,
     FrontEnd, PendingLine, HEAD_TIMEOUT,
@@ -190,7 +191,10 @@ pub(crate) async fn serve<I>(
             io.flush().await
         };
         if let Err(error) = written.await {
-            tracing::debug!(%error, %peer, "front-end connection ended with an error");
+            // The write timeout logged its own line.
+            if !is_write_timeout(&error) {
+                tracing::debug!(%error, %peer, "front-end connection ended with an error");
+            }
             return;
         }
         if output.capacity() > MAX_KEPT_OUTPUT {
@@ -1072,6 +1076,7 @@ mod tests {
             hosts_not_running: Default::default(),
             publishing: std::collections::HashMap::new(),
             decisions: Arc::new(crate::decisions::DecisionLog::new(None).expect("log")),
+            write_timeout: super::super::WRITE_TIMEOUT,
         });
         let (mut client, server) = tokio::io::duplex(1024 * 1024);
         let peer: SocketAddr = "127.0.0.1:50000".parse().expect("peer");
