@@ -62,6 +62,8 @@ mod run;
 mod source;
 mod spanned;
 mod template_kind;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod value;
 
 pub use artifacts::{shown_link, ArtifactPrefix, Artifacts, ArtifactsError, LOCAL_ARTIFACTS_BASE};

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use subnetlock_arm::testing::utf16_with_mark;
 use subnetlock_arm::{
     evaluate_str, Deployment, Error, EvalOptions, OfflineProvider, Parameters, Scope, UnknownCause,
     Value,
@@ -940,21 +941,6 @@ fn locate_inside_nested_template() {
         location.json_path,
         "$.resources[0].properties.template.resources[0].properties.ipSecurityRestrictions[0].ipAddress"
     );
-}
-
-/// Encodes `text` as UTF-16 with a byte order mark, as Windows PowerShell 5.1 writes a file
-/// with `Out-File -Encoding Unicode` (little-endian) or `BigEndianUnicode`.
-fn utf16_with_mark(text: &str, little_endian: bool) -> Vec<u8> {
-    std::iter::once(0xFEFF_u16)
-        .chain(text.encode_utf16())
-        .flat_map(|unit| {
-            if little_endian {
-                unit.to_le_bytes()
-            } else {
-                unit.to_be_bytes()
-            }
-        })
-        .collect()
 }
 
 /// Returns the 1-based line and column (in characters) where `needle` first occurs in `text`.

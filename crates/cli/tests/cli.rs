@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{stderr, stdout, subnetlock, workspace_root};
+use subnetlock_arm::testing::utf16_with_mark;
 
 fn example() -> PathBuf {
     workspace_root().join("examples/lock-in-subnet")
@@ -40,21 +41,6 @@ fn site_with_rules(rules: &str) -> String {
   ]
 }}"#
     )
-}
-
-/// Encodes `text` as UTF-16 with a byte order mark, as Windows PowerShell 5.1 writes a file
-/// with `>` (little-endian) or with `Out-File -Encoding BigEndianUnicode`.
-fn utf16_with_mark(text: &str, little_endian: bool) -> Vec<u8> {
-    std::iter::once(0xFEFF_u16)
-        .chain(text.encode_utf16())
-        .flat_map(|unit| {
-            if little_endian {
-                unit.to_le_bytes()
-            } else {
-                unit.to_be_bytes()
-            }
-        })
-        .collect()
 }
 
 #[test]

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use miette::SourceCode;
 use serde_json::json;
 use subnetlock_access::{Action, PublicNetworkAccess, SourceCondition, SubnetId};
+use subnetlock_arm::testing::utf16_with_mark;
 use subnetlock_model::{FindingCode, IntegrationSource, PlanFamily, Topology};
 use subnetlock_terraform::{from_str, topology_from_plan, Error};
 
@@ -520,21 +521,6 @@ fn byte_order_mark_syntax_error_column() {
     assert_eq!(syntax.column, 20);
     let span_text = syntax.source_code.read_span(&syntax.span, 0, 0).unwrap();
     assert_eq!(span_text.data(), b",");
-}
-
-/// Encodes `text` as UTF-16 with a byte order mark, little-endian or big-endian, as Windows
-/// PowerShell 5.1 writes a file with `Out-File -Encoding Unicode` or `BigEndianUnicode`.
-fn utf16_with_mark(text: &str, little_endian: bool) -> Vec<u8> {
-    std::iter::once(0xFEFF_u16)
-        .chain(text.encode_utf16())
-        .flat_map(|unit| {
-            if little_endian {
-                unit.to_le_bytes()
-            } else {
-                unit.to_be_bytes()
-            }
-        })
-        .collect()
 }
 
 #[test]
