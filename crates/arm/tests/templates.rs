@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use subnetlock_arm::testing::utf16_with_mark;
+use subnetlock_arm::testing::{line_column_of, utf16_with_mark};
 use subnetlock_arm::{
     evaluate_str, Deployment, Error, EvalOptions, OfflineProvider, Parameters, Scope, UnknownCause,
     Value,
@@ -941,15 +941,6 @@ fn locate_inside_nested_template() {
         location.json_path,
         "$.resources[0].properties.template.resources[0].properties.ipSecurityRestrictions[0].ipAddress"
     );
-}
-
-/// Returns the 1-based line and column (in characters) where `needle` first occurs in `text`.
-fn line_column_of(text: &str, needle: &str) -> (usize, usize) {
-    let offset = text.find(needle).expect("needle in text");
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 /// Returns a template with one plan, named by `name`, whose tag before the name makes a column in

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use indexmap::IndexMap;
 use serde_json::{json, Value};
+use subnetlock_arm::testing::line_column_of;
 use subnetlock_emulator::functions_host::{
     load_function_app, AuthLevel, FunctionError, FunctionKeys, FunctionsHost, HostConfig, HostError,
 };
@@ -235,15 +236,6 @@ fn load_error_names_field_read() {
             other => panic!("{host}: {other}"),
         }
     }
-}
-
-/// Returns the 1-based line and column (in characters) where `needle` first occurs in `text`.
-fn line_column_of(text: &str, needle: &str) -> (usize, usize) {
-    let offset = text.find(needle).expect("needle in text");
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 #[test]

@@ -86,14 +86,19 @@ impl<I> WriteTimeout<I> {
             self.armed = false;
             return outcome;
         }
-        let deadline = Instant::now() + self.limit;
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if !self.armed {
-            timer.as_mut().reset(deadline);
-            self.armed = true;
-        }
+        // The clock is read only when a wait starts, not on every poll while it lasts.
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if !self.armed {
+                    timer.as_mut().reset(Instant::now() + self.limit);
+                }
+                timer
+            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(
+                Instant::now() + self.limit,
+            ))),
+        };
+        self.armed = true;
         if timer.as_mut().poll(context).is_pending() {
             return Poll::Pending;
         }
