@@ -6,9 +6,9 @@
 #                check, decision log) -> handler
 #   nginx        wrk -> nginx reverse proxy with the equivalent allow/deny list -> handler
 #   nginx + log  the same with a buffered access log, the counterpart of the decision log
-#   nginx + headers  the same without the log, forwarding the request as the front end does:
-#                the caller's host name and function key, and the headers the App Service
-#                front end and the Functions host add, which the handler then parses
+#   nginx + headers  the same without the log, forwarding the request as the front end does.
+#                It sends the caller's host name and function key, and the headers that the
+#                App Service front end and the Functions host add. The handler parses them all.
 #   floor        wrk -> crates/emulator/examples/floor_proxy.rs, which adds the front end's
 #                headers and does nothing else: the least any front end in tokio pays
 # Every path runs once per round, the paths taking turns, so that a slow spell of the machine

@@ -178,10 +178,10 @@ fn nothing_to_compare(sites: &[SiteInfo]) -> miette::Report {
 /// settings, the status the front end gave it is paired with its prediction.
 ///
 /// A result that may depend on a Functions host that does not start is skipped with the
-/// reason printed, because that host's 503 is not in the prediction. These are a call or an
-/// internet probe that the access restrictions let through to the main site of such a host,
-/// and an internet probe that differs from its prediction and runs the code of an app that
-/// sends such a call. A call is also skipped when the calling app's Functions host does not
+/// reason printed, because that host's 503 is not in the prediction. One such result is a
+/// call or an internet probe that the access restrictions let through to the main site of such
+/// a host. Another is an internet probe that differs from its prediction and runs the code of
+/// an app that sends such a call. A call is also skipped when the calling app's Functions host does not
 /// start, as it never sends the call.
 pub async fn run_probes(
     emulator: &Emulator,

@@ -80,7 +80,7 @@ struct Inner {
     sink: Sink,
 }
 
-/// Where records go.
+/// The destination of records.
 ///
 /// Records are read back from the file rather than kept in memory. A ring of the newest ten
 /// thousand lines took a few megabytes, and each record was written into a slot that had left
@@ -758,8 +758,8 @@ impl<'a> ReverseLines<'a> {
 /// The start of every decision line, up to its sequence number.
 const SEQUENCE_PREFIX: &[u8] = b"{\"sequence\":";
 
-/// The sequence number of a decision line, read from its start as the log writes it; `None`
-/// for a line the log did not write.
+/// Returns the sequence number of a decision line, read from its start as the log writes it,
+/// or `None` for a line the log did not write.
 fn sequence_of(line: &[u8]) -> Option<u64> {
     let rest = line.strip_prefix(SEQUENCE_PREFIX)?;
     let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
@@ -880,7 +880,7 @@ mod tests {
     }
 
     #[test]
-    fn file_reads_see_unflushed_records_of_this_run_only() {
+    fn file_read_sees_unflushed_current_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
         {
@@ -912,7 +912,7 @@ mod tests {
     }
 
     #[test]
-    fn file_reads_skip_lines_the_log_did_not_write() {
+    fn file_read_skips_foreign_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("decisions.jsonl");
         let log = DecisionLog::new(Some(path.clone())).unwrap();

@@ -223,7 +223,7 @@ struct IdleSlot(Mutex<Vec<IdleConnection>>);
 /// Number of idle lists per client.
 const IDLE_SLOTS: usize = 16;
 
-/// The slot of the calling thread: threads take slots in turn, on first use.
+/// Returns the slot of the calling thread. Threads take slots in turn, on first use.
 fn slot_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
